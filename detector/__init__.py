@@ -1,0 +1,3 @@
+"""Payment-failure anomaly detector."""
+
+__version__ = "0.1.0"

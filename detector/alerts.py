@@ -1,0 +1,217 @@
+"""The alert lifecycle: inactive -> pending -> firing -> resolved, one alert per (rule, labels).
+
+A condition must hold for the rule's ``for`` before the alert fires, and a firing alert
+stays firing for ``keep_firing_for`` after its condition clears, so a borderline gateway
+does not flap. Firing alerts are repeated every ``repeat_interval``; an escalation from
+warning to critical is notified at once. Nothing here knows whether it runs live or in
+a backtest: time comes in with every call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+import numpy as np
+
+from detector.config import Config
+from detector.notify.base import Evidence, Notification
+from detector.rules import Finding, RuleResult
+
+__all__ = ["Alert", "AlertBook", "Transition", "fingerprint", "notification_for"]
+
+_SEVERITY_RANK = {"warning": 1, "critical": 2}
+
+
+def fingerprint(labels: dict[str, str]) -> str:
+    """A stable id for an alert's identity labels."""
+    text = json.dumps(labels, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _labels(finding: Finding) -> dict[str, str]:
+    labels = {"rule": finding.rule}
+    if finding.gateway is not None:
+        labels["gateway"] = finding.gateway
+    return labels
+
+
+@dataclass
+class Alert:
+    """A pending or firing alert and what the last tick saw of it."""
+
+    fingerprint: str
+    labels: dict[str, str]  # identity: rule and gateway
+    state: Literal["pending", "firing"]
+    severity: Literal["warning", "critical"]
+    summary: str
+    since: datetime  # estimated start of the condition
+    active_since: datetime  # first tick that saw the condition
+    last_active: datetime  # latest tick that saw it
+    evidence: Evidence
+    fired_at: datetime | None = None
+    last_notified: datetime | None = None
+
+    @property
+    def rule(self) -> str:
+        return self.labels["rule"]
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        for key in ("since", "active_since", "last_active", "fired_at", "last_notified"):
+            data[key] = data[key].isoformat() if data[key] else None
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Alert:
+        data = dict(data)
+        for key in ("since", "active_since", "last_active", "fired_at", "last_notified"):
+            data[key] = datetime.fromisoformat(data[key]) if data[key] else None
+        evidence = dict(data.pop("evidence"))
+        evidence["top_error_codes"] = tuple(tuple(pair) for pair in evidence["top_error_codes"])
+        evidence["sample_payment_ids"] = tuple(evidence["sample_payment_ids"])
+        return cls(evidence=Evidence(**evidence), **data)
+
+
+@dataclass(frozen=True)
+class Transition:
+    """An alert started firing, is still firing (repeat), escalated, or resolved."""
+
+    event: Literal["firing", "resolved"]
+    alert: Alert  # a copy as of the transition
+    at: datetime
+    repeat: bool = False
+
+
+class AlertBook:
+    """Every pending and firing alert, updated from each tick's rule results."""
+
+    def __init__(self, config: Config):
+        self.config = config
+        self.alerts: dict[str, Alert] = {}
+
+    def _timing(self, rule: str) -> tuple[timedelta, timedelta]:
+        settings = getattr(self.config.detection, rule, None)
+        if settings is None:  # source_down: fire and resolve on the tick that sees it
+            return timedelta(0), timedelta(0)
+        return settings.for_, settings.keep_firing_for
+
+    def snapshot(self) -> dict[str, Alert]:
+        return {key: replace(alert) for key, alert in self.alerts.items()}
+
+    def restore(self, alerts: dict[str, Alert]) -> None:
+        self.alerts = {key: replace(alert) for key, alert in alerts.items()}
+
+    def observe(self, result: RuleResult, now: datetime) -> list[Transition]:
+        """Apply one rule's verdicts for every gateway."""
+        findings = {}
+        for index in np.flatnonzero(result.active):
+            finding = result.finding(int(index))
+            findings[fingerprint(_labels(finding))] = finding
+        position = {gateway: i for i, gateway in enumerate(result.gateways)}
+        cleared = {}
+        for key, alert in self.alerts.items():
+            if alert.rule == result.rule and key not in findings:
+                gateway = alert.labels.get("gateway")
+                cleared[key] = result.finding(position[gateway]) if gateway in position else None
+        return self._apply(result.rule, findings, cleared, now)
+
+    def observe_findings(self, rule: str, findings: list[Finding], now: datetime) -> list[Transition]:
+        """Apply verdicts made outside the rule table (the source-down alert)."""
+        active = {fingerprint(_labels(f)): f for f in findings}
+        cleared = {
+            key: None for key, alert in self.alerts.items() if alert.rule == rule and key not in active
+        }
+        return self._apply(rule, active, cleared, now)
+
+    def _apply(
+        self,
+        rule: str,
+        active: dict[str, Finding],
+        cleared: dict[str, Finding | None],
+        now: datetime,
+    ) -> list[Transition]:
+        wait_for, keep_firing_for = self._timing(rule)
+        transitions = []
+        for key, finding in active.items():
+            transition = self._still_active(key, finding, now, wait_for)
+            if transition:
+                transitions.append(transition)
+        for key, last_finding in cleared.items():
+            transition = self._cleared(key, last_finding, now, keep_firing_for)
+            if transition:
+                transitions.append(transition)
+        return transitions
+
+    def _still_active(
+        self, key: str, finding: Finding, now: datetime, wait_for: timedelta
+    ) -> Transition | None:
+        alert = self.alerts.get(key)
+        if alert is None:
+            alert = Alert(
+                key, _labels(finding), "pending", finding.severity, finding.summary,
+                since=finding.since, active_since=now, last_active=now, evidence=finding.evidence,
+            )
+            self.alerts[key] = alert
+        escalated = _SEVERITY_RANK[finding.severity] > _SEVERITY_RANK[alert.severity]
+        alert.severity = finding.severity if escalated else alert.severity
+        alert.summary, alert.evidence, alert.last_active = finding.summary, finding.evidence, now
+        if alert.state == "pending":
+            if now - alert.active_since < wait_for:
+                return None
+            alert.state, alert.fired_at, alert.last_notified = "firing", now, now
+            return Transition("firing", replace(alert), now)
+        if escalated:
+            alert.last_notified = now
+            return Transition("firing", replace(alert), now)
+        if alert.last_notified and now - alert.last_notified >= self.config.alerting.repeat_interval:
+            alert.last_notified = now
+            return Transition("firing", replace(alert), now, repeat=True)
+        return None
+
+    def _cleared(
+        self, key: str, finding: Finding | None, now: datetime, keep_firing_for: timedelta
+    ) -> Transition | None:
+        alert = self.alerts[key]
+        if alert.state == "pending":
+            del self.alerts[key]
+            return None
+        if now - alert.last_active < keep_firing_for:
+            return None
+        del self.alerts[key]
+        if finding is not None:
+            alert.summary, alert.evidence = finding.summary, finding.evidence
+        return Transition("resolved", alert, now)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def notification_for(transition: Transition, config: Config) -> Notification:
+    """The message every receiver (and the backtest) gets for a transition."""
+    alert = transition.alert
+    gateway = alert.labels.get("gateway")
+    settings = config.gateways.get(gateway) if gateway else None
+    episode = _iso(alert.fired_at or alert.active_since)
+    kind = "repeat:" + _iso(transition.at) if transition.repeat else transition.event
+    if transition.event == "firing" and not transition.repeat and alert.fired_at != transition.at:
+        kind = f"escalated:{_iso(transition.at)}"
+    return Notification(
+        event=transition.event,
+        fingerprint=alert.fingerprint,
+        idempotency_key=f"{alert.fingerprint}:{episode}:{kind}",
+        rule=alert.rule,
+        severity=alert.severity,
+        labels={**alert.labels, "severity": alert.severity},
+        summary=alert.summary,
+        at=_iso(transition.at),
+        since=_iso(alert.since),
+        repeat=transition.repeat,
+        evidence=alert.evidence,
+        backup_gateway=settings.backup if settings else None,
+        links=settings.links if settings else (),
+    )

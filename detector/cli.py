@@ -1,0 +1,307 @@
+"""The ``detector`` command: run, check, validate, simulate, backtest, demo.
+
+Exit codes: 0 all good, 1 something is firing (``check``), 2 an error (bad config,
+unreadable database, bad arguments).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TextIO
+
+import numpy as np
+import requests
+
+from detector.config import Config, ConfigError, load_config
+from detector.errors import DetectorError
+from detector.source import SchemaError, SourceError, SqlSource, connect
+
+__all__ = ["main"]
+
+log = logging.getLogger("detector")
+
+EXIT_OK, EXIT_FIRING, EXIT_ERROR = 0, 1, 2
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def _setup_logging(level: str, fmt: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+
+
+def parse_time(text: str) -> datetime:
+    """ISO-8601 (naive means UTC) or ``now``."""
+    if text == "now":
+        return datetime.now(UTC)
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO-8601 time such as 2026-11-20T14:00") from exc
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _load(args: argparse.Namespace) -> Config:
+    config = load_config(args.config)
+    updates = {}
+    db_url = getattr(args, "db", None) or os.environ.get("DETECTOR_DB_URL")
+    if db_url:
+        updates["source"] = config.source.model_copy(update={"url": db_url})
+    state_url = getattr(args, "state", None) or os.environ.get("DETECTOR_STATE_URL")
+    if state_url:
+        updates["state"] = config.state.model_copy(update={"url": state_url})
+    return config.model_copy(update=updates) if updates else config
+
+
+def _open_source(config: Config, *, strict: bool) -> SqlSource:
+    """The payments source; a missing table/column is always fatal, an outage only if strict."""
+    source = SqlSource(connect(config.source.url), config.source)
+    try:
+        source.check()
+    except SchemaError:
+        raise
+    except SourceError as exc:
+        if strict:
+            raise
+        log.warning("%s; will keep retrying every tick", exc)
+    return source
+
+
+# --- commands -----------------------------------------------------------------------------
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    config = _load(args)
+    print(
+        f"{args.config}: OK - {len(config.gateways)} gateway(s) configured, "
+        f"{len(config.receivers)} receiver(s), {len(config.routes)} route(s), "
+        f"tick every {config.schedule.interval.total_seconds():g}s"
+    )
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from detector.daemon import Daemon
+    from detector.notify import build_receivers
+    from detector.store import StateStore
+
+    config = _load(args)
+    source = _open_source(config, strict=False)
+    store = StateStore.open(config.state.url)
+    with requests.Session() as session:
+        receivers = build_receivers(config, session)
+        Daemon(config, source, store, receivers).run()
+    return EXIT_OK
+
+
+def _verdict_table(config: Config, at: datetime, out: TextIO) -> int:
+    from detector.engine import Engine
+    from detector.stats.binomial import wilson_interval
+
+    source = _open_source(config, strict=True)
+    engine = Engine(config, source)
+    result = engine.tick(at)
+    if result.error:
+        raise SourceError(result.error)
+    window = engine.window
+    minutes = max(1, int(config.detection.sla_breach.window.total_seconds() // 60))
+    columns = window.recent(minutes)
+    payments = window.payments[:, columns].sum(axis=1)
+    failures = window.failures[:, columns].sum(axis=1)
+    low, high = wilson_interval(failures, payments)
+    breached: dict[str, list[str]] = {g: [] for g in window.gateways}
+    for rule in engine.last_results:
+        for index in np.flatnonzero(rule.active):
+            breached[rule.gateways[int(index)]].append(rule.rule)
+    out.write(f"as of {at.isoformat(timespec='seconds')}, last {minutes} min\n")
+    out.write(f"{'gateway':<14} {'payments':>9} {'failures':>9} {'rate':>7} {'95% CI':>15} {'SLA':>6}  verdict\n")
+    for i, gateway in enumerate(window.gateways):
+        n, k = int(payments[i]), int(failures[i])
+        rate = f"{k / n:.1%}" if n else "-"
+        interval = f"{low[i]:.1%}-{high[i]:.1%}" if n else "-"
+        verdict = "FIRING: " + ", ".join(breached[gateway]) if breached[gateway] else "healthy"
+        out.write(
+            f"{gateway:<14} {n:>9} {k:>9} {rate:>7} {interval:>15} {config.sla_for(gateway):>6.1%}  {verdict}\n"
+        )
+    if result.invalid_rows:
+        out.write(f"{result.invalid_rows} row(s) skipped: null gateway or unknown status\n")
+    return EXIT_FIRING if any(breached.values()) else EXIT_OK
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    config = _load(args)
+    return _verdict_table(config, args.at or datetime.now(UTC), sys.stdout)
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from detector.simulate import Incident, simulate
+
+    end = args.end or datetime.now(UTC).replace(second=0, microsecond=0)
+    start = end - timedelta(days=args.days)
+    incidents = [Incident.parse(text, start) for text in args.incident]
+    began = time.perf_counter()
+    rows = simulate(args.db, start, args.days, incidents=incidents, seed=args.seed, table=args.table)
+    print(
+        f"wrote {rows} payments from {start.isoformat(timespec='minutes')} to "
+        f"{end.isoformat(timespec='minutes')} into {args.table} in {time.perf_counter() - began:.1f}s",
+        file=sys.stderr,
+    )
+    return EXIT_OK
+
+
+def cmd_backtest(args: argparse.Namespace) -> int:
+    from detector.backtest import replay, write_jsonl, write_table
+
+    config = _load(args)
+    source = _open_source(config, strict=True)
+    began = time.perf_counter()
+    events = replay(config, source, args.start, args.end)
+    writer = write_jsonl if args.format == "jsonl" else write_table
+    count = writer(events, sys.stdout)
+    log.info("backtest: %d transition(s) in %.1fs", count, time.perf_counter() - began)
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from detector.backtest import replay, write_table
+    from detector.simulate import Incident, simulate
+
+    config = load_config(args.config) if Path(args.config).exists() else Config()
+    folder = Path(args.dir or tempfile.mkdtemp(prefix="detector-demo-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    url = f"sqlite:///{folder / 'payments.db'}"
+    (folder / "payments.db").unlink(missing_ok=True)
+    end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    start = end - timedelta(days=7)
+    day6 = start + timedelta(days=5)
+    incidents = [
+        Incident("adyen", day6 + timedelta(hours=14), timedelta(minutes=45), failure_rate=0.12),
+        Incident("stripe", day6 + timedelta(days=1, hours=9, minutes=30), timedelta(minutes=12), failure_rate=1.0),
+        Incident("paypal", day6 + timedelta(days=1, hours=16), timedelta(minutes=40), volume_factor=0.0),
+    ]
+    print(f"1/2 simulating a week of payments for 5 gateways into {url}", file=sys.stderr)
+    began = time.perf_counter()
+    rows = simulate(url, start, 7, incidents=incidents, seed=args.seed)
+    print(f"    {rows} payments in {time.perf_counter() - began:.1f}s", file=sys.stderr)
+    config = config.model_copy(update={"source": config.source.model_copy(update={"url": url})})
+    print("2/2 replaying the week through the detector (the daemon's own engine)", file=sys.stderr)
+    source = _open_source(config, strict=True)
+    began = time.perf_counter()
+    events = list(replay(config, source, start + timedelta(hours=3), end))
+    write_table(iter(events), sys.stdout)
+    print(f"replayed 7 days in {time.perf_counter() - began:.1f}s\n", file=sys.stdout)
+    print("injected incident                                      first alert         delay", file=sys.stdout)
+    for incident in incidents:
+        effect = (
+            f"failure rate {incident.failure_rate:.0%}" if incident.failure_rate is not None
+            else f"volume x{incident.volume_factor:g}"
+        )
+        begins = incident.start.replace(tzinfo=UTC)
+        first = next(
+            (e for e in events if e.event == "firing" and e.labels.get("gateway") == incident.gateway
+             and parse_time(e.at) >= begins),
+            None,
+        )
+        found = (
+            f"{first.rule:<18}  {(parse_time(first.at) - begins).total_seconds() / 60:.0f} min"
+            if first else "missed"
+        )
+        label = f"{incident.gateway} {effect} for {incident.duration.total_seconds() / 60:.0f} min at {begins:%a %H:%M}"
+        print(f"{label:<54} {found}", file=sys.stdout)
+    return EXIT_OK
+
+
+# --- parser -------------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="detector", description=__doc__.splitlines()[0])
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("--log-format", default="text", choices=["text", "json"])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument("--config", default="alerts.yaml", help="path of alerts.yaml (default: %(default)s)")
+        return sub
+
+    run = command("run", "run the detector as a long-running service")
+    run.add_argument("--db", help="payments database URL (overrides source.url and DETECTOR_DB_URL)")
+    run.add_argument("--state", help="state database URL (overrides state.url and DETECTOR_STATE_URL)")
+    run.set_defaults(handler=cmd_run)
+
+    check = command("check", "evaluate once and print a verdict per gateway (exit 1 if any fires)")
+    check.add_argument("--db", help="payments database URL")
+    check.add_argument("--at", type=parse_time, help="evaluate as of this time (ISO-8601, UTC)")
+    check.set_defaults(handler=cmd_check)
+
+    validate = command("validate", "check alerts.yaml and print every problem with its key path")
+    validate.set_defaults(handler=cmd_validate)
+
+    simulate = commands.add_parser("simulate", help="write synthetic payments with injected incidents")
+    simulate.add_argument("--db", required=True, help="database URL to write to")
+    simulate.add_argument("--days", type=float, default=7.0)
+    simulate.add_argument("--end", type=parse_time, help="end of the simulated period (default: now)")
+    simulate.add_argument("--seed", type=int, default=0)
+    simulate.add_argument("--table", default="payments")
+    simulate.add_argument(
+        "--incident", action="append", default=[],
+        help="GATEWAY:START:DURATION:KIND=VALUE, e.g. adyen:+5d14h:45m:failure_rate=0.12 (repeatable)",
+    )
+    simulate.set_defaults(handler=cmd_simulate)
+
+    backtest = command("backtest", "replay history through the detector and print what would have fired")
+    backtest.add_argument("--db", help="payments database URL")
+    backtest.add_argument("--start", type=parse_time, required=True)
+    backtest.add_argument("--end", type=parse_time, default=datetime.now(UTC))
+    backtest.add_argument("--format", choices=["jsonl", "table"], default="jsonl")
+    backtest.set_defaults(handler=cmd_backtest)
+
+    demo = command("demo", "simulate a week with incidents and show what the detector raises")
+    demo.add_argument("--dir", help="folder for the demo database (default: a new temporary folder)")
+    demo.add_argument("--seed", type=int, default=7)
+    demo.set_defaults(handler=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    _setup_logging(args.log_level, args.log_format)
+    try:
+        return int(args.handler(args))
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+    except (DetectorError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+    return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

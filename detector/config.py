@@ -1,0 +1,443 @@
+"""alerts.yaml -> typed, validated, frozen configuration (the only YAML reader).
+
+Secrets come from the environment: any string value may hold ``${VAR}`` or
+``${VAR:-default}``. Every problem is reported with the key path that holds it, e.g.
+``receivers.ops-slack.url: environment variable SLACK_WEBHOOK_URL is not set``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from detector.errors import DetectorError
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "ConsoleReceiver",
+    "EmailReceiver",
+    "ReceiverConfig",
+    "SlackReceiver",
+    "WebhookReceiver",
+    "load_config",
+    "parse_config",
+    "parse_duration",
+]
+
+DEFAULT_CONFIG_PATH = "alerts.yaml"
+
+
+class ConfigError(DetectorError):
+    """alerts.yaml is unreadable or invalid; ``problems`` lists ``(key path, message)``."""
+
+    def __init__(self, problems: list[tuple[str, str]], source: str = DEFAULT_CONFIG_PATH):
+        self.problems = problems
+        self.source = source
+        lines = [f"{source}: {len(problems)} problem(s)"]
+        lines += [f"  {path or '<top level>'}: {message}" for path, message in problems]
+        super().__init__("\n".join(lines))
+
+
+# --- value types ---------------------------------------------------------------------------
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(value: Any) -> timedelta:
+    """Parse ``"90s"``, ``"5m"``, ``"2h"``, ``"1d"``, ``"1w"`` or a number of seconds.
+
+    >>> parse_duration("5m")
+    datetime.timedelta(seconds=300)
+    >>> parse_duration(90)
+    datetime.timedelta(seconds=90)
+    """
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 30s, 5m, 2h or 1d")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError("a duration cannot be negative")
+        return timedelta(seconds=value)
+    match = _DURATION.match(str(value))
+    if not match:
+        raise ValueError(f"{value!r} is not a duration; write e.g. 30s, 5m, 2h or 1d")
+    return timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$")
+
+
+def _check_identifier(value: str) -> str:
+    if not _IDENTIFIER.match(value):
+        raise ValueError(
+            f"{value!r} is not a plain SQL identifier (letters, digits and underscores, "
+            "not starting with a digit)"
+        )
+    return value
+
+
+Identifier = Annotated[str, BeforeValidator(lambda v: _check_identifier(str(v)))]
+
+
+def _check_table_name(value: Any) -> str:
+    parts = str(value).split(".")
+    if len(parts) > 2:
+        raise ValueError(f"{value!r}: write the table as 'table' or 'schema.table'")
+    for part in parts:
+        _check_identifier(part)
+    return str(value)
+
+
+TableName = Annotated[str, BeforeValidator(_check_table_name)]
+Probability = Annotated[float, Field(gt=0, lt=1)]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+# --- source ------------------------------------------------------------------------------
+
+
+class Columns(_Frozen):
+    """Names of the payments table's columns."""
+
+    id: Identifier = "id"
+    timestamp: Identifier = "created_at"
+    gateway: Identifier = "gateway"
+    status: Identifier = "status"
+    error_code: Identifier | None = "error_code"
+
+
+class Statuses(_Frozen):
+    """Which status values are final failures, final successes, or not final yet."""
+
+    failed: tuple[str, ...] = ("failed",)
+    succeeded: tuple[str, ...] = ("succeeded",)
+    pending: tuple[str, ...] = ("pending",)
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> Statuses:
+        seen: dict[str, str] = {}
+        for kind in ("failed", "succeeded", "pending"):
+            for status in getattr(self, kind):
+                if status in seen:
+                    raise ValueError(f"status {status!r} is listed as both {seen[status]} and {kind}")
+                seen[status] = kind
+        if not self.failed or not self.succeeded:
+            raise ValueError("list at least one failed and one succeeded status")
+        return self
+
+
+class SourceConfig(_Frozen):
+    url: str = "sqlite:///payments.db"
+    table: TableName = "payments"
+    columns: Columns = Columns()
+    statuses: Statuses = Statuses()
+    # Rows can be committed a little after their timestamp; each tick re-reads this much.
+    late_arrival: Duration = timedelta(minutes=5)
+    # How much history a fresh start reads to fill its windows.
+    warmup: Duration = timedelta(hours=3)
+
+
+class StateConfig(_Frozen):
+    url: str = "sqlite:///detector-state.db"
+
+
+class ScheduleConfig(_Frozen):
+    interval: Duration = timedelta(minutes=1)
+    # Consecutive failed ticks before the single "source down" alert fires.
+    source_down_after: int = Field(default=3, ge=1)
+
+    @field_validator("interval")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("the interval must be positive")
+        return value
+
+
+# --- detection -----------------------------------------------------------------------------
+
+
+class _Rule(_Frozen):
+    enabled: bool = True
+    # How long a condition must hold before the alert fires (pending meanwhile).
+    for_: Duration = Field(default=timedelta(0), alias="for")
+    # How long a firing alert stays firing after its condition clears (anti-flapping).
+    keep_firing_for: Duration = timedelta(minutes=5)
+
+
+class SlaBreachRule(_Rule):
+    """One-sided exact binomial test of the rolling window's failures against the SLA."""
+
+    for_: Duration = Field(default=timedelta(minutes=2), alias="for")
+    window: Duration = timedelta(minutes=30)
+    min_payments: int = Field(default=30, ge=1)
+    # Per-tick significance level; see README "False alerts" for what it means per quarter.
+    alpha: Probability = 1e-6
+    # Observed rate at this multiple of the SLA makes the alert critical instead of warning.
+    critical_factor: float = Field(default=5.0, gt=1)
+
+
+class OutageRule(_Rule):
+    """Near-total failure in the most recent minutes; fires on the first tick that sees it."""
+
+    window: Duration = timedelta(minutes=5)
+    min_payments: int = Field(default=5, ge=1)
+    failure_rate: Probability = 0.9
+    keep_firing_for: Duration = timedelta(minutes=2)
+
+
+class NoDataRule(_Rule):
+    """A gateway that had traffic went silent: zero payments where a Poisson model expects many."""
+
+    silence: Duration = timedelta(minutes=15)
+    history: Duration = timedelta(hours=2)
+    alpha: Probability = 1e-4
+    keep_firing_for: Duration = timedelta(0)
+
+
+class DetectionConfig(_Frozen):
+    sla: Probability = 0.02
+    sla_breach: SlaBreachRule = SlaBreachRule()
+    outage: OutageRule = OutageRule()
+    no_data: NoDataRule = NoDataRule()
+
+
+class GatewayConfig(_Frozen):
+    sla: Probability | None = None
+    backup: str | None = None
+    links: tuple[str, ...] = ()
+
+
+class AlertingConfig(_Frozen):
+    repeat_interval: Duration = timedelta(hours=4)
+
+
+# --- receivers and routes ------------------------------------------------------------------
+
+
+class _Receiver(_Frozen):
+    send_resolved: bool = True
+    timeout: Duration = timedelta(seconds=10)
+
+
+class ConsoleReceiver(_Receiver):
+    type: Literal["console"]
+
+
+class WebhookReceiver(_Receiver):
+    type: Literal["webhook"]
+    url: str
+    headers: dict[str, SecretStr] = {}
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("the url must start with http:// or https://")
+        return value
+
+
+class SlackReceiver(_Receiver):
+    type: Literal["slack"]
+    url: SecretStr
+    channel: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().startswith(("http://", "https://")):
+            raise ValueError("the Slack incoming-webhook url must start with https://")
+        return value
+
+
+class EmailReceiver(_Receiver):
+    type: Literal["email"]
+    host: str
+    port: int = Field(default=587, ge=1, le=65535)
+    starttls: bool = True
+    ssl: bool = False
+    username: str | None = None
+    password: SecretStr | None = None
+    sender: str = Field(alias="from")
+    to: tuple[str, ...] = Field(min_length=1)
+
+
+ReceiverConfig = Annotated[
+    ConsoleReceiver | WebhookReceiver | SlackReceiver | EmailReceiver,
+    Field(discriminator="type"),
+]
+
+
+class Route(_Frozen):
+    """Alerts whose labels equal every ``match`` entry go to ``receivers``."""
+
+    match: dict[str, str] = {}
+    receivers: tuple[str, ...] = Field(min_length=1)
+    # Keep looking at later routes after this one matched.
+    continue_: bool = Field(default=False, alias="continue")
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        return all(labels.get(key) == value for key, value in self.match.items())
+
+
+class Config(_Frozen):
+    source: SourceConfig = SourceConfig()
+    state: StateConfig = StateConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+    detection: DetectionConfig = DetectionConfig()
+    gateways: dict[str, GatewayConfig] = {}
+    alerting: AlertingConfig = AlertingConfig()
+    receivers: dict[str, ReceiverConfig] = {"console": ConsoleReceiver(type="console")}
+    routes: tuple[Route, ...] = (Route(receivers=("console",)),)
+
+    @model_validator(mode="after")
+    def _routes_name_receivers(self) -> Config:
+        for index, route in enumerate(self.routes):
+            for name in route.receivers:
+                if name not in self.receivers:
+                    known = ", ".join(sorted(self.receivers)) or "none"
+                    raise ValueError(
+                        f"routes[{index}].receivers: unknown receiver {name!r} (defined: {known})"
+                    )
+        for name, gateway in self.gateways.items():
+            if gateway.backup == name:
+                raise ValueError(f"gateways.{name}.backup: a gateway cannot be its own backup")
+        return self
+
+    def sla_for(self, gateway: str) -> float:
+        override = self.gateways.get(gateway)
+        return override.sla if override and override.sla is not None else self.detection.sla
+
+    def receivers_for(self, labels: Mapping[str, str]) -> list[str]:
+        """Receiver names for an alert with these labels, in route order, without repeats."""
+        chosen: list[str] = []
+        for route in self.routes:
+            if route.matches(labels):
+                chosen += [name for name in route.receivers if name not in chosen]
+                if not route.continue_:
+                    break
+        return chosen
+
+
+# --- loading -------------------------------------------------------------------------------
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _interpolate(
+    node: Any, path: str, env: Mapping[str, str], problems: list[tuple[str, str]]
+) -> Any:
+    """Replace ``${VAR}`` in every string, recording unset variables with their key path."""
+    if isinstance(node, dict):
+        return {
+            key: _interpolate(value, f"{path}.{key}" if path else str(key), env, problems)
+            for key, value in node.items()
+        }
+    if isinstance(node, list):
+        return [_interpolate(item, f"{path}[{i}]", env, problems) for i, item in enumerate(node)]
+    if not isinstance(node, str):
+        return node
+
+    def substitute(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in env:
+            return env[name]
+        if default is not None:
+            return default
+        problems.append((path, f"environment variable {name} is not set"))
+        return ""
+
+    return _ENV_REF.sub(substitute, node)
+
+
+def _key_path(loc: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part in {"console", "webhook", "slack", "email"} and path.startswith("receivers."):
+            continue  # pydantic's discriminator tag, not a key the user wrote
+        else:
+            path += f".{part}" if path else str(part)
+    return path
+
+
+def _explain(error: Any) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return "unknown key; check its spelling against the README's alerts.yaml reference"
+    if kind == "missing":
+        return "required key is missing"
+    if kind == "union_tag_invalid":
+        return f"unknown receiver type {error['input'].get('type')!r}; use console, webhook, slack or email"
+    if kind == "union_tag_not_found":
+        return "say which receiver this is with type: console, webhook, slack or email"
+    message = str(error["msg"])
+    return message.removeprefix("Value error, ")
+
+
+def parse_config(
+    data: Any, env: Mapping[str, str] | None = None, source: str = DEFAULT_CONFIG_PATH
+) -> Config:
+    """Validate already-parsed YAML. Raises :class:`ConfigError` listing every problem."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError([("", "the file must hold a mapping of keys such as source:, receivers:")], source)
+    problems: list[tuple[str, str]] = []
+    data = _interpolate(data, "", os.environ if env is None else env, problems)
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        unset = {path for path, _ in problems}
+        for error in exc.errors():
+            message = _explain(error)
+            path = _key_path(error["loc"])
+            if path in unset:
+                continue  # already reported as an unset environment variable
+            if ": " in message and message.split(": ", 1)[0].startswith(("routes[", "gateways.")):
+                path, message = message.split(": ", 1)
+            problems.append((path, message))
+    if problems:
+        raise ConfigError(problems, source)
+    return config
+
+
+def load_config(path: str | Path = DEFAULT_CONFIG_PATH, env: Mapping[str, str] | None = None) -> Config:
+    """Read and validate an alerts.yaml file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([("", f"cannot read the file: {exc.strerror}")], str(path)) from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise ConfigError([("", f"{where}not valid YAML ({getattr(exc, 'problem', exc)})")], str(path)) from exc
+    return parse_config(data, env, str(path))

@@ -1,0 +1,118 @@
+"""One tick: source -> window -> rules -> alert lifecycle. Shared by the daemon and the backtest.
+
+The engine keeps its state in memory and is told the time; persisting that state and
+delivering notifications is the caller's business (the daemon does both, a backtest neither).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+
+from detector.alerts import AlertBook, Transition
+from detector.config import Config
+from detector.rules import RuleResult, evaluate, minutes_needed, source_down_finding
+from detector.source import Source, SourceError, epoch_minute
+from detector.window import CountWindow
+
+__all__ = ["Engine", "TickResult"]
+
+log = logging.getLogger(__name__)
+
+# Rules whose message gains the top error codes and sample payment ids when they fire.
+_EXPLAINED_RULES = {"sla_breach", "outage"}
+
+
+def _ceil_minute(moment: datetime) -> int:
+    """The first minute bucket that starts at or after ``moment``."""
+    return -int(-moment.timestamp() // 60)
+
+
+def _minute_start(minute: int) -> datetime:
+    return datetime.fromtimestamp(minute * 60, tz=UTC)
+
+
+@dataclass(frozen=True)
+class TickResult:
+    at: datetime
+    transitions: list[Transition] = field(default_factory=list)
+    rows: int = 0  # payment rows covered by the buckets read
+    invalid_rows: int = 0  # rows skipped for a null gateway or unknown status
+    read_seconds: float = 0.0
+    seconds: float = 0.0
+    error: str | None = None  # why the source could not be read
+
+
+class Engine:
+    """Evaluates every rule for every gateway at the times it is given."""
+
+    def __init__(self, config: Config, source: Source):
+        self.config = config
+        self.source = source
+        self.window = CountWindow(minutes_needed(config), gateways=config.gateways)
+        self.alerts = AlertBook(config)
+        self.watermark: datetime | None = None  # time up to which payments have been read
+        self.last_results: list[RuleResult] = []
+        self.failed_ticks = 0
+        self._failing_since: datetime | None = None
+
+    def _read_range(self, now: datetime) -> tuple[datetime, datetime]:
+        window_start = _minute_start(_ceil_minute(now) - self.window.minutes)
+        if self.watermark is None:
+            start = now - max(self.config.source.warmup, timedelta(minutes=self.window.minutes))
+        else:
+            start = min(self.watermark, now) - self.config.source.late_arrival
+        # Whole minutes only: a re-read replaces entire buckets.
+        return max(_minute_start(epoch_minute(start)), window_start), now
+
+    def tick(self, now: datetime) -> TickResult:
+        """Read what is new, update the window, evaluate the rules, advance the alerts."""
+        began = time.perf_counter()
+        start, end = self._read_range(now)
+        try:
+            counts = self.source.read(start, end)
+        except SourceError as exc:
+            return self._source_failed(now, str(exc), began)
+        read_seconds = time.perf_counter() - began
+        self.failed_ticks, self._failing_since = 0, None
+        end_minute = _ceil_minute(now)
+        self.window.advance(end_minute)
+        self.window.replace(epoch_minute(start), end_minute, counts)
+        self.watermark = now
+
+        transitions = self.alerts.observe_findings("source_down", [], now)
+        self.last_results = evaluate(self.window, self.config)
+        for result in self.last_results:
+            transitions += self.alerts.observe(result, now)
+        return TickResult(
+            now,
+            [self._explained(t) for t in transitions],
+            rows=int(counts.volume.sum()),
+            invalid_rows=counts.invalid,
+            read_seconds=read_seconds,
+            seconds=time.perf_counter() - began,
+        )
+
+    def _source_failed(self, now: datetime, error: str, began: float) -> TickResult:
+        # Other alerts keep their state: nothing can be concluded about them without data.
+        self.failed_ticks += 1
+        self._failing_since = self._failing_since or now
+        findings = []
+        if self.failed_ticks >= self.config.schedule.source_down_after:
+            findings.append(source_down_finding(self.failed_ticks, self._failing_since, error))
+        transitions = self.alerts.observe_findings("source_down", findings, now)
+        return TickResult(now, transitions, seconds=time.perf_counter() - began, error=error)
+
+    def _explained(self, transition: Transition) -> Transition:
+        """Add top error codes and sample payment ids to a new firing alert's evidence."""
+        alert = transition.alert
+        gateway = alert.labels.get("gateway")
+        if transition.event != "firing" or transition.repeat or gateway is None:
+            return transition
+        if alert.rule not in _EXPLAINED_RULES:
+            return transition
+        codes, ids = self.source.evidence(gateway, alert.since, transition.at)
+        evidence = replace(alert.evidence, top_error_codes=codes, sample_payment_ids=ids)
+        return replace(transition, alert=replace(alert, evidence=evidence))

@@ -1,0 +1,319 @@
+"""The only SQL code: per-(gateway, minute) payment counts from the user's payments table.
+
+The database does the aggregation (``GROUP BY gateway, minute`` over an indexed time range
+with bound parameters); Python only receives one row per gateway and minute.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.functions import FunctionElement
+
+from detector.config import SourceConfig
+from detector.errors import DetectorError
+
+__all__ = [
+    "Counts",
+    "FrameSource",
+    "SchemaError",
+    "Source",
+    "SourceError",
+    "SqlSource",
+    "connect",
+    "epoch_minute",
+]
+
+log = logging.getLogger(__name__)
+
+IntArray = npt.NDArray[np.int64]
+
+
+class SourceError(DetectorError):
+    """The payments database could not be read."""
+
+
+class SchemaError(SourceError):
+    """The configured table or one of its columns does not exist: a configuration mistake."""
+
+
+def epoch_minute(moment: datetime) -> int:
+    """Minutes since 1970-01-01 UTC, the bucket a timestamp falls in."""
+    return int(moment.timestamp() // 60)
+
+
+def _naive_utc(moment: datetime) -> datetime:
+    # Payments tables store naive UTC timestamps; every session is pinned to UTC (see connect).
+    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
+
+
+@dataclass(frozen=True)
+class Counts:
+    """One row per (gateway, minute) with payments in it; arrays of equal length."""
+
+    gateway: npt.NDArray[np.object_]
+    minute: IntArray  # epoch minute of the bucket
+    payments: IntArray  # final payments (failed + succeeded)
+    failures: IntArray
+    volume: IntArray  # every valid row, pending included: what volume rules count
+    invalid: int = 0  # rows skipped: null gateway, null or unknown status
+
+    @classmethod
+    def empty(cls) -> Counts:
+        none = np.zeros(0, dtype=np.int64)
+        return cls(np.zeros(0, dtype=object), none, none, none, none)
+
+    def between(self, first_minute: int, end_minute: int) -> Counts:
+        """The buckets with ``first_minute <= minute < end_minute`` (rows sorted by minute)."""
+        lo, hi = np.searchsorted(self.minute, [first_minute, end_minute])
+        part = slice(int(lo), int(hi))
+        return Counts(
+            self.gateway[part],
+            self.minute[part],
+            self.payments[part],
+            self.failures[part],
+            self.volume[part],
+        )
+
+
+class Source(ABC):
+    """Where a tick gets its counts from."""
+
+    @abstractmethod
+    def read(self, start: datetime, end: datetime) -> Counts:
+        """Counts of payments with ``start <= timestamp < end``."""
+
+    def evidence(
+        self, gateway: str, start: datetime, end: datetime, limit: int = 5
+    ) -> tuple[tuple[tuple[str, int], ...], tuple[str, ...]]:
+        """Top error codes and a few recent failed payment ids; none where not available."""
+        return (), ()
+
+
+class _MinuteBucket(FunctionElement[int]):
+    """Whole minutes since the epoch of a timestamp column, compiled per dialect."""
+
+    type = sa.BigInteger()
+    inherit_cache = True
+    name = "minute_bucket"
+
+
+@compiles(_MinuteBucket, "sqlite")
+def _minute_sqlite(element: _MinuteBucket, compiler: Any, **kw: Any) -> str:
+    column = compiler.process(element.clauses, **kw)
+    return f"(CAST(strftime('%s', {column}) AS INTEGER) / 60)"
+
+
+@compiles(_MinuteBucket, "postgresql")
+def _minute_postgresql(element: _MinuteBucket, compiler: Any, **kw: Any) -> str:
+    column = compiler.process(element.clauses, **kw)
+    return f"CAST(FLOOR(EXTRACT(EPOCH FROM {column}) / 60) AS BIGINT)"
+
+
+@compiles(_MinuteBucket, "mysql")
+@compiles(_MinuteBucket, "mariadb")
+def _minute_mysql(element: _MinuteBucket, compiler: Any, **kw: Any) -> str:
+    column = compiler.process(element.clauses, **kw)
+    return f"TIMESTAMPDIFF(MINUTE, '1970-01-01 00:00:00', {column})"
+
+
+def connect(url: str, *, read_only: bool = True) -> Engine:
+    """An engine whose sessions run in UTC and, for the payments source, read only."""
+    parsed = sa.make_url(url)
+    connect_args: dict[str, Any] = {}
+    backend = parsed.get_backend_name()
+    if backend == "postgresql":
+        options = "-c timezone=UTC"
+        if read_only:
+            options += " -c default_transaction_read_only=on"
+        connect_args["options"] = options
+        connect_args["connect_timeout"] = 10
+    elif backend in {"mysql", "mariadb"}:
+        connect_args["init_command"] = "SET time_zone = '+00:00'"
+        connect_args["connect_timeout"] = 10
+    engine = sa.create_engine(url, connect_args=connect_args, pool_pre_ping=True)
+    guard = {"sqlite": "PRAGMA query_only = ON", "mysql": "SET SESSION TRANSACTION READ ONLY"}
+    statement = guard.get("mysql" if backend == "mariadb" else backend)
+    if read_only and statement:
+
+        @sa.event.listens_for(engine, "connect")
+        def _read_only(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute(statement)
+            cursor.close()
+
+    return engine
+
+
+class SqlSource(Source):
+    """Reads the configured payments table through SQLAlchemy (SQLite, PostgreSQL, MariaDB)."""
+
+    def __init__(self, engine: Engine, config: SourceConfig):
+        self.engine = engine
+        self.config = config
+        columns = config.columns
+        schema, _, name = config.table.rpartition(".")
+        self._timestamp = sa.column(columns.timestamp, sa.DateTime())
+        self._gateway = sa.column(columns.gateway, sa.String())
+        self._status = sa.column(columns.status, sa.String())
+        self._id = sa.column(columns.id, sa.String())
+        self._error_code = (
+            sa.column(columns.error_code, sa.String()) if columns.error_code else None
+        )
+        wanted = [self._timestamp, self._gateway, self._status, self._id]
+        if self._error_code is not None:
+            wanted.append(self._error_code)
+        self.table = sa.table(name, *wanted, schema=schema or None)
+        self._counts_query = self._build_counts_query()
+
+    def _in_window(self) -> ColumnElement[bool]:
+        return sa.and_(
+            self._timestamp >= sa.bindparam("start", type_=sa.DateTime()),
+            self._timestamp < sa.bindparam("end", type_=sa.DateTime()),
+        )
+
+    def _build_counts_query(self) -> sa.Select[Any]:
+        statuses = self.config.statuses
+
+        def count_of(values: tuple[str, ...]) -> ColumnElement[Any]:
+            return sa.func.sum(sa.case((self._status.in_(values), 1), else_=0))
+
+        minute = _MinuteBucket(self._timestamp)
+        return (
+            sa.select(
+                self._gateway.label("gateway"),
+                minute.label("minute"),
+                sa.func.count().label("all_rows"),
+                count_of(statuses.failed).label("failed"),
+                count_of(statuses.succeeded).label("succeeded"),
+                count_of(statuses.pending).label("pending"),
+            )
+            .select_from(self.table)
+            .where(self._in_window())
+            .group_by(self._gateway, minute)
+            .order_by(minute)
+        )
+
+    def check(self) -> None:
+        """Fail with a clear message if the table or a configured column does not exist."""
+        columns = self.config.columns
+        names = {
+            "id": columns.id,
+            "timestamp": columns.timestamp,
+            "gateway": columns.gateway,
+            "status": columns.status,
+        }
+        if columns.error_code:
+            names["error_code"] = columns.error_code
+        try:
+            inspector = sa.inspect(self.engine)
+            schema, _, name = self.config.table.rpartition(".")
+            present = {column["name"].lower() for column in inspector.get_columns(name, schema or None)}
+        except sa.exc.NoSuchTableError as exc:
+            raise SchemaError(f"source.table: table {self.config.table!r} does not exist") from exc
+        except sa.exc.SQLAlchemyError as exc:
+            raise SourceError(f"source.url: cannot read the payments database ({_brief(exc)})") from exc
+        for key, column in names.items():
+            if column.lower() not in present:
+                raise SchemaError(
+                    f"source.columns.{key}: column {column!r} not found in table "
+                    f"{self.config.table!r} (it has: {', '.join(sorted(present))})"
+                )
+
+    def read(self, start: datetime, end: datetime) -> Counts:
+        params = {"start": _naive_utc(start), "end": _naive_utc(end)}
+        try:
+            with self.engine.connect() as connection:
+                rows = connection.execute(self._counts_query, params).all()
+        except sa.exc.SQLAlchemyError as exc:
+            raise SourceError(f"cannot read payments: {_brief(exc)}") from exc
+        if not rows:
+            return Counts.empty()
+        gateway = np.array([row.gateway for row in rows], dtype=object)
+        minute = np.array([row.minute for row in rows], dtype=np.int64)
+        table = np.array(
+            [(row.all_rows, row.failed or 0, row.succeeded or 0, row.pending or 0) for row in rows],
+            dtype=np.int64,
+        )
+        all_rows, failed, succeeded, pending = table.T
+        valid = gateway != None  # noqa: E711 - elementwise test of an object array
+        invalid = int((all_rows - failed - succeeded - pending)[valid].sum() + all_rows[~valid].sum())
+        if invalid:
+            log.warning("skipped %d payment rows with a null gateway or an unknown status", invalid)
+        return Counts(
+            gateway[valid].astype(str).astype(object),
+            minute[valid],
+            (failed + succeeded)[valid],
+            failed[valid],
+            (failed + succeeded + pending)[valid],
+            invalid,
+        )
+
+    def evidence(
+        self, gateway: str, start: datetime, end: datetime, limit: int = 5
+    ) -> tuple[tuple[tuple[str, int], ...], tuple[str, ...]]:
+        failed = sa.and_(
+            self._in_window(),
+            self._gateway == sa.bindparam("gateway"),
+            self._status.in_(self.config.statuses.failed),
+        )
+        params = {"start": _naive_utc(start), "end": _naive_utc(end), "gateway": gateway}
+        ids_query = (
+            sa.select(self._id).select_from(self.table).where(failed)
+            .order_by(self._timestamp.desc()).limit(limit)
+        )
+        try:
+            with self.engine.connect() as connection:
+                codes: tuple[tuple[str, int], ...] = ()
+                if self._error_code is not None:
+                    count = sa.func.count().label("n")
+                    codes_query = (
+                        sa.select(self._error_code, count).select_from(self.table).where(failed)
+                        .group_by(self._error_code).order_by(count.desc()).limit(limit)
+                    )
+                    codes = tuple(
+                        (str(code) if code is not None else "(none)", int(n))
+                        for code, n in connection.execute(codes_query, params)
+                    )
+                ids = tuple(str(row[0]) for row in connection.execute(ids_query, params))
+        except sa.exc.SQLAlchemyError as exc:
+            log.warning("could not read evidence for %s: %s", gateway, _brief(exc))
+            return (), ()
+        return codes, ids
+
+
+class FrameSource(Source):
+    """Serves already-aggregated counts, as a backtest does after one bulk query.
+
+    Only complete minutes before ``end`` are served, so a replay never sees the future.
+    """
+
+    def __init__(self, counts: Counts, evidence_from: Source | None = None):
+        self.counts = counts
+        self._evidence_from = evidence_from
+
+    def read(self, start: datetime, end: datetime) -> Counts:
+        return self.counts.between(epoch_minute(start), epoch_minute(end))
+
+    def evidence(
+        self, gateway: str, start: datetime, end: datetime, limit: int = 5
+    ) -> tuple[tuple[tuple[str, int], ...], tuple[str, ...]]:
+        if self._evidence_from is None:
+            return (), ()
+        return self._evidence_from.evidence(gateway, start, end, limit)
+
+
+def _brief(exc: BaseException) -> str:
+    """The first line of a database error, without the SQL and parameters it carried."""
+    original = getattr(exc, "orig", None) or exc
+    return str(original).strip().splitlines()[0][:300] if str(original).strip() else type(exc).__name__

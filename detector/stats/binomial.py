@@ -1,0 +1,78 @@
+"""Binomial and Poisson figures used by the rules and shown in messages (vectorised, no I/O)."""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+from scipy import stats
+
+__all__ = ["binomial_upper_tail", "change_point", "poisson_zero_probability", "wilson_interval"]
+
+FloatArray = npt.NDArray[np.float64]
+Z_95 = 1.959963984540054
+
+
+def wilson_interval(
+    failures: npt.ArrayLike, payments: npt.ArrayLike, z: float = Z_95
+) -> tuple[FloatArray, FloatArray]:
+    """Wilson score interval of a failure rate; ``(0, 1)`` where there are no payments.
+
+    >>> low, high = wilson_interval(5, 100)
+    >>> round(float(low), 4), round(float(high), 4)
+    (0.0215, 0.1118)
+    """
+    k = np.asarray(failures, dtype=np.float64)
+    n = np.asarray(payments, dtype=np.float64)
+    safe_n = np.where(n > 0, n, 1.0)
+    rate = k / safe_n
+    z2 = z * z
+    centre = (rate + z2 / (2 * safe_n)) / (1 + z2 / safe_n)
+    half = z * np.sqrt(rate * (1 - rate) / safe_n + z2 / (4 * safe_n**2)) / (1 + z2 / safe_n)
+    low = np.where(n > 0, np.clip(centre - half, 0.0, 1.0), 0.0)
+    high = np.where(n > 0, np.clip(centre + half, 0.0, 1.0), 1.0)
+    return low, high
+
+
+def binomial_upper_tail(
+    failures: npt.ArrayLike, payments: npt.ArrayLike, baseline: npt.ArrayLike
+) -> FloatArray:
+    """Exact one-sided p-value ``P(X >= failures)`` for ``X ~ Binomial(payments, baseline)``.
+
+    >>> float(binomial_upper_tail(0, 50, 0.02))
+    1.0
+    >>> f"{float(binomial_upper_tail(10, 100, 0.02)):.2e}"
+    '3.44e-05'
+    """
+    k = np.asarray(failures, dtype=np.float64)
+    n = np.asarray(payments, dtype=np.float64)
+    return np.asarray(stats.binom.sf(k - 1, n, baseline), dtype=np.float64)
+
+
+def poisson_zero_probability(expected: npt.ArrayLike) -> FloatArray:
+    """Chance of seeing no payment at all when ``expected`` are due (Poisson).
+
+    >>> round(float(poisson_zero_probability(10.0)), 6)
+    4.5e-05
+    """
+    return np.exp(-np.asarray(expected, dtype=np.float64))
+
+
+def change_point(
+    failures: npt.NDArray[np.int64], payments: npt.NDArray[np.int64], baseline: npt.ArrayLike
+) -> npt.NDArray[np.int64]:
+    """Most likely start (column index) of the excess failures in each row of a window.
+
+    Uses the CUSUM estimate: the minute after the lowest point of the cumulative
+    log-likelihood ratio of "twice the baseline or the observed rate" against the baseline.
+
+    >>> k = np.array([[0, 0, 0, 5, 6, 5]]); n = np.array([[50, 50, 50, 50, 50, 50]])
+    >>> int(change_point(k, n, 0.02)[0])
+    3
+    """
+    p0 = np.broadcast_to(np.asarray(baseline, dtype=np.float64), (failures.shape[0],))[:, None]
+    total_n = payments.sum(axis=1, keepdims=True)
+    observed = failures.sum(axis=1, keepdims=True) / np.maximum(total_n, 1)
+    p1 = np.clip(np.maximum(observed, 2 * p0), 1e-9, 1 - 1e-9)
+    increments = failures * np.log(p1 / p0) + (payments - failures) * np.log((1 - p1) / (1 - p0))
+    path = np.concatenate([np.zeros((failures.shape[0], 1)), np.cumsum(increments, axis=1)], axis=1)
+    return np.asarray(np.argmin(path[:, :-1], axis=1), dtype=np.int64)

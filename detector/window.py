@@ -1,0 +1,95 @@
+"""Rolling per-gateway, per-minute count buffers (numpy), fed by the source, read by the rules."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import numpy.typing as npt
+
+from detector.source import Counts
+
+__all__ = ["CountWindow"]
+
+IntArray = npt.NDArray[np.int64]
+
+
+class CountWindow:
+    """The last ``minutes`` minute buckets of every gateway, newest last.
+
+    Column ``j`` of each matrix is the minute ``end_minute - minutes + j``. Re-reading a
+    range replaces its buckets, so late rows and payments leaving "pending" are counted
+    once and exactly.
+
+    >>> import numpy as np
+    >>> from detector.source import Counts
+    >>> window = CountWindow(minutes=3, gateways=["stripe"])
+    >>> window.advance(100)
+    >>> one = np.array([1]); window.replace(98, 100, Counts(np.array(["stripe"], dtype=object),
+    ...     np.array([99]), one * 10, one * 2, one * 10))
+    >>> window.payments.tolist(), window.failures.tolist()
+    ([[0, 0, 10]], [[0, 0, 2]])
+    """
+
+    def __init__(self, minutes: int, gateways: Iterable[str] = ()):
+        if minutes < 1:
+            raise ValueError("a window must hold at least one minute")
+        self.minutes = minutes
+        self.gateways: list[str] = []
+        self._index: dict[str, int] = {}
+        self.end_minute = 0
+        self.payments: IntArray = np.zeros((0, minutes), dtype=np.int64)
+        self.failures: IntArray = np.zeros((0, minutes), dtype=np.int64)
+        self.volume: IntArray = np.zeros((0, minutes), dtype=np.int64)
+        self._add(gateways)
+
+    def _add(self, gateways: Iterable[str]) -> None:
+        new = [g for g in dict.fromkeys(gateways) if g not in self._index]
+        if not new:
+            return
+        for gateway in new:
+            self._index[gateway] = len(self.gateways)
+            self.gateways.append(gateway)
+        grow = np.zeros((len(new), self.minutes), dtype=np.int64)
+        self.payments = np.vstack([self.payments, grow])
+        self.failures = np.vstack([self.failures, grow])
+        self.volume = np.vstack([self.volume, grow])
+
+    def advance(self, end_minute: int) -> None:
+        """Move the newest bucket to ``end_minute - 1``, dropping the oldest."""
+        shift = end_minute - self.end_minute
+        if shift <= 0:
+            return
+        for matrix in (self.payments, self.failures, self.volume):
+            if shift >= self.minutes:
+                matrix[:] = 0
+            else:
+                matrix[:, :-shift] = matrix[:, shift:]
+                matrix[:, -shift:] = 0
+        self.end_minute = end_minute
+
+    def replace(self, first_minute: int, end_minute: int, counts: Counts) -> None:
+        """Set the buckets ``first_minute <= minute < end_minute`` to ``counts``."""
+        self._add(counts.gateway.tolist())
+        start = self.end_minute - self.minutes
+        lo = max(first_minute, start) - start
+        hi = min(end_minute, self.end_minute) - start
+        if hi <= lo:
+            return
+        for matrix in (self.payments, self.failures, self.volume):
+            matrix[:, lo:hi] = 0
+        column = counts.minute - start
+        keep = (column >= lo) & (column < hi)
+        if not keep.any():
+            return
+        rows = np.fromiter((self._index[g] for g in counts.gateway[keep]), dtype=np.int64)
+        cols = column[keep]
+        # Buckets are unique per (gateway, minute), so plain assignment is exact.
+        self.payments[rows, cols] = counts.payments[keep]
+        self.failures[rows, cols] = counts.failures[keep]
+        self.volume[rows, cols] = counts.volume[keep]
+
+    def recent(self, minutes: int, offset: int = 0) -> slice:
+        """Columns of the ``minutes`` buckets that end ``offset`` minutes before the newest."""
+        stop = self.minutes - offset
+        return slice(max(stop - minutes, 0), stop)

@@ -1,0 +1,150 @@
+"""Shared fixtures: the three real databases, explicit payment rows, a fixed clock."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from detector.config import Config
+from detector.simulate import create_schema
+from detector.source import SqlSource, connect
+
+SERVER_URLS = {
+    "postgresql": os.environ.get(
+        "DETECTOR_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+    ),
+    "mariadb": os.environ.get("DETECTOR_TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/test"),
+}
+
+# .ci/run sets this so that an unreachable server fails the run instead of skipping.
+REQUIRE_SERVERS = os.environ.get("DETECTOR_REQUIRE_DATABASES") == "1"
+
+T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)  # a Friday noon: the tests' "now"
+
+
+def _unreachable(url: str) -> str | None:
+    engine = sa.create_engine(url, connect_args={"connect_timeout": 3})
+    try:
+        with engine.connect() as connection:
+            connection.execute(sa.text("SELECT 1"))
+    except sa.exc.OperationalError as exc:
+        return str(getattr(exc, "orig", exc)).splitlines()[0]
+    finally:
+        engine.dispose()
+    return None
+
+
+@dataclass
+class PaymentsDb:
+    """A payments table in one of the three databases, with a helper to add rows."""
+
+    dialect: str
+    url: str
+    table: str
+    engine: sa.Engine
+
+    def add(
+        self,
+        gateway: str | None,
+        at: datetime,
+        *,
+        succeeded: int = 0,
+        failed: int = 0,
+        pending: int = 0,
+        other: dict[str | None, int] | None = None,
+        error_code: str = "card_declined",
+    ) -> None:
+        """Insert rows at ``at`` (spread over the following seconds of the same minute)."""
+        statuses: list[tuple[str | None, int]] = [
+            ("succeeded", succeeded), ("failed", failed), ("pending", pending), *(other or {}).items()
+        ]
+        rows = []
+        for status, count in statuses:
+            for _ in range(count):
+                offset = timedelta(seconds=len(rows) % 50, microseconds=len(rows))
+                rows.append({
+                    "id": f"pay_{uuid.uuid4().hex[:20]}",
+                    "created_at": (at + offset).astimezone(UTC).replace(tzinfo=None),
+                    "gateway": gateway,
+                    "status": status,
+                    "error_code": error_code if status == "failed" else None,
+                    "amount": 10, "currency": "USD", "method": "card", "country": "US",
+                })
+        if rows:
+            with self.engine.begin() as connection:
+                connection.execute(create_schema(self.engine, self.table).insert(), rows)
+
+    def steady(self, gateway: str, start: datetime, minutes: int, per_minute: int, failed: int = 0) -> None:
+        """``per_minute`` payments each minute, ``failed`` of them failed, for ``minutes``."""
+        rows = []
+        table = create_schema(self.engine, self.table)
+        for m in range(minutes):
+            for j in range(per_minute):
+                rows.append({
+                    "id": f"pay_{uuid.uuid4().hex[:20]}",
+                    "created_at": (start + timedelta(minutes=m, seconds=j * 59 / per_minute))
+                    .astimezone(UTC).replace(tzinfo=None),
+                    "gateway": gateway,
+                    "status": "failed" if j < failed else "succeeded",
+                    "error_code": "card_declined" if j < failed else None,
+                    "amount": 10, "currency": "USD", "method": "card", "country": "US",
+                })
+        with self.engine.begin() as connection:
+            connection.execute(table.insert(), rows)
+
+
+def _database(dialect: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PaymentsDb]:
+    table = "payments"
+    if dialect == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'payments.db'}"
+    else:
+        url = SERVER_URLS[dialect]
+        problem = _unreachable(url)
+        if problem:
+            message = f"{dialect} server at {sa.make_url(url).host} is unreachable: {problem}"
+            if REQUIRE_SERVERS:
+                pytest.fail(message)
+            pytest.skip(message)
+        table = f"payments_{uuid.uuid4().hex[:10]}"
+    engine = sa.create_engine(url)
+    create_schema(engine, table)
+    try:
+        yield PaymentsDb(dialect, url, table, engine)
+    finally:
+        if dialect != "sqlite":
+            with engine.begin() as connection:
+                connection.execute(sa.text(f"DROP TABLE {table}"))
+        engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.database),
+                        pytest.param("mariadb", marks=pytest.mark.database)])
+def payments_db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PaymentsDb]:
+    """The same test on SQLite, PostgreSQL and MariaDB."""
+    yield from _database(request.param, tmp_path_factory)
+
+
+@pytest.fixture
+def sqlite_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PaymentsDb]:
+    yield from _database("sqlite", tmp_path_factory)
+
+
+@pytest.fixture
+def open_source() -> Iterator[Callable[[Config], SqlSource]]:
+    """Opens the configured payments source; every one is closed after the test."""
+    opened: list[SqlSource] = []
+
+    def open_(config: Config) -> SqlSource:
+        source = SqlSource(connect(config.source.url), config.source)
+        opened.append(source)
+        return source
+
+    yield open_
+    for source in opened:
+        source.engine.dispose()
