@@ -119,11 +119,15 @@ class AlertBook:
                 cleared[key] = result.finding(position[gateway]) if gateway in position else None
         return self._apply(result.rule, findings, cleared, now)
 
-    def observe_findings(self, rule: str, findings: list[Finding], now: datetime) -> list[Transition]:
+    def observe_findings(
+        self, rule: str, findings: list[Finding], now: datetime
+    ) -> list[Transition]:
         """Apply verdicts made outside the rule table (the source-down alert)."""
         active = {fingerprint(_labels(f)): f for f in findings}
-        cleared = {
-            key: None for key, alert in self.alerts.items() if alert.rule == rule and key not in active
+        cleared: dict[str, Finding | None] = {
+            key: None
+            for key, alert in self.alerts.items()
+            if alert.rule == rule and key not in active
         }
         return self._apply(rule, active, cleared, now)
 
@@ -152,8 +156,15 @@ class AlertBook:
         alert = self.alerts.get(key)
         if alert is None:
             alert = Alert(
-                key, _labels(finding), "pending", finding.severity, finding.summary,
-                since=finding.since, active_since=now, last_active=now, evidence=finding.evidence,
+                key,
+                _labels(finding),
+                "pending",
+                finding.severity,
+                finding.summary,
+                since=finding.since,
+                active_since=now,
+                last_active=now,
+                evidence=finding.evidence,
             )
             self.alerts[key] = alert
         escalated = _SEVERITY_RANK[finding.severity] > _SEVERITY_RANK[alert.severity]
@@ -167,7 +178,10 @@ class AlertBook:
         if escalated:
             alert.last_notified = now
             return Transition("firing", replace(alert), now)
-        if alert.last_notified and now - alert.last_notified >= self.config.alerting.repeat_interval:
+        if (
+            alert.last_notified
+            and now - alert.last_notified >= self.config.alerting.repeat_interval
+        ):
             alert.last_notified = now
             return Transition("firing", replace(alert), now, repeat=True)
         return None

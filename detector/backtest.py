@@ -30,7 +30,9 @@ def _floor_minute(moment: datetime) -> datetime:
     return datetime.fromtimestamp(int(moment.timestamp() // 60) * 60, tz=UTC)
 
 
-def replay(config: Config, source: SqlSource, start: datetime, end: datetime) -> Iterator[Notification]:
+def replay(
+    config: Config, source: SqlSource, start: datetime, end: datetime
+) -> Iterator[Notification]:
     """Tick from ``start`` to ``end`` at the configured interval; yield every alert transition.
 
     Ticks fall on whole minutes so each one sees exactly the complete minutes before it.
@@ -95,12 +97,19 @@ def _rate(value: float | None) -> str:
 
 
 def write_table(events: Iterator[Notification], out: TextIO) -> int:
-    header = f"{'at':<21} {'event':<9} {'severity':<9} {'rule':<11} {'gateway':<12} {'rate':>7} {'SLA':>6} {'failed/payments':>16}"
+    header = (
+        f"{'at':<21} {'event':<9} {'severity':<9} {'rule':<11} {'gateway':<12} "
+        f"{'rate':>7} {'SLA':>6} {'failed/payments':>16}"
+    )
     out.write(header + "\n")
     count = 0
     for event in events:
         evidence = event.evidence
-        counts = f"{evidence.failures}/{evidence.payments}" if evidence.value is not None else f"{evidence.payments} payments"
+        counts = (
+            f"{evidence.failures}/{evidence.payments}"
+            if evidence.value is not None
+            else f"{evidence.payments} payments"
+        )
         out.write(
             f"{event.at:<21} {event.event:<9} {event.severity:<9} {event.rule:<11} "
             f"{event.labels.get('gateway', '-'):<12} {_rate(evidence.value):>7} "

@@ -64,13 +64,15 @@ def parse_time(text: str) -> datetime:
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO-8601 time such as 2026-11-20T14:00") from exc
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO-8601 time such as 2026-11-20T14:00"
+        ) from exc
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _load(args: argparse.Namespace) -> Config:
     config = load_config(args.config)
-    updates = {}
+    updates: dict[str, object] = {}
     db_url = getattr(args, "db", None) or os.environ.get("DETECTOR_DB_URL")
     if db_url:
         updates["source"] = config.source.model_copy(update={"url": db_url})
@@ -141,14 +143,18 @@ def _verdict_table(config: Config, at: datetime, out: TextIO) -> int:
         for index in np.flatnonzero(rule.active):
             breached[rule.gateways[int(index)]].append(rule.rule)
     out.write(f"as of {at.isoformat(timespec='seconds')}, last {minutes} min\n")
-    out.write(f"{'gateway':<14} {'payments':>9} {'failures':>9} {'rate':>7} {'95% CI':>15} {'SLA':>6}  verdict\n")
+    out.write(
+        f"{'gateway':<14} {'payments':>9} {'failures':>9} {'rate':>7} {'95% CI':>15} "
+        f"{'SLA':>6}  verdict\n"
+    )
     for i, gateway in enumerate(window.gateways):
         n, k = int(payments[i]), int(failures[i])
         rate = f"{k / n:.1%}" if n else "-"
         interval = f"{low[i]:.1%}-{high[i]:.1%}" if n else "-"
         verdict = "FIRING: " + ", ".join(breached[gateway]) if breached[gateway] else "healthy"
         out.write(
-            f"{gateway:<14} {n:>9} {k:>9} {rate:>7} {interval:>15} {config.sla_for(gateway):>6.1%}  {verdict}\n"
+            f"{gateway:<14} {n:>9} {k:>9} {rate:>7} {interval:>15} "
+            f"{config.sla_for(gateway):>6.1%}  {verdict}\n"
         )
     if result.invalid_rows:
         out.write(f"{result.invalid_rows} row(s) skipped: null gateway or unknown status\n")
@@ -167,10 +173,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     start = end - timedelta(days=args.days)
     incidents = [Incident.parse(text, start) for text in args.incident]
     began = time.perf_counter()
-    rows = simulate(args.db, start, args.days, incidents=incidents, seed=args.seed, table=args.table)
+    rows = simulate(
+        args.db, start, args.days, incidents=incidents, seed=args.seed, table=args.table
+    )
     print(
         f"wrote {rows} payments from {start.isoformat(timespec='minutes')} to "
-        f"{end.isoformat(timespec='minutes')} into {args.table} in {time.perf_counter() - began:.1f}s",
+        f"{end.isoformat(timespec='minutes')} into {args.table} "
+        f"in {time.perf_counter() - began:.1f}s",
         file=sys.stderr,
     )
     return EXIT_OK
@@ -203,8 +212,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     day6 = start + timedelta(days=5)
     incidents = [
         Incident("adyen", day6 + timedelta(hours=14), timedelta(minutes=45), failure_rate=0.12),
-        Incident("stripe", day6 + timedelta(days=1, hours=9, minutes=30), timedelta(minutes=12), failure_rate=1.0),
-        Incident("paypal", day6 + timedelta(days=1, hours=16), timedelta(minutes=40), volume_factor=0.0),
+        Incident(
+            "stripe",
+            day6 + timedelta(days=1, hours=9, minutes=30),
+            timedelta(minutes=12),
+            failure_rate=1.0,
+        ),
+        Incident(
+            "paypal", day6 + timedelta(days=1, hours=16), timedelta(minutes=40), volume_factor=0.0
+        ),
     ]
     print(f"1/2 simulating a week of payments for 5 gateways into {url}", file=sys.stderr)
     began = time.perf_counter()
@@ -217,23 +233,34 @@ def cmd_demo(args: argparse.Namespace) -> int:
     events = list(replay(config, source, start + timedelta(hours=3), end))
     write_table(iter(events), sys.stdout)
     print(f"replayed 7 days in {time.perf_counter() - began:.1f}s\n", file=sys.stdout)
-    print("injected incident                                      first alert         delay", file=sys.stdout)
+    print(
+        "injected incident                                      first alert         delay",
+        file=sys.stdout,
+    )
     for incident in incidents:
         effect = (
-            f"failure rate {incident.failure_rate:.0%}" if incident.failure_rate is not None
+            f"failure rate {incident.failure_rate:.0%}"
+            if incident.failure_rate is not None
             else f"volume x{incident.volume_factor:g}"
         )
         begins = incident.start.replace(tzinfo=UTC)
         first = next(
-            (e for e in events if e.event == "firing" and e.labels.get("gateway") == incident.gateway
-             and parse_time(e.at) >= begins),
+            (
+                e
+                for e in events
+                if e.event == "firing"
+                and e.labels.get("gateway") == incident.gateway
+                and parse_time(e.at) >= begins
+            ),
             None,
         )
         found = (
             f"{first.rule:<18}  {(parse_time(first.at) - begins).total_seconds() / 60:.0f} min"
-            if first else "missed"
+            if first
+            else "missed"
         )
-        label = f"{incident.gateway} {effect} for {incident.duration.total_seconds() / 60:.0f} min at {begins:%a %H:%M}"
+        minutes = incident.duration.total_seconds() / 60
+        label = f"{incident.gateway} {effect} for {minutes:.0f} min at {begins:%a %H:%M}"
         print(f"{label:<54} {found}", file=sys.stdout)
     return EXIT_OK
 
@@ -243,18 +270,26 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="detector", description=__doc__.splitlines()[0])
-    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument(
+        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
+    )
     parser.add_argument("--log-format", default="text", choices=["text", "json"])
     commands = parser.add_subparsers(dest="command", required=True)
 
     def command(name: str, help_text: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text, description=help_text)
-        sub.add_argument("--config", default="alerts.yaml", help="path of alerts.yaml (default: %(default)s)")
+        sub.add_argument(
+            "--config", default="alerts.yaml", help="path of alerts.yaml (default: %(default)s)"
+        )
         return sub
 
     run = command("run", "run the detector as a long-running service")
-    run.add_argument("--db", help="payments database URL (overrides source.url and DETECTOR_DB_URL)")
-    run.add_argument("--state", help="state database URL (overrides state.url and DETECTOR_STATE_URL)")
+    run.add_argument(
+        "--db", help="payments database URL (overrides source.url and DETECTOR_DB_URL)"
+    )
+    run.add_argument(
+        "--state", help="state database URL (overrides state.url and DETECTOR_STATE_URL)"
+    )
     run.set_defaults(handler=cmd_run)
 
     check = command("check", "evaluate once and print a verdict per gateway (exit 1 if any fires)")
@@ -265,19 +300,28 @@ def _parser() -> argparse.ArgumentParser:
     validate = command("validate", "check alerts.yaml and print every problem with its key path")
     validate.set_defaults(handler=cmd_validate)
 
-    simulate = commands.add_parser("simulate", help="write synthetic payments with injected incidents")
+    simulate = commands.add_parser(
+        "simulate", help="write synthetic payments with injected incidents"
+    )
     simulate.add_argument("--db", required=True, help="database URL to write to")
     simulate.add_argument("--days", type=float, default=7.0)
-    simulate.add_argument("--end", type=parse_time, help="end of the simulated period (default: now)")
+    simulate.add_argument(
+        "--end", type=parse_time, help="end of the simulated period (default: now)"
+    )
     simulate.add_argument("--seed", type=int, default=0)
     simulate.add_argument("--table", default="payments")
     simulate.add_argument(
-        "--incident", action="append", default=[],
-        help="GATEWAY:START:DURATION:KIND=VALUE, e.g. adyen:+5d14h:45m:failure_rate=0.12 (repeatable)",
+        "--incident",
+        action="append",
+        default=[],
+        help="GATEWAY:START:DURATION:EFFECT, e.g. adyen:+5d14h:45m:failure_rate=0.12 "
+        "(repeatable; see README)",
     )
     simulate.set_defaults(handler=cmd_simulate)
 
-    backtest = command("backtest", "replay history through the detector and print what would have fired")
+    backtest = command(
+        "backtest", "replay history through the detector and print what would have fired"
+    )
     backtest.add_argument("--db", help="payments database URL")
     backtest.add_argument("--start", type=parse_time, required=True)
     backtest.add_argument("--end", type=parse_time, default=datetime.now(UTC))
@@ -285,7 +329,9 @@ def _parser() -> argparse.ArgumentParser:
     backtest.set_defaults(handler=cmd_backtest)
 
     demo = command("demo", "simulate a week with incidents and show what the detector raises")
-    demo.add_argument("--dir", help="folder for the demo database (default: a new temporary folder)")
+    demo.add_argument(
+        "--dir", help="folder for the demo database (default: a new temporary folder)"
+    )
     demo.add_argument("--seed", type=int, default=7)
     demo.set_defaults(handler=cmd_demo)
     return parser

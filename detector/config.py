@@ -143,7 +143,9 @@ class Statuses(_Frozen):
         for kind in ("failed", "succeeded", "pending"):
             for status in getattr(self, kind):
                 if status in seen:
-                    raise ValueError(f"status {status!r} is listed as both {seen[status]} and {kind}")
+                    raise ValueError(
+                        f"status {status!r} is listed as both {seen[status]} and {kind}"
+                    )
                 seen[status] = kind
         if not self.failed or not self.succeeded:
             raise ValueError("list at least one failed and one succeeded status")
@@ -393,7 +395,8 @@ def _explain(error: Any) -> str:
     if kind == "missing":
         return "required key is missing"
     if kind == "union_tag_invalid":
-        return f"unknown receiver type {error['input'].get('type')!r}; use console, webhook, slack or email"
+        kind = error["input"].get("type")
+        return f"unknown receiver type {kind!r}; use console, webhook, slack or email"
     if kind == "union_tag_not_found":
         return "say which receiver this is with type: console, webhook, slack or email"
     message = str(error["msg"])
@@ -407,7 +410,9 @@ def parse_config(
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError([("", "the file must hold a mapping of keys such as source:, receivers:")], source)
+        raise ConfigError(
+            [("", "the file must hold a mapping of keys such as source:, receivers:")], source
+        )
     problems: list[tuple[str, str]] = []
     data = _interpolate(data, "", os.environ if env is None else env, problems)
     try:
@@ -427,7 +432,9 @@ def parse_config(
     return config
 
 
-def load_config(path: str | Path = DEFAULT_CONFIG_PATH, env: Mapping[str, str] | None = None) -> Config:
+def load_config(
+    path: str | Path = DEFAULT_CONFIG_PATH, env: Mapping[str, str] | None = None
+) -> Config:
     """Read and validate an alerts.yaml file."""
     path = Path(path)
     try:
@@ -439,5 +446,7 @@ def load_config(path: str | Path = DEFAULT_CONFIG_PATH, env: Mapping[str, str] |
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise ConfigError([("", f"{where}not valid YAML ({getattr(exc, 'problem', exc)})")], str(path)) from exc
+        raise ConfigError(
+            [("", f"{where}not valid YAML ({getattr(exc, 'problem', exc)})")], str(path)
+        ) from exc
     return parse_config(data, env, str(path))

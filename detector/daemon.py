@@ -85,7 +85,9 @@ class Daemon:
         result = self.engine.tick(now)
         deliveries = route(result.transitions, self.config, self.receivers)
         try:
-            queued = self.store.save_tick(self.engine.watermark, self.engine.alerts.alerts, deliveries, now)
+            queued = self.store.save_tick(
+                self.engine.watermark, self.engine.alerts.alerts, deliveries, now
+            )
         except StoreError as exc:
             # Forget this tick's transitions so the next tick makes (and saves) them again.
             self.engine.alerts.restore(before)
@@ -94,19 +96,30 @@ class Daemon:
         if result.error:
             log.warning(
                 "tick %d: payments source unreachable (%d tick(s) in a row): %s",
-                tick_id, self.engine.failed_ticks, result.error,
+                tick_id,
+                self.engine.failed_ticks,
+                result.error,
             )
         else:
             log.info(
                 "tick %d: read %d rows (%d invalid skipped) in %.3fs, evaluated %d gateways "
                 "in %.3fs; %d transition(s), %d notification(s) queued",
-                tick_id, result.rows, result.invalid_rows, result.read_seconds,
-                len(self.engine.window.gateways), result.seconds, len(result.transitions), queued,
+                tick_id,
+                result.rows,
+                result.invalid_rows,
+                result.read_seconds,
+                len(self.engine.window.gateways),
+                result.seconds,
+                len(result.transitions),
+                queued,
             )
         for transition in result.transitions:
             log.info(
-                "alert %s %s%s: %s", transition.alert.fingerprint, transition.event,
-                " (repeat)" if transition.repeat else "", transition.alert.summary,
+                "alert %s %s%s: %s",
+                transition.alert.fingerprint,
+                transition.event,
+                " (repeat)" if transition.repeat else "",
+                transition.alert.summary,
             )
         self.last_tick = result
         return result
@@ -138,18 +151,28 @@ class Daemon:
         interval = self.config.schedule.interval.total_seconds()
         scheduler = BackgroundScheduler(timezone=UTC)
         scheduler.add_job(
-            self._safe_tick, IntervalTrigger(seconds=interval, timezone=UTC), id="tick",
-            next_run_time=datetime.now(UTC), coalesce=True, max_instances=1,
+            self._safe_tick,
+            IntervalTrigger(seconds=interval, timezone=UTC),
+            id="tick",
+            next_run_time=datetime.now(UTC),
+            coalesce=True,
+            max_instances=1,
             misfire_grace_time=max(1, int(interval)),
         )
         scheduler.add_job(
-            self.deliver, IntervalTrigger(seconds=DELIVERY_INTERVAL.total_seconds(), timezone=UTC),
-            id="deliver", coalesce=True, max_instances=1, misfire_grace_time=1,
+            self.deliver,
+            IntervalTrigger(seconds=DELIVERY_INTERVAL.total_seconds(), timezone=UTC),
+            id="deliver",
+            coalesce=True,
+            max_instances=1,
+            misfire_grace_time=1,
         )
         scheduler.start()
         log.info(
             "detector running: %d gateway(s) configured, tick every %ss, receivers: %s",
-            len(self.config.gateways), f"{interval:g}", ", ".join(self.receivers) or "none",
+            len(self.config.gateways),
+            f"{interval:g}",
+            ", ".join(self.receivers) or "none",
         )
         self._stop.wait()
         scheduler.shutdown(wait=True)  # lets the tick in flight finish

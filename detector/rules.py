@@ -56,7 +56,7 @@ class RuleResult:
 
 
 def _minutes(duration: timedelta) -> int:
-    return max(1, int(round(duration.total_seconds() / 60)))
+    return max(1, round(duration.total_seconds() / 60))
 
 
 def minutes_needed(config: Config) -> int:
@@ -93,7 +93,9 @@ def _rate_evidence(
     )
 
 
-def _sla_breach(window: CountWindow, config: Config, baselines: npt.NDArray[np.float64]) -> RuleResult:
+def _sla_breach(
+    window: CountWindow, config: Config, baselines: npt.NDArray[np.float64]
+) -> RuleResult:
     rule = config.detection.sla_breach
     minutes = _minutes(rule.window)
     columns = window.recent(minutes)
@@ -123,7 +125,10 @@ def _sla_breach(window: CountWindow, config: Config, baselines: npt.NDArray[np.f
             f"the {_pct(p0)} SLA"
         )
         return Finding(
-            "sla_breach", window.gateways[i], severity, summary,
+            "sla_breach",
+            window.gateways[i],
+            severity,
+            summary,
             _minute_start(first_minute + int(start)),
             _rate_evidence(k, n, p0, minutes, float(p_values[i])),
         )
@@ -142,7 +147,7 @@ def _outage(window: CountWindow, config: Config, baselines: npt.NDArray[np.float
     qualifies = (recent_payments >= rule.min_payments) & (
         recent_failures >= rule.failure_rate * recent_payments
     )
-    active = qualifies.any(axis=1)
+    active: BoolArray = np.asarray(qualifies.any(axis=1), dtype=bool)
     span = qualifies.shape[1] - np.argmax(qualifies[:, ::-1], axis=1)  # longest qualifying suffix
 
     def build(i: int) -> Finding:
@@ -156,7 +161,10 @@ def _outage(window: CountWindow, config: Config, baselines: npt.NDArray[np.float
         )
         p_value = float(binomial_upper_tail(k, n, p0)) if n else None
         return Finding(
-            "outage", window.gateways[i], "critical", summary,
+            "outage",
+            window.gateways[i],
+            "critical",
+            summary,
             _minute_start(window.end_minute - length),
             _rate_evidence(k, n, p0, length, p_value),
         )
@@ -188,8 +196,13 @@ def _no_data(window: CountWindow, config: Config) -> RuleResult:
             else f"{window.gateways[i]}: {int(recent[i])} payments in the last {silence} min"
         )
         return Finding(
-            "no_data", window.gateways[i], "critical", summary,
-            _minute_start(since_minute) if has_volume[i].any() else _minute_start(window.end_minute - silence),
+            "no_data",
+            window.gateways[i],
+            "critical",
+            summary,
+            _minute_start(since_minute)
+            if has_volume[i].any()
+            else _minute_start(window.end_minute - silence),
             Evidence(
                 payments=int(recent[i]),
                 window_minutes=silence,
@@ -216,9 +229,12 @@ def evaluate(window: CountWindow, config: Config) -> list[RuleResult]:
 
 
 def source_down_finding(failed_ticks: int, since: datetime, error: str) -> Finding:
-    """The one alert raised when the payments database cannot be read, instead of one per gateway."""
+    """The single alert raised when the payments database cannot be read (not one per gateway)."""
     return Finding(
-        "source_down", None, "critical",
+        "source_down",
+        None,
+        "critical",
         f"the payments source cannot be read ({failed_ticks} ticks in a row): {error}",
-        since, Evidence(),
+        since,
+        Evidence(),
     )

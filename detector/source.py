@@ -170,7 +170,12 @@ class SqlSource(Source):
         self._error_code = (
             sa.column(columns.error_code, sa.String()) if columns.error_code else None
         )
-        wanted = [self._timestamp, self._gateway, self._status, self._id]
+        wanted: list[sa.ColumnClause[Any]] = [
+            self._timestamp,
+            self._gateway,
+            self._status,
+            self._id,
+        ]
         if self._error_code is not None:
             wanted.append(self._error_code)
         self.table = sa.table(name, *wanted, schema=schema or None)
@@ -218,11 +223,15 @@ class SqlSource(Source):
         try:
             inspector = sa.inspect(self.engine)
             schema, _, name = self.config.table.rpartition(".")
-            present = {column["name"].lower() for column in inspector.get_columns(name, schema or None)}
+            present = {
+                column["name"].lower() for column in inspector.get_columns(name, schema or None)
+            }
         except sa.exc.NoSuchTableError as exc:
             raise SchemaError(f"source.table: table {self.config.table!r} does not exist") from exc
         except sa.exc.SQLAlchemyError as exc:
-            raise SourceError(f"source.url: cannot read the payments database ({_brief(exc)})") from exc
+            raise SourceError(
+                f"source.url: cannot read the payments database ({_brief(exc)})"
+            ) from exc
         for key, column in names.items():
             if column.lower() not in present:
                 raise SchemaError(
@@ -247,7 +256,9 @@ class SqlSource(Source):
         )
         all_rows, failed, succeeded, pending = table.T
         valid = gateway != None  # noqa: E711 - elementwise test of an object array
-        invalid = int((all_rows - failed - succeeded - pending)[valid].sum() + all_rows[~valid].sum())
+        invalid = int(
+            (all_rows - failed - succeeded - pending)[valid].sum() + all_rows[~valid].sum()
+        )
         if invalid:
             log.warning("skipped %d payment rows with a null gateway or an unknown status", invalid)
         return Counts(
@@ -269,8 +280,11 @@ class SqlSource(Source):
         )
         params = {"start": _naive_utc(start), "end": _naive_utc(end), "gateway": gateway}
         ids_query = (
-            sa.select(self._id).select_from(self.table).where(failed)
-            .order_by(self._timestamp.desc()).limit(limit)
+            sa.select(self._id)
+            .select_from(self.table)
+            .where(failed)
+            .order_by(self._timestamp.desc())
+            .limit(limit)
         )
         try:
             with self.engine.connect() as connection:
@@ -278,8 +292,12 @@ class SqlSource(Source):
                 if self._error_code is not None:
                     count = sa.func.count().label("n")
                     codes_query = (
-                        sa.select(self._error_code, count).select_from(self.table).where(failed)
-                        .group_by(self._error_code).order_by(count.desc()).limit(limit)
+                        sa.select(self._error_code, count)
+                        .select_from(self.table)
+                        .where(failed)
+                        .group_by(self._error_code)
+                        .order_by(count.desc())
+                        .limit(limit)
                     )
                     codes = tuple(
                         (str(code) if code is not None else "(none)", int(n))
@@ -316,4 +334,6 @@ class FrameSource(Source):
 def _brief(exc: BaseException) -> str:
     """The first line of a database error, without the SQL and parameters it carried."""
     original = getattr(exc, "orig", None) or exc
-    return str(original).strip().splitlines()[0][:300] if str(original).strip() else type(exc).__name__
+    return (
+        str(original).strip().splitlines()[0][:300] if str(original).strip() else type(exc).__name__
+    )

@@ -86,8 +86,10 @@ class StateStore:
         try:
             _metadata.create_all(engine)
         except sa.exc.SQLAlchemyError as exc:
-            raise StoreError(f"state.url: cannot open the state database ({exc.__class__.__name__}: "
-                             f"{str(getattr(exc, 'orig', exc)).splitlines()[0]})") from exc
+            raise StoreError(
+                f"state.url: cannot open the state database ({exc.__class__.__name__}: "
+                f"{str(getattr(exc, 'orig', exc)).splitlines()[0]})"
+            ) from exc
 
     @classmethod
     def open(cls, url: str) -> StateStore:
@@ -132,7 +134,10 @@ class StateStore:
                 if alerts:
                     connection.execute(
                         _alerts.insert(),
-                        [{"fingerprint": k, "data": json.dumps(a.to_dict())} for k, a in alerts.items()],
+                        [
+                            {"fingerprint": k, "data": json.dumps(a.to_dict())}
+                            for k, a in alerts.items()
+                        ],
                     )
                 for receiver, notification in deliveries:
                     exists = connection.execute(
@@ -155,7 +160,9 @@ class StateStore:
                     )
                     added += 1
         except sa.exc.SQLAlchemyError as exc:
-            raise StoreError(f"cannot save state: {str(getattr(exc, 'orig', exc)).splitlines()[0]}") from exc
+            raise StoreError(
+                f"cannot save state: {str(getattr(exc, 'orig', exc)).splitlines()[0]}"
+            ) from exc
         return added
 
     # --- outbox -----------------------------------------------------------------------------
@@ -184,18 +191,24 @@ class StateStore:
             connection.execute(_outbox.update().where(_outbox.c.id == entry_id).values(**values))
 
     def delivered(self, entry: OutboxEntry, now: datetime) -> None:
-        self._update(entry.id, delivered_at=_naive(now), attempts=entry.attempts + 1, last_error=None)
+        self._update(
+            entry.id, delivered_at=_naive(now), attempts=entry.attempts + 1, last_error=None
+        )
 
     def retry_later(self, entry: OutboxEntry, at: datetime, error: str) -> None:
-        self._update(entry.id, next_attempt_at=_naive(at), attempts=entry.attempts + 1, last_error=error)
+        self._update(
+            entry.id, next_attempt_at=_naive(at), attempts=entry.attempts + 1, last_error=error
+        )
 
     def given_up(self, entry: OutboxEntry, now: datetime, error: str) -> None:
         self._update(entry.id, failed_at=_naive(now), attempts=entry.attempts + 1, last_error=error)
 
     def outbox_depth(self) -> int:
         """Entries still waiting to be delivered."""
-        query = sa.select(sa.func.count()).select_from(_outbox).where(
-            _outbox.c.delivered_at.is_(None), _outbox.c.failed_at.is_(None)
+        query = (
+            sa.select(sa.func.count())
+            .select_from(_outbox)
+            .where(_outbox.c.delivered_at.is_(None), _outbox.c.failed_at.is_(None))
         )
         with self.engine.connect() as connection:
             return int(connection.execute(query).scalar() or 0)
@@ -207,8 +220,11 @@ class StateStore:
         return [
             {
                 **{k: v for k, v in row.items() if k != "payload"},
-                **{k: (_aware(v) if isinstance(v, datetime) else v) for k, v in row.items()
-                   if k.endswith("_at") and v is not None},
+                **{
+                    k: (_aware(v) if isinstance(v, datetime) else v)
+                    for k, v in row.items()
+                    if k.endswith("_at") and v is not None
+                },
                 "event": json.loads(row["payload"])["event"],
             }
             for row in rows

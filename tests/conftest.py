@@ -19,7 +19,9 @@ SERVER_URLS = {
     "postgresql": os.environ.get(
         "DETECTOR_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
     ),
-    "mariadb": os.environ.get("DETECTOR_TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/test"),
+    "mariadb": os.environ.get(
+        "DETECTOR_TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/test"
+    ),
 }
 
 # .ci/run sets this so that an unreachable server fails the run instead of skipping.
@@ -60,41 +62,57 @@ class PaymentsDb:
         other: dict[str | None, int] | None = None,
         error_code: str = "card_declined",
     ) -> None:
-        """Insert rows at ``at`` (spread over the following seconds of the same minute)."""
+        """Insert rows at ``at`` (a microsecond apart)."""
         statuses: list[tuple[str | None, int]] = [
-            ("succeeded", succeeded), ("failed", failed), ("pending", pending), *(other or {}).items()
+            ("succeeded", succeeded),
+            ("failed", failed),
+            ("pending", pending),
+            *(other or {}).items(),
         ]
         rows = []
         for status, count in statuses:
             for _ in range(count):
-                offset = timedelta(seconds=len(rows) % 50, microseconds=len(rows))
-                rows.append({
-                    "id": f"pay_{uuid.uuid4().hex[:20]}",
-                    "created_at": (at + offset).astimezone(UTC).replace(tzinfo=None),
-                    "gateway": gateway,
-                    "status": status,
-                    "error_code": error_code if status == "failed" else None,
-                    "amount": 10, "currency": "USD", "method": "card", "country": "US",
-                })
+                offset = timedelta(microseconds=len(rows))
+                rows.append(
+                    {
+                        "id": f"pay_{uuid.uuid4().hex[:20]}",
+                        "created_at": (at + offset).astimezone(UTC).replace(tzinfo=None),
+                        "gateway": gateway,
+                        "status": status,
+                        "error_code": error_code if status == "failed" else None,
+                        "amount": 10,
+                        "currency": "USD",
+                        "method": "card",
+                        "country": "US",
+                    }
+                )
         if rows:
             with self.engine.begin() as connection:
                 connection.execute(create_schema(self.engine, self.table).insert(), rows)
 
-    def steady(self, gateway: str, start: datetime, minutes: int, per_minute: int, failed: int = 0) -> None:
+    def steady(
+        self, gateway: str, start: datetime, minutes: int, per_minute: int, failed: int = 0
+    ) -> None:
         """``per_minute`` payments each minute, ``failed`` of them failed, for ``minutes``."""
         rows = []
         table = create_schema(self.engine, self.table)
         for m in range(minutes):
             for j in range(per_minute):
-                rows.append({
-                    "id": f"pay_{uuid.uuid4().hex[:20]}",
-                    "created_at": (start + timedelta(minutes=m, seconds=j * 59 / per_minute))
-                    .astimezone(UTC).replace(tzinfo=None),
-                    "gateway": gateway,
-                    "status": "failed" if j < failed else "succeeded",
-                    "error_code": "card_declined" if j < failed else None,
-                    "amount": 10, "currency": "USD", "method": "card", "country": "US",
-                })
+                rows.append(
+                    {
+                        "id": f"pay_{uuid.uuid4().hex[:20]}",
+                        "created_at": (start + timedelta(minutes=m, seconds=j * 59 / per_minute))
+                        .astimezone(UTC)
+                        .replace(tzinfo=None),
+                        "gateway": gateway,
+                        "status": "failed" if j < failed else "succeeded",
+                        "error_code": "card_declined" if j < failed else None,
+                        "amount": 10,
+                        "currency": "USD",
+                        "method": "card",
+                        "country": "US",
+                    }
+                )
         with self.engine.begin() as connection:
             connection.execute(table.insert(), rows)
 
@@ -123,9 +141,16 @@ def _database(dialect: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         engine.dispose()
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.database),
-                        pytest.param("mariadb", marks=pytest.mark.database)])
-def payments_db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PaymentsDb]:
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("postgresql", marks=pytest.mark.database),
+        pytest.param("mariadb", marks=pytest.mark.database),
+    ]
+)
+def payments_db(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[PaymentsDb]:
     """The same test on SQLite, PostgreSQL and MariaDB."""
     yield from _database(request.param, tmp_path_factory)
 

@@ -18,9 +18,9 @@ from .conftest import T0, PaymentsDb
 
 
 def _config(db: PaymentsDb, **detection: object) -> Config:
-    return parse_config({"source": {"url": db.url, "table": db.table}, "detection": detection}, env={})
-
-
+    return parse_config(
+        {"source": {"url": db.url, "table": db.table}, "detection": detection}, env={}
+    )
 
 
 def test_counts_are_grouped_by_gateway_and_minute(
@@ -29,12 +29,20 @@ def test_counts_are_grouped_by_gateway_and_minute(
     payments_db.add("stripe", T0, succeeded=7, failed=3, pending=2)
     payments_db.add("stripe", T0 + timedelta(minutes=1), succeeded=4)
     payments_db.add("adyen", T0, failed=1)
-    counts = open_source(_config(payments_db)).read(T0 - timedelta(minutes=5), T0 + timedelta(minutes=5))
+    counts = open_source(_config(payments_db)).read(
+        T0 - timedelta(minutes=5), T0 + timedelta(minutes=5)
+    )
 
     got = {
         (g, int(m - epoch_minute(T0))): (int(p), int(f), int(v))
-        for g, m, p, f, v in zip(counts.gateway, counts.minute, counts.payments, counts.failures,
-                                 counts.volume, strict=True)
+        for g, m, p, f, v in zip(
+            counts.gateway,
+            counts.minute,
+            counts.payments,
+            counts.failures,
+            counts.volume,
+            strict=True,
+        )
     }
     # Pending payments count as volume but not in the failure rate's denominator.
     assert got == {("stripe", 0): (10, 3, 12), ("stripe", 1): (4, 0, 4), ("adyen", 0): (1, 1, 1)}
@@ -69,7 +77,9 @@ def test_evidence_lists_top_error_codes_and_failed_ids(
     payments_db.add("stripe", T0, failed=5, error_code="gateway_timeout")
     payments_db.add("stripe", T0, failed=2, error_code="card_declined")
     payments_db.add("adyen", T0, failed=9, error_code="do_not_honor")
-    codes, ids = open_source(_config(payments_db)).evidence("stripe", T0, T0 + timedelta(minutes=2), limit=3)
+    codes, ids = open_source(_config(payments_db)).evidence(
+        "stripe", T0, T0 + timedelta(minutes=2), limit=3
+    )
     assert codes == (("gateway_timeout", 5), ("card_declined", 2))
     assert len(ids) == 3
     assert all(i.startswith("pay_") for i in ids)
@@ -79,7 +89,13 @@ def test_a_misspelt_column_names_its_key_path(
     payments_db: PaymentsDb, open_source: Callable[[Config], SqlSource]
 ) -> None:
     config = parse_config(
-        {"source": {"url": payments_db.url, "table": payments_db.table, "columns": {"status": "state"}}},
+        {
+            "source": {
+                "url": payments_db.url,
+                "table": payments_db.table,
+                "columns": {"status": "state"},
+            }
+        },
         env={},
     )
     source = open_source(config)
@@ -113,7 +129,9 @@ def test_engine_fires_and_resolves_an_outage_on_each_database(
     payments_db.steady("stripe", T0 + timedelta(minutes=1), minutes=6, per_minute=10)
     events = []
     for minute in range(2, 8):
-        events += [(t.event, t.alert.rule) for t in engine.tick(T0 + timedelta(minutes=minute)).transitions]
+        events += [
+            (t.event, t.alert.rule) for t in engine.tick(T0 + timedelta(minutes=minute)).transitions
+        ]
     assert ("resolved", "outage") in events
     assert ("firing", "outage") not in events
 

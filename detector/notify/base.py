@@ -72,6 +72,11 @@ class Receiver(ABC):
     """Delivers notifications to one destination (Slack, a webhook, a mailbox, ...)."""
 
     name: str
+    send_resolved: bool = True
+
+    def wants(self, notification: Notification) -> bool:
+        """False for a resolved notification this receiver was told not to send."""
+        return self.send_resolved or notification.event != "resolved"
 
     @abstractmethod
     def send(self, notification: Notification) -> None:

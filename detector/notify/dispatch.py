@@ -22,17 +22,15 @@ __all__ = ["DeliveryReport", "Dispatcher", "backoff_delay"]
 log = logging.getLogger(__name__)
 
 
-def backoff_delay(
-    attempts: int, base: timedelta, cap: timedelta, rng: random.Random
-) -> timedelta:
+def backoff_delay(attempts: int, base: timedelta, cap: timedelta, rng: random.Random) -> timedelta:
     """Delay before retry number ``attempts``: doubling from ``base`` up to ``cap``, jittered.
 
     The jitter (50-100% of the nominal delay) keeps replicas and receivers from retrying
     in lockstep.
 
     >>> rng = random.Random(0)
-    >>> [round(backoff_delay(n, timedelta(seconds=2), timedelta(seconds=60), rng).total_seconds(), 1)
-    ...  for n in (1, 2, 3, 10)]
+    >>> base, cap = timedelta(seconds=2), timedelta(seconds=60)
+    >>> [round(backoff_delay(n, base, cap, rng).total_seconds(), 1) for n in (1, 2, 3, 10)]
     [1.8, 3.5, 5.7, 37.8]
     """
     nominal = min(base * (2 ** max(attempts - 1, 0)), cap)
@@ -92,7 +90,9 @@ class Dispatcher:
         for entry in entries:
             notification = entry.notification
             if receiver is None:
-                self.store.given_up(entry, self.clock(), f"receiver {name!r} is no longer configured")
+                self.store.given_up(
+                    entry, self.clock(), f"receiver {name!r} is no longer configured"
+                )
                 self._count(name, "failed")
                 report.failed += 1
                 continue
@@ -100,13 +100,19 @@ class Dispatcher:
                 receiver.send(notification)
             except DeliveryError as exc:
                 if exc.retryable:
-                    delay = backoff_delay(entry.attempts + 1, self.base_delay, self.max_delay, self.rng)
+                    delay = backoff_delay(
+                        entry.attempts + 1, self.base_delay, self.max_delay, self.rng
+                    )
                     self.store.retry_later(entry, self.clock() + delay, str(exc))
                     log.warning(
                         "delivery to %s failed (attempt %d), retrying in %.0fs: %s "
                         "[alert %s, key %s]",
-                        name, entry.attempts + 1, delay.total_seconds(), exc,
-                        notification.fingerprint, notification.idempotency_key,
+                        name,
+                        entry.attempts + 1,
+                        delay.total_seconds(),
+                        exc,
+                        notification.fingerprint,
+                        notification.idempotency_key,
                     )
                     self._count(name, "retried")
                     report.retried += 1
@@ -114,7 +120,10 @@ class Dispatcher:
                 self.store.given_up(entry, self.clock(), str(exc))
                 log.error(
                     "delivery to %s failed permanently: %s [alert %s, key %s]",
-                    name, exc, notification.fingerprint, notification.idempotency_key,
+                    name,
+                    exc,
+                    notification.fingerprint,
+                    notification.idempotency_key,
                 )
                 self._count(name, "failed")
                 report.failed += 1
@@ -128,8 +137,11 @@ class Dispatcher:
             self.store.delivered(entry, self.clock())
             log.info(
                 "delivered %s %s to %s [alert %s, key %s]",
-                notification.event, notification.rule, name,
-                notification.fingerprint, notification.idempotency_key,
+                notification.event,
+                notification.rule,
+                name,
+                notification.fingerprint,
+                notification.idempotency_key,
             )
             self._count(name, "delivered")
             report.delivered += 1

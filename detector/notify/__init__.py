@@ -1,0 +1,59 @@
+"""Delivering notifications: one module per receiver behind :class:`Receiver`.
+
+Every receiver has ``send(n)`` (deliver or raise :class:`DeliveryError`) and ``wants(n)``
+(False for a resolved notification when its config says ``send_resolved: false``).
+"""
+
+from __future__ import annotations
+
+from typing import TextIO
+
+import requests
+
+from detector import config as cfg
+from detector.notify.base import DeliveryError, Evidence, Notification, Receiver
+from detector.notify.console import ConsoleReceiver
+from detector.notify.email import EmailReceiver
+from detector.notify.slack import SlackReceiver
+from detector.notify.webhook import WebhookReceiver
+
+__all__ = [
+    "ConsoleReceiver",
+    "DeliveryError",
+    "EmailReceiver",
+    "Evidence",
+    "Notification",
+    "Receiver",
+    "SlackReceiver",
+    "WebhookReceiver",
+    "build_receivers",
+]
+
+
+def build_receivers(
+    config: cfg.Config, session: requests.Session, stream: TextIO | None = None
+) -> dict[str, Receiver]:
+    """Build every receiver in ``config.receivers``, keyed by its name.
+
+    Parameters
+    ----------
+    config
+        The validated configuration.
+    session
+        Shared by the HTTP receivers; the caller owns it and closes it at shutdown.
+    stream
+        Where console receivers write; None means ``sys.stdout`` at the time of sending.
+    """
+    receivers: dict[str, Receiver] = {}
+    for name, receiver in config.receivers.items():
+        if isinstance(receiver, cfg.ConsoleReceiver):
+            receivers[name] = ConsoleReceiver(name, receiver, stream)
+        elif isinstance(receiver, cfg.WebhookReceiver):
+            receivers[name] = WebhookReceiver(name, receiver, session)
+        elif isinstance(receiver, cfg.SlackReceiver):
+            receivers[name] = SlackReceiver(name, receiver, session)
+        elif isinstance(receiver, cfg.EmailReceiver):
+            receivers[name] = EmailReceiver(name, receiver)
+        else:  # pragma: no cover - config validation admits only the types above
+            raise TypeError(f"receivers.{name}: no receiver for {type(receiver).__name__}")
+    return receivers

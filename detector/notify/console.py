@@ -1,0 +1,43 @@
+"""Prints notifications; the default receiver, and the one to try a config with."""
+
+from __future__ import annotations
+
+import sys
+from typing import TextIO
+
+from detector.config import ConsoleReceiver as ConsoleReceiverConfig
+from detector.notify import format
+from detector.notify.base import Notification, Receiver
+
+__all__ = ["ConsoleReceiver"]
+
+
+class ConsoleReceiver(Receiver):
+    """Writes the title and plain-text body of each notification to a stream.
+
+    Parameters
+    ----------
+    name
+        The receiver's name in alerts.yaml.
+    config
+        Its configuration.
+    stream
+        Where to write; None means whatever ``sys.stdout`` is at send time.
+    """
+
+    def __init__(
+        self, name: str, config: ConsoleReceiverConfig, stream: TextIO | None = None
+    ) -> None:
+        self.name = name
+        self.config = config
+        self.send_resolved = config.send_resolved
+        self.stream = stream
+
+    def send(self, notification: Notification) -> None:
+        if not self.wants(notification):
+            return
+        stream = self.stream if self.stream is not None else sys.stdout
+        stream.write(f"{format.title(notification)}\n{format.text(notification)}\n")
+        # Under a process supervisor stdout is a pipe and block-buffered; an alert that
+        # sits in a buffer has not been delivered.
+        stream.flush()

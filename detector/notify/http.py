@@ -1,0 +1,144 @@
+"""The one HTTP POST every HTTP receiver uses, with failures mapped to :class:`DeliveryError`.
+
+URLs of incoming webhooks are credentials (anyone holding a Slack webhook URL can post to the
+channel), so messages name only the scheme and host of a URL, never its path or query, and
+the exceptions of ``requests`` (whose text includes the full URL) are never quoted.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import requests
+
+from detector.notify.base import DeliveryError
+
+__all__ = ["BODY_EXCERPT", "post", "redact_url"]
+
+log = logging.getLogger(__name__)
+
+# Enough of an error body to see what the server objected to, not a whole HTML page.
+BODY_EXCERPT = 300
+
+
+def redact_url(url: str) -> str:
+    """Scheme and host (and port) of ``url``, which is what may be logged.
+
+    >>> redact_url("https://hooks.slack.com/services/T0/B0/secret?x=1")
+    'https://hooks.slack.com'
+    >>> redact_url("http://user:pw@127.0.0.1:8080/hook")
+    'http://127.0.0.1:8080'
+    """
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or "?"
+        port = parts.port
+    except ValueError:
+        return "<invalid url>"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{parts.scheme}://{host}" + (f":{port}" if port else "")
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The innermost OS-level reason (e.g. ``ConnectionRefusedError``), without any URL."""
+    seen: set[int] = set()
+    found: OSError | None = None
+    stack: list[BaseException] = [exc]
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        module = type(current).__module__
+        if isinstance(current, OSError) and not module.startswith(("requests", "urllib3")):
+            found = current
+        for attr in ("__cause__", "__context__", "reason"):
+            nested = getattr(current, attr, None)
+            if isinstance(nested, BaseException):
+                stack.append(nested)
+        stack.extend(arg for arg in current.args if isinstance(arg, BaseException))
+    if found is None:
+        return type(exc).__name__
+    name = type(found).__name__
+    return f"{name}: {found.strerror}" if found.strerror else name
+
+
+def _excerpt(response: requests.Response, url: str) -> str:
+    try:
+        body = response.text
+    except (requests.RequestException, UnicodeDecodeError, LookupError):
+        return "<unreadable body>"
+    # Some servers echo the requested path in error pages ("/services/T0/B0/secret not
+    # found"); that path is the secret.
+    parts = urlsplit(url)
+    for secret in (parts.path, parts.query):
+        if len(secret) > 1:
+            body = body.replace(secret, "<redacted>")
+    body = " ".join(body.split())
+    if len(body) > BODY_EXCERPT:
+        body = body[:BODY_EXCERPT] + "…"
+    return body or "<empty body>"
+
+
+def post(
+    session: requests.Session,
+    url: str,
+    *,
+    json_body: Any = None,
+    data: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    timeout: float,
+) -> requests.Response:
+    """POST and return the 2xx response, or raise :class:`DeliveryError`.
+
+    Retryable: timeouts, connection failures, HTTP 408, 429 and 5xx. Not retryable: other
+    statuses (the request itself is wrong, so resending it cannot help) and bad URLs.
+    Redirects are not followed: a webhook that moved is a configuration error.
+    """
+    where = redact_url(url)
+    # Errors are raised after the except blocks so that they carry no __context__: the
+    # requests exception's text holds the full URL and tracebacks end up in logs.
+    failure: DeliveryError | None = None
+    try:
+        response = session.post(
+            url,
+            json=json_body,
+            data=data,
+            headers=headers,
+            timeout=timeout,
+            allow_redirects=False,
+        )
+    except requests.Timeout:
+        failure = DeliveryError(f"POST {where}: no response within {timeout:g}s", retryable=True)
+    except requests.ConnectionError as exc:
+        reason = _root_cause(exc)
+        failure = DeliveryError(f"POST {where}: cannot connect ({reason})", retryable=True)
+    except requests.RequestException as exc:
+        # Malformed URL, unsupported scheme and the like: only the config can fix these.
+        failure = DeliveryError(
+            f"POST {where}: request failed ({type(exc).__name__})", retryable=False
+        )
+    if failure is not None:
+        raise failure
+
+    status = response.status_code
+    if 200 <= status < 300:
+        return response
+    described = f"HTTP {status} {response.reason or ''}".rstrip()
+    body = _excerpt(response, url)
+    response.close()
+    if status in (408, 429) or status >= 500:
+        retry_after = response.headers.get("Retry-After")
+        hint = f" (Retry-After: {retry_after})" if retry_after else ""
+        raise DeliveryError(f"POST {where}: {described}{hint}: {body}", retryable=True)
+    if 300 <= status < 400:
+        location = response.headers.get("Location")
+        target = redact_url(urljoin(url, location)) if location else "an unknown location"
+        raise DeliveryError(
+            f"POST {where}: {described} redirect to {target}; configure the final URL",
+            retryable=False,
+        )
+    raise DeliveryError(f"POST {where}: {described}: {body}", retryable=False)

@@ -1,0 +1,184 @@
+"""Slack incoming webhook: a Block Kit message plus the plain-text fallback Slack requires.
+
+Block Kit rejects a whole message when one element is over its limit, so every text is cut
+to fit: header 150 characters (plain_text), section text 3000, at most 10 section fields of
+2000 each, at most 10 context elements.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import requests
+
+from detector.config import SlackReceiver as SlackReceiverConfig
+from detector.notify import format
+from detector.notify.base import Notification, Receiver
+from detector.notify.http import post
+
+__all__ = ["SlackReceiver", "slack_message"]
+
+HEADER_MAX = 150
+SECTION_TEXT_MAX = 3000
+FIELD_MAX = 2000
+FIELDS_MAX = 10
+CONTEXT_TEXT_MAX = 3000
+# Slack shows the fallback in push notifications; it allows far more, nobody reads it.
+FALLBACK_MAX = 3000
+# Four detail lines of this length fit one section's 3000 characters.
+DETAIL_LINE_MAX = 700
+
+# Facts shown side by side as fields, in this order; the rest go in a section below them.
+_FIELD_KEYS = ("failure_rate", "sla", "counts", "volume", "p_value", "since", "backup")
+_DETAIL_KEYS = ("at", "error_codes", "sample_ids", "links")
+
+
+def _escape(value: str) -> str:
+    """Slack's three control characters; everything else is literal in mrkdwn."""
+    return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _cut(value: str, limit: int) -> str:
+    """Shorten to ``limit`` characters with an ellipsis, never splitting an ``&amp;`` escape."""
+    if len(value) <= limit:
+        return value
+    return re.sub(r"&[a-z]{0,3}$", "", value[: limit - 1]) + "…"
+
+
+def _emoji(n: Notification) -> str:
+    if n.event == "resolved":
+        return ":white_check_mark:"
+    if n.repeat:
+        return ":repeat:"
+    return ":rotating_light:" if n.severity == "critical" else ":warning:"
+
+
+def _link(url: str) -> str:
+    if url.startswith(("http://", "https://")) and not any(c in url for c in "<>|"):
+        return f"<{url}>"
+    return _escape(url)
+
+
+def _fallback(n: Notification) -> str:
+    parts = [format.title(n)]
+    if n.summary:
+        parts.append(n.summary)
+    rate = format.rate_phrase(n.evidence)
+    if rate:
+        parts.append(f"failure rate {rate}")
+    return _cut(_escape(" — ".join(parts)), FALLBACK_MAX)
+
+
+def slack_message(n: Notification, channel: str | None = None) -> dict[str, Any]:
+    """The JSON body posted to the incoming webhook."""
+    facts = {fact.key: fact for fact in format.facts(n)}
+    if "failure_rate" in facts and n.evidence.baseline is not None:
+        # The SLA gets its own field here, so the rate field leaves it out.
+        rate = format.rate_phrase(n.evidence, with_baseline=False) or ""
+        facts["failure_rate"] = format.Fact("failure_rate", "Failure rate", rate)
+        facts["sla"] = format.Fact("sla", "SLA", format.percent(n.evidence.baseline))
+
+    blocks: list[dict[str, Any]] = [
+        {
+            "type": "header",
+            "text": {
+                "type": "plain_text",
+                "text": _cut(f"{_emoji(n)} {format.title(n)}", HEADER_MAX),
+                "emoji": True,
+            },
+        }
+    ]
+    if n.summary:
+        blocks.append(
+            {
+                "type": "section",
+                "text": {"type": "mrkdwn", "text": _cut(_escape(n.summary), SECTION_TEXT_MAX)},
+            }
+        )
+    fields = [
+        {"type": "mrkdwn", "text": _cut(f"*{fact.label}*\n{_escape(fact.value)}", FIELD_MAX)}
+        for key in _FIELD_KEYS
+        if (fact := facts.get(key)) is not None
+    ][:FIELDS_MAX]
+    if fields:
+        blocks.append({"type": "section", "fields": fields})
+
+    # Each line is capped so one long list (say of sample ids) cannot push out the others.
+    details = []
+    for key in _DETAIL_KEYS:
+        fact = facts.get(key)
+        if fact is None:
+            continue
+        head = f"*{fact.label}:* "
+        if key == "links":
+            # Whole links only: half a URL is worse than a missing one.
+            line = head
+            for url in n.links:
+                candidate = f"{line} {_link(url)}" if line != head else line + _link(url)
+                if len(candidate) > DETAIL_LINE_MAX:
+                    break
+                line = candidate
+            if line != head:
+                details.append(line)
+        else:
+            details.append(_cut(head + _escape(fact.value), DETAIL_LINE_MAX))
+    detail_text = "\n".join(details)
+    if detail_text:
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": detail_text}})
+
+    context = []
+    if n.labels:
+        labels = "  ".join(f"`{_escape(k)}={_escape(v)}`" for k, v in sorted(n.labels.items()))
+        context.append({"type": "mrkdwn", "text": _cut(labels, CONTEXT_TEXT_MAX)})
+    context.append(
+        {
+            "type": "mrkdwn",
+            "text": _cut(f"idempotency key `{_escape(n.idempotency_key)}`", CONTEXT_TEXT_MAX),
+        }
+    )
+    blocks.append({"type": "context", "elements": context})
+
+    message: dict[str, Any] = {
+        "text": _fallback(n),
+        "blocks": blocks,
+        # Status-page previews would push the figures off screen.
+        "unfurl_links": False,
+        "unfurl_media": False,
+    }
+    if channel:
+        message["channel"] = channel
+    return message
+
+
+class SlackReceiver(Receiver):
+    """Posts to a Slack incoming webhook, whose URL is a secret and is never logged.
+
+    Parameters
+    ----------
+    name
+        The receiver's name in alerts.yaml.
+    config
+        Its configuration.
+    session
+        HTTP session shared by the receivers; the caller closes it.
+    """
+
+    def __init__(self, name: str, config: SlackReceiverConfig, session: requests.Session) -> None:
+        self.name = name
+        self.config = config
+        self.send_resolved = config.send_resolved
+        self.session = session
+
+    def send(self, notification: Notification) -> None:
+        if not self.wants(notification):
+            return
+        post(
+            self.session,
+            self.config.url.get_secret_value(),
+            json_body=slack_message(notification, self.config.channel),
+            timeout=self.config.timeout.total_seconds(),
+        )
+
+    def __repr__(self) -> str:
+        return f"SlackReceiver(name={self.name!r})"

@@ -1,0 +1,250 @@
+"""The daemon: as a real subprocess against a database the test writes to, and in-process
+with an injected clock for the outbox and source-outage behaviour."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import requests
+
+from detector.config import Config, parse_config
+from detector.daemon import Daemon
+from detector.notify import build_receivers
+from detector.source import SqlSource, connect
+from detector.store import StateStore
+
+from .conftest import T0, PaymentsDb
+from .http_recorder import HttpRecorder
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def webhook() -> Iterator[HttpRecorder]:
+    with HttpRecorder() as server:
+        yield server
+
+
+def _daemon_config(db: PaymentsDb, hook_url: str, state_url: str) -> str:
+    return f"""
+source:
+  url: {db.url}
+  table: {db.table}
+state:
+  url: {state_url}
+schedule:
+  interval: 1s
+detection:
+  outage: {{window: 10m, min_payments: 5, failure_rate: 0.9, for: 0s, keep_firing_for: 0s}}
+  sla_breach: {{enabled: false}}
+  no_data: {{enabled: false}}
+receivers:
+  hook: {{type: webhook, url: "{hook_url}"}}
+routes:
+  - receivers: [hook]
+"""
+
+
+class DaemonProcess:
+    """``detector run`` in a subprocess, its log in a file the test can wait on."""
+
+    def __init__(self, config: Path, log: Path):
+        self.log = log
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        with log.open("a") as stderr:  # the child keeps its own copy of the handle
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "detector.cli", "run", "--config", str(config)],
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                env=env,
+                cwd=config.parent,
+            )
+
+    def ticks(self) -> int:
+        return self.log.read_text().count(": tick ")
+
+    def wait_for_ticks(self, count: int, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while self.ticks() < count:
+            assert self.process.poll() is None, self.log.read_text()
+            assert time.monotonic() < deadline, (
+                f"no {count} ticks in {timeout}s:\n{self.log.read_text()}"
+            )
+            time.sleep(0.1)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@pytest.mark.slow
+def test_daemon_notifies_once_per_transition_across_a_kill(
+    sqlite_db: PaymentsDb, webhook: HttpRecorder, tmp_path: Path
+) -> None:
+    config = tmp_path / "alerts.yaml"
+    config.write_text(
+        _daemon_config(sqlite_db, webhook.url_for("/hook"), f"sqlite:///{tmp_path / 'state.db'}")
+    )
+    sqlite_db.steady("stripe", _now() - timedelta(minutes=30), minutes=29, per_minute=10)
+    log = tmp_path / "daemon.log"
+    daemon = DaemonProcess(config, log)
+    try:
+        daemon.wait_for_ticks(2)
+        assert webhook.requests == []
+
+        sqlite_db.add("stripe", _now(), failed=30, error_code="gateway_timeout")
+        (firing,) = webhook.wait_for(1, timeout=20)
+        body = firing.json()
+        assert (body["event"], body["rule"], body["labels"]["gateway"]) == (
+            "firing",
+            "outage",
+            "stripe",
+        )
+        assert body["evidence"]["failures"] == 30
+        assert firing.header("Idempotency-Key") == body["idempotency_key"]
+        ticks = daemon.ticks()
+        daemon.wait_for_ticks(ticks + 2)
+        assert len(webhook.requests) == 1
+
+        # Killed without warning while the alert fires; the new process must not re-send it.
+        daemon.process.kill()
+        daemon.process.wait(timeout=10)
+        daemon = DaemonProcess(config, log)
+        ticks = daemon.ticks()
+        daemon.wait_for_ticks(ticks + 3)
+        assert len(webhook.requests) == 1
+
+        sqlite_db.add("stripe", _now(), succeeded=600)
+        resolved = webhook.wait_for(2, timeout=20)[1].json()
+        assert (resolved["event"], resolved["fingerprint"]) == ("resolved", body["fingerprint"])
+        ticks = daemon.ticks()
+        daemon.wait_for_ticks(ticks + 2)
+        assert len(webhook.requests) == 2
+
+        daemon.process.send_signal(signal.SIGTERM)
+        assert daemon.process.wait(timeout=20) == 0
+        assert "detector stopped" in log.read_text()
+    finally:
+        if daemon.process.poll() is None:
+            daemon.process.kill()
+            daemon.process.wait()
+
+
+# --- in-process, simulated time -------------------------------------------------------------
+
+
+class Clock:
+    def __init__(self, now: datetime):
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _in_process(config: Config, state_url: str, clock: Clock, session: requests.Session) -> Daemon:
+    source = SqlSource(connect(config.source.url), config.source)
+    return Daemon(
+        config, source, StateStore.open(state_url), build_receivers(config, session), clock
+    )
+
+
+def _hooks_config(source_url: str, table: str, *hooks: HttpRecorder) -> Config:
+    return parse_config(
+        {
+            "source": {"url": source_url, "table": table},
+            "detection": {"outage": {"for": "0s", "keep_firing_for": "0s"}},
+            "receivers": {
+                f"hook{i}": {"type": "webhook", "url": h.url_for(f"/hook{i}")}
+                for i, h in enumerate(hooks)
+            },
+            "routes": [{"receivers": [f"hook{i}" for i in range(len(hooks))]}],
+        },
+        env={},
+    )
+
+
+def test_one_source_down_alert_instead_of_one_per_gateway(
+    webhook: HttpRecorder, tmp_path: Path
+) -> None:
+    url = f"postgresql+psycopg://postgres@127.0.0.1:{_closed_port()}/test"
+    config = _hooks_config(url, "payments", webhook)
+    clock = Clock(T0)
+    with requests.Session() as session:
+        daemon = _in_process(config, f"sqlite:///{tmp_path / 'state.db'}", clock, session)
+        for _ in range(5):
+            daemon.tick()
+            daemon.deliver()
+            clock.now += timedelta(minutes=1)
+        daemon.engine.source.engine.dispose()  # type: ignore[attr-defined]
+    bodies = [r.json() for r in webhook.requests]
+    assert [(b["event"], b["rule"]) for b in bodies] == [("firing", "source_down")]
+    assert "gateway" not in bodies[0]["labels"]
+    assert "cannot read payments" in bodies[0]["summary"]
+
+
+def test_a_failing_receiver_gets_the_alert_once_it_recovers_without_delaying_others(
+    sqlite_db: PaymentsDb, tmp_path: Path
+) -> None:
+    with HttpRecorder() as flaky, HttpRecorder() as healthy, requests.Session() as session:
+        flaky.respond_with([500, 503, (429, "slow down")])
+        config = _hooks_config(sqlite_db.url, sqlite_db.table, flaky, healthy)
+        clock = Clock(T0)
+        state = f"sqlite:///{tmp_path / 'state.db'}"
+        sqlite_db.steady("stripe", T0 - timedelta(minutes=10), minutes=10, per_minute=10, failed=10)
+        daemon = _in_process(config, state, clock, session)
+        daemon.tick()
+        daemon.deliver()
+        assert len(healthy.requests) == 1
+        assert len(flaky.requests) == 1
+        daemon.engine.source.engine.dispose()  # type: ignore[attr-defined]
+
+        # The process restarts while the flaky receiver is still down: the outbox survives.
+        daemon = _in_process(config, state, clock, session)
+        for _ in range(20):
+            clock.now += timedelta(seconds=30)
+            daemon.deliver()
+        daemon.engine.source.engine.dispose()  # type: ignore[attr-defined]
+        assert len(flaky.requests) == 4  # 500, 503, 429, then delivered
+        assert len(healthy.requests) == 1
+        keys = {r.header("Idempotency-Key") for r in flaky.requests}
+        assert keys == {healthy.requests[0].header("Idempotency-Key")}
+        outcomes = daemon.store.deliveries()
+        assert [
+            (d["receiver"], d["attempts"], d["delivered_at"] is not None) for d in outcomes
+        ] == [("hook0", 4, True), ("hook1", 1, True)]
+
+
+def test_a_rejected_notification_is_given_up_with_the_reason(
+    sqlite_db: PaymentsDb, webhook: HttpRecorder, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    webhook.respond_with([(400, "unknown field 'evidence'")])
+    config = _hooks_config(sqlite_db.url, sqlite_db.table, webhook)
+    clock = Clock(T0)
+    sqlite_db.steady("stripe", T0 - timedelta(minutes=10), minutes=10, per_minute=10, failed=10)
+    with requests.Session() as session:
+        daemon = _in_process(config, f"sqlite:///{tmp_path / 'state.db'}", clock, session)
+        daemon.tick()
+        for _ in range(3):
+            daemon.deliver()
+            clock.now += timedelta(minutes=5)
+        daemon.engine.source.engine.dispose()  # type: ignore[attr-defined]
+    assert len(webhook.requests) == 1
+    (entry,) = daemon.store.deliveries()
+    assert entry["failed_at"] is not None
+    assert "unknown field 'evidence'" in str(entry["last_error"])
+    assert "unknown field 'evidence'" in caplog.text
