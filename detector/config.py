@@ -217,7 +217,7 @@ class NoDataRule(_Rule):
 
     silence: Duration = timedelta(minutes=15)
     history: Duration = timedelta(hours=2)
-    alpha: Probability = 1e-4
+    alpha: Probability = 1e-6
     keep_firing_for: Duration = timedelta(0)
 
 

@@ -1,0 +1,102 @@
+"""How much a tick and a backtest cost next to the SQL aggregation they need.
+
+Writes two weeks of simulated payments (about 1.3 million rows for the default gateways)
+into a database, then measures side by side, in one run:
+
+- backtest: replaying the two weeks (one aggregation query + 20,160 simulated ticks)
+  against that one aggregation query alone;
+- live tick: one daemon tick (incremental read of the last minutes + rules + lifecycle)
+  against the bare incremental read it issues.
+
+Ratios, not seconds, are the verdict; medians of ``--repeat`` runs.
+
+    .venv/bin/python benchmarks/throughput.py [--db URL] [--days 14] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from detector.backtest import replay
+from detector.config import Config, parse_config
+from detector.engine import Engine
+from detector.simulate import Incident, simulate
+from detector.source import SqlSource, connect
+
+START = datetime(2026, 11, 2, tzinfo=UTC)
+
+
+def _median_seconds(action: Callable[[], object], repeat: int) -> float:
+    timings = []
+    for _ in range(repeat):
+        began = time.perf_counter()
+        action()
+        timings.append(time.perf_counter() - began)
+    return statistics.median(timings)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--db", help="database URL to fill (default: a temporary SQLite file)")
+    parser.add_argument("--days", type=float, default=14.0)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+
+    folder = Path(tempfile.mkdtemp(prefix="detector-bench-"))
+    url = args.db or f"sqlite:///{folder / 'payments.db'}"
+    end = START + timedelta(days=args.days)
+    began = time.perf_counter()
+    incident = Incident(
+        "adyen", START + timedelta(days=3, hours=14), timedelta(hours=1), failure_rate=0.1
+    )
+    rows = simulate(url, START, args.days, incidents=[incident], seed=1)
+    seconds = time.perf_counter() - began
+    print(f"wrote {rows:,} payments over {args.days:g} days in {seconds:.1f}s ({url})")
+
+    config: Config = parse_config({"source": {"url": url}}, env={})
+    source = SqlSource(connect(url), config.source)
+
+    # Backtest vs the one aggregation it needs.
+    warmup = max(config.source.warmup, timedelta(hours=3))
+    sql = _median_seconds(lambda: source.read(START - warmup, end), args.repeat)
+    events: list[object] = []
+    backtest = _median_seconds(
+        lambda: events.extend(replay(config, source, START, end)), args.repeat
+    )
+    ticks = int((end - START) / config.schedule.interval) + 1
+    transitions = len(events) // args.repeat
+    print(f"\nbacktest of {args.days:g} days ({ticks:,} ticks, {transitions} transitions)")
+    print(f"  SQL aggregation alone      {sql:8.3f} s")
+    print(f"  whole backtest             {backtest:8.3f} s")
+    print(f"  ratio backtest / SQL       {backtest / sql:8.2f}")
+
+    # A live tick vs the bare incremental read it issues.
+    engine = Engine(config, source)
+    now = START + timedelta(days=args.days / 2)
+    engine.tick(now)  # warm-up read fills the window
+    tick_times, read_times = [], []
+    for _ in range(60):
+        now += config.schedule.interval
+        start, _ = engine._read_range(now)
+        began = time.perf_counter()
+        source.read(start, now)
+        read_times.append(time.perf_counter() - began)
+        began = time.perf_counter()
+        engine.tick(now)
+        tick_times.append(time.perf_counter() - began)
+    tick, read = statistics.median(tick_times), statistics.median(read_times)
+    print("\nlive tick (median of 60, incremental read of the late-arrival look-back)")
+    print(f"  bare SQL read              {read * 1000:8.2f} ms")
+    print(f"  whole tick                 {tick * 1000:8.2f} ms")
+    print(f"  ratio tick / SQL           {tick / read:8.2f}")
+    source.engine.dispose()
+
+
+if __name__ == "__main__":
+    main()

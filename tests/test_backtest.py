@@ -1,0 +1,133 @@
+"""The backtest: what a user replaying history sees, and that it is the daemon's own engine."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from detector.alerts import notification_for
+from detector.backtest import replay
+from detector.cli import main
+from detector.config import Config, parse_config
+from detector.engine import Engine
+from detector.simulate import GatewayProfile, Incident, simulate
+from detector.source import SqlSource
+
+from .conftest import PaymentsDb
+
+START = datetime(2026, 11, 16, tzinfo=UTC)  # a Monday
+GATEWAYS = (
+    GatewayProfile("stripe", per_minute=30, failure_rate=0.01),
+    GatewayProfile("adyen", per_minute=12, failure_rate=0.012),
+    GatewayProfile("paypal", per_minute=4, failure_rate=0.008),
+)
+INCIDENT = Incident("adyen", START + timedelta(hours=30), timedelta(minutes=40), failure_rate=0.15)
+RECORD_KEYS = {
+    "event",
+    "at",
+    "rule",
+    "severity",
+    "labels",
+    "value",
+    "baseline",
+    "payments",
+    "failures",
+}
+
+
+def _config(db: PaymentsDb) -> Config:
+    return parse_config({"source": {"url": db.url, "table": db.table}}, env={})
+
+
+@pytest.fixture
+def two_days(sqlite_db: PaymentsDb) -> PaymentsDb:
+    simulate(sqlite_db.engine, START, 2, GATEWAYS, [INCIDENT], seed=3, table=sqlite_db.table)
+    return sqlite_db
+
+
+def _backtest(db: PaymentsDb, capsys: pytest.CaptureFixture[str], *extra: str) -> str:
+    assert main(["backtest", "--db", db.url, *extra]) == 0
+    return capsys.readouterr().out
+
+
+def test_jsonl_shows_the_incident_firing_and_resolving_and_nothing_else(
+    two_days: PaymentsDb,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no alerts.yaml here: the defaults apply
+    (tmp_path / "alerts.yaml").write_text("{}\n")
+    out = _backtest(two_days, capsys, "--start", "2026-11-16T03:00", "--end", "2026-11-18T00:00")
+    records = [json.loads(line) for line in out.splitlines()]
+    assert records, "the incident was not detected"
+    assert all(set(r) >= RECORD_KEYS for r in records)
+    assert {r["labels"]["gateway"] for r in records} == {"adyen"}
+    firing = [r for r in records if r["event"] == "firing"]
+    first = datetime.fromisoformat(firing[0]["at"])
+    incident_start = INCIDENT.start.replace(tzinfo=UTC)
+    assert incident_start < first <= incident_start + INCIDENT.duration
+    assert firing[0]["value"] > firing[0]["baseline"] == 0.02
+    assert firing[0]["failures"] <= firing[0]["payments"]
+    assert records[-1]["event"] == "resolved"
+    assert datetime.fromisoformat(records[-1]["at"]) > incident_start + INCIDENT.duration
+
+
+def test_table_format_is_for_people(
+    two_days: PaymentsDb,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "alerts.yaml").write_text("{}\n")
+    out = _backtest(
+        two_days,
+        capsys,
+        "--start",
+        "2026-11-17T05:00",
+        "--end",
+        "2026-11-17T09:00",
+        "--format",
+        "table",
+    )
+    lines = out.splitlines()
+    assert lines[0].split()[:3] == ["at", "event", "severity"]
+    assert any("adyen" in line and "firing" in line for line in lines)
+    assert lines[-1].endswith("alert transition(s)")
+
+
+def test_replay_makes_exactly_the_transitions_of_live_ticks(
+    payments_db: PaymentsDb, open_source: Callable[[Config], SqlSource]
+) -> None:
+    simulate(
+        payments_db.engine,
+        START,
+        0.5,
+        GATEWAYS,
+        [Incident("stripe", START + timedelta(hours=6), timedelta(minutes=20), failure_rate=1.0)],
+        seed=5,
+        table=payments_db.table,
+    )
+    config = _config(payments_db)
+    begin, end = START + timedelta(hours=4), START + timedelta(hours=8)
+
+    replayed = [n.to_json() for n in replay(config, open_source(config), begin, end)]
+
+    # The same engine, ticked one minute at a time against the database, as the daemon does.
+    engine = Engine(config, open_source(config))
+    live = []
+    now = begin
+    while now <= end:
+        live += [
+            notification_for(t, config).to_json()
+            for t in engine.tick(now).transitions
+            if not t.repeat
+        ]
+        now += timedelta(minutes=1)
+    assert replayed == live
+    assert any('"outage"' in n for n in replayed)

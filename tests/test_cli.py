@@ -1,0 +1,108 @@
+"""The ``detector`` command as a user runs it: check, simulate, demo."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from detector.cli import main
+
+from .conftest import T0, PaymentsDb
+
+
+@pytest.fixture(autouse=True)
+def _default_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "alerts.yaml").write_text("gateways:\n  stripe: {}\n  adyen: {sla: 0.05}\n")
+
+
+def test_check_prints_a_verdict_per_gateway_and_exits_0_when_healthy(
+    sqlite_db: PaymentsDb, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sqlite_db.steady("stripe", T0 - timedelta(minutes=40), minutes=40, per_minute=10, failed=0)
+    sqlite_db.steady("adyen", T0 - timedelta(minutes=40), minutes=40, per_minute=5, failed=0)
+    assert main(["check", "--db", sqlite_db.url, "--at", T0.isoformat()]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split()[0]: line.split() for line in out.splitlines()[2:]}
+    assert rows["stripe"][1:3] == ["300", "0"]  # payments and failures in the last 30 min
+    assert rows["stripe"][-1] == "healthy"
+    assert rows["adyen"][5] == "5.0%"  # its own SLA
+
+
+def test_check_exits_1_and_names_the_rule_when_something_fires(
+    sqlite_db: PaymentsDb, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sqlite_db.steady("stripe", T0 - timedelta(minutes=40), minutes=39, per_minute=10)
+    sqlite_db.steady("stripe", T0 - timedelta(minutes=1), minutes=1, per_minute=10, failed=10)
+    assert main(["check", "--db", sqlite_db.url, "--at", T0.isoformat()]) == 1
+    stripe = next(
+        line for line in capsys.readouterr().out.splitlines() if line.startswith("stripe")
+    )
+    assert "FIRING: outage" in stripe
+
+
+def test_check_exits_2_when_the_table_is_missing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'empty.db'}"
+    sa.create_engine(url).dispose()
+    assert main(["check", "--db", url]) == 2
+    assert "source.table: table 'payments' does not exist" in capsys.readouterr().err
+
+
+def test_simulate_writes_the_default_schema_with_an_incident(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'sim.db'}"
+    args = [
+        "simulate",
+        "--db",
+        url,
+        "--days",
+        "0.25",
+        "--end",
+        "2026-11-20T12:00",
+        "--seed",
+        "1",
+        "--incident",
+        "stripe:+2h:30m:outage",
+    ]
+    assert main(args) == 0
+    engine = sa.create_engine(url)
+    with engine.connect() as connection:
+        during = connection.execute(
+            sa.text(
+                "SELECT status, COUNT(*) FROM payments WHERE gateway = 'stripe' AND "
+                "created_at >= '2026-11-20 08:00' AND created_at < '2026-11-20 08:30' "
+                "GROUP BY status"
+            )
+        ).all()
+    engine.dispose()
+    counts = dict(during)
+    assert counts.get("failed", 0) > 100
+    assert counts.get("succeeded", 0) == 0
+
+
+def test_a_bad_incident_is_an_error_not_a_crash(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'sim.db'}"
+    assert main(["simulate", "--db", url, "--days", "1", "--incident", "stripe:soon"]) == 2
+    assert "stripe:soon" in capsys.readouterr().err
+
+
+def test_demo_runs_and_reports_each_injected_incident(tmp_path: Path) -> None:
+    finished = subprocess.run(
+        [sys.executable, "-m", "detector.cli", "demo", "--dir", str(tmp_path / "demo")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert finished.returncode == 0, finished.stderr
+    report = finished.stdout.split("injected incident")[1].splitlines()[1:]
+    assert len(report) == 3
+    assert not any("missed" in line for line in report), finished.stdout
