@@ -106,3 +106,17 @@ def test_demo_runs_and_reports_each_injected_incident(tmp_path: Path) -> None:
     report = finished.stdout.split("injected incident")[1].splitlines()[1:]
     assert len(report) == 3
     assert not any("missed" in line for line in report), finished.stdout
+
+
+def test_run_refuses_to_start_on_a_misspelt_column(sqlite_db: PaymentsDb, tmp_path: Path) -> None:
+    config = tmp_path / "bad-column.yaml"
+    config.write_text(f"source:\n  url: {sqlite_db.url}\n  columns: {{status: state}}\n")
+    finished = subprocess.run(
+        [sys.executable, "-m", "detector.cli", "run", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert finished.returncode == 2
+    assert "source.columns.status: column 'state' not found in table 'payments'" in finished.stderr
