@@ -17,7 +17,7 @@ from detector.alerts import notification_for
 from detector.config import Config
 from detector.engine import Engine
 from detector.notify.base import Notification
-from detector.source import FrameSource, SqlSource
+from detector.source import FrameSource, Source
 
 __all__ = ["BacktestEvent", "replay", "to_record", "write_jsonl", "write_table"]
 
@@ -36,7 +36,8 @@ def replay(
     """Tick from ``start`` to ``end`` at the configured interval; yield every alert transition.
 
     Ticks fall on whole minutes so each one sees exactly the complete minutes before it.
-    Repeat reminders are not transitions and are left out.
+    Repeat reminders are not transitions and are left out. ``source`` is usually a
+    :class:`SqlSource`; a :class:`FrameSource` of counts made in memory replays without SQL.
     """
     interval = config.schedule.interval
     first_tick = _floor_minute(start)
