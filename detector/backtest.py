@@ -31,7 +31,7 @@ def _floor_minute(moment: datetime) -> datetime:
 
 
 def replay(
-    config: Config, source: SqlSource, start: datetime, end: datetime
+    config: Config, source: Source, start: datetime, end: datetime
 ) -> Iterator[Notification]:
     """Tick from ``start`` to ``end`` at the configured interval; yield every alert transition.
 
