@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import os
+import socket
 import sys
 import tempfile
 import time
@@ -111,15 +112,33 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from detector.daemon import Daemon
-    from detector.notify import build_receivers
+    from detector.lease import Lease
+    from detector.notify import Receiver, build_receivers
+    from detector.source import Source
     from detector.store import StateStore
 
     config = _load(args)
     source = _open_source(config, strict=False)
     store = StateStore.open(config.state.url)
+    replica = config.ha.replica_id or f"{socket.gethostname()}:{os.getpid()}"
+    lease = Lease(store.engine, replica, config.ha.lease_ttl)
     with requests.Session() as session:
-        receivers = build_receivers(config, session)
-        Daemon(config, source, store, receivers).run()
+
+        def reload() -> tuple[Config, Source, dict[str, Receiver]]:
+            nonlocal config, source
+            new = _load(args)
+            receivers = build_receivers(new, session)
+            if new.source != config.source:
+                opened = _open_source(new, strict=False)
+                source.engine.dispose()
+                source = opened
+            config = new
+            return config, source, receivers
+
+        daemon = Daemon(
+            config, source, store, build_receivers(config, session), lease=lease, reload=reload
+        )
+        daemon.run()
     return EXIT_OK
 
 

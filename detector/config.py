@@ -171,6 +171,8 @@ class ScheduleConfig(_Frozen):
     interval: Duration = timedelta(minutes=1)
     # Consecutive failed ticks before the single "source down" alert fires.
     source_down_after: int = Field(default=3, ge=1)
+    # On SIGTERM, how long the last delivery passes may take before the process exits.
+    shutdown_grace: Duration = timedelta(seconds=10)
 
     @field_validator("interval")
     @classmethod
@@ -236,6 +238,47 @@ class GatewayConfig(_Frozen):
 
 class AlertingConfig(_Frozen):
     repeat_interval: Duration = timedelta(hours=4)
+
+
+# --- service: HTTP endpoint and high availability -------------------------------------------
+
+
+class ServerConfig(_Frozen):
+    """The HTTP endpoint: /healthz, /metrics, /api/v1/gateways and the status page."""
+
+    enabled: bool = True
+    listen: str = "127.0.0.1:8080"
+    # /healthz turns 503 once the last successful tick is this many intervals old.
+    unhealthy_after: float = Field(default=3, gt=1)
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, _, port = value.rpartition(":")
+        if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError(f"{value!r}: write HOST:PORT, e.g. 127.0.0.1:8080 or 0.0.0.0:8080")
+        return value
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
+class HaConfig(_Frozen):
+    """The leader lease that lets exactly one replica evaluate and notify."""
+
+    # A dead leader is replaced within this long; the leader renews every third of it.
+    lease_ttl: Duration = timedelta(seconds=30)
+    # Identifies this replica in the lease row; default hostname:pid.
+    replica_id: str | None = Field(default=None, min_length=1, max_length=200)
+
+    @field_validator("lease_ttl")
+    @classmethod
+    def _long_enough(cls, value: timedelta) -> timedelta:
+        if value < timedelta(seconds=2):
+            raise ValueError("the lease TTL must be at least 2s")
+        return value
 
 
 # --- receivers and routes ------------------------------------------------------------------
@@ -313,6 +356,8 @@ class Config(_Frozen):
     detection: DetectionConfig = DetectionConfig()
     gateways: dict[str, GatewayConfig] = {}
     alerting: AlertingConfig = AlertingConfig()
+    server: ServerConfig = ServerConfig()
+    ha: HaConfig = HaConfig()
     receivers: dict[str, ReceiverConfig] = {"console": ConsoleReceiver(type="console")}
     routes: tuple[Route, ...] = (Route(receivers=("console",)),)
 

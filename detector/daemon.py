@@ -3,6 +3,10 @@
 Each tick's alert changes and the notifications they cause are committed to the state
 store together; the delivery job drains the outbox independently, so a slow receiver
 never delays detection.
+
+Around that: the HTTP endpoint (:mod:`detector.web`), Prometheus metrics, SIGHUP config
+reload, and the leader lease (:mod:`detector.lease`) that lets exactly one of several
+replicas evaluate-and-notify while the others follow, ready to take over.
 """
 
 from __future__ import annotations
@@ -11,26 +15,38 @@ import itertools
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from types import FrameType
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
+from prometheus_client import CollectorRegistry
 
 from detector.alerts import Transition, notification_for
 from detector.config import Config
 from detector.engine import Engine, TickResult
+from detector.errors import DetectorError
+from detector.health import gateway_health, liveness
+from detector.history import History
+from detector.lease import Lease
+from detector.metrics import Metrics
 from detector.notify.base import Notification, Receiver
 from detector.notify.dispatch import Dispatcher
-from detector.source import Source
+from detector.source import Source, SourceError, epoch_minute
 from detector.store import StateStore, StoreError
+from detector.web import Snapshot, WebServer
 
 __all__ = ["Daemon", "utc_now"]
 
 log = logging.getLogger(__name__)
 
 DELIVERY_INTERVAL = timedelta(seconds=1)
+HISTORY = timedelta(hours=24)
+
+# Builds what a SIGHUP reload swaps in: the new config, its source and its receivers.
+Reloader = Callable[[], tuple[Config, Source, Mapping[str, Receiver]]]
 
 
 def utc_now() -> datetime:
@@ -61,6 +77,10 @@ class Daemon:
         store: StateStore,
         receivers: Mapping[str, Receiver],
         clock: Callable[[], datetime] = utc_now,
+        *,
+        lease: Lease | None = None,
+        registry: CollectorRegistry | None = None,
+        reload: Reloader | None = None,
     ):
         self.config = config
         self.store = store
@@ -72,15 +92,32 @@ class Daemon:
         self.engine.alerts.restore(alerts)
         if alerts:
             log.info("restored %d pending/firing alert(s) from the state store", len(alerts))
-        self.dispatcher = Dispatcher(store, receivers, clock)
+        self.metrics = Metrics(registry if registry is not None else CollectorRegistry())
+        self.registry = self.metrics.registry
+        self.dispatcher = Dispatcher(
+            store, receivers, clock, on_result=self.metrics.notification_result
+        )
         self._tick_ids = itertools.count(1)
         self._stop = threading.Event()
         self.last_tick: TickResult | None = None
+        # Without a lease (tests, one-off use) this process is always the one that notifies.
+        self.lease = lease
+        self.leader = lease is None
+        self.metrics.leader.set(1 if self.leader else 0)
+        self._reload = reload
+        self._reload_requested = threading.Event()
+        self.history = History()
+        self.started = clock()
+        self.last_success: datetime | None = None
+        self._snapshot = Snapshot(None, self.role, config)
 
     def tick(self) -> TickResult:
         """One evaluation, committed to the store with the notifications it causes."""
+        self._apply_requested_reload()
         tick_id = next(self._tick_ids)
         now = self.clock()
+        if not self._hold_lease(now):
+            return self._follow(tick_id, now)
         before = self.engine.alerts.snapshot()
         result = self.engine.tick(now)
         deliveries = route(result.transitions, self.config, self.receivers)
@@ -92,6 +129,7 @@ class Daemon:
             # Forget this tick's transitions so the next tick makes (and saves) them again.
             self.engine.alerts.restore(before)
             log.error("tick %d: %s; the transitions will be retried next tick", tick_id, exc)
+            self._publish(result, "store_error")
             return result
         if result.error:
             log.warning(
@@ -122,11 +160,15 @@ class Daemon:
                 transition.alert.summary,
             )
         self.last_tick = result
+        self._publish(result, "source_error" if result.error else "ok")
         return result
 
     def deliver(self) -> None:
+        if not self.leader:
+            return
         try:
-            self.dispatcher.deliver_due()
+            if self.dispatcher.deliver_due().delivered:
+                self.metrics.outbox_depth.set(self.store.outbox_depth())
         except StoreError as exc:
             log.error("delivery paused: %s", exc)
         except Exception:
@@ -138,16 +180,201 @@ class Daemon:
         except Exception:  # one bad tick must not stop the service
             log.exception("tick failed; the next tick will try again")
 
+    # --- leadership -----------------------------------------------------------------------------
+
+    @property
+    def role(self) -> str:
+        return "leader" if self.leader else "follower"
+
+    def _hold_lease(self, now: datetime) -> bool:
+        """Take or renew the lease; a replica that just took over reloads the stored alerts."""
+        if self.lease is None:
+            return True
+        try:
+            held = self.lease.acquire(now)
+        except StoreError as exc:
+            log.error("%s; acting as a follower until it can be renewed", exc)
+            held = False
+        if held and not self.leader:
+            # Continue exactly where the previous leader's last committed tick left off.
+            _, alerts = self.store.load()
+            self.engine.alerts.restore(alerts)
+            log.info(
+                "became the leader (replica %s, term %s); continuing from %d stored alert(s)",
+                self.lease.holder,
+                self.lease.term,
+                len(alerts),
+            )
+        elif not held and self.leader:
+            log.warning("lost the leader lease; following from now on")
+        self.leader = held
+        self.metrics.leader.set(1 if held else 0)
+        return held
+
+    def _renew_lease(self) -> None:
+        """Between ticks, so a long interval never lets the lease lapse; only the tick takes it."""
+        if self.leader:
+            self._hold_lease(self.clock())
+
+    def _follow(self, tick_id: int, now: datetime) -> TickResult:
+        """Evaluate without notifying, from the leader's stored alerts, to serve the API."""
+        try:
+            _, alerts = self.store.load()
+        except Exception as exc:  # the state database may be what made us lose the lease
+            log.warning("tick %d (follower): cannot read the leader's state: %s", tick_id, exc)
+        else:
+            self.engine.alerts.restore(alerts)
+        result = self.engine.tick(now)
+        log.info(
+            "tick %d (follower): read %d rows in %.3fs%s",
+            tick_id,
+            result.rows,
+            result.seconds,
+            f"; payments source unreachable: {result.error}" if result.error else "",
+        )
+        self.last_tick = result
+        self._publish(result, "follower")
+        return result
+
+    # --- what the HTTP endpoint shows -----------------------------------------------------------
+
+    def _publish(self, result: TickResult, outcome: str) -> None:
+        """Update metrics, the 24 h history and the snapshot the HTTP threads read."""
+        alerts = list(self.engine.alerts.alerts.values())
+        health = gateway_health(self.engine.window, alerts, self.config, result.error)
+        if result.error is None:
+            self.last_success = result.at
+            firing = [
+                a.labels["gateway"] for a in alerts if a.state == "firing" and "gateway" in a.labels
+            ]
+            self.history.update(self.engine.window, firing)
+        self.metrics.observe_tick(result, outcome)
+        self.metrics.observe_health(
+            health,
+            alerts,
+            [
+                (gateway, rule.rule, bool(rule.active[i]))
+                for rule in self.engine.last_results
+                for i, gateway in enumerate(rule.gateways)
+            ],
+        )
+        try:
+            self.metrics.outbox_depth.set(self.store.outbox_depth())
+        except Exception as exc:
+            log.debug("outbox depth unavailable: %s", exc)
+        self._snapshot = Snapshot(
+            result.at, self.role, self.config, health, self.history.snapshot()
+        )
+
+    def snapshot(self) -> Snapshot:
+        return self._snapshot
+
+    def healthz(self) -> tuple[int, dict[str, object]]:
+        last = self.last_tick
+        return liveness(
+            self.clock(),
+            self.started,
+            self.last_success,
+            self.config.schedule.interval * self.config.server.unhealthy_after,
+            last.error if last else None,
+            self.engine.failed_ticks,
+            self.config.schedule.source_down_after,
+            self.role,
+        )
+
+    def backfill_history(self) -> None:
+        """Fill the status page's 24 h charts from the database (aggregated there) at start."""
+        now = self.clock()
+        try:
+            counts = self.engine.source.read(now - HISTORY, now)
+        except SourceError as exc:
+            log.warning("status page history starts empty: %s", exc)
+            return
+        self.history.backfill(counts, epoch_minute(now) + 1)
+
+    # --- SIGHUP ---------------------------------------------------------------------------------
+
+    def request_reload(self, _signum: int | None = None, _frame: FrameType | None = None) -> None:
+        """Reload alerts.yaml before the next tick (signal handlers must not do the work)."""
+        log.info("received SIGHUP: alerts.yaml will be reloaded before the next tick")
+        self._reload_requested.set()
+
+    def _apply_requested_reload(self) -> None:
+        if self._reload is None or not self._reload_requested.is_set():
+            return
+        self._reload_requested.clear()
+        try:
+            config, source, receivers = self._reload()
+        except DetectorError as exc:
+            self.metrics.reloads.labels("rejected").inc()
+            log.error("config reload rejected, the running config stays in force: %s", exc)
+            return
+        for key in ("state", "server", "ha"):
+            if getattr(config, key) != getattr(self.config, key):
+                log.warning("config reload: changes to %s: take effect only after a restart", key)
+        self.engine = self.engine.reconfigured(config, source)
+        self.config = config
+        self.receivers = receivers
+        self.dispatcher.receivers = receivers
+        self.metrics.reloads.labels("applied").inc()
+        log.info(
+            "config reloaded: %d gateway(s) configured, receivers: %s",
+            len(config.gateways),
+            ", ".join(receivers) or "none",
+        )
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
     def stop(self, signum: int | None = None, _frame: FrameType | None = None) -> None:
         if signum is not None:
             log.info("received %s, finishing the tick in flight", signal.Signals(signum).name)
         self._stop.set()
+
+    def _flush(self) -> None:
+        """Deliver what the outbox can send within ``schedule.shutdown_grace``."""
+        deadline = time.monotonic() + self.config.schedule.shutdown_grace.total_seconds()
+        while True:
+            self.deliver()
+            if not self.leader or time.monotonic() >= deadline:
+                break
+            try:
+                if not self.store.due(self.clock() + DELIVERY_INTERVAL):
+                    break
+            except StoreError:
+                break
+            time.sleep(DELIVERY_INTERVAL.total_seconds() / 4)
+        try:
+            waiting = self.store.outbox_depth()
+        except StoreError:
+            return
+        if waiting and self.leader:
+            log.warning("%d notification(s) still queued; the next leader sends them", waiting)
+
+    def _release_lease(self) -> None:
+        if self.lease is None or not self.leader:
+            return
+        try:
+            self.lease.release()
+        except StoreError as exc:
+            log.warning("%s; a follower takes over when it expires", exc)
+            return
+        self.leader = False
+        log.info("released the leader lease")
 
     def run(self, *, install_signal_handlers: bool = True) -> None:
         """Tick every interval until stopped by SIGTERM/SIGINT or :meth:`stop`."""
         if install_signal_handlers:
             signal.signal(signal.SIGTERM, self.stop)
             signal.signal(signal.SIGINT, self.stop)
+            signal.signal(signal.SIGHUP, self.request_reload)
+        server = None
+        if self.config.server.enabled:
+            server = WebServer(self.config.server.address, self).start()
+            host, port = server.address
+            log.info(
+                "serving /healthz, /metrics, /api/v1/gateways and / on http://%s:%d", host, port
+            )
+        self.backfill_history()
         interval = self.config.schedule.interval.total_seconds()
         scheduler = BackgroundScheduler(timezone=UTC)
         scheduler.add_job(
@@ -167,14 +394,27 @@ class Daemon:
             max_instances=1,
             misfire_grace_time=1,
         )
+        if self.lease is not None:
+            scheduler.add_job(
+                self._renew_lease,
+                IntervalTrigger(seconds=self.lease.ttl.total_seconds() / 3, timezone=UTC),
+                id="lease",
+                coalesce=True,
+                max_instances=1,
+                misfire_grace_time=1,
+            )
         scheduler.start()
         log.info(
-            "detector running: %d gateway(s) configured, tick every %ss, receivers: %s",
+            "detector running: %d gateway(s) configured, tick every %ss, receivers: %s%s",
             len(self.config.gateways),
             f"{interval:g}",
             ", ".join(self.receivers) or "none",
+            f"; replica {self.lease.holder}" if self.lease else "",
         )
         self._stop.wait()
         scheduler.shutdown(wait=True)  # lets the tick in flight finish
-        self.deliver()  # one last pass for what that tick queued
+        self._flush()  # what that tick queued, within the grace period
+        self._release_lease()
+        if server is not None:
+            server.stop()
         log.info("detector stopped")

@@ -58,6 +58,17 @@ class Engine:
         self.failed_ticks = 0
         self._failing_since: datetime | None = None
 
+    def reconfigured(self, config: Config, source: Source) -> Engine:
+        """A new engine for a reloaded config that carries on this one's alerts and outage count.
+
+        Its window starts empty and is refilled by the next tick's warm-up read, since the
+        new rules may need a longer look-back.
+        """
+        engine = Engine(config, source)
+        engine.alerts.restore(self.alerts.alerts)
+        engine.failed_ticks, engine._failing_since = self.failed_ticks, self._failing_since
+        return engine
+
     def _read_range(self, now: datetime) -> tuple[datetime, datetime]:
         window_start = _minute_start(_ceil_minute(now) - self.window.minutes)
         if self.watermark is None:

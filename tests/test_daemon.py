@@ -51,6 +51,8 @@ receivers:
   hook: {{type: webhook, url: "{hook_url}"}}
 routes:
   - receivers: [hook]
+server: {{listen: "127.0.0.1:0"}}
+ha: {{lease_ttl: 3s}}
 """
 
 

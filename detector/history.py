@@ -1,0 +1,156 @@
+"""The last 24 hours per gateway in 5-minute buckets, for the status page's charts.
+
+The count window only spans what the rules need (a few hours), so the service keeps this
+coarser ring beside it: filled once from the database at start-up (aggregated there) and
+refreshed from the window after every tick. Each bucket also remembers whether an alert
+was firing for the gateway, which the charts shade.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from detector.source import Counts
+from detector.window import CountWindow
+
+__all__ = ["BUCKET_MINUTES", "History", "HistorySnapshot"]
+
+BUCKET_MINUTES = 5
+IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
+
+
+@dataclass(frozen=True)
+class HistorySnapshot:
+    """A copy for readers in other threads; column ``j`` starts at ``first_minute + 5 j``."""
+
+    gateways: list[str]
+    first_minute: int
+    end_minute: int  # exclusive: the newest bucket may be partly filled
+    payments: IntArray
+    failures: IntArray
+    volume: IntArray
+    alerting: BoolArray
+
+    def row(self, gateway: str) -> int | None:
+        return self.gateways.index(gateway) if gateway in self.gateways else None
+
+    def minutes_per_bucket(self) -> npt.NDArray[np.float64]:
+        """Minutes each bucket covers so far (the newest may be partly filled)."""
+        minutes = np.full(self.payments.shape[1], float(BUCKET_MINUTES))
+        if minutes.size:
+            newest_start = self.first_minute + (minutes.size - 1) * BUCKET_MINUTES
+            minutes[-1] = max(1, min(BUCKET_MINUTES, self.end_minute - newest_start))
+        return minutes
+
+
+class History:
+    """``buckets`` 5-minute buckets per gateway ending at the newest complete-or-current one.
+
+    >>> import numpy as np
+    >>> from detector.window import CountWindow
+    >>> window = CountWindow(minutes=10, gateways=["stripe"])
+    >>> window.advance(20)
+    >>> window.payments[:] = 1
+    >>> history = History(buckets=3)
+    >>> history.update(window, firing=["stripe"])
+    >>> snap = history.snapshot()
+    >>> snap.first_minute, snap.payments.tolist(), snap.alerting.tolist()
+    (5, [[0, 5, 5]], [[False, False, True]])
+    """
+
+    def __init__(self, buckets: int = 24 * 60 // BUCKET_MINUTES):
+        self.buckets = buckets
+        self.gateways: list[str] = []
+        self.end_bucket = 0  # exclusive: the newest bucket is end_bucket - 1
+        self.end_minute = 0
+        empty = np.zeros((0, buckets), dtype=np.int64)
+        self.payments, self.failures, self.volume = empty, empty.copy(), empty.copy()
+        self.alerting = np.zeros((0, buckets), dtype=np.bool_)
+
+    def _rows(self, gateways: Iterable[str]) -> IntArray:
+        new = [g for g in dict.fromkeys(gateways) if g not in self.gateways]
+        if new:
+            self.gateways += new
+            grow = np.zeros((len(new), self.buckets), dtype=np.int64)
+            self.payments = np.vstack([self.payments, grow])
+            self.failures = np.vstack([self.failures, grow])
+            self.volume = np.vstack([self.volume, grow])
+            self.alerting = np.vstack([self.alerting, grow.astype(np.bool_)])
+        index = {g: i for i, g in enumerate(self.gateways)}
+        return np.fromiter((index[g] for g in gateways), dtype=np.int64)
+
+    def _advance(self, end_bucket: int) -> None:
+        shift = end_bucket - self.end_bucket
+        if shift <= 0:
+            return
+        for matrix in (self.payments, self.failures, self.volume, self.alerting):
+            if shift >= self.buckets:
+                matrix[:] = 0
+            else:
+                matrix[:, :-shift] = matrix[:, shift:]
+                matrix[:, -shift:] = 0
+        self.end_bucket = end_bucket
+
+    def _set(
+        self,
+        rows: IntArray,
+        minutes: IntArray,
+        payments: IntArray,
+        failures: IntArray,
+        volume: IntArray,
+    ) -> None:
+        """Replace whole buckets with the sum of the given per-minute counts."""
+        column = minutes // BUCKET_MINUTES - (self.end_bucket - self.buckets)
+        keep = (column >= 0) & (column < self.buckets)
+        rows, column = rows[keep], column[keep]
+        if rows.size == 0:
+            return
+        for matrix, values in zip(
+            (self.payments, self.failures, self.volume), (payments, failures, volume), strict=True
+        ):
+            matrix[rows, column] = 0
+            np.add.at(matrix, (rows, column), values[keep])
+
+    def backfill(self, counts: Counts, end_minute: int) -> None:
+        """Load per-minute counts (e.g. the last 24 h read from the database at start-up)."""
+        self._advance(-(-end_minute // BUCKET_MINUTES))
+        self.end_minute = max(self.end_minute, end_minute)
+        rows = self._rows(counts.gateway.tolist())
+        self._set(rows, counts.minute, counts.payments, counts.failures, counts.volume)
+
+    def update(self, window: CountWindow, firing: Iterable[str] = ()) -> None:
+        """Refresh the buckets the window covers; mark the newest for gateways with alerts."""
+        self._advance(-(-window.end_minute // BUCKET_MINUTES))
+        self.end_minute = max(self.end_minute, window.end_minute)
+        rows = self._rows(window.gateways)
+        # Only whole buckets inside the window, so a partly covered old bucket keeps its sum.
+        first = -(-(window.end_minute - window.minutes) // BUCKET_MINUTES) * BUCKET_MINUTES
+        offset = first - (window.end_minute - window.minutes)
+        minutes = np.arange(first, window.end_minute, dtype=np.int64)
+        grid_rows = np.repeat(rows, minutes.size)
+        grid_minutes = np.tile(minutes, rows.size)
+        self._set(
+            grid_rows,
+            grid_minutes,
+            window.payments[:, offset:].ravel(),
+            window.failures[:, offset:].ravel(),
+            window.volume[:, offset:].ravel(),
+        )
+        alerting = self._rows(list(firing))
+        self.alerting[alerting, -1] = True
+
+    def snapshot(self) -> HistorySnapshot:
+        return HistorySnapshot(
+            list(self.gateways),
+            (self.end_bucket - self.buckets) * BUCKET_MINUTES,
+            self.end_minute,
+            self.payments.copy(),
+            self.failures.copy(),
+            self.volume.copy(),
+            self.alerting.copy(),
+        )

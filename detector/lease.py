@@ -1,0 +1,130 @@
+"""The leader lease: one row in the state database that lets exactly one replica notify.
+
+A replica holds the lease while ``expires_at`` is in the future and renews it well before
+then. Taking it over is a single conditional ``UPDATE ... WHERE holder = me OR expires_at <
+now`` (or the ``INSERT`` of the first row), which the database applies atomically, so two
+replicas can never both believe they hold it. Replicas compare their own clocks with the
+stored expiry: keep them NTP-synchronised to well within the TTL.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from detector.source import _brief
+from detector.store import StoreError
+
+__all__ = ["Lease"]
+
+log = logging.getLogger(__name__)
+
+_metadata = sa.MetaData()
+
+_lease = sa.Table(
+    "detector_lease",
+    _metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("holder", sa.String(200), nullable=False),
+    sa.Column("expires_at", sa.DateTime, nullable=False),
+    # Incremented on every change of holder, so logs can tell leadership terms apart.
+    sa.Column("term", sa.Integer, nullable=False),
+)
+
+
+def _naive(moment: datetime) -> datetime:
+    # MariaDB keeps whole seconds; truncating everywhere keeps the dialects identical.
+    return moment.astimezone(UTC).replace(tzinfo=None, microsecond=0)
+
+
+class Lease:
+    """A named lease held by ``holder`` for ``ttl`` at a time.
+
+    >>> from datetime import datetime, timedelta, UTC
+    >>> engine = sa.create_engine("sqlite://")
+    >>> t0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+    >>> a = Lease(engine, "a", timedelta(seconds=30))
+    >>> b = Lease(engine, "b", timedelta(seconds=30))
+    >>> a.acquire(t0), b.acquire(t0), b.acquire(t0 + timedelta(seconds=31))
+    (True, False, True)
+    >>> engine.dispose()
+    """
+
+    def __init__(self, engine: Engine, holder: str, ttl: timedelta, name: str = "leader"):
+        self.engine = engine
+        self.holder = holder
+        self.ttl = ttl
+        self.name = name
+        self.term: int | None = None  # the term this replica holds, if any
+        try:
+            _metadata.create_all(engine)
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreError(f"cannot create the lease table: {_brief(exc)}") from exc
+
+    def acquire(self, now: datetime) -> bool:
+        """Take or renew the lease until ``now + ttl``; False while another replica holds it."""
+        expires = _naive(now + self.ttl)
+        try:
+            with self.engine.begin() as connection:
+                renewed = connection.execute(
+                    _lease.update()
+                    .where(_lease.c.name == self.name, _lease.c.holder == self.holder)
+                    .values(expires_at=expires)
+                )
+                if renewed.rowcount == 1:
+                    return True
+                taken = connection.execute(
+                    _lease.update()
+                    .where(_lease.c.name == self.name, _lease.c.expires_at <= _naive(now))
+                    .values(holder=self.holder, expires_at=expires, term=_lease.c.term + 1)
+                )
+                if taken.rowcount == 1:
+                    self.term = self._current_term(connection)
+                    return True
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreError(f"cannot renew the leader lease: {_brief(exc)}") from exc
+        return self._insert_first(expires)
+
+    def _current_term(self, connection: sa.Connection) -> int:
+        value = connection.execute(
+            sa.select(_lease.c.term).where(_lease.c.name == self.name)
+        ).scalar_one()
+        return int(value)
+
+    def _insert_first(self, expires: datetime) -> bool:
+        try:
+            with self.engine.begin() as connection:
+                connection.execute(
+                    _lease.insert().values(
+                        name=self.name, holder=self.holder, expires_at=expires, term=1
+                    )
+                )
+        except sa.exc.IntegrityError:
+            return False  # the row exists and someone else holds it
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreError(f"cannot take the leader lease: {_brief(exc)}") from exc
+        self.term = 1
+        return True
+
+    def release(self) -> None:
+        """Give the lease up now, so a follower takes over at its next attempt."""
+        with self.engine.begin() as connection:
+            connection.execute(
+                _lease.update()
+                .where(_lease.c.name == self.name, _lease.c.holder == self.holder)
+                .values(expires_at=datetime(1970, 1, 1))
+            )
+        self.term = None
+
+    def current_holder(self, now: datetime) -> str | None:
+        """Who holds the lease at ``now``, if anyone."""
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                sa.select(_lease.c.holder, _lease.c.expires_at).where(_lease.c.name == self.name)
+            ).first()
+        if row is None or row.expires_at <= _naive(now):
+            return None
+        return str(row.holder)
