@@ -1,0 +1,494 @@
+"""The service's parts in-process: gateway health, the leader lease on all three databases,
+the 24 h history, /healthz, metrics, and that secrets stay out of the logs."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+import requests
+import sqlalchemy as sa
+from prometheus_client import CollectorRegistry
+
+from detector.alerts import Alert
+from detector.config import Config, parse_config
+from detector.daemon import Daemon
+from detector.health import gateway_health, gateways_document
+from detector.history import History
+from detector.lease import Lease
+from detector.notify import Evidence, build_receivers
+from detector.source import SqlSource, connect, epoch_minute
+from detector.store import StateStore
+from detector.window import CountWindow
+
+from .conftest import REQUIRE_SERVERS, SERVER_URLS, T0, PaymentsDb, _unreachable
+from .http_recorder import HttpRecorder
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# --- gateway health -------------------------------------------------------------------------
+
+
+def _alert(rule: str, gateway: str, state: str = "firing", severity: str = "critical") -> Alert:
+    return Alert(
+        fingerprint=f"{rule}-{gateway}",
+        labels={"rule": rule, "gateway": gateway},
+        state=state,  # type: ignore[arg-type]
+        severity=severity,  # type: ignore[arg-type]
+        summary=f"{gateway}: {rule}",
+        since=T0 - timedelta(minutes=7),
+        active_since=T0 - timedelta(minutes=5),
+        last_active=T0,
+        evidence=Evidence(),
+    )
+
+
+def _window(per_gateway: dict[str, tuple[int, int]]) -> CountWindow:
+    """30 one-minute buckets; each gateway gets (payments, failures) in its newest minute."""
+    window = CountWindow(30, gateways=per_gateway)
+    window.advance(epoch_minute(T0))
+    for row, (payments, failures) in enumerate(per_gateway.values()):
+        window.payments[row, -1] = payments
+        window.failures[row, -1] = failures
+        window.volume[row, -1] = payments + 1
+    return window
+
+
+CONFIG = parse_config(
+    {
+        "gateways": {
+            "stripe": {"backup": "adyen"},
+            "adyen": {"backup": "stripe"},
+            "paypal": {"sla": 0.05},
+            "tiny": {},
+        }
+    },
+    env={},
+)
+
+
+def test_each_gateway_gets_the_status_a_router_acts_on() -> None:
+    window = _window({"stripe": (100, 100), "adyen": (400, 8), "paypal": (200, 40), "tiny": (5, 0)})
+    alerts = [
+        _alert("outage", "stripe"),
+        _alert("sla_breach", "paypal", severity="warning"),
+        _alert("sla_breach", "adyen", state="pending", severity="warning"),
+    ]
+    health = {h.gateway: h for h in gateway_health(window, alerts, CONFIG)}
+    assert {g: h.status for g, h in health.items()} == {
+        "stripe": "down",
+        "adyen": "healthy",  # a pending alert is not a verdict yet
+        "paypal": "degraded",
+        "tiny": "unknown",  # 5 payments are too few to judge
+    }
+    assert health["stripe"].since == T0 - timedelta(minutes=7)
+    assert "not firing yet" in health["adyen"].reason
+    assert health["adyen"].failure_rate == pytest.approx(0.02)
+    low, high = health["adyen"].interval or (0, 0)
+    assert low < 0.02 < high
+    assert health["paypal"].baseline == 0.05
+
+    document = gateways_document(list(health.values()), T0, "leader")
+    stripe = document["gateways"][0]
+    assert (stripe["gateway"], stripe["backup"], stripe["backup_status"]) == (
+        "stripe",
+        "adyen",
+        "healthy",
+    )
+    assert stripe["volume"] == {"payments": 101, "expected": None}
+    assert [a["rule"] for a in stripe["alerts"]] == ["outage"]
+    assert document["at"] == "2026-11-20T12:00:00Z"
+
+
+def test_an_unreadable_source_makes_every_gateway_unknown() -> None:
+    window = _window({"stripe": (100, 0), "adyen": (400, 8)})
+    health = gateway_health(window, [_alert("outage", "stripe")], CONFIG, "connection refused")
+    assert {h.status for h in health} == {"unknown"}
+    assert "connection refused" in health[0].reason
+
+
+# --- history ----------------------------------------------------------------------------------
+
+
+def test_history_keeps_24h_in_5_minute_buckets_from_backfill_and_ticks(
+    sqlite_db: PaymentsDb,
+) -> None:
+    sqlite_db.steady("stripe", T0 - timedelta(hours=20), minutes=20 * 60, per_minute=2, failed=1)
+    config = parse_config({"source": {"url": sqlite_db.url}}, env={})
+    source = SqlSource(connect(sqlite_db.url), config.source)
+    try:
+        history = History()
+        history.backfill(source.read(T0 - timedelta(hours=24), T0), epoch_minute(T0))
+        window = CountWindow(60, gateways=["stripe"])
+        window.advance(epoch_minute(T0) + 3)
+        window.replace(
+            epoch_minute(T0) - 57,
+            epoch_minute(T0) + 3,
+            source.read(T0 - timedelta(minutes=57), T0 + timedelta(minutes=3)),
+        )
+        window.payments[0, -3:] = 50  # three new minutes past the backfill
+        history.update(window, firing=["stripe"])
+    finally:
+        source.engine.dispose()
+    snap = history.snapshot()
+    row = snap.row("stripe")
+    assert row is not None
+    assert snap.payments.shape == (1, 288)
+    # 20 hours of 2 a minute, counted once where the window overlaps the backfill.
+    assert snap.payments[row].sum() == 2 * 20 * 60 + 150
+    assert snap.payments[row, -1] == 150
+    assert snap.minutes_per_bucket()[-1] == 3
+    assert snap.alerting[row].tolist() == [False] * 287 + [True]
+
+
+# --- the lease on SQLite, PostgreSQL and MariaDB ------------------------------------------------
+
+
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("postgresql", marks=pytest.mark.database),
+        pytest.param("mariadb", marks=pytest.mark.database),
+    ]
+)
+def state_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sa.Engine]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'state.db'}"
+    else:
+        url = SERVER_URLS[request.param]
+        problem = _unreachable(url)
+        if problem:
+            (pytest.fail if REQUIRE_SERVERS else pytest.skip)(f"{request.param}: {problem}")
+    engine = connect(url, read_only=False)
+    yield engine
+    engine.dispose()
+
+
+def test_only_one_replica_holds_the_lease_until_it_expires_or_is_released(
+    state_engine: sa.Engine,
+) -> None:
+    name = f"test-{uuid.uuid4().hex[:8]}"
+    ttl = timedelta(seconds=30)
+    a = Lease(state_engine, "replica-a", ttl, name=name)
+    b = Lease(state_engine, "replica-b", ttl, name=name)
+    assert a.acquire(T0)
+    assert not b.acquire(T0 + timedelta(seconds=1))
+    assert a.acquire(T0 + timedelta(seconds=20))  # renewed until T0 + 50 s
+    assert not b.acquire(T0 + timedelta(seconds=40))
+    assert a.current_holder(T0 + timedelta(seconds=40)) == "replica-a"
+    # a dies: b takes over once the renewed lease has expired
+    assert b.acquire(T0 + timedelta(seconds=51))
+    assert (a.term, b.term) == (1, 2)
+    assert not a.acquire(T0 + timedelta(seconds=52))
+    b.release()
+    assert a.current_holder(T0 + timedelta(seconds=53)) is None
+    assert a.acquire(T0 + timedelta(seconds=53))
+
+
+def _contend(leases: list[Lease], at: datetime) -> list[str]:
+    """Every lease tries to acquire at the same moment, from its own thread; who won."""
+    winners: list[str] = []
+    barrier = threading.Barrier(len(leases))
+
+    def contend(lease: Lease) -> None:
+        barrier.wait()
+        if lease.acquire(at):
+            winners.append(lease.holder)
+
+    threads = [threading.Thread(target=contend, args=(lease,)) for lease in leases]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return winners
+
+
+def test_racing_replicas_never_both_win(state_engine: sa.Engine) -> None:
+    name = f"race-{uuid.uuid4().hex[:8]}"
+    leases = [
+        Lease(state_engine, f"replica-{i}", timedelta(seconds=10), name=name) for i in range(4)
+    ]
+    for round_ in range(5):
+        # Each round starts after the previous round's lease expired.
+        winners = _contend(leases, T0 + timedelta(seconds=20 * round_))
+        assert len(winners) == 1, (round_, winners)
+
+
+# --- the daemon in-process: /healthz, metrics, followers --------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self):  # type: ignore[no-untyped-def]
+        return self.now
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _config(source_url: str, table: str, **extra: object) -> Config:
+    return parse_config(
+        {
+            "source": {"url": source_url, "table": table},
+            "schedule": {"interval": "1m", "source_down_after": 2},
+            "server": {"unhealthy_after": 3},
+            "detection": {"outage": {"for": "0s", "keep_firing_for": "0s"}},
+            **extra,
+        },
+        env={},
+    )
+
+
+def _daemon(config: Config, state: str, clock: Clock, **kwargs: object) -> Daemon:
+    source = SqlSource(connect(config.source.url), config.source)
+    with requests.Session() as session:
+        return Daemon(
+            config,
+            source,
+            StateStore.open(state),
+            build_receivers(config, session),
+            clock,
+            **kwargs,  # type: ignore[arg-type]
+        )
+
+
+def _close(daemon: Daemon) -> None:
+    daemon.engine.source.engine.dispose()  # type: ignore[attr-defined]
+    daemon.store.engine.dispose()
+
+
+def test_healthz_turns_503_with_the_reason_when_ticks_stop_succeeding(tmp_path: Path) -> None:
+    config = _config(f"postgresql+psycopg://postgres@127.0.0.1:{_closed_port()}/test", "payments")
+    clock = Clock()
+    daemon = _daemon(config, f"sqlite:///{tmp_path / 'state.db'}", clock)
+    try:
+        assert daemon.healthz()[1]["status"] == "starting"
+        daemon.tick()
+        code, body = daemon.healthz()
+        assert code == 200  # one failed read is not yet an outage
+        clock.now += timedelta(minutes=1)
+        daemon.tick()
+        code, body = daemon.healthz()
+    finally:
+        _close(daemon)
+    assert code == 503
+    assert "payments source unreachable for 2 ticks" in body["reason"]
+    assert body["role"] == "leader"
+
+
+def test_healthz_503_when_the_last_successful_tick_is_too_old(
+    sqlite_db: PaymentsDb, tmp_path: Path
+) -> None:
+    config = _config(sqlite_db.url, sqlite_db.table)
+    clock = Clock()
+    daemon = _daemon(config, f"sqlite:///{tmp_path / 'state.db'}", clock)
+    try:
+        daemon.tick()
+        clock.now += timedelta(minutes=2)
+        assert daemon.healthz()[0] == 200
+        clock.now += timedelta(minutes=2)  # the scheduler stalled: no tick for 4 intervals
+        code, body = daemon.healthz()
+    finally:
+        _close(daemon)
+    assert (code, body["reason"]) == (503, "last successful tick 240s ago (limit 180s)")
+
+
+def test_a_follower_notifies_nothing_serves_health_and_takes_over_from_the_stored_state(
+    sqlite_db: PaymentsDb, tmp_path: Path
+) -> None:
+    state = f"sqlite:///{tmp_path / 'state.db'}"
+    sqlite_db.steady("stripe", T0 - timedelta(minutes=10), minutes=10, per_minute=10, failed=10)
+    with HttpRecorder() as hook:
+        config = _config(
+            sqlite_db.url,
+            sqlite_db.table,
+            receivers={"hook": {"type": "webhook", "url": hook.url_for("/hook")}},
+            routes=[{"receivers": ["hook"]}],
+        )
+        clock = Clock()
+        ttl = timedelta(seconds=30)
+        store_engine = connect(state, read_only=False)
+        StateStore(store_engine)  # the lease lives beside the detector's other tables
+        leader = _daemon(config, state, clock, lease=Lease(store_engine, "a", ttl))
+        follower = _daemon(config, state, clock, lease=Lease(store_engine, "b", ttl))
+        try:
+            leader.tick()
+            follower.tick()
+            leader.deliver()
+            follower.deliver()
+            assert (leader.role, follower.role) == ("leader", "follower")
+            assert follower.healthz() == (200, follower.healthz()[1])
+            assert follower.healthz()[1]["role"] == "follower"
+            # The follower shows the leader's firing alert without notifying it.
+            assert [h.status for h in follower.snapshot().health] == ["down"]
+            assert len(hook.wait_for(1)) == 1
+
+            # The leader dies mid-incident; the follower takes over after the TTL.
+            sqlite_db.steady("stripe", T0, minutes=1, per_minute=30)
+            clock.now += timedelta(seconds=31)
+            follower.tick()
+            follower.deliver()
+            assert follower.role == "leader"
+            bodies = [r.json() for r in hook.wait_for(2)]
+        finally:
+            _close(leader)
+            _close(follower)
+            store_engine.dispose()
+    assert [b["event"] for b in bodies] == ["firing", "resolved"]
+    assert bodies[0]["fingerprint"] == bodies[1]["fingerprint"]
+    registry_leader = follower.registry.get_sample_value("detector_leader")
+    assert registry_leader == 1.0
+
+
+def test_metrics_count_ticks_rows_alerts_and_deliveries_per_receiver(
+    sqlite_db: PaymentsDb, tmp_path: Path
+) -> None:
+    sqlite_db.steady("stripe", T0 - timedelta(minutes=10), minutes=10, per_minute=10, failed=10)
+    sqlite_db.add(None, T0 - timedelta(minutes=2), succeeded=3)  # invalid: no gateway
+    with HttpRecorder() as hook:
+        hook.respond_with([503])
+        config = _config(
+            sqlite_db.url,
+            sqlite_db.table,
+            receivers={"hook": {"type": "webhook", "url": hook.url_for("/hook")}},
+            routes=[{"receivers": ["hook"]}],
+        )
+        clock = Clock()
+        registry = CollectorRegistry()
+        daemon = _daemon(config, f"sqlite:///{tmp_path / 'state.db'}", clock, registry=registry)
+        try:
+            daemon.tick()
+            daemon.deliver()  # 503: retried later
+            clock.now += timedelta(minutes=1)
+            daemon.deliver()
+        finally:
+            _close(daemon)
+    value = registry.get_sample_value
+    assert value("detector_ticks_total", {"outcome": "ok"}) == 1
+    assert value("detector_rows_read_total") == 100
+    assert value("detector_rows_invalid_total") == 3
+    assert value("detector_tick_duration_seconds_count") == 1
+    assert value("detector_gateway_failure_rate", {"gateway": "stripe"}) == 1.0
+    assert value("detector_gateway_status", {"gateway": "stripe", "status": "down"}) == 1
+    assert value("detector_rule_active", {"gateway": "stripe", "rule": "outage"}) == 1
+    labels = {"rule": "outage", "state": "firing", "severity": "critical"}
+    assert value("detector_alerts", labels) == 1
+    assert value("detector_notifications_total", {"receiver": "hook", "outcome": "retried"}) == 1
+    assert value("detector_notifications_total", {"receiver": "hook", "outcome": "delivered"}) == 1
+    assert value("detector_outbox_depth") == 0
+    assert value("detector_leader") == 1
+
+
+# --- secrets never reach the logs -----------------------------------------------------------
+
+
+SECRETS = {
+    "WEBHOOK_TOKEN": "tok-3b9d1f0c7a",
+    "SLACK_WEBHOOK_URL": "",  # set per test: it needs the closed port
+    "SMTP_PASSWORD": "pw-8c2e5a4471",
+}
+
+
+def test_secrets_stay_out_of_the_logs_of_failing_deliveries(
+    sqlite_db: PaymentsDb, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    port = _closed_port()
+    env = {**SECRETS, "SLACK_WEBHOOK_URL": f"http://127.0.0.1:{port}/services/T0/B0/slk-9f7e6d5c"}
+    config = parse_config(
+        {
+            "source": {"url": sqlite_db.url, "table": sqlite_db.table},
+            "detection": {"outage": {"for": "0s"}},
+            "receivers": {
+                "hook": {
+                    "type": "webhook",
+                    "url": f"http://127.0.0.1:{port}/hook",
+                    "headers": {"Authorization": "Bearer ${WEBHOOK_TOKEN}"},
+                },
+                "slack": {"type": "slack", "url": "${SLACK_WEBHOOK_URL}"},
+                "mail": {
+                    "type": "email",
+                    "host": "127.0.0.1",
+                    "port": port,
+                    "starttls": False,
+                    "username": "detector",
+                    "password": "${SMTP_PASSWORD}",
+                    "from": "d@example.com",
+                    "to": ["oncall@example.com"],
+                },
+            },
+            "routes": [{"receivers": ["hook", "slack", "mail"]}],
+        },
+        env=env,
+    )
+    sqlite_db.steady("stripe", T0 - timedelta(minutes=10), minutes=10, per_minute=10, failed=10)
+    clock = Clock()
+    caplog.set_level(logging.DEBUG)
+    daemon = _daemon(config, f"sqlite:///{tmp_path / 'state.db'}", clock)
+    try:
+        daemon.tick()
+        for _ in range(3):
+            daemon.deliver()
+            clock.now += timedelta(minutes=10)
+    finally:
+        _close(daemon)
+    assert caplog.text.count("delivery to") == 9  # every receiver failed three times
+    for secret in ("tok-3b9d1f0c7a", "slk-9f7e6d5c", "pw-8c2e5a4471"):
+        assert secret not in caplog.text
+
+
+def test_secrets_stay_out_of_config_errors(tmp_path: Path) -> None:
+    config = tmp_path / "alerts.yaml"
+    config.write_text(
+        "receivers:\n"
+        "  slack: {type: slack, url: '${SLACK_WEBHOOK_URL}', chanel: '#x'}\n"
+        "  mail: {type: email, host: h, port: 99999, password: '${SMTP_PASSWORD}',\n"
+        "         from: a@b.c, to: [x@y.z]}\n"
+        "routes: [{receivers: [slack, mail]}]\n"
+    )
+    env = {**os.environ, **SECRETS, "SLACK_WEBHOOK_URL": "https://hooks.slack.com/T/B/slk-77aa"}
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "detector.cli",
+            "--log-format",
+            "json",
+            "validate",
+            "--config",
+            str(config),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "receivers.slack.chanel: unknown key" in done.stderr
+    assert "receivers.mail.port" in done.stderr
+    assert "slk-77aa" not in done.stderr + done.stdout
+    assert "pw-8c2e5a4471" not in done.stderr + done.stdout
+
+
+def test_windows_with_no_payments_report_no_rate() -> None:
+    health = gateway_health(_window({"stripe": (0, 0)}), [], CONFIG)
+    assert (health[0].failure_rate, health[0].interval, health[0].status) == (
+        None,
+        None,
+        "unknown",
+    )
