@@ -120,7 +120,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = _load(args)
     source = _open_source(config, strict=False)
     store = StateStore.open(config.state.url)
-    replica = config.ha.replica_id or f"{socket.gethostname()}:{os.getpid()}"
+    replica = (
+        os.environ.get("DETECTOR_REPLICA_ID")
+        or config.ha.replica_id
+        or f"{socket.gethostname()}:{os.getpid()}"
+    )
     lease = Lease(store.engine, replica, config.ha.lease_ttl)
     with requests.Session() as session:
 

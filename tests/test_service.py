@@ -1,0 +1,382 @@
+"""The service as operators and payment routers meet it: `detector run` as a subprocess
+serving HTTP on 127.0.0.1, the status page in headless Chromium, SIGHUP reloads, and two
+replicas sharing a PostgreSQL state database."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import sqlalchemy as sa
+from prometheus_client.parser import text_string_to_metric_families
+
+from .conftest import REQUIRE_SERVERS, SERVER_URLS, PaymentsDb, _unreachable
+from .http_recorder import HttpRecorder
+
+REPO = Path(__file__).resolve().parents[1]
+ARTIFACTS = REPO / "test-artifacts"
+_LISTENING = re.compile(r"on (http://127\.0\.0\.1:\d+)")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def wait_until(condition: Callable[[], Any], what: str, timeout: float = 20) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
+        time.sleep(0.1)
+
+
+class Service:
+    """``detector run`` in a subprocess, its stderr in a file, its HTTP port read from it."""
+
+    def __init__(self, config: Path, log: Path, *, json_logs: bool = False, replica: str = ""):
+        self.log = log
+        self.config = config
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        if replica:
+            env["DETECTOR_REPLICA_ID"] = replica
+        options = ["--log-format", "json"] if json_logs else []
+        with log.open("a") as stderr:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "detector.cli", *options, "run", "--config", str(config)],
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                env=env,
+                cwd=config.parent,
+            )
+        self.http = requests.Session()
+        self.url = wait_until(self._listening, f"the HTTP port in {log}")
+
+    def _listening(self) -> str | None:
+        assert self.process.poll() is None, self.log.read_text()
+        match = _LISTENING.search(self.log.read_text())
+        return match.group(1) if match else None
+
+    def get(self, path: str) -> requests.Response:
+        return self.http.get(self.url + path, timeout=10)
+
+    def gateways(self) -> dict[str, dict[str, Any]]:
+        return {g["gateway"]: g for g in self.get("/api/v1/gateways").json()["gateways"]}
+
+    def role(self) -> str | None:
+        try:
+            return str(self.get("/healthz").json()["role"])
+        except requests.ConnectionError:
+            return None
+
+    def ticks(self) -> int:
+        return len(re.findall(r"tick \d+", self.log.read_text()))
+
+    def wait_ticks(self, count: int) -> None:
+        start = self.ticks()
+        wait_until(lambda: self.ticks() >= start + count, f"{count} more ticks in {self.log}")
+
+    def terminate(self) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=30)
+
+    def close(self) -> None:
+        self.http.close()
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture
+def services() -> Iterator[list[Service]]:
+    started: list[Service] = []
+    yield started
+    for service in started:
+        service.close()
+
+
+def _config(db: PaymentsDb, state_url: str, *hooks: str, extra: str = "") -> str:
+    receivers = "".join(
+        f'  hook{i}: {{type: webhook, url: "{url}"}}\n' for i, url in enumerate(hooks)
+    )
+    names = ", ".join(f"hook{i}" for i in range(len(hooks)))
+    return f"""
+source: {{url: "{db.url}", table: {db.table}}}
+state: {{url: "{state_url}"}}
+schedule: {{interval: 1s, shutdown_grace: 5s}}
+server: {{listen: "127.0.0.1:0"}}
+ha: {{lease_ttl: 3s}}
+detection:
+  outage: {{window: 10m, min_payments: 5, failure_rate: 0.9, for: 0s, keep_firing_for: 0s}}
+  sla_breach: {{enabled: false}}
+  no_data: {{enabled: false}}
+gateways:
+  stripe: {{backup: adyen}}
+  adyen: {{backup: stripe}}
+  paypal: {{}}
+receivers:
+{receivers}routes:
+  - receivers: [{names}]
+{extra}"""
+
+
+def _traffic(db: PaymentsDb) -> None:
+    # Ending two minutes ago, so a burst of failures "now" is a suffix of failures only.
+    start = _now() - timedelta(minutes=32)
+    for gateway in ("stripe", "adyen", "paypal"):
+        db.steady(gateway, start, minutes=30, per_minute=10)
+
+
+def _metrics(service: Service) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    response = service.get("/metrics")
+    assert response.status_code == 200
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
+
+
+# --- one replica: the endpoints, the status page, the logs -----------------------------------
+
+
+def _chromium(url: str, screenshot: Path, profile: Path) -> tuple[str, str]:
+    """The rendered DOM and Chromium's log; no browser download, no network but 127.0.0.1."""
+    browser = shutil.which("chromium")
+    if browser is None:
+        message = "Debian's chromium is not installed (.ci/run installs it)"
+        if os.environ.get("DETECTOR_REQUIRE_BROWSER") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={profile}",
+        "--enable-logging=stderr",
+        "--v=0",
+    ]
+    dom = subprocess.run(
+        [browser, *flags, "--dump-dom", url], capture_output=True, text=True, timeout=120
+    )
+    shot = subprocess.run(
+        [browser, *flags, "--window-size=1200,1500", f"--screenshot={screenshot}", url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return dom.stdout, dom.stderr + shot.stderr
+
+
+@pytest.mark.slow
+def test_endpoints_and_status_page_during_an_incident_and_after(
+    sqlite_db: PaymentsDb, services: list[Service], tmp_path: Path
+) -> None:
+    with HttpRecorder() as hook:
+        config = tmp_path / "alerts.yaml"
+        state = f"sqlite:///{tmp_path / 'state.db'}"
+        config.write_text(_config(sqlite_db, state, hook.url_for("/hook")))
+        _traffic(sqlite_db)
+        service = Service(config, tmp_path / "service.log", json_logs=True)
+        services.append(service)
+
+        health = wait_until(lambda: service.get("/healthz").json()["status"] == "ok", "a tick")
+        assert health
+        response = service.get("/healthz")
+        assert response.status_code == 200
+        assert response.json()["role"] == "leader"
+        metrics = _metrics(service)
+        assert metrics[("detector_ticks_total", (("outcome", "ok"),))] >= 1
+        assert metrics[("detector_rows_read_total", ())] >= 900
+        assert metrics[("detector_leader", ())] == 1
+        assert metrics[("detector_gateway_failure_rate", (("gateway", "stripe"),))] == 0
+        assert {g: v["status"] for g, v in service.gateways().items()} == {
+            "stripe": "healthy",
+            "adyen": "healthy",
+            "paypal": "healthy",
+        }
+
+        # The incident: stripe fails every payment.
+        sqlite_db.add("stripe", _now(), failed=40, error_code="gateway_timeout")
+        (firing,) = hook.wait_for(1, timeout=20)
+        stripe = wait_until(
+            lambda: (s := service.gateways()["stripe"])["status"] == "down" and s, "stripe down"
+        )
+        assert stripe["backup"] == "adyen"
+        assert stripe["backup_status"] == "healthy"
+        assert stripe["failures"] == 40
+        assert stripe["interval"][0] < stripe["failure_rate"] < stripe["interval"][1]
+        assert [(a["rule"], a["state"]) for a in stripe["alerts"]] == [("outage", "firing")]
+        assert stripe["alerts"][0]["fingerprint"] == firing.json()["fingerprint"]
+        assert service.gateways()["adyen"]["status"] == "healthy"
+
+        ARTIFACTS.mkdir(exist_ok=True)
+        screenshot = ARTIFACTS / "status-page.png"
+        screenshot.unlink(missing_ok=True)
+        dom, browser_log = _chromium(service.url + "/", screenshot, tmp_path / "chromium")
+        for gateway, status in (("stripe", "down"), ("adyen", "healthy"), ("paypal", "healthy")):
+            assert f'id="gw-{gateway}" data-status="{status}"' in dom
+        assert '<tr class="alert firing">' in dom
+        assert "outage" in dom
+        assert 'class="sla-line"' in dom
+        assert "CONSOLE" not in browser_log, browser_log
+        assert screenshot.stat().st_size > 10_000
+
+        # Recovery: stripe succeeds again; the alert resolves and the API says so.
+        sqlite_db.add("stripe", _now(), succeeded=600)
+        resolved = hook.wait_for(2, timeout=20)[1].json()
+        assert resolved["event"] == "resolved"
+        wait_until(lambda: service.gateways()["stripe"]["status"] == "healthy", "stripe healthy")
+        assert service.gateways()["stripe"]["alerts"] == []
+        metrics = wait_until(
+            lambda: (
+                (m := _metrics(service)).get(
+                    (
+                        "detector_notifications_total",
+                        (("outcome", "delivered"), ("receiver", "hook0")),
+                    )
+                )
+                == 2
+                and m
+            ),
+            "two deliveries counted",
+        )
+        assert metrics[("detector_outbox_depth", ())] == 0
+        assert service.get("/nope").status_code == 404
+        assert service.terminate() == 0
+
+    lines = [json.loads(line) for line in service.log.read_text().splitlines()]
+    messages = [line["message"] for line in lines]
+    ticks = [m for m in messages if re.match(r"tick \d+: read \d+ rows .* in [0-9.]+s", m)]
+    assert len(ticks) >= 3
+    fingerprint = firing.json()["fingerprint"]
+    deliveries = [m for m in messages if m.startswith("delivered ") and fingerprint in m]
+    assert len(deliveries) == 2
+    assert all(" to hook0 " in m for m in deliveries)
+    assert messages[-2:] == ["released the leader lease", "detector stopped"]
+
+
+# --- SIGHUP -------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_sighup_applies_a_valid_config_keeping_alert_state_and_rejects_a_broken_one(
+    sqlite_db: PaymentsDb, services: list[Service], tmp_path: Path
+) -> None:
+    with HttpRecorder() as old, HttpRecorder() as new:
+        config = tmp_path / "alerts.yaml"
+        state = f"sqlite:///{tmp_path / 'state.db'}"
+        config.write_text(_config(sqlite_db, state, old.url_for("/old")))
+        _traffic(sqlite_db)
+        service = Service(config, tmp_path / "service.log")
+        services.append(service)
+        sqlite_db.add("stripe", _now(), failed=40)
+        assert old.wait_for(1, timeout=20)[0].json()["event"] == "firing"
+
+        # A broken file: rejected with the key path, the old config keeps running.
+        config.write_text(_config(sqlite_db, state, old.url_for("/old"), extra="bogus: 1\n"))
+        service.process.send_signal(signal.SIGHUP)
+        wait_until(lambda: "config reload rejected" in service.log.read_text(), "the rejection")
+        assert "bogus: unknown key" in service.log.read_text()
+        service.wait_ticks(2)
+        assert service.get("/healthz").status_code == 200
+        metrics = _metrics(service)
+        assert metrics[("detector_config_reloads_total", (("outcome", "rejected"),))] == 1
+
+        # A valid one routing to a new receiver: the firing alert carries over, so the new
+        # receiver gets its resolution and nobody gets a second "firing".
+        config.write_text(_config(sqlite_db, state, new.url_for("/new")))
+        service.process.send_signal(signal.SIGHUP)
+        wait_until(lambda: "config reloaded" in service.log.read_text(), "the reload")
+        service.wait_ticks(2)
+        assert service.gateways()["stripe"]["status"] == "down"
+        sqlite_db.add("stripe", _now(), succeeded=600)
+        (resolved,) = new.wait_for(1, timeout=20)
+        service.wait_ticks(2)
+        assert service.terminate() == 0
+    assert resolved.json()["event"] == "resolved"
+    assert len(old.requests) == 1
+    assert len(new.requests) == 1
+
+
+# --- two replicas against PostgreSQL ----------------------------------------------------------
+
+
+@pytest.fixture
+def postgres_state() -> Iterator[str]:
+    """A state database URL in a fresh PostgreSQL schema, dropped afterwards."""
+    url = SERVER_URLS["postgresql"]
+    problem = _unreachable(url)
+    if problem:
+        (pytest.fail if REQUIRE_SERVERS else pytest.skip)(f"postgresql: {problem}")
+    schema = f"ha_{uuid.uuid4().hex[:10]}"
+    engine = sa.create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(sa.text(f"CREATE SCHEMA {schema}"))
+    try:
+        yield f"{url}?options=-csearch_path%3D{schema}"
+    finally:
+        with engine.begin() as connection:
+            connection.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
+        engine.dispose()
+
+
+@pytest.mark.slow
+@pytest.mark.database
+def test_two_replicas_notify_once_and_the_follower_takes_over_after_a_kill(
+    sqlite_db: PaymentsDb, postgres_state: str, services: list[Service], tmp_path: Path
+) -> None:
+    with HttpRecorder() as hook:
+        config = tmp_path / "alerts.yaml"
+        config.write_text(_config(sqlite_db, postgres_state, hook.url_for("/hook")))
+        _traffic(sqlite_db)
+        a = Service(config, tmp_path / "a.log", replica="replica-a")
+        services.append(a)
+        wait_until(lambda: a.role() == "leader", "replica-a to lead")
+        b = Service(config, tmp_path / "b.log", replica="replica-b")
+        services.append(b)
+        b.wait_ticks(2)
+        assert (a.role(), b.role()) == ("leader", "follower")
+        assert b.get("/healthz").status_code == 200
+
+        sqlite_db.add("stripe", _now(), failed=40)
+        (firing,) = hook.wait_for(1, timeout=20)
+        # The follower sees the incident too (from the leader's stored state) but stays quiet.
+        wait_until(lambda: b.gateways()["stripe"]["status"] == "down", "the follower's view")
+        a.wait_ticks(3)
+        b.wait_ticks(3)
+        assert len(hook.requests) == 1
+
+        a.process.kill()  # mid-incident, without a chance to release the lease
+        a.process.wait(timeout=10)
+        wait_until(lambda: b.role() == "leader", "replica-b to take over", timeout=15)
+        b.wait_ticks(2)
+        assert len(hook.requests) == 1  # the takeover does not repeat the firing
+
+        sqlite_db.add("stripe", _now(), succeeded=600)
+        resolved = hook.wait_for(2, timeout=20)[1]
+        b.wait_ticks(3)
+        assert b.terminate() == 0
+    events = [(r.json()["event"], r.json()["fingerprint"]) for r in hook.requests]
+    fingerprint = firing.json()["fingerprint"]
+    assert events == [("firing", fingerprint), ("resolved", fingerprint)]
+    assert resolved.header("Idempotency-Key") != firing.header("Idempotency-Key")
+    assert "became the leader (replica replica-b, term 2)" in b.log.read_text()
