@@ -1,4 +1,6 @@
-# The detector as a service: `docker run -v ./alerts.yaml:/etc/detector/alerts.yaml ...`
+# The detector as a service. Build: docker build -t payment-failure-detector .
+# Volumes: /etc/detector (alerts.yaml, read-only) and /var/lib/detector (SQLite state, unless
+# DETECTOR_STATE_URL points at a shared database, as it must for several replicas).
 FROM python:3.11-slim
 
 RUN useradd --create-home --uid 10001 detector \
@@ -12,10 +14,15 @@ RUN pip install --no-cache-dir . && rm -rf /root/.cache
 
 USER detector
 WORKDIR /var/lib/detector
-# alerts.yaml is mounted at /etc/detector; alert state and the outbox live in /var/lib/detector
-# unless DETECTOR_STATE_URL points at a shared database.
-VOLUME ["/var/lib/detector"]
+VOLUME ["/etc/detector", "/var/lib/detector"]
 ENV DETECTOR_STATE_URL=sqlite:////var/lib/detector/detector-state.db \
     PYTHONUNBUFFERED=1
+# The HTTP endpoint; alerts.yaml must say server: {listen: "0.0.0.0:8080"} to reach it from outside
+# the container (the default, 127.0.0.1:8080, is enough for the health check below).
+EXPOSE 8080
+# /healthz is 200 for the leader and for healthy followers, 503 once ticks stop succeeding.
+# The slim image has no curl: Python's urllib does the request.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["python", "-c", "import sys, urllib.request as u; sys.exit(0 if u.urlopen('http://127.0.0.1:8080/healthz', timeout=4).status == 200 else 1)"]
 STOPSIGNAL SIGTERM
-CMD ["detector", "run", "--config", "/etc/detector/alerts.yaml"]
+CMD ["detector", "--log-format", "json", "run", "--config", "/etc/detector/alerts.yaml"]

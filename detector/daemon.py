@@ -103,6 +103,8 @@ class Daemon:
         # Without a lease (tests, one-off use) this process is always the one that notifies.
         self.lease = lease
         self.leader = lease is None
+        self._lease_lock = threading.Lock()
+        self._lease_until = datetime.max.replace(tzinfo=UTC)
         self.metrics.leader.set(1 if self.leader else 0)
         self._reload = reload
         self._reload_requested = threading.Event()
@@ -164,7 +166,8 @@ class Daemon:
         return result
 
     def deliver(self) -> None:
-        if not self.leader:
+        # A leader whose renewals failed stops sending before anyone else may take over.
+        if not self.leader or self.clock() >= self._lease_until:
             return
         try:
             if self.dispatcher.deliver_due().delivered:
@@ -186,35 +189,43 @@ class Daemon:
     def role(self) -> str:
         return "leader" if self.leader else "follower"
 
-    def _hold_lease(self, now: datetime) -> bool:
-        """Take or renew the lease; a replica that just took over reloads the stored alerts."""
+    def _hold_lease(self, now: datetime, *, renew_only: bool = False) -> bool:
+        """Take or renew the lease; a replica that just took over reloads the stored alerts.
+
+        Only the tick thread takes the lease (``renew_only`` is for the renewal job), so the
+        engine's state is never swapped under a tick in flight.
+        """
         if self.lease is None:
             return True
-        try:
-            held = self.lease.acquire(now)
-        except StoreError as exc:
-            log.error("%s; acting as a follower until it can be renewed", exc)
-            held = False
-        if held and not self.leader:
-            # Continue exactly where the previous leader's last committed tick left off.
-            _, alerts = self.store.load()
-            self.engine.alerts.restore(alerts)
-            log.info(
-                "became the leader (replica %s, term %s); continuing from %d stored alert(s)",
-                self.lease.holder,
-                self.lease.term,
-                len(alerts),
-            )
-        elif not held and self.leader:
-            log.warning("lost the leader lease; following from now on")
-        self.leader = held
-        self.metrics.leader.set(1 if held else 0)
-        return held
+        with self._lease_lock:
+            if renew_only and not self.leader:
+                return False
+            try:
+                held = self.lease.acquire(now)
+            except StoreError as exc:
+                log.error("%s; acting as a follower until it can be renewed", exc)
+                held = False
+            if held and not self.leader:
+                # Continue exactly where the previous leader's last committed tick left off.
+                _, alerts = self.store.load()
+                self.engine.alerts.restore(alerts)
+                log.info(
+                    "became the leader (replica %s, term %s); continuing from %d stored alert(s)",
+                    self.lease.holder,
+                    self.lease.term,
+                    len(alerts),
+                )
+            elif not held and self.leader:
+                log.warning("lost the leader lease; following from now on")
+            self.leader = held
+            if held:
+                self._lease_until = now + self.lease.ttl
+            self.metrics.leader.set(1 if held else 0)
+            return held
 
     def _renew_lease(self) -> None:
-        """Between ticks, so a long interval never lets the lease lapse; only the tick takes it."""
-        if self.leader:
-            self._hold_lease(self.clock())
+        """Between ticks, so that a long interval never lets the lease lapse."""
+        self._hold_lease(self.clock(), renew_only=True)
 
     def _follow(self, tick_id: int, now: datetime) -> TickResult:
         """Evaluate without notifying, from the leader's stored alerts, to serve the API."""

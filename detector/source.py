@@ -133,7 +133,9 @@ def connect(url: str, *, read_only: bool = True) -> Engine:
     connect_args: dict[str, Any] = {}
     backend = parsed.get_backend_name()
     if backend == "postgresql":
-        options = "-c timezone=UTC"
+        # connect_args replaces the URL's own ?options= (e.g. a search_path): keep them.
+        own = parsed.query.get("options", "")
+        options = " ".join([*([own] if isinstance(own, str) else own), "-c timezone=UTC"]).strip()
         if read_only:
             options += " -c default_transaction_read_only=on"
         connect_args["options"] = options

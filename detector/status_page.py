@@ -110,11 +110,11 @@ def _chart(
     for fraction, text in ((0.0, "-24h"), (0.5, "-12h"), (1.0, "now")):
         anchor = "start" if fraction == 0 else "end" if fraction == 1 else "middle"
         parts.append(
-            f'<text x="{fraction * _W:.0f}" y="{_H - 4}" font-size="11" fill="#5b6272" '
+            f'<text x="{fraction * _W:.0f}" y="{_H - 4}" font-size="13" fill="#5b6272" '
             f'text-anchor="{anchor}">{text}</text>'
         )
     parts.append(
-        f'<text x="{_W - 4}" y="12" font-size="11" fill="#5b6272" text-anchor="end">'
+        f'<text x="{_W - 4}" y="12" font-size="13" fill="#5b6272" text-anchor="end">'
         f"{escape(label)}</text></svg>"
     )
     return "".join(parts)
