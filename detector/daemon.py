@@ -346,14 +346,15 @@ class Daemon:
         deadline = time.monotonic() + self.config.schedule.shutdown_grace.total_seconds()
         while True:
             self.deliver()
-            if not self.leader or time.monotonic() >= deadline:
+            remaining = deadline - time.monotonic()
+            if not self.leader or remaining <= 0:
                 break
-            try:
-                if not self.store.due(self.clock() + DELIVERY_INTERVAL):
+            try:  # a retry that falls due before the deadline is still worth waiting for
+                if not self.store.due(self.clock() + timedelta(seconds=remaining)):
                     break
             except StoreError:
                 break
-            time.sleep(DELIVERY_INTERVAL.total_seconds() / 4)
+            time.sleep(min(remaining, DELIVERY_INTERVAL.total_seconds() / 4))
         try:
             waiting = self.store.outbox_depth()
         except StoreError:

@@ -11,7 +11,7 @@ import sys
 import threading
 import uuid
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -492,3 +492,47 @@ def test_windows_with_no_payments_report_no_rate() -> None:
         None,
         "unknown",
     )
+
+
+def test_shutdown_waits_within_the_grace_period_for_a_retry_to_go_through(
+    sqlite_db: PaymentsDb, tmp_path: Path
+) -> None:
+    now = datetime.now(UTC)
+    sqlite_db.steady("stripe", now - timedelta(minutes=5), minutes=5, per_minute=10, failed=10)
+    with HttpRecorder() as hook:
+        hook.respond_with([503])  # the first attempt fails; the retry comes 1-2 s later
+        config = _config(
+            sqlite_db.url,
+            sqlite_db.table,
+            receivers={"hook": {"type": "webhook", "url": hook.url_for("/hook")}},
+            routes=[{"receivers": ["hook"]}],
+            server={"listen": "127.0.0.1:0"},
+        )
+        config = config.model_copy(
+            update={
+                "schedule": config.schedule.model_copy(
+                    update={"shutdown_grace": timedelta(seconds=10)}
+                )
+            }
+        )
+        source = SqlSource(connect(config.source.url), config.source)
+        with requests.Session() as session:
+            daemon = Daemon(
+                config,
+                source,
+                StateStore.open(f"sqlite:///{tmp_path / 's.db'}"),
+                build_receivers(config, session),
+            )
+            runner = threading.Thread(target=daemon.run, kwargs={"install_signal_handlers": False})
+            runner.start()
+            try:
+                hook.wait_for(1, timeout=10)
+            finally:
+                daemon.stop()  # as SIGTERM does
+                runner.join(timeout=30)
+            _close(daemon)
+        statuses = [r.json()["event"] for r in hook.requests]
+    assert not runner.is_alive()
+    assert statuses == ["firing", "firing"]  # the 503, then the retry before exiting
+    (entry,) = daemon.store.deliveries()
+    assert entry["delivered_at"] is not None
