@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from detector.source import Counts
-from detector.window import CountWindow
+from detector.window import CountWindow, shift_out
 
 __all__ = ["BUCKET_MINUTES", "History", "HistorySnapshot"]
 
@@ -52,7 +52,7 @@ class History:
     """``buckets`` 5-minute buckets per gateway ending at the newest complete-or-current one.
 
     >>> import numpy as np
-    >>> from detector.window import CountWindow
+    >>> from detector.window import CountWindow, shift_out
     >>> window = CountWindow(minutes=10, gateways=["stripe"])
     >>> window.advance(20)
     >>> window.payments[:] = 1
@@ -88,12 +88,7 @@ class History:
         shift = end_bucket - self.end_bucket
         if shift <= 0:
             return
-        for matrix in (self.payments, self.failures, self.volume, self.alerting):
-            if shift >= self.buckets:
-                matrix[:] = 0
-            else:
-                matrix[:, :-shift] = matrix[:, shift:]
-                matrix[:, -shift:] = 0
+        shift_out((self.payments, self.failures, self.volume, self.alerting), shift)
         self.end_bucket = end_bucket
 
     def _set(

@@ -3,15 +3,31 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from detector.source import Counts
 
-__all__ = ["CountWindow"]
+__all__ = ["CountWindow", "shift_out"]
 
 IntArray = npt.NDArray[np.int64]
+
+
+def shift_out(matrices: Iterable[npt.NDArray[Any]], shift: int) -> None:
+    """Drop the ``shift`` oldest columns of each matrix in place, zeroing the newest ones.
+
+    >>> m = np.array([[1, 2, 3]])
+    >>> shift_out([m], 2); m.tolist()
+    [[3, 0, 0]]
+    """
+    for matrix in matrices:
+        if shift >= matrix.shape[1]:
+            matrix[:] = 0
+        else:
+            matrix[:, :-shift] = matrix[:, shift:]
+            matrix[:, -shift:] = 0
 
 
 class CountWindow:
@@ -60,12 +76,7 @@ class CountWindow:
         shift = end_minute - self.end_minute
         if shift <= 0:
             return
-        for matrix in (self.payments, self.failures, self.volume):
-            if shift >= self.minutes:
-                matrix[:] = 0
-            else:
-                matrix[:, :-shift] = matrix[:, shift:]
-                matrix[:, -shift:] = 0
+        shift_out((self.payments, self.failures, self.volume), shift)
         self.end_minute = end_minute
 
     def replace(self, first_minute: int, end_minute: int, counts: Counts) -> None:

@@ -241,10 +241,15 @@ def _closed_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _config(source_url: str, table: str, **extra: object) -> Config:
+def _config(db: PaymentsDb | str, hook: HttpRecorder | None = None, **extra: object) -> Config:
+    """Outage alerts on ``db`` (or a payments URL) sent to ``hook``; ``extra`` top-level keys."""
+    if hook is not None:
+        extra["receivers"] = {"hook": {"type": "webhook", "url": hook.url_for("/hook")}}
+        extra["routes"] = [{"receivers": ["hook"]}]
+    url, table = (db, "payments") if isinstance(db, str) else (db.url, db.table)
     return parse_config(
         {
-            "source": {"url": source_url, "table": table},
+            "source": {"url": url, "table": table},
             "schedule": {"interval": "1m", "source_down_after": 2},
             "server": {"unhealthy_after": 3},
             "detection": {"outage": {"for": "0s", "keep_firing_for": "0s"}},
@@ -273,7 +278,7 @@ def _close(daemon: Daemon) -> None:
 
 
 def test_healthz_turns_503_with_the_reason_when_ticks_stop_succeeding(tmp_path: Path) -> None:
-    config = _config(f"postgresql+psycopg://postgres@127.0.0.1:{_closed_port()}/test", "payments")
+    config = _config(f"postgresql+psycopg://postgres@127.0.0.1:{_closed_port()}/test")
     clock = Clock()
     daemon = _daemon(config, f"sqlite:///{tmp_path / 'state.db'}", clock)
     try:
@@ -294,7 +299,7 @@ def test_healthz_turns_503_with_the_reason_when_ticks_stop_succeeding(tmp_path: 
 def test_healthz_503_when_the_last_successful_tick_is_too_old(
     sqlite_db: PaymentsDb, tmp_path: Path
 ) -> None:
-    config = _config(sqlite_db.url, sqlite_db.table)
+    config = _config(sqlite_db)
     clock = Clock()
     daemon = _daemon(config, f"sqlite:///{tmp_path / 'state.db'}", clock)
     try:
@@ -314,12 +319,7 @@ def test_a_follower_notifies_nothing_serves_health_and_takes_over_from_the_store
     state = f"sqlite:///{tmp_path / 'state.db'}"
     sqlite_db.steady("stripe", T0 - timedelta(minutes=10), minutes=10, per_minute=10, failed=10)
     with HttpRecorder() as hook:
-        config = _config(
-            sqlite_db.url,
-            sqlite_db.table,
-            receivers={"hook": {"type": "webhook", "url": hook.url_for("/hook")}},
-            routes=[{"receivers": ["hook"]}],
-        )
+        config = _config(sqlite_db, hook)
         clock = Clock()
         ttl = timedelta(seconds=30)
         store_engine = connect(state, read_only=False)
@@ -362,12 +362,7 @@ def test_metrics_count_ticks_rows_alerts_and_deliveries_per_receiver(
     sqlite_db.add(None, T0 - timedelta(minutes=2), succeeded=3)  # invalid: no gateway
     with HttpRecorder() as hook:
         hook.respond_with([503])
-        config = _config(
-            sqlite_db.url,
-            sqlite_db.table,
-            receivers={"hook": {"type": "webhook", "url": hook.url_for("/hook")}},
-            routes=[{"receivers": ["hook"]}],
-        )
+        config = _config(sqlite_db, hook)
         clock = Clock()
         registry = CollectorRegistry()
         daemon = _daemon(config, f"sqlite:///{tmp_path / 'state.db'}", clock, registry=registry)
@@ -501,13 +496,7 @@ def test_shutdown_waits_within_the_grace_period_for_a_retry_to_go_through(
     sqlite_db.steady("stripe", now - timedelta(minutes=5), minutes=5, per_minute=10, failed=10)
     with HttpRecorder() as hook:
         hook.respond_with([503])  # the first attempt fails; the retry comes 1-2 s later
-        config = _config(
-            sqlite_db.url,
-            sqlite_db.table,
-            receivers={"hook": {"type": "webhook", "url": hook.url_for("/hook")}},
-            routes=[{"receivers": ["hook"]}],
-            server={"listen": "127.0.0.1:0"},
-        )
+        config = _config(sqlite_db, hook, server={"listen": "127.0.0.1:0"})
         config = config.model_copy(
             update={
                 "schedule": config.schedule.model_copy(
