@@ -111,6 +111,7 @@ class Daemon:
         self.history = History()
         self.started = clock()
         self.last_success: datetime | None = None
+        self.last_problem: str | None = None
         self._snapshot = Snapshot(None, self.role, config)
 
     def tick(self) -> TickResult:
@@ -131,7 +132,7 @@ class Daemon:
             # Forget this tick's transitions so the next tick makes (and saves) them again.
             self.engine.alerts.restore(before)
             log.error("tick %d: %s; the transitions will be retried next tick", tick_id, exc)
-            self._publish(result, "store_error")
+            self._publish(result, "store_error", str(exc))
             return result
         if result.error:
             log.warning(
@@ -229,10 +230,12 @@ class Daemon:
 
     def _follow(self, tick_id: int, now: datetime) -> TickResult:
         """Evaluate without notifying, from the leader's stored alerts, to serve the API."""
+        problem = None
         try:
             _, alerts = self.store.load()
         except Exception as exc:  # the state database may be what made us lose the lease
-            log.warning("tick %d (follower): cannot read the leader's state: %s", tick_id, exc)
+            problem = f"cannot read the state database: {exc}"
+            log.warning("tick %d (follower): %s", tick_id, problem)
         else:
             self.engine.alerts.restore(alerts)
         result = self.engine.tick(now)
@@ -244,17 +247,23 @@ class Daemon:
             f"; payments source unreachable: {result.error}" if result.error else "",
         )
         self.last_tick = result
-        self._publish(result, "follower")
+        self._publish(result, "follower", problem)
         return result
 
     # --- what the HTTP endpoint shows -----------------------------------------------------------
 
-    def _publish(self, result: TickResult, outcome: str) -> None:
-        """Update metrics, the 24 h history and the snapshot the HTTP threads read."""
+    def _publish(self, result: TickResult, outcome: str, problem: str | None = None) -> None:
+        """Update metrics, the 24 h history and the snapshot the HTTP threads read.
+
+        A tick succeeded (for ``/healthz``) when it read the payments and, as the leader,
+        saved its state or, as a follower, read the leader's (``problem`` says what failed).
+        """
         alerts = list(self.engine.alerts.alerts.values())
         health = gateway_health(self.engine.window, alerts, self.config, result.error)
-        if result.error is None:
+        self.last_problem = problem or result.error
+        if result.error is None and problem is None:
             self.last_success = result.at
+        if result.error is None:
             firing = [
                 a.labels["gateway"] for a in alerts if a.state == "firing" and "gateway" in a.labels
             ]
@@ -291,6 +300,7 @@ class Daemon:
             self.engine.failed_ticks,
             self.config.schedule.source_down_after,
             self.role,
+            self.last_problem,
         )
 
     def backfill_history(self) -> None:

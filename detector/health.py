@@ -163,11 +163,13 @@ def liveness(
     failed_ticks: int,
     source_down_after: int,
     role: str,
+    last_problem: str | None = None,
 ) -> tuple[int, dict[str, Any]]:
     """``/healthz``: 200 while ticks succeed, 503 with the reason otherwise.
 
     ``limit`` is how old the last successful tick may be (``server.unhealthy_after``
     intervals). A follower that ticks fine is healthy: it is ready to take over.
+    ``last_problem`` (what failed at the last tick) is appended to a 503's reason.
 
     >>> from datetime import UTC
     >>> t0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -192,4 +194,6 @@ def liveness(
         )
     else:
         return 200, {**body, "status": "ok", "reason": f"ticking as the {role}"}
+    if last_problem and last_problem not in reason:
+        reason += f"; last tick: {last_problem}"
     return 503, {**body, "status": "unhealthy", "reason": reason}

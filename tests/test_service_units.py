@@ -525,3 +525,21 @@ def test_shutdown_waits_within_the_grace_period_for_a_retry_to_go_through(
     assert statuses == ["firing", "firing"]  # the 503, then the retry before exiting
     (entry,) = daemon.store.deliveries()
     assert entry["delivered_at"] is not None
+
+
+def test_healthz_503_when_the_state_cannot_be_saved(sqlite_db: PaymentsDb, tmp_path: Path) -> None:
+    clock = Clock()
+    daemon = _daemon(_config(sqlite_db), f"sqlite:///{tmp_path / 'state.db'}", clock)
+    try:
+        daemon.tick()
+        with daemon.store.engine.begin() as connection:
+            connection.execute(sa.text("DROP TABLE detector_alerts"))
+        for _ in range(4):
+            clock.now += timedelta(minutes=1)
+            daemon.tick()
+        code, body = daemon.healthz()
+    finally:
+        _close(daemon)
+    assert code == 503
+    assert body["reason"].startswith("last successful tick 240s ago (limit 180s); last tick: ")
+    assert "no such table: detector_alerts" in body["reason"]
