@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from prometheus_client import CollectorRegistry
 
 from detector.alerts import Alert
-from detector.config import Config, parse_config
+from detector.config import Config, ConfigError, parse_config
 from detector.daemon import Daemon
 from detector.health import gateway_health, gateways_document
 from detector.history import History
@@ -543,3 +543,32 @@ def test_healthz_503_when_the_state_cannot_be_saved(sqlite_db: PaymentsDb, tmp_p
     assert code == 503
     assert body["reason"].startswith("last successful tick 240s ago (limit 180s); last tick: ")
     assert "no such table: detector_alerts" in body["reason"]
+
+
+def test_run_exits_2_naming_the_key_when_the_port_is_taken(
+    sqlite_db: PaymentsDb, tmp_path: Path
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = tmp_path / "alerts.yaml"
+        config.write_text(
+            f"source: {{url: '{sqlite_db.url}'}}\n"
+            f"state: {{url: 'sqlite:///{tmp_path / 'state.db'}'}}\n"
+            f"server: {{listen: '127.0.0.1:{port}'}}\n"
+        )
+        done = subprocess.run(
+            [sys.executable, "-m", "detector.cli", "run", "--config", str(config)],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=60,
+        )
+    assert done.returncode == 2
+    assert f"error: server.listen: cannot listen on 127.0.0.1:{port}" in done.stderr
+
+
+def test_a_listen_address_without_a_port_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"server.listen: 'localhost': write HOST:PORT"):
+        parse_config({"server": {"listen": "localhost"}}, env={})
