@@ -59,19 +59,16 @@ def _when(moment: datetime | None) -> str:
 
 
 def _segments(xs: npt.NDArray[np.floating], ys: npt.NDArray[np.floating]) -> list[str]:
-    """Polyline point lists, broken where ``ys`` is NaN (buckets without payments)."""
-    lines: list[str] = []
-    current: list[str] = []
-    for x, y in zip(xs.tolist(), ys.tolist(), strict=True):
-        if np.isnan(y):
-            if current:
-                lines.append(" ".join(current))
-            current = []
-        else:
-            current.append(f"{x:.1f},{y:.1f}")
-    if current:
-        lines.append(" ".join(current))
-    return lines
+    """Polyline point lists, broken where ``ys`` is NaN (buckets without payments).
+
+    >>> _segments(np.array([0.0, 1, 2, 3]), np.array([5.0, np.nan, 6, 7]))
+    ['0.0,5.0', '2.0,6.0 3.0,7.0']
+    """
+    valid = ~np.isnan(ys)
+    points = list(map("{:.1f},{:.1f}".format, xs[valid].tolist(), ys[valid].tolist()))
+    run = np.cumsum(~valid)[valid]  # points of one unbroken stretch share a number
+    cuts = (np.flatnonzero(np.diff(run)) + 1).tolist()
+    return [" ".join(points[a:b]) for a, b in zip([0, *cuts], [*cuts, len(points)], strict=True)]
 
 
 def _chart(

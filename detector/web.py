@@ -101,9 +101,7 @@ class _Handler(BaseHTTPRequestHandler):
         return self._json(200, gateways_document(snap.health, snap.at, snap.role))
 
     def _status_page(self) -> tuple[int, str, bytes]:
-        from detector.status_page import render
-
-        return 200, "text/html; charset=utf-8", render(self.server.provider.snapshot()).encode()
+        return 200, "text/html; charset=utf-8", self.server.page()
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("http: " + format, *args)
@@ -115,6 +113,18 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], provider: Provider):
         super().__init__(address, _Handler)
         self.provider = provider
+        self._page: tuple[Snapshot, bytes] | None = None
+        self._page_lock = threading.Lock()
+
+    def page(self) -> bytes:
+        """The status page, rendered once per snapshot however many people look at it."""
+        from detector.status_page import render
+
+        snapshot = self.provider.snapshot()
+        with self._page_lock:
+            if self._page is None or self._page[0] is not snapshot:
+                self._page = (snapshot, render(snapshot).encode())
+            return self._page[1]
 
 
 class WebServer:

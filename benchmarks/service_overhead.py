@@ -1,0 +1,117 @@
+"""What the service adds to each tick, next to the tick itself.
+
+After every tick the daemon computes each gateway's health, refreshes the 24 h history,
+updates the Prometheus gauges and publishes a snapshot (``publish``). Scrapes and page
+views then cost ``/metrics`` (text exposition) and ``/`` (HTML + SVG) each. This measures
+all of them against one engine tick (rules + lifecycle, reading from memory so the
+database does not blur the ratio), for a few gateway counts.
+
+Ratios, not seconds, are the verdict; medians of ``--repeat`` runs.
+
+    .venv/bin/python benchmarks/service_overhead.py [--gateways 5 50 500] [--repeat 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+from prometheus_client import CollectorRegistry, generate_latest
+
+from detector.config import parse_config
+from detector.engine import Engine
+from detector.health import gateway_health
+from detector.history import History
+from detector.metrics import Metrics
+from detector.source import Counts, FrameSource, epoch_minute
+from detector.status_page import render
+from detector.web import Snapshot
+
+NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+
+
+def _median_seconds(action: Callable[[], object], repeat: int) -> float:
+    timings = []
+    for _ in range(repeat):
+        began = time.perf_counter()
+        action()
+        timings.append(time.perf_counter() - began)
+    return statistics.median(timings)
+
+
+def _counts(gateways: int, minutes: int, rng: np.random.Generator) -> Counts:
+    names = np.array([f"gw{i:03d}" for i in range(gateways)], dtype=object)
+    first = epoch_minute(NOW) - minutes
+    minute = np.tile(np.arange(first, first + minutes, dtype=np.int64), gateways)
+    payments = rng.poisson(20, size=minute.size).astype(np.int64)
+    failures = rng.binomial(payments, 0.02).astype(np.int64)
+    order = np.argsort(minute, kind="stable")
+    return Counts(
+        np.repeat(names, minutes)[order],
+        minute[order],
+        payments[order],
+        failures[order],
+        payments[order],
+    )
+
+
+def measure(count: int, repeat: int, rng: np.random.Generator) -> tuple[float, ...]:
+    """Median seconds of: one tick, publishing it, one /metrics scrape, one page render."""
+    config = parse_config({}, env={})
+    engine = Engine(config, FrameSource(_counts(count, 24 * 60, rng)))
+    engine.tick(NOW)  # warm-up read fills the window
+    moment = iter(NOW + timedelta(minutes=m) for m in range(1, 10**6))
+    tick = _median_seconds(lambda: engine.tick(next(moment)), repeat)
+
+    history = History()
+    metrics = Metrics(CollectorRegistry())
+    history.backfill(engine.source.read(NOW - timedelta(hours=24), NOW), epoch_minute(NOW))
+
+    def publish() -> Snapshot:
+        alerts = list(engine.alerts.alerts.values())
+        health = gateway_health(engine.window, alerts, config)
+        history.update(engine.window, [])
+        metrics.observe_health(
+            health,
+            alerts,
+            [
+                (gateway, rule.rule, bool(rule.active[i]))
+                for rule in engine.last_results
+                for i, gateway in enumerate(rule.gateways)
+            ],
+        )
+        return Snapshot(NOW, "leader", config, health, history.snapshot())
+
+    snapshot = publish()
+    return (
+        tick,
+        _median_seconds(publish, repeat),
+        _median_seconds(lambda: generate_latest(metrics.registry), repeat),
+        _median_seconds(lambda: render(snapshot), repeat),
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--gateways", type=int, nargs="+", default=[5, 50, 500])
+    parser.add_argument("--repeat", type=int, default=20)
+    args = parser.parse_args()
+    rng = np.random.default_rng(1)
+    print(
+        f"{'gateways':>8} {'tick ms':>8} {'publish ms':>11} {'publish/tick':>13} "
+        f"{'/metrics ms':>12} {'page ms':>8}"
+    )
+    for count in args.gateways:
+        tick, publish, scrape, page = measure(count, args.repeat, rng)
+        print(
+            f"{count:>8} {tick * 1e3:>8.2f} {publish * 1e3:>11.2f} {publish / tick:>13.2f} "
+            f"{scrape * 1e3:>12.2f} {page * 1e3:>8.2f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
