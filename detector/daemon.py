@@ -304,7 +304,8 @@ class Daemon:
         )
 
     def backfill_history(self) -> None:
-        """Fill the status page's 24 h charts from the database (aggregated there) at start."""
+        """Fill the status page's 24 h charts at start: counts aggregated by the payments
+        database, alert spans from the notifications in the outbox and the firing alerts."""
         now = self.clock()
         try:
             counts = self.engine.source.read(now - HISTORY, now)
@@ -312,6 +313,27 @@ class Daemon:
             log.warning("status page history starts empty: %s", exc)
             return
         self.history.backfill(counts, epoch_minute(now) + 1)
+        try:
+            notified = self.store.notified_since(now - HISTORY)
+        except StoreError as exc:
+            log.warning("status page shows no past alert spans: %s", exc)
+            return
+        fired: dict[str, datetime] = {}
+        for n in notified:
+            gateway = n.labels.get("gateway")
+            if gateway is None or n.repeat:
+                continue
+            at = datetime.fromisoformat(n.at)
+            if n.event == "firing":
+                fired.setdefault(n.fingerprint, at)
+            elif n.fingerprint in fired:
+                start = fired.pop(n.fingerprint)
+                self.history.mark_alerting(gateway, epoch_minute(start), epoch_minute(at) + 1)
+        for alert in self.engine.alerts.alerts.values():
+            gateway = alert.labels.get("gateway")
+            if alert.state == "firing" and gateway is not None:
+                start = alert.fired_at or alert.active_since
+                self.history.mark_alerting(gateway, epoch_minute(start), epoch_minute(now) + 1)
 
     # --- SIGHUP ---------------------------------------------------------------------------------
 

@@ -139,6 +139,15 @@ class History:
         alerting = self._rows(list(firing))
         self.alerting[alerting, -1] = True
 
+    def mark_alerting(self, gateway: str, first_minute: int, end_minute: int) -> None:
+        """Shade the buckets that overlap ``first_minute <= minute < end_minute``."""
+        (row,) = self._rows([gateway])
+        start = self.end_bucket - self.buckets
+        lo = max(first_minute // BUCKET_MINUTES - start, 0)
+        hi = min(-(-end_minute // BUCKET_MINUTES) - start, self.buckets)
+        if lo < hi:
+            self.alerting[row, lo:hi] = True
+
     def snapshot(self) -> HistorySnapshot:
         return HistorySnapshot(
             list(self.gateways),

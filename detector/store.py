@@ -213,6 +213,23 @@ class StateStore:
         with self.engine.connect() as connection:
             return int(connection.execute(query).scalar() or 0)
 
+    def notified_since(self, moment: datetime) -> list[Notification]:
+        """Notifications queued since ``moment``, once each (not once per receiver), in order."""
+        query = (
+            sa.select(_outbox.c.idempotency_key, _outbox.c.payload)
+            .where(_outbox.c.created_at >= _naive(moment))
+            .order_by(_outbox.c.id)
+        )
+        try:
+            with self.engine.connect() as connection:
+                rows = connection.execute(query).all()
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreError(
+                f"cannot read the outbox: {str(getattr(exc, 'orig', exc)).splitlines()[0]}"
+            ) from exc
+        unique = {row.idempotency_key: row.payload for row in rows}
+        return [Notification.from_json(payload) for payload in unique.values()]
+
     def deliveries(self) -> list[dict[str, object]]:
         """Every outbox entry with its outcome (for `detector outbox` and the tests)."""
         with self.engine.connect() as connection:

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 import requests
 import sqlalchemy as sa
@@ -572,3 +573,40 @@ def test_run_exits_2_naming_the_key_when_the_port_is_taken(
 def test_a_listen_address_without_a_port_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match=r"server.listen: 'localhost': write HOST:PORT"):
         parse_config({"server": {"listen": "localhost"}}, env={})
+
+
+def test_a_restarted_service_shades_the_alerts_of_the_last_24h_from_the_outbox(
+    sqlite_db: PaymentsDb, tmp_path: Path
+) -> None:
+    start = T0 - timedelta(hours=3)
+    sqlite_db.steady("stripe", start, minutes=60, per_minute=10)
+    sqlite_db.steady("stripe", start + timedelta(hours=1), minutes=10, per_minute=10, failed=10)
+    sqlite_db.steady("stripe", start + timedelta(minutes=70), minutes=110, per_minute=10)
+    state = f"sqlite:///{tmp_path / 'state.db'}"
+    config = _config(sqlite_db)
+    detection = config.detection.model_copy(
+        update={"sla_breach": config.detection.sla_breach.model_copy(update={"enabled": False})}
+    )
+    config = config.model_copy(update={"detection": detection})
+    clock = Clock()
+    clock.now = start + timedelta(minutes=70)  # the outage fires...
+    before = _daemon(config, state, clock)
+    try:
+        before.tick()
+        clock.now += timedelta(minutes=10)  # ...and resolves ten minutes later
+        before.tick()
+    finally:
+        _close(before)
+    clock.now = T0
+    after = _daemon(config, state, clock)
+    try:
+        after.backfill_history()
+    finally:
+        _close(after)
+    snap = after.history.snapshot()
+    row = snap.row("stripe")
+    assert row is not None
+    shaded = [snap.first_minute + 5 * i for i in np.flatnonzero(snap.alerting[row]).tolist()]
+    fired, resolved = epoch_minute(start) + 70, epoch_minute(start) + 80
+    assert shaded == list(range(fired, resolved + 1, 5))
+    assert snap.payments[row].sum() == 10 * 180
