@@ -35,7 +35,7 @@ from detector.metrics import Metrics
 from detector.notify.base import Notification, Receiver
 from detector.notify.dispatch import Dispatcher
 from detector.source import Source, SourceError, epoch_minute
-from detector.store import StateStore, StoreError
+from detector.store import FencedOut, StateStore, StoreError
 from detector.web import Snapshot, WebServer
 
 __all__ = ["Daemon", "utc_now"]
@@ -124,10 +124,23 @@ class Daemon:
         before = self.engine.alerts.snapshot()
         result = self.engine.tick(now)
         deliveries = route(result.transitions, self.config, self.receivers)
+        lease = self.lease
         try:
             queued = self.store.save_tick(
-                self.engine.watermark, self.engine.alerts.alerts, deliveries, now
+                self.engine.watermark,
+                self.engine.alerts.alerts,
+                deliveries,
+                now,
+                fence=(lambda connection: lease.fence(connection, now)) if lease else None,
             )
+        except FencedOut:
+            self.engine.alerts.restore(before)
+            with self._lease_lock:
+                self.leader = False
+                self.metrics.leader.set(0)
+            log.warning("tick %d: lost the leader lease mid-tick; not saved, following", tick_id)
+            self._publish(result, "follower")
+            return result
         except StoreError as exc:
             # Forget this tick's transitions so the next tick makes (and saves) them again.
             self.engine.alerts.restore(before)

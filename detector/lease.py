@@ -88,6 +88,19 @@ class Lease:
             raise StoreError(f"cannot renew the leader lease: {_brief(exc)}") from exc
         return self._insert_first(expires)
 
+    def fence(self, connection: sa.Connection, now: datetime) -> bool:
+        """Renew inside the caller's transaction; False if another replica took the lease.
+
+        The renewal locks the lease row until that transaction ends, so no replica can
+        take over between this check and the caller's commit.
+        """
+        renewed = connection.execute(
+            _lease.update()
+            .where(_lease.c.name == self.name, _lease.c.holder == self.holder)
+            .values(expires_at=_naive(now + self.ttl))
+        )
+        return bool(renewed.rowcount == 1)
+
     def _current_term(self, connection: sa.Connection) -> int:
         value = connection.execute(
             sa.select(_lease.c.term).where(_lease.c.name == self.name)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -21,7 +21,7 @@ from detector.errors import DetectorError
 from detector.notify.base import Notification
 from detector.source import connect
 
-__all__ = ["OutboxEntry", "StateStore", "StoreError"]
+__all__ = ["FencedOut", "OutboxEntry", "StateStore", "StoreError"]
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,10 @@ _outbox = sa.Table(
 
 class StoreError(DetectorError):
     """The state database could not be read or written."""
+
+
+class FencedOut(StoreError):
+    """A tick was not saved: this replica no longer holds the leader lease."""
 
 
 def _naive(moment: datetime) -> datetime:
@@ -116,15 +120,20 @@ class StateStore:
         alerts: dict[str, Alert],
         deliveries: Iterable[tuple[str, Notification]],
         now: datetime,
+        fence: Callable[[sa.Connection], bool] | None = None,
     ) -> int:
         """Commit a tick: watermark, alert states and new outbox entries, all or nothing.
 
         Returns how many outbox entries were added (a delivery already queued is not
-        queued twice).
+        queued twice). ``fence``, run first in the same transaction, may refuse the write
+        (:class:`FencedOut`): the leader lease uses it so that a replica which lost the
+        lease mid-tick cannot commit alongside the new leader.
         """
         added = 0
         try:
             with self.engine.begin() as connection:
+                if fence is not None and not fence(connection):
+                    raise FencedOut("this replica no longer holds the leader lease")
                 if watermark is not None:
                     connection.execute(_meta.delete().where(_meta.c.key == "watermark"))
                     connection.execute(

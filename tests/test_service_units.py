@@ -20,7 +20,7 @@ import requests
 import sqlalchemy as sa
 from prometheus_client import CollectorRegistry
 
-from detector.alerts import Alert
+from detector.alerts import Alert, Transition, notification_for
 from detector.config import Config, ConfigError, parse_config
 from detector.daemon import Daemon
 from detector.health import gateway_health, gateways_document
@@ -28,7 +28,7 @@ from detector.history import History
 from detector.lease import Lease
 from detector.notify import Evidence, build_receivers
 from detector.source import SqlSource, connect, epoch_minute
-from detector.store import StateStore
+from detector.store import FencedOut, StateStore
 from detector.window import CountWindow
 
 from .conftest import REQUIRE_SERVERS, SERVER_URLS, T0, PaymentsDb, _unreachable
@@ -610,3 +610,34 @@ def test_a_restarted_service_shades_the_alerts_of_the_last_24h_from_the_outbox(
     fired, resolved = epoch_minute(start) + 70, epoch_minute(start) + 80
     assert shaded == list(range(fired, resolved + 1, 5))
     assert snap.payments[row].sum() == 10 * 180
+
+
+def test_a_replica_that_lost_the_lease_cannot_commit_a_tick(tmp_path: Path) -> None:
+    store = StateStore.open(f"sqlite:///{tmp_path / 'state.db'}")
+    ttl = timedelta(seconds=30)
+    old, new = Lease(store.engine, "old", ttl), Lease(store.engine, "new", ttl)
+    try:
+        assert old.acquire(T0)
+        alert = _alert("outage", "stripe")
+        notification = notification_for(Transition("firing", alert, T0), CONFIG)
+        deliveries = [("hook", notification)]
+
+        def save(lease: Lease, at: datetime) -> int:
+            return store.save_tick(
+                at,
+                {alert.fingerprint: alert},
+                deliveries,
+                at,
+                fence=lambda connection: lease.fence(connection, at),
+            )
+
+        # The old leader stalls past its TTL; the new one takes over and commits first.
+        later = T0 + timedelta(seconds=40)
+        assert new.acquire(later)
+        assert save(new, later) == 1
+        with pytest.raises(FencedOut):
+            save(old, later + timedelta(seconds=1))
+        assert len(store.deliveries()) == 1
+        assert new.current_holder(later + timedelta(seconds=2)) == "new"
+    finally:
+        store.engine.dispose()
