@@ -14,13 +14,11 @@ Ratios, not seconds, are the verdict; medians of ``--repeat`` runs.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 from prometheus_client import CollectorRegistry, generate_latest
+from throughput import _median_seconds  # run as a script: benchmarks/ is on sys.path
 
 from detector.config import parse_config
 from detector.engine import Engine
@@ -32,15 +30,6 @@ from detector.status_page import render
 from detector.web import Snapshot
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
-
-
-def _median_seconds(action: Callable[[], object], repeat: int) -> float:
-    timings = []
-    for _ in range(repeat):
-        began = time.perf_counter()
-        action()
-        timings.append(time.perf_counter() - began)
-    return statistics.median(timings)
 
 
 def _counts(gateways: int, minutes: int, rng: np.random.Generator) -> Counts:
