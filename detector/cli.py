@@ -21,7 +21,7 @@ from typing import TextIO
 import numpy as np
 import requests
 
-from detector.config import Config, ConfigError, load_config
+from detector.config import Config, ConfigError, Route, load_config
 from detector.errors import DetectorError
 from detector.source import SchemaError, SourceError, SqlSource, connect
 
@@ -101,9 +101,13 @@ def _open_source(config: Config, *, strict: bool) -> SqlSource:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     config = _load(args)
+
+    def count(route: Route) -> int:
+        return 1 + sum(count(child) for child in route.routes)
+
     print(
         f"{args.config}: OK - {len(config.gateways)} gateway(s) configured, "
-        f"{len(config.receivers)} receiver(s), {len(config.routes)} route(s), "
+        f"{len(config.receivers)} receiver(s), {count(config.route)} route(s), "
         f"tick every {config.schedule.interval.total_seconds():g}s"
     )
     return EXIT_OK

@@ -18,11 +18,11 @@ from types import FrameType
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from detector.alerts import Transition, notification_for
 from detector.config import Config
 from detector.engine import Engine, TickResult
-from detector.notify.base import Notification, Receiver
+from detector.notify.base import Receiver
 from detector.notify.dispatch import Dispatcher
+from detector.routing import Router
 from detector.source import Source
 from detector.store import StateStore, StoreError
 
@@ -35,20 +35,6 @@ DELIVERY_INTERVAL = timedelta(seconds=1)
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-def route(
-    transitions: list[Transition], config: Config, receivers: Mapping[str, Receiver]
-) -> list[tuple[str, Notification]]:
-    """(receiver name, notification) for every transition, following the configured routes."""
-    deliveries = []
-    for transition in transitions:
-        notification = notification_for(transition, config)
-        for name in config.receivers_for(notification.labels):
-            receiver = receivers[name]
-            if receiver.wants(notification):
-                deliveries.append((name, notification))
-    return deliveries
 
 
 class Daemon:
@@ -73,6 +59,7 @@ class Daemon:
         if alerts:
             log.info("restored %d pending/firing alert(s) from the state store", len(alerts))
         self.dispatcher = Dispatcher(store, receivers, clock)
+        self.router = Router(config, receivers)
         self._tick_ids = itertools.count(1)
         self._stop = threading.Event()
         self.last_tick: TickResult | None = None
@@ -83,8 +70,13 @@ class Daemon:
         now = self.clock()
         before = self.engine.alerts.snapshot()
         result = self.engine.tick(now)
-        deliveries = route(result.transitions, self.config, self.receivers)
         try:
+            deliveries = self.router.deliveries(
+                result.transitions,
+                self.engine.alerts.alerts,
+                now,
+                self.store.silences(not_ended_at=now),
+            )
             queued = self.store.save_tick(
                 self.engine.watermark, self.engine.alerts.alerts, deliveries, now
             )

@@ -1,4 +1,5 @@
-"""Persisted state: the watermark, the alerts and the delivery outbox, in one SQL database.
+"""Persisted state: the watermark, the alerts, the delivery outbox and the silences, in one
+SQL database that every replica shares.
 
 A tick's alert changes and the notifications they cause are written in one transaction,
 so a crash either loses both (the tick is redone after restart) or keeps both (the
@@ -9,9 +10,11 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable
+import uuid
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -21,7 +24,7 @@ from detector.errors import DetectorError
 from detector.notify.base import Notification
 from detector.source import connect
 
-__all__ = ["OutboxEntry", "StateStore", "StoreError"]
+__all__ = ["Delivery", "OutboxEntry", "Silence", "StateStore", "StoreError"]
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +49,8 @@ _outbox = sa.Table(
     _metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("receiver", sa.String(100), nullable=False),
+    # Entries of one receiver with the same group key are sent as one message.
+    sa.Column("group_key", sa.String(64), nullable=False, default=""),
     sa.Column("idempotency_key", sa.String(200), nullable=False),
     sa.Column("payload", sa.Text, nullable=False),
     sa.Column("created_at", sa.DateTime, nullable=False),
@@ -55,6 +60,19 @@ _outbox = sa.Table(
     sa.Column("failed_at", sa.DateTime, nullable=True),
     sa.Column("last_error", sa.Text, nullable=True),
     sa.UniqueConstraint("receiver", "idempotency_key", name="uq_detector_outbox_delivery"),
+    sa.Index("ix_detector_outbox_group", "receiver", "group_key"),
+)
+
+_silences = sa.Table(
+    "detector_silences",
+    _metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("matchers", sa.Text, nullable=False),  # {"match": {...}, "match_re": {...}}
+    sa.Column("starts_at", sa.DateTime, nullable=False),
+    sa.Column("ends_at", sa.DateTime, nullable=False, index=True),
+    sa.Column("created_by", sa.String(100), nullable=False),
+    sa.Column("comment", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime, nullable=False),
 )
 
 
@@ -70,12 +88,47 @@ def _aware(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC)
 
 
+class Delivery(NamedTuple):
+    """One notification for one receiver, and how its group batches messages."""
+
+    receiver: str
+    notification: Notification
+    group_key: str = ""
+    # A new group waits group_wait so alerts arriving together go out together; a group
+    # that has just sent waits until group_interval after that message.
+    group_wait: timedelta = timedelta(0)
+    group_interval: timedelta = timedelta(0)
+
+
 @dataclass(frozen=True)
 class OutboxEntry:
     id: int
     receiver: str
     notification: Notification
     attempts: int
+    group_key: str = ""
+
+
+@dataclass(frozen=True)
+class Silence:
+    """Mutes the notifications of every alert whose labels match, from start to end."""
+
+    id: str
+    match: dict[str, str]
+    match_re: dict[str, str]
+    starts_at: datetime
+    ends_at: datetime
+    created_by: str
+    comment: str
+
+    def is_active(self, now: datetime) -> bool:
+        return self.starts_at <= now < self.ends_at
+
+    def describe(self) -> str:
+        """``gateway=stripe, rule=~outage|sla_breach`` (``=~`` marks a regex)."""
+        parts = [f"{k}={v}" for k, v in sorted(self.match.items())]
+        parts += [f"{k}=~{v}" for k, v in sorted(self.match_re.items())]
+        return ", ".join(parts)
 
 
 class StateStore:
@@ -114,7 +167,7 @@ class StateStore:
         self,
         watermark: datetime | None,
         alerts: dict[str, Alert],
-        deliveries: Iterable[tuple[str, Notification]],
+        deliveries: Iterable[Delivery | tuple[str, Notification]],
         now: datetime,
     ) -> int:
         """Commit a tick: watermark, alert states and new outbox entries, all or nothing.
@@ -139,10 +192,12 @@ class StateStore:
                             for k, a in alerts.items()
                         ],
                     )
-                for receiver, notification in deliveries:
+                for item in deliveries:
+                    delivery = Delivery(*item)
+                    notification = delivery.notification
                     exists = connection.execute(
                         sa.select(_outbox.c.id).where(
-                            _outbox.c.receiver == receiver,
+                            _outbox.c.receiver == delivery.receiver,
                             _outbox.c.idempotency_key == notification.idempotency_key,
                         )
                     ).first()
@@ -150,11 +205,12 @@ class StateStore:
                         continue
                     connection.execute(
                         _outbox.insert().values(
-                            receiver=receiver,
+                            receiver=delivery.receiver,
+                            group_key=delivery.group_key,
                             idempotency_key=notification.idempotency_key,
                             payload=notification.to_json(),
                             created_at=_naive(now),
-                            next_attempt_at=_naive(now),
+                            next_attempt_at=_naive(self._send_at(connection, delivery, now)),
                             attempts=0,
                         )
                     )
@@ -165,12 +221,38 @@ class StateStore:
             ) from exc
         return added
 
+    @staticmethod
+    def _send_at(connection: sa.Connection, delivery: Delivery, now: datetime) -> datetime:
+        """When a new entry goes out: with its group's waiting batch, else per group timing."""
+        in_group = (_outbox.c.receiver == delivery.receiver) & (
+            _outbox.c.group_key == delivery.group_key
+        )
+        waiting = connection.execute(
+            sa.select(sa.func.min(_outbox.c.next_attempt_at)).where(
+                in_group, _outbox.c.delivered_at.is_(None), _outbox.c.failed_at.is_(None)
+            )
+        ).scalar()
+        if waiting is not None:
+            return _aware(waiting)
+        last_sent = connection.execute(
+            sa.select(sa.func.max(_outbox.c.delivered_at)).where(in_group)
+        ).scalar()
+        if last_sent is not None and now - _aware(last_sent) < delivery.group_interval:
+            return _aware(last_sent) + delivery.group_interval
+        return now + delivery.group_wait
+
     # --- outbox -----------------------------------------------------------------------------
 
     def due(self, now: datetime, limit: int = 100) -> list[OutboxEntry]:
         """Undelivered entries whose next attempt is due, oldest first."""
         query = (
-            sa.select(_outbox.c.id, _outbox.c.receiver, _outbox.c.payload, _outbox.c.attempts)
+            sa.select(
+                _outbox.c.id,
+                _outbox.c.receiver,
+                _outbox.c.payload,
+                _outbox.c.attempts,
+                _outbox.c.group_key,
+            )
             .where(
                 _outbox.c.delivered_at.is_(None),
                 _outbox.c.failed_at.is_(None),
@@ -182,26 +264,34 @@ class StateStore:
         with self.engine.connect() as connection:
             rows = connection.execute(query).all()
         return [
-            OutboxEntry(row.id, row.receiver, Notification.from_json(row.payload), row.attempts)
+            OutboxEntry(
+                row.id,
+                row.receiver,
+                Notification.from_json(row.payload),
+                row.attempts,
+                row.group_key,
+            )
             for row in rows
         ]
 
-    def _update(self, entry_id: int, **values: object) -> None:
+    def _update(self, entries: Sequence[OutboxEntry], **values: object) -> None:
+        """Record one attempt at sending ``entries`` (one message) in one transaction."""
         with self.engine.begin() as connection:
-            connection.execute(_outbox.update().where(_outbox.c.id == entry_id).values(**values))
+            for entry in entries:
+                connection.execute(
+                    _outbox.update()
+                    .where(_outbox.c.id == entry.id)
+                    .values(attempts=entry.attempts + 1, **values)
+                )
 
-    def delivered(self, entry: OutboxEntry, now: datetime) -> None:
-        self._update(
-            entry.id, delivered_at=_naive(now), attempts=entry.attempts + 1, last_error=None
-        )
+    def delivered(self, entries: Sequence[OutboxEntry], now: datetime) -> None:
+        self._update(entries, delivered_at=_naive(now), last_error=None)
 
-    def retry_later(self, entry: OutboxEntry, at: datetime, error: str) -> None:
-        self._update(
-            entry.id, next_attempt_at=_naive(at), attempts=entry.attempts + 1, last_error=error
-        )
+    def retry_later(self, entries: Sequence[OutboxEntry], at: datetime, error: str) -> None:
+        self._update(entries, next_attempt_at=_naive(at), last_error=error)
 
-    def given_up(self, entry: OutboxEntry, now: datetime, error: str) -> None:
-        self._update(entry.id, failed_at=_naive(now), attempts=entry.attempts + 1, last_error=error)
+    def given_up(self, entries: Sequence[OutboxEntry], now: datetime, error: str) -> None:
+        self._update(entries, failed_at=_naive(now), last_error=error)
 
     def outbox_depth(self) -> int:
         """Entries still waiting to be delivered."""
@@ -229,3 +319,69 @@ class StateStore:
             }
             for row in rows
         ]
+
+    # --- silences ---------------------------------------------------------------------------
+
+    def add_silence(
+        self,
+        match: dict[str, str],
+        match_re: dict[str, str],
+        starts_at: datetime,
+        ends_at: datetime,
+        created_by: str,
+        comment: str,
+    ) -> Silence:
+        silence = Silence(
+            uuid.uuid4().hex[:12], match, match_re, starts_at, ends_at, created_by, comment
+        )
+        with self.engine.begin() as connection:
+            connection.execute(
+                _silences.insert().values(
+                    id=silence.id,
+                    matchers=json.dumps({"match": match, "match_re": match_re}, sort_keys=True),
+                    starts_at=_naive(starts_at),
+                    ends_at=_naive(ends_at),
+                    created_by=created_by,
+                    comment=comment,
+                    created_at=_naive(datetime.now(UTC)),
+                )
+            )
+        return silence
+
+    def silences(self, *, not_ended_at: datetime | None = None) -> list[Silence]:
+        """Every silence, or those not yet ended at ``not_ended_at``, by start time."""
+        query = sa.select(_silences).order_by(_silences.c.starts_at, _silences.c.id)
+        if not_ended_at is not None:
+            query = query.where(_silences.c.ends_at > _naive(not_ended_at))
+        try:
+            with self.engine.connect() as connection:
+                rows = connection.execute(query).mappings().all()
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreError(
+                f"cannot read silences: {str(getattr(exc, 'orig', exc)).splitlines()[0]}"
+            ) from exc
+        found = []
+        for row in rows:
+            matchers = json.loads(row["matchers"])
+            found.append(
+                Silence(
+                    row["id"],
+                    matchers["match"],
+                    matchers["match_re"],
+                    _aware(row["starts_at"]),
+                    _aware(row["ends_at"]),
+                    row["created_by"],
+                    row["comment"],
+                )
+            )
+        return found
+
+    def expire_silence(self, silence_id: str, now: datetime) -> bool:
+        """End a silence now; False if there is no such silence or it has ended already."""
+        with self.engine.begin() as connection:
+            result = connection.execute(
+                _silences.update()
+                .where(_silences.c.id == silence_id, _silences.c.ends_at > _naive(now))
+                .values(ends_at=_naive(now))
+            )
+        return bool(result.rowcount)

@@ -1,4 +1,4 @@
-"""The alert lifecycle in simulated time: pending, firing, repeats, escalation, hysteresis."""
+"""The alert lifecycle in simulated time: pending, firing, escalation, hysteresis."""
 
 from __future__ import annotations
 
@@ -67,12 +67,6 @@ def test_a_flapping_condition_stays_one_alert() -> None:
     book = AlertBook(_config())
     # Clears for two minutes at a time, less than keep_firing_for: no resolve, no re-fire.
     assert _run(book, "xxx..x..x..x.....") == [(2, "firing", False), (14, "resolved", False)]
-
-
-def test_still_firing_alerts_are_repeated_every_repeat_interval() -> None:
-    book = AlertBook(_config())
-    events = _run(book, "x" * 125)
-    assert events == [(2, "firing", False), (62, "firing", True), (122, "firing", True)]
 
 
 def test_escalation_to_critical_is_notified_at_once() -> None:

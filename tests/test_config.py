@@ -73,8 +73,8 @@ def test_a_missing_secret_names_the_receiver_and_the_variable() -> None:
 
 
 def test_a_route_to_an_unknown_receiver_is_refused() -> None:
-    ((path, message),) = _problems({"routes": [{"receivers": ["pagerdoot"]}]})
-    assert path == "routes[0].receivers"
+    ((path, message),) = _problems({"route": {"routes": [{"receivers": ["pagerdoot"]}]}})
+    assert path == "route.routes[0].receivers"
     assert "unknown receiver 'pagerdoot'" in message
 
 

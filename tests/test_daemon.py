@@ -49,8 +49,9 @@ detection:
   no_data: {{enabled: false}}
 receivers:
   hook: {{type: webhook, url: "{hook_url}"}}
-routes:
-  - receivers: [hook]
+route:
+  receivers: [hook]
+  group_interval: 0s   # the resolution follows the firing within seconds here
 """
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import timedelta
 from typing import Any, Literal
 
 from detector.errors import DetectorError
@@ -51,6 +53,7 @@ class Notification:
     at: str  # ISO-8601 UTC time of the tick that made this transition
     since: str  # ISO-8601 UTC time the condition started (estimated)
     repeat: bool = False  # a reminder that a firing alert is still firing
+    episode: str = ""  # ISO-8601 UTC time this episode of the alert started firing
     evidence: Evidence = field(default_factory=Evidence)
     backup_gateway: str | None = None
     links: tuple[str, ...] = ()
@@ -73,6 +76,10 @@ class Receiver(ABC):
 
     name: str
     send_resolved: bool = True
+    # False for destinations that group alerts themselves (Alertmanager): no group_wait.
+    groups: bool = True
+    # Re-send firing alerts this often whatever the route's repeat_interval says.
+    resend_interval: timedelta | None = None
 
     def wants(self, notification: Notification) -> bool:
         """False for a resolved notification this receiver was told not to send."""
@@ -81,3 +88,14 @@ class Receiver(ABC):
     @abstractmethod
     def send(self, notification: Notification) -> None:
         """Deliver one notification or raise :class:`DeliveryError`."""
+
+    def send_group(self, notifications: Sequence[Notification]) -> None:
+        """Deliver one group's notifications as one message where the destination allows.
+
+        This default sends them one by one, in order; receivers that can show several
+        alerts in one message override it. Raises :class:`DeliveryError` for the group:
+        a retry sends the whole group again (its idempotency keys let receivers drop what
+        they already have).
+        """
+        for notification in notifications:
+            self.send(notification)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from typing import TextIO
 
 from detector.config import ConsoleReceiver as ConsoleReceiverConfig
@@ -34,10 +35,14 @@ class ConsoleReceiver(Receiver):
         self.stream = stream
 
     def send(self, notification: Notification) -> None:
-        if not self.wants(notification):
+        self.send_group([notification])
+
+    def send_group(self, notifications: Sequence[Notification]) -> None:
+        wanted = [n for n in notifications if self.wants(n)]
+        if not wanted:
             return
         stream = self.stream if self.stream is not None else sys.stdout
-        stream.write(f"{format.title(notification)}\n{format.text(notification)}\n")
+        stream.write(f"{format.group_title(wanted)}\n{format.group_text(wanted)}\n")
         # Under a process supervisor stdout is a pipe and block-buffered; an alert that
         # sits in a buffer has not been delivered.
         stream.flush()

@@ -8,6 +8,7 @@ import re
 import smtplib
 import socket
 import ssl
+from collections.abc import Sequence
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid, parseaddr
 from functools import cache
@@ -32,28 +33,43 @@ def _domain(address: str) -> str:
     return domain or "localhost"
 
 
-def build_message(n: Notification, sender: str, to: tuple[str, ...]) -> EmailMessage:
-    """The message for ``n``: Subject is the title, text and HTML bodies from ``format``."""
+def thread_id(n: Notification, domain: str) -> str:
+    """The Message-ID of the mail that announced this alert's episode firing.
+
+    Reminders, escalations and the resolution reply to it, so mail clients show one
+    conversation per episode.
+    """
+    thread = re.sub(r"[^A-Za-z0-9._-]", "-", n.fingerprint)[:64] or "alert"
+    episode = re.sub(r"[^0-9]", "", n.episode)
+    return f"<alert-{thread}-{episode}@{domain}>"
+
+
+def build_message(ns: Sequence[Notification], sender: str, to: tuple[str, ...]) -> EmailMessage:
+    """One mail for ``ns`` (usually one alert, or a group): text and HTML from ``format``."""
     domain = _domain(sender)
     msg = EmailMessage()
-    msg["Subject"] = format.title(n)
+    msg["Subject"] = format.group_title(ns)
     msg["From"] = sender
     msg["To"] = ", ".join(to)
     msg["Date"] = formatdate(usegmt=True)
-    # make_msgid's default domain is this host's FQDN, which needs DNS; the sender's
-    # domain is what a Message-ID should carry anyway.
-    digest = hashlib.sha256(n.idempotency_key.encode()).hexdigest()[:16]
-    msg["Message-ID"] = make_msgid(idstring=digest, domain=domain)
-    # Mail clients thread by References: firing, reminders and resolved of one alert
-    # share this root and read as one conversation.
-    thread = re.sub(r"[^A-Za-z0-9._-]", "-", n.fingerprint)[:64] or "alert"
-    msg["References"] = f"<alert-{thread}@{domain}>"
+    threads = list(dict.fromkeys(thread_id(n, domain) for n in ns))
+    first = ns[0]
+    if len(ns) == 1 and first.event == "firing" and first.at == first.episode:
+        msg["Message-ID"] = threads[0]
+    else:
+        # make_msgid's default domain is this host's FQDN, which needs DNS; the sender's
+        # domain is what a Message-ID should carry anyway.
+        keys = "\n".join(n.idempotency_key for n in ns)
+        digest = hashlib.sha256(keys.encode()).hexdigest()[:16]
+        msg["Message-ID"] = make_msgid(idstring=digest, domain=domain)
+        msg["In-Reply-To"] = threads[0]
+        msg["References"] = " ".join(threads)
     # RFC 3834: stops vacation auto-replies from answering an alert.
     msg["Auto-Submitted"] = "auto-generated"
     msg["X-Auto-Response-Suppress"] = "All"
-    msg["X-Idempotency-Key"] = n.idempotency_key
-    msg.set_content(format.text(n))
-    msg.add_alternative(format.html(n), subtype="html")
+    msg["X-Idempotency-Key"] = ", ".join(n.idempotency_key for n in ns)
+    msg.set_content(format.group_text(ns))
+    msg.add_alternative(format.group_html(ns), subtype="html")
     return msg
 
 
@@ -84,9 +100,13 @@ class EmailReceiver(Receiver):
         self.send_resolved = config.send_resolved
 
     def send(self, notification: Notification) -> None:
-        if not self.wants(notification):
+        self.send_group([notification])
+
+    def send_group(self, notifications: Sequence[Notification]) -> None:
+        wanted = [n for n in notifications if self.wants(n)]
+        if not wanted:
             return
-        msg = build_message(notification, self.config.sender, self.config.to)
+        msg = build_message(wanted, self.config.sender, self.config.to)
         try:
             refused = self._deliver(msg)
         except smtplib.SMTPRecipientsRefused as exc:

@@ -8,6 +8,7 @@ to fit: header 150 characters (plain_text), section text 3000, at most 10 sectio
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import requests
@@ -17,7 +18,7 @@ from detector.notify import format
 from detector.notify.base import Notification, Receiver
 from detector.notify.http import post
 
-__all__ = ["SlackReceiver", "slack_message"]
+__all__ = ["SlackReceiver", "slack_group_message", "slack_message"]
 
 HEADER_MAX = 150
 SECTION_TEXT_MAX = 3000
@@ -26,6 +27,8 @@ FIELDS_MAX = 10
 CONTEXT_TEXT_MAX = 3000
 # Slack shows the fallback in push notifications; it allows far more, nobody reads it.
 FALLBACK_MAX = 3000
+# A message holds at most 50 blocks: a header, one section per alert, one "more" line.
+GROUP_ALERTS_MAX = 45
 # Four detail lines of this length fit one section's 3000 characters.
 DETAIL_LINE_MAX = 700
 
@@ -151,6 +154,47 @@ def slack_message(n: Notification, channel: str | None = None) -> dict[str, Any]
     return message
 
 
+def slack_group_message(ns: Sequence[Notification], channel: str | None = None) -> dict[str, Any]:
+    """One message for a group: a header, then a section per alert with its key figures."""
+    if len(ns) == 1:
+        return slack_message(ns[0], channel)
+    heading = format.group_title(ns)
+    emoji = _emoji(ns[0]) if len({_emoji(n) for n in ns}) == 1 else ":rotating_light:"
+    blocks: list[dict[str, Any]] = [
+        {
+            "type": "header",
+            "text": {"type": "plain_text", "text": _cut(f"{emoji} {heading}", HEADER_MAX)},
+        }
+    ]
+    for n in ns[:GROUP_ALERTS_MAX]:
+        lines = [f"{_emoji(n)} *{_escape(format.title(n))}*"]
+        if n.summary:
+            lines.append(_escape(n.summary))
+        rate = format.rate_phrase(n.evidence)
+        if rate:
+            lines.append(f"Failure rate {_escape(rate)}")
+        if n.backup_gateway and n.event == "firing":
+            lines.append(f"Fail over to backup: {_escape(n.backup_gateway)}")
+        blocks.append(
+            {
+                "type": "section",
+                "text": {"type": "mrkdwn", "text": _cut("\n".join(lines), SECTION_TEXT_MAX)},
+            }
+        )
+    if len(ns) > GROUP_ALERTS_MAX:
+        more = f"and {len(ns) - GROUP_ALERTS_MAX} more alert(s)"
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": more}]})
+    message: dict[str, Any] = {
+        "text": _cut(_escape(heading), FALLBACK_MAX),
+        "blocks": blocks,
+        "unfurl_links": False,
+        "unfurl_media": False,
+    }
+    if channel:
+        message["channel"] = channel
+    return message
+
+
 class SlackReceiver(Receiver):
     """Posts to a Slack incoming webhook, whose URL is a secret and is never logged.
 
@@ -171,12 +215,16 @@ class SlackReceiver(Receiver):
         self.session = session
 
     def send(self, notification: Notification) -> None:
-        if not self.wants(notification):
+        self.send_group([notification])
+
+    def send_group(self, notifications: Sequence[Notification]) -> None:
+        wanted = [n for n in notifications if self.wants(n)]
+        if not wanted:
             return
         post(
             self.session,
             self.config.url.get_secret_value(),
-            json_body=slack_message(notification, self.config.channel),
+            json_body=slack_group_message(wanted, self.config.channel),
             timeout=self.config.timeout.total_seconds(),
         )
 

@@ -1,8 +1,14 @@
-"""Generic JSON webhook: POSTs :func:`detector.notify.format.payload` to a URL."""
+"""Generic JSON webhook: POSTs :func:`detector.notify.format.payload` to a URL, or a group in
+Alertmanager's webhook format (``format: alertmanager``), optionally HMAC-signed."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import requests
 
@@ -11,9 +17,24 @@ from detector.notify import format
 from detector.notify.base import Notification, Receiver
 from detector.notify.http import post
 
-__all__ = ["USER_AGENT", "WebhookReceiver"]
+__all__ = ["SIGNATURE_HEADER", "TIMESTAMP_HEADER", "USER_AGENT", "WebhookReceiver", "sign"]
 
 USER_AGENT = "payment-failure-detector/1"
+SIGNATURE_HEADER = "X-Detector-Signature"
+TIMESTAMP_HEADER = "X-Detector-Timestamp"
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    """``sha256=`` and the hex HMAC-SHA256 of ``timestamp.body`` under ``secret``.
+
+    The timestamp is signed with the body so that a captured request cannot be replayed
+    later: receivers reject timestamps more than a few minutes old.
+
+    >>> sign("s3cret", "1700000000", b'{"event":"firing"}')[:19]
+    'sha256=7968948c97e4'
+    """
+    mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
+    return "sha256=" + mac.hexdigest()
 
 
 class WebhookReceiver(Receiver):
@@ -21,7 +42,8 @@ class WebhookReceiver(Receiver):
 
     Sends the configured headers (secrets such as ``Authorization``) and an
     ``Idempotency-Key`` header that is the same for every retry of one notification, so
-    the receiving end can drop duplicates.
+    the receiving end can drop duplicates. With ``format: alertmanager`` a group goes out
+    as one Alertmanager (version 4) document whose key covers the group's notifications.
 
     Parameters
     ----------
@@ -31,29 +53,61 @@ class WebhookReceiver(Receiver):
         Its configuration.
     session
         HTTP session shared by the receivers (connection reuse); the caller closes it.
+    clock
+        Seconds since the epoch for the signature timestamp.
     """
 
-    def __init__(self, name: str, config: WebhookReceiverConfig, session: requests.Session) -> None:
+    def __init__(
+        self,
+        name: str,
+        config: WebhookReceiverConfig,
+        session: requests.Session,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.name = name
         self.config = config
         self.send_resolved = config.send_resolved
         self.session = session
+        self.clock = clock
 
-    def headers(self, notification: Notification) -> dict[str, str]:
+    def headers(self, idempotency_key: str, body: bytes) -> dict[str, str]:
         """Request headers; configured ones may override the defaults but not the key."""
         headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
         headers.update({k: v.get_secret_value() for k, v in self.config.headers.items()})
-        headers["Idempotency-Key"] = notification.idempotency_key
+        headers["Idempotency-Key"] = idempotency_key
+        if self.config.signing_secret is not None:
+            timestamp = str(int(self.clock()))
+            headers[TIMESTAMP_HEADER] = timestamp
+            headers[SIGNATURE_HEADER] = sign(
+                self.config.signing_secret.get_secret_value(), timestamp, body
+            )
         return headers
 
     def send(self, notification: Notification) -> None:
-        if not self.wants(notification):
+        self.send_group([notification])
+
+    def send_group(self, notifications: Sequence[Notification]) -> None:
+        wanted = [n for n in notifications if self.wants(n)]
+        if not wanted:
             return
-        body = json.dumps(format.payload(notification), ensure_ascii=False, allow_nan=False)
+        if self.config.format == "alertmanager":
+            keys = "\n".join(n.idempotency_key for n in wanted)
+            key = wanted[0].idempotency_key if len(wanted) == 1 else _digest(keys)
+            self._post(format.alertmanager_webhook(wanted, self.name), key)
+            return
+        for notification in wanted:
+            self._post(format.payload(notification), notification.idempotency_key)
+
+    def _post(self, document: dict[str, Any], idempotency_key: str) -> None:
+        body = json.dumps(document, ensure_ascii=False, allow_nan=False).encode("utf-8")
         post(
             self.session,
             self.config.url,
-            data=body.encode("utf-8"),
-            headers=self.headers(notification),
+            data=body,
+            headers=self.headers(idempotency_key, body),
             timeout=self.config.timeout.total_seconds(),
         )
+
+
+def _digest(text: str) -> str:
+    return "group:" + hashlib.sha256(text.encode()).hexdigest()[:32]
