@@ -538,7 +538,7 @@ class Config(_Frozen):
         if isinstance(data, dict) and "routes" in data:
             if "route" in data:
                 raise ValueError("routes: write either route: (a tree) or routes:, not both")
-            data = {**data, "route": {"routes": data["routes"]}}
+            data = {**data, "route": {"receivers": [], "routes": data["routes"]}}
             del data["routes"]
         return data
 
@@ -554,6 +554,11 @@ class Config(_Frozen):
             for index, child in enumerate(route.routes):
                 check(child, f"{path}.routes[{index}]")
 
+        if self.route.receivers is None:
+            raise ValueError(
+                "route.receivers: the root route needs receivers: (for alerts that no "
+                "other route takes; [] to drop them)"
+            )
         check(self.route, "route")
         for name, gateway in self.gateways.items():
             if gateway.backup == name:

@@ -5,15 +5,21 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TextIO
 
 import pytest
+import requests
 import sqlalchemy as sa
 
 from detector.config import Config
+from detector.daemon import Daemon
+from detector.notify import build_receivers
 from detector.simulate import create_schema
 from detector.source import SqlSource, connect
+from detector.store import StateStore
 
 SERVER_URLS = {
     "postgresql": os.environ.get(
@@ -173,3 +179,31 @@ def open_source() -> Iterator[Callable[[Config], SqlSource]]:
     yield open_
     for source in opened:
         source.engine.dispose()
+
+
+class Clock:
+    """The injected clock of simulated-time tests; move it by assigning ``now``."""
+
+    def __init__(self, now: datetime):
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@contextmanager
+def in_process_daemon(
+    config: Config,
+    state_url: str,
+    clock: Clock,
+    session: requests.Session,
+    stream: TextIO | None = None,
+) -> Iterator[Daemon]:
+    """A daemon ticked and delivered by the test; leaving the block is a crash (no shutdown)."""
+    source = SqlSource(connect(config.source.url), config.source)
+    store = StateStore.open(state_url)
+    try:
+        yield Daemon(config, source, store, build_receivers(config, session, stream), clock)
+    finally:
+        source.engine.dispose()
+        store.engine.dispose()
