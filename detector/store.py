@@ -76,6 +76,22 @@ _silences = sa.Table(
 )
 
 
+def _add_group_key(engine: Engine) -> None:
+    """Give an outbox made before grouping existed its group column (one group per entry)."""
+    columns = {column["name"] for column in sa.inspect(engine).get_columns(_outbox.name)}
+    if "group_key" in columns:
+        return
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text(
+                f"ALTER TABLE {_outbox.name} ADD COLUMN group_key VARCHAR(64) NOT NULL DEFAULT ''"
+            )
+        )
+        for index in _outbox.indexes:
+            if index.name == "ix_detector_outbox_group":
+                index.create(connection)
+
+
 class StoreError(DetectorError):
     """The state database could not be read or written."""
 
@@ -138,6 +154,7 @@ class StateStore:
         self.engine = engine
         try:
             _metadata.create_all(engine)
+            _add_group_key(engine)
         except sa.exc.SQLAlchemyError as exc:
             raise StoreError(
                 f"state.url: cannot open the state database ({exc.__class__.__name__}: "

@@ -207,3 +207,43 @@ def in_process_daemon(
     finally:
         source.engine.dispose()
         store.engine.dispose()
+
+
+def _state_url(dialect: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A state database of its own: the detector's table names are fixed, so on the shared
+    servers each test gets a fresh database."""
+    if dialect == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('state') / 'state.db'}"
+        return
+    server = SERVER_URLS[dialect]
+    problem = _unreachable(server)
+    if problem:
+        message = f"{dialect} server at {sa.make_url(server).host} is unreachable: {problem}"
+        if REQUIRE_SERVERS:
+            pytest.fail(message)
+        pytest.skip(message)
+    name = f"state_{uuid.uuid4().hex[:10]}"
+    # CREATE DATABASE cannot run inside a transaction on PostgreSQL.
+    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(sa.text(f"CREATE DATABASE {name}"))
+        yield sa.make_url(server).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(sa.text(f"DROP DATABASE {name}"))
+        admin.dispose()
+
+
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("postgresql", marks=pytest.mark.database),
+        pytest.param("mariadb", marks=pytest.mark.database),
+    ]
+)
+def state_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A fresh state database on SQLite, PostgreSQL and MariaDB."""
+    yield from _state_url(request.param, tmp_path_factory)

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import requests
+import sqlalchemy as sa
 
 from detector.alerts import AlertBook
 from detector.cli import main
@@ -488,3 +489,26 @@ def test_a_source_down_alert_mutes_every_gateway(session: requests.Session) -> N
     router = Router(config, build_receivers(config, session, io.StringIO()))
     deliveries = router.deliveries(transitions, book.alerts, T0)
     assert [d.notification.rule for d in deliveries] == ["source_down"]
+
+
+def test_an_outbox_made_before_grouping_is_upgraded_and_keeps_its_entries(
+    sqlite_db: PaymentsDb, hook: HttpRecorder, session: requests.Session, tmp_path: Path
+) -> None:
+    state = f"sqlite:///{tmp_path}/old.db"
+    engine = sa.create_engine(state)
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text(
+                "CREATE TABLE detector_outbox (id INTEGER PRIMARY KEY, receiver VARCHAR(100) "
+                "NOT NULL, idempotency_key VARCHAR(200) NOT NULL, payload TEXT NOT NULL, "
+                "created_at DATETIME NOT NULL, next_attempt_at DATETIME NOT NULL, attempts "
+                "INTEGER NOT NULL, delivered_at DATETIME, failed_at DATETIME, last_error TEXT)"
+            )
+        )
+    engine.dispose()
+    config = _config(sqlite_db, receivers={"am": _am_hook(hook)}, route={"receivers": ["am"]})
+    _fail(sqlite_db, "stripe", -5)
+    clock = Clock(T0)
+    with in_process_daemon(config, state, clock, session) as daemon:
+        _run(daemon, clock, 1)
+    assert _alerts(hook) == [[("firing", "outage", "stripe")]]
