@@ -211,8 +211,8 @@ def test_payload_is_the_documented_json_document() -> None:
     assert doc["version"] == "1"
     assert set(doc) == {
         "version", "event", "repeat", "fingerprint", "idempotency_key", "rule", "severity",
-        "labels", "summary", "at", "since", "evidence", "backup_gateway", "links", "title",
-        "text",
+        "labels", "summary", "at", "since", "episode", "evidence", "backup_gateway", "links",
+        "title", "text",
     }  # fmt: skip
     assert doc["evidence"]["top_error_codes"] == [
         {"code": "card_declined", "count": 80},

@@ -15,6 +15,7 @@ The webhook document (:func:`payload`), version ``"1"``::
       "labels": {str: str},
       "summary": str,
       "at": str, "since": str,             # ISO-8601 UTC
+      "episode": str,                      # when this episode started firing (ISO-8601 UTC)
       "evidence": {
         "value": float | null,             # failure rate 0..1 in the window
         "interval_low": float | null, "interval_high": float | null,   # Wilson 95%
@@ -343,6 +344,7 @@ def payload(n: Notification) -> dict[str, Any]:
         "summary": n.summary,
         "at": n.at,
         "since": n.since,
+        "episode": n.episode,
         "evidence": evidence,
         "backup_gateway": n.backup_gateway,
         "links": list(n.links),
