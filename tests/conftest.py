@@ -21,6 +21,8 @@ from detector.simulate import create_schema
 from detector.source import SqlSource, connect
 from detector.store import StateStore
 
+from .http_recorder import HttpRecorder
+
 SERVER_URLS = {
     "postgresql": os.environ.get(
         "DETECTOR_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -32,6 +34,12 @@ SERVER_URLS = {
 
 # .ci/run sets this so that an unreachable server fails the run instead of skipping.
 REQUIRE_SERVERS = os.environ.get("DETECTOR_REQUIRE_DATABASES") == "1"
+
+DIALECTS = [
+    "sqlite",
+    pytest.param("postgresql", marks=pytest.mark.database),
+    pytest.param("mariadb", marks=pytest.mark.database),
+]
 
 T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)  # a Friday noon: the tests' "now"
 
@@ -123,18 +131,24 @@ class PaymentsDb:
             connection.execute(table.insert(), rows)
 
 
+def _server(dialect: str) -> str:
+    """The URL of a reachable server for ``dialect``; skips (or fails, in CI) otherwise."""
+    url = SERVER_URLS[dialect]
+    problem = _unreachable(url)
+    if problem:
+        message = f"{dialect} server at {sa.make_url(url).host} is unreachable: {problem}"
+        if REQUIRE_SERVERS:
+            pytest.fail(message)
+        pytest.skip(message)
+    return url
+
+
 def _database(dialect: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PaymentsDb]:
     table = "payments"
     if dialect == "sqlite":
         url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'payments.db'}"
     else:
-        url = SERVER_URLS[dialect]
-        problem = _unreachable(url)
-        if problem:
-            message = f"{dialect} server at {sa.make_url(url).host} is unreachable: {problem}"
-            if REQUIRE_SERVERS:
-                pytest.fail(message)
-            pytest.skip(message)
+        url = _server(dialect)
         table = f"payments_{uuid.uuid4().hex[:10]}"
     engine = sa.create_engine(url)
     create_schema(engine, table)
@@ -147,13 +161,7 @@ def _database(dialect: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         engine.dispose()
 
 
-@pytest.fixture(
-    params=[
-        "sqlite",
-        pytest.param("postgresql", marks=pytest.mark.database),
-        pytest.param("mariadb", marks=pytest.mark.database),
-    ]
-)
+@pytest.fixture(params=DIALECTS)
 def payments_db(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[PaymentsDb]:
@@ -179,6 +187,19 @@ def open_source() -> Iterator[Callable[[Config], SqlSource]]:
     yield open_
     for source in opened:
         source.engine.dispose()
+
+
+@pytest.fixture
+def session() -> Iterator[requests.Session]:
+    with requests.Session() as s:
+        yield s
+
+
+@pytest.fixture
+def http() -> Iterator[HttpRecorder]:
+    """A real HTTP server on 127.0.0.1 recording what it receives."""
+    with HttpRecorder() as server:
+        yield server
 
 
 class Clock:
@@ -215,13 +236,7 @@ def _state_url(dialect: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     if dialect == "sqlite":
         yield f"sqlite:///{tmp_path_factory.mktemp('state') / 'state.db'}"
         return
-    server = SERVER_URLS[dialect]
-    problem = _unreachable(server)
-    if problem:
-        message = f"{dialect} server at {sa.make_url(server).host} is unreachable: {problem}"
-        if REQUIRE_SERVERS:
-            pytest.fail(message)
-        pytest.skip(message)
+    server = _server(dialect)
     name = f"state_{uuid.uuid4().hex[:10]}"
     # CREATE DATABASE cannot run inside a transaction on PostgreSQL.
     admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
@@ -235,13 +250,7 @@ def _state_url(dialect: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         admin.dispose()
 
 
-@pytest.fixture(
-    params=[
-        "sqlite",
-        pytest.param("postgresql", marks=pytest.mark.database),
-        pytest.param("mariadb", marks=pytest.mark.database),
-    ]
-)
+@pytest.fixture(params=DIALECTS)
 def state_url(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -33,18 +32,6 @@ from .smtp_recorder import SmtpRecorder
 from .test_notify import email, firing
 
 MINUTE = timedelta(minutes=1)
-
-
-@pytest.fixture
-def http() -> Iterator[HttpRecorder]:
-    with HttpRecorder() as server:
-        yield server
-
-
-@pytest.fixture
-def session() -> Iterator[requests.Session]:
-    with requests.Session() as s:
-        yield s
 
 
 def _model(model: type[Any], **data: Any) -> Any:

@@ -8,7 +8,6 @@ person or a system on the other end would get.
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -35,18 +34,6 @@ OUTAGE_ONLY = {
     "sla_breach": {"enabled": False},
     "no_data": {"enabled": False},
 }
-
-
-@pytest.fixture
-def hook() -> Iterator[HttpRecorder]:
-    with HttpRecorder() as server:
-        yield server
-
-
-@pytest.fixture
-def session() -> Iterator[requests.Session]:
-    with requests.Session() as s:
-        yield s
 
 
 def _config(db: PaymentsDb, **sections: Any) -> Config:
@@ -79,6 +66,16 @@ def _alerts(server: HttpRecorder) -> list[list[tuple[str, str, str]]]:
 def _fail(db: PaymentsDb, gateway: str, start_minute: int, minutes: int = 40) -> None:
     """Every payment of ``gateway`` fails from ``T0 + start_minute`` on, for ``minutes``."""
     db.steady(gateway, T0 + start_minute * MINUTE, minutes, per_minute=10, failed=10)
+
+
+def _arrivals(daemon: Daemon, clock: Clock, server: HttpRecorder, minutes: int) -> list[int]:
+    """Run ``minutes`` minutes; the minute (from the start) each message arrived in."""
+    arrivals = []
+    for minute in range(minutes):
+        before = len(server.requests)
+        _run(daemon, clock, 1)
+        arrivals += [minute] * (len(server.requests) - before)
+    return arrivals
 
 
 def _run(daemon: Daemon, clock: Clock, minutes: int) -> None:
@@ -201,13 +198,13 @@ def test_bad_matchers_and_windows_are_named_with_their_key_path() -> None:
 
 
 def test_three_gateways_failing_in_the_same_minute_make_one_message(
-    sqlite_db: PaymentsDb, hook: HttpRecorder, session: requests.Session, tmp_path: Path
+    sqlite_db: PaymentsDb, http: HttpRecorder, session: requests.Session, tmp_path: Path
 ) -> None:
     with HttpRecorder() as slack:
         config = _config(
             sqlite_db,
             receivers={
-                "am": _am_hook(hook),
+                "am": _am_hook(http),
                 "slack": {"type": "slack", "url": slack.url_for("/services/T/B/x")},
             },
             route={"receivers": ["am", "slack"]},
@@ -217,10 +214,10 @@ def test_three_gateways_failing_in_the_same_minute_make_one_message(
         clock = Clock(T0)
         with in_process_daemon(config, f"sqlite:///{tmp_path}/s.db", clock, session) as daemon:
             _run(daemon, clock, 1)
-    assert _alerts(hook) == [
+    assert _alerts(http) == [
         [("firing", "outage", g) for g in ("adyen", "paypal", "stripe")],
     ]
-    document = hook.requests[0].json()
+    document = http.requests[0].json()
     assert (document["version"], document["status"]) == ("4", "firing")
     assert document["groupLabels"] == {"alertname": "outage"}
     (message,) = [r.json() for r in slack.requests]
@@ -229,38 +226,34 @@ def test_three_gateways_failing_in_the_same_minute_make_one_message(
 
 
 def test_group_wait_collects_alerts_and_group_interval_spaces_messages(
-    sqlite_db: PaymentsDb, hook: HttpRecorder, session: requests.Session, tmp_path: Path
+    sqlite_db: PaymentsDb, http: HttpRecorder, session: requests.Session, tmp_path: Path
 ) -> None:
     config = _config(
         sqlite_db,
-        receivers={"am": _am_hook(hook)},
+        receivers={"am": _am_hook(http)},
         route={"receivers": ["am"], "group_wait": "2m", "group_interval": "5m"},
     )
     _fail(sqlite_db, "stripe", -5)  # fires at the tick of T0
     _fail(sqlite_db, "adyen", 0)  # fires at T0+1m, while the group waits
     _fail(sqlite_db, "paypal", 2)  # fires at T0+3m, after the group's first message
     clock = Clock(T0)
-    arrivals = []
     with in_process_daemon(config, f"sqlite:///{tmp_path}/s.db", clock, session) as daemon:
-        for minute in range(9):
-            before = len(hook.requests)
-            _run(daemon, clock, 1)
-            arrivals += [minute] * (len(hook.requests) - before)
+        arrivals = _arrivals(daemon, clock, http, 9)
     assert arrivals == [2, 7]  # group_wait after the first alert; group_interval after that
-    assert _alerts(hook) == [
+    assert _alerts(http) == [
         [("firing", "outage", "stripe"), ("firing", "outage", "adyen")],
         [("firing", "outage", "paypal")],
     ]
 
 
 def test_a_receiver_down_for_minutes_gets_the_group_once_and_others_are_not_delayed(
-    sqlite_db: PaymentsDb, hook: HttpRecorder, session: requests.Session, tmp_path: Path
+    sqlite_db: PaymentsDb, http: HttpRecorder, session: requests.Session, tmp_path: Path
 ) -> None:
     with HttpRecorder() as healthy:
-        hook.respond_with([500] * 6)
+        http.respond_with([500] * 6)
         config = _config(
             sqlite_db,
-            receivers={"flaky": _am_hook(hook), "healthy": _am_hook(healthy)},
+            receivers={"flaky": _am_hook(http), "healthy": _am_hook(healthy)},
             route={"receivers": ["flaky", "healthy"]},
         )
         for gateway in ("stripe", "adyen"):
@@ -275,12 +268,12 @@ def test_a_receiver_down_for_minutes_gets_the_group_once_and_others_are_not_dela
                 clock.now += timedelta(seconds=15)
                 daemon.deliver()
             outcomes = daemon.store.deliveries()
-    assert len(hook.requests) == 7  # six 500s, then delivered; never again after that
-    assert sorted(_alerts(hook)[-1]) == [
+    assert len(http.requests) == 7  # six 500s, then delivered; never again after that
+    assert sorted(_alerts(http)[-1]) == [
         ("firing", "outage", "adyen"),
         ("firing", "outage", "stripe"),
     ]
-    assert {r.header("Idempotency-Key") for r in hook.requests} == {
+    assert {r.header("Idempotency-Key") for r in http.requests} == {
         healthy.requests[0].header("Idempotency-Key")
     }
     assert sorted((d["receiver"], d["attempts"]) for d in outcomes if d["delivered_at"]) == [
@@ -292,21 +285,21 @@ def test_a_receiver_down_for_minutes_gets_the_group_once_and_others_are_not_dela
 
 
 def test_a_crash_after_the_tick_delivers_after_restart_and_not_again(
-    sqlite_db: PaymentsDb, hook: HttpRecorder, session: requests.Session, tmp_path: Path
+    sqlite_db: PaymentsDb, http: HttpRecorder, session: requests.Session, tmp_path: Path
 ) -> None:
-    config = _config(sqlite_db, receivers={"am": _am_hook(hook)}, route={"receivers": ["am"]})
+    config = _config(sqlite_db, receivers={"am": _am_hook(http)}, route={"receivers": ["am"]})
     _fail(sqlite_db, "stripe", -5)
     clock = Clock(T0)
     state = f"sqlite:///{tmp_path}/s.db"
     with in_process_daemon(config, state, clock, session) as daemon:
         daemon.tick()  # the transition and its notification are committed ... then the crash
-    assert hook.requests == []
+    assert http.requests == []
     with in_process_daemon(config, state, clock, session) as daemon:
         daemon.deliver()  # the restarted process delivers what the outbox holds
         _run(daemon, clock, 3)
     with in_process_daemon(config, state, clock, session) as daemon:
         _run(daemon, clock, 3)  # and a crash after delivery does not deliver it again
-    assert _alerts(hook) == [[("firing", "outage", "stripe")]]
+    assert _alerts(http) == [[("firing", "outage", "stripe")]]
 
 
 # --- repeat_interval per route ----------------------------------------------------------------
@@ -349,13 +342,13 @@ def test_each_route_reminds_at_its_own_repeat_interval(
 
 def test_a_silenced_alert_is_notified_when_the_silence_ends_and_then_resolves(
     sqlite_db: PaymentsDb,
-    hook: HttpRecorder,
+    http: HttpRecorder,
     session: requests.Session,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    config = _config(sqlite_db, receivers={"am": _am_hook(hook)}, route={"receivers": ["am"]})
+    config = _config(sqlite_db, receivers={"am": _am_hook(http)}, route={"receivers": ["am"]})
     state = f"sqlite:///{tmp_path}/s.db"
     monkeypatch.chdir(tmp_path)
     (tmp_path / "alerts.yaml").write_text("{}\n")
@@ -367,13 +360,9 @@ def test_a_silenced_alert_is_notified_when_the_silence_ends_and_then_resolves(
     _fail(sqlite_db, "stripe", -5, minutes=45)  # fails until T0+40m
     _fail(sqlite_db, "adyen", -5, minutes=10)  # not silenced; fails until T0+5m
     clock = Clock(T0)
-    arrivals = []
     with in_process_daemon(config, state, clock, session) as daemon:
-        for minute in range(50):
-            before = len(hook.requests)
-            _run(daemon, clock, 1)
-            arrivals += [minute] * (len(hook.requests) - before)
-    assert _alerts(hook) == [
+        arrivals = _arrivals(daemon, clock, http, 50)
+    assert _alerts(http) == [
         [("firing", "outage", "adyen")],
         [("resolved", "outage", "adyen")],
         [("firing", "outage", "stripe")],  # the silence ended while it still failed
@@ -384,12 +373,12 @@ def test_a_silenced_alert_is_notified_when_the_silence_ends_and_then_resolves(
 
 def test_an_alert_silenced_from_start_to_end_notifies_nobody(
     sqlite_db: PaymentsDb,
-    hook: HttpRecorder,
+    http: HttpRecorder,
     session: requests.Session,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    config = _config(sqlite_db, receivers={"am": _am_hook(hook)}, route={"receivers": ["am"]})
+    config = _config(sqlite_db, receivers={"am": _am_hook(http)}, route={"receivers": ["am"]})
     state = f"sqlite:///{tmp_path}/s.db"
     monkeypatch.chdir(tmp_path)
     (tmp_path / "alerts.yaml").write_text("{}\n")
@@ -400,33 +389,29 @@ def test_an_alert_silenced_from_start_to_end_notifies_nobody(
     with in_process_daemon(config, state, clock, session) as daemon:
         _run(daemon, clock, 30)
         assert daemon.engine.alerts.alerts == {}  # it fired and resolved meanwhile
-    assert hook.requests == []
+    assert http.requests == []
 
 
 # --- maintenance windows ----------------------------------------------------------------------
 
 
 def test_a_maintenance_window_holds_notifications_until_it_closes(
-    sqlite_db: PaymentsDb, hook: HttpRecorder, session: requests.Session, tmp_path: Path
+    sqlite_db: PaymentsDb, http: HttpRecorder, session: requests.Session, tmp_path: Path
 ) -> None:
     # T0 is Friday 12:00 UTC, 13:00 in Berlin: inside the window until 12:30 UTC.
     window = {"weekdays": "mon-fri", "start": "12:30", "end": "13:30", "timezone": "Europe/Berlin"}
     config = _config(
         sqlite_db,
-        receivers={"am": _am_hook(hook)},
+        receivers={"am": _am_hook(http)},
         route={"receivers": ["am"]},
         maintenance_windows=[{"name": "stripe deploys", "match": {"gateway": "stripe"}, **window}],
     )
     _fail(sqlite_db, "stripe", -5, minutes=50)
     clock = Clock(T0)
-    arrivals = []
     with in_process_daemon(config, f"sqlite:///{tmp_path}/s.db", clock, session) as daemon:
-        for minute in range(35):
-            before = len(hook.requests)
-            _run(daemon, clock, 1)
-            arrivals += [minute] * (len(hook.requests) - before)
+        arrivals = _arrivals(daemon, clock, http, 35)
     assert arrivals == [30]
-    assert _alerts(hook) == [[("firing", "outage", "stripe")]]
+    assert _alerts(http) == [[("firing", "outage", "stripe")]]
 
 
 def test_a_window_past_midnight_is_open_on_the_morning_after() -> None:
@@ -492,7 +477,7 @@ def test_a_source_down_alert_mutes_every_gateway(session: requests.Session) -> N
 
 
 def test_an_outbox_made_before_grouping_is_upgraded_and_keeps_its_entries(
-    sqlite_db: PaymentsDb, hook: HttpRecorder, session: requests.Session, tmp_path: Path
+    sqlite_db: PaymentsDb, http: HttpRecorder, session: requests.Session, tmp_path: Path
 ) -> None:
     state = f"sqlite:///{tmp_path}/old.db"
     engine = sa.create_engine(state)
@@ -506,9 +491,9 @@ def test_an_outbox_made_before_grouping_is_upgraded_and_keeps_its_entries(
             )
         )
     engine.dispose()
-    config = _config(sqlite_db, receivers={"am": _am_hook(hook)}, route={"receivers": ["am"]})
+    config = _config(sqlite_db, receivers={"am": _am_hook(http)}, route={"receivers": ["am"]})
     _fail(sqlite_db, "stripe", -5)
     clock = Clock(T0)
     with in_process_daemon(config, state, clock, session) as daemon:
         _run(daemon, clock, 1)
-    assert _alerts(hook) == [[("firing", "outage", "stripe")]]
+    assert _alerts(http) == [[("firing", "outage", "stripe")]]

@@ -16,7 +16,7 @@ import requests
 
 from detector.config import AlertmanagerReceiver as AlertmanagerReceiverConfig
 from detector.notify import format
-from detector.notify.base import Notification, Receiver
+from detector.notify.base import HttpReceiver, Notification
 from detector.notify.http import post
 
 __all__ = ["AlertmanagerReceiver"]
@@ -25,29 +25,17 @@ __all__ = ["AlertmanagerReceiver"]
 ENDS_AFTER_INTERVALS = 4
 
 
-class AlertmanagerReceiver(Receiver):
-    """Posts notifications as Alertmanager alerts.
+class AlertmanagerReceiver(HttpReceiver):
+    """Posts notifications as Alertmanager alerts, all that are due in one request."""
 
-    Parameters
-    ----------
-    name
-        The receiver's name in alerts.yaml.
-    config
-        Its configuration.
-    session
-        HTTP session shared by the receivers; the caller closes it.
-    """
-
+    config: AlertmanagerReceiverConfig
     groups = False
 
     def __init__(
         self, name: str, config: AlertmanagerReceiverConfig, session: requests.Session
     ) -> None:
-        self.name = name
-        self.config = config
-        self.send_resolved = config.send_resolved
+        super().__init__(name, config, session)
         self.resend_interval = config.resend_interval
-        self.session = session
 
     def alerts(self, notifications: Sequence[Notification]) -> list[dict[str, object]]:
         """The request body: one alert per notification."""
@@ -59,16 +47,10 @@ class AlertmanagerReceiver(Receiver):
             out.append(format.alertmanager_alert(n, ends_at, self.config.generator_url))
         return out
 
-    def send(self, notification: Notification) -> None:
-        self.send_group([notification])
-
-    def send_group(self, notifications: Sequence[Notification]) -> None:
-        wanted = [n for n in notifications if self.wants(n)]
-        if not wanted:
-            return
+    def deliver(self, notifications: Sequence[Notification]) -> None:
         post(
             self.session,
             self.config.url.rstrip("/") + "/api/v2/alerts",
-            json_body=self.alerts(wanted),
-            timeout=self.config.timeout.total_seconds(),
+            json_body=self.alerts(notifications),
+            timeout=self.timeout,
         )

@@ -9,9 +9,11 @@ from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from typing import Any, Literal
 
+import requests
+
 from detector.errors import DetectorError
 
-__all__ = ["DeliveryError", "Evidence", "Notification", "Receiver"]
+__all__ = ["DeliveryError", "Evidence", "HttpReceiver", "Notification", "Receiver"]
 
 
 class DeliveryError(DetectorError):
@@ -85,17 +87,48 @@ class Receiver(ABC):
         """False for a resolved notification this receiver was told not to send."""
         return self.send_resolved or notification.event != "resolved"
 
-    @abstractmethod
     def send(self, notification: Notification) -> None:
         """Deliver one notification or raise :class:`DeliveryError`."""
+        self.send_group([notification])
 
     def send_group(self, notifications: Sequence[Notification]) -> None:
-        """Deliver one group's notifications as one message where the destination allows.
+        """Deliver one group's notifications, leaving out those this receiver does not want.
 
-        This default sends them one by one, in order; receivers that can show several
-        alerts in one message override it. Raises :class:`DeliveryError` for the group:
-        a retry sends the whole group again (its idempotency keys let receivers drop what
-        they already have).
+        Raises :class:`DeliveryError` for the whole group: a retry sends the group again
+        (its idempotency keys let receivers drop what they already have).
         """
-        for notification in notifications:
-            self.send(notification)
+        wanted = [n for n in notifications if self.wants(n)]
+        if wanted:
+            self.deliver(wanted)
+
+    @abstractmethod
+    def deliver(self, notifications: Sequence[Notification]) -> None:
+        """Send these notifications, as one message where the destination allows."""
+
+
+class HttpReceiver(Receiver):
+    """A receiver that POSTs through the shared HTTP session.
+
+    Parameters
+    ----------
+    name
+        The receiver's name in alerts.yaml.
+    config
+        Its configuration (send_resolved, timeout and the receiver's own keys).
+    session
+        HTTP session shared by the receivers (connection reuse); the caller closes it.
+    """
+
+    def __init__(self, name: str, config: Any, session: requests.Session) -> None:
+        self.name = name
+        self.config = config
+        self.send_resolved = config.send_resolved
+        self.session = session
+
+    @property
+    def timeout(self) -> float:
+        return float(self.config.timeout.total_seconds())
+
+    def __repr__(self) -> str:
+        # Never the config: its URL or key may be a secret.
+        return f"{type(self).__name__}(name={self.name!r})"

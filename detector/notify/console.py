@@ -34,15 +34,9 @@ class ConsoleReceiver(Receiver):
         self.send_resolved = config.send_resolved
         self.stream = stream
 
-    def send(self, notification: Notification) -> None:
-        self.send_group([notification])
-
-    def send_group(self, notifications: Sequence[Notification]) -> None:
-        wanted = [n for n in notifications if self.wants(n)]
-        if not wanted:
-            return
+    def deliver(self, notifications: Sequence[Notification]) -> None:
         stream = self.stream if self.stream is not None else sys.stdout
-        stream.write(f"{format.group_title(wanted)}\n{format.group_text(wanted)}\n")
+        stream.write(f"{format.group_title(notifications)}\n{format.group_text(notifications)}\n")
         # Under a process supervisor stdout is a pipe and block-buffered; an alert that
         # sits in a buffer has not been delivered.
         stream.flush()

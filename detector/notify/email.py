@@ -99,14 +99,8 @@ class EmailReceiver(Receiver):
         self.config = config
         self.send_resolved = config.send_resolved
 
-    def send(self, notification: Notification) -> None:
-        self.send_group([notification])
-
-    def send_group(self, notifications: Sequence[Notification]) -> None:
-        wanted = [n for n in notifications if self.wants(n)]
-        if not wanted:
-            return
-        msg = build_message(wanted, self.config.sender, self.config.to)
+    def deliver(self, notifications: Sequence[Notification]) -> None:
+        msg = build_message(notifications, self.config.sender, self.config.to)
         try:
             refused = self._deliver(msg)
         except smtplib.SMTPRecipientsRefused as exc:

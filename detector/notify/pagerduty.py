@@ -8,13 +8,12 @@ an unknown routing key) is not.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
-
-import requests
 
 from detector.config import PagerDutyReceiver as PagerDutyReceiverConfig
 from detector.notify import format
-from detector.notify.base import Notification, Receiver
+from detector.notify.base import HttpReceiver, Notification
 from detector.notify.http import post
 
 __all__ = ["PagerDutyReceiver", "pagerduty_event"]
@@ -60,36 +59,17 @@ def pagerduty_event(n: Notification, routing_key: str, source: str) -> dict[str,
     return event
 
 
-class PagerDutyReceiver(Receiver):
-    """Sends each notification as a PagerDuty event; the routing key is a secret.
+class PagerDutyReceiver(HttpReceiver):
+    """Sends each notification as a PagerDuty event; the routing key is a secret."""
 
-    Parameters
-    ----------
-    name
-        The receiver's name in alerts.yaml.
-    config
-        Its configuration.
-    session
-        HTTP session shared by the receivers; the caller closes it.
-    """
+    config: PagerDutyReceiverConfig
 
-    def __init__(self, name: str, config: PagerDutyReceiverConfig, session: requests.Session):
-        self.name = name
-        self.config = config
-        self.send_resolved = config.send_resolved
-        self.session = session
-
-    def send(self, notification: Notification) -> None:
-        if not self.wants(notification):
-            return
-        post(
-            self.session,
-            self.config.url,
-            json_body=pagerduty_event(
-                notification, self.config.routing_key.get_secret_value(), self.config.source
-            ),
-            timeout=self.config.timeout.total_seconds(),
-        )
-
-    def __repr__(self) -> str:
-        return f"PagerDutyReceiver(name={self.name!r})"
+    def deliver(self, notifications: Sequence[Notification]) -> None:
+        key = self.config.routing_key.get_secret_value()
+        for notification in notifications:  # PagerDuty takes one event per request
+            post(
+                self.session,
+                self.config.url,
+                json_body=pagerduty_event(notification, key, self.config.source),
+                timeout=self.timeout,
+            )

@@ -11,11 +11,9 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-import requests
-
 from detector.config import SlackReceiver as SlackReceiverConfig
 from detector.notify import format
-from detector.notify.base import Notification, Receiver
+from detector.notify.base import HttpReceiver, Notification
 from detector.notify.http import post
 
 __all__ = ["SlackReceiver", "slack_group_message", "slack_message"]
@@ -142,16 +140,7 @@ def slack_message(n: Notification, channel: str | None = None) -> dict[str, Any]
     )
     blocks.append({"type": "context", "elements": context})
 
-    message: dict[str, Any] = {
-        "text": _fallback(n),
-        "blocks": blocks,
-        # Status-page previews would push the figures off screen.
-        "unfurl_links": False,
-        "unfurl_media": False,
-    }
-    if channel:
-        message["channel"] = channel
-    return message
+    return _message(_fallback(n), blocks, channel)
 
 
 def slack_group_message(ns: Sequence[Notification], channel: str | None = None) -> dict[str, Any]:
@@ -184,9 +173,14 @@ def slack_group_message(ns: Sequence[Notification], channel: str | None = None) 
     if len(ns) > GROUP_ALERTS_MAX:
         more = f"and {len(ns) - GROUP_ALERTS_MAX} more alert(s)"
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": more}]})
+    return _message(_cut(_escape(heading), FALLBACK_MAX), blocks, channel)
+
+
+def _message(fallback: str, blocks: list[dict[str, Any]], channel: str | None) -> dict[str, Any]:
     message: dict[str, Any] = {
-        "text": _cut(_escape(heading), FALLBACK_MAX),
+        "text": fallback,
         "blocks": blocks,
+        # Status-page previews would push the figures off screen.
         "unfurl_links": False,
         "unfurl_media": False,
     }
@@ -195,38 +189,15 @@ def slack_group_message(ns: Sequence[Notification], channel: str | None = None) 
     return message
 
 
-class SlackReceiver(Receiver):
-    """Posts to a Slack incoming webhook, whose URL is a secret and is never logged.
+class SlackReceiver(HttpReceiver):
+    """Posts to a Slack incoming webhook, whose URL is a secret and is never logged."""
 
-    Parameters
-    ----------
-    name
-        The receiver's name in alerts.yaml.
-    config
-        Its configuration.
-    session
-        HTTP session shared by the receivers; the caller closes it.
-    """
+    config: SlackReceiverConfig
 
-    def __init__(self, name: str, config: SlackReceiverConfig, session: requests.Session) -> None:
-        self.name = name
-        self.config = config
-        self.send_resolved = config.send_resolved
-        self.session = session
-
-    def send(self, notification: Notification) -> None:
-        self.send_group([notification])
-
-    def send_group(self, notifications: Sequence[Notification]) -> None:
-        wanted = [n for n in notifications if self.wants(n)]
-        if not wanted:
-            return
+    def deliver(self, notifications: Sequence[Notification]) -> None:
         post(
             self.session,
             self.config.url.get_secret_value(),
-            json_body=slack_group_message(wanted, self.config.channel),
-            timeout=self.config.timeout.total_seconds(),
+            json_body=slack_group_message(notifications, self.config.channel),
+            timeout=self.timeout,
         )
-
-    def __repr__(self) -> str:
-        return f"SlackReceiver(name={self.name!r})"

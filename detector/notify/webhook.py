@@ -14,7 +14,7 @@ import requests
 
 from detector.config import WebhookReceiver as WebhookReceiverConfig
 from detector.notify import format
-from detector.notify.base import Notification, Receiver
+from detector.notify.base import HttpReceiver, Notification
 from detector.notify.http import post
 
 __all__ = ["SIGNATURE_HEADER", "TIMESTAMP_HEADER", "USER_AGENT", "WebhookReceiver", "sign"]
@@ -37,25 +37,17 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
     return "sha256=" + mac.hexdigest()
 
 
-class WebhookReceiver(Receiver):
+class WebhookReceiver(HttpReceiver):
     """POSTs the versioned JSON document of each notification.
 
     Sends the configured headers (secrets such as ``Authorization``) and an
     ``Idempotency-Key`` header that is the same for every retry of one notification, so
     the receiving end can drop duplicates. With ``format: alertmanager`` a group goes out
     as one Alertmanager (version 4) document whose key covers the group's notifications.
-
-    Parameters
-    ----------
-    name
-        The receiver's name in alerts.yaml.
-    config
-        Its configuration.
-    session
-        HTTP session shared by the receivers (connection reuse); the caller closes it.
-    clock
-        Seconds since the epoch for the signature timestamp.
+    ``clock`` gives the signature's timestamp (seconds since the epoch).
     """
+
+    config: WebhookReceiverConfig
 
     def __init__(
         self,
@@ -64,10 +56,7 @@ class WebhookReceiver(Receiver):
         session: requests.Session,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.name = name
-        self.config = config
-        self.send_resolved = config.send_resolved
-        self.session = session
+        super().__init__(name, config, session)
         self.clock = clock
 
     def headers(self, idempotency_key: str, body: bytes) -> dict[str, str]:
@@ -83,19 +72,13 @@ class WebhookReceiver(Receiver):
             )
         return headers
 
-    def send(self, notification: Notification) -> None:
-        self.send_group([notification])
-
-    def send_group(self, notifications: Sequence[Notification]) -> None:
-        wanted = [n for n in notifications if self.wants(n)]
-        if not wanted:
-            return
+    def deliver(self, notifications: Sequence[Notification]) -> None:
         if self.config.format == "alertmanager":
-            keys = "\n".join(n.idempotency_key for n in wanted)
-            key = wanted[0].idempotency_key if len(wanted) == 1 else _digest(keys)
-            self._post(format.alertmanager_webhook(wanted, self.name), key)
+            keys = "\n".join(n.idempotency_key for n in notifications)
+            key = notifications[0].idempotency_key if len(notifications) == 1 else _digest(keys)
+            self._post(format.alertmanager_webhook(notifications, self.name), key)
             return
-        for notification in wanted:
+        for notification in notifications:
             self._post(format.payload(notification), notification.idempotency_key)
 
     def _post(self, document: dict[str, Any], idempotency_key: str) -> None:
@@ -105,7 +88,7 @@ class WebhookReceiver(Receiver):
             self.config.url,
             data=body,
             headers=self.headers(idempotency_key, body),
-            timeout=self.config.timeout.total_seconds(),
+            timeout=self.timeout,
         )
 
 
