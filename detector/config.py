@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import string
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
@@ -32,6 +33,7 @@ from detector.errors import DetectorError
 
 __all__ = [
     "GROUP_BY_ALL",
+    "TEMPLATE_FIELDS",
     "AlertmanagerReceiver",
     "Config",
     "ConfigError",
@@ -45,6 +47,7 @@ __all__ = [
     "ResolvedRoute",
     "Route",
     "SlackReceiver",
+    "Templates",
     "WebhookReceiver",
     "check_regex",
     "labels_match",
@@ -309,9 +312,54 @@ def _check_http(value: str) -> str:
 HttpUrl = Annotated[str, BeforeValidator(lambda v: _check_http(str(v)))]
 
 
+# What a message template may use: $title and $text are the standard wording.
+TEMPLATE_FIELDS = (
+    "title",
+    "text",
+    "summary",
+    "event",
+    "rule",
+    "gateway",
+    "severity",
+    "at",
+    "since",
+    "failure_rate",
+    "counts",
+    "backup_gateway",
+    "links",
+    "labels",
+    "fingerprint",
+)
+
+
+def _check_template(value: Any) -> str:
+    text = str(value)
+    try:
+        string.Template(text).substitute(dict.fromkeys(TEMPLATE_FIELDS, ""))
+    except KeyError as exc:
+        fields = ", ".join(f"${name}" for name in TEMPLATE_FIELDS)
+        raise ValueError(f"unknown field ${exc.args[0]}; the fields are {fields}") from None
+    except ValueError:
+        raise ValueError(
+            "a $ must start a field such as $gateway or ${gateway}; write $$ for a dollar sign"
+        ) from None
+    return text
+
+
+MessageTemplate = Annotated[str, BeforeValidator(_check_template)]
+
+
+class Templates(_Frozen):
+    """Overrides of a receiver's wording (Python string.Template: ``$gateway``, ``${rule}``)."""
+
+    title: MessageTemplate | None = None  # subject, header, PagerDuty summary
+    text: MessageTemplate | None = None  # the body
+
+
 class _Receiver(_Frozen):
     send_resolved: bool = True
     timeout: Duration = timedelta(seconds=10)
+    templates: Templates = Templates()
 
 
 class ConsoleReceiver(_Receiver):

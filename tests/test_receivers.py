@@ -22,6 +22,7 @@ from detector.notify import (
     DeliveryError,
     EmailReceiver,
     PagerDutyReceiver,
+    SlackReceiver,
     WebhookReceiver,
 )
 
@@ -307,3 +308,52 @@ def test_notify_test_exits_2_with_the_receivers_error(
     assert "HTTP 401" in err and "invalid token" in err
     assert main(["notify", "test", "opz", "--config", str(path)]) == 2
     assert "no receiver 'opz'" in capsys.readouterr().err
+
+
+# --- message templates ---------------------------------------------------------------------
+
+
+def test_templates_reword_the_subject_the_body_and_the_slack_header(
+    http: HttpRecorder, session: requests.Session
+) -> None:
+    templates = {
+        "title": "$gateway is failing ($severity)",
+        "text": "$summary\nRate: $failure_rate\nFail over to $backup_gateway.\n\n$text",
+    }
+    with SmtpRecorder() as smtp:
+        EmailReceiver("mail", email(smtp.port, templates=templates)).send(firing())
+    (mail,) = smtp.messages
+    assert mail["Subject"] == "stripe is failing (critical)"
+    plain = mail.get_body(("plain",))
+    assert plain is not None
+    body = plain.get_content().replace("\r\n", "\n")
+    assert body.startswith("stripe fails 12.4% of payments, 6.2x its 2.0% SLA\nRate: 12.4%")
+    assert "Fail over to adyen." in body
+    assert "Top error codes: card_declined (80)" in body  # $text: the standard body
+
+    slack = _model(cfg.SlackReceiver, type="slack", url=http.url_for("/s"), templates=templates)
+    hook = _model(cfg.WebhookReceiver, type="webhook", url=http.url_for("/w"), templates=templates)
+    SlackReceiver("slack", slack, session).send(firing())
+    WebhookReceiver("hook", hook, session).send(firing())
+    message, document = (r.json() for r in http.requests)
+    assert message["blocks"][0]["text"]["text"].endswith("stripe is failing (critical)")
+    assert document["title"] == "stripe is failing (critical)"
+    assert document["text"].startswith("stripe fails 12.4%")
+
+
+@pytest.mark.parametrize(
+    ("template", "message"),
+    [
+        ("$gatway down", "unknown field $gatway; the fields are $title, $text"),
+        ("costs 5$", "write $$ for a dollar sign"),
+    ],
+)
+def test_a_bad_template_is_refused_at_load_with_its_key_path(template: str, message: str) -> None:
+    with pytest.raises(cfg.ConfigError) as raised:
+        parse_config(
+            {"receivers": {"console": {"type": "console", "templates": {"title": template}}}},
+            env={},
+        )
+    ((path, problem),) = raised.value.problems
+    assert path == "receivers.console.templates.title"
+    assert message in problem

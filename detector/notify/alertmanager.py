@@ -44,7 +44,11 @@ class AlertmanagerReceiver(HttpReceiver):
             at = datetime.fromisoformat(n.at)
             ends = at + ENDS_AFTER_INTERVALS * self.config.resend_interval
             ends_at = ends.isoformat().replace("+00:00", "Z")
-            out.append(format.alertmanager_alert(n, ends_at, self.config.generator_url))
+            out.append(
+                format.alertmanager_alert(
+                    n, ends_at, self.config.generator_url, self.config.templates
+                )
+            )
         return out
 
     def deliver(self, notifications: Sequence[Notification]) -> None:

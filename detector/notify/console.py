@@ -36,7 +36,9 @@ class ConsoleReceiver(Receiver):
 
     def deliver(self, notifications: Sequence[Notification]) -> None:
         stream = self.stream if self.stream is not None else sys.stdout
-        stream.write(f"{format.group_title(notifications)}\n{format.group_text(notifications)}\n")
+        templates = self.config.templates
+        title = format.group_title(notifications, templates)
+        stream.write(f"{title}\n{format.group_text(notifications, templates)}\n")
         # Under a process supervisor stdout is a pipe and block-buffered; an alert that
         # sits in a buffer has not been delivered.
         stream.flush()

@@ -13,6 +13,7 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid, parseaddr
 from functools import cache
 
+from detector import config as cfg
 from detector.config import EmailReceiver as EmailReceiverConfig
 from detector.notify import format
 from detector.notify.base import DeliveryError, Notification, Receiver
@@ -44,11 +45,20 @@ def thread_id(n: Notification, domain: str) -> str:
     return f"<alert-{thread}-{episode}@{domain}>"
 
 
-def build_message(ns: Sequence[Notification], sender: str, to: tuple[str, ...]) -> EmailMessage:
-    """One mail for ``ns`` (usually one alert, or a group): text and HTML from ``format``."""
+def build_message(
+    ns: Sequence[Notification],
+    sender: str,
+    to: tuple[str, ...],
+    templates: cfg.Templates | None = None,
+) -> EmailMessage:
+    """One mail for ``ns`` (usually one alert, or a group): text and HTML from ``format``.
+
+    ``templates`` change the Subject and the plain-text part; the HTML part keeps the
+    standard table of figures.
+    """
     domain = _domain(sender)
     msg = EmailMessage()
-    msg["Subject"] = format.group_title(ns)
+    msg["Subject"] = format.group_title(ns, templates)
     msg["From"] = sender
     msg["To"] = ", ".join(to)
     msg["Date"] = formatdate(usegmt=True)
@@ -68,7 +78,7 @@ def build_message(ns: Sequence[Notification], sender: str, to: tuple[str, ...]) 
     msg["Auto-Submitted"] = "auto-generated"
     msg["X-Auto-Response-Suppress"] = "All"
     msg["X-Idempotency-Key"] = ", ".join(n.idempotency_key for n in ns)
-    msg.set_content(format.group_text(ns))
+    msg.set_content(format.group_text(ns, templates))
     msg.add_alternative(format.group_html(ns), subtype="html")
     return msg
 
@@ -100,7 +110,8 @@ class EmailReceiver(Receiver):
         self.send_resolved = config.send_resolved
 
     def deliver(self, notifications: Sequence[Notification]) -> None:
-        msg = build_message(notifications, self.config.sender, self.config.to)
+        config = self.config
+        msg = build_message(notifications, config.sender, config.to, config.templates)
         try:
             refused = self._deliver(msg)
         except smtplib.SMTPRecipientsRefused as exc:

@@ -43,8 +43,10 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from html import escape
+from string import Template
 from typing import Any
 
+from detector.config import Templates
 from detector.notify.base import Evidence, Notification
 
 __all__ = [
@@ -139,12 +141,43 @@ def _series(n: Notification) -> str:
     return gateway or (f"({extra})" if extra else "")
 
 
-def title(n: Notification) -> str:
-    """One line naming state, severity, rule and series.
+def template_fields(n: Notification) -> dict[str, str]:
+    """What a message template (``templates:`` of a receiver) can say, by name."""
+    facts_by_key = {fact.key: fact.value for fact in facts(n)}
+    return {
+        "title": title(n),
+        "text": text(n),
+        "summary": n.summary,
+        "event": n.event,
+        "rule": n.rule,
+        "gateway": n.labels.get("gateway", ""),
+        "severity": n.severity,
+        "at": n.at,
+        "since": n.since,
+        "failure_rate": facts_by_key.get("failure_rate", ""),
+        "counts": facts_by_key.get("counts", facts_by_key.get("volume", "")),
+        "backup_gateway": n.backup_gateway or "",
+        "links": " ".join(n.links),
+        "labels": facts_by_key.get("labels", ""),
+        "fingerprint": n.fingerprint,
+    }
+
+
+def _custom(n: Notification, template: str | None) -> str | None:
+    if template is None:
+        return None
+    return Template(template).substitute(template_fields(n))
+
+
+def title(n: Notification, templates: Templates | None = None) -> str:
+    """One line naming state, severity, rule and series, unless ``templates.title`` says.
 
     ``[FIRING critical] outage on stripe``, ``[STILL FIRING warning] sla_breach on adyen``
     for a reminder, ``[RESOLVED] sla_breach on adyen``.
     """
+    custom = _custom(n, templates.title) if templates else None
+    if custom is not None:
+        return custom
     if n.event == "resolved":
         head = "[RESOLVED]"
     elif n.repeat:
@@ -214,8 +247,12 @@ def facts(n: Notification) -> list[Fact]:
     return out
 
 
-def text(n: Notification) -> str:
-    """Plain-text body: the summary, a blank line, then one ``Label: value`` line per fact."""
+def text(n: Notification, templates: Templates | None = None) -> str:
+    """Plain-text body: the summary, a blank line, then one ``Label: value`` line per fact
+    (or ``templates.text``)."""
+    custom = _custom(n, templates.text) if templates else None
+    if custom is not None:
+        return custom.rstrip("\n") + "\n"
     lines = [n.summary, ""] if n.summary else []
     lines += [f"{fact.label}: {fact.value}" for fact in facts(n)]
     return "\n".join(lines) + "\n"
@@ -274,14 +311,14 @@ def html(n: Notification) -> str:
 # --- groups: several alerts in one message -------------------------------------------------
 
 
-def group_title(ns: Sequence[Notification]) -> str:
+def group_title(ns: Sequence[Notification], templates: Templates | None = None) -> str:
     """One line for a group: ``[FIRING critical] outage on stripe, adyen, paypal``.
 
     Alerts that differ in state or rule are counted instead:
     ``[3 alerts] 2 firing, 1 resolved: outage on stripe, adyen; sla_breach on paypal``.
     """
     if len(ns) == 1:
-        return title(ns[0])
+        return title(ns[0], templates)
     heads = {title(n).split("] ")[0] + "]" for n in ns}
     rules: dict[str, list[str]] = {}
     for n in ns:
@@ -301,11 +338,11 @@ def group_title(ns: Sequence[Notification]) -> str:
     return f"[{len(ns)} alerts] {counts}: {what}"
 
 
-def group_text(ns: Sequence[Notification]) -> str:
+def group_text(ns: Sequence[Notification], templates: Templates | None = None) -> str:
     """Plain text of a group: each alert's title and :func:`text`, separated by a rule."""
     if len(ns) == 1:
-        return text(ns[0])
-    return ("-" * 40 + "\n").join(f"{title(n)}\n{text(n)}" for n in ns)
+        return text(ns[0], templates)
+    return ("-" * 40 + "\n").join(f"{title(n, templates)}\n{text(n, templates)}" for n in ns)
 
 
 def group_html(ns: Sequence[Notification]) -> str:
@@ -322,7 +359,7 @@ def _finite(value: float | None) -> float | None:
     return value if value is None or math.isfinite(value) else None
 
 
-def payload(n: Notification) -> dict[str, Any]:
+def payload(n: Notification, templates: Templates | None = None) -> dict[str, Any]:
     """The JSON document the generic webhook posts (shape in the module docstring)."""
     evidence: dict[str, Any] = asdict(n.evidence)
     for key, value in evidence.items():
@@ -348,8 +385,8 @@ def payload(n: Notification) -> dict[str, Any]:
         "evidence": evidence,
         "backup_gateway": n.backup_gateway,
         "links": list(n.links),
-        "title": title(n),
-        "text": text(n),
+        "title": title(n, templates),
+        "text": text(n, templates),
     }
 
 
@@ -364,7 +401,10 @@ def _am_time(iso: str) -> str:
 
 
 def alertmanager_alert(
-    n: Notification, ends_at: str | None = None, generator_url: str | None = None
+    n: Notification,
+    ends_at: str | None = None,
+    generator_url: str | None = None,
+    templates: Templates | None = None,
 ) -> dict[str, Any]:
     """``n`` as an Alertmanager alert (the API v2 postable alert and the webhook's alert).
 
@@ -375,7 +415,11 @@ def alertmanager_alert(
     labels.update({_LABEL_NAME.sub("_", key): value for key, value in sorted(n.labels.items())})
     alert: dict[str, Any] = {
         "labels": labels,
-        "annotations": {"summary": n.summary, "description": text(n), "title": title(n)},
+        "annotations": {
+            "summary": n.summary,
+            "description": text(n, templates),
+            "title": title(n, templates),
+        },
         "startsAt": _am_time(n.since or n.at),
     }
     if n.event == "resolved":
@@ -387,7 +431,9 @@ def alertmanager_alert(
     return alert
 
 
-def alertmanager_webhook(ns: Sequence[Notification], receiver: str) -> dict[str, Any]:
+def alertmanager_webhook(
+    ns: Sequence[Notification], receiver: str, templates: Templates | None = None
+) -> dict[str, Any]:
     """A group in Alertmanager's webhook format, version 4.
 
     ``groupLabels`` holds ``alertname`` and ``gateway`` where every alert of the group
@@ -395,7 +441,7 @@ def alertmanager_webhook(ns: Sequence[Notification], receiver: str) -> dict[str,
     """
     alerts = []
     for n in ns:
-        alert = alertmanager_alert(n)
+        alert = alertmanager_alert(n, templates=templates)
         alert["status"] = n.event
         alert.setdefault("endsAt", "0001-01-01T00:00:00Z")
         alert.setdefault("generatorURL", "")

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from detector.config import PagerDutyReceiver as PagerDutyReceiverConfig
+from detector.config import Templates
 from detector.notify import format
 from detector.notify.base import HttpReceiver, Notification
 from detector.notify.http import post
@@ -22,8 +23,10 @@ SUMMARY_MAX = 1024  # PagerDuty refuses longer summaries
 CLIENT = "payment-failure-detector"
 
 
-def pagerduty_event(n: Notification, routing_key: str, source: str) -> dict[str, Any]:
-    """The Events API v2 body for ``n``."""
+def pagerduty_event(
+    n: Notification, routing_key: str, source: str, templates: Templates | None = None
+) -> dict[str, Any]:
+    """The Events API v2 body for ``n``; ``templates.title`` words its summary."""
     event: dict[str, Any] = {
         "routing_key": routing_key,
         "event_action": "resolve" if n.event == "resolved" else "trigger",
@@ -41,7 +44,11 @@ def pagerduty_event(n: Notification, routing_key: str, source: str) -> dict[str,
         "idempotency_key": n.idempotency_key,
     }
     event["payload"] = {
-        "summary": format.title(n) + (f": {n.summary}" if n.summary else ""),
+        "summary": (
+            format.title(n, templates)
+            if templates and templates.title
+            else format.title(n) + (f": {n.summary}" if n.summary else "")
+        ),
         "source": source,
         "severity": "critical" if n.severity == "critical" else "warning",
         "timestamp": n.at,
@@ -70,6 +77,8 @@ class PagerDutyReceiver(HttpReceiver):
             post(
                 self.session,
                 self.config.url,
-                json_body=pagerduty_event(notification, key, self.config.source),
+                json_body=pagerduty_event(
+                    notification, key, self.config.source, self.config.templates
+                ),
                 timeout=self.timeout,
             )

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from detector.config import SlackReceiver as SlackReceiverConfig
+from detector.config import Templates
 from detector.notify import format
 from detector.notify.base import HttpReceiver, Notification
 from detector.notify.http import post
@@ -61,8 +62,8 @@ def _link(url: str) -> str:
     return _escape(url)
 
 
-def _fallback(n: Notification) -> str:
-    parts = [format.title(n)]
+def _fallback(n: Notification, templates: Templates | None) -> str:
+    parts = [format.title(n, templates)]
     if n.summary:
         parts.append(n.summary)
     rate = format.rate_phrase(n.evidence)
@@ -71,8 +72,13 @@ def _fallback(n: Notification) -> str:
     return _cut(_escape(" — ".join(parts)), FALLBACK_MAX)
 
 
-def slack_message(n: Notification, channel: str | None = None) -> dict[str, Any]:
-    """The JSON body posted to the incoming webhook."""
+def slack_message(
+    n: Notification, channel: str | None = None, templates: Templates | None = None
+) -> dict[str, Any]:
+    """The JSON body posted to the incoming webhook.
+
+    ``templates.title`` words the header, ``templates.text`` replaces the summary section.
+    """
     facts = {fact.key: fact for fact in format.facts(n)}
     if "failure_rate" in facts and n.evidence.baseline is not None:
         # The SLA gets its own field here, so the rate field leaves it out.
@@ -85,16 +91,17 @@ def slack_message(n: Notification, channel: str | None = None) -> dict[str, Any]
             "type": "header",
             "text": {
                 "type": "plain_text",
-                "text": _cut(f"{_emoji(n)} {format.title(n)}", HEADER_MAX),
+                "text": _cut(f"{_emoji(n)} {format.title(n, templates)}", HEADER_MAX),
                 "emoji": True,
             },
         }
     ]
-    if n.summary:
+    lead = format.text(n, templates) if templates and templates.text else n.summary
+    if lead:
         blocks.append(
             {
                 "type": "section",
-                "text": {"type": "mrkdwn", "text": _cut(_escape(n.summary), SECTION_TEXT_MAX)},
+                "text": {"type": "mrkdwn", "text": _cut(_escape(lead), SECTION_TEXT_MAX)},
             }
         )
     fields = [
@@ -140,14 +147,16 @@ def slack_message(n: Notification, channel: str | None = None) -> dict[str, Any]
     )
     blocks.append({"type": "context", "elements": context})
 
-    return _message(_fallback(n), blocks, channel)
+    return _message(_fallback(n, templates), blocks, channel)
 
 
-def slack_group_message(ns: Sequence[Notification], channel: str | None = None) -> dict[str, Any]:
+def slack_group_message(
+    ns: Sequence[Notification], channel: str | None = None, templates: Templates | None = None
+) -> dict[str, Any]:
     """One message for a group: a header, then a section per alert with its key figures."""
     if len(ns) == 1:
-        return slack_message(ns[0], channel)
-    heading = format.group_title(ns)
+        return slack_message(ns[0], channel, templates)
+    heading = format.group_title(ns, templates)
     emoji = _emoji(ns[0]) if len({_emoji(n) for n in ns}) == 1 else ":rotating_light:"
     blocks: list[dict[str, Any]] = [
         {
@@ -156,7 +165,7 @@ def slack_group_message(ns: Sequence[Notification], channel: str | None = None) 
         }
     ]
     for n in ns[:GROUP_ALERTS_MAX]:
-        lines = [f"{_emoji(n)} *{_escape(format.title(n))}*"]
+        lines = [f"{_emoji(n)} *{_escape(format.title(n, templates))}*"]
         if n.summary:
             lines.append(_escape(n.summary))
         rate = format.rate_phrase(n.evidence)
@@ -198,6 +207,8 @@ class SlackReceiver(HttpReceiver):
         post(
             self.session,
             self.config.url.get_secret_value(),
-            json_body=slack_group_message(notifications, self.config.channel),
+            json_body=slack_group_message(
+                notifications, self.config.channel, self.config.templates
+            ),
             timeout=self.timeout,
         )

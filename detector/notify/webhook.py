@@ -76,10 +76,12 @@ class WebhookReceiver(HttpReceiver):
         if self.config.format == "alertmanager":
             keys = "\n".join(n.idempotency_key for n in notifications)
             key = notifications[0].idempotency_key if len(notifications) == 1 else _digest(keys)
-            self._post(format.alertmanager_webhook(notifications, self.name), key)
+            document = format.alertmanager_webhook(notifications, self.name, self.config.templates)
+            self._post(document, key)
             return
         for notification in notifications:
-            self._post(format.payload(notification), notification.idempotency_key)
+            document = format.payload(notification, self.config.templates)
+            self._post(document, notification.idempotency_key)
 
     def _post(self, document: dict[str, Any], idempotency_key: str) -> None:
         body = json.dumps(document, ensure_ascii=False, allow_nan=False).encode("utf-8")
