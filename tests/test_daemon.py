@@ -136,6 +136,40 @@ def test_daemon_notifies_once_per_transition_across_a_kill(
             daemon.process.wait()
 
 
+@pytest.mark.slow
+def test_a_daemon_killed_before_delivery_delivers_after_restart_exactly_once(
+    sqlite_db: PaymentsDb, webhook: HttpRecorder, tmp_path: Path
+) -> None:
+    config = tmp_path / "alerts.yaml"
+    state = f"sqlite:///{tmp_path / 'state.db'}"
+    config.write_text(_daemon_config(sqlite_db, webhook.url_for("/hook"), state))
+    webhook.respond_with([503] * 1000)  # the receiver is down
+    sqlite_db.steady("stripe", _now() - timedelta(minutes=30), minutes=29, per_minute=10)
+    sqlite_db.add("stripe", _now(), failed=30)
+    log = tmp_path / "daemon.log"
+    daemon = DaemonProcess(config, log)
+    try:
+        webhook.wait_for(1, timeout=20)  # the transition is committed, its delivery failed
+        daemon.process.kill()
+        daemon.process.wait(timeout=10)
+        attempts = len(webhook.requests)
+
+        webhook.respond_with([], replace=True)  # the receiver is back
+        daemon = DaemonProcess(config, log)
+        delivered = webhook.wait_for(attempts + 1, timeout=30)[-1]
+        assert delivered.json()["event"] == "firing"
+        ticks = daemon.ticks()
+        daemon.wait_for_ticks(ticks + 3)
+        assert len(webhook.requests) == attempts + 1
+        assert {r.header("Idempotency-Key") for r in webhook.requests} == {
+            delivered.header("Idempotency-Key")
+        }
+    finally:
+        if daemon.process.poll() is None:
+            daemon.process.kill()
+            daemon.process.wait()
+
+
 # --- in-process, simulated time -------------------------------------------------------------
 
 
