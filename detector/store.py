@@ -192,7 +192,6 @@ class StateStore:
         Returns how many outbox entries were added (a delivery already queued is not
         queued twice).
         """
-        added = 0
         try:
             with self.engine.begin() as connection:
                 if watermark is not None:
@@ -209,34 +208,52 @@ class StateStore:
                             for k, a in alerts.items()
                         ],
                     )
-                for item in deliveries:
-                    delivery = Delivery(*item)
-                    notification = delivery.notification
-                    exists = connection.execute(
-                        sa.select(_outbox.c.id).where(
-                            _outbox.c.receiver == delivery.receiver,
-                            _outbox.c.idempotency_key == notification.idempotency_key,
-                        )
-                    ).first()
-                    if exists:
-                        continue
-                    connection.execute(
-                        _outbox.insert().values(
-                            receiver=delivery.receiver,
-                            group_key=delivery.group_key,
-                            idempotency_key=notification.idempotency_key,
-                            payload=notification.to_json(),
-                            created_at=_naive(now),
-                            next_attempt_at=_naive(self._send_at(connection, delivery, now)),
-                            attempts=0,
-                        )
-                    )
-                    added += 1
+                rows = self._outbox_rows(connection, [Delivery(*item) for item in deliveries], now)
+                if rows:
+                    connection.execute(_outbox.insert(), rows)
+                added = len(rows)
         except sa.exc.SQLAlchemyError as exc:
             raise StoreError(
                 f"cannot save state: {str(getattr(exc, 'orig', exc)).splitlines()[0]}"
             ) from exc
         return added
+
+    def _outbox_rows(
+        self, connection: sa.Connection, deliveries: list[Delivery], now: datetime
+    ) -> list[dict[str, object]]:
+        """New outbox rows: deliveries not queued before, each due when its group is."""
+        queued: set[tuple[str, str]] = set()
+        keys = sorted({d.notification.idempotency_key for d in deliveries})
+        for start in range(0, len(keys), 500):  # bound the number of bound parameters
+            chunk = keys[start : start + 500]
+            found = connection.execute(
+                sa.select(_outbox.c.receiver, _outbox.c.idempotency_key).where(
+                    _outbox.c.idempotency_key.in_(chunk)
+                )
+            )
+            queued.update((row.receiver, row.idempotency_key) for row in found)
+        due: dict[tuple[str, str], datetime] = {}
+        rows: list[dict[str, object]] = []
+        for delivery in deliveries:
+            key = delivery.notification.idempotency_key
+            if (delivery.receiver, key) in queued:
+                continue
+            queued.add((delivery.receiver, key))
+            group = (delivery.receiver, delivery.group_key)
+            if group not in due:  # later entries of a group join its first one
+                due[group] = self._send_at(connection, delivery, now)
+            rows.append(
+                {
+                    "receiver": delivery.receiver,
+                    "group_key": delivery.group_key,
+                    "idempotency_key": key,
+                    "payload": delivery.notification.to_json(),
+                    "created_at": _naive(now),
+                    "next_attempt_at": _naive(due[group]),
+                    "attempts": 0,
+                }
+            )
+        return rows
 
     @staticmethod
     def _send_at(connection: sa.Connection, delivery: Delivery, now: datetime) -> datetime:
