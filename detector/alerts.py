@@ -80,6 +80,8 @@ class Alert:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Alert:
         data = dict(data)
+        # Saved before reminders moved to the router; its reminder clocks restart instead.
+        data.pop("last_notified", None)
         for key in ("since", "active_since", "last_active", "fired_at"):
             data[key] = datetime.fromisoformat(data[key]) if data[key] else None
         evidence = dict(data.pop("evidence"))
