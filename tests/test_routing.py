@@ -237,8 +237,12 @@ def test_group_wait_collects_alerts_and_group_interval_spaces_messages(
     _fail(sqlite_db, "adyen", 0)  # fires at T0+1m, while the group waits
     _fail(sqlite_db, "paypal", 2)  # fires at T0+3m, after the group's first message
     clock = Clock(T0)
-    with in_process_daemon(config, f"sqlite:///{tmp_path}/s.db", clock, session) as daemon:
-        arrivals = _arrivals(daemon, clock, http, 9)
+    state = f"sqlite:///{tmp_path}/s.db"
+    with in_process_daemon(config, state, clock, session) as daemon:
+        arrivals = _arrivals(daemon, clock, http, 2)
+    # A restart while the group waits neither splits it nor sends it early.
+    with in_process_daemon(config, state, clock, session) as daemon:
+        arrivals += [2 + minute for minute in _arrivals(daemon, clock, http, 7)]
     assert arrivals == [2, 7]  # group_wait after the first alert; group_interval after that
     assert _alerts(http) == [
         [("firing", "outage", "stripe"), ("firing", "outage", "adyen")],
