@@ -63,6 +63,17 @@ _outbox = sa.Table(
     sa.Index("ix_detector_outbox_group", "receiver", "group_key"),
 )
 
+# One row per attempt at sending an outbox entry: when, how it went, what the receiver said.
+_attempts = sa.Table(
+    "detector_delivery_attempts",
+    _metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("outbox_id", sa.Integer, nullable=False, index=True),
+    sa.Column("attempted_at", sa.DateTime, nullable=False),
+    sa.Column("outcome", sa.String(16), nullable=False),  # delivered, retried, failed
+    sa.Column("error", sa.Text, nullable=True),
+)
+
 _silences = sa.Table(
     "detector_silences",
     _metadata,
@@ -308,24 +319,45 @@ class StateStore:
             for row in rows
         ]
 
-    def _update(self, entries: Sequence[OutboxEntry], **values: object) -> None:
+    def _update(
+        self,
+        entries: Sequence[OutboxEntry],
+        now: datetime,
+        outcome: str,
+        error: str | None,
+        **values: object,
+    ) -> None:
         """Record one attempt at sending ``entries`` (one message) in one transaction."""
         with self.engine.begin() as connection:
             for entry in entries:
                 connection.execute(
                     _outbox.update()
                     .where(_outbox.c.id == entry.id)
-                    .values(attempts=entry.attempts + 1, **values)
+                    .values(attempts=entry.attempts + 1, last_error=error, **values)
                 )
+            connection.execute(
+                _attempts.insert(),
+                [
+                    {
+                        "outbox_id": entry.id,
+                        "attempted_at": _naive(now),
+                        "outcome": outcome,
+                        "error": error,
+                    }
+                    for entry in entries
+                ],
+            )
 
     def delivered(self, entries: Sequence[OutboxEntry], now: datetime) -> None:
-        self._update(entries, delivered_at=_naive(now), last_error=None)
+        self._update(entries, now, "delivered", None, delivered_at=_naive(now))
 
-    def retry_later(self, entries: Sequence[OutboxEntry], at: datetime, error: str) -> None:
-        self._update(entries, next_attempt_at=_naive(at), last_error=error)
+    def retry_later(
+        self, entries: Sequence[OutboxEntry], now: datetime, at: datetime, error: str
+    ) -> None:
+        self._update(entries, now, "retried", error, next_attempt_at=_naive(at))
 
     def given_up(self, entries: Sequence[OutboxEntry], now: datetime, error: str) -> None:
-        self._update(entries, failed_at=_naive(now), last_error=error)
+        self._update(entries, now, "failed", error, failed_at=_naive(now))
 
     def outbox_depth(self) -> int:
         """Entries still waiting to be delivered."""
@@ -338,9 +370,16 @@ class StateStore:
             return int(connection.execute(query).scalar() or 0)
 
     def deliveries(self) -> list[dict[str, object]]:
-        """Every outbox entry with its outcome (for `detector outbox` and the tests)."""
+        """Every outbox entry with its outcome and ``history``, the list of its attempts as
+        ``(time, outcome, error)`` (for `detector outbox` and the tests)."""
         with self.engine.connect() as connection:
             rows = connection.execute(sa.select(_outbox).order_by(_outbox.c.id)).mappings().all()
+            attempts = connection.execute(sa.select(_attempts).order_by(_attempts.c.id)).mappings()
+            history: dict[int, list[tuple[datetime, str, str | None]]] = {}
+            for attempt in attempts:
+                history.setdefault(attempt["outbox_id"], []).append(
+                    (_aware(attempt["attempted_at"]), attempt["outcome"], attempt["error"])
+                )
         return [
             {
                 **{k: v for k, v in row.items() if k != "payload"},
@@ -350,6 +389,7 @@ class StateStore:
                     if k.endswith("_at") and v is not None
                 },
                 "event": json.loads(row["payload"])["event"],
+                "history": history.get(row["id"], []),
             }
             for row in rows
         ]

@@ -8,6 +8,7 @@ person or a system on the other end would get.
 from __future__ import annotations
 
 import io
+import itertools
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -280,6 +281,13 @@ def test_a_receiver_down_for_minutes_gets_the_group_once_and_others_are_not_dela
     assert {r.header("Idempotency-Key") for r in http.requests} == {
         healthy.requests[0].header("Idempotency-Key")
     }
+    # Each attempt is on record, with the receiver's answer and backoff between them.
+    history = outcomes[0]["history"]
+    assert isinstance(history, list)
+    assert [outcome for _, outcome, _ in history] == ["retried"] * 6 + ["delivered"]
+    assert "HTTP 500" in history[0][2]
+    gaps = [later[0] - earlier[0] for earlier, later in itertools.pairwise(history)]
+    assert gaps[0] <= timedelta(seconds=15) < timedelta(seconds=30) <= gaps[-1]  # backing off
     assert sorted((d["receiver"], d["attempts"]) for d in outcomes if d["delivered_at"]) == [
         ("flaky", 7),
         ("flaky", 7),

@@ -114,7 +114,8 @@ class Dispatcher:
             if exc.retryable:
                 attempts = max(entry.attempts for entry in batch) + 1
                 delay = backoff_delay(attempts, self.base_delay, self.max_delay, self.rng)
-                self.store.retry_later(batch, self.clock() + delay, str(exc))
+                now = self.clock()
+                self.store.retry_later(batch, now, now + delay, str(exc))
                 log.warning(
                     "delivery to %s failed (attempt %d), retrying in %.0fs: %s [keys %s]",
                     name,
