@@ -226,6 +226,25 @@ def test_three_gateways_failing_in_the_same_minute_make_one_message(
     assert len(message["blocks"]) == 4  # the header and one section per gateway
 
 
+def test_group_by_every_label_sends_one_message_per_alert(
+    sqlite_db: PaymentsDb, http: HttpRecorder, session: requests.Session, tmp_path: Path
+) -> None:
+    config = _config(
+        sqlite_db,
+        receivers={"am": _am_hook(http)},
+        route={"receivers": ["am"], "group_by": ["..."]},
+    )
+    for gateway in ("stripe", "adyen"):
+        _fail(sqlite_db, gateway, -5)
+    clock = Clock(T0)
+    with in_process_daemon(config, f"sqlite:///{tmp_path}/s.db", clock, session) as daemon:
+        _run(daemon, clock, 1)
+    assert sorted(_alerts(http)) == [
+        [("firing", "outage", "adyen")],
+        [("firing", "outage", "stripe")],
+    ]
+
+
 def test_group_wait_collects_alerts_and_group_interval_spaces_messages(
     sqlite_db: PaymentsDb, http: HttpRecorder, session: requests.Session, tmp_path: Path
 ) -> None:
