@@ -333,6 +333,34 @@ def cmd_silence(args: argparse.Namespace) -> int:
         store.engine.dispose()
 
 
+def cmd_outbox(args: argparse.Namespace) -> int:
+    from detector.store import StateStore
+
+    config = _load(args)
+    store = StateStore.open(config.state.url)
+    try:
+        entries = store.deliveries()
+    finally:
+        store.engine.dispose()
+    print(f"{'id':>6}  {'receiver':<14} {'state':<9} {'tries':>5}  {'event':<8} alert / last error")
+    for entry in entries:
+        state = (
+            "delivered"
+            if entry.get("delivered_at")
+            else ("failed" if entry.get("failed_at") else "pending")
+        )
+        if state == "delivered" and not args.all:
+            continue
+        alert = " ".join(f"{k}={v}" for k, v in sorted(entry["labels"].items()))
+        print(
+            f"{entry['id']:>6}  {entry['receiver']:<14} {state:<9} {entry['attempts']:>5}  "
+            f"{entry['event']:<8} {alert}"
+        )
+        for at, outcome, error in entry["history"]:
+            print(f"{'':>8}{_when(at)} {outcome}" + (f": {error}" if error else ""))
+    return EXIT_OK
+
+
 def _when(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
 
@@ -472,6 +500,13 @@ def _parser() -> argparse.ArgumentParser:
     listing.add_argument("--all", action="store_true", help="include ended silences")
     expire = silence_command("expire", "end a silence now")
     expire.add_argument("id")
+
+    outbox = command(
+        "outbox", "list notifications not delivered yet (or given up), with every attempt"
+    )
+    outbox.add_argument("--state", help="state database URL (overrides state.url)")
+    outbox.add_argument("--all", action="store_true", help="include delivered ones")
+    outbox.set_defaults(handler=cmd_outbox)
 
     notify = commands.add_parser("notify", help="check a receiver's credentials and formatting")
     notify_commands = notify.add_subparsers(dest="notify_command", required=True)

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -369,7 +369,7 @@ class StateStore:
         with self.engine.connect() as connection:
             return int(connection.execute(query).scalar() or 0)
 
-    def deliveries(self) -> list[dict[str, object]]:
+    def deliveries(self) -> list[dict[str, Any]]:
         """Every outbox entry with its outcome and ``history``, the list of its attempts as
         ``(time, outcome, error)`` (for `detector outbox` and the tests)."""
         with self.engine.connect() as connection:
@@ -389,6 +389,7 @@ class StateStore:
                     if k.endswith("_at") and v is not None
                 },
                 "event": json.loads(row["payload"])["event"],
+                "labels": json.loads(row["payload"])["labels"],
                 "history": history.get(row["id"], []),
             }
             for row in rows

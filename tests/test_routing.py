@@ -302,7 +302,6 @@ def test_a_receiver_down_for_minutes_gets_the_group_once_and_others_are_not_dela
     }
     # Each attempt is on record, with the receiver's answer and backoff between them.
     history = outcomes[0]["history"]
-    assert isinstance(history, list)
     assert [outcome for _, outcome, _ in history] == ["retried"] * 6 + ["delivered"]
     assert "HTTP 500" in history[0][2]
     gaps = [later[0] - earlier[0] for earlier, later in itertools.pairwise(history)]
@@ -528,3 +527,26 @@ def test_an_outbox_made_before_grouping_is_upgraded_and_keeps_its_entries(
     with in_process_daemon(config, state, clock, session) as daemon:
         _run(daemon, clock, 1)
     assert _alerts(http) == [[("firing", "outage", "stripe")]]
+
+
+def test_detector_outbox_shows_what_is_stuck_and_why(
+    sqlite_db: PaymentsDb,
+    http: HttpRecorder,
+    session: requests.Session,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    http.respond_with([503, (400, "unknown field 'alerts'")])
+    config = _config(sqlite_db, receivers={"am": _am_hook(http)}, route={"receivers": ["am"]})
+    _fail(sqlite_db, "stripe", -5)
+    state = f"sqlite:///{tmp_path}/s.db"
+    clock = Clock(T0)
+    with in_process_daemon(config, state, clock, session) as daemon:
+        _run(daemon, clock, 2)
+    (tmp_path / "alerts.yaml").write_text("{}\n")
+    assert main(["outbox", "--config", str(tmp_path / "alerts.yaml"), "--state", state]) == 0
+    entry, first, second = capsys.readouterr().out.splitlines()[1:]
+    assert entry.split()[1:5] == ["am", "failed", "2", "firing"]
+    assert "gateway=stripe" in entry
+    assert first.split()[2:4] == ["retried:", "POST"] and "HTTP 503" in first
+    assert "failed: POST" in second and "unknown field 'alerts'" in second
