@@ -18,7 +18,7 @@ import argparse
 import io
 import statistics
 import tempfile
-import time
+import timeit
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -38,12 +38,7 @@ T0 = datetime(2026, 11, 20, 12, tzinfo=UTC)
 
 
 def _median(action: Callable[[], object], repeat: int) -> float:
-    timings = []
-    for _ in range(repeat):
-        began = time.perf_counter()
-        action()
-        timings.append(time.perf_counter() - began)
-    return statistics.median(timings)
+    return statistics.median(timeit.repeat(action, number=1, repeat=repeat))
 
 
 def main() -> None:
@@ -91,12 +86,13 @@ def main() -> None:
                 connection.execute(sa.text("DELETE FROM detector_outbox"))
 
         def commit(with_deliveries: bool) -> float:
-            timings = []
-            for _ in range(args.repeat):
-                clear()
-                began = time.perf_counter()
-                store.save_tick(T0, book.alerts, deliveries if with_deliveries else [], T0)
-                timings.append(time.perf_counter() - began)
+            queued = deliveries if with_deliveries else []
+            timings = timeit.repeat(
+                lambda: store.save_tick(T0, book.alerts, queued, T0),
+                setup=clear,
+                number=1,
+                repeat=args.repeat,
+            )
             return statistics.median(timings)
 
         bare, full = commit(False), commit(True)
