@@ -367,6 +367,23 @@ def test_each_route_reminds_at_its_own_repeat_interval(
     ] * 4
 
 
+def test_alertmanager_gets_firing_alerts_again_every_resend_interval(
+    sqlite_db: PaymentsDb, http: HttpRecorder, session: requests.Session, tmp_path: Path
+) -> None:
+    config = _config(
+        sqlite_db,
+        receivers={"am": {"type": "alertmanager", "url": http.url, "resend_interval": "2m"}},
+        route={"receivers": ["am"], "group_wait": "5m"},  # Alertmanager groups by itself
+    )
+    _fail(sqlite_db, "stripe", -5, minutes=30)
+    clock = Clock(T0)
+    with in_process_daemon(config, f"sqlite:///{tmp_path}/s.db", clock, session) as daemon:
+        arrivals = _arrivals(daemon, clock, http, 7)
+    assert arrivals == [0, 2, 4, 6]
+    ends = [request.json()[0]["endsAt"] for request in http.requests]
+    assert ends == [f"2026-11-20T12:{minute:02d}:00Z" for minute in (8, 10, 12, 14)]
+
+
 # --- silences ---------------------------------------------------------------------------------
 
 
