@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 import itertools
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -476,6 +476,25 @@ def test_a_window_past_midnight_is_open_on_the_morning_after() -> None:
     assert window.is_open(T0 + timedelta(days=1, hours=2))  # Saturday 23:00 in Tokyo
     assert window.is_open(T0 + timedelta(days=1, hours=4, minutes=59))  # Sunday 01:59
     assert not window.is_open(T0 + timedelta(days=1, hours=5))  # Sunday 02:00
+
+
+def test_a_window_follows_daylight_saving_time() -> None:
+    config = parse_config(
+        {
+            "maintenance_windows": [
+                {"weekdays": "sun", "start": "02:00", "end": "04:00", "timezone": "Europe/Berlin"}
+            ]
+        },
+        env={},
+    )
+    (window,) = config.maintenance_windows
+    utc = T0.tzinfo
+    # 29 March 2026: clocks go from 02:00 CET to 03:00 CEST.
+    assert not window.is_open(datetime(2026, 3, 29, 0, 30, tzinfo=utc))  # 01:30 CET
+    assert window.is_open(datetime(2026, 3, 29, 1, 0, tzinfo=utc))  # 03:00 CEST
+    assert not window.is_open(datetime(2026, 3, 29, 2, 0, tzinfo=utc))  # 04:00 CEST
+    assert window.is_open(datetime(2026, 7, 5, 0, 0, tzinfo=utc))  # 02:00 CEST in summer
+    assert window.is_open(datetime(2026, 11, 22, 1, 0, tzinfo=utc))  # 02:00 CET in winter
 
 
 # --- inhibition -------------------------------------------------------------------------------
