@@ -63,6 +63,7 @@ __all__ = [
     "payload",
     "percent",
     "rate_phrase",
+    "template_fields",
     "text",
     "title",
 ]
