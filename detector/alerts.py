@@ -2,16 +2,16 @@
 
 A condition must hold for the rule's ``for`` before the alert fires, and a firing alert
 stays firing for ``keep_firing_for`` after its condition clears, so a borderline gateway
-does not flap. Firing alerts are repeated every ``repeat_interval``; an escalation from
-warning to critical is notified at once. Nothing here knows whether it runs live or in
-a backtest: time comes in with every call.
+does not flap. An escalation from warning to critical is a transition of its own; reminders
+for alerts still firing are the router's business (each route has its ``repeat_interval``).
+Nothing here knows whether it runs live or in a backtest: time comes in with every call.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -53,22 +53,36 @@ class Alert:
     last_active: datetime  # latest tick that saw it
     evidence: Evidence
     fired_at: datetime | None = None
-    last_notified: datetime | None = None
+    # False while its firing has been muted (silence, maintenance, inhibition) and nobody
+    # was told yet: it is then notified when the mute ends, and its resolution is not.
+    notified: bool = True
+    # Route id -> ISO time that route last notified this alert (for repeat_interval).
+    reminded: dict[str, str] = field(default_factory=dict)
 
     @property
     def rule(self) -> str:
         return self.labels["rule"]
 
+    @property
+    def routing_labels(self) -> dict[str, str]:
+        """What routes, silences and inhibit rules match: the identity plus the severity."""
+        return {**self.labels, "severity": self.severity}
+
+    def copy(self) -> Alert:
+        return replace(self, labels=dict(self.labels), reminded=dict(self.reminded))
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        for key in ("since", "active_since", "last_active", "fired_at", "last_notified"):
+        for key in ("since", "active_since", "last_active", "fired_at"):
             data[key] = data[key].isoformat() if data[key] else None
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Alert:
         data = dict(data)
-        for key in ("since", "active_since", "last_active", "fired_at", "last_notified"):
+        # Saved before reminders moved to the router; its reminder clocks restart instead.
+        data.pop("last_notified", None)
+        for key in ("since", "active_since", "last_active", "fired_at"):
             data[key] = datetime.fromisoformat(data[key]) if data[key] else None
         evidence = dict(data.pop("evidence"))
         evidence["top_error_codes"] = tuple(tuple(pair) for pair in evidence["top_error_codes"])
@@ -100,10 +114,10 @@ class AlertBook:
         return settings.for_, settings.keep_firing_for
 
     def snapshot(self) -> dict[str, Alert]:
-        return {key: replace(alert) for key, alert in self.alerts.items()}
+        return {key: alert.copy() for key, alert in self.alerts.items()}
 
     def restore(self, alerts: dict[str, Alert]) -> None:
-        self.alerts = {key: replace(alert) for key, alert in alerts.items()}
+        self.alerts = {key: alert.copy() for key, alert in alerts.items()}
 
     def observe(self, result: RuleResult, now: datetime) -> list[Transition]:
         """Apply one rule's verdicts for every gateway."""
@@ -173,17 +187,10 @@ class AlertBook:
         if alert.state == "pending":
             if now - alert.active_since < wait_for:
                 return None
-            alert.state, alert.fired_at, alert.last_notified = "firing", now, now
-            return Transition("firing", replace(alert), now)
+            alert.state, alert.fired_at = "firing", now
+            return Transition("firing", alert.copy(), now)
         if escalated:
-            alert.last_notified = now
-            return Transition("firing", replace(alert), now)
-        if (
-            alert.last_notified
-            and now - alert.last_notified >= self.config.alerting.repeat_interval
-        ):
-            alert.last_notified = now
-            return Transition("firing", replace(alert), now, repeat=True)
+            return Transition("firing", alert.copy(), now)
         return None
 
     def _cleared(
@@ -220,11 +227,12 @@ def notification_for(transition: Transition, config: Config) -> Notification:
         idempotency_key=f"{alert.fingerprint}:{episode}:{kind}",
         rule=alert.rule,
         severity=alert.severity,
-        labels={**alert.labels, "severity": alert.severity},
+        labels=alert.routing_labels,
         summary=alert.summary,
         at=_iso(transition.at),
         since=_iso(alert.since),
         repeat=transition.repeat,
+        episode=episode,
         evidence=alert.evidence,
         backup_gateway=settings.backup if settings else None,
         links=settings.links if settings else (),

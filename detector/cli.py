@@ -1,4 +1,4 @@
-"""The ``detector`` command: run, check, validate, simulate, backtest, demo.
+"""The ``detector`` command: run, check, validate, simulate, backtest, demo, silence, notify.
 
 Exit codes: 0 all good, 1 something is firing (``check``), 2 an error (bad config,
 unreadable database, bad arguments).
@@ -22,7 +22,14 @@ from typing import TextIO
 import numpy as np
 import requests
 
-from detector.config import Config, ConfigError, load_config
+from detector.config import (
+    Config,
+    ConfigError,
+    Route,
+    check_regex,
+    load_config,
+    parse_duration,
+)
 from detector.errors import DetectorError
 from detector.source import SchemaError, SourceError, SqlSource, connect
 
@@ -102,9 +109,13 @@ def _open_source(config: Config, *, strict: bool) -> SqlSource:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     config = _load(args)
+
+    def count(route: Route) -> int:
+        return 1 + sum(count(child) for child in route.routes)
+
     print(
         f"{args.config}: OK - {len(config.gateways)} gateway(s) configured, "
-        f"{len(config.receivers)} receiver(s), {len(config.routes)} route(s), "
+        f"{len(config.receivers)} receiver(s), {count(config.route)} route(s), "
         f"tick every {config.schedule.interval.total_seconds():g}s"
     )
     return EXIT_OK
@@ -288,6 +299,126 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _matchers(pairs: Sequence[str], *, regex: bool) -> dict[str, str]:
+    found = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            option = "--match-re" if regex else "--match"
+            raise ValueError(f"{option} {pair!r}: write LABEL=VALUE, e.g. gateway=stripe")
+        found[name.strip()] = check_regex(value) if regex else value
+    return found
+
+
+def cmd_silence(args: argparse.Namespace) -> int:
+    from detector.store import StateStore
+
+    config = _load(args)
+    store = StateStore.open(config.state.url)
+    try:
+        now = datetime.now(UTC)
+        if args.silence_command == "add":
+            match = _matchers(args.match, regex=False)
+            match_re = _matchers(args.match_re, regex=True)
+            if not match and not match_re:
+                raise ValueError("a silence without --match or --match-re would mute every alert")
+            starts = args.start or now
+            silence = store.add_silence(
+                match, match_re, starts, starts + args.duration, args.author, args.comment
+            )
+            print(
+                f"silence {silence.id} added: {silence.describe()} from "
+                f"{_when(silence.starts_at)} until {_when(silence.ends_at)} ({silence.comment})"
+            )
+            return EXIT_OK
+        if args.silence_command == "expire":
+            if not store.expire_silence(args.id, now):
+                raise ValueError(f"no silence {args.id!r} that has not ended yet")
+            print(f"silence {args.id} expired")
+            return EXIT_OK
+        silences = store.silences(not_ended_at=None if args.all else now)
+        print(
+            f"{'id':<12}  {'state':<9}  {'starts':<16}  {'ends':<16}  {'by':<10}  matchers  comment"
+        )
+        for silence in silences:
+            state = (
+                "active"
+                if silence.is_active(now)
+                else ("expired" if silence.ends_at <= now else "scheduled")
+            )
+            print(
+                f"{silence.id:<12}  {state:<9}  {_when(silence.starts_at):<16}  "
+                f"{_when(silence.ends_at):<16}  {silence.created_by:<10}  "
+                f"{silence.describe()}  {silence.comment}"
+            )
+        return EXIT_OK
+    finally:
+        store.engine.dispose()
+
+
+def cmd_outbox(args: argparse.Namespace) -> int:
+    from detector.store import StateStore
+
+    config = _load(args)
+    store = StateStore.open(config.state.url)
+    try:
+        entries = store.deliveries()
+    finally:
+        store.engine.dispose()
+    print(f"{'id':>6}  {'receiver':<14} {'state':<9} {'tries':>5}  {'event':<8} alert / last error")
+    for entry in entries:
+        state = (
+            "delivered"
+            if entry.get("delivered_at")
+            else ("failed" if entry.get("failed_at") else "pending")
+        )
+        if state == "delivered" and not args.all:
+            continue
+        alert = " ".join(f"{k}={v}" for k, v in sorted(entry["labels"].items()))
+        print(
+            f"{entry['id']:>6}  {entry['receiver']:<14} {state:<9} {entry['attempts']:>5}  "
+            f"{entry['event']:<8} {alert}"
+        )
+        for at, outcome, error in entry["history"]:
+            print(f"{'':>8}{_when(at)} {outcome}" + (f": {error}" if error else ""))
+    return EXIT_OK
+
+
+def _when(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def cmd_notify_test(args: argparse.Namespace) -> int:
+    from detector.notify import DeliveryError, Notification, build_receivers
+
+    config = _load(args)
+    if args.receiver not in config.receivers:
+        known = ", ".join(sorted(config.receivers)) or "none"
+        raise ValueError(f"no receiver {args.receiver!r} in {args.config} (defined: {known})")
+    now = datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    notification = Notification(
+        event="firing",
+        fingerprint="test",
+        idempotency_key=f"test:{now}",
+        rule="test",
+        severity="warning",
+        labels={"rule": "test", "severity": "warning", "gateway": "example"},
+        summary=f"Test notification for receiver {args.receiver}: if you read this, it works.",
+        at=now,
+        since=now,
+        episode=now,
+    )
+    with requests.Session() as session:
+        receiver = build_receivers(config, session)[args.receiver]
+        try:
+            receiver.send_group([notification])
+        except DeliveryError as exc:
+            print(f"error: receiver {args.receiver}: {exc}", file=sys.stderr)
+            return EXIT_ERROR
+    print(f"sent a test notification to {args.receiver}")
+    return EXIT_OK
+
+
 # --- parser -------------------------------------------------------------------------------
 
 
@@ -357,7 +488,68 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--seed", type=int, default=7)
     demo.set_defaults(handler=cmd_demo)
+
+    silence = commands.add_parser(
+        "silence",
+        help="mute the notifications of matching alerts for a while (in the state database)",
+    )
+    silences = silence.add_subparsers(dest="silence_command", required=True)
+
+    def silence_command(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub = silences.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument("--config", default="alerts.yaml")
+        sub.add_argument("--state", help="state database URL (overrides state.url)")
+        sub.set_defaults(handler=cmd_silence)
+        return sub
+
+    add = silence_command("add", "add a silence")
+    add.add_argument(
+        "--match", action="append", default=[], metavar="LABEL=VALUE", help="e.g. gateway=stripe"
+    )
+    add.add_argument(
+        "--match-re",
+        action="append",
+        default=[],
+        metavar="LABEL=REGEX",
+        help="e.g. 'gateway=stripe|adyen' (anchored at both ends)",
+    )
+    add.add_argument(
+        "--for", dest="duration", type=_duration_arg, required=True, help="e.g. 2h or 30m"
+    )
+    add.add_argument("--start", type=parse_time, help="when it starts (default: now)")
+    add.add_argument("--comment", required=True, help="why, for whoever reads the list")
+    add.add_argument("--author", default=os.environ.get("USER", "unknown"))
+    listing = silence_command("list", "list silences that have not ended")
+    listing.add_argument("--all", action="store_true", help="include ended silences")
+    expire = silence_command("expire", "end a silence now")
+    expire.add_argument("id")
+
+    outbox = command(
+        "outbox", "list notifications not delivered yet (or given up), with every attempt"
+    )
+    outbox.add_argument("--state", help="state database URL (overrides state.url)")
+    outbox.add_argument("--all", action="store_true", help="include delivered ones")
+    outbox.set_defaults(handler=cmd_outbox)
+
+    notify = commands.add_parser("notify", help="check a receiver's credentials and formatting")
+    notify_commands = notify.add_subparsers(dest="notify_command", required=True)
+    test = notify_commands.add_parser(
+        "test", help="send a test notification to RECEIVER (exit 2 with its error)"
+    )
+    test.add_argument("receiver")
+    test.add_argument("--config", default="alerts.yaml")
+    test.set_defaults(handler=cmd_notify_test)
     return parser
+
+
+def _duration_arg(text: str) -> timedelta:
+    try:
+        span = parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+    if span <= timedelta(0):
+        raise argparse.ArgumentTypeError("the duration must be positive")
+    return span
 
 
 def main(argv: Sequence[str] | None = None) -> int:

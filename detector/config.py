@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import os
 import re
+import string
 from collections.abc import Mapping
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
@@ -29,13 +32,25 @@ from pydantic import (
 from detector.errors import DetectorError
 
 __all__ = [
+    "GROUP_BY_ALL",
+    "TEMPLATE_FIELDS",
+    "AlertmanagerReceiver",
     "Config",
     "ConfigError",
     "ConsoleReceiver",
     "EmailReceiver",
+    "InhibitRule",
+    "MaintenanceWindow",
+    "Matchers",
+    "PagerDutyReceiver",
     "ReceiverConfig",
+    "ResolvedRoute",
+    "Route",
     "SlackReceiver",
+    "Templates",
     "WebhookReceiver",
+    "check_regex",
+    "labels_match",
     "load_config",
     "parse_config",
     "parse_duration",
@@ -281,12 +296,113 @@ class HaConfig(_Frozen):
         return value
 
 
-# --- receivers and routes ------------------------------------------------------------------
+# --- label matchers ------------------------------------------------------------------------
+
+
+def check_regex(value: Any) -> str:
+    """A regular expression as Alertmanager reads it: anchored at both ends.
+
+    >>> check_regex("stripe|adyen")
+    'stripe|adyen'
+    """
+    text = str(value)
+    try:
+        re.compile(text)
+    except re.error as exc:
+        raise ValueError(f"{text!r} is not a valid regular expression ({exc})") from exc
+    return text
+
+
+Regex = Annotated[str, BeforeValidator(check_regex)]
+
+
+def labels_match(
+    labels: Mapping[str, str], match: Mapping[str, str], match_re: Mapping[str, str]
+) -> bool:
+    """Every ``match`` label equal and every ``match_re`` label fully matching its regex.
+
+    A label the alert does not have counts as the empty string, as in Alertmanager.
+
+    >>> labels_match({"gateway": "stripe"}, {}, {"gateway": "stripe|adyen"})
+    True
+    >>> labels_match({"gateway": "stripe-eu"}, {}, {"gateway": "stripe|adyen"})
+    False
+    """
+    return all(labels.get(key, "") == value for key, value in match.items()) and all(
+        re.fullmatch(pattern, labels.get(key, "")) is not None for key, pattern in match_re.items()
+    )
+
+
+class Matchers(_Frozen):
+    """``match`` (label equals value) and ``match_re`` (label fully matches a regex)."""
+
+    match: dict[str, str] = {}
+    match_re: dict[str, Regex] = {}
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        return labels_match(labels, self.match, self.match_re)
+
+
+# --- receivers -----------------------------------------------------------------------------
+
+
+def _check_http(value: str) -> str:
+    if not value.startswith(("http://", "https://")):
+        raise ValueError("the url must start with http:// or https://")
+    return value
+
+
+HttpUrl = Annotated[str, BeforeValidator(lambda v: _check_http(str(v)))]
+
+
+# What a message template may use: $title and $text are the standard wording.
+TEMPLATE_FIELDS = (
+    "title",
+    "text",
+    "summary",
+    "event",
+    "rule",
+    "gateway",
+    "severity",
+    "at",
+    "since",
+    "failure_rate",
+    "counts",
+    "backup_gateway",
+    "links",
+    "labels",
+    "fingerprint",
+)
+
+
+def _check_template(value: Any) -> str:
+    text = str(value)
+    try:
+        string.Template(text).substitute(dict.fromkeys(TEMPLATE_FIELDS, ""))
+    except KeyError as exc:
+        fields = ", ".join(f"${name}" for name in TEMPLATE_FIELDS)
+        raise ValueError(f"unknown field ${exc.args[0]}; the fields are {fields}") from None
+    except ValueError:
+        raise ValueError(
+            "a $ must start a field such as $gateway or ${gateway}; write $$ for a dollar sign"
+        ) from None
+    return text
+
+
+MessageTemplate = Annotated[str, BeforeValidator(_check_template)]
+
+
+class Templates(_Frozen):
+    """Overrides of a receiver's wording (Python string.Template: ``$gateway``, ``${rule}``)."""
+
+    title: MessageTemplate | None = None  # subject, header, PagerDuty summary
+    text: MessageTemplate | None = None  # the body
 
 
 class _Receiver(_Frozen):
     send_resolved: bool = True
     timeout: Duration = timedelta(seconds=10)
+    templates: Templates = Templates()
 
 
 class ConsoleReceiver(_Receiver):
@@ -295,15 +411,13 @@ class ConsoleReceiver(_Receiver):
 
 class WebhookReceiver(_Receiver):
     type: Literal["webhook"]
-    url: str
+    url: HttpUrl
     headers: dict[str, SecretStr] = {}
-
-    @field_validator("url")
-    @classmethod
-    def _http(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("the url must start with http:// or https://")
-        return value
+    # "detector": our versioned document per alert; "alertmanager": Alertmanager's webhook
+    # format (version 4), one document per group, for receivers written for Alertmanager.
+    format: Literal["detector", "alertmanager"] = "detector"
+    # HMAC-SHA256 key for the X-Detector-Signature header (README: verifying a webhook).
+    signing_secret: SecretStr | None = None
 
 
 class SlackReceiver(_Receiver):
@@ -331,22 +445,169 @@ class EmailReceiver(_Receiver):
     to: tuple[str, ...] = Field(min_length=1)
 
 
+class PagerDutyReceiver(_Receiver):
+    """PagerDuty Events API v2: one event per alert, deduplicated by the alert's fingerprint."""
+
+    type: Literal["pagerduty"]
+    routing_key: SecretStr
+    url: HttpUrl = "https://events.pagerduty.com/v2/enqueue"
+    source: str = "payment-failure-detector"
+
+
+class AlertmanagerReceiver(_Receiver):
+    """Posts to Prometheus Alertmanager's ``/api/v2/alerts``, which groups and routes itself."""
+
+    type: Literal["alertmanager"]
+    url: HttpUrl  # Alertmanager's base URL, e.g. http://alertmanager:9093
+    # Alertmanager resolves an alert nobody re-posts by its endsAt; firing alerts are
+    # re-posted this often with endsAt four intervals ahead, as Prometheus does.
+    resend_interval: Duration = timedelta(minutes=1)
+    generator_url: str | None = None
+
+    @field_validator("resend_interval")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("the resend interval must be positive")
+        return value
+
+
 ReceiverConfig = Annotated[
-    ConsoleReceiver | WebhookReceiver | SlackReceiver | EmailReceiver,
+    ConsoleReceiver
+    | WebhookReceiver
+    | SlackReceiver
+    | EmailReceiver
+    | PagerDutyReceiver
+    | AlertmanagerReceiver,
     Field(discriminator="type"),
 ]
+RECEIVER_TYPES = ("console", "webhook", "slack", "email", "pagerduty", "alertmanager")
 
 
-class Route(_Frozen):
-    """Alerts whose labels equal every ``match`` entry go to ``receivers``."""
+# --- routes, inhibition, maintenance windows -----------------------------------------------
 
-    match: dict[str, str] = {}
-    receivers: tuple[str, ...] = Field(min_length=1)
-    # Keep looking at later routes after this one matched.
+# Group by every label: one group per alert.
+GROUP_BY_ALL = "..."
+
+
+class Route(Matchers):
+    """A node of the route tree; unset settings are inherited from the parent route."""
+
+    receivers: tuple[str, ...] | None = None
+    group_by: tuple[str, ...] | None = None
+    group_wait: Duration | None = None
+    group_interval: Duration | None = None
+    repeat_interval: Duration | None = None
+    # Keep looking at later sibling routes after this one matched.
     continue_: bool = Field(default=False, alias="continue")
+    routes: tuple[Route, ...] = ()
 
-    def matches(self, labels: Mapping[str, str]) -> bool:
-        return all(labels.get(key) == value for key, value in self.match.items())
+
+@dataclass(frozen=True)
+class ResolvedRoute:
+    """A matched route with every setting filled in from its ancestors."""
+
+    id: str  # its key path in alerts.yaml, e.g. ``route.routes[0]``
+    receivers: tuple[str, ...]
+    group_by: tuple[str, ...]
+    group_wait: timedelta
+    group_interval: timedelta
+    repeat_interval: timedelta
+
+
+class InhibitRule(_Frozen):
+    """While an alert matching ``source_*`` fires, alerts matching ``target_*`` are muted
+    if they have the same value (or both lack) each label in ``equal``."""
+
+    source_match: dict[str, str] = {}
+    source_match_re: dict[str, Regex] = {}
+    target_match: dict[str, str] = {}
+    target_match_re: dict[str, Regex] = {}
+    equal: tuple[str, ...] = ()
+
+
+DEFAULT_INHIBIT_RULES = (
+    # An outage explains the same gateway's SLA breach and silence.
+    InhibitRule(
+        source_match={"rule": "outage"},
+        target_match_re={"rule": "sla_breach|no_data"},
+        equal=("gateway",),
+    ),
+    # Without data nothing can be said about any gateway.
+    InhibitRule(
+        source_match={"rule": "source_down"},
+        target_match_re={"rule": "outage|sla_breach|no_data"},
+    ),
+)
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def _parse_weekdays(value: Any) -> tuple[int, ...]:
+    """``[mon, wed]``, ``mon-fri`` or ``[sat, sun]`` -> weekday numbers (Monday is 0)."""
+    items = [value] if isinstance(value, str) else list(value)
+    days: set[int] = set()
+    for item in items:
+        first, _, last = str(item).strip().lower().partition("-")
+        for name in (first, last or first):
+            if name[:3] not in WEEKDAYS:
+                raise ValueError(f"{item!r}: weekdays are mon, tue, wed, thu, fri, sat, sun")
+        a, b = WEEKDAYS.index(first[:3]), WEEKDAYS.index((last or first)[:3])
+        days.update(range(a, b + 1) if a <= b else [*range(a, 7), *range(0, b + 1)])
+    return tuple(sorted(days))
+
+
+def _parse_clock(value: Any) -> time:
+    if isinstance(value, time):
+        return value
+    if isinstance(value, int) and 0 <= value < 24 * 60:
+        # YAML 1.1 reads an unquoted 02:30 as the base-60 number 150: minutes after midnight.
+        return time(value // 60, value % 60)
+    try:
+        return time.fromisoformat(str(value))
+    except ValueError:
+        raise ValueError(f'{value!r} is not a time of day; write it quoted, e.g. "02:30"') from None
+
+
+def _check_zone(value: Any) -> str:
+    try:
+        ZoneInfo(str(value))
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"{value!r} is not an IANA time zone such as Europe/Berlin or UTC"
+        ) from None
+    return str(value)
+
+
+class MaintenanceWindow(Matchers):
+    """Recurring quiet hours: alerts matching it notify nobody while it is open.
+
+    ``start``-``end`` in the local time of ``timezone`` on each of ``weekdays``; an ``end``
+    at or before ``start`` runs past midnight into the next day.
+    """
+
+    name: str = ""
+    weekdays: Annotated[tuple[int, ...], BeforeValidator(_parse_weekdays)] = tuple(range(7))
+    start: Annotated[time, BeforeValidator(_parse_clock)]
+    end: Annotated[time, BeforeValidator(_parse_clock)]
+    timezone: Annotated[str, BeforeValidator(_check_zone)] = "UTC"
+
+    def is_open(self, now: datetime) -> bool:
+        """
+        >>> from datetime import UTC
+        >>> w = MaintenanceWindow(weekdays="sun", start="23:00", end="01:00", timezone="UTC")
+        >>> times = [(22, 23), (23, 0), (23, 1)]  # Sunday 23:00, Monday 00:00 and 01:00
+        >>> [w.is_open(datetime(2026, 11, d, h, tzinfo=UTC)) for d, h in times]
+        [True, True, False]
+        """
+        local = now.astimezone(ZoneInfo(self.timezone))
+        clock, day = local.time().replace(tzinfo=None), local.weekday()
+        if self.start < self.end:
+            return day in self.weekdays and self.start <= clock < self.end
+        # Past midnight: the evening belongs to its own day, the morning to the day before.
+        return (day in self.weekdays and clock >= self.start) or (
+            (day - 1) % 7 in self.weekdays and clock < self.end
+        )
 
 
 class Config(_Frozen):
@@ -359,17 +620,39 @@ class Config(_Frozen):
     server: ServerConfig = ServerConfig()
     ha: HaConfig = HaConfig()
     receivers: dict[str, ReceiverConfig] = {"console": ConsoleReceiver(type="console")}
-    routes: tuple[Route, ...] = (Route(receivers=("console",)),)
+    route: Route = Route(receivers=("console",))
+    inhibit_rules: tuple[InhibitRule, ...] = DEFAULT_INHIBIT_RULES
+    maintenance_windows: tuple[MaintenanceWindow, ...] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flat_routes(cls, data: Any) -> Any:
+        # The flat list of earlier versions is the root route's children.
+        if isinstance(data, dict) and "routes" in data:
+            if "route" in data:
+                raise ValueError("routes: write either route: (a tree) or routes:, not both")
+            data = {**data, "route": {"receivers": [], "routes": data["routes"]}}
+            del data["routes"]
+        return data
 
     @model_validator(mode="after")
     def _routes_name_receivers(self) -> Config:
-        for index, route in enumerate(self.routes):
-            for name in route.receivers:
+        def check(route: Route, path: str) -> None:
+            for name in route.receivers or ():
                 if name not in self.receivers:
                     known = ", ".join(sorted(self.receivers)) or "none"
                     raise ValueError(
-                        f"routes[{index}].receivers: unknown receiver {name!r} (defined: {known})"
+                        f"{path}.receivers: unknown receiver {name!r} (defined: {known})"
                     )
+            for index, child in enumerate(route.routes):
+                check(child, f"{path}.routes[{index}]")
+
+        if self.route.receivers is None:
+            raise ValueError(
+                "route.receivers: the root route needs receivers: (for alerts that no "
+                "other route takes; [] to drop them)"
+            )
+        check(self.route, "route")
         for name, gateway in self.gateways.items():
             if gateway.backup == name:
                 raise ValueError(f"gateways.{name}.backup: a gateway cannot be its own backup")
@@ -379,15 +662,52 @@ class Config(_Frozen):
         override = self.gateways.get(gateway)
         return override.sla if override and override.sla is not None else self.detection.sla
 
+    def routes_for(self, labels: Mapping[str, str]) -> list[ResolvedRoute]:
+        """The routes an alert with these labels takes, deepest match first, in tree order.
+
+        A route matches when its matchers do; then its children are tried in order, the first
+        matching child wins unless it says ``continue: true``; a route none of whose children
+        match is itself the destination. The root route matches every alert.
+        """
+        root = ResolvedRoute(
+            "route",
+            self.route.receivers or (),
+            self.route.group_by if self.route.group_by is not None else ("rule",),
+            _or(self.route.group_wait, timedelta(0)),
+            _or(self.route.group_interval, timedelta(minutes=1)),
+            _or(self.route.repeat_interval, self.alerting.repeat_interval),
+        )
+        return _walk(self.route, root, labels)
+
     def receivers_for(self, labels: Mapping[str, str]) -> list[str]:
         """Receiver names for an alert with these labels, in route order, without repeats."""
         chosen: list[str] = []
-        for route in self.routes:
-            if route.matches(labels):
-                chosen += [name for name in route.receivers if name not in chosen]
-                if not route.continue_:
-                    break
+        for route in self.routes_for(labels):
+            chosen += [name for name in route.receivers if name not in chosen]
         return chosen
+
+
+def _or(value: timedelta | None, default: timedelta) -> timedelta:
+    return default if value is None else value
+
+
+def _walk(route: Route, resolved: ResolvedRoute, labels: Mapping[str, str]) -> list[ResolvedRoute]:
+    found: list[ResolvedRoute] = []
+    for index, child in enumerate(route.routes):
+        if not child.matches(labels):
+            continue
+        inherited = ResolvedRoute(
+            f"{resolved.id}.routes[{index}]",
+            child.receivers if child.receivers is not None else resolved.receivers,
+            child.group_by if child.group_by is not None else resolved.group_by,
+            _or(child.group_wait, resolved.group_wait),
+            _or(child.group_interval, resolved.group_interval),
+            _or(child.repeat_interval, resolved.repeat_interval),
+        )
+        found += _walk(child, inherited, labels)
+        if not child.continue_:
+            break
+    return found or [resolved]
 
 
 # --- loading -------------------------------------------------------------------------------
@@ -426,7 +746,7 @@ def _key_path(loc: tuple[int | str, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             path += f"[{part}]"
-        elif part in {"console", "webhook", "slack", "email"} and path.startswith("receivers."):
+        elif part in RECEIVER_TYPES and path.startswith("receivers."):
             continue  # pydantic's discriminator tag, not a key the user wrote
         else:
             path += f".{part}" if path else str(part)
@@ -441,9 +761,9 @@ def _explain(error: Any) -> str:
         return "required key is missing"
     if kind == "union_tag_invalid":
         kind = error["input"].get("type")
-        return f"unknown receiver type {kind!r}; use console, webhook, slack or email"
+        return f"unknown receiver type {kind!r}; use {', '.join(RECEIVER_TYPES)}"
     if kind == "union_tag_not_found":
-        return "say which receiver this is with type: console, webhook, slack or email"
+        return f"say which receiver this is with type: {', '.join(RECEIVER_TYPES)}"
     message = str(error["msg"])
     return message.removeprefix("Value error, ")
 
@@ -469,7 +789,7 @@ def parse_config(
             path = _key_path(error["loc"])
             if path in unset:
                 continue  # already reported as an unset environment variable
-            if ": " in message and message.split(": ", 1)[0].startswith(("routes[", "gateways.")):
+            if ": " in message and message.split(": ", 1)[0].startswith(("route", "gateways.")):
                 path, message = message.split(": ", 1)
             problems.append((path, message))
     if problems:

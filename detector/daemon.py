@@ -19,12 +19,12 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from types import FrameType
+from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from prometheus_client import CollectorRegistry
 
-from detector.alerts import Transition, notification_for
 from detector.config import Config
 from detector.engine import Engine, TickResult
 from detector.errors import DetectorError
@@ -32,8 +32,9 @@ from detector.health import gateway_health, liveness
 from detector.history import History
 from detector.lease import Lease
 from detector.metrics import Metrics
-from detector.notify.base import Notification, Receiver
+from detector.notify.base import Receiver
 from detector.notify.dispatch import Dispatcher
+from detector.routing import Router
 from detector.source import Source, SourceError, epoch_minute
 from detector.store import FencedOut, StateStore, StoreError
 from detector.web import Snapshot, WebServer
@@ -51,20 +52,6 @@ Reloader = Callable[[], tuple[Config, Source, Mapping[str, Receiver]]]
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-def route(
-    transitions: list[Transition], config: Config, receivers: Mapping[str, Receiver]
-) -> list[tuple[str, Notification]]:
-    """(receiver name, notification) for every transition, following the configured routes."""
-    deliveries = []
-    for transition in transitions:
-        notification = notification_for(transition, config)
-        for name in config.receivers_for(notification.labels):
-            receiver = receivers[name]
-            if receiver.wants(notification):
-                deliveries.append((name, notification))
-    return deliveries
 
 
 class Daemon:
@@ -97,6 +84,7 @@ class Daemon:
         self.dispatcher = Dispatcher(
             store, receivers, clock, on_result=self.metrics.notification_result
         )
+        self.router = Router(config, receivers)
         self._tick_ids = itertools.count(1)
         self._stop = threading.Event()
         self.last_tick: TickResult | None = None
@@ -123,9 +111,14 @@ class Daemon:
             return self._follow(tick_id, now)
         before = self.engine.alerts.snapshot()
         result = self.engine.tick(now)
-        deliveries = route(result.transitions, self.config, self.receivers)
         lease = self.lease
         try:
+            deliveries = self.router.deliveries(
+                result.transitions,
+                self.engine.alerts.alerts,
+                now,
+                self.store.silences(not_ended_at=now),
+            )
             queued = self.store.save_tick(
                 self.engine.watermark,
                 self.engine.alerts.alerts,
@@ -296,8 +289,29 @@ class Daemon:
         except Exception as exc:
             log.debug("outbox depth unavailable: %s", exc)
         self._snapshot = Snapshot(
-            result.at, self.role, self.config, health, self.history.snapshot()
+            result.at, self.role, self.config, health, self.history.snapshot(), self._silences()
         )
+
+    def _silences(self) -> list[dict[str, Any]]:
+        """The silences in force now, as the status page lists them."""
+        now = self.clock()
+        try:
+            silences = self.store.silences(not_ended_at=now)
+        except StoreError as exc:
+            log.debug("silences unavailable: %s", exc)
+            return []
+        return [
+            {
+                "matchers": ", ".join(
+                    [f"{k}={v}" for k, v in s.match.items()]
+                    + [f"{k}=~{v}" for k, v in s.match_re.items()]
+                ),
+                "until": s.ends_at.isoformat(timespec="minutes"),
+                "comment": s.comment,
+            }
+            for s in silences
+            if s.is_active(now)
+        ]
 
     def snapshot(self) -> Snapshot:
         return self._snapshot
@@ -372,6 +386,7 @@ class Daemon:
         self.config = config
         self.receivers = receivers
         self.dispatcher.receivers = receivers
+        self.router = Router(config, receivers)
         self.metrics.reloads.labels("applied").inc()
         log.info(
             "config reloaded: %d gateway(s) configured, receivers: %s",

@@ -1,4 +1,5 @@
-"""Persisted state: the watermark, the alerts and the delivery outbox, in one SQL database.
+"""Persisted state: the watermark, the alerts, the delivery outbox and the silences, in one
+SQL database that every replica shares.
 
 A tick's alert changes and the notifications they cause are written in one transaction,
 so a crash either loses both (the tick is redone after restart) or keeps both (the
@@ -9,9 +10,11 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable
+import uuid
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -21,7 +24,7 @@ from detector.errors import DetectorError
 from detector.notify.base import Notification
 from detector.source import connect
 
-__all__ = ["FencedOut", "OutboxEntry", "StateStore", "StoreError"]
+__all__ = ["Delivery", "FencedOut", "OutboxEntry", "Silence", "StateStore", "StoreError"]
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +49,8 @@ _outbox = sa.Table(
     _metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("receiver", sa.String(100), nullable=False),
+    # Entries of one receiver with the same group key are sent as one message.
+    sa.Column("group_key", sa.String(64), nullable=False, default=""),
     sa.Column("idempotency_key", sa.String(200), nullable=False),
     sa.Column("payload", sa.Text, nullable=False),
     sa.Column("created_at", sa.DateTime, nullable=False),
@@ -55,7 +60,47 @@ _outbox = sa.Table(
     sa.Column("failed_at", sa.DateTime, nullable=True),
     sa.Column("last_error", sa.Text, nullable=True),
     sa.UniqueConstraint("receiver", "idempotency_key", name="uq_detector_outbox_delivery"),
+    sa.Index("ix_detector_outbox_group", "receiver", "group_key"),
 )
+
+# One row per attempt at sending an outbox entry: when, how it went, what the receiver said.
+_attempts = sa.Table(
+    "detector_delivery_attempts",
+    _metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("outbox_id", sa.Integer, nullable=False, index=True),
+    sa.Column("attempted_at", sa.DateTime, nullable=False),
+    sa.Column("outcome", sa.String(16), nullable=False),  # delivered, retried, failed
+    sa.Column("error", sa.Text, nullable=True),
+)
+
+_silences = sa.Table(
+    "detector_silences",
+    _metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("matchers", sa.Text, nullable=False),  # {"match": {...}, "match_re": {...}}
+    sa.Column("starts_at", sa.DateTime, nullable=False),
+    sa.Column("ends_at", sa.DateTime, nullable=False, index=True),
+    sa.Column("created_by", sa.String(100), nullable=False),
+    sa.Column("comment", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+)
+
+
+def _add_group_key(engine: Engine) -> None:
+    """Give an outbox made before grouping existed its group column (one group per entry)."""
+    columns = {column["name"] for column in sa.inspect(engine).get_columns(_outbox.name)}
+    if "group_key" in columns:
+        return
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text(
+                f"ALTER TABLE {_outbox.name} ADD COLUMN group_key VARCHAR(64) NOT NULL DEFAULT ''"
+            )
+        )
+        for index in _outbox.indexes:
+            if index.name == "ix_detector_outbox_group":
+                index.create(connection)
 
 
 class StoreError(DetectorError):
@@ -74,12 +119,47 @@ def _aware(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC)
 
 
+class Delivery(NamedTuple):
+    """One notification for one receiver, and how its group batches messages."""
+
+    receiver: str
+    notification: Notification
+    group_key: str = ""
+    # A new group waits group_wait so alerts arriving together go out together; a group
+    # that has just sent waits until group_interval after that message.
+    group_wait: timedelta = timedelta(0)
+    group_interval: timedelta = timedelta(0)
+
+
 @dataclass(frozen=True)
 class OutboxEntry:
     id: int
     receiver: str
     notification: Notification
     attempts: int
+    group_key: str = ""
+
+
+@dataclass(frozen=True)
+class Silence:
+    """Mutes the notifications of every alert whose labels match, from start to end."""
+
+    id: str
+    match: dict[str, str]
+    match_re: dict[str, str]
+    starts_at: datetime
+    ends_at: datetime
+    created_by: str
+    comment: str
+
+    def is_active(self, now: datetime) -> bool:
+        return self.starts_at <= now < self.ends_at
+
+    def describe(self) -> str:
+        """``gateway=stripe, rule=~outage|sla_breach`` (``=~`` marks a regex)."""
+        parts = [f"{k}={v}" for k, v in sorted(self.match.items())]
+        parts += [f"{k}=~{v}" for k, v in sorted(self.match_re.items())]
+        return ", ".join(parts)
 
 
 class StateStore:
@@ -89,6 +169,7 @@ class StateStore:
         self.engine = engine
         try:
             _metadata.create_all(engine)
+            _add_group_key(engine)
         except sa.exc.SQLAlchemyError as exc:
             raise StoreError(
                 f"state.url: cannot open the state database ({exc.__class__.__name__}: "
@@ -118,7 +199,7 @@ class StateStore:
         self,
         watermark: datetime | None,
         alerts: dict[str, Alert],
-        deliveries: Iterable[tuple[str, Notification]],
+        deliveries: Iterable[Delivery | tuple[str, Notification]],
         now: datetime,
         fence: Callable[[sa.Connection], bool] | None = None,
     ) -> int:
@@ -129,7 +210,6 @@ class StateStore:
         (:class:`FencedOut`): the leader lease uses it so that a replica which lost the
         lease mid-tick cannot commit alongside the new leader.
         """
-        added = 0
         try:
             with self.engine.begin() as connection:
                 if fence is not None and not fence(connection):
@@ -148,38 +228,85 @@ class StateStore:
                             for k, a in alerts.items()
                         ],
                     )
-                for receiver, notification in deliveries:
-                    exists = connection.execute(
-                        sa.select(_outbox.c.id).where(
-                            _outbox.c.receiver == receiver,
-                            _outbox.c.idempotency_key == notification.idempotency_key,
-                        )
-                    ).first()
-                    if exists:
-                        continue
-                    connection.execute(
-                        _outbox.insert().values(
-                            receiver=receiver,
-                            idempotency_key=notification.idempotency_key,
-                            payload=notification.to_json(),
-                            created_at=_naive(now),
-                            next_attempt_at=_naive(now),
-                            attempts=0,
-                        )
-                    )
-                    added += 1
+                rows = self._outbox_rows(connection, [Delivery(*item) for item in deliveries], now)
+                if rows:
+                    connection.execute(_outbox.insert(), rows)
+                added = len(rows)
         except sa.exc.SQLAlchemyError as exc:
             raise StoreError(
                 f"cannot save state: {str(getattr(exc, 'orig', exc)).splitlines()[0]}"
             ) from exc
         return added
 
+    def _outbox_rows(
+        self, connection: sa.Connection, deliveries: list[Delivery], now: datetime
+    ) -> list[dict[str, object]]:
+        """New outbox rows: deliveries not queued before, each due when its group is."""
+        queued: set[tuple[str, str]] = set()
+        keys = sorted({d.notification.idempotency_key for d in deliveries})
+        for start in range(0, len(keys), 500):  # bound the number of bound parameters
+            chunk = keys[start : start + 500]
+            found = connection.execute(
+                sa.select(_outbox.c.receiver, _outbox.c.idempotency_key).where(
+                    _outbox.c.idempotency_key.in_(chunk)
+                )
+            )
+            queued.update((row.receiver, row.idempotency_key) for row in found)
+        due: dict[tuple[str, str], datetime] = {}
+        rows: list[dict[str, object]] = []
+        for delivery in deliveries:
+            key = delivery.notification.idempotency_key
+            if (delivery.receiver, key) in queued:
+                continue
+            queued.add((delivery.receiver, key))
+            group = (delivery.receiver, delivery.group_key)
+            if group not in due:  # later entries of a group join its first one
+                due[group] = self._send_at(connection, delivery, now)
+            rows.append(
+                {
+                    "receiver": delivery.receiver,
+                    "group_key": delivery.group_key,
+                    "idempotency_key": key,
+                    "payload": delivery.notification.to_json(),
+                    "created_at": _naive(now),
+                    "next_attempt_at": _naive(due[group]),
+                    "attempts": 0,
+                }
+            )
+        return rows
+
+    @staticmethod
+    def _send_at(connection: sa.Connection, delivery: Delivery, now: datetime) -> datetime:
+        """When a new entry goes out: with its group's waiting batch, else per group timing."""
+        in_group = (_outbox.c.receiver == delivery.receiver) & (
+            _outbox.c.group_key == delivery.group_key
+        )
+        waiting = connection.execute(
+            sa.select(sa.func.min(_outbox.c.next_attempt_at)).where(
+                in_group, _outbox.c.delivered_at.is_(None), _outbox.c.failed_at.is_(None)
+            )
+        ).scalar()
+        if waiting is not None:
+            return _aware(waiting)
+        last_sent = connection.execute(
+            sa.select(sa.func.max(_outbox.c.delivered_at)).where(in_group)
+        ).scalar()
+        if last_sent is not None and now - _aware(last_sent) < delivery.group_interval:
+            return _aware(last_sent) + delivery.group_interval
+        return now + delivery.group_wait
+
     # --- outbox -----------------------------------------------------------------------------
 
     def due(self, now: datetime, limit: int = 100) -> list[OutboxEntry]:
         """Undelivered entries whose next attempt is due, oldest first."""
         query = (
-            sa.select(_outbox.c.id, _outbox.c.receiver, _outbox.c.payload, _outbox.c.attempts)
+            sa.select(
+                _outbox.c.id,
+                _outbox.c.receiver,
+                _outbox.c.payload,
+                _outbox.c.attempts,
+                _outbox.c.group_key,
+            )
             .where(
                 _outbox.c.delivered_at.is_(None),
                 _outbox.c.failed_at.is_(None),
@@ -191,26 +318,55 @@ class StateStore:
         with self.engine.connect() as connection:
             rows = connection.execute(query).all()
         return [
-            OutboxEntry(row.id, row.receiver, Notification.from_json(row.payload), row.attempts)
+            OutboxEntry(
+                row.id,
+                row.receiver,
+                Notification.from_json(row.payload),
+                row.attempts,
+                row.group_key,
+            )
             for row in rows
         ]
 
-    def _update(self, entry_id: int, **values: object) -> None:
+    def _update(
+        self,
+        entries: Sequence[OutboxEntry],
+        now: datetime,
+        outcome: str,
+        error: str | None,
+        **values: object,
+    ) -> None:
+        """Record one attempt at sending ``entries`` (one message) in one transaction."""
         with self.engine.begin() as connection:
-            connection.execute(_outbox.update().where(_outbox.c.id == entry_id).values(**values))
+            for entry in entries:
+                connection.execute(
+                    _outbox.update()
+                    .where(_outbox.c.id == entry.id)
+                    .values(attempts=entry.attempts + 1, last_error=error, **values)
+                )
+            connection.execute(
+                _attempts.insert(),
+                [
+                    {
+                        "outbox_id": entry.id,
+                        "attempted_at": _naive(now),
+                        "outcome": outcome,
+                        "error": error,
+                    }
+                    for entry in entries
+                ],
+            )
 
-    def delivered(self, entry: OutboxEntry, now: datetime) -> None:
-        self._update(
-            entry.id, delivered_at=_naive(now), attempts=entry.attempts + 1, last_error=None
-        )
+    def delivered(self, entries: Sequence[OutboxEntry], now: datetime) -> None:
+        self._update(entries, now, "delivered", None, delivered_at=_naive(now))
 
-    def retry_later(self, entry: OutboxEntry, at: datetime, error: str) -> None:
-        self._update(
-            entry.id, next_attempt_at=_naive(at), attempts=entry.attempts + 1, last_error=error
-        )
+    def retry_later(
+        self, entries: Sequence[OutboxEntry], now: datetime, at: datetime, error: str
+    ) -> None:
+        self._update(entries, now, "retried", error, next_attempt_at=_naive(at))
 
-    def given_up(self, entry: OutboxEntry, now: datetime, error: str) -> None:
-        self._update(entry.id, failed_at=_naive(now), attempts=entry.attempts + 1, last_error=error)
+    def given_up(self, entries: Sequence[OutboxEntry], now: datetime, error: str) -> None:
+        self._update(entries, now, "failed", error, failed_at=_naive(now))
 
     def outbox_depth(self) -> int:
         """Entries still waiting to be delivered."""
@@ -239,10 +395,17 @@ class StateStore:
         unique = {row.idempotency_key: row.payload for row in rows}
         return [Notification.from_json(payload) for payload in unique.values()]
 
-    def deliveries(self) -> list[dict[str, object]]:
-        """Every outbox entry with its outcome (for `detector outbox` and the tests)."""
+    def deliveries(self) -> list[dict[str, Any]]:
+        """Every outbox entry with its outcome and ``history``, the list of its attempts as
+        ``(time, outcome, error)`` (for `detector outbox` and the tests)."""
         with self.engine.connect() as connection:
             rows = connection.execute(sa.select(_outbox).order_by(_outbox.c.id)).mappings().all()
+            attempts = connection.execute(sa.select(_attempts).order_by(_attempts.c.id)).mappings()
+            history: dict[int, list[tuple[datetime, str, str | None]]] = {}
+            for attempt in attempts:
+                history.setdefault(attempt["outbox_id"], []).append(
+                    (_aware(attempt["attempted_at"]), attempt["outcome"], attempt["error"])
+                )
         return [
             {
                 **{k: v for k, v in row.items() if k != "payload"},
@@ -252,6 +415,74 @@ class StateStore:
                     if k.endswith("_at") and v is not None
                 },
                 "event": json.loads(row["payload"])["event"],
+                "labels": json.loads(row["payload"])["labels"],
+                "history": history.get(row["id"], []),
             }
             for row in rows
         ]
+
+    # --- silences ---------------------------------------------------------------------------
+
+    def add_silence(
+        self,
+        match: dict[str, str],
+        match_re: dict[str, str],
+        starts_at: datetime,
+        ends_at: datetime,
+        created_by: str,
+        comment: str,
+    ) -> Silence:
+        silence = Silence(
+            uuid.uuid4().hex[:12], match, match_re, starts_at, ends_at, created_by, comment
+        )
+        with self.engine.begin() as connection:
+            connection.execute(
+                _silences.insert().values(
+                    id=silence.id,
+                    matchers=json.dumps({"match": match, "match_re": match_re}, sort_keys=True),
+                    starts_at=_naive(starts_at),
+                    ends_at=_naive(ends_at),
+                    created_by=created_by,
+                    comment=comment,
+                    created_at=_naive(datetime.now(UTC)),
+                )
+            )
+        return silence
+
+    def silences(self, *, not_ended_at: datetime | None = None) -> list[Silence]:
+        """Every silence, or those not yet ended at ``not_ended_at``, by start time."""
+        query = sa.select(_silences).order_by(_silences.c.starts_at, _silences.c.id)
+        if not_ended_at is not None:
+            query = query.where(_silences.c.ends_at > _naive(not_ended_at))
+        try:
+            with self.engine.connect() as connection:
+                rows = connection.execute(query).mappings().all()
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreError(
+                f"cannot read silences: {str(getattr(exc, 'orig', exc)).splitlines()[0]}"
+            ) from exc
+        found = []
+        for row in rows:
+            matchers = json.loads(row["matchers"])
+            found.append(
+                Silence(
+                    row["id"],
+                    matchers["match"],
+                    matchers["match_re"],
+                    _aware(row["starts_at"]),
+                    _aware(row["ends_at"]),
+                    row["created_by"],
+                    row["comment"],
+                )
+            )
+        return found
+
+    def expire_silence(self, silence_id: str, now: datetime) -> bool:
+        """End a silence now; False if there is no such silence or it has ended already."""
+        with self.engine.begin() as connection:
+            result = connection.execute(
+                _silences.update()
+                .where(_silences.c.id == silence_id, _silences.c.ends_at > _naive(now))
+                .values(ends_at=_naive(now))
+            )
+        return bool(result.rowcount)

@@ -40,7 +40,7 @@ class Snapshot:
     config: Config
     health: list[GatewayHealth] = field(default_factory=list)
     history: HistorySnapshot | None = None
-    # Issue #4's silences go here as (matchers, until, comment) once they exist.
+    # Silences in force, as dicts of matchers, until and comment.
     silences: list[dict[str, Any]] = field(default_factory=list)
 
 

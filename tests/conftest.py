@@ -5,15 +5,23 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TextIO
 
 import pytest
+import requests
 import sqlalchemy as sa
 
 from detector.config import Config
+from detector.daemon import Daemon
+from detector.notify import build_receivers
 from detector.simulate import create_schema
 from detector.source import SqlSource, connect
+from detector.store import StateStore
+
+from .http_recorder import HttpRecorder
 
 SERVER_URLS = {
     "postgresql": os.environ.get(
@@ -26,6 +34,12 @@ SERVER_URLS = {
 
 # .ci/run sets this so that an unreachable server fails the run instead of skipping.
 REQUIRE_SERVERS = os.environ.get("DETECTOR_REQUIRE_DATABASES") == "1"
+
+DIALECTS = [
+    "sqlite",
+    pytest.param("postgresql", marks=pytest.mark.database),
+    pytest.param("mariadb", marks=pytest.mark.database),
+]
 
 T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)  # a Friday noon: the tests' "now"
 
@@ -117,18 +131,24 @@ class PaymentsDb:
             connection.execute(table.insert(), rows)
 
 
+def _server(dialect: str) -> str:
+    """The URL of a reachable server for ``dialect``; skips (or fails, in CI) otherwise."""
+    url = SERVER_URLS[dialect]
+    problem = _unreachable(url)
+    if problem:
+        message = f"{dialect} server at {sa.make_url(url).host} is unreachable: {problem}"
+        if REQUIRE_SERVERS:
+            pytest.fail(message)
+        pytest.skip(message)
+    return url
+
+
 def _database(dialect: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PaymentsDb]:
     table = "payments"
     if dialect == "sqlite":
         url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'payments.db'}"
     else:
-        url = SERVER_URLS[dialect]
-        problem = _unreachable(url)
-        if problem:
-            message = f"{dialect} server at {sa.make_url(url).host} is unreachable: {problem}"
-            if REQUIRE_SERVERS:
-                pytest.fail(message)
-            pytest.skip(message)
+        url = _server(dialect)
         table = f"payments_{uuid.uuid4().hex[:10]}"
     engine = sa.create_engine(url)
     create_schema(engine, table)
@@ -141,13 +161,7 @@ def _database(dialect: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         engine.dispose()
 
 
-@pytest.fixture(
-    params=[
-        "sqlite",
-        pytest.param("postgresql", marks=pytest.mark.database),
-        pytest.param("mariadb", marks=pytest.mark.database),
-    ]
-)
+@pytest.fixture(params=DIALECTS)
 def payments_db(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[PaymentsDb]:
@@ -173,3 +187,72 @@ def open_source() -> Iterator[Callable[[Config], SqlSource]]:
     yield open_
     for source in opened:
         source.engine.dispose()
+
+
+@pytest.fixture
+def session() -> Iterator[requests.Session]:
+    with requests.Session() as s:
+        yield s
+
+
+@pytest.fixture
+def http() -> Iterator[HttpRecorder]:
+    """A real HTTP server on 127.0.0.1 recording what it receives."""
+    with HttpRecorder() as server:
+        yield server
+
+
+class Clock:
+    """The injected clock of simulated-time tests; move it by assigning ``now``."""
+
+    def __init__(self, now: datetime):
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@contextmanager
+def in_process_daemon(
+    config: Config,
+    state_url: str,
+    clock: Clock,
+    session: requests.Session,
+    stream: TextIO | None = None,
+) -> Iterator[Daemon]:
+    """A daemon ticked and delivered by the test; leaving the block is a crash (no shutdown)."""
+    source = SqlSource(connect(config.source.url), config.source)
+    store = StateStore.open(state_url)
+    try:
+        yield Daemon(config, source, store, build_receivers(config, session, stream), clock)
+    finally:
+        source.engine.dispose()
+        store.engine.dispose()
+
+
+def _state_url(dialect: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A state database of its own: the detector's table names are fixed, so on the shared
+    servers each test gets a fresh database."""
+    if dialect == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('state') / 'state.db'}"
+        return
+    server = _server(dialect)
+    name = f"state_{uuid.uuid4().hex[:10]}"
+    # CREATE DATABASE cannot run inside a transaction on PostgreSQL.
+    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(sa.text(f"CREATE DATABASE {name}"))
+        yield sa.make_url(server).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(sa.text(f"DROP DATABASE {name}"))
+        admin.dispose()
+
+
+@pytest.fixture(params=DIALECTS)
+def state_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A fresh state database on SQLite, PostgreSQL and MariaDB."""
+    yield from _state_url(request.param, tmp_path_factory)

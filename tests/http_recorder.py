@@ -147,9 +147,12 @@ class HttpRecorder:
     def url_for(self, path: str) -> str:
         return self.url + "/" + path.lstrip("/")
 
-    def respond_with(self, replies: Iterable[Reply]) -> None:
-        """Queue replies for the next requests, in order (after any still queued)."""
+    def respond_with(self, replies: Iterable[Reply], *, replace: bool = False) -> None:
+        """Queue replies for the next requests, in order (after any still queued, unless
+        ``replace``)."""
         with self._lock:
+            if replace:
+                self._replies.clear()
             self._replies.extend(replies)
 
     def wait_for(self, count: int, timeout: float = 5.0) -> list[RecordedRequest]:

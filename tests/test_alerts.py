@@ -1,4 +1,4 @@
-"""The alert lifecycle in simulated time: pending, firing, repeats, escalation, hysteresis."""
+"""The alert lifecycle in simulated time: pending, firing, escalation, hysteresis."""
 
 from __future__ import annotations
 
@@ -69,12 +69,6 @@ def test_a_flapping_condition_stays_one_alert() -> None:
     assert _run(book, "xxx..x..x..x.....") == [(2, "firing", False), (14, "resolved", False)]
 
 
-def test_still_firing_alerts_are_repeated_every_repeat_interval() -> None:
-    book = AlertBook(_config())
-    events = _run(book, "x" * 125)
-    assert events == [(2, "firing", False), (62, "firing", True), (122, "firing", True)]
-
-
 def test_escalation_to_critical_is_notified_at_once() -> None:
     book = AlertBook(_config())
     _run(book, "xxx")
@@ -92,6 +86,16 @@ def test_state_survives_a_restart_without_a_duplicate() -> None:
     restarted = AlertBook(_config())
     restarted.restore(saved)
     assert _run(restarted, "xx...", start=T0 + 3 * MINUTE) == [(4, "resolved", False)]
+
+
+def test_an_alert_saved_by_the_previous_version_is_restored() -> None:
+    book = AlertBook(_config())
+    _run(book, "xxx")
+    (saved,) = (alert.to_dict() for alert in book.alerts.values())
+    del saved["notified"], saved["reminded"]
+    saved["last_notified"] = saved["fired_at"]
+    restored = Alert.from_dict(saved)
+    assert (restored.state, restored.notified, restored.reminded) == ("firing", True, {})
 
 
 def test_the_notification_carries_evidence_backup_and_a_stable_key() -> None:

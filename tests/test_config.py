@@ -73,9 +73,13 @@ def test_a_missing_secret_names_the_receiver_and_the_variable() -> None:
 
 
 def test_a_route_to_an_unknown_receiver_is_refused() -> None:
-    ((path, message),) = _problems({"routes": [{"receivers": ["pagerdoot"]}]})
-    assert path == "routes[0].receivers"
+    route = {"receivers": ["console"], "routes": [{"receivers": ["pagerdoot"]}]}
+    ((path, message),) = _problems({"route": route})
+    assert path == "route.routes[0].receivers"
     assert "unknown receiver 'pagerdoot'" in message
+    ((path, message),) = _problems({"route": {"group_wait": "30s"}})
+    assert path == "route.receivers"
+    assert "the root route needs receivers" in message
 
 
 def test_routes_pick_receivers_by_severity() -> None:

@@ -17,12 +17,8 @@ import pytest
 import requests
 
 from detector.config import Config, parse_config
-from detector.daemon import Daemon
-from detector.notify import build_receivers
-from detector.source import SqlSource, connect
-from detector.store import StateStore
 
-from .conftest import T0, PaymentsDb
+from .conftest import T0, Clock, PaymentsDb, in_process_daemon
 from .http_recorder import HttpRecorder
 
 REPO = Path(__file__).resolve().parents[1]
@@ -49,8 +45,9 @@ detection:
   no_data: {{enabled: false}}
 receivers:
   hook: {{type: webhook, url: "{hook_url}"}}
-routes:
-  - receivers: [hook]
+route:
+  receivers: [hook]
+  group_interval: 0s   # the resolution follows the firing within seconds here
 server: {{listen: "127.0.0.1:0"}}
 ha: {{lease_ttl: 3s}}
 """
@@ -141,28 +138,47 @@ def test_daemon_notifies_once_per_transition_across_a_kill(
             daemon.process.wait()
 
 
+@pytest.mark.slow
+def test_a_daemon_killed_before_delivery_delivers_after_restart_exactly_once(
+    sqlite_db: PaymentsDb, webhook: HttpRecorder, tmp_path: Path
+) -> None:
+    config = tmp_path / "alerts.yaml"
+    state = f"sqlite:///{tmp_path / 'state.db'}"
+    config.write_text(_daemon_config(sqlite_db, webhook.url_for("/hook"), state))
+    webhook.respond_with([503] * 1000)  # the receiver is down
+    sqlite_db.steady("stripe", _now() - timedelta(minutes=30), minutes=29, per_minute=10)
+    sqlite_db.add("stripe", _now(), failed=30)
+    log = tmp_path / "daemon.log"
+    daemon = DaemonProcess(config, log)
+    try:
+        webhook.wait_for(1, timeout=20)  # the transition is committed, its delivery failed
+        daemon.process.kill()
+        daemon.process.wait(timeout=10)
+        attempts = len(webhook.requests)
+
+        webhook.respond_with([], replace=True)  # the receiver is back
+        daemon = DaemonProcess(config, log)
+        delivered = webhook.wait_for(attempts + 1, timeout=30)[-1]
+        assert delivered.json()["event"] == "firing"
+        ticks = daemon.ticks()
+        daemon.wait_for_ticks(ticks + 3)
+        assert len(webhook.requests) == attempts + 1
+        assert {r.header("Idempotency-Key") for r in webhook.requests} == {
+            delivered.header("Idempotency-Key")
+        }
+    finally:
+        if daemon.process.poll() is None:
+            daemon.process.kill()
+            daemon.process.wait()
+
+
 # --- in-process, simulated time -------------------------------------------------------------
-
-
-class Clock:
-    def __init__(self, now: datetime):
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def _closed_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-def _in_process(config: Config, state_url: str, clock: Clock, session: requests.Session) -> Daemon:
-    source = SqlSource(connect(config.source.url), config.source)
-    return Daemon(
-        config, source, StateStore.open(state_url), build_receivers(config, session), clock
-    )
 
 
 def _hooks_config(source_url: str, table: str, *hooks: HttpRecorder) -> Config:
@@ -186,13 +202,12 @@ def test_one_source_down_alert_instead_of_one_per_gateway(
     url = f"postgresql+psycopg://postgres@127.0.0.1:{_closed_port()}/test"
     config = _hooks_config(url, "payments", webhook)
     clock = Clock(T0)
-    with requests.Session() as session:
-        daemon = _in_process(config, f"sqlite:///{tmp_path / 'state.db'}", clock, session)
+    state = f"sqlite:///{tmp_path / 'state.db'}"
+    with requests.Session() as session, in_process_daemon(config, state, clock, session) as daemon:
         for _ in range(5):
             daemon.tick()
             daemon.deliver()
             clock.now += timedelta(minutes=1)
-        daemon.engine.source.engine.dispose()  # type: ignore[attr-defined]
     bodies = [r.json() for r in webhook.requests]
     assert [(b["event"], b["rule"]) for b in bodies] == [("firing", "source_down")]
     assert "gateway" not in bodies[0]["labels"]
@@ -208,24 +223,22 @@ def test_a_failing_receiver_gets_the_alert_once_it_recovers_without_delaying_oth
         clock = Clock(T0)
         state = f"sqlite:///{tmp_path / 'state.db'}"
         sqlite_db.steady("stripe", T0 - timedelta(minutes=10), minutes=10, per_minute=10, failed=10)
-        daemon = _in_process(config, state, clock, session)
-        daemon.tick()
-        daemon.deliver()
+        with in_process_daemon(config, state, clock, session) as daemon:
+            daemon.tick()
+            daemon.deliver()
         assert len(healthy.requests) == 1
         assert len(flaky.requests) == 1
-        daemon.engine.source.engine.dispose()  # type: ignore[attr-defined]
 
         # The process restarts while the flaky receiver is still down: the outbox survives.
-        daemon = _in_process(config, state, clock, session)
-        for _ in range(20):
-            clock.now += timedelta(seconds=30)
-            daemon.deliver()
-        daemon.engine.source.engine.dispose()  # type: ignore[attr-defined]
+        with in_process_daemon(config, state, clock, session) as daemon:
+            for _ in range(20):
+                clock.now += timedelta(seconds=30)
+                daemon.deliver()
+            outcomes = daemon.store.deliveries()
         assert len(flaky.requests) == 4  # 500, 503, 429, then delivered
         assert len(healthy.requests) == 1
         keys = {r.header("Idempotency-Key") for r in flaky.requests}
         assert keys == {healthy.requests[0].header("Idempotency-Key")}
-        outcomes = daemon.store.deliveries()
         assert [
             (d["receiver"], d["attempts"], d["delivered_at"] is not None) for d in outcomes
         ] == [("hook0", 4, True), ("hook1", 1, True)]
@@ -238,15 +251,14 @@ def test_a_rejected_notification_is_given_up_with_the_reason(
     config = _hooks_config(sqlite_db.url, sqlite_db.table, webhook)
     clock = Clock(T0)
     sqlite_db.steady("stripe", T0 - timedelta(minutes=10), minutes=10, per_minute=10, failed=10)
-    with requests.Session() as session:
-        daemon = _in_process(config, f"sqlite:///{tmp_path / 'state.db'}", clock, session)
+    state = f"sqlite:///{tmp_path / 'state.db'}"
+    with requests.Session() as session, in_process_daemon(config, state, clock, session) as daemon:
         daemon.tick()
         for _ in range(3):
             daemon.deliver()
             clock.now += timedelta(minutes=5)
-        daemon.engine.source.engine.dispose()  # type: ignore[attr-defined]
+        (entry,) = daemon.store.deliveries()
     assert len(webhook.requests) == 1
-    (entry,) = daemon.store.deliveries()
     assert entry["failed_at"] is not None
     assert "unknown field 'evidence'" in str(entry["last_error"])
     assert "unknown field 'evidence'" in caplog.text

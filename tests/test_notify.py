@@ -6,7 +6,6 @@ import io
 import json
 import math
 import socket
-from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -82,18 +81,6 @@ def bare() -> Notification:
         at="2024-05-01T10:25:00+00:00",
         since="",
     )
-
-
-@pytest.fixture
-def session() -> Iterator[requests.Session]:
-    with requests.Session() as s:
-        yield s
-
-
-@pytest.fixture
-def http() -> Iterator[HttpRecorder]:
-    with HttpRecorder() as server:
-        yield server
 
 
 def closed_port() -> int:
@@ -211,8 +198,8 @@ def test_payload_is_the_documented_json_document() -> None:
     assert doc["version"] == "1"
     assert set(doc) == {
         "version", "event", "repeat", "fingerprint", "idempotency_key", "rule", "severity",
-        "labels", "summary", "at", "since", "evidence", "backup_gateway", "links", "title",
-        "text",
+        "labels", "summary", "at", "since", "episode", "evidence", "backup_gateway", "links",
+        "title", "text",
     }  # fmt: skip
     assert doc["evidence"]["top_error_codes"] == [
         {"code": "card_declined", "count": 80},

@@ -129,8 +129,9 @@ gateways:
   adyen: {{backup: stripe}}
   paypal: {{}}
 receivers:
-{receivers}routes:
-  - receivers: [{names}]
+{receivers}route:
+  receivers: [{names}]
+  group_interval: 0s   # the resolution follows the firing within seconds here
 {extra}"""
 
 

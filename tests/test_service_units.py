@@ -246,7 +246,7 @@ def _config(db: PaymentsDb | str, hook: HttpRecorder | None = None, **extra: obj
     """Outage alerts on ``db`` (or a payments URL) sent to ``hook``; ``extra`` top-level keys."""
     if hook is not None:
         extra["receivers"] = {"hook": {"type": "webhook", "url": hook.url_for("/hook")}}
-        extra["routes"] = [{"receivers": ["hook"]}]
+        extra["route"] = {"receivers": ["hook"], "group_interval": "0s"}
     url, table = (db, "payments") if isinstance(db, str) else (db.url, db.table)
     return parse_config(
         {

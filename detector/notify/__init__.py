@@ -1,7 +1,8 @@
 """Delivering notifications: one module per receiver behind :class:`Receiver`.
 
-Every receiver has ``send(n)`` (deliver or raise :class:`DeliveryError`) and ``wants(n)``
-(False for a resolved notification when its config says ``send_resolved: false``).
+Every receiver has ``send(n)`` (deliver or raise :class:`DeliveryError`), ``send_group(ns)``
+(one message for a group where the destination allows) and ``wants(n)`` (False for a
+resolved notification when its config says ``send_resolved: false``).
 """
 
 from __future__ import annotations
@@ -11,18 +12,22 @@ from typing import TextIO
 import requests
 
 from detector import config as cfg
+from detector.notify.alertmanager import AlertmanagerReceiver
 from detector.notify.base import DeliveryError, Evidence, Notification, Receiver
 from detector.notify.console import ConsoleReceiver
 from detector.notify.email import EmailReceiver
+from detector.notify.pagerduty import PagerDutyReceiver
 from detector.notify.slack import SlackReceiver
 from detector.notify.webhook import WebhookReceiver
 
 __all__ = [
+    "AlertmanagerReceiver",
     "ConsoleReceiver",
     "DeliveryError",
     "EmailReceiver",
     "Evidence",
     "Notification",
+    "PagerDutyReceiver",
     "Receiver",
     "SlackReceiver",
     "WebhookReceiver",
@@ -54,6 +59,10 @@ def build_receivers(
             receivers[name] = SlackReceiver(name, receiver, session)
         elif isinstance(receiver, cfg.EmailReceiver):
             receivers[name] = EmailReceiver(name, receiver)
+        elif isinstance(receiver, cfg.PagerDutyReceiver):
+            receivers[name] = PagerDutyReceiver(name, receiver, session)
+        elif isinstance(receiver, cfg.AlertmanagerReceiver):
+            receivers[name] = AlertmanagerReceiver(name, receiver, session)
         else:  # pragma: no cover - config validation admits only the types above
             raise TypeError(f"receivers.{name}: no receiver for {type(receiver).__name__}")
     return receivers

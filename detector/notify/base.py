@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import timedelta
 from typing import Any, Literal
+
+import requests
 
 from detector.errors import DetectorError
 
-__all__ = ["DeliveryError", "Evidence", "Notification", "Receiver"]
+__all__ = ["DeliveryError", "Evidence", "HttpReceiver", "Notification", "Receiver"]
 
 
 class DeliveryError(DetectorError):
@@ -51,6 +55,7 @@ class Notification:
     at: str  # ISO-8601 UTC time of the tick that made this transition
     since: str  # ISO-8601 UTC time the condition started (estimated)
     repeat: bool = False  # a reminder that a firing alert is still firing
+    episode: str = ""  # ISO-8601 UTC time this episode of the alert started firing
     evidence: Evidence = field(default_factory=Evidence)
     backup_gateway: str | None = None
     links: tuple[str, ...] = ()
@@ -73,11 +78,57 @@ class Receiver(ABC):
 
     name: str
     send_resolved: bool = True
+    # False for destinations that group alerts themselves (Alertmanager): no group_wait.
+    groups: bool = True
+    # Re-send firing alerts this often whatever the route's repeat_interval says.
+    resend_interval: timedelta | None = None
 
     def wants(self, notification: Notification) -> bool:
         """False for a resolved notification this receiver was told not to send."""
         return self.send_resolved or notification.event != "resolved"
 
-    @abstractmethod
     def send(self, notification: Notification) -> None:
         """Deliver one notification or raise :class:`DeliveryError`."""
+        self.send_group([notification])
+
+    def send_group(self, notifications: Sequence[Notification]) -> None:
+        """Deliver one group's notifications, leaving out those this receiver does not want.
+
+        Raises :class:`DeliveryError` for the whole group: a retry sends the group again
+        (its idempotency keys let receivers drop what they already have).
+        """
+        wanted = [n for n in notifications if self.wants(n)]
+        if wanted:
+            self.deliver(wanted)
+
+    @abstractmethod
+    def deliver(self, notifications: Sequence[Notification]) -> None:
+        """Send these notifications, as one message where the destination allows."""
+
+
+class HttpReceiver(Receiver):
+    """A receiver that POSTs through the shared HTTP session.
+
+    Parameters
+    ----------
+    name
+        The receiver's name in alerts.yaml.
+    config
+        Its configuration (send_resolved, timeout and the receiver's own keys).
+    session
+        HTTP session shared by the receivers (connection reuse); the caller closes it.
+    """
+
+    def __init__(self, name: str, config: Any, session: requests.Session) -> None:
+        self.name = name
+        self.config = config
+        self.send_resolved = config.send_resolved
+        self.session = session
+
+    @property
+    def timeout(self) -> float:
+        return float(self.config.timeout.total_seconds())
+
+    def __repr__(self) -> str:
+        # Never the config: its URL or key may be a secret.
+        return f"{type(self).__name__}(name={self.name!r})"

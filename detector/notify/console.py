@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from typing import TextIO
 
 from detector.config import ConsoleReceiver as ConsoleReceiverConfig
@@ -33,11 +34,11 @@ class ConsoleReceiver(Receiver):
         self.send_resolved = config.send_resolved
         self.stream = stream
 
-    def send(self, notification: Notification) -> None:
-        if not self.wants(notification):
-            return
+    def deliver(self, notifications: Sequence[Notification]) -> None:
         stream = self.stream if self.stream is not None else sys.stdout
-        stream.write(f"{format.title(notification)}\n{format.text(notification)}\n")
+        templates = self.config.templates
+        title = format.group_title(notifications, templates)
+        stream.write(f"{title}\n{format.group_text(notifications, templates)}\n")
         # Under a process supervisor stdout is a pipe and block-buffered; an alert that
         # sits in a buffer has not been delivered.
         stream.flush()

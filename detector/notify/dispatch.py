@@ -1,8 +1,10 @@
 """Drains the outbox: each receiver's due notifications in order, with backoff between retries.
 
 Receivers are served in parallel threads, so a slow or failing receiver delays only its own
-messages. A retryable failure postpones that receiver's queue (exponential backoff with
-jitter); a permanent one (a 4xx other than 429) is recorded and not tried again.
+messages. Due entries of one receiver with the same group key go out as one message
+(:meth:`Receiver.send_group`). A retryable failure postpones that receiver's queue
+(exponential backoff with jitter); a permanent one (a 4xx other than 429) is recorded and
+not tried again.
 """
 
 from __future__ import annotations
@@ -87,66 +89,59 @@ class Dispatcher:
         name, entries = item
         report = DeliveryReport()
         receiver = self.receivers.get(name)
+        # One message per group, groups in the order their first entry was queued.
+        batches: dict[str, list[OutboxEntry]] = {}
         for entry in entries:
-            notification = entry.notification
-            if receiver is None:
-                self.store.given_up(
-                    entry, self.clock(), f"receiver {name!r} is no longer configured"
-                )
-                self._count(name, "failed")
-                report.failed += 1
-                continue
-            try:
-                receiver.send(notification)
-            except DeliveryError as exc:
-                if exc.retryable:
-                    delay = backoff_delay(
-                        entry.attempts + 1, self.base_delay, self.max_delay, self.rng
-                    )
-                    self.store.retry_later(entry, self.clock() + delay, str(exc))
-                    log.warning(
-                        "delivery to %s failed (attempt %d), retrying in %.0fs: %s "
-                        "[alert %s, key %s]",
-                        name,
-                        entry.attempts + 1,
-                        delay.total_seconds(),
-                        exc,
-                        notification.fingerprint,
-                        notification.idempotency_key,
-                    )
-                    self._count(name, "retried")
-                    report.retried += 1
-                    break  # keep this receiver's messages in order; try again after the delay
-                self.store.given_up(entry, self.clock(), str(exc))
-                log.error(
-                    "delivery to %s failed permanently: %s [alert %s, key %s]",
-                    name,
-                    exc,
-                    notification.fingerprint,
-                    notification.idempotency_key,
-                )
-                self._count(name, "failed")
-                report.failed += 1
-                continue
-            except Exception as exc:  # a receiver bug must not stop the others
-                self.store.given_up(entry, self.clock(), f"{type(exc).__name__}: {exc}")
-                log.exception("receiver %s crashed on alert %s", name, notification.fingerprint)
-                self._count(name, "failed")
-                report.failed += 1
-                continue
-            self.store.delivered(entry, self.clock())
-            log.info(
-                "delivered %s %s to %s [alert %s, key %s]",
-                notification.event,
-                notification.rule,
-                name,
-                notification.fingerprint,
-                notification.idempotency_key,
-            )
-            self._count(name, "delivered")
-            report.delivered += 1
+            batches.setdefault(entry.group_key, []).append(entry)
+        for batch in batches.values():
+            outcome = self._send(name, receiver, batch)
+            setattr(report, outcome, getattr(report, outcome) + len(batch))
+            self._count(name, outcome, len(batch))
+            if outcome == "retried":
+                break  # keep this receiver's messages in order; try again after the delay
         return report
 
-    def _count(self, receiver: str, outcome: str) -> None:
+    def _send(self, name: str, receiver: Receiver | None, batch: list[OutboxEntry]) -> str:
+        """Send one group's entries as one message; returns the outcome for all of them."""
+        notifications = [entry.notification for entry in batch]
+        keys = ", ".join(n.idempotency_key for n in notifications)
+        if receiver is None:
+            self.store.given_up(batch, self.clock(), f"receiver {name!r} is no longer configured")
+            return "failed"
+        try:
+            receiver.send_group(notifications)
+        except DeliveryError as exc:
+            if exc.retryable:
+                attempts = max(entry.attempts for entry in batch) + 1
+                delay = backoff_delay(attempts, self.base_delay, self.max_delay, self.rng)
+                now = self.clock()
+                self.store.retry_later(batch, now, now + delay, str(exc))
+                log.warning(
+                    "delivery to %s failed (attempt %d), retrying in %.0fs: %s [keys %s]",
+                    name,
+                    attempts,
+                    delay.total_seconds(),
+                    exc,
+                    keys,
+                )
+                return "retried"
+            self.store.given_up(batch, self.clock(), str(exc))
+            log.error("delivery to %s failed permanently: %s [keys %s]", name, exc, keys)
+            return "failed"
+        except Exception as exc:  # a receiver bug must not stop the others
+            self.store.given_up(batch, self.clock(), f"{type(exc).__name__}: {exc}")
+            log.exception("receiver %s crashed [keys %s]", name, keys)
+            return "failed"
+        self.store.delivered(batch, self.clock())
+        log.info(
+            "delivered %s to %s [keys %s]",
+            ", ".join(f"{n.event} {n.rule} {n.labels.get('gateway', '')}" for n in notifications),
+            name,
+            keys,
+        )
+        return "delivered"
+
+    def _count(self, receiver: str, outcome: str, count: int) -> None:
         if self.on_result is not None:
-            self.on_result(receiver, outcome)
+            for _ in range(count):
+                self.on_result(receiver, outcome)

@@ -8,10 +8,12 @@ import re
 import smtplib
 import socket
 import ssl
+from collections.abc import Sequence
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid, parseaddr
 from functools import cache
 
+from detector import config as cfg
 from detector.config import EmailReceiver as EmailReceiverConfig
 from detector.notify import format
 from detector.notify.base import DeliveryError, Notification, Receiver
@@ -32,28 +34,52 @@ def _domain(address: str) -> str:
     return domain or "localhost"
 
 
-def build_message(n: Notification, sender: str, to: tuple[str, ...]) -> EmailMessage:
-    """The message for ``n``: Subject is the title, text and HTML bodies from ``format``."""
+def thread_id(n: Notification, domain: str) -> str:
+    """The Message-ID of the mail that announced this alert's episode firing.
+
+    Reminders, escalations and the resolution reply to it, so mail clients show one
+    conversation per episode.
+    """
+    thread = re.sub(r"[^A-Za-z0-9._-]", "-", n.fingerprint)[:64] or "alert"
+    episode = re.sub(r"[^0-9]", "", n.episode)
+    return f"<alert-{thread}-{episode}@{domain}>"
+
+
+def build_message(
+    ns: Sequence[Notification],
+    sender: str,
+    to: tuple[str, ...],
+    templates: cfg.Templates | None = None,
+) -> EmailMessage:
+    """One mail for ``ns`` (usually one alert, or a group): text and HTML from ``format``.
+
+    ``templates`` change the Subject and the plain-text part; the HTML part keeps the
+    standard table of figures.
+    """
     domain = _domain(sender)
     msg = EmailMessage()
-    msg["Subject"] = format.title(n)
+    msg["Subject"] = format.group_title(ns, templates)
     msg["From"] = sender
     msg["To"] = ", ".join(to)
     msg["Date"] = formatdate(usegmt=True)
-    # make_msgid's default domain is this host's FQDN, which needs DNS; the sender's
-    # domain is what a Message-ID should carry anyway.
-    digest = hashlib.sha256(n.idempotency_key.encode()).hexdigest()[:16]
-    msg["Message-ID"] = make_msgid(idstring=digest, domain=domain)
-    # Mail clients thread by References: firing, reminders and resolved of one alert
-    # share this root and read as one conversation.
-    thread = re.sub(r"[^A-Za-z0-9._-]", "-", n.fingerprint)[:64] or "alert"
-    msg["References"] = f"<alert-{thread}@{domain}>"
+    threads = list(dict.fromkeys(thread_id(n, domain) for n in ns))
+    first = ns[0]
+    if len(ns) == 1 and first.event == "firing" and first.at == first.episode:
+        msg["Message-ID"] = threads[0]
+    else:
+        # make_msgid's default domain is this host's FQDN, which needs DNS; the sender's
+        # domain is what a Message-ID should carry anyway.
+        keys = "\n".join(n.idempotency_key for n in ns)
+        digest = hashlib.sha256(keys.encode()).hexdigest()[:16]
+        msg["Message-ID"] = make_msgid(idstring=digest, domain=domain)
+        msg["In-Reply-To"] = threads[0]
+        msg["References"] = " ".join(threads)
     # RFC 3834: stops vacation auto-replies from answering an alert.
     msg["Auto-Submitted"] = "auto-generated"
     msg["X-Auto-Response-Suppress"] = "All"
-    msg["X-Idempotency-Key"] = n.idempotency_key
-    msg.set_content(format.text(n))
-    msg.add_alternative(format.html(n), subtype="html")
+    msg["X-Idempotency-Key"] = ", ".join(n.idempotency_key for n in ns)
+    msg.set_content(format.group_text(ns, templates))
+    msg.add_alternative(format.group_html(ns), subtype="html")
     return msg
 
 
@@ -83,10 +109,9 @@ class EmailReceiver(Receiver):
         self.config = config
         self.send_resolved = config.send_resolved
 
-    def send(self, notification: Notification) -> None:
-        if not self.wants(notification):
-            return
-        msg = build_message(notification, self.config.sender, self.config.to)
+    def deliver(self, notifications: Sequence[Notification]) -> None:
+        config = self.config
+        msg = build_message(notifications, config.sender, config.to, config.templates)
         try:
             refused = self._deliver(msg)
         except smtplib.SMTPRecipientsRefused as exc:

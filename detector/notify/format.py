@@ -15,6 +15,7 @@ The webhook document (:func:`payload`), version ``"1"``::
       "labels": {str: str},
       "summary": str,
       "at": str, "since": str,             # ISO-8601 UTC
+      "episode": str,                      # when this episode started firing (ISO-8601 UTC)
       "evidence": {
         "value": float | null,             # failure rate 0..1 in the window
         "interval_low": float | null, "interval_high": float | null,   # Wilson 95%
@@ -37,22 +38,32 @@ Fields may be added within version "1"; none are removed or change meaning.
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from html import escape
+from string import Template
 from typing import Any
 
+from detector.config import Templates
 from detector.notify.base import Evidence, Notification
 
 __all__ = [
     "PAYLOAD_VERSION",
     "Fact",
+    "alertmanager_alert",
+    "alertmanager_webhook",
     "duration",
     "facts",
+    "group_html",
+    "group_text",
+    "group_title",
     "html",
     "payload",
     "percent",
     "rate_phrase",
+    "template_fields",
     "text",
     "title",
 ]
@@ -131,12 +142,43 @@ def _series(n: Notification) -> str:
     return gateway or (f"({extra})" if extra else "")
 
 
-def title(n: Notification) -> str:
-    """One line naming state, severity, rule and series.
+def template_fields(n: Notification) -> dict[str, str]:
+    """What a message template (``templates:`` of a receiver) can say, by name."""
+    facts_by_key = {fact.key: fact.value for fact in facts(n)}
+    return {
+        "title": title(n),
+        "text": text(n),
+        "summary": n.summary,
+        "event": n.event,
+        "rule": n.rule,
+        "gateway": n.labels.get("gateway", ""),
+        "severity": n.severity,
+        "at": n.at,
+        "since": n.since,
+        "failure_rate": facts_by_key.get("failure_rate", ""),
+        "counts": facts_by_key.get("counts", facts_by_key.get("volume", "")),
+        "backup_gateway": n.backup_gateway or "",
+        "links": " ".join(n.links),
+        "labels": facts_by_key.get("labels", ""),
+        "fingerprint": n.fingerprint,
+    }
+
+
+def _custom(n: Notification, template: str | None) -> str | None:
+    if template is None:
+        return None
+    return Template(template).substitute(template_fields(n))
+
+
+def title(n: Notification, templates: Templates | None = None) -> str:
+    """One line naming state, severity, rule and series, unless ``templates.title`` says.
 
     ``[FIRING critical] outage on stripe``, ``[STILL FIRING warning] sla_breach on adyen``
     for a reminder, ``[RESOLVED] sla_breach on adyen``.
     """
+    custom = _custom(n, templates.title) if templates else None
+    if custom is not None:
+        return custom
     if n.event == "resolved":
         head = "[RESOLVED]"
     elif n.repeat:
@@ -206,8 +248,12 @@ def facts(n: Notification) -> list[Fact]:
     return out
 
 
-def text(n: Notification) -> str:
-    """Plain-text body: the summary, a blank line, then one ``Label: value`` line per fact."""
+def text(n: Notification, templates: Templates | None = None) -> str:
+    """Plain-text body: the summary, a blank line, then one ``Label: value`` line per fact
+    (or ``templates.text``)."""
+    custom = _custom(n, templates.text) if templates else None
+    if custom is not None:
+        return custom.rstrip("\n") + "\n"
     lines = [n.summary, ""] if n.summary else []
     lines += [f"{fact.label}: {fact.value}" for fact in facts(n)]
     return "\n".join(lines) + "\n"
@@ -229,8 +275,7 @@ def _html_value(fact: Fact, n: Notification) -> str:
     return "<br>".join(anchors)
 
 
-def html(n: Notification) -> str:
-    """The same content as :func:`text` as a small self-contained HTML document."""
+def _html_section(n: Notification, level: str) -> str:
     heading = escape(title(n))
     colour = _COLOURS["resolved" if n.event == "resolved" else n.severity]
     cell = "padding:4px 12px 4px 0;vertical-align:top;text-align:left"
@@ -241,16 +286,73 @@ def html(n: Notification) -> str:
     )
     summary = f"<p>{escape(n.summary)}</p>\n" if n.summary else ""
     return (
-        "<!DOCTYPE html>\n"
-        '<html lang="en">\n'
-        f'<head><meta charset="utf-8"><title>{heading}</title></head>\n'
-        '<body style="font-family:Helvetica,Arial,sans-serif;font-size:14px">\n'
-        f'<h2 style="color:{colour}">{heading}</h2>\n'
+        f'<{level} style="color:{colour}">{heading}</{level}>\n'
         f"{summary}"
         f'<table style="border-collapse:collapse">\n{rows}\n</table>\n'
+    )
+
+
+def _html_document(heading: str, body: str) -> str:
+    return (
+        "<!DOCTYPE html>\n"
+        '<html lang="en">\n'
+        f'<head><meta charset="utf-8"><title>{escape(heading)}</title></head>\n'
+        '<body style="font-family:Helvetica,Arial,sans-serif;font-size:14px">\n'
+        f"{body}"
         "</body>\n"
         "</html>\n"
     )
+
+
+def html(n: Notification) -> str:
+    """The same content as :func:`text` as a small self-contained HTML document."""
+    return _html_document(title(n), _html_section(n, "h2"))
+
+
+# --- groups: several alerts in one message -------------------------------------------------
+
+
+def group_title(ns: Sequence[Notification], templates: Templates | None = None) -> str:
+    """One line for a group: ``[FIRING critical] outage on stripe, adyen, paypal``.
+
+    Alerts that differ in state or rule are counted instead:
+    ``[3 alerts] 2 firing, 1 resolved: outage on stripe, adyen; sla_breach on paypal``.
+    """
+    if len(ns) == 1:
+        return title(ns[0], templates)
+    heads = {title(n).split("] ")[0] + "]" for n in ns}
+    rules: dict[str, list[str]] = {}
+    for n in ns:
+        rules.setdefault(n.rule, [])
+        series = _series(n)
+        if series and series not in rules[n.rule]:
+            rules[n.rule].append(series)
+    what = "; ".join(f"{rule} on {', '.join(s)}" if s else rule for rule, s in rules.items())
+    if len(heads) == 1:
+        return f"{heads.pop()} {what}"
+    firing = sum(n.event == "firing" for n in ns)
+    counts = ", ".join(
+        part
+        for part in (f"{firing} firing" if firing else "", f"{len(ns) - firing} resolved")
+        if part and not part.startswith("0 ")
+    )
+    return f"[{len(ns)} alerts] {counts}: {what}"
+
+
+def group_text(ns: Sequence[Notification], templates: Templates | None = None) -> str:
+    """Plain text of a group: each alert's title and :func:`text`, separated by a rule."""
+    if len(ns) == 1:
+        return text(ns[0], templates)
+    return ("-" * 40 + "\n").join(f"{title(n, templates)}\n{text(n, templates)}" for n in ns)
+
+
+def group_html(ns: Sequence[Notification]) -> str:
+    """HTML of a group: the group title, then one section per alert."""
+    if len(ns) == 1:
+        return html(ns[0])
+    heading = group_title(ns)
+    body = f"<h2>{escape(heading)}</h2>\n" + "<hr>\n".join(_html_section(n, "h3") for n in ns)
+    return _html_document(heading, body)
 
 
 def _finite(value: float | None) -> float | None:
@@ -258,7 +360,7 @@ def _finite(value: float | None) -> float | None:
     return value if value is None or math.isfinite(value) else None
 
 
-def payload(n: Notification) -> dict[str, Any]:
+def payload(n: Notification, templates: Templates | None = None) -> dict[str, Any]:
     """The JSON document the generic webhook posts (shape in the module docstring)."""
     evidence: dict[str, Any] = asdict(n.evidence)
     for key, value in evidence.items():
@@ -280,9 +382,88 @@ def payload(n: Notification) -> dict[str, Any]:
         "summary": n.summary,
         "at": n.at,
         "since": n.since,
+        "episode": n.episode,
         "evidence": evidence,
         "backup_gateway": n.backup_gateway,
         "links": list(n.links),
-        "title": title(n),
-        "text": text(n),
+        "title": title(n, templates),
+        "text": text(n, templates),
     }
+
+
+# --- Alertmanager --------------------------------------------------------------------------
+
+# Prometheus label names: Alertmanager refuses alerts with others.
+_LABEL_NAME = re.compile(r"[^A-Za-z0-9_]")
+
+
+def _am_time(iso: str) -> str:
+    return iso.replace("+00:00", "Z")
+
+
+def alertmanager_alert(
+    n: Notification,
+    ends_at: str | None = None,
+    generator_url: str | None = None,
+    templates: Templates | None = None,
+) -> dict[str, Any]:
+    """``n`` as an Alertmanager alert (the API v2 postable alert and the webhook's alert).
+
+    ``alertname`` is the rule; the other labels keep their names (made valid Prometheus
+    label names). A resolved alert ends when it resolved; a firing one at ``ends_at``.
+    """
+    labels = {"alertname": n.rule}
+    labels.update({_LABEL_NAME.sub("_", key): value for key, value in sorted(n.labels.items())})
+    alert: dict[str, Any] = {
+        "labels": labels,
+        "annotations": {
+            "summary": n.summary,
+            "description": text(n, templates),
+            "title": title(n, templates),
+        },
+        "startsAt": _am_time(n.since or n.at),
+    }
+    if n.event == "resolved":
+        alert["endsAt"] = _am_time(n.at)
+    elif ends_at is not None:
+        alert["endsAt"] = ends_at
+    if generator_url:
+        alert["generatorURL"] = generator_url
+    return alert
+
+
+def alertmanager_webhook(
+    ns: Sequence[Notification], receiver: str, templates: Templates | None = None
+) -> dict[str, Any]:
+    """A group in Alertmanager's webhook format, version 4.
+
+    ``groupLabels`` holds ``alertname`` and ``gateway`` where every alert of the group
+    shares them; ``commonLabels`` every label they all share.
+    """
+    alerts = []
+    for n in ns:
+        alert = alertmanager_alert(n, templates=templates)
+        alert["status"] = n.event
+        alert.setdefault("endsAt", "0001-01-01T00:00:00Z")
+        alert.setdefault("generatorURL", "")
+        alert["fingerprint"] = n.fingerprint
+        alerts.append(alert)
+    common_labels = _common([a["labels"] for a in alerts])
+    group_labels = {k: v for k, v in common_labels.items() if k in ("alertname", "gateway")}
+    return {
+        "version": "4",
+        "groupKey": "{}:{" + ", ".join(f'{k}="{v}"' for k, v in group_labels.items()) + "}",
+        "truncatedAlerts": 0,
+        "status": "firing" if any(n.event == "firing" for n in ns) else "resolved",
+        "receiver": receiver,
+        "groupLabels": group_labels,
+        "commonLabels": common_labels,
+        "commonAnnotations": _common([a["annotations"] for a in alerts]),
+        "externalURL": "",
+        "alerts": alerts,
+    }
+
+
+def _common(mappings: list[dict[str, str]]) -> dict[str, str]:
+    first, *rest = mappings
+    return {k: v for k, v in first.items() if all(m.get(k) == v for m in rest)}

@@ -8,16 +8,16 @@ to fit: header 150 characters (plain_text), section text 3000, at most 10 sectio
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
-import requests
-
 from detector.config import SlackReceiver as SlackReceiverConfig
+from detector.config import Templates
 from detector.notify import format
-from detector.notify.base import Notification, Receiver
+from detector.notify.base import HttpReceiver, Notification
 from detector.notify.http import post
 
-__all__ = ["SlackReceiver", "slack_message"]
+__all__ = ["SlackReceiver", "slack_group_message", "slack_message"]
 
 HEADER_MAX = 150
 SECTION_TEXT_MAX = 3000
@@ -26,6 +26,8 @@ FIELDS_MAX = 10
 CONTEXT_TEXT_MAX = 3000
 # Slack shows the fallback in push notifications; it allows far more, nobody reads it.
 FALLBACK_MAX = 3000
+# A message holds at most 50 blocks: a header, one section per alert, one "more" line.
+GROUP_ALERTS_MAX = 45
 # Four detail lines of this length fit one section's 3000 characters.
 DETAIL_LINE_MAX = 700
 
@@ -60,8 +62,8 @@ def _link(url: str) -> str:
     return _escape(url)
 
 
-def _fallback(n: Notification) -> str:
-    parts = [format.title(n)]
+def _fallback(n: Notification, templates: Templates | None) -> str:
+    parts = [format.title(n, templates)]
     if n.summary:
         parts.append(n.summary)
     rate = format.rate_phrase(n.evidence)
@@ -70,8 +72,13 @@ def _fallback(n: Notification) -> str:
     return _cut(_escape(" — ".join(parts)), FALLBACK_MAX)
 
 
-def slack_message(n: Notification, channel: str | None = None) -> dict[str, Any]:
-    """The JSON body posted to the incoming webhook."""
+def slack_message(
+    n: Notification, channel: str | None = None, templates: Templates | None = None
+) -> dict[str, Any]:
+    """The JSON body posted to the incoming webhook.
+
+    ``templates.title`` words the header, ``templates.text`` replaces the summary section.
+    """
     facts = {fact.key: fact for fact in format.facts(n)}
     if "failure_rate" in facts and n.evidence.baseline is not None:
         # The SLA gets its own field here, so the rate field leaves it out.
@@ -84,16 +91,17 @@ def slack_message(n: Notification, channel: str | None = None) -> dict[str, Any]
             "type": "header",
             "text": {
                 "type": "plain_text",
-                "text": _cut(f"{_emoji(n)} {format.title(n)}", HEADER_MAX),
+                "text": _cut(f"{_emoji(n)} {format.title(n, templates)}", HEADER_MAX),
                 "emoji": True,
             },
         }
     ]
-    if n.summary:
+    lead = format.text(n, templates) if templates and templates.text else n.summary
+    if lead:
         blocks.append(
             {
                 "type": "section",
-                "text": {"type": "mrkdwn", "text": _cut(_escape(n.summary), SECTION_TEXT_MAX)},
+                "text": {"type": "mrkdwn", "text": _cut(_escape(lead), SECTION_TEXT_MAX)},
             }
         )
     fields = [
@@ -139,8 +147,47 @@ def slack_message(n: Notification, channel: str | None = None) -> dict[str, Any]
     )
     blocks.append({"type": "context", "elements": context})
 
+    return _message(_fallback(n, templates), blocks, channel)
+
+
+def slack_group_message(
+    ns: Sequence[Notification], channel: str | None = None, templates: Templates | None = None
+) -> dict[str, Any]:
+    """One message for a group: a header, then a section per alert with its key figures."""
+    if len(ns) == 1:
+        return slack_message(ns[0], channel, templates)
+    heading = format.group_title(ns, templates)
+    emoji = _emoji(ns[0]) if len({_emoji(n) for n in ns}) == 1 else ":rotating_light:"
+    blocks: list[dict[str, Any]] = [
+        {
+            "type": "header",
+            "text": {"type": "plain_text", "text": _cut(f"{emoji} {heading}", HEADER_MAX)},
+        }
+    ]
+    for n in ns[:GROUP_ALERTS_MAX]:
+        lines = [f"{_emoji(n)} *{_escape(format.title(n, templates))}*"]
+        if n.summary:
+            lines.append(_escape(n.summary))
+        rate = format.rate_phrase(n.evidence)
+        if rate:
+            lines.append(f"Failure rate {_escape(rate)}")
+        if n.backup_gateway and n.event == "firing":
+            lines.append(f"Fail over to backup: {_escape(n.backup_gateway)}")
+        blocks.append(
+            {
+                "type": "section",
+                "text": {"type": "mrkdwn", "text": _cut("\n".join(lines), SECTION_TEXT_MAX)},
+            }
+        )
+    if len(ns) > GROUP_ALERTS_MAX:
+        more = f"and {len(ns) - GROUP_ALERTS_MAX} more alert(s)"
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": more}]})
+    return _message(_cut(_escape(heading), FALLBACK_MAX), blocks, channel)
+
+
+def _message(fallback: str, blocks: list[dict[str, Any]], channel: str | None) -> dict[str, Any]:
     message: dict[str, Any] = {
-        "text": _fallback(n),
+        "text": fallback,
         "blocks": blocks,
         # Status-page previews would push the figures off screen.
         "unfurl_links": False,
@@ -151,34 +198,17 @@ def slack_message(n: Notification, channel: str | None = None) -> dict[str, Any]
     return message
 
 
-class SlackReceiver(Receiver):
-    """Posts to a Slack incoming webhook, whose URL is a secret and is never logged.
+class SlackReceiver(HttpReceiver):
+    """Posts to a Slack incoming webhook, whose URL is a secret and is never logged."""
 
-    Parameters
-    ----------
-    name
-        The receiver's name in alerts.yaml.
-    config
-        Its configuration.
-    session
-        HTTP session shared by the receivers; the caller closes it.
-    """
+    config: SlackReceiverConfig
 
-    def __init__(self, name: str, config: SlackReceiverConfig, session: requests.Session) -> None:
-        self.name = name
-        self.config = config
-        self.send_resolved = config.send_resolved
-        self.session = session
-
-    def send(self, notification: Notification) -> None:
-        if not self.wants(notification):
-            return
+    def deliver(self, notifications: Sequence[Notification]) -> None:
         post(
             self.session,
             self.config.url.get_secret_value(),
-            json_body=slack_message(notification, self.config.channel),
-            timeout=self.config.timeout.total_seconds(),
+            json_body=slack_group_message(
+                notifications, self.config.channel, self.config.templates
+            ),
+            timeout=self.timeout,
         )
-
-    def __repr__(self) -> str:
-        return f"SlackReceiver(name={self.name!r})"

@@ -1,0 +1,66 @@
+"""Why an alert notifies nobody right now: a silence, a maintenance window, or inhibition.
+
+Muting holds back notifications only; the alert keeps its lifecycle. See
+:class:`detector.routing.Router` for what happens when a mute ends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+
+from detector.alerts import Alert
+from detector.config import Config, InhibitRule, labels_match
+from detector.store import Silence
+
+__all__ = ["Mutes"]
+
+
+class Mutes:
+    """The silences, maintenance windows and inhibit rules in force at one tick.
+
+    Parameters
+    ----------
+    config
+        Supplies ``maintenance_windows`` and ``inhibit_rules``.
+    silences
+        Silences from the state store (ended ones are ignored).
+    firing
+        The alerts firing now: the possible sources of inhibition.
+    """
+
+    def __init__(self, config: Config, silences: Sequence[Silence], firing: Sequence[Alert]):
+        self.config = config
+        self.silences = silences
+        # Per inhibit rule, its firing sources by their values of the `equal` labels, so
+        # that checking an alert costs the number of rules, not the number of alerts.
+        self.sources: list[tuple[InhibitRule, dict[tuple[str, ...], list[Alert]]]] = []
+        for rule in config.inhibit_rules:
+            by_equal: dict[tuple[str, ...], list[Alert]] = {}
+            for source in firing:
+                labels = source.routing_labels
+                if labels_match(labels, rule.source_match, rule.source_match_re):
+                    by_equal.setdefault(_values(labels, rule.equal), []).append(source)
+            self.sources.append((rule, by_equal))
+
+    def reason(self, alert: Alert, now: datetime) -> str | None:
+        """Why ``alert`` is muted at ``now``, or None if it is not."""
+        labels = alert.routing_labels
+        for silence in self.silences:
+            if silence.is_active(now) and labels_match(labels, silence.match, silence.match_re):
+                return f"silence {silence.id} ({silence.comment})"
+        for index, window in enumerate(self.config.maintenance_windows):
+            if window.matches(labels) and window.is_open(now):
+                return f"maintenance window {window.name or f'maintenance_windows[{index}]'}"
+        for rule, by_equal in self.sources:
+            if not by_equal or not labels_match(labels, rule.target_match, rule.target_match_re):
+                continue
+            for source in by_equal.get(_values(labels, rule.equal), ()):
+                if source.fingerprint != alert.fingerprint:
+                    pairs = ", ".join(f"{k}={v}" for k, v in sorted(source.labels.items()))
+                    return f"inhibited by firing {pairs}"
+        return None
+
+
+def _values(labels: Mapping[str, str], names: Sequence[str]) -> tuple[str, ...]:
+    return tuple(labels.get(name, "") for name in names)

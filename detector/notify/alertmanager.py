@@ -1,0 +1,60 @@
+"""Prometheus Alertmanager: POSTs alerts to its ``/api/v2/alerts``, as Prometheus does.
+
+Alertmanager considers an alert resolved once its ``endsAt`` has passed, so firing alerts
+are re-posted every ``resend_interval`` with ``endsAt`` four intervals ahead (a stopped
+detector's alerts resolve by themselves soon after), and a resolution is posted with
+``endsAt`` set to the time it resolved. Alertmanager does its own grouping, silencing and
+routing; this receiver sends what is due at once, in one request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+import requests
+
+from detector.config import AlertmanagerReceiver as AlertmanagerReceiverConfig
+from detector.notify import format
+from detector.notify.base import HttpReceiver, Notification
+from detector.notify.http import post
+
+__all__ = ["AlertmanagerReceiver"]
+
+# Prometheus sets endsAt this many resend intervals ahead.
+ENDS_AFTER_INTERVALS = 4
+
+
+class AlertmanagerReceiver(HttpReceiver):
+    """Posts notifications as Alertmanager alerts, all that are due in one request."""
+
+    config: AlertmanagerReceiverConfig
+    groups = False
+
+    def __init__(
+        self, name: str, config: AlertmanagerReceiverConfig, session: requests.Session
+    ) -> None:
+        super().__init__(name, config, session)
+        self.resend_interval = config.resend_interval
+
+    def alerts(self, notifications: Sequence[Notification]) -> list[dict[str, object]]:
+        """The request body: one alert per notification."""
+        out = []
+        for n in notifications:
+            at = datetime.fromisoformat(n.at)
+            ends = at + ENDS_AFTER_INTERVALS * self.config.resend_interval
+            ends_at = ends.isoformat().replace("+00:00", "Z")
+            out.append(
+                format.alertmanager_alert(
+                    n, ends_at, self.config.generator_url, self.config.templates
+                )
+            )
+        return out
+
+    def deliver(self, notifications: Sequence[Notification]) -> None:
+        post(
+            self.session,
+            self.config.url.rstrip("/") + "/api/v2/alerts",
+            json_body=self.alerts(notifications),
+            timeout=self.timeout,
+        )
