@@ -8,6 +8,7 @@ from datetime import timedelta
 import numpy as np
 import pytest
 
+from benchmarks.detection import score_incidents
 from benchmarks.references import (
     SRE_WINDOWS,
     alert_starts,
@@ -26,10 +27,12 @@ from benchmarks.scenarios import (
     SLA,
     START,
     VOLUMES,
+    Scenario,
+    ScenarioSet,
     incident_scenarios,
     quiet_scenarios,
 )
-from detector.simulate import GatewayProfile, minute_counts
+from detector.simulate import GatewayProfile, MinuteCounts, minute_counts
 
 
 def _series(minutes: int, per_minute: int, failing_from: int, failures: int) -> tuple:
@@ -208,3 +211,35 @@ def test_quiet_scenarios_cover_volumes_baselines_and_dispersion() -> None:
         (v, b, r) for v in VOLUMES for b in (HEALTHY_RATE, SLA) for r in (0, 0.002, 0.005)
     }
     assert all(s.family == "none" for s in scenarios.scenarios)
+
+
+# --- scoring ---------------------------------------------------------------------------------
+
+
+def test_delays_count_the_first_relevant_alert_from_the_incident_start() -> None:
+    zeros = np.zeros((2, 2000), dtype=np.int64)
+    step = Scenario("a", "step 5x SLA", "failure", 10.0, 0.01, 0.0, 0, 1500, 1500, 1740, 0.1)
+    drop = Scenario("b", "silence for 45 min", "volume", 10.0, 0.01, 0.0, 0, 1600, 1600, 1645)
+    scenarios = ScenarioSet(
+        (step, drop), MinuteCounts(("a", "b"), START, zeros, zeros, zeros), 1440
+    )
+    ours = [
+        # A false alert the day before, a volume alert that says nothing of the failure rate,
+        # then the detection.
+        [(1490, "sla_breach"), (1510, "no_data"), (1520, "sla_breach")],
+        # Only a volume rule detects a silence.
+        [(1605, "sla_breach"), (1615, "no_data")],
+    ]
+    oracle = np.zeros((2, 2000), dtype=bool)
+    oracle[0, [1450, 1504]] = True  # raised by the ticks at 1451 and 1505
+    references = {"oracle": oracle}
+    tallies: dict = {}
+    score_incidents(scenarios, ours, references, tallies)
+
+    ours_step = tallies["step 5x SLA", 10.0]["ours"].summary()
+    assert ours_step["median_delay"] == 20
+    assert ours_step["false_alerts"] == 1
+    assert tallies["step 5x SLA", 10.0]["oracle"].summary()["median_delay"] == 5
+    silence = tallies["silence for 45 min", 10.0]
+    assert silence["ours"].summary()["median_delay"] == 15
+    assert "oracle" not in silence  # the failure-rate references do not apply to volume
