@@ -525,7 +525,9 @@ def print_taxi(taxi: dict[str, Any] | None, out: Any) -> None:
 # --- main ---------------------------------------------------------------------------------
 
 
-def run(mode: Mode, seed: int, taxi_per_minute: float, out: Any) -> dict[str, Any]:
+def run(
+    mode: Mode, seed: int, taxi_per_minute: float, history_days: int, out: Any
+) -> dict[str, Any]:
     config = parse_config({}, env={})
     began = time.perf_counter()
 
@@ -552,7 +554,7 @@ def run(mode: Mode, seed: int, taxi_per_minute: float, out: Any) -> dict[str, An
         progress(f"no-incident run {run_index + 1}: references run")
         score_quiet(quiet, ours, references, quiet_tallies, river_minutes)
 
-    incidents = incident_scenarios(mode.seeds, seed=seed)
+    incidents = incident_scenarios(mode.seeds, seed=seed, history_days=history_days)
     ours = our_alerts(incidents, config)
     progress(f"{len(incidents.scenarios)} incident scenarios: ours replayed")
     failure = [s for s in incidents.scenarios if s.family == "failure"]
@@ -577,6 +579,7 @@ def run(mode: Mode, seed: int, taxi_per_minute: float, out: Any) -> dict[str, An
     minutes = {k.name: k.minutes for k in INCIDENT_KINDS}
     result: dict[str, Any] = {
         "seed": seed,
+        "history_days": history_days,
         "budget_false_alerts_per_gateway_month": MONTH_DAYS / BUDGET_DAYS,
         "oracle_thresholds": [
             {"volume": v, "rate": r, "threshold": h} for (v, r), h in sorted(thresholds.items())
@@ -618,14 +621,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", metavar="PATH", help="also write every figure as JSON here")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--taxi-per-minute", type=float, default=20.0)
+    parser.add_argument(
+        "--history-days",
+        type=int,
+        default=1,
+        help="healthy days before the incidents (a seasonal volume rule wants weeks)",
+    )
     args = parser.parse_args(argv)
     mode = QUICK if args.quick else FULL
     out = sys.stdout
     out.write(
         f"detection benchmark ({'quick' if args.quick else 'full'}, seed {args.seed}): "
-        f"SLA {SLA:.0%}, healthy failure rate 1%, default alerts.yaml\n"
+        f"SLA {SLA:.0%}, healthy failure rate 1%, {args.history_days} day(s) of history "
+        "before each incident, default alerts.yaml\n"
     )
-    result = run(mode, args.seed, args.taxi_per_minute, out)
+    result = run(mode, args.seed, args.taxi_per_minute, args.history_days, out)
     if args.json:
         Path(args.json).write_text(json.dumps(_jsonable(result), indent=1) + "\n")
     return 0

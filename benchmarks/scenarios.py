@@ -6,9 +6,9 @@ single replay (and one vectorised pass of each reference detector) serves them a
 - No incident: every volume x failure baseline (1%, and 2% = exactly at the SLA) x
   beta-binomial dispersion (rho 0, 0.002, 0.005), for ``days`` days with diurnal and weekly
   traffic.
-- Incidents: each gateway has at least one healthy day (failure rate 1%) before its
-  incident, which starts on a random day of the week at a time of day spread evenly over the
-  24 hours (quiet hours included) across the seeds.
+- Incidents: each gateway has at least one healthy day (failure rate 1%; more on request)
+  before its incident, which starts on a random day of the week at a time of day spread
+  evenly over the 24 hours (quiet hours included) across the seeds.
 """
 
 from __future__ import annotations
@@ -156,13 +156,16 @@ def incident_scenarios(
     seed: int,
     volumes: tuple[float, ...] = VOLUMES,
     kinds: tuple[IncidentKind, ...] = INCIDENT_KINDS,
+    history_days: int = 1,
 ) -> ScenarioSet:
     """``seeds`` repetitions of every kind x volume, each a gateway with its own incident.
 
-    Incidents start between day 1 and day 7 of a week from Monday ``START``, so every gateway
-    has at least a day of healthy history; alerts before the incident count as false alerts
-    from the second day on.
+    Incidents start on one of the 6 days after ``history_days`` days of healthy history from
+    Monday ``START`` (so every day of the week gets some); alerts before the incident count
+    as false alerts from the second day on.
     """
+    if history_days < 1:
+        raise ValueError("give each gateway at least one day of history")
     rng = np.random.default_rng([seed, 3])
     scenarios: list[Scenario] = []
     profiles: list[GatewayProfile] = []
@@ -174,7 +177,7 @@ def incident_scenarios(
             times_of_day = (np.arange(seeds) + rng.random(seeds)) / seeds * 1440
             for repetition, time_of_day in enumerate(rng.permutation(times_of_day)):
                 name = f"inc-{len(scenarios):04d}"
-                day = int(rng.integers(1, 7))
+                day = history_days + int(rng.integers(0, 6))
                 start_minute = day * 1440 + int(time_of_day)
                 start = START + timedelta(minutes=start_minute)
                 offset = _ramp_crossing(kind) if kind.ramp else 0

@@ -203,6 +203,15 @@ def test_incident_scenarios_have_every_kind_and_volume_after_a_healthy_day() -> 
             assert 0 < crossing < 30  # the 1% -> 10% ramp passes 2% in its first half hour
 
 
+def test_incidents_can_follow_weeks_of_history() -> None:
+    scenarios = incident_scenarios(seeds=1, seed=2, volumes=(10.0,), history_days=14)
+    starts = [s.incident_minute or 0 for s in scenarios.scenarios]
+    assert min(starts) >= 14 * 1440
+    assert scenarios.counts.payments.shape[1] < 21 * 1440
+    with pytest.raises(ValueError, match="at least one day"):
+        incident_scenarios(seeds=1, seed=2, history_days=0)
+
+
 def test_quiet_scenarios_cover_volumes_baselines_and_dispersion() -> None:
     scenarios = quiet_scenarios(days=2, seed=1)
     assert scenarios.counts.payments.shape[1] == 2 * 1440
