@@ -26,7 +26,7 @@ from pathlib import Path
 import requests
 import sqlalchemy as sa
 
-from detector.alerts import AlertBook
+from detector.alerts import AlertBook, Transition
 from detector.config import parse_config
 from detector.notify import build_receivers
 from detector.notify.base import Evidence
@@ -73,7 +73,7 @@ def main() -> None:
             store.add_silence({"gateway": "nobody"}, {}, T0, T0 + timedelta(hours=1), "b", "x")
         ]
 
-        def fresh() -> tuple[AlertBook, list]:  # type: ignore[type-arg]
+        def fresh() -> tuple[AlertBook, list[Transition]]:
             book = AlertBook(config)
             return book, book.observe_findings("outage", findings, T0)
 

@@ -14,12 +14,17 @@ Ratios, not seconds, are the verdict; medians of ``--repeat`` runs.
 from __future__ import annotations
 
 import argparse
+import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 from prometheus_client import CollectorRegistry, generate_latest
-from throughput import _median_seconds  # run as a script: benchmarks/ is on sys.path
 
+if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.throughput import _median_seconds
 from detector.config import parse_config
 from detector.engine import Engine
 from detector.health import gateway_health

@@ -13,7 +13,9 @@ Traffic model, per gateway and UTC minute:
 
 Each UTC day is drawn from its own random stream (seed, day), so a range gives the same
 payments whether it is generated in one call or day by day, which is how `simulate` keeps
-memory bounded.
+memory bounded. The per-minute counts come first in that stream: `minute_counts` draws only
+them (months of busy gateways without a row per payment, as the detection benchmark needs)
+and `generate` expands the very same counts into payment rows.
 
 >>> from datetime import datetime
 >>> frame = generate(datetime(2026, 11, 20, 18), datetime(2026, 11, 20, 18, 10), seed=1)
@@ -50,13 +52,16 @@ from sqlalchemy import (
 from sqlalchemy.dialects import mysql
 
 from detector.config import parse_duration
+from detector.source import Counts
 
 __all__ = [
     "DEFAULT_GATEWAYS",
     "GatewayProfile",
     "Incident",
+    "MinuteCounts",
     "create_schema",
     "generate",
+    "minute_counts",
     "simulate",
     "write",
 ]
@@ -384,6 +389,40 @@ def _naive_utc(moment: datetime) -> datetime:
 # --- generation ------------------------------------------------------------------------------
 
 
+def _checked(
+    start: datetime,
+    end: datetime,
+    gateways: Sequence[GatewayProfile],
+    incidents: Iterable[Incident],
+    seed: int,
+    pending_share: float,
+) -> tuple[datetime, datetime, tuple[GatewayProfile, ...], tuple[Incident, ...]]:
+    """The arguments of `generate` and `minute_counts` in normal form, or a ValueError."""
+    start, end = _naive_utc(start), _naive_utc(end)
+    incidents = tuple(incidents)
+    names = [gateway.name for gateway in gateways]
+    if end < start:
+        raise ValueError("the end of the simulated range comes before its start")
+    if not names or len(set(names)) != len(names):
+        raise ValueError("give at least one gateway, each with its own name")
+    unknown = sorted({incident.gateway for incident in incidents} - set(names))
+    if unknown:
+        raise ValueError(
+            f"incidents name gateway(s) {', '.join(unknown)}, which are not simulated "
+            f"(simulated: {', '.join(names)})"
+        )
+    if seed < 0:
+        raise ValueError("the seed must be zero or more")
+    if not 0 <= pending_share < 1:
+        raise ValueError("pending_share must be in [0, 1)")
+    return start, end, tuple(gateways), incidents
+
+
+def _days(start_us: int, end_us: int) -> range:
+    """Epoch microseconds of the UTC midnights of the days that ``[start_us, end_us)`` touches."""
+    return range(start_us - start_us % _US_PER_DAY, end_us, _US_PER_DAY)
+
+
 def generate(
     start: datetime,
     end: datetime,
@@ -393,6 +432,9 @@ def generate(
     pending_share: float = 0.002,
 ) -> pd.DataFrame:
     """Draw the payments created in ``[start, end)``, one row each, ordered by time.
+
+    Per minute, these rows are exactly the counts `minute_counts` draws with the same
+    arguments.
 
     Parameters
     ----------
@@ -415,29 +457,11 @@ def generate(
         ``error_code`` (failed rows only), ``amount``, ``currency``, ``method``, ``country``;
         the label columns are categoricals.
     """
-    start, end = _naive_utc(start), _naive_utc(end)
-    incidents = tuple(incidents)
-    names = [gateway.name for gateway in gateways]
-    if end < start:
-        raise ValueError("the end of the simulated range comes before its start")
-    if not names or len(set(names)) != len(names):
-        raise ValueError("give at least one gateway, each with its own name")
-    unknown = sorted({incident.gateway for incident in incidents} - set(names))
-    if unknown:
-        raise ValueError(
-            f"incidents name gateway(s) {', '.join(unknown)}, which are not simulated "
-            f"(simulated: {', '.join(names)})"
-        )
-    if seed < 0:
-        raise ValueError("the seed must be zero or more")
-    if not 0 <= pending_share < 1:
-        raise ValueError("pending_share must be in [0, 1)")
-
-    gateways = tuple(gateways)
+    start, end, gateways, incidents = _checked(start, end, gateways, incidents, seed, pending_share)
     categories = _categories(gateways)
     start_us, end_us = _epoch_us(start), _epoch_us(end)
     days = []
-    for day_us in range(start_us - start_us % _US_PER_DAY, end_us, _US_PER_DAY):
+    for day_us in _days(start_us, end_us):
         day = _generate_day(day_us, gateways, incidents, seed, pending_share, categories)
         inside = (day["created_at"] >= start_us) & (day["created_at"] < end_us)
         days.append({name: values[inside] for name, values in day.items()})
@@ -454,6 +478,141 @@ def generate(
         }
         | {"created_at": columns["created_at"].astype("datetime64[us]")}
     )
+
+
+@dataclass(frozen=True)
+class MinuteCounts:
+    """Simulated per-minute counts of each gateway, without materialising the payments.
+
+    Row ``g`` of each matrix is ``gateways[g]``; column ``j`` is the UTC minute that starts
+    ``j`` minutes after ``start``.
+    """
+
+    gateways: tuple[str, ...]
+    start: datetime  # naive UTC, a whole minute
+    payments: npt.NDArray[np.int64]  # final payments: failed + succeeded
+    failures: npt.NDArray[np.int64]
+    pending: npt.NDArray[np.int64]
+
+    def to_counts(self) -> Counts:
+        """The rows a payments source returns for these minutes: sorted by minute, none empty.
+
+        >>> counts = minute_counts(datetime(2026, 11, 20, 18), datetime(2026, 11, 20, 18, 5))
+        >>> rows = counts.to_counts()
+        >>> int(rows.payments.sum()) == int(counts.payments.sum())
+        True
+        >>> bool((rows.minute[1:] >= rows.minute[:-1]).all())
+        True
+        """
+        volume = self.payments + self.pending
+        minute, row = np.nonzero(volume.T)
+        first = _epoch_us(self.start) // _US_PER_MINUTE
+        return Counts(
+            np.array(self.gateways, dtype=object)[row],
+            minute.astype(np.int64) + first,
+            self.payments[row, minute],
+            self.failures[row, minute],
+            volume[row, minute],
+        )
+
+
+def minute_counts(
+    start: datetime,
+    end: datetime,
+    gateways: Sequence[GatewayProfile] = DEFAULT_GATEWAYS,
+    incidents: Iterable[Incident] = (),
+    seed: int = 0,
+    pending_share: float = 0.002,
+) -> MinuteCounts:
+    """Per-minute payments, failures and pending payments of the minutes starting in
+    ``[start, end)``: the counts of the payments `generate` draws with the same arguments.
+
+    Costs what the number of minutes costs, not the number of payments, so months of
+    busy gateways fit in memory (benchmarks/detection.py replays them this way).
+
+    >>> counts = minute_counts(datetime(2026, 11, 20), datetime(2026, 11, 21), seed=1)
+    >>> counts.gateways[0], counts.payments.shape
+    ('stripe', (5, 1440))
+    """
+    start, end, gateways, incidents = _checked(start, end, gateways, incidents, seed, pending_share)
+    first = -(-_epoch_us(start) // _US_PER_MINUTE)
+    stop = max(-(-_epoch_us(end) // _US_PER_MINUTE), first)
+    start_us, end_us = first * _US_PER_MINUTE, stop * _US_PER_MINUTE
+    parts: list[list[npt.NDArray[np.int64]]] = [[], [], []]
+    for day_us in _days(start_us, end_us):
+        draw = _draw_day_counts(day_us, gateways, incidents, seed, pending_share)
+        lo = max(start_us - day_us, 0) // _US_PER_MINUTE
+        hi = min(end_us - day_us, _US_PER_DAY) // _US_PER_MINUTE
+        for part, matrix in zip(parts, (draw.payments, draw.failures, draw.pending), strict=True):
+            part.append(matrix[:, lo:hi])
+    payments, failures, pending = (
+        np.concatenate(part, axis=1) if part else np.zeros((len(gateways), 0), dtype=np.int64)
+        for part in parts
+    )
+    return MinuteCounts(
+        tuple(g.name for g in gateways),
+        datetime(1970, 1, 1) + timedelta(microseconds=start_us),
+        payments,
+        failures,
+        pending,
+    )
+
+
+@dataclass(frozen=True)
+class _DayCounts:
+    """One UTC day's per-(gateway, minute) draws, and the random stream to go on with."""
+
+    rng: np.random.Generator
+    payments: npt.NDArray[np.int64]
+    failures: npt.NDArray[np.int64]
+    pending: npt.NDArray[np.int64]
+    incident_share: npt.NDArray[np.float64]  # share of the failures the incident causes
+
+
+def _draw_day_counts(
+    day_us: int,
+    gateways: tuple[GatewayProfile, ...],
+    incidents: tuple[Incident, ...],
+    seed: int,
+    pending_share: float,
+) -> _DayCounts:
+    """The counts of one UTC day, drawn first from the day's own random stream (seed, day)."""
+    day = datetime(1970, 1, 1) + timedelta(microseconds=day_us)
+    rng = np.random.default_rng([seed, day.toordinal()])
+    index = {gateway.name: i for i, gateway in enumerate(gateways)}
+
+    per_minute = np.array([g.per_minute for g in gateways])[:, None]
+    base_rate = np.array([g.failure_rate for g in gateways])[:, None]
+    weekly = _WEEKEND_FACTOR if day.weekday() >= 5 else 1.0
+    volume = per_minute * _DIURNAL[None, :] * weekly
+    failure_p = np.repeat(base_rate, _MINUTES_PER_DAY, axis=1)
+    incident_share = np.zeros_like(failure_p)
+    for incident in incidents:
+        first = _minute_at_or_after(incident.start, day_us)
+        stop = _minute_at_or_after(incident.end, day_us)
+        if first >= stop:
+            continue
+        row, minutes = index[incident.gateway], slice(first, stop)
+        if incident.volume_factor is not None:
+            volume[row, minutes] *= incident.volume_factor
+        if incident.failure_rate is not None:
+            failure_p[row, minutes] = incident.failure_rate
+            excess = max(incident.failure_rate - gateways[row].failure_rate, 0.0)
+            incident_share[row, minutes] = excess / incident.failure_rate if excess else 0.0
+
+    # Beta-distributed minute probabilities with the same mean make failures bursty.
+    rho = np.broadcast_to(np.array([g.dispersion_rho for g in gateways])[:, None], volume.shape)
+    bursty = (rho > 0) & (failure_p > 0) & (failure_p < 1)
+    concentration = 1.0 / rho[bursty] - 1.0
+    failure_p[bursty] = rng.beta(
+        failure_p[bursty] * concentration, (1.0 - failure_p[bursty]) * concentration
+    )
+
+    rows = rng.poisson(volume)
+    pending = rng.binomial(rows, pending_share)
+    payments = rows - pending
+    failures = rng.binomial(payments, failure_p)
+    return _DayCounts(rng, payments, failures, pending, incident_share)
 
 
 def _categories(gateways: tuple[GatewayProfile, ...]) -> dict[str, list[str]]:
@@ -477,64 +636,42 @@ def _generate_day(
     pending_share: float,
     categories: dict[str, list[str]],
 ) -> dict[str, npt.NDArray[Any]]:
-    """All payments of one UTC day as column arrays.
+    """All payments of one UTC day as column arrays, expanded from the day's counts.
 
     ``created_at`` is in epoch microseconds and label columns hold codes into ``categories``
     (-1 for no error code).
     """
+    draw = _draw_day_counts(day_us, gateways, incidents, seed, pending_share)
+    rng = draw.rng
     day = datetime(1970, 1, 1) + timedelta(microseconds=day_us)
-    rng = np.random.default_rng([seed, day.toordinal()])
-    index = {gateway.name: i for i, gateway in enumerate(gateways)}
-
-    per_minute = np.array([g.per_minute for g in gateways])[:, None]
-    base_rate = np.array([g.failure_rate for g in gateways])[:, None]
-    weekly = _WEEKEND_FACTOR if day.weekday() >= 5 else 1.0
-    volume = per_minute * _DIURNAL[None, :] * weekly
-    failure_p = np.repeat(base_rate, _MINUTES_PER_DAY, axis=1)
-    incident_share = np.zeros_like(failure_p)  # share of failures the incident causes
-    for incident in incidents:
-        first = _minute_at_or_after(incident.start, day_us)
-        stop = _minute_at_or_after(incident.end, day_us)
-        if first >= stop:
-            continue
-        row, minutes = index[incident.gateway], slice(first, stop)
-        if incident.volume_factor is not None:
-            volume[row, minutes] *= incident.volume_factor
-        if incident.failure_rate is not None:
-            failure_p[row, minutes] = incident.failure_rate
-            excess = max(incident.failure_rate - gateways[row].failure_rate, 0.0)
-            incident_share[row, minutes] = excess / incident.failure_rate if excess else 0.0
-
-    # Beta-distributed minute probabilities with the same mean make failures bursty.
-    rho = np.broadcast_to(np.array([g.dispersion_rho for g in gateways])[:, None], volume.shape)
-    bursty = (rho > 0) & (failure_p > 0) & (failure_p < 1)
-    concentration = 1.0 / rho[bursty] - 1.0
-    failure_p[bursty] = rng.beta(
-        failure_p[bursty] * concentration, (1.0 - failure_p[bursty]) * concentration
+    per_cell = (draw.payments + draw.pending).ravel()
+    cell = np.repeat(np.arange(per_cell.size), per_cell)
+    # Within its cell each row is failed, pending or succeeded by rank; the random second
+    # each row gets within its minute then puts the statuses in random order.
+    rank = np.arange(cell.size) - np.repeat(np.cumsum(per_cell) - per_cell, per_cell)
+    failures, pending_upto = draw.failures.ravel(), (draw.failures + draw.pending).ravel()
+    status = np.where(
+        rank < failures[cell],
+        _STATUSES.index("failed"),
+        np.where(
+            rank < pending_upto[cell], _STATUSES.index("pending"), _STATUSES.index("succeeded")
+        ),
     )
-
-    counts = rng.poisson(volume).ravel()
-    cell = np.repeat(np.arange(counts.size), counts)
     created = day_us + (cell % _MINUTES_PER_DAY) * _US_PER_MINUTE
     created += rng.integers(0, _US_PER_MINUTE, cell.size)
     order = np.argsort(created, kind="stable")
-    cell, created = cell[order], created[order]
+    cell, created, status = cell[order], created[order], status[order]
     gateway = cell // _MINUTES_PER_DAY
     size = cell.size
 
-    failed = rng.random(size) < failure_p.ravel()[cell]
-    pending = rng.random(size) < pending_share
-    failed &= ~pending
-    status = np.where(pending, _STATUSES.index("pending"), failed.astype(np.int64))
-
     error_code = np.full(size, -1)
-    failed_rows = np.flatnonzero(failed)
+    failed_rows = np.flatnonzero(status == _STATUSES.index("failed"))
     error_code[failed_rows] = _draw_error_codes(
         rng,
         gateways,
         categories["error_code"],
         gateway[failed_rows],
-        incident_share.ravel()[cell[failed_rows]],
+        draw.incident_share.ravel()[cell[failed_rows]],
     )
 
     country = _draw(rng, [weight for _, weight, _ in _COUNTRIES], size)

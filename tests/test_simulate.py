@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
@@ -17,6 +18,7 @@ from detector.simulate import (
     Incident,
     create_schema,
     generate,
+    minute_counts,
     simulate,
     write,
 )
@@ -318,3 +320,55 @@ def test_bad_arguments_are_refused() -> None:
     assert generate(
         MONDAY.replace(tzinfo=UTC), MONDAY.replace(tzinfo=UTC) + timedelta(hours=1)
     ).equals(generate(MONDAY, MONDAY + timedelta(hours=1)))
+
+
+# --- per-minute counts -----------------------------------------------------------------------
+
+
+def test_minute_counts_are_the_counts_of_the_generated_payments() -> None:
+    bursty = GatewayProfile("bursty", per_minute=30.0, failure_rate=0.02, dispersion_rho=0.005)
+    gateways = [bursty, GatewayProfile("quiet", per_minute=0.5, failure_rate=0.01)]
+    start, end = MONDAY + timedelta(hours=22), MONDAY + timedelta(hours=26)
+    incidents = [
+        Incident("bursty", MONDAY + timedelta(hours=23), timedelta(minutes=30), failure_rate=0.3),
+        Incident("quiet", MONDAY + timedelta(hours=24), timedelta(minutes=20), volume_factor=0.0),
+    ]
+    counts = minute_counts(start, end, gateways, incidents, seed=4)
+    frame = generate(start, end, gateways, incidents, seed=4)
+
+    assert counts.gateways == ("bursty", "quiet")
+    assert counts.start == start
+    assert counts.payments.shape == (2, 240)
+    for row, gateway in enumerate(counts.gateways):
+        rows = frame[frame["gateway"] == gateway]
+        minute = ((rows["created_at"] - start) // timedelta(minutes=1)).to_numpy()
+        status = rows["status"].to_numpy()
+        for name, matrix in (
+            ("failed", counts.failures),
+            ("pending", counts.pending),
+        ):
+            assert np.bincount(minute[status == name], minlength=240).tolist() == (
+                matrix[row].tolist()
+            )
+        final = np.bincount(minute[status != "pending"], minlength=240)
+        assert final.tolist() == counts.payments[row].tolist()
+    # The incident shows in the counts: 30% failures, then a silent quiet gateway.
+    assert counts.failures[0, 60:90].sum() / counts.payments[0, 60:90].sum() > 0.2
+    assert counts.payments[1, 120:140].sum() + counts.pending[1, 120:140].sum() == 0
+
+
+def test_minute_counts_become_the_rows_a_payments_source_returns() -> None:
+    counts = minute_counts(MONDAY, MONDAY + timedelta(hours=2), seed=2)
+    rows = counts.to_counts()
+    first = int(MONDAY.replace(tzinfo=UTC).timestamp() // 60)
+    assert rows.minute.min() >= first
+    assert rows.minute.max() < first + 120
+    assert (np.diff(rows.minute) >= 0).all()
+    assert (rows.volume > 0).all()
+    assert set(rows.gateway) == {g.name for g in DEFAULT_GATEWAYS}
+    assert rows.failures.sum() == counts.failures.sum()
+    assert rows.volume.sum() == counts.payments.sum() + counts.pending.sum()
+    # Whole minutes either side: the range is cut the same way generate cuts it.
+    assert minute_counts(MONDAY, MONDAY + timedelta(minutes=90), seed=2).payments.tolist() == (
+        counts.payments[:, :90].tolist()
+    )
