@@ -13,7 +13,13 @@ from datetime import UTC, datetime, timedelta
 
 from detector.alerts import AlertBook, Transition
 from detector.config import Config
-from detector.rules import RuleResult, evaluate, minutes_needed, source_down_finding
+from detector.rules import (
+    Calibration,
+    RuleResult,
+    evaluate,
+    minutes_needed,
+    source_down_finding,
+)
 from detector.source import Source, SourceError, epoch_minute
 from detector.window import CountWindow
 
@@ -53,6 +59,7 @@ class Engine:
         self.source = source
         self.window = CountWindow(minutes_needed(config), gateways=config.gateways)
         self.alerts = AlertBook(config)
+        self.calibration = Calibration()
         self.watermark: datetime | None = None  # time up to which payments have been read
         self.last_results: list[RuleResult] = []
         self.failed_ticks = 0
@@ -83,7 +90,7 @@ class Engine:
         self.watermark = now
 
         transitions = self.alerts.observe_findings("source_down", [], now)
-        self.last_results = evaluate(self.window, self.config)
+        self.last_results = evaluate(self.window, self.config, self.calibration)
         for result in self.last_results:
             transitions += self.alerts.observe(result, now)
         return TickResult(

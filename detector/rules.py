@@ -7,7 +7,7 @@ human-readable verdict) is only built for the gateways the alert lifecycle asks 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
@@ -18,13 +18,24 @@ from detector.config import Config
 from detector.notify.base import Evidence
 from detector.stats.binomial import (
     binomial_upper_tail,
-    change_point,
     poisson_zero_probability,
     wilson_interval,
 )
+from detector.stats.calibration import estimate_dispersion, quantise_up, threshold_for
+from detector.stats.cusum import cusum_bank
 from detector.window import CountWindow
 
-__all__ = ["Finding", "RuleResult", "evaluate", "minutes_needed", "source_down_finding"]
+__all__ = [
+    "Calibration",
+    "Finding",
+    "RuleResult",
+    "Thresholds",
+    "budget_shares",
+    "calibrate",
+    "evaluate",
+    "minutes_needed",
+    "source_down_finding",
+]
 
 Severity = Literal["warning", "critical"]
 BoolArray = npt.NDArray[np.bool_]
@@ -63,6 +74,7 @@ def minutes_needed(config: Config) -> int:
     """How many minute buckets the enabled rules look back over."""
     detection = config.detection
     return max(
+        _minutes(detection.sla_breach.history),
         _minutes(detection.sla_breach.window),
         _minutes(detection.outage.window),
         _minutes(detection.no_data.silence) + _minutes(detection.no_data.history),
@@ -93,45 +105,163 @@ def _rate_evidence(
     )
 
 
+# Once the failures stop, a firing CUSUM clears after this much evidence (odds of 20 to 1)
+# rather than after paying back everything the incident accumulated.
+RECOVERY_NATS = 3.0
+
+
+def budget_shares(config: Config) -> int:
+    """How many detectors share a gateway's false-alert budget equally.
+
+    Every bank member of ``sla_breach`` for a gateway and ``no_data`` each get one share.
+    ``outage`` needs none: 90% of at least 5 payments failing at a 2% SLA has odds below
+    1e-13 a tick.
+    """
+    detection = config.detection
+    members = len(detection.sla_breach.rates) if detection.sla_breach.enabled else 0
+    return max(members + (1 if detection.no_data.enabled else 0), 1)
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """What the hourly calibration of the CUSUM bank decided for each gateway."""
+
+    hour: int  # epoch hour of the boundary whose history it used
+    gateways: tuple[str, ...]
+    post_change: npt.NDArray[np.float64]  # (gateways, members); NaN where unused
+    threshold: npt.NDArray[np.float64]  # (gateways, members); inf where unused
+    rho: npt.NDArray[np.float64]  # quantised beta-binomial dispersion
+    mean_payments: npt.NDArray[np.float64]  # quantised payments per minute
+
+
+class Calibration:
+    """Thresholds of the SLA CUSUM bank, recomputed once an hour from the window's history.
+
+    Only the minutes before the current hour boundary are used, so every tick of an hour
+    (live, after a restart, or in a backtest) gets the same thresholds from the same data.
+    """
+
+    def __init__(self) -> None:
+        self._current: Thresholds | None = None
+
+    def thresholds(
+        self, window: CountWindow, config: Config, baselines: npt.NDArray[np.float64]
+    ) -> Thresholds:
+        hour = (window.end_minute - 1) // 60
+        current = self._current
+        if (
+            current is not None
+            and current.hour == hour
+            and current.gateways == tuple(window.gateways)
+        ):
+            return current
+        self._current = calibrate(window, config, baselines, hour)
+        return self._current
+
+
+def calibrate(
+    window: CountWindow, config: Config, baselines: npt.NDArray[np.float64], hour: int
+) -> Thresholds:
+    """Per gateway: dispersion and volume of the history before ``hour``, then thresholds."""
+    rule = config.detection.sla_breach
+    history = slice(0, max(window.minutes - (window.end_minute - hour * 60), 1))
+    payments, failures = window.payments[:, history], window.failures[:, history]
+    mean = payments.mean(axis=1)
+    # Whole octaves: thresholds grow with the log of traffic, so this costs little
+    # sensitivity and keeps a handful of cached thresholds per gateway.
+    mean_q = np.array([quantise_up(float(m), 1, 1 / 64) for m in mean])
+    target = 1.0 / (config.detection.false_alerts / budget_shares(config))
+    members = len(rule.rates)
+    post_change = np.full((len(window.gateways), members), np.nan)
+    for g, p0 in enumerate(baselines):
+        rates = rule.post_change_rates(float(p0))
+        post_change[g, : len(rates)] = rates
+
+    def thresholds(rho: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        limits = np.full(post_change.shape, np.inf)
+        for g, m in zip(*np.nonzero(np.isfinite(post_change)), strict=True):
+            limits[g, m] = threshold_for(
+                float(baselines[g]), float(post_change[g, m]), rho[g], mean_q[g], target
+            )
+        return limits
+
+    # Burstiness is measured on healthy minutes: those where a binomial CUSUM bank stands
+    # at half its threshold or more belong to a breach (or its aftermath) and are left out.
+    plain = thresholds(np.zeros(len(window.gateways)))
+    usable = np.isfinite(plain)
+    screen = cusum_bank(
+        failures,
+        payments,
+        baselines,
+        np.where(usable, post_change, 0.0),
+        np.zeros(len(window.gateways)),
+        np.where(usable, plain, np.inf),
+    )
+    in_breach: BoolArray = np.asarray(
+        (screen.uncapped >= 0.5 * np.where(usable, plain, np.inf)[:, :, None]).any(axis=1),
+        dtype=bool,
+    )
+    rho = estimate_dispersion(failures, payments, in_breach)
+    rho_q = np.array([quantise_up(float(r), 1, 5e-4) for r in rho])
+    threshold = thresholds(rho_q) if rho_q.any() else plain
+    return Thresholds(hour, tuple(window.gateways), post_change, threshold, rho_q, mean_q)
+
+
 def _sla_breach(
-    window: CountWindow, config: Config, baselines: npt.NDArray[np.float64]
+    window: CountWindow,
+    config: Config,
+    baselines: npt.NDArray[np.float64],
+    calibration: Calibration,
 ) -> RuleResult:
     rule = config.detection.sla_breach
-    minutes = _minutes(rule.window)
-    columns = window.recent(minutes)
-    payments = window.payments[:, columns].sum(axis=1)
-    failures = window.failures[:, columns].sum(axis=1)
-    p_values = np.ones(len(window.gateways))
-    eligible = payments >= rule.min_payments
-    if eligible.any():
-        p_values[eligible] = binomial_upper_tail(
-            failures[eligible], payments[eligible], baselines[eligible]
-        )
-    active = eligible & (p_values < rule.alpha) & (failures > payments * baselines)
-    first_minute = window.end_minute - window.minutes + (columns.start or 0)
+    limits = calibration.thresholds(window, config, baselines)
+    # Unused members (NaN rate, infinite threshold) stay at 0 and never alarm.
+    bank = cusum_bank(
+        window.failures,
+        window.payments,
+        baselines,
+        limits.post_change,
+        limits.rho,
+        limits.threshold + RECOVERY_NATS,
+    )
+    evidence_ratio = bank.statistic / limits.threshold
+    active: BoolArray = np.asarray((evidence_ratio >= 1.0).any(axis=1), dtype=bool)
+    leader = np.argmax(evidence_ratio, axis=1)  # the member closest to (or furthest past) alarm
+    explain = _minutes(rule.window)
+    first_minute = window.end_minute - window.minutes
 
     def build(i: int) -> Finding:
-        n, k, p0 = int(payments[i]), int(failures[i]), float(baselines[i])
+        m = int(leader[i])
+        p0 = float(baselines[i])
+        start = min(bank.start(i, m), window.minutes - 1)
+        # Firing: the figures since the estimated change, undiluted by the healthy minutes
+        # before it. Otherwise: the recent window.
+        shown = slice(start if active[i] else max(window.minutes - explain, 0), window.minutes)
+        n, k = int(window.payments[i, shown].sum()), int(window.failures[i, shown].sum())
+        span = shown.stop - shown.start
+        excursion_n = int(window.payments[i, start:].sum())
+        estimate = window.failures[i, start:].sum() / excursion_n if excursion_n else 0.0
         rate = k / n if n else 0.0
-        start = change_point(
-            window.failures[i : i + 1, columns], window.payments[i : i + 1, columns], p0
-        )[0]
-        severity: Severity = "critical" if rate >= rule.critical_factor * p0 else "warning"
+        since = _minute_start(first_minute + start)
+        p_value = float(binomial_upper_tail(k, n, p0)) if n else 1.0
+        statistic, threshold = float(bank.statistic[i, m]), float(limits.threshold[i, m])
+        severity: Severity = "critical" if estimate >= rule.critical_factor * p0 else "warning"
         summary = (
-            f"{window.gateways[i]}: {_pct(rate)} of {n} payments failed in the last {minutes} min, "
-            f"above the {_pct(p0)} SLA (p = {p_values[i]:.1e})"
+            f"{window.gateways[i]}: {_pct(rate)} of {n} payments failed since "
+            f"{since:%H:%M} ({span} min), above the {_pct(p0)} SLA "
+            f"(CUSUM {statistic:.1f} >= {threshold:.1f}, p = {p_value:.1e})"
             if active[i]
-            else f"{window.gateways[i]}: failure rate {_pct(rate)} over {n} payments is within "
-            f"the {_pct(p0)} SLA"
+            else f"{window.gateways[i]}: failure rate {_pct(rate)} over the last {span} min "
+            f"is back within the {_pct(p0)} SLA"
         )
-        return Finding(
-            "sla_breach",
-            window.gateways[i],
-            severity,
-            summary,
-            _minute_start(first_minute + int(start)),
-            _rate_evidence(k, n, p0, minutes, float(p_values[i])),
+        evidence = replace(
+            _rate_evidence(k, n, p0, span, p_value),
+            statistic=statistic,
+            threshold=threshold,
+            dispersion=float(limits.rho[i]),
+            magnitude=float(estimate / p0),
         )
+        return Finding("sla_breach", window.gateways[i], severity, summary, since, evidence)
 
     return RuleResult("sla_breach", window.gateways, active, build)
 
@@ -182,7 +312,13 @@ def _no_data(window: CountWindow, config: Config) -> RuleResult:
     # The lower of the long and the latest rate: traffic falling into the night must not
     # look like a silent gateway (a seasonal expectation replaces this in a later version).
     expected = np.minimum(before / history, just_before / latest) * silence
-    active = (recent == 0) & (poisson_zero_probability(expected) < rule.alpha)
+    # Each tick is one chance of a false alert: the rule's share of the budget per tick.
+    alpha = (
+        config.detection.false_alerts
+        / budget_shares(config)
+        * (config.schedule.interval.total_seconds() / 60)
+    )
+    active = (recent == 0) & (poisson_zero_probability(expected) < alpha)
     has_volume = window.volume > 0
     last_seen = window.minutes - np.argmax(has_volume[:, ::-1], axis=1)  # column after the last row
 
@@ -214,15 +350,20 @@ def _no_data(window: CountWindow, config: Config) -> RuleResult:
     return RuleResult("no_data", window.gateways, active, build)
 
 
-def evaluate(window: CountWindow, config: Config) -> list[RuleResult]:
-    """Every enabled rule's verdict on the window as it stands."""
+def evaluate(
+    window: CountWindow, config: Config, calibration: Calibration | None = None
+) -> list[RuleResult]:
+    """Every enabled rule's verdict on the window as it stands.
+
+    ``calibration`` carries the hourly thresholds from tick to tick (a fresh one computes them).
+    """
     baselines = np.array([config.sla_for(g) for g in window.gateways], dtype=np.float64)
     detection = config.detection
     results = []
     if detection.outage.enabled:
         results.append(_outage(window, config, baselines))
     if detection.sla_breach.enabled:
-        results.append(_sla_breach(window, config, baselines))
+        results.append(_sla_breach(window, config, baselines, calibration or Calibration()))
     if detection.no_data.enabled:
         results.append(_no_data(window, config))
     return results

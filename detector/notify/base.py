@@ -35,6 +35,10 @@ class Evidence:
     expected_payments: float | None = None  # what volume rules expected in the window
     top_error_codes: tuple[tuple[str, int], ...] = ()
     sample_payment_ids: tuple[str, ...] = ()
+    statistic: float | None = None  # sequential test statistic (CUSUM, nats) at the tick
+    threshold: float | None = None  # the value of ``statistic`` that fires, from the budget
+    dispersion: float | None = None  # beta-binomial rho of the gateway's failures
+    magnitude: float | None = None  # estimated failure rate since the change / baseline
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import special
 
-__all__ = ["binomial_upper_tail", "change_point", "poisson_zero_probability", "wilson_interval"]
+__all__ = ["binomial_upper_tail", "poisson_zero_probability", "wilson_interval"]
 
 FloatArray = npt.NDArray[np.float64]
 Z_95 = 1.959963984540054
@@ -58,24 +58,3 @@ def poisson_zero_probability(expected: npt.ArrayLike) -> FloatArray:
     4.5e-05
     """
     return np.exp(-np.asarray(expected, dtype=np.float64))
-
-
-def change_point(
-    failures: npt.NDArray[np.int64], payments: npt.NDArray[np.int64], baseline: npt.ArrayLike
-) -> npt.NDArray[np.int64]:
-    """Most likely start (column index) of the excess failures in each row of a window.
-
-    Uses the CUSUM estimate: the minute after the lowest point of the cumulative
-    log-likelihood ratio of "twice the baseline or the observed rate" against the baseline.
-
-    >>> k = np.array([[0, 0, 0, 5, 6, 5]]); n = np.array([[50, 50, 50, 50, 50, 50]])
-    >>> int(change_point(k, n, 0.02)[0])
-    3
-    """
-    p0 = np.broadcast_to(np.asarray(baseline, dtype=np.float64), (failures.shape[0],))[:, None]
-    total_n = payments.sum(axis=1, keepdims=True)
-    observed = failures.sum(axis=1, keepdims=True) / np.maximum(total_n, 1)
-    p1 = np.clip(np.maximum(observed, 2 * p0), 1e-9, 1 - 1e-9)
-    increments = failures * np.log(p1 / p0) + (payments - failures) * np.log((1 - p1) / (1 - p0))
-    path = np.concatenate([np.zeros((failures.shape[0], 1)), np.cumsum(increments, axis=1)], axis=1)
-    return np.asarray(np.argmin(path[:, :-1], axis=1), dtype=np.int64)
