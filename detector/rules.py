@@ -108,6 +108,7 @@ def _rate_evidence(
 # Once the failures stop, a firing CUSUM clears after this much evidence (odds of 20 to 1)
 # rather than after paying back everything the incident accumulated.
 RECOVERY_NATS = 3.0
+_MAX_CALIBRATED_VOLUME = 1024.0
 
 
 def budget_shares(config: Config) -> int:
@@ -169,7 +170,10 @@ def calibrate(
     mean = payments.mean(axis=1)
     # Whole octaves: thresholds grow with the log of traffic, so this costs little
     # sensitivity and keeps a handful of cached thresholds per gateway.
-    mean_q = np.array([quantise_up(float(m), 1, 1 / 64) for m in mean])
+    # Past ~1000 a minute a minute's log-likelihood ratio is close to normal with variance
+    # twice its drift, and the ARL in minutes no longer depends on volume (Siegmund); the
+    # cap keeps the tabulated increment distribution small.
+    mean_q = np.array([quantise_up(min(float(m), _MAX_CALIBRATED_VOLUME), 1, 1 / 64) for m in mean])
     target = 1.0 / (config.detection.false_alerts / budget_shares(config))
     members = len(rule.rates)
     post_change = np.full((len(window.gateways), members), np.nan)

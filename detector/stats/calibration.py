@@ -13,6 +13,7 @@ quarter octave, ``rho`` up to a half octave), which errs towards fewer false ala
 from __future__ import annotations
 
 import math
+import warnings
 from functools import lru_cache
 
 import numpy as np
@@ -130,28 +131,33 @@ def average_run_length(
         (d_index >= 0) & (d_index < pmf.size), pmf[np.clip(d_index, 0, pmf.size - 1)], 0.0
     )
     try:
-        if 4 * (lower_cells + upper_cells) < states:
-            rows = np.arange(states)
-            band = np.where(
-                (rows[None, :] - diagonals[::-1, None] >= 0)
-                & (rows[None, :] - diagonals[::-1, None] < states),
-                -weight[::-1, None],
-                0.0,
-            )
-            band[upper_cells + reach, 0] = -to_floor
-            band[upper_cells, :] += 1.0
-            lengths = linalg.solve_banded(
-                (lower_cells, upper_cells), band, np.ones(states), check_finite=False
-            )
-        else:
-            i = np.arange(states)
-            jump = i[None, :] - i[:, None]
-            inside = (jump >= -lower_cells) & (jump <= upper_cells)
-            chain = np.where(inside, weight[np.clip(jump + lower_cells, 0, weight.size - 1)], 0.0)
-            chain[: lower_cells + 1, 0] = to_floor
-            chain[lower_cells + 1 :, 0] = 0.0
-            lengths = linalg.solve(np.eye(states) - chain, np.ones(states), check_finite=False)
-    except (linalg.LinAlgError, ValueError):
+        with warnings.catch_warnings():
+            # Ill-conditioned means the chain almost never leaves 0: an ARL beyond any budget.
+            warnings.simplefilter("error", linalg.LinAlgWarning)
+            if 4 * (lower_cells + upper_cells) < states:
+                rows = np.arange(states)
+                band = np.where(
+                    (rows[None, :] - diagonals[::-1, None] >= 0)
+                    & (rows[None, :] - diagonals[::-1, None] < states),
+                    -weight[::-1, None],
+                    0.0,
+                )
+                band[upper_cells + reach, 0] = -to_floor
+                band[upper_cells, :] += 1.0
+                lengths = linalg.solve_banded(
+                    (lower_cells, upper_cells), band, np.ones(states), check_finite=False
+                )
+            else:
+                i = np.arange(states)
+                jump = i[None, :] - i[:, None]
+                inside = (jump >= -lower_cells) & (jump <= upper_cells)
+                chain = np.where(
+                    inside, weight[np.clip(jump + lower_cells, 0, weight.size - 1)], 0.0
+                )
+                chain[: lower_cells + 1, 0] = to_floor
+                chain[lower_cells + 1 :, 0] = 0.0
+                lengths = linalg.solve(np.eye(states) - chain, np.ones(states), check_finite=False)
+    except (linalg.LinAlgError, linalg.LinAlgWarning, ValueError):
         return math.inf  # the statistic can never leave 0: no false alarm, ever
     first = float(lengths[0])
     return first if math.isfinite(first) and first > 0 else math.inf
