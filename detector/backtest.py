@@ -81,6 +81,10 @@ def to_record(event: Notification) -> dict[str, Any]:
         "summary": event.summary,
         "fingerprint": event.fingerprint,
         "top_error_codes": [{"code": c, "count": n} for c, n in evidence.top_error_codes],
+        "statistic": evidence.statistic,
+        "threshold": evidence.threshold,
+        "magnitude": evidence.magnitude,
+        "dispersion": evidence.dispersion,
     }
 
 
