@@ -22,7 +22,7 @@ from detector.stats.binomial import (
     wilson_interval,
 )
 from detector.stats.calibration import estimate_dispersion, quantise_up, threshold_for
-from detector.stats.cusum import cusum_bank
+from detector.stats.cusum import CusumBank, cusum_bank, member_weights
 from detector.window import CountWindow
 
 __all__ = [
@@ -133,6 +133,8 @@ class Thresholds:
     threshold: npt.NDArray[np.float64]  # (gateways, members); inf where unused
     rho: npt.NDArray[np.float64]  # quantised beta-binomial dispersion
     mean_payments: npt.NDArray[np.float64]  # quantised payments per minute
+    weights: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]  # per failure, per success
+    cap: npt.NDArray[np.float64]  # threshold + RECOVERY_NATS
 
 
 class Calibration:
@@ -208,7 +210,16 @@ def calibrate(
     rho = estimate_dispersion(failures, payments, in_breach)
     rho_q = np.array([quantise_up(float(r), 1, 5e-4) for r in rho])
     threshold = thresholds(rho_q) if rho_q.any() else plain
-    return Thresholds(hour, tuple(window.gateways), post_change, threshold, rho_q, mean_q)
+    return Thresholds(
+        hour,
+        tuple(window.gateways),
+        post_change,
+        threshold,
+        rho_q,
+        mean_q,
+        member_weights(baselines, post_change),
+        threshold + RECOVERY_NATS,
+    )
 
 
 def _sla_breach(
@@ -220,14 +231,7 @@ def _sla_breach(
     rule = config.detection.sla_breach
     limits = calibration.thresholds(window, config, baselines)
     # Unused members (NaN rate, infinite threshold) stay at 0 and never alarm.
-    bank = cusum_bank(
-        window.failures,
-        window.payments,
-        baselines,
-        limits.post_change,
-        limits.rho,
-        limits.threshold + RECOVERY_NATS,
-    )
+    bank = CusumBank(window.failures, window.payments, limits.rho, limits.weights, limits.cap)
     evidence_ratio = bank.statistic / limits.threshold
     active: BoolArray = np.asarray((evidence_ratio >= 1.0).any(axis=1), dtype=bool)
     leader = np.argmax(evidence_ratio, axis=1)  # the member closest to (or furthest past) alarm

@@ -18,7 +18,13 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["CusumBank", "cusum_bank", "dispersion_factor", "log_likelihood_weights"]
+__all__ = [
+    "CusumBank",
+    "cusum_bank",
+    "dispersion_factor",
+    "log_likelihood_weights",
+    "member_weights",
+]
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -54,13 +60,19 @@ class CusumBank:
 
     def __init__(
         self,
-        weighted_failures: FloatArray,
-        weighted_payments: FloatArray,
-        a: FloatArray,
-        b: FloatArray,
+        failures: npt.NDArray[np.int64],
+        payments: npt.NDArray[np.int64],
+        rho: FloatArray,
+        weights: tuple[FloatArray, FloatArray],
         cap: FloatArray,
     ):
+        weighted_failures: npt.NDArray[np.float64 | np.int64] = failures
+        weighted_payments: npt.NDArray[np.float64 | np.int64] = payments
+        if rho.any():
+            scale = 1.0 / dispersion_factor(payments, rho[:, None])
+            weighted_failures, weighted_payments = failures * scale, payments * scale
         self._weighted = (weighted_failures, weighted_payments)
+        a, b = weights
         self._a, self._b, self._cap = a, b, cap
         # C[s, m, t] = (a - b) cumsum(k w) + b cumsum(n w), from a leading 0: two running sums
         # serve every member (one batched matrix product). The CUSUM is C minus its running
@@ -144,10 +156,11 @@ def cusum_bank(
     >>> np.round(bank.statistic, 2).tolist(), bank.start(0, 0), bank.start(0, 1)
     ([[5.47, 0.0]], 2, 5)
     """
+    return CusumBank(failures, payments, rho, member_weights(p0, p1), cap)
+
+
+def member_weights(p0: FloatArray, p1: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Per-failure and per-success weights of each (series, member); 0 where ``p1 <= p0``."""
     usable = p1 > p0[:, None]
     a, b = log_likelihood_weights(p0[:, None], np.where(usable, p1, 2 * p0[:, None]))
-    a, b = np.where(usable, a, 0.0), np.where(usable, b, 0.0)
-    if rho.any():
-        weight = 1.0 / dispersion_factor(payments, rho[:, None])
-        return CusumBank(failures * weight, payments * weight, a, b, cap)
-    return CusumBank(failures.astype(np.float64), payments.astype(np.float64), a, b, cap)
+    return np.where(usable, a, 0.0), np.where(usable, b, 0.0)
