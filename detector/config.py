@@ -285,6 +285,14 @@ class NoDataRule(_Rule):
     keep_firing_for: Duration = timedelta(0)
 
 
+class VolumeDropRule(_Rule):
+    """Payments far below the seasonal expectation for this time of week (needs a week)."""
+
+    window: Duration = timedelta(minutes=15)
+    # Only a drop below this share of the expectation counts, however significant.
+    below: Probability = 0.5
+
+
 class DetectionConfig(_Frozen):
     sla: Probability = 0.02
     # False alerts tolerated per gateway, all rules together; every threshold derives from it.
@@ -292,6 +300,7 @@ class DetectionConfig(_Frozen):
     sla_breach: SlaBreachRule = SlaBreachRule()
     outage: OutageRule = OutageRule()
     no_data: NoDataRule = NoDataRule()
+    volume_drop: VolumeDropRule = VolumeDropRule()
 
 
 class GatewayConfig(_Frozen):

@@ -7,7 +7,7 @@ human-readable verdict) is only built for the gateways the alert lifecycle asks 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
@@ -16,6 +16,7 @@ import numpy.typing as npt
 
 from detector.config import Config
 from detector.notify.base import Evidence
+from detector.source import Counts
 from detector.stats.binomial import (
     binomial_upper_tail,
     poisson_zero_probability,
@@ -23,6 +24,12 @@ from detector.stats.binomial import (
 )
 from detector.stats.calibration import estimate_dispersion, quantise_up, threshold_for
 from detector.stats.cusum import CusumBank, cusum_bank, member_weights
+from detector.stats.seasonal import (
+    HOURS_PER_WEEK,
+    negative_binomial_cdf,
+    negative_binomial_size,
+    seasonal_profile,
+)
 from detector.window import CountWindow
 
 __all__ = [
@@ -30,6 +37,7 @@ __all__ = [
     "Finding",
     "RuleResult",
     "Thresholds",
+    "VolumeHistory",
     "budget_shares",
     "calibrate",
     "evaluate",
@@ -114,13 +122,15 @@ _MAX_CALIBRATED_VOLUME = 1024.0
 def budget_shares(config: Config) -> int:
     """How many detectors share a gateway's false-alert budget equally.
 
-    Every bank member of ``sla_breach`` for a gateway and ``no_data`` each get one share.
+    Every bank member of ``sla_breach`` for a gateway, ``no_data`` and ``volume_drop`` each
+    get one share.
     ``outage`` needs none: 90% of at least 5 payments failing at a 2% SLA has odds below
     1e-13 a tick.
     """
     detection = config.detection
     members = len(detection.sla_breach.rates) if detection.sla_breach.enabled else 0
-    return max(members + (1 if detection.no_data.enabled else 0), 1)
+    volume_rules = int(detection.no_data.enabled) + int(detection.volume_drop.enabled)
+    return max(members + volume_rules, 1)
 
 
 @dataclass(frozen=True)
@@ -310,32 +320,126 @@ def _outage(window: CountWindow, config: Config, baselines: npt.NDArray[np.float
     return RuleResult("outage", window.gateways, active, build)
 
 
-def _no_data(window: CountWindow, config: Config) -> RuleResult:
-    rule = config.detection.no_data
-    silence, history = _minutes(rule.silence), _minutes(rule.history)
-    recent = window.volume[:, window.recent(silence)].sum(axis=1)
-    before = window.volume[:, window.recent(history, offset=silence)].sum(axis=1)
-    latest = min(history, 2 * silence)
-    just_before = window.volume[:, window.recent(latest, offset=silence)].sum(axis=1)
-    # The lower of the long and the latest rate: traffic falling into the night must not
-    # look like a silent gateway (a seasonal expectation replaces this in a later version).
-    expected = np.minimum(before / history, just_before / latest) * silence
-    # Each tick is one chance of a false alert: the rule's share of the budget per tick.
-    alpha = (
+HISTORY_WEEKS = 4
+
+
+@dataclass(frozen=True)
+class _Season:
+    """What the hourly history says about each gateway, computed once per hour."""
+
+    hourly: npt.NDArray[np.float64]  # (gateways, 2): usual volume of the last and current hour
+    level: npt.NDArray[np.float64]  # today's level against the usual
+    size: npt.NDArray[np.float64]  # negative-binomial size of the hour-to-hour noise
+    weeks: npt.NDArray[np.int64]  # whole weeks of history
+
+
+@dataclass(frozen=True)
+class VolumeHistory:
+    """Hourly payment volume of the weeks before ``end_hour`` (aggregated by the database)."""
+
+    end_hour: int  # the first hour not included: the current, incomplete one
+    counts: Counts  # per (gateway, hour); ``minute`` is the hour's first minute
+    _seasons: dict[tuple[str, ...], _Season] = field(default_factory=dict, compare=False)
+
+    @classmethod
+    def hours_needed(cls) -> int:
+        return HISTORY_WEEKS * HOURS_PER_WEEK
+
+    def season(self, gateways: list[str]) -> _Season:
+        key = tuple(gateways)
+        if key not in self._seasons:
+            self._seasons[key] = self._season(gateways)
+        return self._seasons[key]
+
+    def _season(self, gateways: list[str]) -> _Season:
+        hours = self.hours_needed()
+        first = self.end_hour - hours
+        volume = np.zeros((len(gateways), hours))
+        seen = np.full(len(gateways), self.end_hour)
+        position = {g: i for i, g in enumerate(gateways)}
+        column = self.counts.minute // 60 - first
+        rows = np.array([position.get(g, -1) for g in self.counts.gateway], dtype=np.int64)
+        keep = (rows >= 0) & (column >= 0) & (column < hours)
+        volume[rows[keep], column[keep]] = self.counts.volume[keep]
+        np.minimum.at(seen, rows[keep], column[keep] + first)
+        weeks = (self.end_hour - seen) // HOURS_PER_WEEK
+        recent = np.arange(hours - 3, hours)  # the last three complete hours
+        profile = seasonal_profile(volume, np.concatenate([[hours - 1, hours], recent]), weeks)
+        # Today's level: how the last three complete hours compared with their usual volume,
+        # within a factor of two so that a drop does not become its own expectation.
+        usual = np.nansum(profile[:, 2:], axis=1)
+        actual = volume[:, recent].sum(axis=1)
+        level = np.clip(
+            np.divide(actual, usual, out=np.ones_like(usual), where=usual > 0), 0.5, 2.0
+        )
+        # Noise: last week's hours against what the weeks before them predicted.
+        last_week = np.arange(hours - HOURS_PER_WEEK, hours)
+        predicted = seasonal_profile(volume, last_week, np.maximum(weeks - 1, 0))
+        size = negative_binomial_size(volume[:, last_week], predicted)
+        return _Season(profile[:, :2], level, size, weeks)
+
+
+@dataclass(frozen=True)
+class _Expectation:
+    """Seasonal expectation of the volume in the last minutes, per gateway."""
+
+    expected: npt.NDArray[np.float64]  # payments expected in the span; NaN without history
+    size: npt.NDArray[np.float64]  # negative-binomial size
+    weeks: npt.NDArray[np.int64]
+
+
+def _seasonal(window: CountWindow, history: VolumeHistory, minutes: int) -> _Expectation:
+    season = history.season(window.gateways)
+    # Minutes of the span in the current hour; the rest fall in the hour before.
+    current = min(minutes, window.end_minute - history.end_hour * 60)
+    usual = (season.hourly[:, 0] * (minutes - current) + season.hourly[:, 1] * current) / 60
+    expected = usual * season.level
+    return _Expectation(np.where(season.weeks >= 1, expected, np.nan), season.size, season.weeks)
+
+
+def _volume_alpha(config: Config) -> float:
+    """Each tick is one chance of a false alert: a volume rule's share of the budget per tick."""
+    return (
         config.detection.false_alerts
         / budget_shares(config)
         * (config.schedule.interval.total_seconds() / 60)
     )
-    active = (recent == 0) & (poisson_zero_probability(expected) < alpha)
+
+
+def _no_data(window: CountWindow, config: Config, history: VolumeHistory | None) -> RuleResult:
+    rule = config.detection.no_data
+    silence, hours = _minutes(rule.silence), _minutes(rule.history)
+    recent = window.volume[:, window.recent(silence)].sum(axis=1)
+    before = window.volume[:, window.recent(hours, offset=silence)].sum(axis=1)
+    latest = min(hours, 2 * silence)
+    just_before = window.volume[:, window.recent(latest, offset=silence)].sum(axis=1)
+    # Without a week of history: the lower of the long and the latest rate, so traffic
+    # falling into the night does not look like a silent gateway.
+    simple = np.minimum(before / hours, just_before / latest) * silence
+    chance = poisson_zero_probability(simple)
+    seasonal = np.zeros(len(window.gateways), dtype=bool)
+    if history is not None:
+        season = _seasonal(window, history, silence)
+        seasonal = season.weeks >= 1
+        expected = np.where(seasonal, season.expected, simple)
+        chance = np.where(seasonal, negative_binomial_cdf(0, expected, season.size), chance)
+    else:
+        expected = simple
+    active = (recent == 0) & (chance < _volume_alpha(config))
     has_volume = window.volume > 0
     last_seen = window.minutes - np.argmax(has_volume[:, ::-1], axis=1)  # column after the last row
 
     def build(i: int) -> Finding:
         since_minute = window.end_minute - window.minutes + int(last_seen[i])
+        basis = (
+            "for this time of the week"
+            if seasonal[i]
+            else f"from the previous {hours // 60 or hours}{' h' if hours >= 60 else ' min'} "
+            "(less than a week of history)"
+        )
         summary = (
             f"{window.gateways[i]} is silent: no payments for {silence} min where "
-            f"{expected[i]:.0f} were expected from the previous {history // 60 or history}"
-            f"{' h' if history >= 60 else ' min'}"
+            f"{expected[i]:.0f} were expected {basis}"
             if active[i]
             else f"{window.gateways[i]}: {int(recent[i])} payments in the last {silence} min"
         )
@@ -350,7 +454,7 @@ def _no_data(window: CountWindow, config: Config) -> RuleResult:
             Evidence(
                 payments=int(recent[i]),
                 window_minutes=silence,
-                p_value=float(poisson_zero_probability(expected[i])),
+                p_value=float(chance[i]),
                 expected_payments=float(expected[i]),
             ),
         )
@@ -358,12 +462,64 @@ def _no_data(window: CountWindow, config: Config) -> RuleResult:
     return RuleResult("no_data", window.gateways, active, build)
 
 
+def _volume_drop(window: CountWindow, config: Config, history: VolumeHistory | None) -> RuleResult:
+    rule = config.detection.volume_drop
+    minutes = _minutes(rule.window)
+    observed = window.volume[:, window.recent(minutes)].sum(axis=1)
+    if history is None:
+        none = np.zeros(len(window.gateways), dtype=bool)
+        season = _Expectation(np.full(len(window.gateways), np.nan), np.ones(len(none)), none * 0)
+    else:
+        season = _seasonal(window, history, minutes)
+    known = np.isfinite(season.expected)
+    expected = np.where(known, season.expected, 0.0)
+    chance = np.where(known, negative_binomial_cdf(observed, expected, season.size), 1.0)
+    # Silence is no_data's alert; a drop must also be large, however significant.
+    active = (
+        known
+        & (observed > 0)
+        & (observed < rule.below * expected)
+        & (chance < _volume_alpha(config))
+    )
+
+    def build(i: int) -> Finding:
+        share = observed[i] / expected[i] if expected[i] > 0 else 1.0
+        summary = (
+            f"{window.gateways[i]}: {int(observed[i])} payments in the last {minutes} min, "
+            f"{share:.0%} of the {expected[i]:.0f} usual for this time of the week "
+            f"(p = {chance[i]:.1e})"
+            if active[i]
+            else f"{window.gateways[i]}: {int(observed[i])} payments in the last {minutes} min"
+            + (f", {share:.0%} of usual" if known[i] else " (less than a week of history)")
+        )
+        return Finding(
+            "volume_drop",
+            window.gateways[i],
+            "warning",
+            summary,
+            _minute_start(window.end_minute - minutes),
+            Evidence(
+                payments=int(observed[i]),
+                window_minutes=minutes,
+                p_value=float(chance[i]),
+                expected_payments=float(expected[i]) if known[i] else None,
+                magnitude=float(share),
+            ),
+        )
+
+    return RuleResult("volume_drop", window.gateways, active, build)
+
+
 def evaluate(
-    window: CountWindow, config: Config, calibration: Calibration | None = None
+    window: CountWindow,
+    config: Config,
+    calibration: Calibration | None = None,
+    history: VolumeHistory | None = None,
 ) -> list[RuleResult]:
     """Every enabled rule's verdict on the window as it stands.
 
-    ``calibration`` carries the hourly thresholds from tick to tick (a fresh one computes them).
+    ``calibration`` carries the hourly thresholds from tick to tick (a fresh one computes
+    them); ``history`` is the hourly volume the seasonal rules compare against.
     """
     baselines = np.array([config.sla_for(g) for g in window.gateways], dtype=np.float64)
     detection = config.detection
@@ -373,7 +529,9 @@ def evaluate(
     if detection.sla_breach.enabled:
         results.append(_sla_breach(window, config, baselines, calibration or Calibration()))
     if detection.no_data.enabled:
-        results.append(_no_data(window, config))
+        results.append(_no_data(window, config, history))
+    if detection.volume_drop.enabled:
+        results.append(_volume_drop(window, config, history))
     return results
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -85,6 +85,28 @@ class Counts:
             self.volume[part],
         )
 
+    def by_hour(self) -> Counts:
+        """The same payments per (gateway, hour); ``minute`` is the hour's first minute."""
+        if not self.minute.size:
+            return Counts.empty()
+        hour = self.minute // 60
+        names, gateway_index = np.unique(self.gateway.astype(str), return_inverse=True)
+        keys, where = np.unique(
+            np.stack([hour, gateway_index.ravel()]), axis=1, return_inverse=True
+        )
+        where = where.ravel()
+
+        def total(values: IntArray) -> IntArray:
+            return np.bincount(where, weights=values, minlength=keys.shape[1]).astype(np.int64)
+
+        return Counts(
+            names[keys[1]].astype(object),
+            keys[0] * 60,
+            total(self.payments),
+            total(self.failures),
+            total(self.volume),
+        )
+
 
 class Source(ABC):
     """Where a tick gets its counts from."""
@@ -92,6 +114,10 @@ class Source(ABC):
     @abstractmethod
     def read(self, start: datetime, end: datetime) -> Counts:
         """Counts of payments with ``start <= timestamp < end``."""
+
+    def hourly(self, start: datetime, end: datetime) -> Counts:
+        """Counts per (gateway, hour) for whole hours in ``[start, end)``."""
+        return self.read(start, end).by_hour()
 
     def evidence(
         self, gateway: str, start: datetime, end: datetime, limit: int = 5
@@ -125,6 +151,33 @@ def _minute_postgresql(element: _MinuteBucket, compiler: Any, **kw: Any) -> str:
 def _minute_mysql(element: _MinuteBucket, compiler: Any, **kw: Any) -> str:
     column = compiler.process(element.clauses, **kw)
     return f"TIMESTAMPDIFF(MINUTE, '1970-01-01 00:00:00', {column})"
+
+
+class _HourBucket(FunctionElement[int]):
+    """Whole hours since the epoch of a timestamp column, compiled per dialect."""
+
+    type = sa.BigInteger()
+    inherit_cache = True
+    name = "hour_bucket"
+
+
+@compiles(_HourBucket, "sqlite")
+def _hour_sqlite(element: _HourBucket, compiler: Any, **kw: Any) -> str:
+    column = compiler.process(element.clauses, **kw)
+    return f"(CAST(strftime('%s', {column}) AS INTEGER) / 3600)"
+
+
+@compiles(_HourBucket, "postgresql")
+def _hour_postgresql(element: _HourBucket, compiler: Any, **kw: Any) -> str:
+    column = compiler.process(element.clauses, **kw)
+    return f"CAST(FLOOR(EXTRACT(EPOCH FROM {column}) / 3600) AS BIGINT)"
+
+
+@compiles(_HourBucket, "mysql")
+@compiles(_HourBucket, "mariadb")
+def _hour_mysql(element: _HourBucket, compiler: Any, **kw: Any) -> str:
+    column = compiler.process(element.clauses, **kw)
+    return f"TIMESTAMPDIFF(HOUR, '1970-01-01 00:00:00', {column})"
 
 
 def connect(url: str, *, read_only: bool = True) -> Engine:
@@ -179,7 +232,8 @@ class SqlSource(Source):
         if self._error_code is not None:
             wanted.append(self._error_code)
         self.table = sa.table(name, *wanted, schema=schema or None)
-        self._counts_query = self._build_counts_query()
+        self._counts_query = self._build_counts_query(_MinuteBucket(self._timestamp))
+        self._hourly_query = self._build_counts_query(_HourBucket(self._timestamp))
 
     def _in_window(self) -> ColumnElement[bool]:
         return sa.and_(
@@ -187,13 +241,13 @@ class SqlSource(Source):
             self._timestamp < sa.bindparam("end", type_=sa.DateTime()),
         )
 
-    def _build_counts_query(self) -> sa.Select[Any]:
+    def _build_counts_query(self, bucket: FunctionElement[int]) -> sa.Select[Any]:
         statuses = self.config.statuses
 
         def count_of(values: tuple[str, ...]) -> ColumnElement[Any]:
             return sa.func.sum(sa.case((self._status.in_(values), 1), else_=0))
 
-        minute = _MinuteBucket(self._timestamp)
+        minute = bucket
         return (
             sa.select(
                 self._gateway.label("gateway"),
@@ -240,10 +294,17 @@ class SqlSource(Source):
                 )
 
     def read(self, start: datetime, end: datetime) -> Counts:
+        return self._counts(self._counts_query, start, end)
+
+    def hourly(self, start: datetime, end: datetime) -> Counts:
+        counts = self._counts(self._hourly_query, start, end)
+        return replace(counts, minute=counts.minute * 60)
+
+    def _counts(self, query: sa.Select[Any], start: datetime, end: datetime) -> Counts:
         params = {"start": _naive_utc(start), "end": _naive_utc(end)}
         try:
             with self.engine.connect() as connection:
-                rows = connection.execute(self._counts_query, params).all()
+                rows = connection.execute(query, params).all()
         except sa.exc.SQLAlchemyError as exc:
             raise SourceError(f"cannot read payments: {_brief(exc)}") from exc
         if not rows:

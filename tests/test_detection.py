@@ -3,6 +3,7 @@ a user sees from them end to end (a step is caught, quiet traffic stays quiet)."
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -12,13 +13,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from scipy import stats
 
 from detector.backtest import replay
 from detector.config import Config, ConfigError, parse_config
 from detector.notify.base import Notification
 from detector.rules import Calibration, evaluate
 from detector.simulate import GatewayProfile, Incident, generate
-from detector.source import Counts, FrameSource
+from detector.source import Counts, FrameSource, SqlSource, epoch_minute
 from detector.stats.binomial import Z_95, wilson_interval
 from detector.stats.calibration import (
     average_run_length,
@@ -27,7 +29,10 @@ from detector.stats.calibration import (
     threshold_for,
 )
 from detector.stats.cusum import cusum_bank, dispersion_factor, log_likelihood_weights
+from detector.stats.seasonal import negative_binomial_cdf
 from detector.window import CountWindow
+
+from .conftest import PaymentsDb
 
 START = datetime(2026, 11, 16, tzinfo=UTC)  # a Monday
 
@@ -287,3 +292,82 @@ def test_no_window_gives_nan_an_exception_or_a_start_in_the_future(
                 finding.evidence.magnitude,
             ):
                 assert value is None or np.isfinite(value)
+
+
+# --- volume against the time of the week ----------------------------------------------------
+
+
+def test_negative_binomial_tail_matches_scipy() -> None:
+    counts = np.array([0, 3, 10, 40])
+    got = negative_binomial_cdf(
+        counts, np.array([5.0, 10.0, 30.0, 40.0]), np.array([2, 5, 20, 1000])
+    )
+    want = [
+        stats.nbinom(r, r / (r + m)).cdf(k)
+        for k, m, r in zip(counts, [5.0, 10.0, 30.0, 40.0], [2, 5, 20, 1000], strict=True)
+    ]
+    np.testing.assert_allclose(got, want, rtol=1e-10)
+
+
+def test_a_volume_drop_and_a_silence_are_caught_but_quiet_nights_are_not() -> None:
+    gateways = (
+        GatewayProfile("busy", per_minute=20, failure_rate=0.01),
+        GatewayProfile("sleepy", per_minute=0.5, failure_rate=0.01),
+    )
+    days = 30
+    drop = Incident(
+        "busy", START + timedelta(days=29, hours=11), timedelta(hours=1), volume_factor=0.2
+    )
+    silence = Incident(
+        "busy", START + timedelta(days=29, hours=17), timedelta(minutes=45), volume_factor=0.0
+    )
+    frame = generate(START, START + timedelta(days=days), gateways, (drop, silence), seed=6)
+    config = parse_config({}, env={})
+    source = FrameSource(_counts(frame))
+    events = list(replay(config, source, START + timedelta(days=29), START + timedelta(days=days)))
+    firing = [e for e in events if e.event == "firing"]
+    assert {e.labels["gateway"] for e in events} == {"busy"}  # sleepy's nights stay quiet
+    by_rule = {e.rule: e for e in reversed(firing)}  # the first firing of each rule
+    assert set(by_rule) == {"volume_drop", "no_data"}
+    dropped = datetime.fromisoformat(by_rule["volume_drop"].at) - drop.start.replace(tzinfo=UTC)
+    silent = datetime.fromisoformat(by_rule["no_data"].at) - silence.start.replace(tzinfo=UTC)
+    assert timedelta(0) < dropped <= timedelta(minutes=15)
+    assert timedelta(0) < silent <= timedelta(minutes=16)
+    assert "for this time of the week" in by_rule["no_data"].summary
+    assert "usual for this time of the week" in by_rule["volume_drop"].summary
+
+
+def test_hourly_history_from_sql_equals_the_backtest_path(
+    payments_db: PaymentsDb, open_source: Callable[[Config], SqlSource]
+) -> None:
+    payments_db.steady("stripe", START - timedelta(hours=3), minutes=150, per_minute=3, failed=1)
+    payments_db.steady("adyen", START - timedelta(minutes=70), minutes=20, per_minute=2)
+    config = parse_config({"source": {"url": payments_db.url, "table": payments_db.table}}, env={})
+    source = open_source(config)
+    begin, end = START - timedelta(hours=4), START
+    from_sql = source.hourly(begin, end)
+    from_minutes = FrameSource(source.read(begin, end)).hourly(begin, end)
+
+    def rows(counts: Counts) -> list[tuple[int, str, int, int, int]]:
+        return sorted(
+            zip(
+                (counts.minute - epoch_minute(end)).tolist(),
+                counts.gateway.tolist(),
+                counts.volume.tolist(),
+                counts.payments.tolist(),
+                counts.failures.tolist(),
+                strict=True,
+            )
+        )
+
+    assert (
+        rows(from_sql)
+        == rows(from_minutes)
+        == [
+            (-180, "stripe", 180, 180, 60),
+            (-120, "adyen", 20, 20, 0),
+            (-120, "stripe", 180, 180, 60),
+            (-60, "adyen", 20, 20, 0),
+            (-60, "stripe", 90, 90, 30),
+        ]
+    )
