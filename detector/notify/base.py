@@ -48,7 +48,7 @@ class Notification:
     event: Literal["firing", "resolved"]
     fingerprint: str  # stable per (rule, labels)
     idempotency_key: str  # fingerprint + transition; the same for every retry of this send
-    rule: str  # sla_breach, outage, no_data, source_down
+    rule: str  # sla_breach, outage, no_data, volume_drop, source_down
     severity: Literal["warning", "critical"]
     labels: dict[str, str]  # at least rule, severity and (except source_down) gateway
     summary: str  # one line a person reads first
