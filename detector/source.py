@@ -126,58 +126,42 @@ class Source(ABC):
         return (), ()
 
 
-class _MinuteBucket(FunctionElement[int]):
-    """Whole minutes since the epoch of a timestamp column, compiled per dialect."""
+class _Bucket(FunctionElement[int]):
+    """Whole ``seconds``-long buckets since the epoch of a timestamp column, per dialect."""
 
     type = sa.BigInteger()
+    inherit_cache = True
+    seconds = 60
+
+
+class _MinuteBucket(_Bucket):
     inherit_cache = True
     name = "minute_bucket"
 
 
-@compiles(_MinuteBucket, "sqlite")
-def _minute_sqlite(element: _MinuteBucket, compiler: Any, **kw: Any) -> str:
-    column = compiler.process(element.clauses, **kw)
-    return f"(CAST(strftime('%s', {column}) AS INTEGER) / 60)"
-
-
-@compiles(_MinuteBucket, "postgresql")
-def _minute_postgresql(element: _MinuteBucket, compiler: Any, **kw: Any) -> str:
-    column = compiler.process(element.clauses, **kw)
-    return f"CAST(FLOOR(EXTRACT(EPOCH FROM {column}) / 60) AS BIGINT)"
-
-
-@compiles(_MinuteBucket, "mysql")
-@compiles(_MinuteBucket, "mariadb")
-def _minute_mysql(element: _MinuteBucket, compiler: Any, **kw: Any) -> str:
-    column = compiler.process(element.clauses, **kw)
-    return f"TIMESTAMPDIFF(MINUTE, '1970-01-01 00:00:00', {column})"
-
-
-class _HourBucket(FunctionElement[int]):
-    """Whole hours since the epoch of a timestamp column, compiled per dialect."""
-
-    type = sa.BigInteger()
+class _HourBucket(_Bucket):
     inherit_cache = True
     name = "hour_bucket"
+    seconds = 3600
 
 
-@compiles(_HourBucket, "sqlite")
-def _hour_sqlite(element: _HourBucket, compiler: Any, **kw: Any) -> str:
+@compiles(_Bucket, "sqlite")
+def _bucket_sqlite(element: _Bucket, compiler: Any, **kw: Any) -> str:
     column = compiler.process(element.clauses, **kw)
-    return f"(CAST(strftime('%s', {column}) AS INTEGER) / 3600)"
+    return f"(CAST(strftime('%s', {column}) AS INTEGER) / {element.seconds})"
 
 
-@compiles(_HourBucket, "postgresql")
-def _hour_postgresql(element: _HourBucket, compiler: Any, **kw: Any) -> str:
+@compiles(_Bucket, "postgresql")
+def _bucket_postgresql(element: _Bucket, compiler: Any, **kw: Any) -> str:
     column = compiler.process(element.clauses, **kw)
-    return f"CAST(FLOOR(EXTRACT(EPOCH FROM {column}) / 3600) AS BIGINT)"
+    return f"CAST(FLOOR(EXTRACT(EPOCH FROM {column}) / {element.seconds}) AS BIGINT)"
 
 
-@compiles(_HourBucket, "mysql")
-@compiles(_HourBucket, "mariadb")
-def _hour_mysql(element: _HourBucket, compiler: Any, **kw: Any) -> str:
+@compiles(_Bucket, "mysql")
+@compiles(_Bucket, "mariadb")
+def _bucket_mysql(element: _Bucket, compiler: Any, **kw: Any) -> str:
     column = compiler.process(element.clauses, **kw)
-    return f"TIMESTAMPDIFF(HOUR, '1970-01-01 00:00:00', {column})"
+    return f"(TIMESTAMPDIFF(SECOND, '1970-01-01 00:00:00', {column}) DIV {element.seconds})"
 
 
 def connect(url: str, *, read_only: bool = True) -> Engine:
@@ -241,7 +225,7 @@ class SqlSource(Source):
             self._timestamp < sa.bindparam("end", type_=sa.DateTime()),
         )
 
-    def _build_counts_query(self, bucket: FunctionElement[int]) -> sa.Select[Any]:
+    def _build_counts_query(self, bucket: _Bucket) -> sa.Select[Any]:
         statuses = self.config.statuses
 
         def count_of(values: tuple[str, ...]) -> ColumnElement[Any]:
