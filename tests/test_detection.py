@@ -18,7 +18,7 @@ from scipy import stats
 from detector.backtest import replay
 from detector.config import Config, ConfigError, parse_config
 from detector.notify.base import Notification
-from detector.rules import Calibration, evaluate
+from detector.rules import Calibration, VolumeHistory, evaluate
 from detector.simulate import GatewayProfile, Incident, generate
 from detector.source import Counts, FrameSource, SqlSource, epoch_minute
 from detector.stats.binomial import Z_95, wilson_interval
@@ -268,9 +268,15 @@ _counts_matrix = hnp.arrays(
     payments=_counts_matrix,
     share=hnp.arrays(np.float64, (2, _MINUTES), elements=st.sampled_from([0.0, 0.3, 1.0])),
     sla=st.sampled_from([0.001, 0.02, 0.3]),
+    hourly=st.sampled_from([0, 1, 60, 10**9]),
+    history_hours=st.sampled_from([0, 30, 200, 700]),
 )
 def test_no_window_gives_nan_an_exception_or_a_start_in_the_future(
-    payments: npt.NDArray[np.int64], share: npt.NDArray[np.float64], sla: float
+    payments: npt.NDArray[np.int64],
+    share: npt.NDArray[np.float64],
+    sla: float,
+    hourly: int,
+    history_hours: int,
 ) -> None:
     config = parse_config({"detection": {"sla": sla, "sla_breach": {"history": "1h"}}}, env={})
     window = CountWindow(_MINUTES, gateways=["a", "b"])
@@ -279,7 +285,14 @@ def test_no_window_gives_nan_an_exception_or_a_start_in_the_future(
     window.failures[:] = np.floor(payments * share).astype(np.int64)
     window.volume[:] = payments
     now = datetime.fromtimestamp(window.end_minute * 60, tz=UTC)
-    for result in evaluate(window, config, Calibration()):
+    end_hour = (window.end_minute - 1) // 60
+    hours = np.arange(end_hour - history_hours, end_hour)
+    volume = np.full(hours.size, hourly, dtype=np.int64)
+    history = VolumeHistory(
+        end_hour,
+        Counts(np.full(hours.size, "a", dtype=object), hours * 60, volume, volume * 0, volume),
+    )
+    for result in evaluate(window, config, Calibration(), history):
         for i in range(2):
             finding = result.finding(i)
             assert finding.since <= now
@@ -290,6 +303,7 @@ def test_no_window_gives_nan_an_exception_or_a_start_in_the_future(
                 finding.evidence.statistic,
                 finding.evidence.threshold,
                 finding.evidence.magnitude,
+                finding.evidence.expected_payments,
             ):
                 assert value is None or np.isfinite(value)
 
@@ -335,6 +349,18 @@ def test_a_volume_drop_and_a_silence_are_caught_but_quiet_nights_are_not() -> No
     assert timedelta(0) < silent <= timedelta(minutes=16)
     assert "for this time of the week" in by_rule["no_data"].summary
     assert "usual for this time of the week" in by_rule["volume_drop"].summary
+
+
+def test_in_the_first_week_silence_is_judged_on_recent_traffic_and_the_message_says_so() -> None:
+    busy = GatewayProfile("busy", per_minute=20, failure_rate=0.01)
+    silence = Incident("busy", START + timedelta(hours=15), timedelta(minutes=30), volume_factor=0)
+    events = _replay((busy,), days=1, incidents=(silence,), seed=8)
+    (firing,) = [e for e in events if e.event == "firing"]
+    assert firing.rule == "no_data"
+    assert "less than a week of history" in firing.summary
+    assert datetime.fromisoformat(firing.at) - silence.start.replace(tzinfo=UTC) <= timedelta(
+        minutes=16
+    )
 
 
 def test_hourly_history_from_sql_equals_the_backtest_path(
