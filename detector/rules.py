@@ -116,6 +116,9 @@ def _rate_evidence(
 # Once the failures stop, a firing CUSUM clears after this much evidence (odds of 20 to 1)
 # rather than after paying back everything the incident accumulated.
 RECOVERY_NATS = 3.0
+# Past ~1000 payments a minute a minute's log-likelihood ratio is close to normal with
+# variance twice its drift, and the ARL in minutes no longer depends on volume (Siegmund):
+# thresholds are computed at this volume, which keeps the tabulated distribution small.
 _MAX_CALIBRATED_VOLUME = 1024.0
 
 
@@ -123,9 +126,8 @@ def budget_shares(config: Config) -> int:
     """How many detectors share a gateway's false-alert budget equally.
 
     Every bank member of ``sla_breach`` for a gateway, ``no_data`` and ``volume_drop`` each
-    get one share.
-    ``outage`` needs none: 90% of at least 5 payments failing at a 2% SLA has odds below
-    1e-13 a tick.
+    get one share. ``outage`` needs none: 90% of at least 5 payments failing at a 2% SLA
+    has odds below 1e-13 a tick.
     """
     detection = config.detection
     members = len(detection.sla_breach.rates) if detection.sla_breach.enabled else 0
@@ -142,7 +144,7 @@ class Thresholds:
     post_change: npt.NDArray[np.float64]  # (gateways, members); NaN where unused
     threshold: npt.NDArray[np.float64]  # (gateways, members); inf where unused
     rho: npt.NDArray[np.float64]  # quantised beta-binomial dispersion
-    mean_payments: npt.NDArray[np.float64]  # quantised payments per minute
+    mean_payments: npt.NDArray[np.float64]  # busiest hour's payments per minute, quantised
     weights: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]  # per failure, per success
     cap: npt.NDArray[np.float64]  # threshold + RECOVERY_NATS
 
@@ -172,6 +174,17 @@ class Calibration:
         return self._current
 
 
+def _hourly_levels(payments: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
+    """(series, 2): mean payments a minute in the quietest and the busiest whole hour.
+
+    The newest columns form the hours; a history shorter than an hour is one block.
+    """
+    hours = max(payments.shape[1] // 60, 1)
+    span = min(hours * 60, payments.shape[1])
+    means = payments[:, -span:].reshape(payments.shape[0], hours, span // hours).mean(axis=2)
+    return np.stack([means.min(axis=1), means.max(axis=1)], axis=1)
+
+
 def calibrate(
     window: CountWindow, config: Config, baselines: npt.NDArray[np.float64], hour: int
 ) -> Thresholds:
@@ -179,13 +192,16 @@ def calibrate(
     rule = config.detection.sla_breach
     history = slice(0, max(window.minutes - (window.end_minute - hour * 60), 1))
     payments, failures = window.payments[:, history], window.failures[:, history]
-    mean = payments.mean(axis=1)
-    # Whole octaves: thresholds grow with the log of traffic, so this costs little
-    # sensitivity and keeps a handful of cached thresholds per gateway.
-    # Past ~1000 a minute a minute's log-likelihood ratio is close to normal with variance
-    # twice its drift, and the ARL in minutes no longer depends on volume (Siegmund); the
-    # cap keeps the tabulated increment distribution small.
-    mean_q = np.array([quantise_up(min(float(m), _MAX_CALIBRATED_VOLUME), 1, 1 / 64) for m in mean])
+    # Traffic swings through the day, and the members react to it in opposite ways: at low
+    # volume a single minute of 1 failure in 2 payments can lift the 50% member, while the
+    # 2x member gathers evidence more slowly. Each threshold is the larger of those for the
+    # quietest and the busiest hour of the history, so neither regime exceeds the budget.
+    # Whole octaves (the quiet level rounded down, the busy one up) keep a handful of
+    # cached thresholds per gateway.
+    levels = np.minimum(_hourly_levels(payments), _MAX_CALIBRATED_VOLUME)
+    quiet = [quantise_up(float(m), 1, 1 / 64) / 2 for m in levels[:, 0]]
+    busy = [quantise_up(float(m), 1, 1 / 64) for m in levels[:, 1]]
+    mean_q = np.array(busy)
     target = 1.0 / (config.detection.false_alerts / budget_shares(config))
     members = len(rule.rates)
     post_change = np.full((len(window.gateways), members), np.nan)
@@ -196,8 +212,10 @@ def calibrate(
     def thresholds(rho: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         limits = np.full(post_change.shape, np.inf)
         for g, m in zip(*np.nonzero(np.isfinite(post_change)), strict=True):
-            limits[g, m] = threshold_for(
-                float(baselines[g]), float(post_change[g, m]), rho[g], mean_q[g], target
+            p0, p1 = float(baselines[g]), float(post_change[g, m])
+            limits[g, m] = max(
+                threshold_for(p0, p1, float(rho[g]), volume, target)
+                for volume in {quiet[g], busy[g]}
             )
         return limits
 

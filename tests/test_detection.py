@@ -18,7 +18,7 @@ from scipy import stats
 from detector.backtest import replay
 from detector.config import Config, ConfigError, parse_config
 from detector.notify.base import Notification
-from detector.rules import Calibration, VolumeHistory, evaluate
+from detector.rules import Calibration, VolumeHistory, calibrate, evaluate
 from detector.simulate import GatewayProfile, Incident, generate
 from detector.source import Counts, FrameSource, SqlSource, epoch_minute
 from detector.stats.binomial import Z_95, wilson_interval
@@ -121,6 +121,23 @@ def test_thresholds_rise_with_the_budget_and_with_dispersion() -> None:
     assert monthly < quarterly < bursty
     values, probs = increment_distribution(0.02, 0.04, 0.0, 16.0)
     assert average_run_length(values, probs, quarterly) >= 90 * 1440 * 4
+
+
+def test_one_failure_in_two_payments_at_night_does_not_alert_a_busy_gateway() -> None:
+    # 40 payments a minute all day, 2 a minute in the last hour: the 50% member must be
+    # calibrated for the quiet hour too, where one failed payment out of two lifts it by
+    # ln(0.5/0.02) + ln(0.5/0.98) = 2.55 nats in a single minute.
+    config = parse_config({}, env={})
+    window = CountWindow(360, gateways=["stripe"])
+    window.advance(60 * 500_000 + 1)
+    window.payments[:, :-61] = 40
+    window.payments[:, -61:] = 2
+    limits = calibrate(window, config, np.array([0.02]), 500_000)
+    one_in_two = np.log(0.5 / 0.02) + np.log(0.5 / 0.98)
+    assert limits.threshold[0, 2] > 2 * one_in_two
+    window.failures[:, -1] = 1
+    (sla,) = [r for r in evaluate(window, config, Calibration()) if r.rule == "sla_breach"]
+    assert not sla.active.any()
 
 
 def test_wilson_interval_inverts_the_score_test() -> None:
