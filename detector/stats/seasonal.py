@@ -9,8 +9,6 @@ fitted from the history.
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import numpy.typing as npt
 from scipy import special
@@ -50,10 +48,13 @@ def seasonal_profile(
     lags = np.arange(1, 5) * HOURS_PER_WEEK
     index = hours[None, :, None] - lags[None, None, :]  # (1, hours, lags)
     valid = (index >= 0) & (lags[None, None, :] <= weeks[:, None, None] * HOURS_PER_WEEK)
-    values = np.where(valid, volume[:, np.clip(index[0], 0, volume.shape[1] - 1)], np.nan)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN: no history for that hour
-        return np.asarray(np.nanmedian(values, axis=2), dtype=np.float64)
+    values = np.where(valid, volume[:, np.clip(index[0], 0, volume.shape[1] - 1)], np.inf)
+    # A median over the weeks that exist: sorting moves the missing ones (inf) to the end.
+    values.sort(axis=2)
+    count = valid.sum(axis=2)
+    low = np.take_along_axis(values, np.maximum((count - 1) // 2, 0)[..., None], axis=2)[..., 0]
+    high = np.take_along_axis(values, (count // 2).clip(max=3)[..., None], axis=2)[..., 0]
+    return np.asarray(np.where(count > 0, (low + high) / 2, np.nan), dtype=np.float64)
 
 
 def negative_binomial_size(observed: FloatArray, expected: FloatArray) -> FloatArray:
