@@ -444,11 +444,11 @@ def _no_data(window: CountWindow, config: Config, history: VolumeHistory | None)
     else:
         expected = simple
     active = (recent == 0) & (chance < _volume_alpha(config))
-    has_volume = window.volume > 0
-    last_seen = window.minutes - np.argmax(has_volume[:, ::-1], axis=1)  # column after the last row
 
     def build(i: int) -> Finding:
-        since_minute = window.end_minute - window.minutes + int(last_seen[i])
+        has_volume = window.volume[i] > 0
+        last_seen = window.minutes - int(np.argmax(has_volume[::-1]))  # column after the last row
+        since_minute = window.end_minute - window.minutes + last_seen
         basis = (
             "for this time of the week"
             if seasonal[i]
@@ -467,7 +467,7 @@ def _no_data(window: CountWindow, config: Config, history: VolumeHistory | None)
             "critical",
             summary,
             _minute_start(since_minute)
-            if has_volume[i].any()
+            if has_volume.any()
             else _minute_start(window.end_minute - silence),
             Evidence(
                 payments=int(recent[i]),
