@@ -17,6 +17,7 @@ from detector.alerts import notification_for
 from detector.config import Config
 from detector.engine import Engine
 from detector.notify.base import Notification
+from detector.rules import VolumeHistory
 from detector.source import FrameSource, Source
 
 __all__ = ["BacktestEvent", "replay", "to_record", "write_jsonl", "write_table"]
@@ -42,7 +43,11 @@ def replay(
     interval = config.schedule.interval
     first_tick = _floor_minute(start)
     engine = Engine(config, source)  # built first: it knows how much history it reads
-    history = max(config.source.warmup, timedelta(minutes=engine.window.minutes))
+    history = max(
+        config.source.warmup,
+        timedelta(minutes=engine.window.minutes),
+        timedelta(hours=VolumeHistory.hours_needed() + 1),  # the seasonal volume rules' weeks
+    )
     log.info("aggregating payments from %s to %s", first_tick - history, end)
     engine.source = FrameSource(source.read(first_tick - history, end), evidence_from=source)
     now, ticks = first_tick, 0
@@ -81,6 +86,10 @@ def to_record(event: Notification) -> dict[str, Any]:
         "summary": event.summary,
         "fingerprint": event.fingerprint,
         "top_error_codes": [{"code": c, "count": n} for c, n in evidence.top_error_codes],
+        "statistic": evidence.statistic,
+        "threshold": evidence.threshold,
+        "magnitude": evidence.magnitude,
+        "dispersion": evidence.dispersion,
     }
 
 

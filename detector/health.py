@@ -28,6 +28,8 @@ __all__ = ["API_VERSION", "GatewayHealth", "gateway_health", "gateways_document"
 
 API_VERSION = "1"
 Status = Literal["healthy", "degraded", "down", "unknown"]
+# Below this many final payments in the window, "healthy" would be a guess: say unknown.
+MIN_PAYMENTS_TO_JUDGE = 10
 _DOWN_RULES = {"outage", "no_data"}
 
 
@@ -112,7 +114,7 @@ def gateway_health(
             status, reason, since = "down", down[0].summary, down[0].since
         elif firing:
             status, reason, since = "degraded", firing[0].summary, firing[0].since
-        elif n < config.detection.sla_breach.min_payments:
+        elif n < MIN_PAYMENTS_TO_JUDGE:
             status = "unknown"
             reason = f"{n} final payment(s) in the last {minutes} min: too few to judge"
         elif pending := [a for a in mine if a.state == "pending"]:

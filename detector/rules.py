@@ -7,7 +7,7 @@ human-readable verdict) is only built for the gateways the alert lifecycle asks 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
@@ -16,15 +16,34 @@ import numpy.typing as npt
 
 from detector.config import Config
 from detector.notify.base import Evidence
+from detector.source import Counts
 from detector.stats.binomial import (
     binomial_upper_tail,
-    change_point,
     poisson_zero_probability,
     wilson_interval,
 )
+from detector.stats.calibration import estimate_dispersion, quantise_up, threshold_for
+from detector.stats.cusum import CusumBank, cusum_bank, member_weights
+from detector.stats.seasonal import (
+    HOURS_PER_WEEK,
+    negative_binomial_cdf,
+    negative_binomial_size,
+    seasonal_profile,
+)
 from detector.window import CountWindow
 
-__all__ = ["Finding", "RuleResult", "evaluate", "minutes_needed", "source_down_finding"]
+__all__ = [
+    "Calibration",
+    "Finding",
+    "RuleResult",
+    "Thresholds",
+    "VolumeHistory",
+    "budget_shares",
+    "calibrate",
+    "evaluate",
+    "minutes_needed",
+    "source_down_finding",
+]
 
 Severity = Literal["warning", "critical"]
 BoolArray = npt.NDArray[np.bool_]
@@ -63,6 +82,7 @@ def minutes_needed(config: Config) -> int:
     """How many minute buckets the enabled rules look back over."""
     detection = config.detection
     return max(
+        _minutes(detection.sla_breach.history),
         _minutes(detection.sla_breach.window),
         _minutes(detection.outage.window),
         _minutes(detection.no_data.silence) + _minutes(detection.no_data.history),
@@ -93,45 +113,191 @@ def _rate_evidence(
     )
 
 
+# Once the failures stop, a firing CUSUM clears after this much evidence (odds of 20 to 1)
+# rather than after paying back everything the incident accumulated.
+RECOVERY_NATS = 3.0
+# Past ~1000 payments a minute a minute's log-likelihood ratio is close to normal with
+# variance twice its drift, and the ARL in minutes no longer depends on volume (Siegmund):
+# thresholds are computed at this volume, which keeps the tabulated distribution small.
+_MAX_CALIBRATED_VOLUME = 1024.0
+
+
+def budget_shares(config: Config) -> int:
+    """How many detectors share a gateway's false-alert budget equally.
+
+    Every bank member of ``sla_breach`` for a gateway, ``no_data`` and ``volume_drop`` each
+    get one share. ``outage`` needs none: 90% of at least 5 payments failing at a 2% SLA
+    has odds below 1e-13 a tick.
+    """
+    detection = config.detection
+    members = len(detection.sla_breach.rates) if detection.sla_breach.enabled else 0
+    volume_rules = int(detection.no_data.enabled) + int(detection.volume_drop.enabled)
+    return max(members + volume_rules, 1)
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """What the hourly calibration of the CUSUM bank decided for each gateway."""
+
+    hour: int  # epoch hour of the boundary whose history it used
+    gateways: tuple[str, ...]
+    post_change: npt.NDArray[np.float64]  # (gateways, members); NaN where unused
+    threshold: npt.NDArray[np.float64]  # (gateways, members); inf where unused
+    rho: npt.NDArray[np.float64]  # quantised beta-binomial dispersion
+    mean_payments: npt.NDArray[np.float64]  # busiest hour's payments per minute, quantised
+    weights: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]  # per failure, per success
+    cap: npt.NDArray[np.float64]  # threshold + RECOVERY_NATS
+
+
+class Calibration:
+    """Thresholds of the SLA CUSUM bank, recomputed once an hour from the window's history.
+
+    Only the minutes before the current hour boundary are used, so every tick of an hour
+    (live, after a restart, or in a backtest) gets the same thresholds from the same data.
+    """
+
+    def __init__(self) -> None:
+        self._current: Thresholds | None = None
+
+    def thresholds(
+        self, window: CountWindow, config: Config, baselines: npt.NDArray[np.float64]
+    ) -> Thresholds:
+        hour = (window.end_minute - 1) // 60
+        current = self._current
+        if (
+            current is not None
+            and current.hour == hour
+            and current.gateways == tuple(window.gateways)
+        ):
+            return current
+        self._current = calibrate(window, config, baselines, hour)
+        return self._current
+
+
+def _hourly_levels(payments: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
+    """(series, 2): mean payments a minute in the quietest and the busiest whole hour.
+
+    The newest columns form the hours; a history shorter than an hour is one block.
+    """
+    hours = max(payments.shape[1] // 60, 1)
+    span = min(hours * 60, payments.shape[1])
+    means = payments[:, -span:].reshape(payments.shape[0], hours, span // hours).mean(axis=2)
+    return np.stack([means.min(axis=1), means.max(axis=1)], axis=1)
+
+
+def calibrate(
+    window: CountWindow, config: Config, baselines: npt.NDArray[np.float64], hour: int
+) -> Thresholds:
+    """Per gateway: dispersion and volume of the history before ``hour``, then thresholds."""
+    rule = config.detection.sla_breach
+    history = slice(0, max(window.minutes - (window.end_minute - hour * 60), 1))
+    payments, failures = window.payments[:, history], window.failures[:, history]
+    # Traffic swings through the day, and the members react to it in opposite ways: at low
+    # volume a single minute of 1 failure in 2 payments can lift the 50% member, while the
+    # 2x member gathers evidence more slowly. Each threshold is the larger of those for the
+    # quietest and the busiest hour of the history, so neither regime exceeds the budget.
+    # Whole octaves (the quiet level rounded down, the busy one up) keep a handful of
+    # cached thresholds per gateway.
+    levels = np.minimum(_hourly_levels(payments), _MAX_CALIBRATED_VOLUME)
+    quiet = [quantise_up(float(m), 1, 1 / 64) / 2 for m in levels[:, 0]]
+    busy = [quantise_up(float(m), 1, 1 / 64) for m in levels[:, 1]]
+    mean_q = np.array(busy)
+    target = 1.0 / (config.detection.false_alerts / budget_shares(config))
+    members = len(rule.rates)
+    post_change = np.full((len(window.gateways), members), np.nan)
+    for g, p0 in enumerate(baselines):
+        rates = rule.post_change_rates(float(p0))
+        post_change[g, : len(rates)] = rates
+
+    def thresholds(rho: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        limits = np.full(post_change.shape, np.inf)
+        for g, m in zip(*np.nonzero(np.isfinite(post_change)), strict=True):
+            p0, p1 = float(baselines[g]), float(post_change[g, m])
+            limits[g, m] = max(
+                threshold_for(p0, p1, float(rho[g]), volume, target)
+                for volume in {quiet[g], busy[g]}
+            )
+        return limits
+
+    # Burstiness is measured on healthy minutes: those where a binomial CUSUM bank stands
+    # at half its threshold or more belong to a breach (or its aftermath) and are left out.
+    plain = thresholds(np.zeros(len(window.gateways)))
+    usable = np.isfinite(plain)
+    screen = cusum_bank(
+        failures,
+        payments,
+        baselines,
+        np.where(usable, post_change, 0.0),
+        np.zeros(len(window.gateways)),
+        np.where(usable, plain, np.inf),
+    )
+    in_breach: BoolArray = np.asarray(
+        (screen.uncapped >= 0.5 * np.where(usable, plain, np.inf)[:, :, None]).any(axis=1),
+        dtype=bool,
+    )
+    rho = estimate_dispersion(failures, payments, in_breach)
+    rho_q = np.array([quantise_up(float(r), 1, 5e-4) for r in rho])
+    threshold = thresholds(rho_q) if rho_q.any() else plain
+    return Thresholds(
+        hour,
+        tuple(window.gateways),
+        post_change,
+        threshold,
+        rho_q,
+        mean_q,
+        member_weights(baselines, post_change),
+        threshold + RECOVERY_NATS,
+    )
+
+
 def _sla_breach(
-    window: CountWindow, config: Config, baselines: npt.NDArray[np.float64]
+    window: CountWindow,
+    config: Config,
+    baselines: npt.NDArray[np.float64],
+    calibration: Calibration,
 ) -> RuleResult:
     rule = config.detection.sla_breach
-    minutes = _minutes(rule.window)
-    columns = window.recent(minutes)
-    payments = window.payments[:, columns].sum(axis=1)
-    failures = window.failures[:, columns].sum(axis=1)
-    p_values = np.ones(len(window.gateways))
-    eligible = payments >= rule.min_payments
-    if eligible.any():
-        p_values[eligible] = binomial_upper_tail(
-            failures[eligible], payments[eligible], baselines[eligible]
-        )
-    active = eligible & (p_values < rule.alpha) & (failures > payments * baselines)
-    first_minute = window.end_minute - window.minutes + (columns.start or 0)
+    limits = calibration.thresholds(window, config, baselines)
+    # Unused members (NaN rate, infinite threshold) stay at 0 and never alarm.
+    bank = CusumBank(window.failures, window.payments, limits.rho, limits.weights, limits.cap)
+    evidence_ratio = bank.statistic / limits.threshold
+    active: BoolArray = np.asarray((evidence_ratio >= 1.0).any(axis=1), dtype=bool)
+    leader = np.argmax(evidence_ratio, axis=1)  # the member closest to (or furthest past) alarm
+    explain = _minutes(rule.window)
+    first_minute = window.end_minute - window.minutes
 
     def build(i: int) -> Finding:
-        n, k, p0 = int(payments[i]), int(failures[i]), float(baselines[i])
+        m = int(leader[i])
+        p0 = float(baselines[i])
+        start = min(bank.start(i, m), window.minutes - 1)
+        # Firing: the figures since the estimated change, undiluted by the healthy minutes
+        # before it. Otherwise: the recent window.
+        shown = slice(start if active[i] else max(window.minutes - explain, 0), window.minutes)
+        n, k = int(window.payments[i, shown].sum()), int(window.failures[i, shown].sum())
+        span = shown.stop - shown.start
+        excursion_n = int(window.payments[i, start:].sum())
+        estimate = window.failures[i, start:].sum() / excursion_n if excursion_n else 0.0
         rate = k / n if n else 0.0
-        start = change_point(
-            window.failures[i : i + 1, columns], window.payments[i : i + 1, columns], p0
-        )[0]
-        severity: Severity = "critical" if rate >= rule.critical_factor * p0 else "warning"
+        since = _minute_start(first_minute + start)
+        p_value = float(binomial_upper_tail(k, n, p0)) if n else 1.0
+        statistic, threshold = float(bank.statistic[i, m]), float(limits.threshold[i, m])
+        severity: Severity = "critical" if estimate >= rule.critical_factor * p0 else "warning"
         summary = (
-            f"{window.gateways[i]}: {_pct(rate)} of {n} payments failed in the last {minutes} min, "
-            f"above the {_pct(p0)} SLA (p = {p_values[i]:.1e})"
+            f"{window.gateways[i]}: {_pct(rate)} of {n} payments failed since "
+            f"{since:%H:%M} ({span} min), above the {_pct(p0)} SLA "
+            f"(CUSUM {statistic:.1f} >= {threshold:.1f}, p = {p_value:.1e})"
             if active[i]
-            else f"{window.gateways[i]}: failure rate {_pct(rate)} over {n} payments is within "
-            f"the {_pct(p0)} SLA"
+            else f"{window.gateways[i]}: failure rate {_pct(rate)} over the last {span} min "
+            f"is back within the {_pct(p0)} SLA"
         )
-        return Finding(
-            "sla_breach",
-            window.gateways[i],
-            severity,
-            summary,
-            _minute_start(first_minute + int(start)),
-            _rate_evidence(k, n, p0, minutes, float(p_values[i])),
+        evidence = replace(
+            _rate_evidence(k, n, p0, span, p_value),
+            statistic=statistic,
+            threshold=threshold,
+            dispersion=float(limits.rho[i]),
+            magnitude=float(estimate / p0),
         )
+        return Finding("sla_breach", window.gateways[i], severity, summary, since, evidence)
 
     return RuleResult("sla_breach", window.gateways, active, build)
 
@@ -172,26 +338,126 @@ def _outage(window: CountWindow, config: Config, baselines: npt.NDArray[np.float
     return RuleResult("outage", window.gateways, active, build)
 
 
-def _no_data(window: CountWindow, config: Config) -> RuleResult:
+HISTORY_WEEKS = 4
+
+
+@dataclass(frozen=True)
+class _Season:
+    """What the hourly history says about each gateway, computed once per hour."""
+
+    hourly: npt.NDArray[np.float64]  # (gateways, 2): usual volume of the last and current hour
+    level: npt.NDArray[np.float64]  # today's level against the usual
+    size: npt.NDArray[np.float64]  # negative-binomial size of the hour-to-hour noise
+    weeks: npt.NDArray[np.int64]  # whole weeks of history
+
+
+@dataclass(frozen=True)
+class VolumeHistory:
+    """Hourly payment volume of the weeks before ``end_hour`` (aggregated by the database)."""
+
+    end_hour: int  # the first hour not included: the current, incomplete one
+    counts: Counts  # per (gateway, hour); ``minute`` is the hour's first minute
+    _seasons: dict[tuple[str, ...], _Season] = field(default_factory=dict, compare=False)
+
+    @classmethod
+    def hours_needed(cls) -> int:
+        return HISTORY_WEEKS * HOURS_PER_WEEK
+
+    def season(self, gateways: list[str]) -> _Season:
+        key = tuple(gateways)
+        if key not in self._seasons:
+            self._seasons[key] = self._season(gateways)
+        return self._seasons[key]
+
+    def _season(self, gateways: list[str]) -> _Season:
+        hours = self.hours_needed()
+        first = self.end_hour - hours
+        volume = np.zeros((len(gateways), hours))
+        seen = np.full(len(gateways), self.end_hour)
+        position = {g: i for i, g in enumerate(gateways)}
+        column = self.counts.minute // 60 - first
+        rows = np.array([position.get(g, -1) for g in self.counts.gateway], dtype=np.int64)
+        keep = (rows >= 0) & (column >= 0) & (column < hours)
+        volume[rows[keep], column[keep]] = self.counts.volume[keep]
+        np.minimum.at(seen, rows[keep], column[keep] + first)
+        weeks = (self.end_hour - seen) // HOURS_PER_WEEK
+        recent = np.arange(hours - 3, hours)  # the last three complete hours
+        profile = seasonal_profile(volume, np.concatenate([[hours - 1, hours], recent]), weeks)
+        # Today's level: how the last three complete hours compared with their usual volume,
+        # within a factor of two so that a drop does not become its own expectation.
+        usual = np.nansum(profile[:, 2:], axis=1)
+        actual = volume[:, recent].sum(axis=1)
+        level = np.clip(
+            np.divide(actual, usual, out=np.ones_like(usual), where=usual > 0), 0.5, 2.0
+        )
+        # Noise: last week's hours against what the weeks before them predicted.
+        last_week = np.arange(hours - HOURS_PER_WEEK, hours)
+        predicted = seasonal_profile(volume, last_week, np.maximum(weeks - 1, 0))
+        size = negative_binomial_size(volume[:, last_week], predicted)
+        return _Season(profile[:, :2], level, size, weeks)
+
+
+@dataclass(frozen=True)
+class _Expectation:
+    """Seasonal expectation of the volume in the last minutes, per gateway."""
+
+    expected: npt.NDArray[np.float64]  # payments expected in the span; NaN without history
+    size: npt.NDArray[np.float64]  # negative-binomial size
+    weeks: npt.NDArray[np.int64]
+
+
+def _seasonal(window: CountWindow, history: VolumeHistory, minutes: int) -> _Expectation:
+    season = history.season(window.gateways)
+    # Minutes of the span in the current hour; the rest fall in the hour before.
+    current = min(minutes, window.end_minute - history.end_hour * 60)
+    usual = (season.hourly[:, 0] * (minutes - current) + season.hourly[:, 1] * current) / 60
+    expected = usual * season.level
+    return _Expectation(np.where(season.weeks >= 1, expected, np.nan), season.size, season.weeks)
+
+
+def _volume_alpha(config: Config) -> float:
+    """Each tick is one chance of a false alert: a volume rule's share of the budget per tick."""
+    return (
+        config.detection.false_alerts
+        / budget_shares(config)
+        * (config.schedule.interval.total_seconds() / 60)
+    )
+
+
+def _no_data(window: CountWindow, config: Config, history: VolumeHistory | None) -> RuleResult:
     rule = config.detection.no_data
-    silence, history = _minutes(rule.silence), _minutes(rule.history)
+    silence, hours = _minutes(rule.silence), _minutes(rule.history)
     recent = window.volume[:, window.recent(silence)].sum(axis=1)
-    before = window.volume[:, window.recent(history, offset=silence)].sum(axis=1)
-    latest = min(history, 2 * silence)
+    before = window.volume[:, window.recent(hours, offset=silence)].sum(axis=1)
+    latest = min(hours, 2 * silence)
     just_before = window.volume[:, window.recent(latest, offset=silence)].sum(axis=1)
-    # The lower of the long and the latest rate: traffic falling into the night must not
-    # look like a silent gateway (a seasonal expectation replaces this in a later version).
-    expected = np.minimum(before / history, just_before / latest) * silence
-    active = (recent == 0) & (poisson_zero_probability(expected) < rule.alpha)
-    has_volume = window.volume > 0
-    last_seen = window.minutes - np.argmax(has_volume[:, ::-1], axis=1)  # column after the last row
+    # Without a week of history: the lower of the long and the latest rate, so traffic
+    # falling into the night does not look like a silent gateway.
+    simple = np.minimum(before / hours, just_before / latest) * silence
+    chance = poisson_zero_probability(simple)
+    seasonal = np.zeros(len(window.gateways), dtype=bool)
+    if history is not None:
+        season = _seasonal(window, history, silence)
+        seasonal = season.weeks >= 1
+        expected = np.where(seasonal, season.expected, simple)
+        chance = np.where(seasonal, negative_binomial_cdf(0, expected, season.size), chance)
+    else:
+        expected = simple
+    active = (recent == 0) & (chance < _volume_alpha(config))
 
     def build(i: int) -> Finding:
-        since_minute = window.end_minute - window.minutes + int(last_seen[i])
+        has_volume = window.volume[i] > 0
+        last_seen = window.minutes - int(np.argmax(has_volume[::-1]))  # column after the last row
+        since_minute = window.end_minute - window.minutes + last_seen
+        basis = (
+            "for this time of the week"
+            if seasonal[i]
+            else f"from the previous {hours // 60 or hours}{' h' if hours >= 60 else ' min'} "
+            "(less than a week of history)"
+        )
         summary = (
             f"{window.gateways[i]} is silent: no payments for {silence} min where "
-            f"{expected[i]:.0f} were expected from the previous {history // 60 or history}"
-            f"{' h' if history >= 60 else ' min'}"
+            f"{expected[i]:.0f} were expected {basis}"
             if active[i]
             else f"{window.gateways[i]}: {int(recent[i])} payments in the last {silence} min"
         )
@@ -201,12 +467,12 @@ def _no_data(window: CountWindow, config: Config) -> RuleResult:
             "critical",
             summary,
             _minute_start(since_minute)
-            if has_volume[i].any()
+            if has_volume.any()
             else _minute_start(window.end_minute - silence),
             Evidence(
                 payments=int(recent[i]),
                 window_minutes=silence,
-                p_value=float(poisson_zero_probability(expected[i])),
+                p_value=float(chance[i]),
                 expected_payments=float(expected[i]),
             ),
         )
@@ -214,17 +480,76 @@ def _no_data(window: CountWindow, config: Config) -> RuleResult:
     return RuleResult("no_data", window.gateways, active, build)
 
 
-def evaluate(window: CountWindow, config: Config) -> list[RuleResult]:
-    """Every enabled rule's verdict on the window as it stands."""
+def _volume_drop(window: CountWindow, config: Config, history: VolumeHistory | None) -> RuleResult:
+    rule = config.detection.volume_drop
+    minutes = _minutes(rule.window)
+    observed = window.volume[:, window.recent(minutes)].sum(axis=1)
+    if history is None:
+        none = np.zeros(len(window.gateways), dtype=bool)
+        season = _Expectation(np.full(len(window.gateways), np.nan), np.ones(len(none)), none * 0)
+    else:
+        season = _seasonal(window, history, minutes)
+    known = np.isfinite(season.expected)
+    expected = np.where(known, season.expected, 0.0)
+    chance = np.where(known, negative_binomial_cdf(observed, expected, season.size), 1.0)
+    # Silence is no_data's alert; a drop must also be large, however significant.
+    active = (
+        known
+        & (observed > 0)
+        & (observed < rule.below * expected)
+        & (chance < _volume_alpha(config))
+    )
+
+    def build(i: int) -> Finding:
+        share = observed[i] / expected[i] if expected[i] > 0 else 1.0
+        summary = (
+            f"{window.gateways[i]}: {int(observed[i])} payments in the last {minutes} min, "
+            f"{share:.0%} of the {expected[i]:.0f} usual for this time of the week "
+            f"(p = {chance[i]:.1e})"
+            if active[i]
+            else f"{window.gateways[i]}: {int(observed[i])} payments in the last {minutes} min"
+            + (f", {share:.0%} of usual" if known[i] else " (less than a week of history)")
+        )
+        return Finding(
+            "volume_drop",
+            window.gateways[i],
+            "warning",
+            summary,
+            _minute_start(window.end_minute - minutes),
+            Evidence(
+                payments=int(observed[i]),
+                window_minutes=minutes,
+                p_value=float(chance[i]),
+                expected_payments=float(expected[i]) if known[i] else None,
+                magnitude=float(share),
+            ),
+        )
+
+    return RuleResult("volume_drop", window.gateways, active, build)
+
+
+def evaluate(
+    window: CountWindow,
+    config: Config,
+    calibration: Calibration | None = None,
+    history: VolumeHistory | None = None,
+) -> list[RuleResult]:
+    """Every enabled rule's verdict on the window as it stands.
+
+    ``calibration`` carries the hourly thresholds from tick to tick (a fresh one computes
+    them); ``history`` is the hourly volume the seasonal rules compare against.
+    """
     baselines = np.array([config.sla_for(g) for g in window.gateways], dtype=np.float64)
     detection = config.detection
     results = []
     if detection.outage.enabled:
         results.append(_outage(window, config, baselines))
     if detection.sla_breach.enabled:
-        results.append(_sla_breach(window, config, baselines))
+        results.append(_sla_breach(window, config, baselines, calibration or Calibration()))
     if detection.no_data.enabled:
-        results.append(_no_data(window, config))
+        results.append(_no_data(window, config, history))
+    if detection.volume_drop.enabled:
+        results.append(_volume_drop(window, config, history))
     return results
 
 

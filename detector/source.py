@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -85,6 +85,27 @@ class Counts:
             self.volume[part],
         )
 
+    def by_hour(self) -> Counts:
+        """The same payments per (gateway, hour); ``minute`` is the hour's first minute."""
+        if not self.minute.size:
+            return Counts.empty()
+        names, gateway_index = np.unique(self.gateway.astype(str), return_inverse=True)
+        keys, where = np.unique(
+            self.minute // 60 * len(names) + gateway_index.ravel(), return_inverse=True
+        )
+        where = where.ravel()
+
+        def total(values: IntArray) -> IntArray:
+            return np.bincount(where, weights=values, minlength=keys.size).astype(np.int64)
+
+        return Counts(
+            names[keys % len(names)].astype(object),
+            keys // len(names) * 60,
+            total(self.payments),
+            total(self.failures),
+            total(self.volume),
+        )
+
 
 class Source(ABC):
     """Where a tick gets its counts from."""
@@ -93,6 +114,10 @@ class Source(ABC):
     def read(self, start: datetime, end: datetime) -> Counts:
         """Counts of payments with ``start <= timestamp < end``."""
 
+    def hourly(self, start: datetime, end: datetime) -> Counts:
+        """Counts per (gateway, hour) for whole hours in ``[start, end)``."""
+        return self.read(start, end).by_hour()
+
     def evidence(
         self, gateway: str, start: datetime, end: datetime, limit: int = 5
     ) -> tuple[tuple[tuple[str, int], ...], tuple[str, ...]]:
@@ -100,31 +125,42 @@ class Source(ABC):
         return (), ()
 
 
-class _MinuteBucket(FunctionElement[int]):
-    """Whole minutes since the epoch of a timestamp column, compiled per dialect."""
+class _Bucket(FunctionElement[int]):
+    """Whole ``seconds``-long buckets since the epoch of a timestamp column, per dialect."""
 
     type = sa.BigInteger()
+    inherit_cache = True
+    seconds = 60
+
+
+class _MinuteBucket(_Bucket):
     inherit_cache = True
     name = "minute_bucket"
 
 
-@compiles(_MinuteBucket, "sqlite")
-def _minute_sqlite(element: _MinuteBucket, compiler: Any, **kw: Any) -> str:
+class _HourBucket(_Bucket):
+    inherit_cache = True
+    name = "hour_bucket"
+    seconds = 3600
+
+
+@compiles(_Bucket, "sqlite")
+def _bucket_sqlite(element: _Bucket, compiler: Any, **kw: Any) -> str:
     column = compiler.process(element.clauses, **kw)
-    return f"(CAST(strftime('%s', {column}) AS INTEGER) / 60)"
+    return f"(CAST(strftime('%s', {column}) AS INTEGER) / {element.seconds})"
 
 
-@compiles(_MinuteBucket, "postgresql")
-def _minute_postgresql(element: _MinuteBucket, compiler: Any, **kw: Any) -> str:
+@compiles(_Bucket, "postgresql")
+def _bucket_postgresql(element: _Bucket, compiler: Any, **kw: Any) -> str:
     column = compiler.process(element.clauses, **kw)
-    return f"CAST(FLOOR(EXTRACT(EPOCH FROM {column}) / 60) AS BIGINT)"
+    return f"CAST(FLOOR(EXTRACT(EPOCH FROM {column}) / {element.seconds}) AS BIGINT)"
 
 
-@compiles(_MinuteBucket, "mysql")
-@compiles(_MinuteBucket, "mariadb")
-def _minute_mysql(element: _MinuteBucket, compiler: Any, **kw: Any) -> str:
+@compiles(_Bucket, "mysql")
+@compiles(_Bucket, "mariadb")
+def _bucket_mysql(element: _Bucket, compiler: Any, **kw: Any) -> str:
     column = compiler.process(element.clauses, **kw)
-    return f"TIMESTAMPDIFF(MINUTE, '1970-01-01 00:00:00', {column})"
+    return f"(TIMESTAMPDIFF(SECOND, '1970-01-01 00:00:00', {column}) DIV {element.seconds})"
 
 
 def connect(url: str, *, read_only: bool = True) -> Engine:
@@ -181,7 +217,8 @@ class SqlSource(Source):
         if self._error_code is not None:
             wanted.append(self._error_code)
         self.table = sa.table(name, *wanted, schema=schema or None)
-        self._counts_query = self._build_counts_query()
+        self._counts_query = self._build_counts_query(_MinuteBucket(self._timestamp))
+        self._hourly_query = self._build_counts_query(_HourBucket(self._timestamp))
 
     def _in_window(self) -> ColumnElement[bool]:
         return sa.and_(
@@ -189,13 +226,13 @@ class SqlSource(Source):
             self._timestamp < sa.bindparam("end", type_=sa.DateTime()),
         )
 
-    def _build_counts_query(self) -> sa.Select[Any]:
+    def _build_counts_query(self, bucket: _Bucket) -> sa.Select[Any]:
         statuses = self.config.statuses
 
         def count_of(values: tuple[str, ...]) -> ColumnElement[Any]:
             return sa.func.sum(sa.case((self._status.in_(values), 1), else_=0))
 
-        minute = _MinuteBucket(self._timestamp)
+        minute = bucket
         return (
             sa.select(
                 self._gateway.label("gateway"),
@@ -242,10 +279,17 @@ class SqlSource(Source):
                 )
 
     def read(self, start: datetime, end: datetime) -> Counts:
+        return self._counts(self._counts_query, start, end)
+
+    def hourly(self, start: datetime, end: datetime) -> Counts:
+        counts = self._counts(self._hourly_query, start, end)
+        return replace(counts, minute=counts.minute * 60)
+
+    def _counts(self, query: sa.Select[Any], start: datetime, end: datetime) -> Counts:
         params = {"start": _naive_utc(start), "end": _naive_utc(end)}
         try:
             with self.engine.connect() as connection:
-                rows = connection.execute(self._counts_query, params).all()
+                rows = connection.execute(query, params).all()
         except sa.exc.SQLAlchemyError as exc:
             raise SourceError(f"cannot read payments: {_brief(exc)}") from exc
         if not rows:
@@ -321,9 +365,15 @@ class FrameSource(Source):
     def __init__(self, counts: Counts, evidence_from: Source | None = None):
         self.counts = counts
         self._evidence_from = evidence_from
+        self._hourly: Counts | None = None
 
     def read(self, start: datetime, end: datetime) -> Counts:
         return self.counts.between(epoch_minute(start), epoch_minute(end))
+
+    def hourly(self, start: datetime, end: datetime) -> Counts:
+        if self._hourly is None:  # aggregated once: a replay asks every simulated hour
+            self._hourly = self.counts.by_hour()
+        return self._hourly.between(epoch_minute(start), epoch_minute(end))
 
     def evidence(
         self, gateway: str, start: datetime, end: datetime, limit: int = 5

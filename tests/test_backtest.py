@@ -73,6 +73,7 @@ def test_jsonl_shows_the_incident_firing_and_resolving_and_nothing_else(
     assert incident_start < first <= incident_start + INCIDENT.duration
     assert firing[0]["value"] > firing[0]["baseline"] == 0.02
     assert firing[0]["failures"] <= firing[0]["payments"]
+    assert firing[0]["statistic"] >= firing[0]["threshold"] > 0
     assert records[-1]["event"] == "resolved"
     assert datetime.fromisoformat(records[-1]["at"]) > incident_start + INCIDENT.duration
 

@@ -27,7 +27,9 @@ def test_the_shipped_alerts_yaml_is_valid() -> None:
     assert config.gateways["stripe"].backup == "adyen"
     assert config.sla_for("braintree") == 0.03
     assert config.sla_for("an-unlisted-gateway") == 0.02
-    assert config.detection.sla_breach.for_ == timedelta(minutes=2)
+    assert config.detection.sla_breach.keep_firing_for == timedelta(minutes=15)
+    assert config.detection.sla_breach.post_change_rates(0.02) == [0.04, 0.15, 0.5]
+    assert config.detection.false_alerts * 90 * 24 * 60 == pytest.approx(1.0)
 
 
 def test_an_empty_file_means_every_default() -> None:

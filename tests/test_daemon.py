@@ -185,7 +185,11 @@ def _hooks_config(source_url: str, table: str, *hooks: HttpRecorder) -> Config:
     return parse_config(
         {
             "source": {"url": source_url, "table": table},
-            "detection": {"outage": {"for": "0s", "keep_firing_for": "0s"}},
+            # One alert per outage: the SLA CUSUM would also fire on it.
+            "detection": {
+                "outage": {"for": "0s", "keep_firing_for": "0s"},
+                "sla_breach": {"enabled": False},
+            },
             "receivers": {
                 f"hook{i}": {"type": "webhook", "url": h.url_for(f"/hook{i}")}
                 for i, h in enumerate(hooks)

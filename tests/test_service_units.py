@@ -253,7 +253,10 @@ def _config(db: PaymentsDb | str, hook: HttpRecorder | None = None, **extra: obj
             "source": {"url": url, "table": table},
             "schedule": {"interval": "1m", "source_down_after": 2},
             "server": {"unhealthy_after": 3},
-            "detection": {"outage": {"for": "0s", "keep_firing_for": "0s"}},
+            "detection": {
+                "outage": {"for": "0s", "keep_firing_for": "0s"},
+                "sla_breach": {"enabled": False},  # the CUSUM would fire on the outage too
+            },
             **extra,
         },
         env={},

@@ -39,6 +39,10 @@ class Evidence:
     expected_payments: float | None = None  # what volume rules expected in the window
     top_error_codes: tuple[tuple[str, int], ...] = ()
     sample_payment_ids: tuple[str, ...] = ()
+    statistic: float | None = None  # sequential test statistic (CUSUM, nats) at the tick
+    threshold: float | None = None  # the value of ``statistic`` that fires, from the budget
+    dispersion: float | None = None  # beta-binomial rho of the gateway's failures
+    magnitude: float | None = None  # estimated failure rate since the change / baseline
 
 
 @dataclass(frozen=True)
@@ -48,7 +52,7 @@ class Notification:
     event: Literal["firing", "resolved"]
     fingerprint: str  # stable per (rule, labels)
     idempotency_key: str  # fingerprint + transition; the same for every retry of this send
-    rule: str  # sla_breach, outage, no_data, source_down
+    rule: str  # sla_breach, outage, no_data, volume_drop, source_down
     severity: Literal["warning", "critical"]
     labels: dict[str, str]  # at least rule, severity and (except source_down) gateway
     summary: str  # one line a person reads first

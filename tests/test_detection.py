@@ -1,0 +1,416 @@
+"""Detection statistics: what they compute, how their thresholds follow the budget, and what
+a user sees from them end to end (a step is caught, quiet traffic stays quiet)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+from scipy import stats
+
+from detector.backtest import replay
+from detector.config import Config, ConfigError, parse_config
+from detector.notify.base import Notification
+from detector.rules import Calibration, VolumeHistory, calibrate, evaluate
+from detector.simulate import GatewayProfile, Incident, generate
+from detector.source import Counts, FrameSource, SqlSource, epoch_minute
+from detector.stats.binomial import Z_95, wilson_interval
+from detector.stats.calibration import (
+    average_run_length,
+    estimate_dispersion,
+    increment_distribution,
+    threshold_for,
+)
+from detector.stats.cusum import cusum_bank, dispersion_factor, log_likelihood_weights
+from detector.stats.seasonal import negative_binomial_cdf
+from detector.window import CountWindow
+
+from .conftest import PaymentsDb
+
+START = datetime(2026, 11, 16, tzinfo=UTC)  # a Monday
+
+
+def _page_cusum(z: npt.NDArray[np.float64], cap: float) -> list[float]:
+    """Page's recursion, one minute at a time: the textbook definition to check against."""
+    s, path = 0.0, []
+    for increment in z:
+        s = min(max(s + increment, 0.0), cap)
+        path.append(s)
+    return path
+
+
+# --- the statistics --------------------------------------------------------------------------
+
+
+def test_cusum_increments_are_the_binomial_log_likelihood_ratio() -> None:
+    # 3 failures out of 50 against p0 = 2%, p1 = 4%: 3 ln 2 + 47 ln(0.96 / 0.98).
+    bank = cusum_bank(
+        np.array([[3]]), np.array([[50]]), np.array([0.02]), np.array([[0.04]]), np.zeros(1),
+        np.full((1, 1), 1e9),
+    )  # fmt: skip
+    assert bank.statistic[0, 0] == pytest.approx(3 * np.log(2) + 47 * np.log(0.96 / 0.98))
+    # Overdispersion divides each minute's increment by 1 + (n - 1) rho.
+    scaled = cusum_bank(
+        np.array([[3]]), np.array([[50]]), np.array([0.02]), np.array([[0.04]]),
+        np.array([0.01]), np.full((1, 1), 1e9),
+    )  # fmt: skip
+    assert scaled.statistic[0, 0] == pytest.approx(bank.statistic[0, 0] / 1.49)
+
+
+def test_the_vectorised_bank_equals_page_recursion_with_its_ceiling() -> None:
+    rng = np.random.default_rng(11)
+    n = rng.poisson([[3.0], [40.0], [0.3]], size=(3, 400))
+    k = rng.binomial(n, [[0.02], [0.05], [0.5]])
+    p0 = np.array([0.02, 0.02, 0.01])
+    p1 = np.array([[0.04, 0.15], [0.04, 0.5], [0.05, 0.5]])
+    cap = np.array([[6.0, 4.0], [8.0, 3.0], [5.0, 5.0]])
+    bank = cusum_bank(k, n, p0, p1, np.zeros(3), cap)
+    a, b = log_likelihood_weights(p0[:, None], p1)
+    for s in range(3):
+        for m in range(2):
+            path = _page_cusum(k[s] * a[s, m] + (n[s] - k[s]) * b[s, m], cap[s, m])
+            assert bank.statistic[s, m] == pytest.approx(path[-1])
+            zeros = [t for t, value in enumerate(path) if value <= 0]
+            assert bank.start(s, m) == (zeros[-1] + 1 if zeros else 0)
+
+
+def _simulated_run_lengths(
+    p0: float, p1: float, rho: float, mean: float, threshold: float, runs: int, seed: int
+) -> npt.NDArray[np.float64]:
+    rng = np.random.default_rng(seed)
+    a, b = log_likelihood_weights(p0, p1)
+    statistic, lengths = np.zeros(runs), np.zeros(runs)
+    alive = np.ones(runs, dtype=bool)
+    minute = 0
+    while alive.any():
+        minute += 1
+        n = rng.poisson(mean, runs)
+        p = rng.beta(p0 * (1 - rho) / rho, (1 - p0) * (1 - rho) / rho, runs) if rho else p0
+        k = rng.binomial(n, p)
+        statistic = np.maximum(statistic + (k * a + (n - k) * b) / dispersion_factor(n, rho), 0)
+        alarmed = alive & (statistic >= threshold)
+        lengths[alarmed] = minute
+        alive &= ~alarmed
+    return lengths
+
+
+@pytest.mark.parametrize(
+    ("p1", "rho", "mean", "threshold"),
+    [(0.15, 0.0, 5.0, 4.0), (0.04, 0.005, 50.0, 3.5), (0.5, 0.0, 2.0, 3.0)],
+)
+def test_markov_chain_arl_matches_a_long_simulation(
+    p1: float, rho: float, mean: float, threshold: float
+) -> None:
+    values, probs = increment_distribution(0.02, p1, rho, mean)
+    chain = average_run_length(values, probs, threshold)
+    simulated = _simulated_run_lengths(0.02, p1, rho, mean, threshold, runs=4000, seed=5)
+    assert chain == pytest.approx(simulated.mean(), rel=0.05)
+
+
+def test_thresholds_rise_with_the_budget_and_with_dispersion() -> None:
+    quarterly = threshold_for(0.02, 0.04, 0.0, 16.0, 90 * 1440 * 4)
+    monthly = threshold_for(0.02, 0.04, 0.0, 16.0, 30 * 1440 * 4)
+    bursty = threshold_for(0.02, 0.04, 0.008, 16.0, 90 * 1440 * 4)
+    assert monthly < quarterly < bursty
+    values, probs = increment_distribution(0.02, 0.04, 0.0, 16.0)
+    assert average_run_length(values, probs, quarterly) >= 90 * 1440 * 4
+
+
+def test_one_failure_in_two_payments_at_night_does_not_alert_a_busy_gateway() -> None:
+    # 40 payments a minute all day, 2 a minute in the last hour: the 50% member must be
+    # calibrated for the quiet hour too, where one failed payment out of two lifts it by
+    # ln(0.5/0.02) + ln(0.5/0.98) = 2.55 nats in a single minute.
+    config = parse_config({}, env={})
+    window = CountWindow(360, gateways=["stripe"])
+    window.advance(60 * 500_000 + 1)
+    window.payments[:, :-61] = 40
+    window.payments[:, -61:] = 2
+    limits = calibrate(window, config, np.array([0.02]), 500_000)
+    one_in_two = np.log(0.5 / 0.02) + np.log(0.5 / 0.98)
+    assert limits.threshold[0, 2] > 2 * one_in_two
+    window.failures[:, -1] = 1
+    (sla,) = [r for r in evaluate(window, config, Calibration()) if r.rule == "sla_breach"]
+    assert not sla.active.any()
+
+
+def test_wilson_interval_inverts_the_score_test() -> None:
+    k, n = np.array([0, 1, 7, 50, 100]), np.array([10, 20, 100, 400, 100])
+    low, high = wilson_interval(k, n)
+    rate = k / n
+    for bound in (low, high):
+        # At a Wilson bound p the score statistic (p_hat - p)^2 n / (p (1 - p)) equals z^2.
+        inside = (bound > 0) & (bound < 1)
+        p = bound[inside]
+        score = (rate[inside] - p) ** 2 * n[inside] / (p * (1 - p))
+        np.testing.assert_allclose(score, Z_95**2, rtol=1e-9)
+    assert low[0] == 0 and high[-1] == 1
+    assert (low <= rate).all() and (rate <= high).all()
+
+
+def test_dispersion_is_estimated_and_an_incident_does_not_inflate_it() -> None:
+    rng = np.random.default_rng(3)
+    n = rng.poisson(100, size=(2, 720))
+    p = rng.beta(0.02 * 199, 0.98 * 199, size=(2, 720))  # rho = 0.005
+    k = rng.binomial(n, np.stack([p[0], np.full(720, 0.02)]))
+    rho = estimate_dispersion(k, n)
+    assert rho[0] == pytest.approx(0.005, rel=0.4)
+    assert rho[1] == 0.0  # binomial: no overdispersion found
+    k_incident = k.copy()
+    k_incident[1, 300:345] = rng.binomial(n[1, 300:345], 0.3)  # a 45-minute incident
+    excluded = np.zeros_like(n, dtype=bool)
+    excluded[1, 300:400] = True  # minutes the CUSUM bank flagged
+    assert estimate_dispersion(k_incident, n, excluded)[1] == 0.0
+
+
+# --- the budget in alerts.yaml ---------------------------------------------------------------
+
+
+def test_a_bad_budget_is_named_with_its_key_path() -> None:
+    with pytest.raises(ConfigError) as raised:
+        parse_config({"detection": {"false_alerts": "rarely"}}, env={})
+    ((path, message),) = raised.value.problems
+    assert path == "detection.false_alerts"
+    assert "1 per 90d" in message
+    with pytest.raises(ConfigError) as raised:
+        parse_config({"detection": {"sla_breach": {"rates": ["0.5x"]}}}, env={})
+    assert raised.value.problems[0][0] == "detection.sla_breach.rates[0]"
+
+
+# --- end to end through the engine -----------------------------------------------------------
+
+
+def _counts(frame: pd.DataFrame) -> Counts:
+    """Per-(gateway, minute) counts of simulated payments, as the SQL source would return."""
+    minute = frame["created_at"].astype("datetime64[s]").astype(np.int64) // 60
+    final = frame["status"] != "pending"
+    grouped = (
+        pd.DataFrame(
+            {
+                "gateway": frame["gateway"].astype(str),
+                "minute": minute,
+                "payments": final.astype(np.int64),
+                "failures": (frame["status"] == "failed").astype(np.int64),
+                "volume": 1,
+            }
+        )
+        .groupby(["minute", "gateway"], sort=True)
+        .sum()
+        .reset_index()
+    )
+    return Counts(
+        grouped["gateway"].to_numpy(dtype=object),
+        grouped["minute"].to_numpy(np.int64),
+        grouped["payments"].to_numpy(np.int64),
+        grouped["failures"].to_numpy(np.int64),
+        grouped["volume"].to_numpy(np.int64),
+    )
+
+
+def _replay(
+    gateways: tuple[GatewayProfile, ...],
+    days: float,
+    incidents: tuple[Incident, ...] = (),
+    seed: int = 1,
+    config: Config | None = None,
+) -> list[Notification]:
+    config = config or parse_config({}, env={})
+    frame = generate(START, START + timedelta(days=days), gateways, incidents, seed=seed)
+    source = FrameSource(_counts(frame))
+    return list(replay(config, source, START + timedelta(hours=6), START + timedelta(days=days)))
+
+
+def test_overdispersed_traffic_at_the_sla_stays_quiet_and_a_step_is_still_caught() -> None:
+    bursty = GatewayProfile("bursty", per_minute=200, failure_rate=0.02, dispersion_rho=0.005)
+    step = Incident("bursty", START + timedelta(days=2, hours=13), timedelta(hours=1), 0.05)
+    events = _replay((bursty,), days=3, incidents=(step,), seed=2)
+    firing = [e for e in events if e.event == "firing"]
+    assert firing, "a 2.5x SLA step for an hour at 200 payments a minute was missed"
+    first = datetime.fromisoformat(firing[0].at)
+    assert step.start.replace(tzinfo=UTC) < first < step.start.replace(tzinfo=UTC) + step.duration
+    assert {e.rule for e in firing} == {"sla_breach"}
+    assert firing[0].evidence.dispersion and firing[0].evidence.dispersion > 0
+    assert all(datetime.fromisoformat(e.at) > step.start.replace(tzinfo=UTC) for e in events)
+
+
+def test_without_the_dispersion_estimate_the_same_traffic_would_alert() -> None:
+    bursty = GatewayProfile("bursty", per_minute=200, failure_rate=0.02, dispersion_rho=0.005)
+    frame = generate(START, START + timedelta(days=1), (bursty,), seed=2)
+    counts = _counts(frame)
+    payments, failures = counts.payments[None, :], counts.failures[None, :]
+    budget = 90 * 1440 * 4.0  # one share of "1 per 90d" split four ways
+    naive = threshold_for(0.02, 0.04, 0.0, 256.0, budget)
+    bank = cusum_bank(
+        failures, payments, np.array([0.02]), np.array([[0.04]]), np.zeros(1),
+        np.full((1, 1), np.inf),
+    )  # fmt: skip
+    assert bank.uncapped.max() > naive  # a binomial CUSUM fires within a day
+
+
+def test_a_step_is_caught_and_low_quiet_gateways_stay_silent_overnight() -> None:
+    gateways = (
+        GatewayProfile("busy", per_minute=30, failure_rate=0.012),
+        GatewayProfile("quiet", per_minute=1, failure_rate=0.01),
+    )
+    step = Incident("busy", START + timedelta(days=1, hours=14), timedelta(minutes=45), 0.06)
+    events = _replay(gateways, days=2, incidents=(step,), seed=4)
+    assert {e.labels["gateway"] for e in events} == {"busy"}
+    first = next(e for e in events if e.event == "firing")
+    delay = datetime.fromisoformat(first.at) - step.start.replace(tzinfo=UTC)
+    assert first.rule == "sla_breach"
+    assert timedelta(0) < delay <= timedelta(minutes=30)
+    assert first.since <= first.at
+    assert first.evidence.magnitude and first.evidence.magnitude > 2
+    assert events[-1].event == "resolved"
+
+
+# --- no input breaks it ----------------------------------------------------------------------
+
+_MINUTES = 120
+_counts_matrix = hnp.arrays(
+    np.int64,
+    (2, _MINUTES),
+    elements=st.one_of(st.just(0), st.just(1), st.integers(0, 50), st.just(10**9)),
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    payments=_counts_matrix,
+    share=hnp.arrays(np.float64, (2, _MINUTES), elements=st.sampled_from([0.0, 0.3, 1.0])),
+    sla=st.sampled_from([0.001, 0.02, 0.3]),
+    hourly=st.sampled_from([0, 1, 60, 10**9]),
+    history_hours=st.sampled_from([0, 30, 200, 700]),
+)
+def test_no_window_gives_nan_an_exception_or_a_start_in_the_future(
+    payments: npt.NDArray[np.int64],
+    share: npt.NDArray[np.float64],
+    sla: float,
+    hourly: int,
+    history_hours: int,
+) -> None:
+    config = parse_config({"detection": {"sla": sla, "sla_breach": {"history": "1h"}}}, env={})
+    window = CountWindow(_MINUTES, gateways=["a", "b"])
+    window.advance(29_000_000)
+    window.payments[:] = payments
+    window.failures[:] = np.floor(payments * share).astype(np.int64)
+    window.volume[:] = payments
+    now = datetime.fromtimestamp(window.end_minute * 60, tz=UTC)
+    end_hour = (window.end_minute - 1) // 60
+    hours = np.arange(end_hour - history_hours, end_hour)
+    volume = np.full(hours.size, hourly, dtype=np.int64)
+    history = VolumeHistory(
+        end_hour,
+        Counts(np.full(hours.size, "a", dtype=object), hours * 60, volume, volume * 0, volume),
+    )
+    for result in evaluate(window, config, Calibration(), history):
+        for i in range(2):
+            finding = result.finding(i)
+            assert finding.since <= now
+            assert "nan" not in finding.summary
+            for value in (
+                finding.evidence.value,
+                finding.evidence.p_value,
+                finding.evidence.statistic,
+                finding.evidence.threshold,
+                finding.evidence.magnitude,
+                finding.evidence.expected_payments,
+            ):
+                assert value is None or np.isfinite(value)
+
+
+# --- volume against the time of the week ----------------------------------------------------
+
+
+def test_negative_binomial_tail_matches_scipy() -> None:
+    counts = np.array([0, 3, 10, 40])
+    got = negative_binomial_cdf(
+        counts, np.array([5.0, 10.0, 30.0, 40.0]), np.array([2, 5, 20, 1000])
+    )
+    want = [
+        stats.nbinom(r, r / (r + m)).cdf(k)
+        for k, m, r in zip(counts, [5.0, 10.0, 30.0, 40.0], [2, 5, 20, 1000], strict=True)
+    ]
+    np.testing.assert_allclose(got, want, rtol=1e-10)
+
+
+def test_a_volume_drop_and_a_silence_are_caught_but_quiet_nights_are_not() -> None:
+    gateways = (
+        GatewayProfile("busy", per_minute=20, failure_rate=0.01),
+        GatewayProfile("sleepy", per_minute=0.5, failure_rate=0.01),
+    )
+    days = 30
+    drop = Incident(
+        "busy", START + timedelta(days=29, hours=11), timedelta(hours=1), volume_factor=0.2
+    )
+    silence = Incident(
+        "busy", START + timedelta(days=29, hours=17), timedelta(minutes=45), volume_factor=0.0
+    )
+    frame = generate(START, START + timedelta(days=days), gateways, (drop, silence), seed=6)
+    config = parse_config({}, env={})
+    source = FrameSource(_counts(frame))
+    events = list(replay(config, source, START + timedelta(days=29), START + timedelta(days=days)))
+    firing = [e for e in events if e.event == "firing"]
+    assert {e.labels["gateway"] for e in events} == {"busy"}  # sleepy's nights stay quiet
+    by_rule = {e.rule: e for e in reversed(firing)}  # the first firing of each rule
+    assert set(by_rule) == {"volume_drop", "no_data"}
+    dropped = datetime.fromisoformat(by_rule["volume_drop"].at) - drop.start.replace(tzinfo=UTC)
+    silent = datetime.fromisoformat(by_rule["no_data"].at) - silence.start.replace(tzinfo=UTC)
+    assert timedelta(0) < dropped <= timedelta(minutes=15)
+    assert timedelta(0) < silent <= timedelta(minutes=16)
+    assert "for this time of the week" in by_rule["no_data"].summary
+    assert "usual for this time of the week" in by_rule["volume_drop"].summary
+
+
+def test_in_the_first_week_silence_is_judged_on_recent_traffic_and_the_message_says_so() -> None:
+    busy = GatewayProfile("busy", per_minute=20, failure_rate=0.01)
+    silence = Incident("busy", START + timedelta(hours=15), timedelta(minutes=30), volume_factor=0)
+    events = _replay((busy,), days=1, incidents=(silence,), seed=8)
+    (firing,) = [e for e in events if e.event == "firing"]
+    assert firing.rule == "no_data"
+    assert "less than a week of history" in firing.summary
+    assert datetime.fromisoformat(firing.at) - silence.start.replace(tzinfo=UTC) <= timedelta(
+        minutes=16
+    )
+
+
+def test_hourly_history_from_sql_equals_the_backtest_path(
+    payments_db: PaymentsDb, open_source: Callable[[Config], SqlSource]
+) -> None:
+    payments_db.steady("stripe", START - timedelta(hours=3), minutes=150, per_minute=3, failed=1)
+    payments_db.steady("adyen", START - timedelta(minutes=70), minutes=20, per_minute=2)
+    config = parse_config({"source": {"url": payments_db.url, "table": payments_db.table}}, env={})
+    source = open_source(config)
+    begin, end = START - timedelta(hours=4), START
+    from_sql = source.hourly(begin, end)
+    from_minutes = FrameSource(source.read(begin, end)).hourly(begin, end)
+
+    def rows(counts: Counts) -> list[tuple[int, str, int, int, int]]:
+        return sorted(
+            zip(
+                (counts.minute - epoch_minute(end)).tolist(),
+                counts.gateway.tolist(),
+                counts.volume.tolist(),
+                counts.payments.tolist(),
+                counts.failures.tolist(),
+                strict=True,
+            )
+        )
+
+    assert (
+        rows(from_sql)
+        == rows(from_minutes)
+        == [
+            (-180, "stripe", 180, 180, 60),
+            (-120, "adyen", 20, 20, 0),
+            (-120, "stripe", 180, 180, 60),
+            (-60, "adyen", 20, 20, 0),
+            (-60, "stripe", 90, 90, 30),
+        ]
+    )
