@@ -67,16 +67,12 @@ def measure(count: int, repeat: int, rng: np.random.Generator) -> tuple[float, .
 
     def publish() -> Snapshot:
         alerts = list(engine.alerts.alerts.values())
-        health = gateway_health(engine.window, alerts, config)
+        health = gateway_health(engine.window, alerts, config, None, engine.last_results)
         history.update(engine.window, [])
         metrics.observe_health(
             health,
             alerts,
-            [
-                (gateway, rule.rule, bool(rule.active[i]))
-                for rule in engine.last_results
-                for i, gateway in enumerate(rule.gateways)
-            ],
+            engine.last_results,
         )
         return Snapshot(NOW, "leader", config, health, history.snapshot())
 

@@ -265,7 +265,9 @@ class Daemon:
         saved its state or, as a follower, read the leader's (``problem`` says what failed).
         """
         alerts = list(self.engine.alerts.alerts.values())
-        health = gateway_health(self.engine.window, alerts, self.config, result.error)
+        health = gateway_health(
+            self.engine.window, alerts, self.config, result.error, self.engine.last_results
+        )
         self.last_problem = problem or result.error
         if result.error is None and problem is None:
             self.last_success = result.at
@@ -278,11 +280,7 @@ class Daemon:
         self.metrics.observe_health(
             health,
             alerts,
-            [
-                (gateway, rule.rule, bool(rule.active[i]))
-                for rule in self.engine.last_results
-                for i, gateway in enumerate(rule.gateways)
-            ],
+            self.engine.last_results,
         )
         try:
             self.metrics.outbox_depth.set(self.store.outbox_depth())

@@ -19,8 +19,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+import numpy as np
+
 from detector.alerts import Alert
 from detector.config import Config
+from detector.rules import RuleResult
 from detector.stats.binomial import wilson_interval
 from detector.window import CountWindow
 
@@ -49,7 +52,7 @@ class GatewayHealth:
     interval: tuple[float, float] | None  # Wilson 95%
     baseline: float
     volume: int  # every payment in the window, pending included
-    expected_volume: float | None  # None until a seasonal expectation exists
+    expected_volume: float | None  # None until a seasonal expectation exists (a week of data)
     window_minutes: int
     backup: str | None
     alerts: list[Alert] = field(default_factory=list)
@@ -88,14 +91,24 @@ def gateway_health(
     alerts: Iterable[Alert],
     config: Config,
     source_error: str | None = None,
+    results: Iterable[RuleResult] = (),
 ) -> list[GatewayHealth]:
-    """The health of every gateway in the window (configured ones first), in window order."""
+    """The health of every gateway in the window (configured ones first), in window order.
+
+    ``results`` are the tick's rule results; a volume rule's seasonal expectation, scaled to
+    this window, becomes ``expected_volume``.
+    """
     minutes = max(1, round(config.detection.sla_breach.window.total_seconds() / 60))
     columns = window.recent(minutes)
     payments = window.payments[:, columns].sum(axis=1)
     failures = window.failures[:, columns].sum(axis=1)
     volume = window.volume[:, columns].sum(axis=1)
     low, high = wilson_interval(failures, payments)
+    expected = np.full(len(window.gateways), np.nan)
+    for rule in results:
+        if rule.expected_per_minute is not None:
+            known = len(rule.expected_per_minute)
+            expected[:known] = rule.expected_per_minute * minutes
     by_gateway: dict[str, list[Alert]] = {}
     for alert in alerts:
         gateway = alert.labels.get("gateway")
@@ -134,7 +147,7 @@ def gateway_health(
                 interval=(float(low[i]), float(high[i])) if n else None,
                 baseline=config.sla_for(gateway),
                 volume=int(volume[i]),
-                expected_volume=None,
+                expected_volume=float(expected[i]) if np.isfinite(expected[i]) else None,
                 window_minutes=minutes,
                 backup=settings.backup if settings else None,
                 alerts=mine,

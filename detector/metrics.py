@@ -9,6 +9,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from detector.alerts import Alert
 from detector.engine import TickResult
 from detector.health import GatewayHealth
+from detector.rules import RuleResult
 
 __all__ = ["Metrics"]
 
@@ -75,6 +76,12 @@ class Metrics:
             ["gateway", "status"],
             registry=registry,
         )
+        self.evidence_ratio = Gauge(
+            "detector_evidence_ratio",
+            "The rule's detector statistic over its calibrated threshold (1 fires).",
+            ["gateway", "rule"],
+            registry=registry,
+        )
         self.rule_active = Gauge(
             "detector_rule_active",
             "1 where the rule's condition holds for the gateway at the last tick.",
@@ -120,7 +127,7 @@ class Metrics:
         self,
         health: Iterable[GatewayHealth],
         alerts: Iterable[Alert],
-        active_rules: Iterable[tuple[str, str, bool]],
+        results: Iterable[RuleResult],
     ) -> None:
         for h in health:
             self.payments.labels(h.gateway).set(h.payments)
@@ -130,8 +137,12 @@ class Metrics:
             self.failure_rate_upper.labels(h.gateway).set(h.interval[1] if h.interval else 1.0)
             for status in _STATUSES:
                 self.status.labels(h.gateway, status).set(1 if status == h.status else 0)
-        for gateway, rule, active in active_rules:
-            self.rule_active.labels(gateway, rule).set(1 if active else 0)
+        for result in results:
+            for i, gateway in enumerate(result.gateways):
+                self.rule_active.labels(gateway, result.rule).set(1 if result.active[i] else 0)
+                if result.evidence_ratio is not None:
+                    ratio = float(result.evidence_ratio[i])
+                    self.evidence_ratio.labels(gateway, result.rule).set(ratio)
         counts: dict[tuple[str, str, str], int] = {}
         for alert in alerts:
             key = (alert.rule, alert.state, alert.severity)

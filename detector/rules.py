@@ -69,6 +69,10 @@ class RuleResult:
     gateways: list[str]
     active: BoolArray
     build: Callable[[int], Finding]
+    # How close each gateway is to alarm: statistic / threshold (1 fires), where the rule has one.
+    evidence_ratio: npt.NDArray[np.float64] | None = None
+    # Payments expected per minute now (volume rules; NaN without enough history).
+    expected_per_minute: npt.NDArray[np.float64] | None = None
 
     def finding(self, index: int) -> Finding:
         return self.build(index)
@@ -299,7 +303,9 @@ def _sla_breach(
         )
         return Finding("sla_breach", window.gateways[i], severity, summary, since, evidence)
 
-    return RuleResult("sla_breach", window.gateways, active, build)
+    return RuleResult(
+        "sla_breach", window.gateways, active, build, evidence_ratio=evidence_ratio.max(axis=1)
+    )
 
 
 def _outage(window: CountWindow, config: Config, baselines: npt.NDArray[np.float64]) -> RuleResult:
@@ -525,7 +531,13 @@ def _volume_drop(window: CountWindow, config: Config, history: VolumeHistory | N
             ),
         )
 
-    return RuleResult("volume_drop", window.gateways, active, build)
+    return RuleResult(
+        "volume_drop",
+        window.gateways,
+        active,
+        build,
+        expected_per_minute=np.where(known, season.expected / minutes, np.nan),
+    )
 
 
 def evaluate(

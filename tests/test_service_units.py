@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 import requests
 import sqlalchemy as sa
@@ -26,7 +27,9 @@ from detector.daemon import Daemon
 from detector.health import gateway_health, gateways_document
 from detector.history import History
 from detector.lease import Lease
+from detector.metrics import Metrics
 from detector.notify import Evidence, build_receivers
+from detector.rules import Finding, RuleResult
 from detector.source import SqlSource, connect, epoch_minute
 from detector.store import FencedOut, StateStore
 from detector.window import CountWindow
@@ -357,6 +360,31 @@ def test_a_follower_notifies_nothing_serves_health_and_takes_over_from_the_store
     assert bodies[0]["fingerprint"] == bodies[1]["fingerprint"]
     registry_leader = follower.registry.get_sample_value("detector_leader")
     assert registry_leader == 1.0
+
+
+def _rule(rule: str, gateways: list[str], **arrays: npt.NDArray[np.float64]) -> RuleResult:
+    def build(_: int) -> Finding:
+        raise AssertionError("not needed")
+
+    return RuleResult(rule, gateways, np.zeros(len(gateways), dtype=bool), build, **arrays)
+
+
+def test_gateway_volume_is_compared_with_the_seasonal_expectation() -> None:
+    window = _window({"stripe": (40, 0), "adyen": (20, 0)})
+    volume = _rule("volume_drop", window.gateways, expected_per_minute=np.array([2.5, np.nan]))
+    health = {h.gateway: h for h in gateway_health(window, [], CONFIG, None, [volume])}
+    minutes = health["stripe"].window_minutes
+    assert health["stripe"].expected_volume == pytest.approx(2.5 * minutes)
+    assert health["adyen"].expected_volume is None  # less than a week of history
+
+
+def test_metrics_export_how_close_each_detector_is_to_alarm() -> None:
+    metrics = Metrics(CollectorRegistry())
+    bank = _rule("sla_breach", ["stripe", "adyen"], evidence_ratio=np.array([0.4, 1.2]))
+    metrics.observe_health([], [], [bank])
+    value = metrics.registry.get_sample_value
+    assert value("detector_evidence_ratio", {"gateway": "stripe", "rule": "sla_breach"}) == 0.4
+    assert value("detector_evidence_ratio", {"gateway": "adyen", "rule": "sla_breach"}) == 1.2
 
 
 def test_metrics_count_ticks_rows_alerts_and_deliveries_per_receiver(
