@@ -140,12 +140,16 @@ def _charts(health: GatewayHealth, history: HistorySnapshot | None) -> str:
     volume_chart = _chart(
         per_minute, volume_top, shaded, None, f"max {volume_top:.0f}/min", "#5f6368"
     )
+    expectation = (
+        f"usual for this hour of the week: {health.expected_volume / health.window_minutes:.1f}/min"
+        if health.expected_volume is not None
+        else "no seasonal expectation yet: it needs a week of history"
+    )
     return (
         '<div class="charts"><div class="chart">'
         f"<h3>Failure rate, 5-min buckets, vs SLA {_pct(health.baseline)} (dashed); "
         "alerts shaded</h3>"
-        f'{rate_chart}</div><div class="chart"><h3>Payments per minute '
-        "(expected band: not available until seasonal volume expectations exist)</h3>"
+        f'{rate_chart}</div><div class="chart"><h3>Payments per minute ({expectation})</h3>'
         f"{volume_chart}</div></div>"
     )
 

@@ -31,7 +31,9 @@ from detector.metrics import Metrics
 from detector.notify import Evidence, build_receivers
 from detector.rules import Finding, RuleResult
 from detector.source import SqlSource, connect, epoch_minute
+from detector.status_page import render
 from detector.store import FencedOut, StateStore
+from detector.web import Snapshot
 from detector.window import CountWindow
 
 from .conftest import REQUIRE_SERVERS, SERVER_URLS, T0, PaymentsDb, _unreachable
@@ -376,6 +378,12 @@ def test_gateway_volume_is_compared_with_the_seasonal_expectation() -> None:
     minutes = health["stripe"].window_minutes
     assert health["stripe"].expected_volume == pytest.approx(2.5 * minutes)
     assert health["adyen"].expected_volume is None  # less than a week of history
+
+    history = History()
+    history.update(window, firing=[])
+    page = render(Snapshot(T0, "leader", CONFIG, list(health.values()), history.snapshot()))
+    assert "usual for this hour of the week: 2.5/min" in page
+    assert "no seasonal expectation yet" in page
 
 
 def test_metrics_export_how_close_each_detector_is_to_alarm() -> None:
