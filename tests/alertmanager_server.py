@@ -19,11 +19,12 @@ import socket
 import subprocess
 import time
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import pytest
 import requests
+
+from .local_server import LocalServer
 
 __all__ = ["AlertmanagerServer"]
 
@@ -43,7 +44,7 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-class AlertmanagerServer:
+class AlertmanagerServer(LocalServer):
     def __init__(self, folder: Path):
         binary = next((found for name in BINARIES if (found := shutil.which(name))), None)
         if binary is None:
@@ -102,14 +103,3 @@ class AlertmanagerServer:
                 self.process.kill()
                 self.process.wait()
         self.process = None
-
-    def __enter__(self) -> AlertmanagerServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -21,8 +21,9 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
+
+from .local_server import LocalServer
 
 __all__ = ["HttpRecorder", "RecordedRequest", "Reply"]
 
@@ -120,7 +121,7 @@ def _normalise(reply: Reply) -> tuple[int, bytes, dict[str, str]]:
     return status, data, headers
 
 
-class HttpRecorder:
+class HttpRecorder(LocalServer):
     """Records every request to a real local HTTP server; see the module docstring."""
 
     def __init__(self, host: str = "127.0.0.1") -> None:
@@ -183,14 +184,3 @@ class HttpRecorder:
         server.server_close()
         if thread is not None:
             thread.join()
-
-    def __enter__(self) -> HttpRecorder:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -20,11 +20,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from email import message_from_bytes, policy
 from email.message import EmailMessage
-from types import TracebackType
 from typing import Any, cast
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
+
+from .local_server import LocalServer
 
 __all__ = ["RecordedEnvelope", "SmtpRecorder"]
 
@@ -71,7 +72,7 @@ class _Handler:
         return "250 Message accepted for delivery"
 
 
-class SmtpRecorder:
+class SmtpRecorder(LocalServer):
     """Records every mail sent to a real local SMTP server; see the module docstring.
 
     Parameters
@@ -142,14 +143,3 @@ class SmtpRecorder:
         controller, self._controller = self._controller, None
         if controller is not None:
             controller.stop()
-
-    def __enter__(self) -> SmtpRecorder:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
