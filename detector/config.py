@@ -7,6 +7,7 @@ Secrets come from the environment: any string value may hold ``${VAR}`` or
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import string
@@ -40,6 +41,7 @@ __all__ = [
     "ConsoleReceiver",
     "EmailReceiver",
     "InhibitRule",
+    "LabelMatcher",
     "MaintenanceWindow",
     "Matchers",
     "PagerDutyReceiver",
@@ -408,14 +410,67 @@ def labels_match(
     )
 
 
+_MATCHER = re.compile(r"""\s*([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*(.*?)\s*""", re.DOTALL)
+
+
+class LabelMatcher(_Frozen):
+    """One Alertmanager-style matcher: ``gateway!="sandbox"``, ``rule=~"outage|sla_breach"``.
+
+    ``=`` equal, ``!=`` not equal, ``=~`` the regex matches the whole value, ``!~`` it does
+    not. A label the alert lacks is the empty string, so ``team!=""`` means "has a team".
+
+    >>> LabelMatcher.model_validate('gateway!~"test-.*"').matches({"gateway": "stripe"})
+    True
+    >>> LabelMatcher.model_validate("gateway != stripe").matches({"gateway": "stripe"})
+    False
+    """
+
+    name: str
+    operator: Literal["=", "!=", "=~", "!~"]
+    value: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def _parse(cls, data: Any) -> Any:
+        if not isinstance(data, str):
+            return data
+        found = _MATCHER.fullmatch(data)
+        if found is None:
+            raise ValueError(
+                f"{data!r} is not a matcher; write label=value, label!=value, "
+                'label=~regex or label!~regex, e.g. gateway!="sandbox"'
+            )
+        name, operator, value = found.groups()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = value[1:-1]
+        if "~" in operator:
+            check_regex(value)
+        return {"name": name, "operator": operator, "value": value}
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        actual = labels.get(self.name, "")
+        if self.operator in ("=", "!="):
+            return (actual == self.value) == (self.operator == "=")
+        return (re.fullmatch(self.value, actual) is not None) == (self.operator == "=~")
+
+    def __str__(self) -> str:
+        return f"{self.name}{self.operator}{json.dumps(self.value)}"
+
+
+def all_match(labels: Mapping[str, str], matchers: tuple[LabelMatcher, ...]) -> bool:
+    return all(matcher.matches(labels) for matcher in matchers)
+
+
 class Matchers(_Frozen):
-    """``match`` (label equals value) and ``match_re`` (label fully matches a regex)."""
+    """``match`` (label equals value), ``match_re`` (label fully matches a regex) and
+    ``matchers`` (Alertmanager-style strings, which can also say "not"); all must hold."""
 
     match: dict[str, str] = {}
     match_re: dict[str, Regex] = {}
+    matchers: tuple[LabelMatcher, ...] = ()
 
     def matches(self, labels: Mapping[str, str]) -> bool:
-        return labels_match(labels, self.match, self.match_re)
+        return labels_match(labels, self.match, self.match_re) and all_match(labels, self.matchers)
 
 
 # --- receivers -----------------------------------------------------------------------------
@@ -596,9 +651,21 @@ class InhibitRule(_Frozen):
 
     source_match: dict[str, str] = {}
     source_match_re: dict[str, Regex] = {}
+    source_matchers: tuple[LabelMatcher, ...] = ()
     target_match: dict[str, str] = {}
     target_match_re: dict[str, Regex] = {}
+    target_matchers: tuple[LabelMatcher, ...] = ()
     equal: tuple[str, ...] = ()
+
+    def is_source(self, labels: Mapping[str, str]) -> bool:
+        return labels_match(labels, self.source_match, self.source_match_re) and all_match(
+            labels, self.source_matchers
+        )
+
+    def is_target(self, labels: Mapping[str, str]) -> bool:
+        return labels_match(labels, self.target_match, self.target_match_re) and all_match(
+            labels, self.target_matchers
+        )
 
 
 DEFAULT_INHIBIT_RULES = (

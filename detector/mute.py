@@ -39,7 +39,7 @@ class Mutes:
             by_equal: dict[tuple[str, ...], list[Alert]] = {}
             for source in firing:
                 labels = source.routing_labels
-                if labels_match(labels, rule.source_match, rule.source_match_re):
+                if rule.is_source(labels):
                     by_equal.setdefault(_values(labels, rule.equal), []).append(source)
             self.sources.append((rule, by_equal))
 
@@ -53,7 +53,7 @@ class Mutes:
             if window.matches(labels) and window.is_open(now):
                 return f"maintenance window {window.name or f'maintenance_windows[{index}]'}"
         for rule, by_equal in self.sources:
-            if not by_equal or not labels_match(labels, rule.target_match, rule.target_match_re):
+            if not by_equal or not rule.is_target(labels):
                 continue
             for source in by_equal.get(_values(labels, rule.equal), ()):
                 if source.fingerprint != alert.fingerprint:

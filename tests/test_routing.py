@@ -174,6 +174,62 @@ def test_the_flat_routes_list_of_earlier_versions_still_works() -> None:
     assert config.receivers_for({"severity": "warning"}) == ["console"]
 
 
+def test_negative_matchers_route_everything_but_the_sandbox_gateway() -> None:
+    config = parse_config(
+        {
+            "receivers": {
+                "console": {"type": "console"},
+                "pager": {"type": "webhook", "url": "http://127.0.0.1:9/"},
+            },
+            "route": {
+                "receivers": ["console"],
+                "routes": [
+                    {
+                        # Alertmanager syntax, quotes optional.
+                        "matchers": ['gateway!="sandbox"', "rule !~ no_data|volume_.*"],
+                        "receivers": ["pager"],
+                    }
+                ],
+            },
+        },
+        env={},
+    )
+    assert config.receivers_for({"rule": "outage", "gateway": "stripe"}) == ["pager"]
+    assert config.receivers_for({"rule": "outage", "gateway": "sandbox"}) == ["console"]
+    assert config.receivers_for({"rule": "volume_drop", "gateway": "stripe"}) == ["console"]
+    # A missing label is the empty string: it is "not sandbox".
+    assert config.receivers_for({"rule": "source_down"}) == ["pager"]
+
+
+def test_an_inhibit_rule_with_a_negative_target_spares_what_it_excludes() -> None:
+    config = parse_config(
+        {
+            "detection": OUTAGE_ONLY,
+            "inhibit_rules": [
+                {
+                    "source_matchers": ["rule=source_down"],
+                    "target_matchers": ['gateway!="paypal"'],
+                }
+            ],
+        },
+        env={},
+    )
+    book = AlertBook(config)
+    down = source_down_finding(3, T0, "down")
+    findings = [
+        Finding("outage", g, "critical", f"{g} fails", T0, Evidence(payments=10, failures=10))
+        for g in ("stripe", "paypal")
+    ]
+    transitions = book.observe_findings("source_down", [down], T0)
+    transitions += book.observe_findings("outage", findings, T0)
+    router = Router(config, build_receivers(config, requests.Session(), io.StringIO()))
+    sent = [
+        (d.notification.rule, d.notification.labels.get("gateway"))
+        for d in router.deliveries(transitions, book.alerts, T0)
+    ]
+    assert sorted(sent, key=str) == [("outage", "paypal"), ("source_down", None)]
+
+
 def test_bad_matchers_and_windows_are_named_with_their_key_path() -> None:
     with pytest.raises(ConfigError) as raised:
         parse_config(
@@ -183,7 +239,10 @@ def test_bad_matchers_and_windows_are_named_with_their_key_path() -> None:
                     {"weekdays": ["someday"], "start": "02:00", "end": "03:00"},
                     {"start": "25:00", "end": "03:00", "timezone": "Mars/Olympus"},
                 ],
-                "inhibit_rules": [{"source_match_re": {"rule": "*"}}],
+                "inhibit_rules": [
+                    {"source_match_re": {"rule": "*"}},
+                    {"target_matchers": ["gateway~stripe", 'rule=~"("']},
+                ],
             },
             env={},
         )
@@ -193,6 +252,8 @@ def test_bad_matchers_and_windows_are_named_with_their_key_path() -> None:
     assert "not a time of day" in problems["maintenance_windows[1].start"]
     assert "not an IANA time zone" in problems["maintenance_windows[1].timezone"]
     assert "not a valid regular expression" in problems["inhibit_rules[0].source_match_re.rule"]
+    assert "is not a matcher" in problems["inhibit_rules[1].target_matchers[0]"]
+    assert "not a valid regular expression" in problems["inhibit_rules[1].target_matchers[1]"]
 
 
 # --- grouping ---------------------------------------------------------------------------------
