@@ -275,8 +275,10 @@ def _sla_breach(
         p0 = float(baselines[i])
         start = min(bank.start(i, m), window.minutes - 1)
         # Firing: the figures since the estimated change, undiluted by the healthy minutes
-        # before it. Otherwise: the recent window.
-        shown = slice(start if active[i] else max(window.minutes - explain, 0), window.minutes)
+        # before it. Otherwise: the recent minutes that are back within the SLA.
+        shown = (
+            slice(start, window.minutes) if active[i] else _recovered_span(window, i, explain, p0)
+        )
         n, k = int(window.payments[i, shown].sum()), int(window.failures[i, shown].sum())
         span = shown.stop - shown.start
         excursion_n = int(window.payments[i, start:].sum())
@@ -286,14 +288,24 @@ def _sla_breach(
         p_value = float(binomial_upper_tail(k, n, p0)) if n else 1.0
         statistic, threshold = float(bank.statistic[i, m]), float(limits.threshold[i, m])
         severity: Severity = "critical" if estimate >= rule.critical_factor * p0 else "warning"
-        summary = (
-            f"{window.gateways[i]}: {_pct(rate)} of {n} payments failed since "
-            f"{since:%H:%M} ({span} min), above the {_pct(p0)} SLA "
-            f"(CUSUM {statistic:.1f} >= {threshold:.1f}, p = {p_value:.1e})"
-            if active[i]
-            else f"{window.gateways[i]}: failure rate {_pct(rate)} over the last {span} min "
-            f"is back within the {_pct(p0)} SLA"
-        )
+        if active[i]:
+            summary = (
+                f"{window.gateways[i]}: {_pct(rate)} of {n} payments failed since "
+                f"{since:%H:%M} ({span} min), above the {_pct(p0)} SLA "
+                f"(CUSUM {statistic:.1f} >= {threshold:.1f}, p = {p_value:.1e})"
+            )
+        elif rate <= p0:
+            summary = (
+                f"{window.gateways[i]}: failure rate {_pct(rate)} over the last {span} min, "
+                f"back within the {_pct(p0)} SLA"
+            )
+        else:
+            # The evidence of a breach has faded, but no recent stretch is under the SLA yet.
+            summary = (
+                f"{window.gateways[i]}: failure rate {_pct(rate)} over the last {span} min, "
+                f"no longer clearly above the {_pct(p0)} SLA "
+                f"(CUSUM {statistic:.1f} < {threshold:.1f})"
+            )
         evidence = replace(
             _rate_evidence(k, n, p0, span, p_value),
             statistic=statistic,
@@ -306,6 +318,18 @@ def _sla_breach(
     return RuleResult(
         "sla_breach", window.gateways, active, build, evidence_ratio=evidence_ratio.max(axis=1)
     )
+
+
+def _recovered_span(window: CountWindow, i: int, longest: int, p0: float) -> slice:
+    """The longest run of recent minutes (at most ``longest``) whose failure rate is within
+    ``p0``, so a resolution does not quote a rate still diluted by the incident; the whole
+    ``longest`` minutes if there is none."""
+    columns = window.recent(longest)
+    payments = np.cumsum(window.payments[i, columns][::-1])
+    failures = np.cumsum(window.failures[i, columns][::-1])
+    within = np.flatnonzero((payments > 0) & (failures <= p0 * payments))
+    length = int(within[-1]) + 1 if within.size else payments.size
+    return slice(window.minutes - length, window.minutes)
 
 
 def _outage(window: CountWindow, config: Config, baselines: npt.NDArray[np.float64]) -> RuleResult:

@@ -267,7 +267,11 @@ def test_a_step_is_caught_and_low_quiet_gateways_stay_silent_overnight() -> None
     assert timedelta(0) < delay <= timedelta(minutes=30)
     assert first.since <= first.at
     assert first.evidence.magnitude and first.evidence.magnitude > 2
-    assert events[-1].event == "resolved"
+    resolved = events[-1]
+    assert resolved.event == "resolved"
+    # The resolution quotes the recovered minutes, not a rate still diluted by the incident.
+    assert resolved.evidence.value is not None and resolved.evidence.value <= 0.02
+    assert "back within the 2.0% SLA" in resolved.summary
 
 
 # --- no input breaks it ----------------------------------------------------------------------
