@@ -17,10 +17,10 @@ from detector.alerts import notification_for
 from detector.config import Config
 from detector.engine import Engine
 from detector.notify.base import Notification
-from detector.rules import VolumeHistory
+from detector.rules import VolumeHistory, minutes_needed
 from detector.source import FrameSource, Source
 
-__all__ = ["BacktestEvent", "replay", "to_record", "write_jsonl", "write_table"]
+__all__ = ["BacktestEvent", "aggregate", "replay", "to_record", "write_jsonl", "write_table"]
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +29,21 @@ BacktestEvent = Notification
 
 def _floor_minute(moment: datetime) -> datetime:
     return datetime.fromtimestamp(int(moment.timestamp() // 60) * 60, tz=UTC)
+
+
+def aggregate(config: Config, source: Source, start: datetime, end: datetime) -> FrameSource:
+    """Every count a replay from ``start`` to ``end`` needs, history included, in one read.
+
+    Given a :class:`FrameSource` (already aggregated) this only takes a slice of it.
+    """
+    history = max(
+        config.source.warmup,
+        timedelta(minutes=minutes_needed(config)),
+        timedelta(hours=VolumeHistory.hours_needed() + 1),  # the seasonal volume rules' weeks
+    )
+    first = _floor_minute(start) - history
+    log.info("aggregating payments from %s to %s", first, end)
+    return FrameSource(source.read(first, end), evidence_from=source)
 
 
 def replay(
@@ -42,14 +57,7 @@ def replay(
     """
     interval = config.schedule.interval
     first_tick = _floor_minute(start)
-    engine = Engine(config, source)  # built first: it knows how much history it reads
-    history = max(
-        config.source.warmup,
-        timedelta(minutes=engine.window.minutes),
-        timedelta(hours=VolumeHistory.hours_needed() + 1),  # the seasonal volume rules' weeks
-    )
-    log.info("aggregating payments from %s to %s", first_tick - history, end)
-    engine.source = FrameSource(source.read(first_tick - history, end), evidence_from=source)
+    engine = Engine(config, aggregate(config, source, start, end))
     now, ticks = first_tick, 0
     while now <= end:
         result = engine.tick(now)

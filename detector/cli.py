@@ -31,7 +31,8 @@ from detector.config import (
     parse_duration,
 )
 from detector.errors import DetectorError
-from detector.source import SchemaError, SourceError, SqlSource, connect
+from detector.notify.base import Notification
+from detector.source import FrameSource, SchemaError, SourceError, SqlSource, connect
 
 __all__ = ["main"]
 
@@ -220,20 +221,33 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
-    from detector.backtest import replay, write_jsonl, write_table
+    from detector.backtest import aggregate, replay, write_jsonl, write_table
 
     config = _load(args)
     source = _open_source(config, strict=True)
     began = time.perf_counter()
-    events = replay(config, source, args.start, args.end)
-    writer = write_jsonl if args.format == "jsonl" else write_table
-    count = writer(events, sys.stdout)
+    if args.format == "html":
+        counts = aggregate(config, source, args.start, args.end)
+        events = list(replay(config, counts, args.start, args.end))
+        sys.stdout.write(_report(config, counts, events, args.start, args.end))
+        count = len(events)
+    else:
+        writer = write_jsonl if args.format == "jsonl" else write_table
+        count = writer(replay(config, source, args.start, args.end), sys.stdout)
     log.info("backtest: %d transition(s) in %.1fs", count, time.perf_counter() - began)
     return EXIT_OK
 
 
+def _report(
+    config: Config, counts: FrameSource, events: list[Notification], start: datetime, end: datetime
+) -> str:
+    from detector.report import render
+
+    return render(config, counts.read(start, end), events, start, end)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
-    from detector.backtest import replay, write_table
+    from detector.backtest import aggregate, replay, write_table
     from detector.simulate import Incident, simulate
 
     config = load_config(args.config) if Path(args.config).exists() else Config()
@@ -264,9 +278,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print("2/2 replaying the week through the detector (the daemon's own engine)", file=sys.stderr)
     source = _open_source(config, strict=True)
     began = time.perf_counter()
-    events = list(replay(config, source, start + timedelta(hours=3), end))
+    replay_start = start + timedelta(hours=3)
+    counts = aggregate(config, source, replay_start, end)
+    events = list(replay(config, counts, replay_start, end))
     write_table(iter(events), sys.stdout)
-    print(f"replayed 7 days in {time.perf_counter() - began:.1f}s\n", file=sys.stdout)
+    print(f"replayed 7 days in {time.perf_counter() - began:.1f}s", file=sys.stdout)
+    report = folder / "report.html"
+    report.write_text(_report(config, counts, events, replay_start, end), encoding="utf-8")
+    print(f"charts of the week and its alerts: {report}\n", file=sys.stdout)
     print(
         "injected incident                                      first alert         delay",
         file=sys.stdout,
@@ -479,7 +498,13 @@ def _parser() -> argparse.ArgumentParser:
     backtest.add_argument("--db", help="payments database URL")
     backtest.add_argument("--start", type=parse_time, required=True)
     backtest.add_argument("--end", type=parse_time, default=datetime.now(UTC))
-    backtest.add_argument("--format", choices=["jsonl", "table"], default="jsonl")
+    backtest.add_argument(
+        "--format",
+        choices=["jsonl", "table", "html"],
+        default="jsonl",
+        help="jsonl: one JSON object per transition; table: for people; html: a report with "
+        "charts per gateway (write it to a file: > report.html)",
+    )
     backtest.set_defaults(handler=cmd_backtest)
 
     demo = command("demo", "simulate a week with incidents and show what the detector raises")

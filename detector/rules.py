@@ -347,13 +347,21 @@ def _outage(window: CountWindow, config: Config, baselines: npt.NDArray[np.float
     span = qualifies.shape[1] - np.argmax(qualifies[:, ::-1], axis=1)  # longest qualifying suffix
 
     def build(i: int) -> Finding:
-        length = int(span[i]) if active[i] else qualifies.shape[1]
+        if active[i]:
+            length = int(span[i])
+        else:
+            # Cleared: the minutes since the last one that looked down, if any in the window.
+            payments, failures = window.payments[i, columns], window.failures[i, columns]
+            down = np.flatnonzero((payments > 0) & (failures >= rule.failure_rate * payments))
+            length = payments.size - int(down[-1]) - 1 if down.size else payments.size
+            length = max(length, 1)
         n, k = int(recent_payments[i, length - 1]), int(recent_failures[i, length - 1])
         p0 = float(baselines[i])
         summary = (
             f"{window.gateways[i]} is down: {k} of {n} payments failed in the last {length} min"
             if active[i]
-            else f"{window.gateways[i]}: {k} of {n} payments failed in the last {length} min"
+            else f"{window.gateways[i]} is no longer down: {k} of {n} payments failed in the "
+            f"last {length} min"
         )
         p_value = float(binomial_upper_tail(k, n, p0)) if n else None
         return Finding(

@@ -78,6 +78,7 @@ def _chart(
     line: float | None,
     label: str,
     colour: str,
+    axis: tuple[str, str, str] = ("-24h", "-12h", "now"),
 ) -> str:
     count = values.size
     step = _W / max(count, 1)
@@ -104,11 +105,11 @@ def _chart(
             f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="1.8"/>'
         )
     parts.append(f'<line x1="0" x2="{_W}" y1="{plot_h}" y2="{plot_h}" stroke="#c4c7cc"/>')
-    for fraction, text in ((0.0, "-24h"), (0.5, "-12h"), (1.0, "now")):
+    for fraction, text in zip((0.0, 0.5, 1.0), axis, strict=True):
         anchor = "start" if fraction == 0 else "end" if fraction == 1 else "middle"
         parts.append(
             f'<text x="{fraction * _W:.0f}" y="{_H - 4}" font-size="13" fill="#5b6272" '
-            f'text-anchor="{anchor}">{text}</text>'
+            f'text-anchor="{anchor}">{escape(text)}</text>'
         )
     parts.append(
         f'<text x="{_W - 4}" y="12" font-size="13" fill="#5b6272" text-anchor="end">'

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -100,6 +101,80 @@ def test_table_format_is_for_people(
     assert lines[0].split()[:3] == ["at", "event", "severity"]
     assert any("adyen" in line and "firing" in line for line in lines)
     assert lines[-1].endswith("alert transition(s)")
+
+
+def test_html_report_charts_every_gateway_and_shades_the_incident(
+    two_days: PaymentsDb,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "alerts.yaml").write_text("{}\n")
+    page = _backtest(
+        two_days,
+        capsys,
+        "--start",
+        "2026-11-16T03:00",
+        "--end",
+        "2026-11-18T00:00",
+        "--format",
+        "html",
+    )
+    sections = _ReportParser.parse(page)
+    assert set(sections.charts) == {"stripe", "adyen", "paypal"}
+    # Every gateway gets a failure-rate chart with its SLA line and a volume chart.
+    assert all(count == 2 for count in sections.charts.values())
+    assert sections.sla_lines == 3
+    # Only adyen's incident is shaded, once on each of its two charts.
+    assert sections.shaded == {"adyen": sections.shaded["adyen"]} and sections.shaded["adyen"] >= 2
+    assert any("adyen" in row and "firing" in row for row in sections.rows)
+    assert sections.external == [], "the report must not load anything from the network"
+
+
+class _ReportParser(HTMLParser):
+    """What a reader of the report sees: charts per gateway, shaded spans, table rows."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gateway = ""
+        self.charts: dict[str, int] = {}
+        self.shaded: dict[str, int] = {}
+        self.sla_lines = 0
+        self.rows: list[str] = []
+        self.external: list[str] = []
+        self._row: list[str] | None = None
+
+    @classmethod
+    def parse(cls, page: str) -> _ReportParser:
+        parser = cls()
+        parser.feed(page)
+        return parser
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attributes = dict(attrs)
+        if tag == "section":
+            self.gateway = (attributes.get("id") or "").removeprefix("gw-")
+        elif tag == "svg":
+            self.charts[self.gateway] = self.charts.get(self.gateway, 0) + 1
+        elif tag == "rect" and attributes.get("class") == "alert-span":
+            self.shaded[self.gateway] = self.shaded.get(self.gateway, 0) + 1
+        elif tag == "line" and attributes.get("class") == "sla-line":
+            self.sla_lines += 1
+        elif tag == "tr":
+            self._row = []
+        for name in ("src", "href"):
+            if (attributes.get(name) or "").startswith(("http:", "https:", "//")):
+                self.external.append(attributes[name] or "")
+
+    def handle_data(self, data: str) -> None:
+        if self._row is not None:
+            self._row.append(data)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "tr" and self._row is not None:
+            self.rows.append(" ".join(self._row))
+            self._row = None
 
 
 def test_replay_makes_exactly_the_transitions_of_live_ticks(

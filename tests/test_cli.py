@@ -106,6 +106,10 @@ def test_demo_runs_and_reports_each_injected_incident(tmp_path: Path) -> None:
     report = finished.stdout.split("injected incident")[1].splitlines()[1:]
     assert len(report) == 3
     assert not any("missed" in line for line in report), finished.stdout
+    # Two charts for each of the five gateways, and a pointer to them in the output.
+    page = (tmp_path / "demo" / "report.html").read_text()
+    assert page.count("<svg") == 10
+    assert str(tmp_path / "demo" / "report.html") in finished.stdout
 
 
 def test_run_refuses_to_start_on_a_misspelt_column(sqlite_db: PaymentsDb, tmp_path: Path) -> None:

@@ -274,6 +274,18 @@ def test_a_step_is_caught_and_low_quiet_gateways_stay_silent_overnight() -> None
     assert "back within the 2.0% SLA" in resolved.summary
 
 
+def test_an_outage_is_caught_in_a_minute_and_its_resolution_quotes_the_recovered_minutes() -> None:
+    busy = GatewayProfile("busy", per_minute=30, failure_rate=0.01)
+    outage = Incident("busy", START + timedelta(hours=15), timedelta(minutes=12), 1.0)
+    events = _replay((busy,), days=1, incidents=(outage,), seed=5)
+    fired, resolved = [e for e in events if e.rule == "outage"]
+    begins = outage.start.replace(tzinfo=UTC)
+    assert fired.event == "firing"
+    assert datetime.fromisoformat(fired.at) - begins <= timedelta(minutes=2)
+    assert resolved.event == "resolved" and "is no longer down" in resolved.summary
+    assert resolved.evidence.value is not None and resolved.evidence.value < 0.5
+
+
 # --- no input breaks it ----------------------------------------------------------------------
 
 _MINUTES = 120
