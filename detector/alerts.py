@@ -235,5 +235,11 @@ def notification_for(transition: Transition, config: Config) -> Notification:
         episode=episode,
         evidence=alert.evidence,
         backup_gateway=settings.backup if settings else None,
-        links=settings.links if settings else (),
+        links=_links(config, gateway, settings.links if settings else ()),
     )
+
+
+def _links(config: Config, gateway: str | None, configured: tuple[str, ...]) -> tuple[str, ...]:
+    """The gateway's row on our status page first (where it is published), then its own."""
+    status = config.server.status_link(gateway)
+    return (status, *configured) if status else configured

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -342,6 +343,16 @@ class ServerConfig(_Frozen):
     listen: str = "127.0.0.1:8080"
     # /healthz turns 503 once the last successful tick is this many intervals old.
     unhealthy_after: float = Field(default=3, gt=1)
+    # Where people reach the status page (behind a proxy, say); every message links to the
+    # gateway's row there.
+    external_url: HttpUrl | None = None
+
+    def status_link(self, gateway: str | None) -> str | None:
+        """``https://detector.example.com/#gw-stripe``, or None without ``external_url``."""
+        if self.external_url is None:
+            return None
+        base = str(self.external_url).rstrip("/") + "/"
+        return base + (f"#gw-{quote(gateway)}" if gateway else "")
 
     @field_validator("listen")
     @classmethod

@@ -114,3 +114,19 @@ def test_the_notification_carries_evidence_backup_and_a_stable_key() -> None:
     assert firing.fingerprint == resolved.fingerprint
     assert firing.idempotency_key != resolved.idempotency_key
     assert notification_for(transitions[0], config).idempotency_key == firing.idempotency_key
+
+
+def test_with_an_external_url_every_message_links_to_the_gateways_row_first() -> None:
+    config = parse_config(
+        {
+            "server": {"external_url": "https://detector.example.com/payments"},
+            "gateways": {"stripe": {"links": ["https://status.example/stripe"]}},
+        },
+        env={},
+    )
+    book = AlertBook(config)
+    (firing,) = (notification_for(t, config) for t in book.observe(_result(True), T0))
+    assert firing.links == (
+        "https://detector.example.com/payments/#gw-stripe",
+        "https://status.example/stripe",
+    )
