@@ -21,10 +21,12 @@ from typing import TextIO
 
 import numpy as np
 import requests
+from pydantic import ValidationError
 
 from detector.config import (
     Config,
     ConfigError,
+    LabelMatcher,
     Route,
     check_regex,
     load_config,
@@ -329,6 +331,15 @@ def _matchers(pairs: Sequence[str], *, regex: bool) -> dict[str, str]:
     return found
 
 
+def _matcher(text: str) -> LabelMatcher:
+    try:
+        return LabelMatcher.model_validate(text)
+    except ValidationError as exc:
+        raise ValueError(
+            f"--matcher {exc.errors()[0]['msg'].removeprefix('Value error, ')}"
+        ) from None
+
+
 def cmd_silence(args: argparse.Namespace) -> int:
     from detector.store import StateStore
 
@@ -339,11 +350,20 @@ def cmd_silence(args: argparse.Namespace) -> int:
         if args.silence_command == "add":
             match = _matchers(args.match, regex=False)
             match_re = _matchers(args.match_re, regex=True)
-            if not match and not match_re:
-                raise ValueError("a silence without --match or --match-re would mute every alert")
+            matchers = [_matcher(text) for text in args.matcher]
+            if not match and not match_re and not matchers:
+                raise ValueError(
+                    "a silence without --match, --match-re or --matcher would mute every alert"
+                )
             starts = args.start or now
             silence = store.add_silence(
-                match, match_re, starts, starts + args.duration, args.author, args.comment
+                match,
+                match_re,
+                starts,
+                starts + args.duration,
+                args.author,
+                args.comment,
+                matchers,
             )
             print(
                 f"silence {silence.id} added: {silence.describe()} from "
@@ -537,6 +557,13 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         metavar="LABEL=REGEX",
         help="e.g. 'gateway=stripe|adyen' (anchored at both ends)",
+    )
+    add.add_argument(
+        "--matcher",
+        action="append",
+        default=[],
+        metavar="MATCHER",
+        help="Alertmanager style, can say 'not': 'gateway!=sandbox', 'rule!~volume_.*'",
     )
     add.add_argument(
         "--for", dest="duration", type=_duration_arg, required=True, help="e.g. 2h or 30m"

@@ -52,6 +52,7 @@ __all__ = [
     "SlackReceiver",
     "Templates",
     "WebhookReceiver",
+    "all_match",
     "check_regex",
     "labels_match",
     "load_config",

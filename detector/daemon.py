@@ -300,10 +300,7 @@ class Daemon:
             return []
         return [
             {
-                "matchers": ", ".join(
-                    [f"{k}={v}" for k, v in s.match.items()]
-                    + [f"{k}=~{v}" for k, v in s.match_re.items()]
-                ),
+                "matchers": s.describe(),
                 "until": s.ends_at.isoformat(timespec="minutes"),
                 "comment": s.comment,
             }

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from detector.alerts import Alert
-from detector.config import Config, InhibitRule, labels_match
+from detector.config import Config, InhibitRule
 from detector.store import Silence
 
 __all__ = ["Mutes"]
@@ -47,7 +47,7 @@ class Mutes:
         """Why ``alert`` is muted at ``now``, or None if it is not."""
         labels = alert.routing_labels
         for silence in self.silences:
-            if silence.is_active(now) and labels_match(labels, silence.match, silence.match_re):
+            if silence.is_active(now) and silence.matches(labels):
                 return f"silence {silence.id} ({silence.comment})"
         for index, window in enumerate(self.config.maintenance_windows):
             if window.matches(labels) and window.is_open(now):

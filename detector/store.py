@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from detector.alerts import Alert
+from detector.config import LabelMatcher, all_match, labels_match
 from detector.errors import DetectorError
 from detector.notify.base import Notification
 from detector.source import connect
@@ -151,14 +152,19 @@ class Silence:
     ends_at: datetime
     created_by: str
     comment: str
+    matchers: tuple[LabelMatcher, ...] = ()  # Alertmanager-style, e.g. gateway!="sandbox"
 
     def is_active(self, now: datetime) -> bool:
         return self.starts_at <= now < self.ends_at
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        return labels_match(labels, self.match, self.match_re) and all_match(labels, self.matchers)
 
     def describe(self) -> str:
         """``gateway=stripe, rule=~outage|sla_breach`` (``=~`` marks a regex)."""
         parts = [f"{k}={v}" for k, v in sorted(self.match.items())]
         parts += [f"{k}=~{v}" for k, v in sorted(self.match_re.items())]
+        parts += [str(matcher) for matcher in self.matchers]
         return ", ".join(parts)
 
 
@@ -431,15 +437,24 @@ class StateStore:
         ends_at: datetime,
         created_by: str,
         comment: str,
+        matchers: Sequence[LabelMatcher] = (),
     ) -> Silence:
         silence = Silence(
-            uuid.uuid4().hex[:12], match, match_re, starts_at, ends_at, created_by, comment
+            uuid.uuid4().hex[:12],
+            match,
+            match_re,
+            starts_at,
+            ends_at,
+            created_by,
+            comment,
+            tuple(matchers),
         )
+        stored = {"match": match, "match_re": match_re, "matchers": [str(m) for m in matchers]}
         with self.engine.begin() as connection:
             connection.execute(
                 _silences.insert().values(
                     id=silence.id,
-                    matchers=json.dumps({"match": match, "match_re": match_re}, sort_keys=True),
+                    matchers=json.dumps(stored, sort_keys=True),
                     starts_at=_naive(starts_at),
                     ends_at=_naive(ends_at),
                     created_by=created_by,
@@ -473,6 +488,8 @@ class StateStore:
                     _aware(row["ends_at"]),
                     row["created_by"],
                     row["comment"],
+                    # Silences stored before matcher strings existed have none.
+                    tuple(map(LabelMatcher.model_validate, matchers.get("matchers", ()))),
                 )
             )
         return found

@@ -56,12 +56,40 @@ def test_add_list_and_expire_a_silence(state_url: str, capsys: pytest.CaptureFix
     assert [(s.id, s.match_re) for s in remaining] == [(scheduled_id, {"gateway": "stripe|adyen"})]
 
 
+def test_a_silence_with_negative_matchers_mutes_all_but_what_it_excludes(
+    state_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    add = ["silence", "add", "--state", state_url, "--for", "2h", "--comment", "load test"]
+    matchers = ["--matcher", 'gateway!="paypal"', "--matcher", "rule!~no_data|volume_.*"]
+    assert main([*add, *matchers]) == 0
+    assert 'gateway!="paypal", rule!~"no_data|volume_.*"' in capsys.readouterr().out
+
+    store = StateStore.open(state_url)
+    try:
+        (silence,) = store.silences(not_ended_at=datetime.now(UTC))
+    finally:
+        store.engine.dispose()
+    muted = {
+        (rule, gateway): silence.matches({"rule": rule, "gateway": gateway})
+        for rule in ("outage", "no_data")
+        for gateway in ("stripe", "paypal")
+    }
+    assert muted == {
+        ("outage", "stripe"): True,
+        ("outage", "paypal"): False,
+        ("no_data", "stripe"): False,
+        ("no_data", "paypal"): False,
+    }
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (["--match", "stripe"], "--match 'stripe': write LABEL=VALUE"),
         (["--match-re", "gateway=stripe("], "not a valid regular expression"),
         ([], "would mute every alert"),
+        (["--matcher", "gateway~stripe"], "--matcher 'gateway~stripe' is not a matcher"),
+        (["--matcher", "gateway=~("], "not a valid regular expression"),
     ],
 )
 def test_a_bad_silence_is_refused_with_a_reason(
