@@ -84,10 +84,7 @@ class Alert:
         data.pop("last_notified", None)
         for key in ("since", "active_since", "last_active", "fired_at"):
             data[key] = datetime.fromisoformat(data[key]) if data[key] else None
-        evidence = dict(data.pop("evidence"))
-        evidence["top_error_codes"] = tuple(tuple(pair) for pair in evidence["top_error_codes"])
-        evidence["sample_payment_ids"] = tuple(evidence["sample_payment_ids"])
-        return cls(evidence=Evidence(**evidence), **data)
+        return cls(evidence=Evidence.from_dict(data.pop("evidence")), **data)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from typing import Any, TextIO
 from detector.alerts import notification_for
 from detector.config import Config
 from detector.engine import Engine
+from detector.notify import format
 from detector.notify.base import Notification
 from detector.rules import VolumeHistory, minutes_needed
 from detector.source import FrameSource, Source
@@ -98,6 +99,7 @@ def to_record(event: Notification) -> dict[str, Any]:
         "threshold": evidence.threshold,
         "magnitude": evidence.magnitude,
         "dispersion": evidence.dispersion,
+        "attribution": format.attribution_document(evidence.attribution),
     }
 
 

@@ -119,6 +119,10 @@ def _check_identifier(value: str) -> str:
 
 Identifier = Annotated[str, BeforeValidator(lambda v: _check_identifier(str(v)))]
 
+# Labels every alert may carry already; a dimension cannot take one of these names.
+RESERVED_LABELS = frozenset({"rule", "gateway", "severity", "alertname"})
+_LABEL = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
 
 def _check_table_name(value: Any) -> str:
     parts = str(value).split(".")
@@ -148,6 +152,22 @@ class Columns(_Frozen):
     gateway: Identifier = "gateway"
     status: Identifier = "status"
     error_code: Identifier | None = "error_code"
+    # Label name -> column, e.g. {method: payment_method, country: country}: an alert says
+    # which combination of them holds most of the excess failures.
+    dimensions: dict[Identifier, Identifier] = {}
+
+    @field_validator("dimensions")
+    @classmethod
+    def _label_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for label in value:
+            if label in RESERVED_LABELS:
+                raise ValueError(
+                    f"{label!r} is a label the detector sets itself; name the dimension "
+                    "otherwise (e.g. payment_method)"
+                )
+            if not _LABEL.match(label):
+                raise ValueError(f"{label!r}: a dimension's name must be a Prometheus label name")
+        return value
 
 
 class Statuses(_Frozen):
@@ -514,6 +534,7 @@ TEMPLATE_FIELDS = (
     "links",
     "labels",
     "fingerprint",
+    "attribution",
 )
 
 

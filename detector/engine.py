@@ -22,13 +22,15 @@ from detector.rules import (
     source_down_finding,
 )
 from detector.source import Source, SourceError, epoch_minute
+from detector.stats.attribution import Attribution, attribute
 from detector.window import CountWindow
 
 __all__ = ["Engine", "TickResult"]
 
 log = logging.getLogger(__name__)
 
-# Rules whose message gains the top error codes and sample payment ids when they fire.
+# Rules whose message gains the top error codes, sample payment ids and the dimension values
+# holding the excess failures when they fire.
 _EXPLAINED_RULES = {"sla_breach", "outage"}
 
 
@@ -150,5 +152,23 @@ class Engine:
         if alert.rule not in _EXPLAINED_RULES:
             return transition
         codes, ids = self.source.evidence(gateway, alert.since, transition.at)
-        evidence = replace(alert.evidence, top_error_codes=codes, sample_payment_ids=ids)
+        evidence = replace(
+            alert.evidence,
+            top_error_codes=codes,
+            sample_payment_ids=ids,
+            attribution=self._attribution(gateway, alert.since, transition.at),
+        )
         return replace(transition, alert=replace(alert, evidence=evidence))
+
+    def _attribution(self, gateway: str, start: datetime, end: datetime) -> Attribution | None:
+        """Which dimension values hold the gateway's failures above its SLA since ``start``."""
+        breakdown = self.source.breakdown(gateway, start, end)
+        if breakdown is None:
+            return None
+        return attribute(
+            breakdown.dimensions,
+            breakdown.values,
+            breakdown.payments,
+            breakdown.failures,
+            self.config.sla_for(gateway),
+        )

@@ -24,6 +24,7 @@ from detector.config import SourceConfig
 from detector.errors import DetectorError
 
 __all__ = [
+    "Breakdown",
     "Counts",
     "FrameSource",
     "SchemaError",
@@ -107,6 +108,20 @@ class Counts:
         )
 
 
+@dataclass(frozen=True)
+class Breakdown:
+    """A gateway's final and failed payments per combination of dimension values."""
+
+    dimensions: tuple[str, ...]  # label names, in the order of ``values``' columns
+    values: npt.NDArray[np.object_]  # (combinations, dimensions); NULL reads "(none)"
+    payments: IntArray  # final payments (failed + succeeded)
+    failures: IntArray
+
+
+# How a NULL code or dimension value reads in a message.
+NONE_VALUE = "(none)"
+
+
 class Source(ABC):
     """Where a tick gets its counts from."""
 
@@ -123,6 +138,10 @@ class Source(ABC):
     ) -> tuple[tuple[tuple[str, int], ...], tuple[str, ...]]:
         """Top error codes and a few recent failed payment ids; none where not available."""
         return (), ()
+
+    def breakdown(self, gateway: str, start: datetime, end: datetime) -> Breakdown | None:
+        """Payments per combination of the configured dimensions; None where not available."""
+        return None
 
 
 class _Bucket(FunctionElement[int]):
@@ -216,6 +235,10 @@ class SqlSource(Source):
         ]
         if self._error_code is not None:
             wanted.append(self._error_code)
+        self._dimensions = {
+            label: sa.column(column, sa.String()) for label, column in columns.dimensions.items()
+        }
+        wanted += self._dimensions.values()
         self.table = sa.table(name, *wanted, schema=schema or None)
         self._counts_query = self._build_counts_query(_MinuteBucket(self._timestamp))
         self._hourly_query = self._build_counts_query(_HourBucket(self._timestamp))
@@ -259,6 +282,8 @@ class SqlSource(Source):
         }
         if columns.error_code:
             names["error_code"] = columns.error_code
+        for label, column in columns.dimensions.items():
+            names[f"dimensions.{label}"] = column
         try:
             inspector = sa.inspect(self.engine)
             schema, _, name = self.config.table.rpartition(".")
@@ -346,7 +371,7 @@ class SqlSource(Source):
                         .limit(limit)
                     )
                     codes = tuple(
-                        (str(code) if code is not None else "(none)", int(n))
+                        (str(code) if code is not None else NONE_VALUE, int(n))
                         for code, n in connection.execute(codes_query, params)
                     )
                 ids = tuple(str(row[0]) for row in connection.execute(ids_query, params))
@@ -354,6 +379,43 @@ class SqlSource(Source):
             log.warning("could not read evidence for %s: %s", gateway, _brief(exc))
             return (), ()
         return codes, ids
+
+    def breakdown(self, gateway: str, start: datetime, end: datetime) -> Breakdown | None:
+        if not self._dimensions:
+            return None
+        statuses = self.config.statuses
+        columns = list(self._dimensions.values())
+        query = (
+            sa.select(
+                *(column.label(f"d{i}") for i, column in enumerate(columns)),
+                sa.func.sum(
+                    sa.case((self._status.in_(statuses.failed + statuses.succeeded), 1), else_=0)
+                ).label("payments"),
+                sa.func.sum(sa.case((self._status.in_(statuses.failed), 1), else_=0)).label(
+                    "failed"
+                ),
+            )
+            .select_from(self.table)
+            .where(self._in_window(), self._gateway == sa.bindparam("gateway"))
+            .group_by(*columns)
+        )
+        params = {"start": _naive_utc(start), "end": _naive_utc(end), "gateway": gateway}
+        try:
+            with self.engine.connect() as connection:
+                rows = connection.execute(query, params).all()
+        except sa.exc.SQLAlchemyError as exc:
+            log.warning("could not read the dimensions of %s: %s", gateway, _brief(exc))
+            return None
+        values = np.array(
+            [[NONE_VALUE if v is None else str(v) for v in row[: len(columns)]] for row in rows],
+            dtype=object,
+        ).reshape(len(rows), len(columns))
+        return Breakdown(
+            tuple(self._dimensions),
+            values,
+            np.array([row.payments or 0 for row in rows], dtype=np.int64),
+            np.array([row.failed or 0 for row in rows], dtype=np.int64),
+        )
 
 
 class FrameSource(Source):
@@ -381,6 +443,11 @@ class FrameSource(Source):
         if self._evidence_from is None:
             return (), ()
         return self._evidence_from.evidence(gateway, start, end, limit)
+
+    def breakdown(self, gateway: str, start: datetime, end: datetime) -> Breakdown | None:
+        if self._evidence_from is None:
+            return None
+        return self._evidence_from.breakdown(gateway, start, end)
 
 
 def _brief(exc: BaseException) -> str:

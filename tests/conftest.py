@@ -75,6 +75,8 @@ class PaymentsDb:
         pending: int = 0,
         other: dict[str | None, int] | None = None,
         error_code: str = "card_declined",
+        method: str | None = "card",
+        country: str | None = "US",
     ) -> None:
         """Insert rows at ``at`` (a microsecond apart)."""
         statuses: list[tuple[str | None, int]] = [
@@ -96,8 +98,8 @@ class PaymentsDb:
                         "error_code": error_code if status == "failed" else None,
                         "amount": 10,
                         "currency": "USD",
-                        "method": "card",
-                        "country": "US",
+                        "method": method,
+                        "country": country,
                     }
                 )
         if rows:
@@ -105,7 +107,15 @@ class PaymentsDb:
                 connection.execute(create_schema(self.engine, self.table).insert(), rows)
 
     def steady(
-        self, gateway: str, start: datetime, minutes: int, per_minute: int, failed: int = 0
+        self,
+        gateway: str,
+        start: datetime,
+        minutes: int,
+        per_minute: int,
+        failed: int = 0,
+        *,
+        method: str = "card",
+        country: str = "US",
     ) -> None:
         """``per_minute`` payments each minute, ``failed`` of them failed, for ``minutes``."""
         rows = []
@@ -123,8 +133,8 @@ class PaymentsDb:
                         "error_code": "card_declined" if j < failed else None,
                         "amount": 10,
                         "currency": "USD",
-                        "method": "card",
-                        "country": "US",
+                        "method": method,
+                        "country": country,
                     }
                 )
         with self.engine.begin() as connection:

@@ -61,6 +61,17 @@ def test_a_column_name_that_is_not_an_identifier_is_refused() -> None:
     assert "not a plain SQL identifier" in message
 
 
+def test_dimension_columns_and_their_label_names_are_checked() -> None:
+    ((path, message),) = _problems(
+        {"source": {"columns": {"dimensions": {"country": "country; --"}}}}
+    )
+    assert path == "source.columns.dimensions.country"
+    assert "not a plain SQL identifier" in message
+    ((path, message),) = _problems({"source": {"columns": {"dimensions": {"gateway": "gw"}}}})
+    assert path == "source.columns.dimensions"
+    assert "'gateway' is a label the detector sets itself" in message
+
+
 def test_a_missing_secret_names_the_receiver_and_the_variable() -> None:
     data = {
         "receivers": {"payments-slack": {"type": "slack", "url": "${SLACK_WEBHOOK_URL}"}},

@@ -25,6 +25,7 @@ from detector.notify import (
 )
 from detector.notify import format as fmt
 from detector.notify.http import post, redact_url
+from detector.notify.pagerduty import pagerduty_event
 from detector.notify.slack import (
     FIELD_MAX,
     FIELDS_MAX,
@@ -32,6 +33,7 @@ from detector.notify.slack import (
     SECTION_TEXT_MAX,
     slack_message,
 )
+from detector.stats.attribution import Attribution
 from tests.http_recorder import HttpRecorder
 from tests.smtp_recorder import SmtpRecorder
 
@@ -213,6 +215,53 @@ def test_payload_is_the_documented_json_document() -> None:
     assert doc["title"] == fmt.title(n)
 
 
+CARD_BR = Attribution(
+    ("method", "country"), (("method", "card"), ("country", "BR")), 0.82, 0.31, 101.6
+)
+CARD_BR_LINE = "82% of excess failures are method=card, country=BR (31% of payments)"
+
+
+def test_every_receiver_says_where_the_excess_failures_are() -> None:
+    n = firing(evidence=replace(firing().evidence, attribution=CARD_BR))
+    assert f"Attribution: {CARD_BR_LINE}\n" in fmt.text(n)
+    assert CARD_BR_LINE in fmt.html(n)
+    assert fmt.payload(n)["evidence"]["attribution"] == {
+        "segment": {"method": "card", "country": "BR"},
+        "excess_share": 0.82,
+        "payments_share": 0.31,
+        "excess_failures": 101.6,
+        "dimensions": ["method", "country"],
+    }
+    blocks = slack_message(n)["blocks"]
+    assert any(CARD_BR_LINE in block.get("text", {}).get("text", "") for block in blocks)
+    event = pagerduty_event(n, "key", "detector")
+    assert event["payload"]["custom_details"]["attribution"] == CARD_BR_LINE
+    assert event["payload"]["custom_details"]["evidence"]["attribution"]["segment"] == {
+        "method": "card",
+        "country": "BR",
+    }
+    annotations = fmt.alertmanager_alert(n)["annotations"]
+    assert annotations["attribution"] == CARD_BR_LINE
+    assert CARD_BR_LINE in annotations["description"]
+    assert fmt.template_fields(n)["attribution"] == CARD_BR_LINE
+    # The outbox and the state store keep it through JSON.
+    assert Notification.from_json(n.to_json()) == n
+    with SmtpRecorder() as smtp:
+        EmailReceiver("mail", email(smtp.port)).send(n)
+    [message] = smtp.messages
+    for part in ("plain", "html"):
+        body = message.get_body((part,))
+        assert body is not None and CARD_BR_LINE in body.get_content()
+
+
+def test_no_attribution_line_without_one() -> None:
+    n = firing()
+    assert "Attribution" not in fmt.text(n)
+    assert fmt.payload(n)["evidence"]["attribution"] is None
+    assert "attribution" not in fmt.alertmanager_alert(n)["annotations"]
+    assert "attribution" not in pagerduty_event(n, "key", "detector")["payload"]["custom_details"]
+
+
 def test_wants_honours_send_resolved() -> None:
     quiet = ConsoleReceiver("c", cfg.ConsoleReceiver(type="console", send_resolved=False))
     assert quiet.wants(firing())
@@ -374,7 +423,13 @@ def test_slack_message_stays_within_block_kit_limits() -> None:
     huge = firing(
         summary="x" * 5000,
         labels={"gateway": "g" * 400, "rule": "sla_breach", "note": "<&>" * 2000},
-        evidence=replace(firing().evidence, sample_payment_ids=tuple(f"p{i}" for i in range(3000))),
+        evidence=replace(
+            firing().evidence,
+            sample_payment_ids=tuple(f"p{i}" for i in range(3000)),
+            top_error_codes=tuple((f"code{i}", i) for i in range(300)),
+            attribution=Attribution(("note",), (("note", "<&>" * 1000),), 0.9, 0.1, 12.0),
+        ),
+        links=tuple(f"https://status.example.com/{i}" for i in range(100)),
     )
     message = slack_message(huge)
     assert len(message["blocks"][0]["text"]["text"]) <= HEADER_MAX

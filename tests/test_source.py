@@ -23,6 +23,20 @@ def _config(db: PaymentsDb, **detection: object) -> Config:
     )
 
 
+def _with_dimensions(db: PaymentsDb, **detection: object) -> Config:
+    return parse_config(
+        {
+            "source": {
+                "url": db.url,
+                "table": db.table,
+                "columns": {"dimensions": {"method": "method", "country": "country"}},
+            },
+            "detection": detection,
+        },
+        env={},
+    )
+
+
 def test_counts_are_grouped_by_gateway_and_minute(
     payments_db: PaymentsDb, open_source: Callable[[Config], SqlSource]
 ) -> None:
@@ -85,6 +99,57 @@ def test_evidence_lists_top_error_codes_and_failed_ids(
     assert all(i.startswith("pay_") for i in ids)
 
 
+def test_breakdown_counts_payments_per_combination_of_dimensions(
+    payments_db: PaymentsDb, open_source: Callable[[Config], SqlSource]
+) -> None:
+    payments_db.add("stripe", T0, succeeded=6, failed=4, method="card", country="BR")
+    payments_db.add("stripe", T0, succeeded=5, pending=3, method="card", country="US")
+    payments_db.add("stripe", T0, failed=1, method=None, country="US")
+    payments_db.add("adyen", T0, failed=9, method="card", country="BR")
+    payments_db.add("stripe", T0 + timedelta(minutes=5), failed=7, method="card", country="BR")
+    breakdown = open_source(_with_dimensions(payments_db)).breakdown(
+        "stripe", T0, T0 + timedelta(minutes=5)
+    )
+    assert breakdown is not None
+    assert breakdown.dimensions == ("method", "country")
+    got = {
+        tuple(values): (int(n), int(k))
+        for values, n, k in zip(
+            breakdown.values.tolist(), breakdown.payments, breakdown.failures, strict=True
+        )
+    }
+    # Pending payments are not final; a NULL value reads "(none)".
+    assert got == {("card", "BR"): (10, 4), ("card", "US"): (5, 0), ("(none)", "US"): (1, 1)}
+
+
+def test_no_breakdown_without_dimensions(
+    payments_db: PaymentsDb, open_source: Callable[[Config], SqlSource]
+) -> None:
+    payments_db.add("stripe", T0, failed=3)
+    source = open_source(_config(payments_db))
+    assert source.breakdown("stripe", T0, T0 + timedelta(minutes=1)) is None
+
+
+def test_a_missing_dimension_column_names_its_key_path(
+    payments_db: PaymentsDb, open_source: Callable[[Config], SqlSource]
+) -> None:
+    config = parse_config(
+        {
+            "source": {
+                "url": payments_db.url,
+                "table": payments_db.table,
+                "columns": {"dimensions": {"method": "payment_method"}},
+            }
+        },
+        env={},
+    )
+    with pytest.raises(
+        SchemaError,
+        match=r"source\.columns\.dimensions\.method: column 'payment_method' not found",
+    ):
+        open_source(config).check()
+
+
 def test_a_misspelt_column_names_its_key_path(
     payments_db: PaymentsDb, open_source: Callable[[Config], SqlSource]
 ) -> None:
@@ -135,6 +200,31 @@ def test_engine_fires_and_resolves_an_outage_on_each_database(
         ]
     assert ("resolved", "outage") in events
     assert ("firing", "outage") not in events
+
+
+def test_a_breach_confined_to_one_country_is_attributed_to_it(
+    payments_db: PaymentsDb, open_source: Callable[[Config], SqlSource]
+) -> None:
+    hour_ago = T0 - timedelta(hours=1)
+    payments_db.steady("stripe", hour_ago, minutes=70, per_minute=10, country="US")
+    payments_db.steady("stripe", hour_ago, minutes=60, per_minute=10, country="BR")
+    payments_db.steady("stripe", T0, minutes=10, per_minute=10, failed=5, country="BR")
+    config = _with_dimensions(payments_db)
+    engine = Engine(config, open_source(config))
+    fired = [
+        t
+        for minute in range(11)
+        for t in engine.tick(T0 + timedelta(minutes=minute)).transitions
+        if t.event == "firing"
+    ]
+    assert [t.alert.rule for t in fired] == ["sla_breach"]
+    attribution = fired[0].alert.evidence.attribution
+    assert attribution is not None
+    # Every failure is in BR, which has half the payments; method=card holds them all
+    # but also every payment, and (card, BR) ties with BR: the wider segment is named.
+    assert attribution.segment == (("country", "BR"),)
+    assert attribution.excess_share == pytest.approx(1.0)
+    assert attribution.payments_share == pytest.approx(0.5)
 
 
 def test_late_rows_and_settled_pending_payments_are_recounted(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from typing import Any, Literal
@@ -12,6 +12,7 @@ from typing import Any, Literal
 import requests
 
 from detector.errors import DetectorError
+from detector.stats.attribution import Attribution
 
 __all__ = ["DeliveryError", "Evidence", "HttpReceiver", "Notification", "Receiver"]
 
@@ -43,6 +44,18 @@ class Evidence:
     threshold: float | None = None  # the value of ``statistic`` that fires, from the budget
     dispersion: float | None = None  # beta-binomial rho of the gateway's failures
     magnitude: float | None = None  # estimated failure rate since the change / baseline
+    # Which dimension values hold the excess failures (source.columns.dimensions).
+    attribution: Attribution | None = None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Evidence:
+        """Back from ``dataclasses.asdict`` after a JSON round trip (the store, the outbox)."""
+        fields = dict(data)
+        fields["top_error_codes"] = tuple(tuple(pair) for pair in fields["top_error_codes"])
+        fields["sample_payment_ids"] = tuple(fields["sample_payment_ids"])
+        if fields.get("attribution") is not None:
+            fields["attribution"] = Attribution.from_dict(fields["attribution"])
+        return cls(**fields)
 
 
 @dataclass(frozen=True)
@@ -70,11 +83,9 @@ class Notification:
     @classmethod
     def from_json(cls, text: str) -> Notification:
         data: dict[str, Any] = json.loads(text)
-        evidence = data.pop("evidence")
-        evidence["top_error_codes"] = tuple(tuple(pair) for pair in evidence["top_error_codes"])
-        evidence["sample_payment_ids"] = tuple(evidence["sample_payment_ids"])
+        evidence = Evidence.from_dict(data.pop("evidence"))
         data["links"] = tuple(data["links"])
-        return cls(evidence=Evidence(**evidence), **data)
+        return cls(evidence=evidence, **data)
 
 
 class Receiver(ABC):

@@ -24,7 +24,15 @@ The webhook document (:func:`payload`), version ``"1"``::
         "p_value": float | null,
         "expected_payments": float | null,
         "top_error_codes": [{"code": str, "count": int}],
-        "sample_payment_ids": [str]
+        "sample_payment_ids": [str],
+        "attribution": null | {            # where the excess failures are (dimensions)
+          "segment": {str: str},           # e.g. {"method": "card", "country": "BR"};
+                                           # {} when spread over them like the payments
+          "excess_share": float,           # share of the failures above the SLA in it
+          "payments_share": float,         # share of the final payments in it
+          "excess_failures": float,        # failures above the SLA in all
+          "dimensions": [str]              # the dimensions looked at
+        }
       },
       "backup_gateway": str | null,
       "links": [str],
@@ -48,12 +56,15 @@ from typing import Any
 
 from detector.config import Templates
 from detector.notify.base import Evidence, Notification
+from detector.stats.attribution import Attribution
 
 __all__ = [
     "PAYLOAD_VERSION",
     "Fact",
     "alertmanager_alert",
     "alertmanager_webhook",
+    "attribution_document",
+    "attribution_phrase",
     "duration",
     "facts",
     "group_html",
@@ -133,6 +144,39 @@ def rate_phrase(evidence: Evidence, *, with_baseline: bool = True) -> str | None
     return phrase
 
 
+def attribution_phrase(attribution: Attribution) -> str:
+    """``82% of excess failures are method=card, country=BR (31% of payments)``.
+
+    >>> attribution_phrase(Attribution(("method",), (("method", "card"),), 0.82, 0.31, 40.0))
+    '82% of excess failures are method=card (31% of payments)'
+    >>> attribution_phrase(Attribution(("method", "country"), (), 1.0, 1.0, 40.0))
+    'excess failures are spread over method, country in proportion to payments'
+    """
+    if not attribution.segment:
+        return (
+            f"excess failures are spread over {', '.join(attribution.dimensions)} "
+            "in proportion to payments"
+        )
+    segment = ", ".join(f"{name}={value}" for name, value in attribution.segment)
+    return (
+        f"{attribution.excess_share:.0%} of excess failures are {segment} "
+        f"({attribution.payments_share:.0%} of payments)"
+    )
+
+
+def attribution_document(attribution: Attribution | None) -> dict[str, Any] | None:
+    """The attribution as the webhook and the backtest put it in JSON."""
+    if attribution is None:
+        return None
+    return {
+        "segment": dict(attribution.segment),
+        "excess_share": attribution.excess_share,
+        "payments_share": attribution.payments_share,
+        "excess_failures": attribution.excess_failures,
+        "dimensions": list(attribution.dimensions),
+    }
+
+
 def _series(n: Notification) -> str:
     """``"stripe"``, ``"stripe (method=card)"`` or ``""`` when no gateway is involved."""
     extra = ", ".join(f"{k}={v}" for k, v in sorted(n.labels.items()) if k not in _TITLE_LABELS)
@@ -161,6 +205,7 @@ def template_fields(n: Notification) -> dict[str, str]:
         "links": " ".join(n.links),
         "labels": facts_by_key.get("labels", ""),
         "fingerprint": n.fingerprint,
+        "attribution": facts_by_key.get("attribution", ""),
     }
 
 
@@ -217,6 +262,8 @@ def facts(n: Notification) -> list[Fact]:
         out.append(Fact("counts", "Failures", f"{e.failures} of {e.payments} payments{window}"))
     if e.p_value is not None and math.isfinite(e.p_value):
         out.append(Fact("p_value", "p-value", f"{e.p_value:.1e}"))
+    if e.attribution is not None:
+        out.append(Fact("attribution", "Attribution", attribution_phrase(e.attribution)))
     if n.since:
         elapsed = _elapsed(n.since, n.at) if n.at else None
         out.append(
@@ -370,6 +417,7 @@ def payload(n: Notification, templates: Templates | None = None) -> dict[str, An
         {"code": code, "count": count} for code, count in n.evidence.top_error_codes
     ]
     evidence["sample_payment_ids"] = list(n.evidence.sample_payment_ids)
+    evidence["attribution"] = attribution_document(n.evidence.attribution)
     return {
         "version": PAYLOAD_VERSION,
         "event": n.event,
@@ -423,6 +471,8 @@ def alertmanager_alert(
         },
         "startsAt": _am_time(n.since or n.at),
     }
+    if n.evidence.attribution is not None:
+        alert["annotations"]["attribution"] = attribution_phrase(n.evidence.attribution)
     if n.event == "resolved":
         alert["endsAt"] = _am_time(n.at)
     elif ends_at is not None:

@@ -43,6 +43,8 @@ def pagerduty_event(
         "backup_gateway": n.backup_gateway,
         "idempotency_key": n.idempotency_key,
     }
+    if n.evidence.attribution is not None:
+        custom_details["attribution"] = format.attribution_phrase(n.evidence.attribution)
     event["payload"] = {
         "summary": (
             format.title(n, templates)

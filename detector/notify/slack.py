@@ -28,12 +28,12 @@ CONTEXT_TEXT_MAX = 3000
 FALLBACK_MAX = 3000
 # A message holds at most 50 blocks: a header, one section per alert, one "more" line.
 GROUP_ALERTS_MAX = 45
-# Four detail lines of this length fit one section's 3000 characters.
-DETAIL_LINE_MAX = 700
+# Five detail lines of this length (and their line breaks) fit one section's 3000 characters.
+DETAIL_LINE_MAX = 590
 
 # Facts shown side by side as fields, in this order; the rest go in a section below them.
 _FIELD_KEYS = ("failure_rate", "sla", "counts", "volume", "p_value", "since", "backup")
-_DETAIL_KEYS = ("at", "error_codes", "sample_ids", "links")
+_DETAIL_KEYS = ("attribution", "at", "error_codes", "sample_ids", "links")
 
 
 def _escape(value: str) -> str:
