@@ -36,6 +36,7 @@ def _labels(finding: Finding) -> dict[str, str]:
     labels = {"rule": finding.rule}
     if finding.gateway is not None:
         labels["gateway"] = finding.gateway
+    labels.update(finding.series)
     return labels
 
 
@@ -44,7 +45,7 @@ class Alert:
     """A pending or firing alert and what the last tick saw of it."""
 
     fingerprint: str
-    labels: dict[str, str]  # identity: rule and gateway
+    labels: dict[str, str]  # identity: rule, gateway and the series' own labels
     state: Literal["pending", "firing"]
     severity: Literal["warning", "critical"]
     summary: str
@@ -122,12 +123,11 @@ class AlertBook:
         for index in np.flatnonzero(result.active):
             finding = result.finding(int(index))
             findings[fingerprint(_labels(finding))] = finding
-        position = {gateway: i for i, gateway in enumerate(result.gateways)}
+        position = {fingerprint(result.identity(i)): i for i in range(len(result.gateways))}
         cleared = {}
         for key, alert in self.alerts.items():
             if alert.rule == result.rule and key not in findings:
-                gateway = alert.labels.get("gateway")
-                cleared[key] = result.finding(position[gateway]) if gateway in position else None
+                cleared[key] = result.finding(position[key]) if key in position else None
         return self._apply(result.rule, findings, cleared, now)
 
     def observe_findings(

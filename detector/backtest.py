@@ -19,6 +19,7 @@ from detector.engine import Engine
 from detector.notify import format
 from detector.notify.base import Notification
 from detector.rules import VolumeHistory, minutes_needed
+from detector.series import series_dimensions
 from detector.source import FrameSource, Source
 
 __all__ = ["BacktestEvent", "aggregate", "replay", "to_record", "write_jsonl", "write_table"]
@@ -44,7 +45,8 @@ def aggregate(config: Config, source: Source, start: datetime, end: datetime) ->
     )
     first = _floor_minute(start) - history
     log.info("aggregating payments from %s to %s", first, end)
-    return FrameSource(source.read(first, end), evidence_from=source)
+    counts = source.read(first, end, series_dimensions(config))
+    return FrameSource(counts, evidence_from=source)
 
 
 def replay(

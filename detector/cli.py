@@ -162,6 +162,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _verdict_table(config: Config, at: datetime, out: TextIO) -> int:
     from detector.engine import Engine
+    from detector.rules import series_name
     from detector.stats.binomial import wilson_interval
 
     source = _open_source(config, strict=True)
@@ -179,6 +180,11 @@ def _verdict_table(config: Config, at: datetime, out: TextIO) -> int:
     for rule in engine.last_results:
         for index in np.flatnonzero(rule.active):
             breached[rule.gateways[int(index)]].append(rule.rule)
+    for alert in engine.alerts.alerts.values():  # dimension series: "sla_breach (method=card)"
+        gateway = alert.labels.get("gateway")
+        series = {k: v for k, v in alert.labels.items() if k not in ("rule", "gateway")}
+        if series and alert.state == "firing" and gateway in breached:
+            breached[gateway].append(series_name(alert.rule, series))
     out.write(f"as of {at.isoformat(timespec='seconds')}, last {minutes} min\n")
     out.write(
         f"{'gateway':<14} {'payments':>9} {'failures':>9} {'rate':>7} {'95% CI':>15} "

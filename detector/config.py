@@ -292,6 +292,23 @@ class SlaBreachRule(_Rule):
     window: Duration = timedelta(minutes=30)
     # An estimated failure rate at this multiple of the SLA makes the alert critical.
     critical_factor: float = Field(default=5.0, gt=1)
+    # Also watch each gateway per value of these dimensions (names from
+    # source.columns.dimensions): [[method], [country]] adds (stripe, method=card), ...
+    series: tuple[tuple[str, ...], ...] = ()
+    # A series is tested once it had this many final payments in the history before the hour.
+    series_min_payments: int = Field(default=100, ge=1)
+
+    @field_validator("series")
+    @classmethod
+    def _groupings(cls, value: tuple[tuple[str, ...], ...]) -> tuple[tuple[str, ...], ...]:
+        for grouping in value:
+            if not grouping or len(set(grouping)) != len(grouping):
+                raise ValueError(
+                    f"{list(grouping)}: list one or more distinct dimensions, e.g. [method]"
+                )
+        if len(set(value)) != len(value):
+            raise ValueError("a series is listed twice")
+        return value
 
     @field_validator("history")
     @classmethod
@@ -828,6 +845,15 @@ class Config(_Frozen):
                 "other route takes; [] to drop them)"
             )
         check(self.route, "route")
+        dimensions = self.source.columns.dimensions
+        for index, grouping in enumerate(self.detection.sla_breach.series):
+            for label in grouping:
+                if label not in dimensions:
+                    known = ", ".join(sorted(dimensions)) or "none"
+                    raise ValueError(
+                        f"detection.sla_breach.series[{index}]: {label!r} is not one of "
+                        f"source.columns.dimensions (defined: {known})"
+                    )
         for name, gateway in self.gateways.items():
             if gateway.backup == name:
                 raise ValueError(f"gateways.{name}.backup: a gateway cannot be its own backup")
@@ -964,7 +990,9 @@ def parse_config(
             path = _key_path(error["loc"])
             if path in unset:
                 continue  # already reported as an unset environment variable
-            if ": " in message and message.split(": ", 1)[0].startswith(("route", "gateways.")):
+            if ": " in message and message.split(": ", 1)[0].startswith(
+                ("route", "gateways.", "detection.")
+            ):
                 path, message = message.split(": ", 1)
             problems.append((path, message))
     if problems:

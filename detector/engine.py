@@ -21,6 +21,7 @@ from detector.rules import (
     minutes_needed,
     source_down_finding,
 )
+from detector.series import DimensionSeries, series_dimensions
 from detector.source import Source, SourceError, epoch_minute
 from detector.stats.attribution import Attribution, attribute
 from detector.window import CountWindow
@@ -61,6 +62,9 @@ class Engine:
         self.config = config
         self.source = source
         self.window = CountWindow(minutes_needed(config), gateways=config.gateways)
+        self.series = (
+            DimensionSeries(config, self.window.minutes) if series_dimensions(config) else None
+        )
         self.alerts = AlertBook(config)
         self.calibration = Calibration()
         self.volume_history: VolumeHistory | None = None
@@ -94,7 +98,7 @@ class Engine:
         began = time.perf_counter()
         start, end = self._read_range(now)
         try:
-            counts = self.source.read(start, end)
+            counts = self.source.read(start, end, self.dimensions)
         except SourceError as exc:
             return self._source_failed(now, str(exc), began)
         read_seconds = time.perf_counter() - began
@@ -106,10 +110,20 @@ class Engine:
 
         transitions = self.alerts.observe_findings("source_down", [], now)
         self._refresh_history(end_minute)
+        series, shares = None, None
+        if self.series is not None:
+            self.series.update(epoch_minute(start), end_minute, counts)
+            series = self.series.rows()
+            shares = self.series.shares(series)
+        # Health and metrics read these: they stay per gateway.
         self.last_results = evaluate(
-            self.window, self.config, self.calibration, self.volume_history
+            self.window, self.config, self.calibration, self.volume_history, shares
         )
         for result in self.last_results:
+            if self.series is not None and series is not None and result.rule == "sla_breach":
+                # The series' verdicts are more rows of the same rule, so that the alert
+                # book resolves exactly the alerts no row holds any more.
+                result = result.concat(self.series.evaluate(series, shares or {}))
             transitions += self.alerts.observe(result, now)
         return TickResult(
             now,
@@ -119,6 +133,11 @@ class Engine:
             read_seconds=read_seconds,
             seconds=time.perf_counter() - began,
         )
+
+    @property
+    def dimensions(self) -> tuple[str, ...]:
+        """The dimension columns each read groups by (those of the dimension series)."""
+        return self.series.dimensions if self.series is not None else ()
 
     def _refresh_history(self, end_minute: int) -> None:
         """Re-read the hourly volume of the last weeks once an hour (one GROUP BY in SQL)."""
@@ -151,20 +170,25 @@ class Engine:
             return transition
         if alert.rule not in _EXPLAINED_RULES:
             return transition
-        codes, ids = self.source.evidence(gateway, alert.since, transition.at)
+        # A dimension series' alert is explained by its own payments (method=card only).
+        series = {k: v for k, v in alert.labels.items() if k not in ("rule", "gateway")}
+        codes, ids = self.source.evidence(gateway, alert.since, transition.at, series=series)
         evidence = replace(
             alert.evidence,
             top_error_codes=codes,
             sample_payment_ids=ids,
-            attribution=self._attribution(gateway, alert.since, transition.at),
+            attribution=self._attribution(gateway, series, alert.since, transition.at),
         )
         return replace(transition, alert=replace(alert, evidence=evidence))
 
-    def _attribution(self, gateway: str, start: datetime, end: datetime) -> Attribution | None:
-        """Which dimension values hold the gateway's failures above its SLA since ``start``."""
+    def _attribution(
+        self, gateway: str, series: dict[str, str], start: datetime, end: datetime
+    ) -> Attribution | None:
+        """Which dimension values hold the series' failures above its SLA since ``start``."""
         breakdown = self.source.breakdown(gateway, start, end)
         if breakdown is None:
             return None
+        breakdown = breakdown.within(series)
         return attribute(
             breakdown.dimensions,
             breakdown.values,

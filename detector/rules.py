@@ -6,7 +6,7 @@ human-readable verdict) is only built for the gateways the alert lifecycle asks 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Literal
@@ -36,11 +36,13 @@ __all__ = [
     "Calibration",
     "Finding",
     "RuleResult",
+    "SeriesRows",
     "Thresholds",
     "VolumeHistory",
     "budget_shares",
     "calibrate",
     "evaluate",
+    "evaluate_series",
     "minutes_needed",
     "source_down_finding",
 ]
@@ -59,23 +61,70 @@ class Finding:
     summary: str
     since: datetime
     evidence: Evidence
+    # Labels naming a series within the gateway, e.g. {"method": "card"}; none for the gateway.
+    series: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class RuleResult:
-    """One rule's verdict for every gateway of the window, in window order."""
+    """One rule's verdict for every row of the window (a gateway or a series), in order."""
 
     rule: str
-    gateways: list[str]
+    gateways: list[str]  # the gateway of each row
     active: BoolArray
     build: Callable[[int], Finding]
     # How close each gateway is to alarm: statistic / threshold (1 fires), where the rule has one.
     evidence_ratio: npt.NDArray[np.float64] | None = None
     # Payments expected per minute now (volume rules; NaN without enough history).
     expected_per_minute: npt.NDArray[np.float64] | None = None
+    # Labels naming each row's series within its gateway; None where rows are gateways.
+    series: list[dict[str, str]] | None = None
 
     def finding(self, index: int) -> Finding:
         return self.build(index)
+
+    def identity(self, index: int) -> dict[str, str]:
+        """The labels of the alert row ``index`` would raise: rule, gateway and series."""
+        return {
+            "rule": self.rule,
+            "gateway": self.gateways[index],
+            **(self.series[index] if self.series else {}),
+        }
+
+    def concat(self, other: RuleResult) -> RuleResult:
+        """One result for the rows of both, e.g. the gateways and their dimension series."""
+        first = len(self.gateways)
+
+        def build(index: int) -> Finding:
+            return self.build(index) if index < first else other.build(index - first)
+
+        ratio = None
+        if self.evidence_ratio is not None and other.evidence_ratio is not None:
+            ratio = np.concatenate([self.evidence_ratio, other.evidence_ratio])
+        return RuleResult(
+            self.rule,
+            self.gateways + other.gateways,
+            np.concatenate([self.active, other.active]),
+            build,
+            evidence_ratio=ratio,
+            series=(self.series or [{}] * first) + (other.series or [{}] * len(other.gateways)),
+        )
+
+
+@dataclass(frozen=True)
+class SeriesRows:
+    """Who the rows of a dimension-series window are (``detection.sla_breach.series``)."""
+
+    gateways: list[str]  # the gateway of each row
+    labels: list[dict[str, str]]  # e.g. {"method": "card"}
+    watched: BoolArray  # enough traffic to be tested (``series_min_payments``)
+
+
+def series_name(gateway: str, labels: Mapping[str, str]) -> str:
+    """``stripe`` or ``stripe (method=card)``: how a message names a series."""
+    if not labels:
+        return gateway
+    return f"{gateway} ({', '.join(f'{k}={v}' for k, v in sorted(labels.items()))})"
 
 
 def _minutes(duration: timedelta) -> int:
@@ -162,19 +211,29 @@ class Calibration:
 
     def __init__(self) -> None:
         self._current: Thresholds | None = None
+        self._key: tuple[object, ...] = ()
 
     def thresholds(
-        self, window: CountWindow, config: Config, baselines: npt.NDArray[np.float64]
+        self,
+        window: CountWindow,
+        config: Config,
+        baselines: npt.NDArray[np.float64],
+        shares: npt.NDArray[np.float64] | None = None,
+        watched: BoolArray | None = None,
     ) -> Thresholds:
+        """``shares``: per row, how many series share its sla_breach budget (default 1);
+        ``watched``: the rows tested at all (default every one)."""
         hour = (window.end_minute - 1) // 60
-        current = self._current
-        if (
-            current is not None
-            and current.hour == hour
-            and current.gateways == tuple(window.gateways)
-        ):
-            return current
-        self._current = calibrate(window, config, baselines, hour)
+        key = (
+            hour,
+            tuple(window.gateways),
+            None if shares is None else shares.tobytes(),
+            None if watched is None else watched.tobytes(),
+        )
+        if self._current is not None and self._key == key:
+            return self._current
+        self._current = calibrate(window, config, baselines, hour, shares, watched)
+        self._key = key
         return self._current
 
 
@@ -189,12 +248,26 @@ def _hourly_levels(payments: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
     return np.stack([means.min(axis=1), means.max(axis=1)], axis=1)
 
 
+def calibration_history(window: CountWindow, hour: int) -> slice:
+    """The window's columns before the boundary of ``hour``: what that hour is calibrated on."""
+    return slice(0, max(window.minutes - (window.end_minute - hour * 60), 1))
+
+
 def calibrate(
-    window: CountWindow, config: Config, baselines: npt.NDArray[np.float64], hour: int
+    window: CountWindow,
+    config: Config,
+    baselines: npt.NDArray[np.float64],
+    hour: int,
+    shares: npt.NDArray[np.float64] | None = None,
+    watched: BoolArray | None = None,
 ) -> Thresholds:
-    """Per gateway: dispersion and volume of the history before ``hour``, then thresholds."""
+    """Per row: dispersion and volume of the history before ``hour``, then thresholds.
+
+    A row whose gateway's sla_breach budget is shared by ``shares`` series gets that share
+    of it; rows not ``watched`` get no threshold (they never alarm).
+    """
     rule = config.detection.sla_breach
-    history = slice(0, max(window.minutes - (window.end_minute - hour * 60), 1))
+    history = calibration_history(window, hour)
     payments, failures = window.payments[:, history], window.failures[:, history]
     # Traffic swings through the day, and the members react to it in opposite ways: at low
     # volume a single minute of 1 failure in 2 payments can lift the 50% member, while the
@@ -207,9 +280,13 @@ def calibrate(
     busy = [quantise_up(float(m), 1, 1 / 64) for m in levels[:, 1]]
     mean_q = np.array(busy)
     target = 1.0 / (config.detection.false_alerts / budget_shares(config))
+    # The mean run length between false alerts scales with the number of series sharing.
+    targets = target * (np.ones(len(window.gateways)) if shares is None else shares)
     members = len(rule.rates)
     post_change = np.full((len(window.gateways), members), np.nan)
     for g, p0 in enumerate(baselines):
+        if watched is not None and not watched[g]:
+            continue
         rates = rule.post_change_rates(float(p0))
         post_change[g, : len(rates)] = rates
 
@@ -218,7 +295,7 @@ def calibrate(
         for g, m in zip(*np.nonzero(np.isfinite(post_change)), strict=True):
             p0, p1 = float(baselines[g]), float(post_change[g, m])
             limits[g, m] = max(
-                threshold_for(p0, p1, float(rho[g]), volume, target)
+                threshold_for(p0, p1, float(rho[g]), volume, float(targets[g]))
                 for volume in {quiet[g], busy[g]}
             )
         return limits
@@ -259,9 +336,16 @@ def _sla_breach(
     config: Config,
     baselines: npt.NDArray[np.float64],
     calibration: Calibration,
+    shares: npt.NDArray[np.float64] | None = None,
+    rows: SeriesRows | None = None,
 ) -> RuleResult:
     rule = config.detection.sla_breach
-    limits = calibration.thresholds(window, config, baselines)
+    limits = calibration.thresholds(
+        window, config, baselines, shares, None if rows is None else rows.watched
+    )
+    gateways = window.gateways if rows is None else rows.gateways
+    labels: list[dict[str, str]] = [{}] * len(gateways) if rows is None else rows.labels
+    names = [series_name(g, series) for g, series in zip(gateways, labels, strict=True)]
     # Unused members (NaN rate, infinite threshold) stay at 0 and never alarm.
     bank = CusumBank(window.failures, window.payments, limits.rho, limits.weights, limits.cap)
     evidence_ratio = bank.statistic / limits.threshold
@@ -290,19 +374,19 @@ def _sla_breach(
         severity: Severity = "critical" if estimate >= rule.critical_factor * p0 else "warning"
         if active[i]:
             summary = (
-                f"{window.gateways[i]}: {_pct(rate)} of {n} payments failed since "
+                f"{names[i]}: {_pct(rate)} of {n} payments failed since "
                 f"{since:%H:%M} ({span} min), above the {_pct(p0)} SLA "
                 f"(CUSUM {statistic:.1f} >= {threshold:.1f}, p = {p_value:.1e})"
             )
         elif rate <= p0:
             summary = (
-                f"{window.gateways[i]}: failure rate {_pct(rate)} over the last {span} min, "
+                f"{names[i]}: failure rate {_pct(rate)} over the last {span} min, "
                 f"back within the {_pct(p0)} SLA"
             )
         else:
             # The evidence of a breach has faded, but no recent stretch is under the SLA yet.
             summary = (
-                f"{window.gateways[i]}: failure rate {_pct(rate)} over the last {span} min, "
+                f"{names[i]}: failure rate {_pct(rate)} over the last {span} min, "
                 f"no longer clearly above the {_pct(p0)} SLA "
                 f"(CUSUM {statistic:.1f} < {threshold:.1f})"
             )
@@ -313,10 +397,15 @@ def _sla_breach(
             dispersion=float(limits.rho[i]),
             magnitude=float(estimate / p0),
         )
-        return Finding("sla_breach", window.gateways[i], severity, summary, since, evidence)
+        return Finding("sla_breach", gateways[i], severity, summary, since, evidence, labels[i])
 
     return RuleResult(
-        "sla_breach", window.gateways, active, build, evidence_ratio=evidence_ratio.max(axis=1)
+        "sla_breach",
+        list(gateways),
+        active,
+        build,
+        evidence_ratio=evidence_ratio.max(axis=1),
+        series=None if rows is None else rows.labels,
     )
 
 
@@ -572,16 +661,26 @@ def _volume_drop(window: CountWindow, config: Config, history: VolumeHistory | N
     )
 
 
+def _per_row(
+    gateways: list[str], shares: Mapping[str, int] | None
+) -> npt.NDArray[np.float64] | None:
+    if shares is None:
+        return None
+    return np.array([shares.get(g, 1) for g in gateways], dtype=np.float64)
+
+
 def evaluate(
     window: CountWindow,
     config: Config,
     calibration: Calibration | None = None,
     history: VolumeHistory | None = None,
+    sla_shares: Mapping[str, int] | None = None,
 ) -> list[RuleResult]:
     """Every enabled rule's verdict on the window as it stands.
 
     ``calibration`` carries the hourly thresholds from tick to tick (a fresh one computes
-    them); ``history`` is the hourly volume the seasonal rules compare against.
+    them); ``history`` is the hourly volume the seasonal rules compare against;
+    ``sla_shares`` says how many series share a gateway's sla_breach budget (default 1).
     """
     baselines = np.array([config.sla_for(g) for g in window.gateways], dtype=np.float64)
     detection = config.detection
@@ -589,12 +688,33 @@ def evaluate(
     if detection.outage.enabled:
         results.append(_outage(window, config, baselines))
     if detection.sla_breach.enabled:
-        results.append(_sla_breach(window, config, baselines, calibration or Calibration()))
+        results.append(
+            _sla_breach(
+                window,
+                config,
+                baselines,
+                calibration or Calibration(),
+                _per_row(window.gateways, sla_shares),
+            )
+        )
     if detection.no_data.enabled:
         results.append(_no_data(window, config, history))
     if detection.volume_drop.enabled:
         results.append(_volume_drop(window, config, history))
     return results
+
+
+def evaluate_series(
+    window: CountWindow,
+    config: Config,
+    calibration: Calibration,
+    rows: SeriesRows,
+    sla_shares: Mapping[str, int],
+) -> RuleResult:
+    """The sla_breach verdict on dimension series, whose rows ``rows`` describes."""
+    baselines = np.array([config.sla_for(g) for g in rows.gateways], dtype=np.float64)
+    shares = _per_row(rows.gateways, sla_shares)
+    return _sla_breach(window, config, baselines, calibration, shares, rows)
 
 
 def source_down_finding(failed_ticks: int, since: datetime, error: str) -> Finding:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -33,6 +34,7 @@ __all__ = [
     "SqlSource",
     "connect",
     "epoch_minute",
+    "grouped",
 ]
 
 log = logging.getLogger(__name__)
@@ -48,6 +50,10 @@ class SchemaError(SourceError):
     """The configured table or one of its columns does not exist: a configuration mistake."""
 
 
+# How a NULL error code or dimension value reads.
+NONE_VALUE = "(none)"
+
+
 def epoch_minute(moment: datetime) -> int:
     """Minutes since 1970-01-01 UTC, the bucket a timestamp falls in."""
     return int(moment.timestamp() // 60)
@@ -60,7 +66,11 @@ def _naive_utc(moment: datetime) -> datetime:
 
 @dataclass(frozen=True)
 class Counts:
-    """One row per (gateway, minute) with payments in it; arrays of equal length."""
+    """One row per (gateway, minute) with payments in it; arrays of equal length.
+
+    Read with dimensions, ``detail`` holds the same payments per (gateway, minute, dimension
+    values): rows whose ``values`` hold one column per name in ``dimensions``.
+    """
 
     gateway: npt.NDArray[np.object_]
     minute: IntArray  # epoch minute of the bucket
@@ -68,6 +78,9 @@ class Counts:
     failures: IntArray
     volume: IntArray  # every valid row, pending included: what volume rules count
     invalid: int = 0  # rows skipped: null gateway, null or unknown status
+    detail: Counts | None = None
+    dimensions: tuple[str, ...] = ()
+    values: npt.NDArray[np.object_] | None = None  # (rows, dimensions); NULL reads "(none)"
 
     @classmethod
     def empty(cls) -> Counts:
@@ -84,28 +97,42 @@ class Counts:
             self.payments[part],
             self.failures[part],
             self.volume[part],
+            detail=self.detail.between(first_minute, end_minute) if self.detail else None,
+            dimensions=self.dimensions,
+            values=self.values[part] if self.values is not None else None,
         )
 
     def by_hour(self) -> Counts:
         """The same payments per (gateway, hour); ``minute`` is the hour's first minute."""
-        if not self.minute.size:
-            return Counts.empty()
-        names, gateway_index = np.unique(self.gateway.astype(str), return_inverse=True)
-        keys, where = np.unique(
-            self.minute // 60 * len(names) + gateway_index.ravel(), return_inverse=True
-        )
-        where = where.ravel()
+        return grouped(self.gateway, self.minute // 60 * 60, self)
 
-        def total(values: IntArray) -> IntArray:
-            return np.bincount(where, weights=values, minlength=keys.size).astype(np.int64)
 
-        return Counts(
-            names[keys % len(names)].astype(object),
-            keys // len(names) * 60,
-            total(self.payments),
-            total(self.failures),
-            total(self.volume),
-        )
+def grouped(keys: npt.NDArray[np.object_], minute: IntArray, counts: Counts) -> Counts:
+    """``counts`` summed over the rows with equal (key, minute), sorted by minute.
+
+    >>> rows = Counts(np.array(["a", "a", "b"], dtype=object), np.array([5, 5, 4]),
+    ...               np.array([1, 2, 3]), np.array([0, 1, 0]), np.array([1, 2, 3]))
+    >>> total = grouped(rows.gateway, rows.minute, rows)
+    >>> total.gateway.tolist(), total.minute.tolist(), total.payments.tolist()
+    (['b', 'a'], [4, 5], [3, 3])
+    """
+    if not minute.size:
+        return Counts.empty()
+    names, key_index = np.unique(keys.astype(str), return_inverse=True)
+    first = int(minute.min())
+    cells, where = np.unique((minute - first) * len(names) + key_index.ravel(), return_inverse=True)
+    where = where.ravel()
+
+    def total(values: IntArray) -> IntArray:
+        return np.bincount(where, weights=values, minlength=cells.size).astype(np.int64)
+
+    return Counts(
+        names[cells % len(names)].astype(object),
+        cells // len(names) + first,
+        total(counts.payments),
+        total(counts.failures),
+        total(counts.volume),
+    )
 
 
 @dataclass(frozen=True)
@@ -117,26 +144,53 @@ class Breakdown:
     payments: IntArray  # final payments (failed + succeeded)
     failures: IntArray
 
+    def within(self, series: Mapping[str, str]) -> Breakdown:
+        """Only the combinations with these values, over the other dimensions.
 
-# How a NULL code or dimension value reads in a message.
-NONE_VALUE = "(none)"
+        >>> b = Breakdown(("method", "country"), np.array([["card", "BR"], ["wallet", "BR"]],
+        ...               dtype=object), np.array([10, 5]), np.array([3, 0]))
+        >>> b.within({"method": "card"}).values.tolist()
+        [['BR']]
+        """
+        keep = np.ones(len(self.payments), dtype=bool)
+        for label, value in series.items():
+            keep &= self.values[:, self.dimensions.index(label)] == value
+        rest = [i for i, label in enumerate(self.dimensions) if label not in series]
+        return Breakdown(
+            tuple(self.dimensions[i] for i in rest),
+            self.values[keep][:, rest],
+            self.payments[keep],
+            self.failures[keep],
+        )
 
 
 class Source(ABC):
     """Where a tick gets its counts from."""
 
     @abstractmethod
-    def read(self, start: datetime, end: datetime) -> Counts:
-        """Counts of payments with ``start <= timestamp < end``."""
+    def read(self, start: datetime, end: datetime, dimensions: tuple[str, ...] = ()) -> Counts:
+        """Counts of payments with ``start <= timestamp < end``.
+
+        With ``dimensions`` (labels of ``source.columns.dimensions``) the counts also carry
+        their ``detail`` per value of those dimensions, where the source has it.
+        """
 
     def hourly(self, start: datetime, end: datetime) -> Counts:
         """Counts per (gateway, hour) for whole hours in ``[start, end)``."""
         return self.read(start, end).by_hour()
 
     def evidence(
-        self, gateway: str, start: datetime, end: datetime, limit: int = 5
+        self,
+        gateway: str,
+        start: datetime,
+        end: datetime,
+        limit: int = 5,
+        series: Mapping[str, str] | None = None,
     ) -> tuple[tuple[tuple[str, int], ...], tuple[str, ...]]:
-        """Top error codes and a few recent failed payment ids; none where not available."""
+        """Top error codes and a few recent failed payment ids; none where not available.
+
+        ``series`` narrows them to the payments with these dimension values.
+        """
         return (), ()
 
     def breakdown(self, gateway: str, start: datetime, end: datetime) -> Breakdown | None:
@@ -240,7 +294,9 @@ class SqlSource(Source):
         }
         wanted += self._dimensions.values()
         self.table = sa.table(name, *wanted, schema=schema or None)
-        self._counts_query = self._build_counts_query(_MinuteBucket(self._timestamp))
+        self._counts_queries: dict[tuple[str, ...], sa.Select[Any]] = {
+            (): self._build_counts_query(_MinuteBucket(self._timestamp))
+        }
         self._hourly_query = self._build_counts_query(_HourBucket(self._timestamp))
 
     def _in_window(self) -> ColumnElement[bool]:
@@ -249,13 +305,16 @@ class SqlSource(Source):
             self._timestamp < sa.bindparam("end", type_=sa.DateTime()),
         )
 
-    def _build_counts_query(self, bucket: _Bucket) -> sa.Select[Any]:
+    def _build_counts_query(
+        self, bucket: _Bucket, dimensions: tuple[str, ...] = ()
+    ) -> sa.Select[Any]:
         statuses = self.config.statuses
 
         def count_of(values: tuple[str, ...]) -> ColumnElement[Any]:
             return sa.func.sum(sa.case((self._status.in_(values), 1), else_=0))
 
         minute = bucket
+        columns = [self._dimensions[label] for label in dimensions]
         return (
             sa.select(
                 self._gateway.label("gateway"),
@@ -264,10 +323,11 @@ class SqlSource(Source):
                 count_of(statuses.failed).label("failed"),
                 count_of(statuses.succeeded).label("succeeded"),
                 count_of(statuses.pending).label("pending"),
+                *(column.label(f"d{i}") for i, column in enumerate(columns)),
             )
             .select_from(self.table)
             .where(self._in_window())
-            .group_by(self._gateway, minute)
+            .group_by(self._gateway, minute, *columns)
             .order_by(minute)
         )
 
@@ -303,14 +363,29 @@ class SqlSource(Source):
                     f"{self.config.table!r} (it has: {', '.join(sorted(present))})"
                 )
 
-    def read(self, start: datetime, end: datetime) -> Counts:
-        return self._counts(self._counts_query, start, end)
+    def read(self, start: datetime, end: datetime, dimensions: tuple[str, ...] = ()) -> Counts:
+        query = self._counts_queries.get(dimensions)
+        if query is None:
+            query = self._build_counts_query(_MinuteBucket(self._timestamp), dimensions)
+            self._counts_queries[dimensions] = query
+        counts = self._counts(query, start, end, dimensions)
+        if not dimensions:
+            return counts
+        # One row per (gateway, minute) as without dimensions, summed here from the detail.
+        total = grouped(counts.gateway, counts.minute, counts)
+        return replace(total, invalid=counts.invalid, detail=counts)
 
     def hourly(self, start: datetime, end: datetime) -> Counts:
         counts = self._counts(self._hourly_query, start, end)
         return replace(counts, minute=counts.minute * 60)
 
-    def _counts(self, query: sa.Select[Any], start: datetime, end: datetime) -> Counts:
+    def _counts(
+        self,
+        query: sa.Select[Any],
+        start: datetime,
+        end: datetime,
+        dimensions: tuple[str, ...] = (),
+    ) -> Counts:
         params = {"start": _naive_utc(start), "end": _naive_utc(end)}
         try:
             with self.engine.connect() as connection:
@@ -332,6 +407,12 @@ class SqlSource(Source):
         )
         if invalid:
             log.warning("skipped %d payment rows with a null gateway or an unknown status", invalid)
+        values = None
+        if dimensions:
+            values = np.array(
+                [[NONE_VALUE if v is None else str(v) for v in row[6:]] for row in rows],
+                dtype=object,
+            ).reshape(len(rows), len(dimensions))[valid]
         return Counts(
             gateway[valid].astype(str).astype(object),
             minute[valid],
@@ -339,15 +420,23 @@ class SqlSource(Source):
             failed[valid],
             (failed + succeeded + pending)[valid],
             invalid,
+            dimensions=dimensions,
+            values=values,
         )
 
     def evidence(
-        self, gateway: str, start: datetime, end: datetime, limit: int = 5
+        self,
+        gateway: str,
+        start: datetime,
+        end: datetime,
+        limit: int = 5,
+        series: Mapping[str, str] | None = None,
     ) -> tuple[tuple[tuple[str, int], ...], tuple[str, ...]]:
         failed = sa.and_(
             self._in_window(),
             self._gateway == sa.bindparam("gateway"),
             self._status.in_(self.config.statuses.failed),
+            *self._in_series(series or {}),
         )
         params = {"start": _naive_utc(start), "end": _naive_utc(end), "gateway": gateway}
         ids_query = (
@@ -379,6 +468,15 @@ class SqlSource(Source):
             log.warning("could not read evidence for %s: %s", gateway, _brief(exc))
             return (), ()
         return codes, ids
+
+    def _in_series(self, series: Mapping[str, str]) -> list[ColumnElement[bool]]:
+        """Conditions on the dimension columns; the values are bound, "(none)" is NULL."""
+        return [
+            self._dimensions[label].is_(None)
+            if value == NONE_VALUE
+            else self._dimensions[label] == sa.bindparam(f"series_{i}", value)
+            for i, (label, value) in enumerate(sorted(series.items()))
+        ]
 
     def breakdown(self, gateway: str, start: datetime, end: datetime) -> Breakdown | None:
         if not self._dimensions:
@@ -429,8 +527,11 @@ class FrameSource(Source):
         self._evidence_from = evidence_from
         self._hourly: Counts | None = None
 
-    def read(self, start: datetime, end: datetime) -> Counts:
-        return self.counts.between(epoch_minute(start), epoch_minute(end))
+    def read(self, start: datetime, end: datetime, dimensions: tuple[str, ...] = ()) -> Counts:
+        counts = self.counts.between(epoch_minute(start), epoch_minute(end))
+        if counts.detail is not None and counts.detail.dimensions != dimensions:
+            return replace(counts, detail=None)  # aggregated for other dimensions
+        return counts
 
     def hourly(self, start: datetime, end: datetime) -> Counts:
         if self._hourly is None:  # aggregated once: a replay asks every simulated hour
@@ -438,11 +539,16 @@ class FrameSource(Source):
         return self._hourly.between(epoch_minute(start), epoch_minute(end))
 
     def evidence(
-        self, gateway: str, start: datetime, end: datetime, limit: int = 5
+        self,
+        gateway: str,
+        start: datetime,
+        end: datetime,
+        limit: int = 5,
+        series: Mapping[str, str] | None = None,
     ) -> tuple[tuple[tuple[str, int], ...], tuple[str, ...]]:
         if self._evidence_from is None:
             return (), ()
-        return self._evidence_from.evidence(gateway, start, end, limit)
+        return self._evidence_from.evidence(gateway, start, end, limit, series)
 
     def breakdown(self, gateway: str, start: datetime, end: datetime) -> Breakdown | None:
         if self._evidence_from is None:

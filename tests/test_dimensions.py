@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import requests
 
+from detector.alerts import notification_for
+from detector.backtest import replay
 from detector.config import Config, parse_config
+from detector.engine import Engine
+from detector.notify.base import Notification
+from detector.simulate import GatewayProfile, generate, write
+from detector.source import SqlSource, connect
 
 from .conftest import T0, Clock, PaymentsDb, in_process_daemon
 from .http_recorder import HttpRecorder
@@ -81,3 +90,119 @@ def test_no_attribution_line_without_dimensions(
     assert [h["rule"] for h in hooks] == ["sla_breach"]
     assert hooks[0]["evidence"]["attribution"] is None
     assert "Attribution" not in hooks[0]["text"]
+
+
+# --- per gateway x dimension series -----------------------------------------------------------
+
+DAY = datetime(2026, 11, 17, tzinfo=UTC)  # a Tuesday
+TRAFFIC = (
+    GatewayProfile("stripe", per_minute=40, failure_rate=0.01),
+    GatewayProfile("adyen", per_minute=10, failure_rate=0.01),
+)
+CARD_SHARE = 0.15
+INCIDENT = (DAY + timedelta(hours=13), DAY + timedelta(hours=14))
+
+
+def _payments(*, card_failure_rate: float | None) -> pd.DataFrame:
+    """8 h of traffic where card is 15% of payments; during INCIDENT, stripe's card payments
+    fail at ``card_failure_rate`` (stripe as a whole then fails at about 3%: 1.5x its SLA)."""
+    frame = generate(DAY + timedelta(hours=8), DAY + timedelta(hours=16), TRAFFIC, seed=11)
+    rng = np.random.default_rng(11)
+    card = rng.random(len(frame)) < CARD_SHARE
+    frame["method"] = pd.Categorical(np.where(card, "card", "wallet"), ["card", "wallet"])
+    if card_failure_rate is not None:
+        at = frame["created_at"]
+        hit = (
+            card
+            & (frame["gateway"] == "stripe").to_numpy()
+            & (frame["status"] != "pending").to_numpy()
+            & (at >= INCIDENT[0].replace(tzinfo=None)).to_numpy()
+            & (at < INCIDENT[1].replace(tzinfo=None)).to_numpy()
+        )
+        failed = hit & (rng.random(len(frame)) < card_failure_rate)
+        frame.loc[hit, ["status", "error_code"]] = ["succeeded", None]
+        frame.loc[failed, ["status", "error_code"]] = ["failed", "gateway_timeout"]
+    return frame
+
+
+def _series_config(db: PaymentsDb, **sla_breach: Any) -> Config:
+    return parse_config(
+        {
+            "source": {"url": db.url, "table": db.table, "columns": {"dimensions": DIMENSIONS}},
+            "detection": {"sla_breach": {"series": [["method"], ["country"]], **sla_breach}},
+        },
+        env={},
+    )
+
+
+def _replay(
+    db: PaymentsDb,
+    config: Config,
+    start: datetime = DAY + timedelta(hours=11),
+    end: datetime = DAY + timedelta(hours=16),
+) -> list[Notification]:
+    source = SqlSource(connect(db.url), config.source)
+    try:
+        return list(replay(config, source, start, end))
+    finally:
+        source.engine.dispose()
+
+
+def test_a_breach_confined_to_card_payments_fires_on_the_card_series(
+    sqlite_db: PaymentsDb,
+) -> None:
+    write(sqlite_db.engine, _payments(card_failure_rate=0.15), sqlite_db.table)
+    events = _replay(sqlite_db, _series_config(sqlite_db))
+
+    firing = [e for e in events if e.event == "firing"]
+    assert firing, "the card incident was not detected"
+    first = firing[0]
+    assert first.labels == {
+        "rule": "sla_breach",
+        "gateway": "stripe",
+        "method": "card",
+        "severity": first.severity,
+    }
+    assert INCIDENT[0] < datetime.fromisoformat(first.at) < INCIDENT[1]
+    assert first.summary.startswith("stripe (method=card): ")
+    # Nothing else fires first, and no other series at all: stripe as a whole (1.5x its SLA)
+    # may cross its threshold later, when enough evidence has piled up.
+    others = [e for e in firing if e.labels.get("method") != "card"]
+    for other in others:
+        assert {k: v for k, v in other.labels.items() if k != "severity"} == {
+            "rule": "sla_breach",
+            "gateway": "stripe",
+        }
+        assert other.at > first.at
+    # Its evidence is the card payments' own: the incident's error code.
+    assert first.evidence.top_error_codes[0][0] == "gateway_timeout"
+    resolved = [e for e in events if e.event == "resolved"]
+    assert resolved and datetime.fromisoformat(resolved[-1].at) > INCIDENT[1]
+
+
+def test_healthy_traffic_with_series_stays_quiet(sqlite_db: PaymentsDb) -> None:
+    write(sqlite_db.engine, _payments(card_failure_rate=None), sqlite_db.table)
+    assert _replay(sqlite_db, _series_config(sqlite_db)) == []
+
+
+def test_replay_makes_exactly_the_series_transitions_of_live_ticks(
+    payments_db: PaymentsDb, open_source: Callable[[Config], SqlSource]
+) -> None:
+    write(payments_db.engine, _payments(card_failure_rate=0.3), payments_db.table)
+    config = _series_config(payments_db)
+    begin, end = INCIDENT[0] - timedelta(minutes=10), INCIDENT[0] + timedelta(minutes=40)
+
+    replayed = [n.to_json() for n in _replay(payments_db, config, begin, end)]
+
+    engine = Engine(config, open_source(config))
+    live = []
+    now = begin
+    while now <= end:
+        live += [
+            notification_for(t, config).to_json()
+            for t in engine.tick(now).transitions
+            if not t.repeat
+        ]
+        now += timedelta(minutes=1)
+    assert replayed == live
+    assert any('"method": "card"' in n for n in replayed)

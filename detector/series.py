@@ -1,0 +1,134 @@
+"""Per gateway x dimension series (``detection.sla_breach.series``).
+
+With ``series: [[method], [country]]`` the SLA breach detector also watches (stripe,
+method=card), (stripe, country=BR), ... Their per-minute counts come from the same read as
+the gateways' (the database groups by gateway, minute and the dimension columns) and are
+more rows of a count window of their own, so the CUSUM bank runs on all of them at once.
+Only ``sla_breach`` runs on them: outages, silences and volume stay per gateway.
+
+Each gateway's sla_breach budget is shared equally by the gateway and its series that are
+watched (had ``series_min_payments`` final payments in the calibration history), so adding
+series does not add false alerts.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from detector.config import Config
+from detector.rules import (
+    Calibration,
+    RuleResult,
+    SeriesRows,
+    calibration_history,
+    evaluate_series,
+)
+from detector.source import Counts, grouped
+from detector.window import CountWindow
+
+__all__ = ["DimensionSeries", "series_counts", "series_dimensions", "series_key"]
+
+
+def series_dimensions(config: Config) -> tuple[str, ...]:
+    """Every dimension some series needs, in the order they are first named."""
+    if not config.detection.sla_breach.enabled:
+        return ()
+    return tuple(
+        dict.fromkeys(d for grouping in config.detection.sla_breach.series for d in grouping)
+    )
+
+
+def series_key(gateway: str, labels: Mapping[str, str]) -> str:
+    """The window row of a series: any gateway or value, unambiguously.
+
+    >>> series_key("stripe", {"method": "card"})
+    '["stripe", [["method", "card"]]]'
+    """
+    return json.dumps([gateway, sorted(labels.items())])
+
+
+def _parse_key(key: str) -> tuple[str, dict[str, str]]:
+    gateway, labels = json.loads(key)
+    return gateway, dict(labels)
+
+
+def series_counts(detail: Counts, groupings: tuple[tuple[str, ...], ...]) -> Counts:
+    """Per (series, minute) counts from the per-(gateway, values, minute) ``detail``.
+
+    >>> values = np.array([["card", "BR"], ["card", "US"], ["wallet", "BR"]], dtype=object)
+    >>> one = np.ones(3, dtype=np.int64)
+    >>> detail = Counts(np.array(["stripe"] * 3, dtype=object), one * 7, one * 10, one, one * 10,
+    ...                 dimensions=("method", "country"), values=values)
+    >>> rows = series_counts(detail, (("method",),))
+    >>> rows.gateway.tolist(), rows.payments.tolist()
+    (['["stripe", [["method", "card"]]]', '["stripe", [["method", "wallet"]]]'], [20, 10])
+    """
+    if detail.values is None or not detail.minute.size:
+        return Counts.empty()
+    parts = []
+    for grouping in groupings:
+        columns = [detail.dimensions.index(label) for label in grouping]
+        keys = np.array(
+            [
+                series_key(gateway, dict(zip(grouping, row, strict=True)))
+                for gateway, row in zip(detail.gateway, detail.values[:, columns], strict=True)
+            ],
+            dtype=object,
+        )
+        parts.append(grouped(keys, detail.minute, detail))
+    order = np.argsort(np.concatenate([part.minute for part in parts]), kind="stable")
+
+    def joined(column: str) -> npt.NDArray[Any]:
+        return np.concatenate([getattr(part, column) for part in parts])[order]
+
+    return Counts(
+        joined("gateway"),
+        joined("minute"),
+        joined("payments"),
+        joined("failures"),
+        joined("volume"),
+    )
+
+
+class DimensionSeries:
+    """The dimension series' count window and their SLA breach verdicts, tick after tick."""
+
+    def __init__(self, config: Config, minutes: int):
+        self.config = config
+        self.groupings = config.detection.sla_breach.series
+        self.dimensions = series_dimensions(config)
+        self.window = CountWindow(minutes)
+        self.calibration = Calibration()
+        self._rows: dict[str, tuple[str, dict[str, str]]] = {}
+
+    def update(self, first_minute: int, end_minute: int, counts: Counts) -> None:
+        """Take the series' share of a read (its ``detail``) for the same minutes."""
+        self.window.advance(end_minute)
+        detail = counts.detail if counts.detail is not None else Counts.empty()
+        self.window.replace(first_minute, end_minute, series_counts(detail, self.groupings))
+
+    def rows(self) -> SeriesRows:
+        for key in self.window.gateways:
+            if key not in self._rows:
+                self._rows[key] = _parse_key(key)
+        gateways = [self._rows[key][0] for key in self.window.gateways]
+        labels = [self._rows[key][1] for key in self.window.gateways]
+        # Judged on the history the hour is calibrated on, so it holds for the whole hour.
+        hour = (self.window.end_minute - 1) // 60
+        history = self.window.payments[:, calibration_history(self.window, hour)]
+        watched = history.sum(axis=1) >= self.config.detection.sla_breach.series_min_payments
+        return SeriesRows(gateways, labels, watched)
+
+    def shares(self, rows: SeriesRows) -> dict[str, int]:
+        """Per gateway, how many series share its sla_breach budget: itself and the watched."""
+        watched = Counter(g for g, w in zip(rows.gateways, rows.watched, strict=True) if w)
+        return {gateway: 1 + count for gateway, count in watched.items()}
+
+    def evaluate(self, rows: SeriesRows, shares: Mapping[str, int]) -> RuleResult:
+        return evaluate_series(self.window, self.config, self.calibration, rows, shares)
