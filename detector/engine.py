@@ -21,7 +21,7 @@ from detector.rules import (
     minutes_needed,
     source_down_finding,
 )
-from detector.series import DimensionSeries, series_dimensions
+from detector.series import DimensionSeries, hold_back, series_dimensions
 from detector.source import Source, SourceError, epoch_minute
 from detector.stats.attribution import Attribution, attribute
 from detector.window import CountWindow
@@ -123,7 +123,9 @@ class Engine:
             if self.series is not None and series is not None and result.rule == "sla_breach":
                 # The series' verdicts are more rows of the same rule, so that the alert
                 # book resolves exactly the alerts no row holds any more.
-                result = result.concat(self.series.evaluate(series, shares or {}))
+                by_series = self.series.evaluate(series, shares or {})
+                held = hold_back(by_series, self.series.window, self.window, self.alerts.alerts)
+                result = result.concat(held)
             transitions += self.alerts.observe(result, now)
         return TickResult(
             now,

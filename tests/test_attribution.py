@@ -47,8 +47,26 @@ def test_a_combination_is_named_when_the_excess_is_confined_to_it() -> None:
 
 
 def test_excess_split_across_cells_gives_the_share_of_the_best_one() -> None:
-    # Excess: card 30 - 8 = 22 (of 400 payments), wallet 8 - 2 = 6 (of 100), bank 0.
-    # card: 22/28 - 400/600 = 0.119; wallet: 6/28 - 100/600 = 0.048.
+    # Excess: card 40 - 8 = 32 (of 400 payments), wallet 8 - 2 = 6 (of 100), bank 0.
+    # card: 32/38 - 400/600 = 0.175; wallet: 6/38 - 100/600 = -0.009. And card stands out:
+    # 40 failures of 400 where the other payments fail at 9/200 = 4.5% has p = 3e-6.
+    got = attribute(
+        ("method",),
+        np.array([["card"], ["wallet"], ["bank_transfer"]], dtype=object),
+        [400, 100, 100],
+        [40, 8, 1],
+        0.02,
+    )
+    assert got is not None
+    assert got.segment == (("method", "card"),)
+    assert got.excess_share == pytest.approx(32 / 38)
+    assert got.payments_share == pytest.approx(400 / 600)
+    assert got.excess_failures == pytest.approx(38.0)
+
+
+def test_a_segment_that_does_not_stand_out_is_not_named() -> None:
+    # The same shape with 30 card failures: 30 of 400 at the others' 4.5% has p = 0.005,
+    # what chance alone gives one segment among several.
     got = attribute(
         ("method",),
         np.array([["card"], ["wallet"], ["bank_transfer"]], dtype=object),
@@ -56,10 +74,7 @@ def test_excess_split_across_cells_gives_the_share_of_the_best_one() -> None:
         [30, 8, 1],
         0.02,
     )
-    assert got is not None
-    assert got.segment == (("method", "card"),)
-    assert got.excess_share == pytest.approx(22 / 28)
-    assert got.payments_share == pytest.approx(400 / 600)
+    assert got == Attribution(("method",), (), 1.0, 1.0, 28.0)
 
 
 def test_excess_in_proportion_to_payments_names_no_segment() -> None:

@@ -150,13 +150,11 @@ def attribution_phrase(attribution: Attribution) -> str:
     >>> attribution_phrase(Attribution(("method",), (("method", "card"),), 0.82, 0.31, 40.0))
     '82% of excess failures are method=card (31% of payments)'
     >>> attribution_phrase(Attribution(("method", "country"), (), 1.0, 1.0, 40.0))
-    'excess failures are spread over method, country in proportion to payments'
+    'no method or country stands out among the excess failures'
     """
     if not attribution.segment:
-        return (
-            f"excess failures are spread over {', '.join(attribution.dimensions)} "
-            "in proportion to payments"
-        )
+        names = " or ".join(attribution.dimensions)
+        return f"no {names} stands out among the excess failures"
     segment = ", ".join(f"{name}={value}" for name, value in attribution.segment)
     return (
         f"{attribution.excess_share:.0%} of excess failures are {segment} "

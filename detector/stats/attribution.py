@@ -8,6 +8,11 @@ The segment reported is the one whose share of the excess most exceeds its share
 payments: the whole gateway explains 100% of the excess with 100% of the payments (no
 information), ``method=card`` holding 100% of it with 70% of the payments says something,
 ``method=card, country=BR`` holding 82% with 9% says more.
+
+Only segments that stand out are candidates: their failures must be very unlikely
+(p < ``MAX_P_VALUE``, exact binomial) at the failure rate of the other payments (or the SLA,
+if higher). With dozens of segments, the first minutes of an incident that hits every
+payment alike always make one look concentrated by chance.
 """
 
 from __future__ import annotations
@@ -20,11 +25,15 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["MIN_CONCENTRATION", "Attribution", "attribute"]
+from detector.stats.binomial import binomial_upper_tail
+
+__all__ = ["MAX_P_VALUE", "MIN_CONCENTRATION", "Attribution", "attribute"]
 
 # Below this lead of excess share over payment share no segment stands out: the excess is
 # spread over the dimensions in proportion to the payments.
 MIN_CONCENTRATION = 0.1
+# A segment must fail this improbably often for the rest of the gateway's rate to be named.
+MAX_P_VALUE = 1e-4
 
 
 @dataclass(frozen=True)
@@ -82,7 +91,11 @@ def attribute(
             where = where.ravel()
             excess_share = np.bincount(where, weights=excess) / held
             payments_share = np.bincount(where, weights=n) / total
-            lead = excess_share - payments_share
+            segment_n, segment_k = np.bincount(where, weights=n), np.bincount(where, weights=k)
+            rest_n, rest_k = total - segment_n, k.sum() - segment_k
+            rest_rate = np.divide(rest_k, rest_n, out=np.zeros_like(rest_n), where=rest_n > 0)
+            p_value = binomial_upper_tail(segment_k, segment_n, np.maximum(rest_rate, baseline))
+            lead = np.where(p_value < MAX_P_VALUE, excess_share - payments_share, -np.inf)
             top = int(np.argmax(lead))
             if lead[top] > best[0] + 1e-12:  # a float tie keeps the wider segment
                 segment = tuple(
