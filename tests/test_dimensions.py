@@ -19,7 +19,7 @@ from detector.engine import Engine
 from detector.notify.base import Notification
 from detector.rules import calibrate
 from detector.series import DimensionSeries
-from detector.simulate import GatewayProfile, generate, write
+from detector.simulate import GatewayProfile, Incident, generate, write
 from detector.source import Counts, SqlSource, connect, epoch_minute
 
 from .conftest import T0, Clock, PaymentsDb, in_process_daemon
@@ -106,10 +106,14 @@ CARD_SHARE = 0.15
 INCIDENT = (DAY + timedelta(hours=13), DAY + timedelta(hours=14))
 
 
-def _payments(*, card_failure_rate: float | None) -> pd.DataFrame:
+def _payments(
+    *, card_failure_rate: float | None, incidents: tuple[Incident, ...] = ()
+) -> pd.DataFrame:
     """8 h of traffic where card is 15% of payments; during INCIDENT, stripe's card payments
     fail at ``card_failure_rate`` (stripe as a whole then fails at about 3%: 1.5x its SLA)."""
-    frame = generate(DAY + timedelta(hours=8), DAY + timedelta(hours=16), TRAFFIC, seed=11)
+    frame = generate(
+        DAY + timedelta(hours=8), DAY + timedelta(hours=16), TRAFFIC, incidents, seed=11
+    )
     rng = np.random.default_rng(11)
     card = rng.random(len(frame)) < CARD_SHARE
     frame["method"] = pd.Categorical(np.where(card, "card", "wallet"), ["card", "wallet"])
@@ -181,6 +185,19 @@ def test_a_breach_confined_to_card_payments_fires_on_the_card_series(
     assert first.evidence.top_error_codes[0][0] == "gateway_timeout"
     resolved = [e for e in events if e.event == "resolved"]
     assert resolved and datetime.fromisoformat(resolved[-1].at) > INCIDENT[1]
+
+
+def test_an_incident_of_the_whole_gateway_is_one_alert_not_one_per_series(
+    sqlite_db: PaymentsDb,
+) -> None:
+    everything = Incident("stripe", INCIDENT[0], INCIDENT[1] - INCIDENT[0], failure_rate=0.12)
+    frame = _payments(card_failure_rate=None, incidents=(everything,))
+    write(sqlite_db.engine, frame, sqlite_db.table)
+    events = _replay(sqlite_db, _series_config(sqlite_db))
+    assert {(e.event, e.labels["gateway"], len(e.labels)) for e in events} == {
+        ("firing", "stripe", 3),  # rule, gateway, severity: no method, no country
+        ("resolved", "stripe", 3),
+    }
 
 
 def test_healthy_traffic_with_series_stays_quiet(sqlite_db: PaymentsDb) -> None:
