@@ -123,10 +123,13 @@ class AlertBook:
         for index in np.flatnonzero(result.active):
             finding = result.finding(int(index))
             findings[fingerprint(_labels(finding))] = finding
-        position = {fingerprint(result.identity(i)): i for i in range(len(result.gateways))}
         cleared = {}
+        position: dict[str, int] | None = None  # row of each alert identity, when needed
         for key, alert in self.alerts.items():
             if alert.rule == result.rule and key not in findings:
+                if position is None:
+                    rows = range(len(result.gateways))
+                    position = {fingerprint(result.identity(i)): i for i in rows}
                 cleared[key] = result.finding(position[key]) if key in position else None
         return self._apply(result.rule, findings, cleared, now)
 

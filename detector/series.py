@@ -81,14 +81,14 @@ def series_counts(detail: Counts, groupings: tuple[tuple[str, ...], ...]) -> Cou
     parts = []
     for grouping in groupings:
         columns = [detail.dimensions.index(label) for label in grouping]
+        cells = np.column_stack([detail.gateway, detail.values[:, columns]]).astype(str)
+        # One key per distinct series, not per row: a tick reads a row per series and minute.
+        distinct, where = np.unique(cells, axis=0, return_inverse=True)
         keys = np.array(
-            [
-                series_key(gateway, dict(zip(grouping, row, strict=True)))
-                for gateway, row in zip(detail.gateway, detail.values[:, columns], strict=True)
-            ],
+            [series_key(cell[0], dict(zip(grouping, cell[1:], strict=True))) for cell in distinct],
             dtype=object,
         )
-        parts.append(grouped(keys, detail.minute, detail))
+        parts.append(grouped(keys[where.ravel()], detail.minute, detail))
     order = np.argsort(np.concatenate([part.minute for part in parts]), kind="stable")
 
     def joined(column: str) -> npt.NDArray[Any]:
