@@ -10,10 +10,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pytest
 import requests
 
 from detector.alerts import notification_for
 from detector.backtest import replay
+from detector.cli import main
 from detector.config import Config, parse_config
 from detector.engine import Engine
 from detector.notify.base import Notification
@@ -344,3 +346,35 @@ def test_sharing_the_budget_among_series_raises_thresholds_by_about_its_log() ->
     # which only errs towards fewer alerts).
     assert np.all((rise[:, :2] > 1.5) & (rise[:, :2] < 3.0)), rise
     assert np.all(rise[:, 2] > 1.5), rise
+
+
+def test_check_names_a_firing_series_and_a_missing_dimension_column(
+    sqlite_db: PaymentsDb,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    hour_ago = T0 - timedelta(hours=1)
+    sqlite_db.steady("stripe", hour_ago, minutes=80, per_minute=40, method="wallet")
+    sqlite_db.steady("stripe", hour_ago, minutes=60, per_minute=4, method="card")
+    sqlite_db.steady("stripe", T0, minutes=20, per_minute=4, failed=1, method="card")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "alerts.yaml").write_text(
+        "source:\n  columns:\n    dimensions: {method: method}\n"
+        "detection:\n  sla_breach:\n    series: [[method]]\n"
+    )
+    at = (T0 + timedelta(minutes=20)).isoformat()
+    assert main(["check", "--db", sqlite_db.url, "--at", at]) == 1
+    stripe = next(
+        line for line in capsys.readouterr().out.splitlines() if line.startswith("stripe")
+    )
+    assert stripe.endswith("FIRING: sla_breach (method=card)")
+
+    (tmp_path / "alerts.yaml").write_text(
+        "source:\n  columns:\n    dimensions: {method: payment_method}\n"
+    )
+    assert main(["check", "--db", sqlite_db.url, "--at", at]) == 2
+    assert (
+        "source.columns.dimensions.method: column 'payment_method' not found"
+        in capsys.readouterr().err
+    )
