@@ -21,7 +21,7 @@ from detector.rules import (
     minutes_needed,
     source_down_finding,
 )
-from detector.series import DimensionSeries, hold_back, series_dimensions
+from detector.series import DimensionSeries, series_dimensions
 from detector.source import Source, SourceError, epoch_minute
 from detector.stats.attribution import Attribution, attribute
 from detector.window import CountWindow
@@ -110,22 +110,19 @@ class Engine:
 
         transitions = self.alerts.observe_findings("source_down", [], now)
         self._refresh_history(end_minute)
-        series, shares = None, None
+        shares = None
         if self.series is not None:
             self.series.update(epoch_minute(start), end_minute, counts)
-            series = self.series.rows()
-            shares = self.series.shares(series)
+            shares = self.series.shares
         # Health and metrics read these: they stay per gateway.
         self.last_results = evaluate(
             self.window, self.config, self.calibration, self.volume_history, shares
         )
         for result in self.last_results:
-            if self.series is not None and series is not None and result.rule == "sla_breach":
+            if self.series is not None and result.rule == "sla_breach":
                 # The series' verdicts are more rows of the same rule, so that the alert
                 # book resolves exactly the alerts no row holds any more.
-                by_series = self.series.evaluate(series, shares or {})
-                held = hold_back(by_series, self.series.window, self.window, self.alerts.alerts)
-                result = result.concat(held)
+                result = result.concat(self.series.verdicts(self.window, self.alerts.alerts))
             transitions += self.alerts.observe(result, now)
         return TickResult(
             now,

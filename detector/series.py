@@ -104,7 +104,11 @@ def series_counts(detail: Counts, groupings: tuple[tuple[str, ...], ...]) -> Cou
 
 
 class DimensionSeries:
-    """The dimension series' count window and their SLA breach verdicts, tick after tick."""
+    """The dimension series' count window and their SLA breach verdicts, tick after tick.
+
+    Each tick: :meth:`update` with the read, then :attr:`shares` for the gateways'
+    calibration and :meth:`verdicts` for the alert book.
+    """
 
     def __init__(self, config: Config, minutes: int):
         self.config = config
@@ -112,33 +116,38 @@ class DimensionSeries:
         self.dimensions = series_dimensions(config)
         self.window = CountWindow(minutes)
         self.calibration = Calibration()
-        self._rows: dict[str, tuple[str, dict[str, str]]] = {}
+        self.rows = SeriesRows([], [], np.zeros(0, dtype=bool))
+        self._parsed: dict[str, tuple[str, dict[str, str]]] = {}
 
     def update(self, first_minute: int, end_minute: int, counts: Counts) -> None:
         """Take the series' share of a read (its ``detail``) for the same minutes."""
         self.window.advance(end_minute)
         detail = counts.detail if counts.detail is not None else Counts.empty()
         self.window.replace(first_minute, end_minute, series_counts(detail, self.groupings))
-
-    def rows(self) -> SeriesRows:
         for key in self.window.gateways:
-            if key not in self._rows:
-                self._rows[key] = _parse_key(key)
-        gateways = [self._rows[key][0] for key in self.window.gateways]
-        labels = [self._rows[key][1] for key in self.window.gateways]
-        # Judged on the history the hour is calibrated on, so it holds for the whole hour.
+            if key not in self._parsed:
+                self._parsed[key] = _parse_key(key)
+        # Watched or not is judged on the history the hour is calibrated on, so it holds for
+        # the whole hour, live or in a backtest.
         hour = (self.window.end_minute - 1) // 60
         history = self.window.payments[:, calibration_history(self.window, hour)]
-        watched = history.sum(axis=1) >= self.config.detection.sla_breach.series_min_payments
-        return SeriesRows(gateways, labels, watched)
+        self.rows = SeriesRows(
+            [self._parsed[key][0] for key in self.window.gateways],
+            [self._parsed[key][1] for key in self.window.gateways],
+            history.sum(axis=1) >= self.config.detection.sla_breach.series_min_payments,
+        )
 
-    def shares(self, rows: SeriesRows) -> dict[str, int]:
+    @property
+    def shares(self) -> dict[str, int]:
         """Per gateway, how many series share its sla_breach budget: itself and the watched."""
+        rows = self.rows
         watched = Counter(g for g, w in zip(rows.gateways, rows.watched, strict=True) if w)
         return {gateway: 1 + count for gateway, count in watched.items()}
 
-    def evaluate(self, rows: SeriesRows, shares: Mapping[str, int]) -> RuleResult:
-        return evaluate_series(self.window, self.config, self.calibration, rows, shares)
+    def verdicts(self, gateways: CountWindow, open_alerts: Container[str]) -> RuleResult:
+        """The series' sla_breach verdicts, less those :func:`hold_back` holds back."""
+        result = evaluate_series(self.window, self.config, self.calibration, self.rows, self.shares)
+        return hold_back(result, self.window, gateways, open_alerts)
 
 
 # A series opens an alert only when its failures since its change are this unlikely at the

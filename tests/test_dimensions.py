@@ -19,7 +19,7 @@ from detector.cli import main
 from detector.config import Config, parse_config
 from detector.engine import Engine
 from detector.notify.base import Notification
-from detector.rules import calibrate
+from detector.rules import calibrate, evaluate_series
 from detector.series import DimensionSeries
 from detector.simulate import GatewayProfile, Incident, generate, write
 from detector.source import Counts, SqlSource, connect, epoch_minute
@@ -320,14 +320,13 @@ def test_a_quiet_series_is_not_tested_and_takes_no_share_of_the_budget() -> None
     detail = _detail(180, {("stripe", "wallet"): (20, 0), ("stripe", "card"): (2, 2)})
     end = epoch_minute(T0)
     series.update(end - 180, end, replace(Counts.empty(), detail=detail))
-    rows = series.rows()
+    rows = series.rows
     assert dict(zip([r["method"] for r in rows.labels], rows.watched.tolist(), strict=True)) == {
         "wallet": True,
         "card": False,
     }
-    shares = series.shares(rows)
-    assert shares == {"stripe": 2}
-    result = series.evaluate(rows, shares)
+    assert series.shares == {"stripe": 2}
+    result = evaluate_series(series.window, series.config, series.calibration, rows, {})
     assert not result.active.any()
 
 
