@@ -254,6 +254,12 @@ def test_every_receiver_says_where_the_excess_failures_are() -> None:
         assert body is not None and CARD_BR_LINE in body.get_content()
 
 
+def test_a_notification_queued_before_attributions_existed_still_reads() -> None:
+    stored = json.loads(firing().to_json())
+    del stored["evidence"]["attribution"]  # what the outbox of the previous version holds
+    assert Notification.from_json(json.dumps(stored)) == firing()
+
+
 def test_no_attribution_line_without_one() -> None:
     n = firing()
     assert "Attribution" not in fmt.text(n)
