@@ -122,6 +122,22 @@ def test_breakdown_counts_payments_per_combination_of_dimensions(
     assert got == {("card", "BR"): (10, 4), ("card", "US"): (5, 0), ("(none)", "US"): (1, 1)}
 
 
+def test_evidence_of_a_series_is_its_own_payments(
+    payments_db: PaymentsDb, open_source: Callable[[Config], SqlSource]
+) -> None:
+    payments_db.add("stripe", T0, failed=4, error_code="gateway_timeout", method="card")
+    payments_db.add("stripe", T0, failed=2, error_code="card_declined", method="wallet")
+    payments_db.add("stripe", T0, failed=1, error_code="do_not_honor", method=None)
+    source = open_source(_with_dimensions(payments_db))
+    end = T0 + timedelta(minutes=1)
+    codes, ids = source.evidence("stripe", T0, end, series={"method": "card"})
+    assert (codes, len(ids)) == ((("gateway_timeout", 4),), 4)
+    codes, ids = source.evidence("stripe", T0, end, series={"method": "(none)"})
+    assert (codes, len(ids)) == ((("do_not_honor", 1),), 1)
+    codes, _ = source.evidence("stripe", T0, end, series={"method": "card", "country": "BR"})
+    assert codes == ()
+
+
 def test_no_breakdown_without_dimensions(
     payments_db: PaymentsDb, open_source: Callable[[Config], SqlSource]
 ) -> None:
