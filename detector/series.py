@@ -170,7 +170,7 @@ def hold_back(
     (whose attribution line says where the failures are), not one more per method and
     country. A series alert opens when the series fails significantly more often than the
     other payments of its gateway since its change; one already open (in ``open_alerts``,
-    by fingerprint) carries on.
+    by fingerprint) carries on. ``series_window`` and ``gateways`` cover the same minutes.
     """
     first_minute = series_window.end_minute - series_window.minutes
     active = series.active.copy()
