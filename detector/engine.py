@@ -139,15 +139,15 @@ class Engine:
         return self.series.dimensions if self.series is not None else ()
 
     def _refresh_history(self, end_minute: int) -> None:
-        """Re-read the hourly volume of the last weeks once an hour (one GROUP BY in SQL)."""
+        """Re-read the volume per quarter hour of the last weeks once an hour (one GROUP BY)."""
         hour = (end_minute - 1) // 60
         if self.volume_history is not None and self.volume_history.end_hour == hour:
             return
         start = _minute_start((hour - VolumeHistory.hours_needed()) * 60)
         try:
-            counts = self.source.hourly(start, _minute_start(hour * 60))
+            counts = self.source.quarter_hourly(start, _minute_start(hour * 60))
         except SourceError as exc:
-            log.warning("could not read the hourly volume history: %s", exc)
+            log.warning("could not read the volume history: %s", exc)
             return  # the previous hour's history (or the simple rules) serve meanwhile
         self.volume_history = VolumeHistory(hour, counts)
 

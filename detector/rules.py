@@ -25,10 +25,14 @@ from detector.stats.binomial import (
 from detector.stats.calibration import estimate_dispersion, quantise_up, threshold_for
 from detector.stats.cusum import CusumBank, cusum_bank, member_weights
 from detector.stats.seasonal import (
-    HOURS_PER_WEEK,
+    HISTORY_WEEKS,
+    SLOT_MINUTES,
+    SLOTS_PER_HOUR,
+    SLOTS_PER_WEEK,
+    level_factor,
     negative_binomial_cdf,
-    negative_binomial_size,
     seasonal_profile,
+    tail_matched_size,
 )
 from detector.window import CountWindow
 
@@ -465,30 +469,29 @@ def _outage(window: CountWindow, config: Config, baselines: npt.NDArray[np.float
     return RuleResult("outage", window.gateways, active, build)
 
 
-HISTORY_WEEKS = 4
-
-
 @dataclass(frozen=True)
 class _Season:
-    """What the hourly history says about each gateway, computed once per hour."""
+    """What the volume history says about each gateway, computed once per hour."""
 
-    hourly: npt.NDArray[np.float64]  # (gateways, 2): usual volume of the last and current hour
+    first_slot: int  # epoch quarter hour of ``usual``'s first column
+    usual: npt.NDArray[np.float64]  # (gateways, slots): usual payments per quarter hour
     level: npt.NDArray[np.float64]  # today's level against the usual
-    size: npt.NDArray[np.float64]  # negative-binomial size of the hour-to-hour noise
+    size: npt.NDArray[np.float64]  # negative-binomial size of the quarter-hour noise
     weeks: npt.NDArray[np.int64]  # whole weeks of history
 
 
 @dataclass(frozen=True)
 class VolumeHistory:
-    """Hourly payment volume of the weeks before ``end_hour`` (aggregated by the database)."""
+    """Payment volume per quarter hour of the weeks before ``end_hour`` (aggregated by the
+    database)."""
 
     end_hour: int  # the first hour not included: the current, incomplete one
-    counts: Counts  # per (gateway, hour); ``minute`` is the hour's first minute
+    counts: Counts  # per (gateway, quarter hour); ``minute`` is the quarter's first minute
     _seasons: dict[tuple[str, ...], _Season] = field(default_factory=dict, compare=False)
 
     @classmethod
     def hours_needed(cls) -> int:
-        return HISTORY_WEEKS * HOURS_PER_WEEK
+        return HISTORY_WEEKS * SLOTS_PER_WEEK // SLOTS_PER_HOUR
 
     def season(self, gateways: list[str]) -> _Season:
         key = tuple(gateways)
@@ -497,31 +500,29 @@ class VolumeHistory:
         return self._seasons[key]
 
     def _season(self, gateways: list[str]) -> _Season:
-        hours = self.hours_needed()
-        first = self.end_hour - hours
-        volume = np.zeros((len(gateways), hours))
-        seen = np.full(len(gateways), self.end_hour)
+        slots = HISTORY_WEEKS * SLOTS_PER_WEEK
+        end = self.end_hour * SLOTS_PER_HOUR
+        first = end - slots
+        volume = np.zeros((len(gateways), slots))
+        seen = np.full(len(gateways), slots)
         position = {g: i for i, g in enumerate(gateways)}
-        column = self.counts.minute // 60 - first
+        column = self.counts.minute // SLOT_MINUTES - first
         rows = np.array([position.get(g, -1) for g in self.counts.gateway], dtype=np.int64)
-        keep = (rows >= 0) & (column >= 0) & (column < hours)
+        keep = (rows >= 0) & (column >= 0) & (column < slots)
         volume[rows[keep], column[keep]] = self.counts.volume[keep]
-        np.minimum.at(seen, rows[keep], column[keep] + first)
-        weeks = (self.end_hour - seen) // HOURS_PER_WEEK
-        recent = np.arange(hours - 3, hours)  # the last three complete hours
-        profile = seasonal_profile(volume, np.concatenate([[hours - 1, hours], recent]), weeks)
-        # Today's level: how the last three complete hours compared with their usual volume,
-        # within a factor of two so that a drop does not become its own expectation.
-        usual = np.nansum(profile[:, 2:], axis=1)
-        actual = volume[:, recent].sum(axis=1)
-        level = np.clip(
-            np.divide(actual, usual, out=np.ones_like(usual), where=usual > 0), 0.5, 2.0
-        )
-        # Noise: last week's hours against what the weeks before them predicted.
-        last_week = np.arange(hours - HOURS_PER_WEEK, hours)
-        predicted = seasonal_profile(volume, last_week, np.maximum(weeks - 1, 0))
-        size = negative_binomial_size(volume[:, last_week], predicted)
-        return _Season(profile[:, :2], level, size, weeks)
+        np.minimum.at(seen, rows[keep], column[keep])
+        # Before a gateway's first payment its volume is unknown, not zero.
+        volume[np.arange(slots)[None, :] < seen[:, None]] = np.nan
+        weeks = (slots - seen) // SLOTS_PER_WEEK
+        # The usual volume of every slot of the history and of the current hour.
+        usual = seasonal_profile(volume, np.arange(slots + SLOTS_PER_HOUR))
+        level = level_factor(volume, usual[:, :slots])
+        # The noise: every past slot against the expectation the rule had for it then (each
+        # hour's level is the one measured at its start), fitted on the lower tail.
+        hour_start = np.arange(slots) // SLOTS_PER_HOUR * SLOTS_PER_HOUR
+        replayed = usual[:, :slots] * level[:, hour_start]
+        size = tail_matched_size(volume, replayed)
+        return _Season(first, usual, level[:, slots], size, weeks)
 
 
 @dataclass(frozen=True)
@@ -535,11 +536,13 @@ class _Expectation:
 
 def _seasonal(window: CountWindow, history: VolumeHistory, minutes: int) -> _Expectation:
     season = history.season(window.gateways)
-    # Minutes of the span in the current hour; the rest fall in the hour before.
-    current = min(minutes, window.end_minute - history.end_hour * 60)
-    usual = (season.hourly[:, 0] * (minutes - current) + season.hourly[:, 1] * current) / 60
+    # Each minute of the span expects a fifteenth of its quarter hour's usual volume.
+    span = np.arange(window.end_minute - minutes, window.end_minute) // SLOT_MINUTES
+    column = np.clip(span - season.first_slot, 0, season.usual.shape[1] - 1)
+    usual = season.usual[:, column].sum(axis=1) / SLOT_MINUTES
     expected = usual * season.level
-    return _Expectation(np.where(season.weeks >= 1, expected, np.nan), season.size, season.weeks)
+    known = (season.weeks >= 1) & np.isfinite(expected)
+    return _Expectation(np.where(known, expected, np.nan), season.size, season.weeks)
 
 
 def _volume_alpha(config: Config) -> float:

@@ -25,6 +25,7 @@ from detector.config import SourceConfig
 from detector.errors import DetectorError
 
 __all__ = [
+    "QUARTER_HOUR",
     "Breakdown",
     "Counts",
     "FrameSource",
@@ -40,6 +41,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 IntArray = npt.NDArray[np.int64]
+# Minutes in the buckets the seasonal volume history is aggregated to.
+QUARTER_HOUR = 15
 
 
 class SourceError(DetectorError):
@@ -104,7 +107,12 @@ class Counts:
 
     def by_hour(self) -> Counts:
         """The same payments per (gateway, hour); ``minute`` is the hour's first minute."""
-        return grouped(self.gateway, self.minute // 60 * 60, self)
+        return self.by_buckets(60)
+
+    def by_buckets(self, minutes: int) -> Counts:
+        """The same payments per (gateway, ``minutes``-long bucket since the epoch);
+        ``minute`` is the bucket's first minute."""
+        return grouped(self.gateway, self.minute // minutes * minutes, self)
 
 
 def grouped(keys: npt.NDArray[np.object_], minute: IntArray, counts: Counts) -> Counts:
@@ -175,9 +183,9 @@ class Source(ABC):
         their ``detail`` per value of those dimensions, where the source has it.
         """
 
-    def hourly(self, start: datetime, end: datetime) -> Counts:
-        """Counts per (gateway, hour) for whole hours in ``[start, end)``."""
-        return self.read(start, end).by_hour()
+    def quarter_hourly(self, start: datetime, end: datetime) -> Counts:
+        """Counts per (gateway, quarter hour) for whole quarters in ``[start, end)``."""
+        return self.read(start, end).by_buckets(QUARTER_HOUR)
 
     def evidence(
         self,
@@ -211,10 +219,10 @@ class _MinuteBucket(_Bucket):
     name = "minute_bucket"
 
 
-class _HourBucket(_Bucket):
+class _QuarterHourBucket(_Bucket):
     inherit_cache = True
-    name = "hour_bucket"
-    seconds = 3600
+    name = "quarter_hour_bucket"
+    seconds = QUARTER_HOUR * 60
 
 
 @compiles(_Bucket, "sqlite")
@@ -297,7 +305,7 @@ class SqlSource(Source):
         self._counts_queries: dict[tuple[str, ...], sa.Select[Any]] = {
             (): self._build_counts_query(_MinuteBucket(self._timestamp))
         }
-        self._hourly_query = self._build_counts_query(_HourBucket(self._timestamp))
+        self._quarter_hourly_query = self._build_counts_query(_QuarterHourBucket(self._timestamp))
 
     def _in_window(self) -> ColumnElement[bool]:
         return sa.and_(
@@ -375,9 +383,9 @@ class SqlSource(Source):
         total = grouped(counts.gateway, counts.minute, counts)
         return replace(total, invalid=counts.invalid, detail=counts)
 
-    def hourly(self, start: datetime, end: datetime) -> Counts:
-        counts = self._counts(self._hourly_query, start, end)
-        return replace(counts, minute=counts.minute * 60)
+    def quarter_hourly(self, start: datetime, end: datetime) -> Counts:
+        counts = self._counts(self._quarter_hourly_query, start, end)
+        return replace(counts, minute=counts.minute * QUARTER_HOUR)
 
     def _counts(
         self,
@@ -525,7 +533,7 @@ class FrameSource(Source):
     def __init__(self, counts: Counts, evidence_from: Source | None = None):
         self.counts = counts
         self._evidence_from = evidence_from
-        self._hourly: Counts | None = None
+        self._quarter_hourly: Counts | None = None
 
     def read(self, start: datetime, end: datetime, dimensions: tuple[str, ...] = ()) -> Counts:
         counts = self.counts.between(epoch_minute(start), epoch_minute(end))
@@ -533,10 +541,10 @@ class FrameSource(Source):
             return replace(counts, detail=None)  # aggregated for other dimensions
         return counts
 
-    def hourly(self, start: datetime, end: datetime) -> Counts:
-        if self._hourly is None:  # aggregated once: a replay asks every simulated hour
-            self._hourly = self.counts.by_hour()
-        return self._hourly.between(epoch_minute(start), epoch_minute(end))
+    def quarter_hourly(self, start: datetime, end: datetime) -> Counts:
+        if self._quarter_hourly is None:  # aggregated once: a replay asks every simulated hour
+            self._quarter_hourly = self.counts.by_buckets(QUARTER_HOUR)
+        return self._quarter_hourly.between(epoch_minute(start), epoch_minute(end))
 
     def evidence(
         self,

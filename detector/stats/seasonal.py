@@ -1,10 +1,12 @@
-"""Seasonal volume expectation and negative-binomial lower tails (vectorised, no I/O).
+"""Seasonal volume expectation and the negative-binomial noise around it (vectorised, no I/O).
 
-A gateway's expected payments in a minute are the robust mean (the median, i.e. the mean of
-the middle two of four) of the same hour of the week over the last weeks, divided by 60,
-times a level factor: how the last complete hours compared with their own seasonal
-expectation. Hour-to-hour noise beyond Poisson is a negative binomial with size ``r``
-fitted from the history.
+Volumes are payments per quarter hour (a "slot"), one row per series, oldest first, NaN
+before a series' first payment (unknown, not zero). A slot's usual volume is the robust mean
+(the median; with 4 weeks, the mean of the middle two) of the same slot of the week over up
+to 4 earlier weeks, averaged with its two neighbouring slots; today's level is how the last
+three hours compared with their usual volume. The noise around that expectation is a negative
+binomial whose size is fitted to the lower tail of the series' own history, replayed through
+the same expectation.
 """
 
 from __future__ import annotations
@@ -13,10 +15,42 @@ import numpy as np
 import numpy.typing as npt
 from scipy import special
 
-__all__ = ["HOURS_PER_WEEK", "negative_binomial_cdf", "negative_binomial_size", "seasonal_profile"]
+__all__ = [
+    "DEFAULT_SIZE",
+    "HISTORY_WEEKS",
+    "SLOTS_PER_HOUR",
+    "SLOTS_PER_WEEK",
+    "SLOT_MINUTES",
+    "TAIL",
+    "level_factor",
+    "negative_binomial_cdf",
+    "seasonal_profile",
+    "tail_matched_size",
+]
 
 FloatArray = npt.NDArray[np.float64]
-HOURS_PER_WEEK = 168
+SLOT_MINUTES = 15
+SLOTS_PER_HOUR = 60 // SLOT_MINUTES
+SLOTS_PER_WEEK = 7 * 24 * SLOTS_PER_HOUR
+HISTORY_WEEKS = 4
+# Today's level is measured over the last three hours, and kept within a factor of two so
+# that a drop does not become its own expectation.
+LEVEL_SLOTS = 3 * SLOTS_PER_HOUR
+LEVEL_RANGE = (0.5, 2.0)
+# A quiet gateway's three hours hold few payments: its level is shrunk towards 1 as if this
+# many payments had been seen exactly at the usual rate.
+LEVEL_PRIOR_PAYMENTS = 20.0
+# The size is fitted so that at most this share of the history's slots fall below their own
+# quantile at this level: deep enough to be about the tail, shallow enough to be counted
+# (20 slots out of 3 weeks).
+TAIL = 0.01
+# Sizes tried (octaves: a hair more dispersion than needed errs towards fewer alerts), and the
+# size used until a day of history can be replayed (quarter-hour swings of about 22%).
+SIZES = 2.0 ** np.arange(0, 11)
+DEFAULT_SIZE = 20.0
+DAY_SLOTS = 24 * SLOTS_PER_HOUR
+# Twice the share a day of 96 slots is allowed on average.
+SURPRISES_PER_DAY = 2
 
 
 def negative_binomial_cdf(
@@ -33,47 +67,110 @@ def negative_binomial_cdf(
     return np.asarray(np.where(k < 0, 0.0, special.betainc(r, k + 1.0, p)), dtype=np.float64)
 
 
-def seasonal_profile(
-    volume: FloatArray, hours: npt.NDArray[np.int64], weeks: npt.NDArray[np.int64]
-) -> FloatArray:
-    """Expected volume of each hour in ``hours`` (columns of ``volume``, possibly beyond it).
+def _same_slot_mean(volume: FloatArray, columns: npt.NDArray[np.int64]) -> FloatArray:
+    """Median of each column's same slot of the week over the up to 4 earlier weeks known."""
+    shape = (volume.shape[0], columns.size)
+    count, total = np.zeros(shape), np.zeros(shape)
+    high, low = np.full(shape, -np.inf), np.full(shape, np.inf)
+    for weeks_back in range(1, HISTORY_WEEKS + 1):
+        index = columns - weeks_back * SLOTS_PER_WEEK
+        inside = (index >= 0) & (index < volume.shape[1])
+        values = volume[:, np.clip(index, 0, volume.shape[1] - 1)]
+        known = inside & np.isfinite(values)
+        count += known
+        total += np.where(known, values, 0.0)
+        np.maximum(high, np.where(known, values, -np.inf), out=high)
+        np.minimum(low, np.where(known, values, np.inf), out=low)
+    # The median of at most four values without sorting: with 3 or 4, drop the extremes and
+    # average the rest; with 1 or 2, average them.
+    trimmed = count >= 3
+    extremes = np.where(trimmed, high, 0.0) + np.where(trimmed, low, 0.0)
+    median = (total - extremes) / np.maximum(np.where(trimmed, count - 2, count), 1)
+    return np.asarray(np.where(count > 0, median, np.nan), dtype=np.float64)
 
-    ``volume`` is (series, history hours), oldest first; ``weeks`` how many whole weeks of
-    history each series has (at most 4 are used). Where a series has none the result is NaN.
 
-    >>> v = np.array([[10.0] * 168 + [30.0] * 168 + [20.0] * 168])
-    >>> seasonal_profile(v, np.array([504, 5]), np.array([3])).tolist()
+def seasonal_profile(volume: FloatArray, columns: npt.NDArray[np.int64]) -> FloatArray:
+    """Usual volume of each slot in ``columns`` (columns of ``volume``, possibly beyond it).
+
+    The median over earlier weeks, averaged with the neighbouring slots' (where known) to
+    halve the noise of a quiet gateway's quarter hours. NaN where no earlier week is known.
+
+    >>> week = np.full(672, 10.0); v = np.concatenate([week, week * 3, week * 2])[None, :]
+    >>> seasonal_profile(v, np.array([2016, 5])).tolist()
     [[20.0, nan]]
     """
-    lags = np.arange(1, 5) * HOURS_PER_WEEK
-    index = hours[None, :, None] - lags[None, None, :]  # (1, hours, lags)
-    valid = (index >= 0) & (lags[None, None, :] <= weeks[:, None, None] * HOURS_PER_WEEK)
-    values = np.where(valid, volume[:, np.clip(index[0], 0, volume.shape[1] - 1)], np.inf)
-    # A median over the weeks that exist: sorting moves the missing ones (inf) to the end.
-    values.sort(axis=2)
-    count = valid.sum(axis=2)
-    low = np.take_along_axis(values, np.maximum((count - 1) // 2, 0)[..., None], axis=2)[..., 0]
-    high = np.take_along_axis(values, (count // 2).clip(max=3)[..., None], axis=2)[..., 0]
-    return np.asarray(np.where(count > 0, (low + high) / 2, np.nan), dtype=np.float64)
+    needed, where = np.unique(
+        np.concatenate([columns - 1, columns, columns + 1]), return_inverse=True
+    )
+    wide = _same_slot_mean(volume, needed)[:, where.reshape(3, columns.size)]
+    known = np.isfinite(wide)
+    mean = np.where(known, wide, 0.0).sum(axis=1) / np.maximum(known.sum(axis=1), 1)
+    return np.asarray(np.where(known[:, 1], mean, np.nan), dtype=np.float64)
 
 
-def negative_binomial_size(observed: FloatArray, expected: FloatArray) -> FloatArray:
-    """Size ``r`` of each row's negative binomial from hourly counts and their expectations.
+def level_factor(volume: FloatArray, usual: FloatArray) -> FloatArray:
+    """Today's level at each column boundary ``t`` (0 .. columns): how the ``LEVEL_SLOTS``
+    slots before ``t`` compared with their usual volume, shrunk towards 1 and clipped.
 
-    Method of moments on ``(x - m)^2 - m`` over ``m^2``; NaN expectations are left out. Rows
-    without enough history get ``r = 20`` (hour-to-hour swings of about 20%), and ``r`` is
-    kept within [2, 1000].
-
-    >>> rng = np.random.default_rng(1)
-    >>> m = np.full((1, 2000), 50.0); x = rng.negative_binomial(10, 10 / 60, size=(1, 2000))
-    >>> round(float(negative_binomial_size(x.astype(float), m)[0]))
-    10
+    >>> v = np.full((1, 24), 20.0); u = np.full((1, 24), 10.0)
+    >>> level_factor(v, u)[0, [0, 12, 24]].round(3).tolist()
+    [1.0, 1.857, 1.857]
     """
-    known = np.isfinite(expected)
-    m = np.where(known, expected, 0.0)
-    excess = np.where(known, (observed - m) ** 2 - m, 0.0).sum(axis=1)
-    scale = (m**2).sum(axis=1)
-    enough = known.sum(axis=1) >= 24
-    inverse = np.divide(excess, scale, out=np.full_like(excess, 1 / 20), where=scale > 0)
-    size = 1.0 / np.clip(inverse, 1e-3, 0.5)
-    return np.asarray(np.where(enough, size, 20.0), dtype=np.float64)
+    usable = np.isfinite(volume) & np.isfinite(usual)
+
+    def window_sums(values: FloatArray) -> FloatArray:
+        total = np.cumsum(np.where(usable, values, 0.0), axis=1)
+        total = np.concatenate([np.zeros((values.shape[0], 1)), total], axis=1)
+        shifted = np.concatenate(
+            [np.zeros((values.shape[0], LEVEL_SLOTS)), total[:, :-LEVEL_SLOTS]], axis=1
+        )
+        return np.asarray(total - shifted[:, : total.shape[1]], dtype=np.float64)
+
+    actual, expected = window_sums(volume), window_sums(usual)
+    level = (actual + LEVEL_PRIOR_PAYMENTS) / (expected + LEVEL_PRIOR_PAYMENTS)
+    return np.asarray(np.clip(level, *LEVEL_RANGE), dtype=np.float64)
+
+
+def tail_matched_size(observed: FloatArray, expected: FloatArray) -> FloatArray:
+    """Per row, the largest negative-binomial size (in ``SIZES``) under which at most a
+    ``TAIL`` share of the row's slots have ``P(X <= observed) < TAIL``.
+
+    The variance alone would let a few deep dips hide among many ordinary swings; matching
+    the lower tail, the side a drop is tested on, does not. Each day (96 slots counted back
+    from the newest) counts at most ``SURPRISES_PER_DAY`` surprising slots, so that one bad
+    day (a holiday, an incident, the one in progress) does not teach the rule that every day
+    is bad. NaN expectations are left out; rows with less than a day of slots get
+    ``DEFAULT_SIZE``.
+
+    >>> rng = np.random.default_rng(3)
+    >>> m = np.full((1, 2000), 60.0); x = rng.negative_binomial(8, 8 / 68, size=(1, 2000))
+    >>> tail_matched_size(x.astype(float), m).tolist()
+    [8.0]
+    """
+    series, columns = observed.shape
+    usable = np.isfinite(observed) & np.isfinite(expected) & (expected > 0)
+    slots = usable.sum(axis=1)
+    allowed = np.floor(TAIL * slots)
+    # Only slots 1.5 Poisson standard deviations below their expectation can fall in the 1%
+    # tail of any negative binomial of that mean: the others are never counted.
+    mean = np.where(usable, expected, 0.0)
+    rows, where = np.nonzero(usable & (observed < mean - 1.5 * np.sqrt(mean)))
+    x, m = observed[rows, where], expected[rows, where]
+    # Nor can those outside the tail at the largest size (the thinnest tail) at any other.
+    deep = negative_binomial_cdf(x, m, SIZES[-1]) < TAIL
+    rows, where, x, m = rows[deep], where[deep], x[deep], m[deep]
+    days = -(-columns // DAY_SLOTS)
+    row_day = rows * days + (columns - 1 - where) // DAY_SLOTS
+    # Surprising slots only grow in number as the size (the confidence in the expectation)
+    # grows: bisect for the largest size whose count stays within the allowance.
+    low = np.zeros(series, dtype=np.int64)
+    high = np.full(series, SIZES.size - 1)
+    while (open_ := low < high).any():
+        middle = (low + high + 1) // 2
+        surprising = negative_binomial_cdf(x, m, SIZES[middle[rows]]) < TAIL
+        per_day = np.bincount(row_day, weights=surprising, minlength=series * days)
+        count = np.minimum(per_day, SURPRISES_PER_DAY).reshape(series, days).sum(axis=1)
+        ok = count <= allowed
+        low = np.where(open_ & ok, middle, low)
+        high = np.where(open_ & ~ok, middle - 1, high)
+    return np.asarray(np.where(slots >= DAY_SLOTS, SIZES[low], DEFAULT_SIZE), dtype=np.float64)
