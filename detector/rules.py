@@ -622,13 +622,9 @@ def _volume_drop(window: CountWindow, config: Config, history: VolumeHistory | N
     known = np.isfinite(season.expected)
     expected = np.where(known, season.expected, 0.0)
     chance = np.where(known, negative_binomial_cdf(observed, expected, season.size), 1.0)
-    # Silence is no_data's alert; a drop must also be large, however significant.
-    active = (
-        known
-        & (observed > 0)
-        & (observed < rule.below * expected)
-        & (chance < _volume_alpha(config))
-    )
+    # A drop must also be large, however significant. A drop to nothing stays one (no_data
+    # raises its own, critical alert), so a silence does not make this alert flap.
+    active = known & (observed < rule.below * expected) & (chance < _volume_alpha(config))
 
     def build(i: int) -> Finding:
         share = observed[i] / expected[i] if expected[i] > 0 else 1.0

@@ -29,7 +29,13 @@ from detector.stats.calibration import (
     threshold_for,
 )
 from detector.stats.cusum import cusum_bank, dispersion_factor, log_likelihood_weights
-from detector.stats.seasonal import negative_binomial_cdf
+from detector.stats.seasonal import (
+    SLOTS_PER_WEEK,
+    level_factor,
+    negative_binomial_cdf,
+    seasonal_profile,
+    tail_matched_size,
+)
 from detector.window import CountWindow
 
 from .conftest import PaymentsDb
@@ -354,6 +360,140 @@ def test_negative_binomial_tail_matches_scipy() -> None:
         for k, m, r in zip(counts, [5.0, 10.0, 30.0, 40.0], [2, 5, 20, 1000], strict=True)
     ]
     np.testing.assert_allclose(got, want, rtol=1e-10)
+
+
+def test_the_usual_volume_is_the_median_of_the_known_weeks_beside_its_neighbours() -> None:
+    rng = np.random.default_rng(5)
+    weeks = rng.poisson(30, (4, SLOTS_PER_WEEK)).astype(float)
+    weeks[0, :100] = np.nan  # the gateway started 100 slots into the history
+    volume = weeks.reshape(1, -1)
+    # Three quarters of the hour after the history, whose neighbours are after it too.
+    now = np.arange(4 * SLOTS_PER_WEEK + 1, 4 * SLOTS_PER_WEEK + 4)
+    median = np.nanmedian(weeks, axis=0)
+    want = [
+        np.mean([median[(c - 1) % SLOTS_PER_WEEK], median[c % SLOTS_PER_WEEK],
+                 median[(c + 1) % SLOTS_PER_WEEK]])
+        for c in now
+    ]  # fmt: skip
+    np.testing.assert_allclose(seasonal_profile(volume, now)[0], want)
+    # Slot 50 of the fourth week: of the weeks before it, the first is unknown there.
+    at_50 = seasonal_profile(volume, np.array([3 * SLOTS_PER_WEEK + 50]))[0, 0]
+    assert at_50 == pytest.approx(np.mean([np.median(weeks[1:3, c]) for c in (49, 50, 51)]))
+
+
+def test_the_level_compares_the_last_three_hours_with_their_usual_volume() -> None:
+    volume, usual = np.full((1, 20), 40.0), np.full((1, 20), 50.0)
+    # (12 x 40 + 20) / (12 x 50 + 20): the 20-payment prior barely moves a busy gateway.
+    assert level_factor(volume, usual)[0, -1] == pytest.approx(500 / 620)
+    assert level_factor(volume * 0.0, usual)[0, -1] == 0.5  # never below half
+    assert level_factor(volume, usual)[0, 0] == 1.0  # nothing to compare yet
+
+
+@pytest.mark.parametrize("size", [4.0, 16.0, 64.0])
+def test_the_fitted_size_matches_the_lower_tail_of_negative_binomial_slots(size: float) -> None:
+    rng = np.random.default_rng(int(size))
+    mean = rng.uniform(5, 200, (1, 3 * SLOTS_PER_WEEK))
+    observed = rng.negative_binomial(size, size / (size + mean)).astype(float)
+    fitted = float(tail_matched_size(observed, mean)[0])
+    assert size / 2 <= fitted <= size * 2
+
+    def surprising(r: float) -> float:
+        return float((stats.nbinom(r, r / (r + mean)).cdf(observed) < 0.01).mean())
+
+    # The definition, checked with scipy: the fitted size keeps the tail within 1%, the next
+    # octave up (a thinner tail) does not.
+    assert surprising(fitted) <= 0.01 < surprising(2 * fitted)
+
+
+def test_one_bad_day_does_not_widen_the_fitted_tail() -> None:
+    rng = np.random.default_rng(8)
+    mean = np.full((1, 3 * SLOTS_PER_WEEK), 100.0)
+    observed = rng.negative_binomial(32, 32 / 132, mean.shape).astype(float)
+    bad_day = observed.copy()
+    bad_day[0, -96:] = rng.poisson(10, 96)  # the last day at a tenth: a holiday, an incident
+    assert tail_matched_size(bad_day, mean)[0] == tail_matched_size(observed, mean)[0]
+    # Less than a day of replayable history: the default.
+    assert tail_matched_size(observed[:, :50], mean[:, :50])[0] == 20.0
+
+
+def _seasonal_traffic(
+    per_minute: dict[str, float],
+    days: int,
+    seed: int,
+    drops: tuple[tuple[str, datetime, timedelta, float], ...] = (),
+) -> Counts:
+    """Weeks of per-minute payments as real gateways send them: a day curve from 10% of the
+    daily mean at 03:00 to 190% at 15:00, quieter weekends, and noise beyond Poisson (each
+    day's level within about 8%, each quarter hour's within about 16%). ``drops`` scale a
+    gateway's traffic by a factor from a moment for a while."""
+    rng = np.random.default_rng(seed)
+    minutes = np.arange(days * 1440)
+    hour = minutes % 1440 / 60
+    curve = 0.1 + 1.8 * np.sin(np.pi * (hour - 3) / 24) ** 2
+    weekend = np.where((minutes // 1440 + START.weekday()) % 7 >= 5, 0.7, 1.0)
+    rows = []
+    for name, mean in per_minute.items():
+        day_level = rng.gamma(150.0, 1 / 150.0, days)[minutes // 1440]
+        quarter_noise = rng.gamma(40.0, 1 / 40.0, days * 96)[minutes // 15]
+        rate = mean * curve * weekend * day_level * quarter_noise
+        for gateway, start, length, factor in drops:
+            first = int((start - START) / timedelta(minutes=1))
+            if gateway == name:
+                rate[first : first + int(length / timedelta(minutes=1))] *= factor
+        volume = rng.poisson(rate)
+        busy = volume > 0
+        rows.append((name, minutes[busy], volume[busy]))
+    minute = np.concatenate([m for _, m, _ in rows]) + epoch_minute(START)
+    order = np.argsort(minute, kind="stable")
+    gateway = np.concatenate([np.full(m.size, g, dtype=object) for g, m, _ in rows])
+    volume = np.concatenate([v for _, _, v in rows])
+    return Counts(gateway[order], minute[order], volume[order], volume[order] * 0, volume[order])
+
+
+def _volume_firings(counts: Counts, first_day: float, days: float) -> list[Notification]:
+    events = replay(
+        parse_config({}, env={}),
+        FrameSource(counts),
+        START + timedelta(days=first_day),
+        START + timedelta(days=first_day + days),
+    )
+    return [e for e in events if e.event == "firing" and e.rule in ("volume_drop", "no_data")]
+
+
+def test_healthy_overdispersed_seasonal_traffic_stays_quiet_for_weeks() -> None:
+    gateways = {"busy": 20.0, "mid": 5.0, "small": 1.0}
+    counts = _seasonal_traffic(gateways, days=35, seed=11)
+    # A week replayed minute by minute after four of history: 21 gateway-days on which the
+    # volume rules' budget (2 shares of 1 per 90 days) allows a tenth of a false alert.
+    assert _volume_firings(counts, first_day=28, days=7) == []
+
+
+def test_a_drop_to_a_fifth_for_an_hour_is_caught_within_15_minutes() -> None:
+    drop_start = START + timedelta(days=29, hours=14)
+    drop = ("busy", drop_start, timedelta(hours=1), 0.2)
+    counts = _seasonal_traffic({"busy": 20.0}, days=30, seed=12, drops=(drop,))
+    firing = _volume_firings(counts, first_day=29, days=1)
+    assert firing, "a drop to 20% for an hour at 20 payments a minute was missed"
+    assert firing[0].rule == "volume_drop"
+    delay = datetime.fromisoformat(firing[0].at) - drop_start
+    assert timedelta(0) < delay <= timedelta(minutes=15)
+    assert "usual for this time of the week" in firing[0].summary
+    assert all(datetime.fromisoformat(e.at) < drop_start + timedelta(hours=1) for e in firing)
+
+
+def test_silence_at_a_usually_quiet_hour_is_no_alert_but_at_a_busy_hour_it_is() -> None:
+    # 1 payment a minute on average: about 1.5 in a quarter hour at 03:00, 28 at 15:00.
+    night = ("small", START + timedelta(days=29, hours=2), timedelta(hours=2), 0.0)
+    day = ("small", START + timedelta(days=29, hours=14), timedelta(minutes=45), 0.0)
+    counts = _seasonal_traffic({"small": 1.0}, days=30, seed=13, drops=(night, day))
+    firing = _volume_firings(counts, first_day=29, days=1)
+    assert firing, "45 silent minutes at the busiest hour were missed"
+    assert all(day[1] < datetime.fromisoformat(e.at) < day[1] + day[2] for e in firing)
+    (silent,) = [e for e in firing if e.rule == "no_data"]
+    assert datetime.fromisoformat(silent.at) <= day[1] + timedelta(minutes=16)
+    assert "for this time of the week" in silent.summary
+    # The thinning traffic before the silence is a drop, and stays one while silent.
+    assert [e.rule for e in firing if e.rule != "no_data"] == ["volume_drop"]
 
 
 def test_a_volume_drop_and_a_silence_are_caught_but_quiet_nights_are_not() -> None:
