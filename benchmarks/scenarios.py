@@ -8,7 +8,9 @@ single replay (and one vectorised pass of each reference detector) serves them a
   traffic.
 - Incidents: each gateway has at least one healthy day (failure rate 1%; more on request)
   before its incident, which starts on a random day of the week at a time of day spread
-  evenly over the 24 hours (quiet hours included) across the seeds.
+  evenly over the 24 hours (quiet hours included) across the seeds. Volume incidents get at
+  least ``VOLUME_HISTORY_DAYS``: a week for the seasonal volume rules to learn, and a day to
+  replay through them.
 """
 
 from __future__ import annotations
@@ -26,10 +28,12 @@ __all__ = [
     "SLA",
     "START",
     "VOLUMES",
+    "VOLUME_HISTORY_DAYS",
     "IncidentKind",
     "Scenario",
     "ScenarioSet",
     "incident_scenarios",
+    "incident_sets",
     "quiet_scenarios",
 ]
 
@@ -40,6 +44,7 @@ VOLUMES = (0.5, 2.0, 10.0, 50.0, 200.0)  # mean payments per minute on a weekday
 QUIET_BASELINES = (HEALTHY_RATE, SLA)
 QUIET_DISPERSIONS = (0.0, 0.002, 0.005)
 _RAMP_MINUTES, _RAMP_STEP, _RAMP_HOLD = 120, 5, 60
+VOLUME_HISTORY_DAYS = 8
 
 
 @dataclass(frozen=True)
@@ -202,3 +207,17 @@ def incident_scenarios(
     end = START + timedelta(minutes=latest_end + 1)
     counts = minute_counts(START, end, profiles, incidents, seed=seed)
     return ScenarioSet(tuple(scenarios), counts, count_from=1440)
+
+
+def incident_sets(seeds: int, seed: int, history_days: int = 1) -> tuple[ScenarioSet, ...]:
+    """The failure-rate incidents after ``history_days`` healthy days, and the volume ones
+    after at least ``VOLUME_HISTORY_DAYS``, each group on its own time axis (so the failure
+    scenarios are not replayed over the volume ones' longer history)."""
+    failure = tuple(kind for kind in INCIDENT_KINDS if kind.family == "failure")
+    volume = tuple(kind for kind in INCIDENT_KINDS if kind.family == "volume")
+    return (
+        incident_scenarios(seeds, seed, kinds=failure, history_days=history_days),
+        incident_scenarios(
+            seeds, seed, kinds=volume, history_days=max(history_days, VOLUME_HISTORY_DAYS)
+        ),
+    )
