@@ -333,7 +333,8 @@ class OutageRule(_Rule):
 
 
 class NoDataRule(_Rule):
-    """A gateway that had traffic went silent: zero payments where a Poisson model expects many.
+    """A gateway went silent: no payment where its usual traffic for this time of the week
+    (in the first week: its recent rate) makes that very unlikely.
 
     Its per-tick significance is its share of ``detection.false_alerts``.
     """

@@ -678,7 +678,7 @@ def evaluate(
     """Every enabled rule's verdict on the window as it stands.
 
     ``calibration`` carries the hourly thresholds from tick to tick (a fresh one computes
-    them); ``history`` is the hourly volume the seasonal rules compare against;
+    them); ``history`` is the volume per quarter hour the seasonal rules compare against;
     ``sla_shares`` says how many series share a gateway's sla_breach budget (default 1).
     """
     baselines = np.array([config.sla_for(g) for g in window.gateways], dtype=np.float64)
