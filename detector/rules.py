@@ -568,7 +568,7 @@ def _no_data(window: CountWindow, config: Config, history: VolumeHistory | None)
     seasonal = np.zeros(len(window.gateways), dtype=bool)
     if history is not None:
         season = _seasonal(window, history, silence)
-        seasonal = season.weeks >= 1
+        seasonal = np.isfinite(season.expected)
         expected = np.where(seasonal, season.expected, simple)
         chance = np.where(seasonal, negative_binomial_cdf(0, expected, season.size), chance)
     else:
