@@ -26,10 +26,12 @@ from benchmarks.scenarios import (
     INCIDENT_KINDS,
     SLA,
     START,
+    VOLUME_HISTORY_DAYS,
     VOLUMES,
     Scenario,
     ScenarioSet,
     incident_scenarios,
+    incident_sets,
     quiet_scenarios,
 )
 from detector.simulate import GatewayProfile, MinuteCounts, minute_counts
@@ -210,6 +212,16 @@ def test_incidents_can_follow_weeks_of_history() -> None:
     assert scenarios.counts.payments.shape[1] < 21 * 1440
     with pytest.raises(ValueError, match="at least one day"):
         incident_scenarios(seeds=1, seed=2, history_days=0)
+
+
+def test_volume_incidents_follow_a_week_and_a_day_of_history_on_their_own_axis() -> None:
+    failure, volume = incident_sets(seeds=1, seed=2)
+    assert {s.family for s in failure.scenarios} == {"failure"}
+    assert {s.family for s in volume.scenarios} == {"volume"}
+    assert min(s.incident_minute or 0 for s in volume.scenarios) >= VOLUME_HISTORY_DAYS * 1440
+    # The failure-rate incidents keep one day, and are not replayed over the volume ones' weeks.
+    assert min(s.incident_minute or 0 for s in failure.scenarios) < 7 * 1440
+    assert failure.counts.payments.shape[1] <= 8 * 1440
 
 
 def test_quiet_scenarios_cover_volumes_baselines_and_dispersion() -> None:
