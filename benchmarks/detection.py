@@ -559,9 +559,10 @@ def run(
     for incidents in incident_sets(mode.seeds, seed=seed, history_days=history_days):
         ours = our_alerts(incidents, config)
         progress(f"{len(incidents.scenarios)} incident scenarios: ours replayed")
-        references: dict[str, BoolArray] = {}
+        # The reference detectors watch failure rates: they do not apply to volume incidents.
+        failure_references: dict[str, BoolArray] = {}
         if any(s.family == "failure" for s in incidents.scenarios):
-            references = reference_alerts(
+            failure_references = reference_alerts(
                 incidents,
                 thresholds,
                 oracle_rate=lambda s: (
@@ -575,7 +576,7 @@ def run(
                 seed=seed,
             )
             progress("failure-rate incidents: references run")
-        score_incidents(incidents, ours, references, incident_tallies)
+        score_incidents(incidents, ours, failure_references, incident_tallies)
 
     taxi = run_taxi(config, mode, seed, taxi_per_minute)
     progress("NYC taxi trace replayed" if taxi else "NYC taxi trace skipped")
