@@ -536,10 +536,14 @@ class _Expectation:
 
 def _seasonal(window: CountWindow, history: VolumeHistory, minutes: int) -> _Expectation:
     season = history.season(window.gateways)
-    # Each minute of the span expects a fifteenth of its quarter hour's usual volume.
-    span = np.arange(window.end_minute - minutes, window.end_minute) // SLOT_MINUTES
-    column = np.clip(span - season.first_slot, 0, season.usual.shape[1] - 1)
-    usual = season.usual[:, column].sum(axis=1) / SLOT_MINUTES
+    # Each quarter hour the span touches adds its usual volume times its share of the span.
+    first = window.end_minute - minutes
+    slots = np.arange(first // SLOT_MINUTES, (window.end_minute - 1) // SLOT_MINUTES + 1)
+    overlap = np.minimum((slots + 1) * SLOT_MINUTES, window.end_minute) - np.maximum(
+        slots * SLOT_MINUTES, first
+    )
+    column = np.clip(slots - season.first_slot, 0, season.usual.shape[1] - 1)
+    usual = season.usual[:, column] @ (overlap / SLOT_MINUTES)
     expected = usual * season.level
     known = (season.weeks >= 1) & np.isfinite(expected)
     return _Expectation(np.where(known, expected, np.nan), season.size, season.weeks)
