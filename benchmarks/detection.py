@@ -19,8 +19,8 @@ The real trace (NYC taxi passengers per 30 minutes, Numenta Anomaly Benchmark, f
 labelled anomaly windows) is read at run time from ``../shared/data/nyc_taxi/`` beside the
 repository; that part is skipped, saying so, when it is missing.
 
-    .venv/bin/python benchmarks/detection.py --quick            # under 2 minutes on 2 cores
-    .venv/bin/python benchmarks/detection.py [--json out.json]  # the full run, ~6 minutes
+    .venv/bin/python benchmarks/detection.py --quick            # 2-5 minutes on 2 cores
+    .venv/bin/python benchmarks/detection.py [--json out.json]  # the full run, 10-30 minutes
 """
 
 from __future__ import annotations
