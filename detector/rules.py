@@ -558,16 +558,39 @@ def _volume_alpha(config: Config) -> float:
     )
 
 
+def _mean_before(
+    counts: npt.NDArray[np.int64], stop: npt.NDArray[np.int64], minutes: int
+) -> npt.NDArray[np.float64]:
+    """Per row, the mean count a minute over the ``minutes`` columns before column ``stop``
+    (fewer where the window begins; 0 where there are none)."""
+    total = np.concatenate([np.zeros((counts.shape[0], 1)), np.cumsum(counts, axis=1)], axis=1)
+    start = np.maximum(stop - minutes, 0)
+    rows = np.arange(counts.shape[0])
+    span = stop - start
+    sums = total[rows, stop] - total[rows, start]
+    return np.divide(sums, span, out=np.zeros(len(rows)), where=span > 0)
+
+
 def _no_data(window: CountWindow, config: Config, history: VolumeHistory | None) -> RuleResult:
     rule = config.detection.no_data
     silence, hours = _minutes(rule.silence), _minutes(rule.history)
     recent = window.volume[:, window.recent(silence)].sum(axis=1)
-    before = window.volume[:, window.recent(hours, offset=silence)].sum(axis=1)
-    latest = min(hours, 2 * silence)
-    just_before = window.volume[:, window.recent(latest, offset=silence)].sum(axis=1)
-    # Without a week of history: the lower of the long and the latest rate, so traffic
+    # Without a week of history: the traffic before the silence began (not before the last
+    # few minutes, or a long silence would lower its own expectation and resolve while the
+    # gateway is still dead), and the lower of the long and the latest rate, so traffic
     # falling into the night does not look like a silent gateway.
-    simple = np.minimum(before / hours, just_before / latest) * silence
+    has_volume = window.volume > 0
+    silent_for = np.where(
+        has_volume.any(axis=1), np.argmax(has_volume[:, ::-1], axis=1), window.minutes
+    )
+    stop = window.minutes - np.maximum(silent_for, silence)
+    latest = min(hours, 2 * silence)
+    simple = (
+        np.minimum(
+            _mean_before(window.volume, stop, hours), _mean_before(window.volume, stop, latest)
+        )
+        * silence
+    )
     chance = poisson_zero_probability(simple)
     seasonal = np.zeros(len(window.gateways), dtype=bool)
     if history is not None:
@@ -590,7 +613,8 @@ def _no_data(window: CountWindow, config: Config, history: VolumeHistory | None)
             "(less than a week of history)"
         )
         summary = (
-            f"{window.gateways[i]} is silent: no payments for {silence} min where "
+            f"{window.gateways[i]} is silent: no payments for "
+            f"{max(int(silent_for[i]), silence)} min where "
             f"{expected[i]:.0f} were expected {basis}"
             if active[i]
             else f"{window.gateways[i]}: {int(recent[i])} payments in the last {silence} min"

@@ -292,6 +292,18 @@ def test_an_outage_is_caught_in_a_minute_and_its_resolution_quotes_the_recovered
     assert resolved.evidence.value is not None and resolved.evidence.value < 0.5
 
 
+def test_in_the_first_week_a_long_silence_stays_firing_until_payments_return() -> None:
+    busy = GatewayProfile("busy", per_minute=20, failure_rate=0.01)
+    silence = Incident("busy", START + timedelta(hours=15), timedelta(hours=2), volume_factor=0)
+    events = _replay((busy,), days=1, incidents=(silence,), seed=8)
+    fired, resolved = [e for e in events if e.rule == "no_data"]
+    assert (fired.event, resolved.event) == ("firing", "resolved")
+    ended = (silence.start + silence.duration).replace(tzinfo=UTC)
+    # Resolved by the payments coming back, not by the silence lowering its own expectation.
+    assert ended <= datetime.fromisoformat(resolved.at) <= ended + timedelta(minutes=2)
+    assert resolved.evidence.payments and resolved.evidence.payments > 0
+
+
 # --- no input breaks it ----------------------------------------------------------------------
 
 _MINUTES = 120
