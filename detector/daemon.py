@@ -28,7 +28,7 @@ from prometheus_client import CollectorRegistry
 from detector.config import Config
 from detector.engine import Engine, TickResult
 from detector.errors import DetectorError
-from detector.health import gateway_health, liveness
+from detector.health import HealthTable, gateway_health, liveness
 from detector.history import History
 from detector.lease import Lease
 from detector.metrics import Metrics
@@ -100,7 +100,7 @@ class Daemon:
         self.started = clock()
         self.last_success: datetime | None = None
         self.last_problem: str | None = None
-        self._snapshot = Snapshot(None, self.role, config)
+        self._snapshot = Snapshot(None, self.role, config, HealthTable.empty(config))
 
     def tick(self) -> TickResult:
         """One evaluation, committed to the store with the notifications it causes."""
@@ -310,6 +310,10 @@ class Daemon:
 
     def snapshot(self) -> Snapshot:
         return self._snapshot
+
+    def exposition(self) -> bytes:
+        """``/metrics``."""
+        return self.metrics.exposition()
 
     def healthz(self) -> tuple[int, dict[str, object]]:
         last = self.last_tick

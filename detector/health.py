@@ -14,12 +14,14 @@ Status, worst first:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from functools import cached_property
+from typing import Any, Literal, overload
 
 import numpy as np
+import numpy.typing as npt
 
 from detector.alerts import Alert
 from detector.config import Config
@@ -27,10 +29,19 @@ from detector.rules import RuleResult
 from detector.stats.binomial import wilson_interval
 from detector.window import CountWindow
 
-__all__ = ["API_VERSION", "GatewayHealth", "gateway_health", "gateways_document", "liveness"]
+__all__ = [
+    "API_VERSION",
+    "STATUSES",
+    "GatewayHealth",
+    "HealthTable",
+    "gateway_health",
+    "gateways_document",
+    "liveness",
+]
 
 API_VERSION = "1"
 Status = Literal["healthy", "degraded", "down", "unknown"]
+STATUSES: tuple[Status, ...] = ("healthy", "degraded", "down", "unknown")
 # Below this many final payments in the window, "healthy" would be a guess: say unknown.
 MIN_PAYMENTS_TO_JUDGE = 10
 _DOWN_RULES = {"outage", "no_data"}
@@ -86,78 +97,147 @@ class GatewayHealth:
         }
 
 
+@dataclass(frozen=True)
+class HealthTable(Sequence[GatewayHealth]):
+    """Every gateway's health as arrays in window order, computed once per tick for all
+    gateways at once; the per-gateway :class:`GatewayHealth` rows (reasons, alert lists) are
+    only built when a JSON document or the status page asks for them."""
+
+    gateways: list[str]
+    status: npt.NDArray[np.int64]  # index into STATUSES
+    payments: npt.NDArray[np.int64]  # final payments in the window
+    failures: npt.NDArray[np.int64]
+    volume: npt.NDArray[np.int64]  # every payment in the window, pending included
+    low: npt.NDArray[np.float64]  # Wilson 95% interval of the failure rate
+    high: npt.NDArray[np.float64]
+    expected: npt.NDArray[np.float64]  # NaN until a seasonal expectation exists
+    window_minutes: int
+    config: Config
+    source_error: str | None = None
+    alerts: Mapping[str, list[Alert]] = field(default_factory=dict)  # per gateway, oldest first
+
+    @classmethod
+    def empty(cls, config: Config) -> HealthTable:
+        none = np.zeros(0, dtype=np.int64)
+        nan = np.zeros(0, dtype=np.float64)
+        return cls([], none, none, none, none, nan, nan, nan, 1, config)
+
+    def __len__(self) -> int:
+        return len(self.gateways)
+
+    @overload
+    def __getitem__(self, index: int) -> GatewayHealth: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[GatewayHealth]: ...
+
+    def __getitem__(self, index: int | slice) -> GatewayHealth | list[GatewayHealth]:
+        return self.rows[index]
+
+    @cached_property
+    def rows(self) -> list[GatewayHealth]:
+        return [self._row(i) for i in range(len(self.gateways))]
+
+    def _row(self, i: int) -> GatewayHealth:
+        gateway = self.gateways[i]
+        mine = self.alerts.get(gateway, [])
+        firing = [a for a in mine if a.state == "firing"]
+        n, k = int(self.payments[i]), int(self.failures[i])
+        status = STATUSES[self.status[i]]
+        since = None
+        if self.source_error:
+            reason = f"payments source unreachable: {self.source_error}"
+        elif status == "down":
+            down = [a for a in firing if a.rule in _DOWN_RULES]
+            reason, since = down[0].summary, down[0].since
+        elif status == "degraded":
+            reason, since = firing[0].summary, firing[0].since
+        elif status == "unknown":
+            reason = f"{n} final payment(s) in the last {self.window_minutes} min: too few to judge"
+        elif pending := [a for a in mine if a.state == "pending"]:
+            reason = f"not firing yet: {pending[0].summary}"
+        else:
+            reason = "failure rate within the SLA"
+        settings = self.config.gateways.get(gateway)
+        expected = float(self.expected[i])
+        return GatewayHealth(
+            gateway=gateway,
+            status=status,
+            reason=reason,
+            since=since,
+            payments=n,
+            failures=k,
+            failure_rate=k / n if n else None,
+            interval=(float(self.low[i]), float(self.high[i])) if n else None,
+            baseline=self.config.sla_for(gateway),
+            volume=int(self.volume[i]),
+            expected_volume=expected if np.isfinite(expected) else None,
+            window_minutes=self.window_minutes,
+            backup=settings.backup if settings else None,
+            alerts=mine,
+        )
+
+
 def gateway_health(
     window: CountWindow,
     alerts: Iterable[Alert],
     config: Config,
     source_error: str | None = None,
     results: Iterable[RuleResult] = (),
-) -> list[GatewayHealth]:
+) -> HealthTable:
     """The health of every gateway in the window (configured ones first), in window order.
 
     ``results`` are the tick's rule results; a volume rule's seasonal expectation, scaled to
-    this window, becomes ``expected_volume``.
+    this window, becomes ``expected_volume``. The work is numpy across gateways plus a
+    loop over the alerts, however many gateways there are.
     """
     minutes = max(1, round(config.detection.sla_breach.window.total_seconds() / 60))
     columns = window.recent(minutes)
     payments = window.payments[:, columns].sum(axis=1)
     failures = window.failures[:, columns].sum(axis=1)
-    volume = window.volume[:, columns].sum(axis=1)
     low, high = wilson_interval(failures, payments)
-    expected = np.full(len(window.gateways), np.nan)
+    count = len(window.gateways)
+    expected = np.full(count, np.nan)
     for rule in results:
         if rule.expected_per_minute is not None:
             known = len(rule.expected_per_minute)
             expected[:known] = rule.expected_per_minute * minutes
     by_gateway: dict[str, list[Alert]] = {}
-    for alert in alerts:
+    for alert in sorted(alerts, key=lambda a: a.since):
         gateway = alert.labels.get("gateway")
         if gateway is not None:
             by_gateway.setdefault(gateway, []).append(alert)
-    result = []
-    for i, gateway in enumerate(window.gateways):
-        mine = sorted(by_gateway.get(gateway, []), key=lambda a: a.since)
-        firing = [a for a in mine if a.state == "firing"]
-        n, k = int(payments[i]), int(failures[i])
-        status: Status
-        since = None
-        if source_error:
-            status, reason = "unknown", f"payments source unreachable: {source_error}"
-        elif down := [a for a in firing if a.rule in _DOWN_RULES]:
-            status, reason, since = "down", down[0].summary, down[0].since
-        elif firing:
-            status, reason, since = "degraded", firing[0].summary, firing[0].since
-        elif n < MIN_PAYMENTS_TO_JUDGE:
-            status = "unknown"
-            reason = f"{n} final payment(s) in the last {minutes} min: too few to judge"
-        elif pending := [a for a in mine if a.state == "pending"]:
-            status, reason = "healthy", f"not firing yet: {pending[0].summary}"
-        else:
-            status, reason = "healthy", "failure rate within the SLA"
-        settings = config.gateways.get(gateway)
-        result.append(
-            GatewayHealth(
-                gateway=gateway,
-                status=status,
-                reason=reason,
-                since=since,
-                payments=n,
-                failures=k,
-                failure_rate=k / n if n else None,
-                interval=(float(low[i]), float(high[i])) if n else None,
-                baseline=config.sla_for(gateway),
-                volume=int(volume[i]),
-                expected_volume=float(expected[i]) if np.isfinite(expected[i]) else None,
-                window_minutes=minutes,
-                backup=settings.backup if settings else None,
-                alerts=mine,
-            )
-        )
-    return result
+    row = dict(zip(window.gateways, range(count), strict=True))
+    down = np.zeros(count, dtype=bool)
+    firing = np.zeros(count, dtype=bool)
+    for alert in (a for mine in by_gateway.values() for a in mine if a.state == "firing"):
+        i = row.get(alert.labels["gateway"])
+        if i is not None:
+            firing[i] = True
+            down[i] |= alert.rule in _DOWN_RULES
+    status = np.select(
+        [np.full(count, bool(source_error)), down, firing, payments < MIN_PAYMENTS_TO_JUDGE],
+        [STATUSES.index(s) for s in ("unknown", "down", "degraded", "unknown")],
+        STATUSES.index("healthy"),
+    ).astype(np.int64)
+    return HealthTable(
+        list(window.gateways),
+        status,
+        payments,
+        failures,
+        window.volume[:, columns].sum(axis=1),
+        low,
+        high,
+        expected,
+        minutes,
+        config,
+        source_error,
+        by_gateway,
+    )
 
 
 def gateways_document(
-    health: list[GatewayHealth], at: datetime | None, role: str
+    health: Sequence[GatewayHealth], at: datetime | None, role: str
 ) -> dict[str, Any]:
     """The ``/api/v1/gateways`` JSON document (see README "HTTP API")."""
     statuses = {h.gateway: h.status for h in health}

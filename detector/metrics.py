@@ -1,19 +1,26 @@
-"""Prometheus metrics of the service, registered on a registry the caller passes in."""
+"""Prometheus metrics of the service, registered on a registry the caller passes in.
+
+The per-gateway gauges are not registry children: they are formatted straight from the
+tick's arrays (see :meth:`Metrics.exposition`), which keeps publishing a tick independent
+of the number of gateways.
+"""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import numpy as np
+import numpy.typing as npt
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.utils import floatToGoString
 
 from detector.alerts import Alert
 from detector.engine import TickResult
-from detector.health import GatewayHealth
+from detector.health import STATUSES, HealthTable
 from detector.rules import RuleResult
 
 __all__ = ["Metrics"]
-
-_STATUSES = ("healthy", "degraded", "down", "unknown")
 
 
 class Metrics:
@@ -21,6 +28,10 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry):
         self.registry = registry
+        self._lock = threading.Lock()
+        self._health: HealthTable | None = None
+        self._results: list[RuleResult] = []
+        self._gateway_text: bytes | None = None
         self.ticks = Counter(
             "detector_ticks",
             "Evaluation ticks by outcome (ok, source_error, store_error, follower).",
@@ -44,48 +55,6 @@ class Metrics:
         self.last_success = Gauge(
             "detector_last_successful_tick_timestamp_seconds",
             "When the last tick that read the source finished (Unix time).",
-            registry=registry,
-        )
-        self.payments = Gauge(
-            "detector_gateway_payments",
-            "Final payments in the gateway's SLA window.",
-            ["gateway"],
-            registry=registry,
-        )
-        self.failures = Gauge(
-            "detector_gateway_failures",
-            "Failed payments in the gateway's SLA window.",
-            ["gateway"],
-            registry=registry,
-        )
-        self.failure_rate = Gauge(
-            "detector_gateway_failure_rate",
-            "Failures / final payments in the SLA window (NaN without payments).",
-            ["gateway"],
-            registry=registry,
-        )
-        self.failure_rate_upper = Gauge(
-            "detector_gateway_failure_rate_upper",
-            "Upper end of the Wilson 95% interval of the failure rate.",
-            ["gateway"],
-            registry=registry,
-        )
-        self.status = Gauge(
-            "detector_gateway_status",
-            "1 for the gateway's current status (healthy, degraded, down, unknown).",
-            ["gateway", "status"],
-            registry=registry,
-        )
-        self.evidence_ratio = Gauge(
-            "detector_evidence_ratio",
-            "The rule's detector statistic over its calibrated threshold (1 fires).",
-            ["gateway", "rule"],
-            registry=registry,
-        )
-        self.rule_active = Gauge(
-            "detector_rule_active",
-            "1 where the rule's condition holds for the gateway at the last tick.",
-            ["gateway", "rule"],
             registry=registry,
         )
         self.alerts = Gauge(
@@ -125,24 +94,15 @@ class Metrics:
 
     def observe_health(
         self,
-        health: Iterable[GatewayHealth],
+        health: HealthTable,
         alerts: Iterable[Alert],
         results: Iterable[RuleResult],
     ) -> None:
-        for h in health:
-            self.payments.labels(h.gateway).set(h.payments)
-            self.failures.labels(h.gateway).set(h.failures)
-            rate = h.failure_rate if h.failure_rate is not None else float("nan")
-            self.failure_rate.labels(h.gateway).set(rate)
-            self.failure_rate_upper.labels(h.gateway).set(h.interval[1] if h.interval else 1.0)
-            for status in _STATUSES:
-                self.status.labels(h.gateway, status).set(1 if status == h.status else 0)
-        for result in results:
-            for i, gateway in enumerate(result.gateways):
-                self.rule_active.labels(gateway, result.rule).set(1 if result.active[i] else 0)
-                if result.evidence_ratio is not None:
-                    ratio = float(result.evidence_ratio[i])
-                    self.evidence_ratio.labels(gateway, result.rule).set(ratio)
+        """Keep the tick's per-gateway figures (exposed by :meth:`exposition`) and count
+        the alerts."""
+        with self._lock:
+            self._health, self._results = health, list(results)
+            self._gateway_text = None
         counts: dict[tuple[str, str, str], int] = {}
         for alert in alerts:
             key = (alert.rule, alert.state, alert.severity)
@@ -153,6 +113,18 @@ class Metrics:
         for (rule, state, severity), count in counts.items():
             self.alerts.labels(rule, state, severity).set(count)
 
+    def exposition(self) -> bytes:
+        """``/metrics``: the registry's metrics, then the per-gateway gauges of the last tick.
+
+        The per-gateway part is formatted from the tick's arrays once per tick, on the
+        first scrape after it, rather than kept as thousands of labelled gauge children.
+        """
+        with self._lock:
+            if self._gateway_text is None:
+                self._gateway_text = _gateway_families(self._health, self._results).encode()
+            text = self._gateway_text
+        return generate_latest(self.registry) + text
+
     def _alert_series(self) -> Iterable[tuple[str, str, str]]:
         for metric in self.alerts.collect():
             for sample in metric.samples:
@@ -160,3 +132,79 @@ class Metrics:
 
     def notification_result(self, receiver: str, outcome: str) -> None:
         self.notifications.labels(receiver, outcome).inc()
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _samples(name: str, labels: list[str], values: npt.NDArray[np.float64]) -> str:
+    """Sample lines of one metric; ``labels`` are the rendered label sets, one per value."""
+    numbers = map(floatToGoString, values.tolist())
+    return "".join(
+        f"{name}{{{label}}} {number}\n" for label, number in zip(labels, numbers, strict=True)
+    )
+
+
+def _family(name: str, help_: str, samples: str) -> str:
+    return f"# HELP {name} {help_}\n# TYPE {name} gauge\n{samples}"
+
+
+def _gateway_families(health: HealthTable | None, results: list[RuleResult]) -> str:
+    if health is None or not len(health):
+        return ""
+    gateway = [f'gateway="{_escape(g)}"' for g in health.gateways]
+    payments = health.payments.astype(np.float64)
+    rate = np.divide(
+        health.failures, payments, out=np.full(payments.shape, np.nan), where=payments > 0
+    )
+    status = [f'{label},status="{s}"' for label in gateway for s in STATUSES]
+    current = (health.status[:, None] == np.arange(len(STATUSES))).astype(np.float64)
+    by_rule = [
+        ([f'gateway="{_escape(g)}",rule="{r.rule}"' for g in r.gateways], r) for r in results
+    ]
+    active = "".join(
+        _samples("detector_rule_active", labels, r.active.astype(np.float64))
+        for labels, r in by_rule
+    )
+    ratio = "".join(
+        _samples("detector_evidence_ratio", labels, r.evidence_ratio)
+        for labels, r in by_rule
+        if r.evidence_ratio is not None
+    )
+    families = [
+        ("detector_gateway_payments", "Final payments in the gateway's SLA window.", payments),
+        (
+            "detector_gateway_failures",
+            "Failed payments in the gateway's SLA window.",
+            health.failures.astype(np.float64),
+        ),
+        (
+            "detector_gateway_failure_rate",
+            "Failures / final payments in the SLA window (NaN without payments).",
+            rate,
+        ),
+        (
+            "detector_gateway_failure_rate_upper",
+            "Upper end of the Wilson 95% interval of the failure rate.",
+            health.high,
+        ),
+    ]
+    return (
+        "".join(_family(name, help_, _samples(name, gateway, v)) for name, help_, v in families)
+        + _family(
+            "detector_gateway_status",
+            "1 for the gateway's current status (healthy, degraded, down, unknown).",
+            _samples("detector_gateway_status", status, current.ravel()),
+        )
+        + _family(
+            "detector_rule_active",
+            "1 where the rule's condition holds for the gateway at the last tick.",
+            active,
+        )
+        + _family(
+            "detector_evidence_ratio",
+            "The rule's detector statistic over its calibrated threshold (1 fires).",
+            ratio,
+        )
+    )

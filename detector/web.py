@@ -16,14 +16,14 @@ from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from detector.config import Config
 from detector.errors import DetectorError
-from detector.health import GatewayHealth, gateways_document
+from detector.health import HealthTable, gateways_document
 from detector.history import HistorySnapshot
 
-__all__ = ["Provider", "Snapshot", "WebServer"]
+__all__ = ["Provider", "Snapshot", "WebServer", "gateways_json"]
 
 log = logging.getLogger(__name__)
 
@@ -38,18 +38,24 @@ class Snapshot:
     at: datetime | None
     role: str  # "leader" or "follower"
     config: Config
-    health: list[GatewayHealth] = field(default_factory=list)
+    health: HealthTable
     history: HistorySnapshot | None = None
     # Silences in force, as dicts of matchers, until and comment.
     silences: list[dict[str, Any]] = field(default_factory=list)
 
 
 class Provider(Protocol):
-    registry: CollectorRegistry
+    def exposition(self) -> bytes: ...
 
     def snapshot(self) -> Snapshot: ...
 
     def healthz(self) -> tuple[int, dict[str, Any]]: ...
+
+
+def gateways_json(snapshot: Snapshot) -> str:
+    """``/api/v1/gateways`` (compact: with ``indent`` the json module drops its C encoder)."""
+    document = gateways_document(snapshot.health, snapshot.at, snapshot.role)
+    return json.dumps(document, separators=(",", ":")) + "\n"
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -94,14 +100,15 @@ class _Handler(BaseHTTPRequestHandler):
         return self._json(*self.server.provider.healthz())
 
     def _metrics(self) -> tuple[int, str, bytes]:
-        return 200, CONTENT_TYPE_LATEST, generate_latest(self.server.provider.registry)
+        return 200, CONTENT_TYPE_LATEST, self.server.provider.exposition()
 
     def _gateways(self) -> tuple[int, str, bytes]:
-        snap = self.server.provider.snapshot()
-        return self._json(200, gateways_document(snap.health, snap.at, snap.role))
+        return 200, "application/json", self.server.rendered("gateways", gateways_json)
 
     def _status_page(self) -> tuple[int, str, bytes]:
-        return 200, "text/html; charset=utf-8", self.server.page()
+        from detector.status_page import render
+
+        return 200, "text/html; charset=utf-8", self.server.rendered("page", render)
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("http: " + format, *args)
@@ -113,18 +120,19 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], provider: Provider):
         super().__init__(address, _Handler)
         self.provider = provider
-        self._page: tuple[Snapshot, bytes] | None = None
-        self._page_lock = threading.Lock()
+        self._rendered: dict[str, tuple[Snapshot, bytes]] = {}
+        # One lock per view, so a router polling the JSON never waits for a page render.
+        self._locks = {"page": threading.Lock(), "gateways": threading.Lock()}
 
-    def page(self) -> bytes:
-        """The status page, rendered once per snapshot however many people look at it."""
-        from detector.status_page import render
-
+    def rendered(self, name: str, render: Callable[[Snapshot], str]) -> bytes:
+        """A view of the latest snapshot, rendered on the first request after a tick and
+        served from memory until the next one, however many clients ask."""
         snapshot = self.provider.snapshot()
-        with self._page_lock:
-            if self._page is None or self._page[0] is not snapshot:
-                self._page = (snapshot, render(snapshot).encode())
-            return self._page[1]
+        with self._locks[name]:
+            cached = self._rendered.get(name)
+            if cached is None or cached[0] is not snapshot:
+                cached = self._rendered[name] = (snapshot, render(snapshot).encode())
+            return cached[1]
 
 
 class WebServer:

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,6 +20,7 @@ import pytest
 import requests
 import sqlalchemy as sa
 from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
 
 from detector.alerts import Alert, Transition, notification_for
 from detector.config import Config, ConfigError, parse_config
@@ -386,13 +387,31 @@ def test_gateway_volume_is_compared_with_the_seasonal_expectation() -> None:
     assert "no seasonal expectation yet" in page
 
 
+def _scrape(metrics: Metrics) -> Callable[..., float | None]:
+    """``get_sample_value`` over what ``/metrics`` serves, as Prometheus would parse it."""
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(metrics.exposition().decode())
+        for sample in family.samples
+    }
+
+    def value(name: str, labels: dict[str, str] | None = None) -> float | None:
+        return samples.get((name, tuple(sorted((labels or {}).items()))))
+
+    return value
+
+
 def test_metrics_export_how_close_each_detector_is_to_alarm() -> None:
     metrics = Metrics(CollectorRegistry())
-    bank = _rule("sla_breach", ["stripe", "adyen"], evidence_ratio=np.array([0.4, 1.2]))
-    metrics.observe_health([], [], [bank])
-    value = metrics.registry.get_sample_value
+    window = _window({"stripe": (40, 0), 'a"b': (20, 20)})
+    bank = _rule("sla_breach", window.gateways, evidence_ratio=np.array([0.4, 1.2]))
+    metrics.observe_health(gateway_health(window, [], CONFIG), [], [bank])
+    value = _scrape(metrics)
     assert value("detector_evidence_ratio", {"gateway": "stripe", "rule": "sla_breach"}) == 0.4
-    assert value("detector_evidence_ratio", {"gateway": "adyen", "rule": "sla_breach"}) == 1.2
+    assert value("detector_evidence_ratio", {"gateway": 'a"b', "rule": "sla_breach"}) == 1.2
+    assert value("detector_gateway_failure_rate", {"gateway": 'a"b'}) == 1.0
+    assert value("detector_gateway_status", {"gateway": "stripe", "status": "healthy"}) == 1
+    assert value("detector_gateway_status", {"gateway": "stripe", "status": "down"}) == 0
 
 
 def test_metrics_count_ticks_rows_alerts_and_deliveries_per_receiver(
@@ -413,7 +432,7 @@ def test_metrics_count_ticks_rows_alerts_and_deliveries_per_receiver(
             daemon.deliver()
         finally:
             _close(daemon)
-    value = registry.get_sample_value
+    value = _scrape(daemon.metrics)
     assert value("detector_ticks_total", {"outcome": "ok"}) == 1
     assert value("detector_rows_read_total") == 100
     assert value("detector_rows_invalid_total") == 3
