@@ -72,7 +72,9 @@ class History:
         self.payments, self.failures, self.volume = empty, empty.copy(), empty.copy()
         self.alerting = np.zeros((0, buckets), dtype=np.bool_)
 
-    def _rows(self, gateways: Iterable[str]) -> IntArray:
+    def _rows(self, gateways: list[str]) -> IntArray:
+        if gateways == self.gateways:  # the usual case: the same gateways, tick after tick
+            return np.arange(len(gateways), dtype=np.int64)
         new = [g for g in dict.fromkeys(gateways) if g not in self.gateways]
         if new:
             self.gateways += new
@@ -124,18 +126,24 @@ class History:
         self.end_minute = max(self.end_minute, window.end_minute)
         rows = self._rows(window.gateways)
         # Only whole buckets inside the window, so a partly covered old bucket keeps its sum.
-        first = -(-(window.end_minute - window.minutes) // BUCKET_MINUTES) * BUCKET_MINUTES
-        offset = first - (window.end_minute - window.minutes)
-        minutes = np.arange(first, window.end_minute, dtype=np.int64)
-        grid_rows = np.repeat(rows, minutes.size)
-        grid_minutes = np.tile(minutes, rows.size)
-        self._set(
-            grid_rows,
-            grid_minutes,
-            window.payments[:, offset:].ravel(),
-            window.failures[:, offset:].ravel(),
-            window.volume[:, offset:].ravel(),
-        )
+        start = window.end_minute - window.minutes
+        first = -(-start // BUCKET_MINUTES)
+        buckets = -(-(window.end_minute - first * BUCKET_MINUTES) // BUCKET_MINUTES)
+        column = first - (self.end_bucket - self.buckets)
+        skip = max(-column, 0)  # buckets older than the history
+        minutes = slice(first * BUCKET_MINUTES - start + skip * BUCKET_MINUTES, window.minutes)
+        pad = (buckets - skip) * BUCKET_MINUTES - (minutes.stop - minutes.start)
+        if buckets <= skip:
+            return
+        target = (rows[:, None], np.arange(column + skip, column + buckets))
+        for matrix, counts in (
+            (self.payments, window.payments),
+            (self.failures, window.failures),
+            (self.volume, window.volume),
+        ):
+            # The newest bucket may be partly filled: zero-pad it to whole buckets and sum.
+            padded = np.pad(counts[:, minutes], ((0, 0), (0, pad)))
+            matrix[target] = padded.reshape(len(rows), buckets - skip, BUCKET_MINUTES).sum(axis=2)
         alerting = self._rows(list(firing))
         self.alerting[alerting, -1] = True
 
