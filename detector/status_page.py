@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from html import escape
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -58,17 +59,96 @@ def _when(moment: datetime | None) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if moment else "-"
 
 
-def _segments(xs: npt.NDArray[np.floating], ys: npt.NDArray[np.floating]) -> list[str]:
-    """Polyline point lists, broken where ``ys`` is NaN (buckets without payments).
+# Coordinates are written by table look-up, not formatted one by one: every value a chart
+# uses (0.0 to 600.0 in tenths) is a string here once.
+_TENTHS = np.array([f"{v / 10:.1f}" for v in range(_W * 10 + 1)], dtype=object)
+_Y_TOKENS: npt.NDArray[np.object_] = np.array(["," + t for t in _TENTHS], dtype=object)
 
-    >>> _segments(np.array([0.0, 1, 2, 3]), np.array([5.0, np.nan, 6, 7]))
-    ['0.0,5.0', '2.0,6.0 3.0,7.0']
+
+def _coords(values: npt.NDArray[np.floating], table: npt.NDArray[np.object_] = _TENTHS) -> Any:
+    """Each value (within the view box) as its string with one decimal, from ``table``."""
+    return table[np.rint(np.nan_to_num(values) * 10).astype(np.int64).clip(0, _W * 10)]
+
+
+def _paths(xs: npt.NDArray[np.floating], ys: npt.NDArray[np.floating]) -> list[str]:
+    """SVG path data per row of ``ys``: a line through the points, broken where NaN.
+
+    >>> _paths(np.array([0.0, 1, 2, 3]), np.array([[5.0, np.nan, 6, 7]]))
+    ['M0.0,5.0M2.0,6.0L3.0,7.0']
     """
     valid = ~np.isnan(ys)
-    points = list(map("{:.1f},{:.1f}".format, xs[valid].tolist(), ys[valid].tolist()))
-    run = np.cumsum(~valid)[valid]  # points of one unbroken stretch share a number
-    cuts = (np.flatnonzero(np.diff(run)) + 1).tolist()
-    return [" ".join(points[a:b]) for a, b in zip([0, *cuts], [*cuts, len(points)], strict=True)]
+    starts = valid & ~np.pad(valid, ((0, 0), (1, 0)))[:, :-1]
+    x = _coords(xs)
+    tokens = np.full((ys.shape[0], 2 * ys.shape[1]), "", dtype=object)
+    tokens[:, 0::2] = np.where(valid, np.where(starts, "M" + x, "L" + x), "")
+    tokens[:, 1::2] = np.where(valid, _coords(ys, _Y_TOKENS), "")
+    return ["".join(row) for row in tokens.tolist()]
+
+
+def _runs(flags: npt.NDArray[np.bool_]) -> list[list[tuple[int, int]]]:
+    """Per row, the ``(first, end)`` columns of each stretch of True.
+
+    >>> _runs(np.array([[True, True, False, True], [False] * 4]))
+    [[(0, 2), (3, 4)], []]
+    """
+    edges = np.diff(np.pad(flags.astype(np.int8), ((0, 0), (1, 1))), axis=1)
+    starts, ends = np.argwhere(edges == 1), np.argwhere(edges == -1)
+    runs: list[list[tuple[int, int]]] = [[] for _ in range(flags.shape[0])]
+    for (row, first), end in zip(starts.tolist(), ends[:, 1].tolist(), strict=True):
+        runs[row].append((first, end))
+    return runs
+
+
+def _y(values: npt.NDArray[np.float64], top: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """Chart heights of ``values`` per row, each row scaled to its own ``top``."""
+    plot_h = _H - _PAD
+    return plot_h - np.clip(values / top[:, None], 0, 1) * (plot_h - 4)
+
+
+def _svg(
+    path: str,
+    spans: list[tuple[int, int]],
+    step: float,
+    label: str,
+    colour: str,
+    behind: str = "",
+    axis: tuple[str, str, str] = ("-24h", "-12h", "now"),
+) -> str:
+    """One chart: alert spans shaded, ``behind`` (an SLA line, a band), the line, the axis."""
+    plot_h = _H - _PAD
+    shading = "".join(
+        f'<rect x="{a * step:.1f}" y="0" width="{(b - a) * step:.1f}" height="{plot_h}" '
+        'fill="#f6c7c3" class="alert-span"/>'
+        for a, b in spans
+    )
+    return (
+        f'<svg viewBox="0 0 {_W} {_H}" role="img" aria-label="{escape(label)}" '
+        f'xmlns="http://www.w3.org/2000/svg">{shading}{behind}'
+        f'<path d="{path}" fill="none" stroke="{colour}" stroke-width="1.8"/>'
+        f'<line x1="0" x2="{_W}" y1="{plot_h}" y2="{plot_h}" stroke="#c4c7cc"/>{_axis(*axis)}'
+        f'<text x="{_W - 4}" y="12" font-size="13" fill="#5b6272" text-anchor="end">'
+        f"{escape(label)}</text></svg>"
+    )
+
+
+def _axis(left: str, middle: str, right: str) -> str:
+    return "".join(
+        f'<text x="{fraction * _W:.0f}" y="{_H - 4}" font-size="13" fill="#5b6272" '
+        f'text-anchor="{anchor}">{escape(text)}</text>'
+        for fraction, text, anchor in (
+            (0.0, left, "start"),
+            (0.5, middle, "middle"),
+            (1.0, right, "end"),
+        )
+    )
+
+
+def _sla_line(baseline: float, top: float) -> str:
+    y = (_H - _PAD) - min(baseline / top, 1) * (_H - _PAD - 4)
+    return (
+        f'<line x1="0" x2="{_W}" y1="{y:.1f}" y2="{y:.1f}" stroke="#c5221f" '
+        'stroke-dasharray="6 4" stroke-width="1.5" class="sla-line"/>'
+    )
 
 
 def _chart(
@@ -80,82 +160,63 @@ def _chart(
     colour: str,
     axis: tuple[str, str, str] = ("-24h", "-12h", "now"),
 ) -> str:
-    count = values.size
-    step = _W / max(count, 1)
-    xs = (np.arange(count) + 0.5) * step
-    plot_h = _H - _PAD
-    ys = (plot_h - np.clip(values / top, 0, 1) * (plot_h - 4)).astype(np.float64)
-    parts = [
-        f'<svg viewBox="0 0 {_W} {_H}" role="img" aria-label="{escape(label)}" '
-        'xmlns="http://www.w3.org/2000/svg">'
-    ]
-    for i in np.flatnonzero(shaded).tolist():
-        parts.append(
-            f'<rect x="{i * step:.1f}" y="0" width="{step:.1f}" height="{plot_h}" '
-            'fill="#f6c7c3" class="alert-span"/>'
-        )
-    if line is not None:
-        y = plot_h - min(line / top, 1) * (plot_h - 4)
-        parts.append(
-            f'<line x1="0" x2="{_W}" y1="{y:.1f}" y2="{y:.1f}" stroke="#c5221f" '
-            'stroke-dasharray="6 4" stroke-width="1.5" class="sla-line"/>'
-        )
-    for points in _segments(xs, ys):
-        parts.append(
-            f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="1.8"/>'
-        )
-    parts.append(f'<line x1="0" x2="{_W}" y1="{plot_h}" y2="{plot_h}" stroke="#c4c7cc"/>')
-    for fraction, text in zip((0.0, 0.5, 1.0), axis, strict=True):
-        anchor = "start" if fraction == 0 else "end" if fraction == 1 else "middle"
-        parts.append(
-            f'<text x="{fraction * _W:.0f}" y="{_H - 4}" font-size="13" fill="#5b6272" '
-            f'text-anchor="{anchor}">{escape(text)}</text>'
-        )
-    parts.append(
-        f'<text x="{_W - 4}" y="12" font-size="13" fill="#5b6272" text-anchor="end">'
-        f"{escape(label)}</text></svg>"
-    )
-    return "".join(parts)
+    """One chart of one series (the backtest report draws its charts with this)."""
+    step = _W / max(values.size, 1)
+    xs = (np.arange(values.size) + 0.5) * step
+    (path,) = _paths(xs, _y(values[None, :], np.array([top])))
+    (spans,) = _runs(shaded[None, :])
+    behind = _sla_line(line, top) if line is not None else ""
+    return _svg(path, spans, step, label, colour, behind, axis)
 
 
-def _charts(health: GatewayHealth, history: HistorySnapshot | None) -> str:
-    row = history.row(health.gateway) if history else None
-    if history is None or row is None:
-        return '<p class="empty">No history yet.</p>'
-    payments = history.payments[row].astype(np.float64)
-    failures = history.failures[row].astype(np.float64)
-    rates = np.divide(failures, payments, out=np.full_like(payments, np.nan), where=payments > 0)
-    observed = rates[~np.isnan(rates)]
-    rate_top = max(health.baseline * 3, float(observed.max()) if observed.size else 0.0) * 1.1
-    per_minute = history.volume[row].astype(np.float64) / history.minutes_per_bucket()
-    volume_top = max(float(per_minute.max()) * 1.1, 1.0)
-    shaded = history.alerting[row]
-    rate_chart = _chart(
-        rates,
-        min(rate_top, 1.0),
-        shaded,
-        health.baseline,
-        f"max {_pct(min(rate_top, 1.0))}",
-        "#1a73e8",
-    )
-    volume_chart = _chart(
-        per_minute, volume_top, shaded, None, f"max {volume_top:.0f}/min", "#5f6368"
-    )
-    expectation = (
-        f"usual for this hour of the week: {health.expected_volume / health.window_minutes:.1f}/min"
-        if health.expected_volume is not None
-        else "no seasonal expectation yet: it needs a week of history"
-    )
-    return (
-        '<div class="charts"><div class="chart">'
-        f"<h3>Failure rate, 5-min buckets, vs SLA {_pct(health.baseline)} (dashed); "
-        "alerts shaded</h3>"
-        f'{rate_chart}</div><div class="chart"><h3>Payments per minute ({expectation})</h3>'
-        f"{volume_chart}</div></div>"
-    )
+class _Charts:
+    """Both charts of every gateway in the history, computed for all rows at once."""
+
+    def __init__(self, history: HistorySnapshot, baselines: npt.NDArray[np.float64]):
+        self.row = {g: i for i, g in enumerate(history.gateways)}
+        payments = history.payments.astype(np.float64)
+        rates = np.divide(
+            history.failures, payments, out=np.full(payments.shape, np.nan), where=payments > 0
+        )
+        observed = np.nanmax(np.where(np.isnan(rates), 0.0, rates), axis=1, initial=0.0)
+        self.rate_top = np.minimum(np.maximum(baselines * 3, observed) * 1.1, 1.0)
+        self.per_minute = history.volume / history.minutes_per_bucket()
+        self.volume_top = np.maximum(self.per_minute.max(axis=1, initial=0.0) * 1.1, 1.0)
+        self.step = _W / max(payments.shape[1], 1)
+        xs = (np.arange(payments.shape[1]) + 0.5) * self.step
+        self.rate_paths = _paths(xs, _y(rates, self.rate_top))
+        self.volume_paths = _paths(xs, _y(self.per_minute, self.volume_top))
+        self.spans = _runs(history.alerting)
+
+    def html(self, health: GatewayHealth) -> str:
+        row = self.row.get(health.gateway)
+        if row is None:
+            return '<p class="empty">No history yet.</p>'
+        rate_top, volume_top = float(self.rate_top[row]), float(self.volume_top[row])
+        sla = _sla_line(health.baseline, rate_top)
+        spans = self.spans[row]
+        rate_chart = _svg(
+            self.rate_paths[row], spans, self.step, f"max {_pct(rate_top)}", "#1a73e8", sla
+        )
+        volume_chart = _svg(
+            self.volume_paths[row], spans, self.step, f"max {volume_top:.0f}/min", "#5f6368"
+        )
+        expectation = (
+            "usual for this hour of the week: "
+            f"{health.expected_volume / health.window_minutes:.1f}/min"
+            if health.expected_volume is not None
+            else "no seasonal expectation yet: it needs a week of history"
+        )
+        return (
+            '<div class="charts"><div class="chart">'
+            f"<h3>Failure rate, 5-min buckets, vs SLA {_pct(health.baseline)} (dashed); "
+            "alerts shaded</h3>"
+            f'{rate_chart}</div><div class="chart"><h3>Payments per minute ({expectation})</h3>'
+            f"{volume_chart}</div></div>"
+        )
 
 
-def _gateway(health: GatewayHealth, history: HistorySnapshot | None) -> str:
+def _gateway(health: GatewayHealth, charts: _Charts | None) -> str:
     interval = (
         f" (95% CI {_pct(health.interval[0])}-{_pct(health.interval[1])})"
         if health.interval
@@ -171,7 +232,7 @@ def _gateway(health: GatewayHealth, history: HistorySnapshot | None) -> str:
         f"{health.payments} payments in {health.window_minutes} min &middot; "
         f"SLA {_pct(health.baseline)}{backup}</span></div>"
         f'<p class="reason">{escape(health.reason)}{since}</p>'
-        f"{_charts(health, history)}</section>"
+        f"{charts.html(health) if charts else '<p class=empty>No history yet.</p>'}</section>"
     )
 
 
@@ -213,7 +274,12 @@ def render(snapshot: Snapshot) -> str:
         if not counts["down"] and not counts["degraded"]
         else f"{counts['down']} down, {counts['degraded']} degraded"
     )
-    gateways = "".join(_gateway(h, snapshot.history) for h in snapshot.health)
+    charts = None
+    if snapshot.history is not None:
+        config = snapshot.config
+        baselines = np.array([config.sla_for(g) for g in snapshot.history.gateways])
+        charts = _Charts(snapshot.history, baselines)
+    gateways = "".join(_gateway(h, charts) for h in snapshot.health)
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
