@@ -1,10 +1,12 @@
 """What the service adds to each tick, next to the tick itself.
 
 After every tick the daemon computes each gateway's health, refreshes the 24 h history,
-updates the Prometheus gauges and publishes a snapshot (``publish``). Scrapes and page
-views then cost ``/metrics`` (text exposition) and ``/`` (HTML + SVG) each. This measures
-all of them against one engine tick (rules + lifecycle, reading from memory so the
-database does not blur the ratio), for a few gateway counts.
+updates the Prometheus gauges and publishes a snapshot (``publish``). The first scrape of
+``/metrics``, poll of ``/api/v1/gateways`` and view of ``/`` after a tick then render their
+answer (later requests until the next tick are served from memory). This measures all of
+them against one engine tick (rules + lifecycle, reading from memory so the database does
+not blur the ratio), for a few gateway counts; ``all/tick`` is a tick that is published,
+scraped, polled and viewed once.
 
 Ratios, not seconds, are the verdict; medians of ``--repeat`` runs.
 
@@ -14,12 +16,15 @@ Ratios, not seconds, are the verdict; medians of ``--repeat`` runs.
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 
 if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -32,7 +37,7 @@ from detector.history import History
 from detector.metrics import Metrics
 from detector.source import Counts, FrameSource, epoch_minute
 from detector.status_page import render
-from detector.web import Snapshot
+from detector.web import Snapshot, gateways_json
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
@@ -53,8 +58,21 @@ def _counts(gateways: int, minutes: int, rng: np.random.Generator) -> Counts:
     )
 
 
+def _median_after(setup: Callable[[], object], action: Callable[[], object], repeat: int) -> float:
+    """Median seconds of ``action`` alone, each run right after a fresh ``setup``."""
+    timings = []
+    for _ in range(repeat):
+        setup()
+        began = time.perf_counter()
+        action()
+        timings.append(time.perf_counter() - began)
+    return statistics.median(timings)
+
+
 def measure(count: int, repeat: int, rng: np.random.Generator) -> tuple[float, ...]:
-    """Median seconds of: one tick, publishing it, one /metrics scrape, one page render."""
+    """Median seconds of: one tick; publishing it; then the first /metrics scrape, the first
+    /api/v1/gateways poll and the first page view after it (each is rendered once a tick
+    and served from memory until the next)."""
     config = parse_config({}, env={})
     engine = Engine(config, FrameSource(_counts(count, 24 * 60, rng)))
     engine.tick(NOW)  # warm-up read fills the window
@@ -64,24 +82,22 @@ def measure(count: int, repeat: int, rng: np.random.Generator) -> tuple[float, .
     history = History()
     metrics = Metrics(CollectorRegistry())
     history.backfill(engine.source.read(NOW - timedelta(hours=24), NOW), epoch_minute(NOW))
+    latest: list[Snapshot] = []
 
-    def publish() -> Snapshot:
+    def publish() -> None:
+        """What Daemon._publish does after a tick, without the state database."""
         alerts = list(engine.alerts.alerts.values())
         health = gateway_health(engine.window, alerts, config, None, engine.last_results)
         history.update(engine.window, [])
-        metrics.observe_health(
-            health,
-            alerts,
-            engine.last_results,
-        )
-        return Snapshot(NOW, "leader", config, health, history.snapshot())
+        metrics.observe_health(health, alerts, engine.last_results)
+        latest[:] = [Snapshot(NOW, "leader", config, health, history.snapshot())]
 
-    snapshot = publish()
     return (
         tick,
         _median_seconds(publish, repeat),
-        _median_seconds(lambda: generate_latest(metrics.registry), repeat),
-        _median_seconds(lambda: render(snapshot), repeat),
+        _median_after(publish, metrics.exposition, repeat),
+        _median_after(publish, lambda: gateways_json(latest[0]), repeat),
+        _median_after(publish, lambda: render(latest[0]), repeat),
     )
 
 
@@ -93,13 +109,14 @@ def main() -> None:
     rng = np.random.default_rng(1)
     print(
         f"{'gateways':>8} {'tick ms':>8} {'publish ms':>11} {'publish/tick':>13} "
-        f"{'/metrics ms':>12} {'page ms':>8}"
+        f"{'/metrics ms':>12} {'JSON ms':>8} {'page ms':>8} {'all/tick':>9}"
     )
     for count in args.gateways:
-        tick, publish, scrape, page = measure(count, args.repeat, rng)
+        tick, publish, scrape, document, page = measure(count, args.repeat, rng)
+        every = (publish + scrape + document + page) / tick
         print(
             f"{count:>8} {tick * 1e3:>8.2f} {publish * 1e3:>11.2f} {publish / tick:>13.2f} "
-            f"{scrape * 1e3:>12.2f} {page * 1e3:>8.2f}"
+            f"{scrape * 1e3:>12.2f} {document * 1e3:>8.2f} {page * 1e3:>8.2f} {every:>9.1f}"
         )
 
 
