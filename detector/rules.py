@@ -478,6 +478,12 @@ class _Season:
     level: npt.NDArray[np.float64]  # today's level against the usual
     size: npt.NDArray[np.float64]  # negative-binomial size of the quarter-hour noise
     weeks: npt.NDArray[np.int64]  # whole weeks of history
+    levels: npt.NDArray[np.float64]  # the level at every slot boundary of the history
+    seen: npt.NDArray[np.int64]  # column of each gateway's first known slot
+
+
+# Per gateway and hour the payments expected, and per gateway the negative-binomial size.
+_HourlyExpectation = tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]
 
 
 @dataclass(frozen=True)
@@ -488,6 +494,9 @@ class VolumeHistory:
     end_hour: int  # the first hour not included: the current, incomplete one
     counts: Counts  # per (gateway, quarter hour); ``minute`` is the quarter's first minute
     _seasons: dict[tuple[str, ...], _Season] = field(default_factory=dict, compare=False)
+    _expected: dict[tuple[tuple[str, ...], int], _HourlyExpectation] = field(
+        default_factory=dict, compare=False
+    )
 
     @classmethod
     def hours_needed(cls) -> int:
@@ -522,7 +531,35 @@ class VolumeHistory:
         hour_start = np.arange(slots) // SLOTS_PER_HOUR * SLOTS_PER_HOUR
         replayed = usual[:, :slots] * level[:, hour_start]
         size = tail_matched_size(volume, replayed)
-        return _Season(first, usual, level[:, slots], size, weeks)
+        return _Season(first, usual, level[:, slots], size, weeks, level, seen)
+
+    # --- for the status page's expected band ------------------------------------------------
+
+    def expected_hours(self, gateways: list[str], first_hour: int) -> _HourlyExpectation:
+        """Payments the volume rules expected in each hour from ``first_hour`` (epoch hours,
+        at most a week back) to the current one, as they expected them during that hour:
+        the usual volume of its quarter hours times the level measured at its start. NaN
+        where a gateway had less than a week of history then. Also each gateway's
+        negative-binomial size.
+
+        The current hour's value is what the rules use now. (An earlier hour sees at most
+        the weeks before it that this history holds.)
+        """
+        key = (tuple(gateways), first_hour)
+        if key not in self._expected:
+            self._expected[key] = self._expected_hours(gateways, first_hour)
+        return self._expected[key]
+
+    def _expected_hours(self, gateways: list[str], first_hour: int) -> _HourlyExpectation:
+        season = self.season(gateways)
+        # Column of each hour's first slot, from first_hour to the current hour.
+        start = np.arange(first_hour, self.end_hour + 1) * SLOTS_PER_HOUR - season.first_slot
+        slots = start[:, None] + np.arange(SLOTS_PER_HOUR)
+        # During an hour the rule expected its slots' usual volume times the level measured
+        # at the hour's start (as the noise fit replays it), once it had a week of history.
+        expected = season.usual[:, slots].sum(axis=2) * season.levels[:, start]
+        week_then = start[None, :] - season.seen[:, None] >= SLOTS_PER_WEEK
+        return np.where(week_then, expected, np.nan), season.size
 
 
 @dataclass(frozen=True)
