@@ -287,7 +287,12 @@ class Daemon:
         except Exception as exc:
             log.debug("outbox depth unavailable: %s", exc)
         self._snapshot = Snapshot(
-            result.at, self.role, self.config, health, self.history.snapshot(), self._silences()
+            result.at,
+            self.role,
+            self.config,
+            health,
+            self.history.snapshot(self.engine.volume_history),
+            self._silences(),
         )
 
     def _silences(self) -> list[dict[str, Any]]:

@@ -3,7 +3,8 @@
 The count window only spans what the rules need (a few hours), so the service keeps this
 coarser ring beside it: filled once from the database at start-up (aggregated there) and
 refreshed from the window after every tick. Each bucket also remembers whether an alert
-was firing for the gateway, which the charts shade.
+was firing for the gateway, which the charts shade, and a snapshot can say what volume
+the seasonal rules expected in each bucket (the band behind the volume chart).
 """
 
 from __future__ import annotations
@@ -14,13 +15,17 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from detector.rules import VolumeHistory
 from detector.source import Counts
+from detector.stats.seasonal import negative_binomial_quantile
 from detector.window import CountWindow, shift_out
 
-__all__ = ["BUCKET_MINUTES", "History", "HistorySnapshot"]
+__all__ = ["BAND", "BUCKET_MINUTES", "History", "HistorySnapshot"]
 
 BUCKET_MINUTES = 5
+BAND = (0.05, 0.95)  # the quantiles of the expected volume the charts shade
 IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 
 
@@ -35,6 +40,7 @@ class HistorySnapshot:
     failures: IntArray
     volume: IntArray
     alerting: BoolArray
+    seasonal: VolumeHistory | None = None  # the volume rules' hourly history, if read yet
 
     def row(self, gateway: str) -> int | None:
         return self.gateways.index(gateway) if gateway in self.gateways else None
@@ -46,6 +52,31 @@ class HistorySnapshot:
             newest_start = self.first_minute + (minutes.size - 1) * BUCKET_MINUTES
             minutes[-1] = max(1, min(BUCKET_MINUTES, self.end_minute - newest_start))
         return minutes
+
+    def expected_band(self) -> tuple[FloatArray, FloatArray] | None:
+        """Per gateway and bucket, the payments per minute the volume rules expected, as the
+        5% and 95% quantiles of a 5-minute bucket's count; NaN where a gateway had less
+        than a week of history then. ``None`` until the hourly history has been read.
+
+        A bucket's count is negative binomial around its hour's expectation (the seasonal
+        median times the level of the hours before) with the size fitted on the history.
+        """
+        if self.seasonal is None:
+            return None
+        first_hour = self.first_minute // 60
+        expected, size = self.seasonal.expected_hours(self.gateways, first_hour)
+        mean = expected * (BUCKET_MINUTES / 60)
+        quantiles = [
+            negative_binomial_quantile(q, mean, size[:, None]) / BUCKET_MINUTES for q in BAND
+        ]
+        # Each bucket lies in one hour; an hour past the hourly history (its hourly read
+        # failed) has no expectation.
+        starts = self.first_minute + BUCKET_MINUTES * np.arange(self.payments.shape[1])
+        hour = starts // 60 - first_hour
+        known = hour < expected.shape[1]
+        column = np.minimum(hour, expected.shape[1] - 1)
+        low, high = (np.where(known, q[:, column], np.nan) for q in quantiles)
+        return low, high
 
 
 class History:
@@ -156,7 +187,9 @@ class History:
         if lo < hi:
             self.alerting[row, lo:hi] = True
 
-    def snapshot(self) -> HistorySnapshot:
+    def snapshot(self, seasonal: VolumeHistory | None = None) -> HistorySnapshot:
+        """A copy; ``seasonal`` (the engine's hourly volume history) gives the charts their
+        expected band."""
         return HistorySnapshot(
             list(self.gateways),
             (self.end_bucket - self.buckets) * BUCKET_MINUTES,
@@ -165,4 +198,5 @@ class History:
             self.failures.copy(),
             self.volume.copy(),
             self.alerting.copy(),
+            seasonal,
         )

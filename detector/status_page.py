@@ -14,12 +14,18 @@ import numpy as np
 import numpy.typing as npt
 
 from detector.health import GatewayHealth
-from detector.history import HistorySnapshot
+from detector.history import BAND, HistorySnapshot
 from detector.web import Snapshot
 
 __all__ = ["render"]
 
 _W, _H, _PAD = 600, 120, 18  # chart viewBox; _PAD leaves room for the time axis
+_BAND_LOW, _BAND_HIGH = (round(q * 100) for q in BAND)
+_BAND_TITLE = (
+    f"Expected band: {_BAND_LOW}% to {_BAND_HIGH}% of the payments per minute a 5-minute bucket "
+    "has when traffic is as the volume rules expected it then (the median of the same hour "
+    "of the week times the level of the hours before, with the fitted hour-to-hour noise)"
+)
 
 _STYLE = """
 :root { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #1d2330; }
@@ -97,6 +103,28 @@ def _runs(flags: npt.NDArray[np.bool_]) -> list[list[tuple[int, int]]]:
     for (row, first), end in zip(starts.tolist(), ends[:, 1].tolist(), strict=True):
         runs[row].append((first, end))
     return runs
+
+
+def _band_paths(
+    xs: npt.NDArray[np.floating], low: npt.NDArray[np.floating], high: npt.NDArray[np.floating]
+) -> list[str]:
+    """SVG path data per row: the area between ``low`` and ``high``, one closed shape for
+    each stretch where both are known.
+
+    >>> _band_paths(np.array([0.0, 1, 2]), np.array([[9.0, 8, np.nan]]), np.array([[5.0, 4, 1]]))
+    ['M0.0,5.0L1.0,4.0L1.0,8.0L0.0,9.0Z']
+    """
+    x = _coords(xs)
+    upper = "L" + x + _coords(high, _Y_TOKENS)
+    lower = "L" + x + _coords(low, _Y_TOKENS)
+    paths = []
+    for row, runs in enumerate(_runs(~np.isnan(low) & ~np.isnan(high))):
+        parts = []
+        for a, b in runs:
+            top, bottom = upper[row, a:b].tolist(), lower[row, a:b].tolist()
+            parts.append("M" + top[0][1:] + "".join(top[1:]) + "".join(bottom[::-1]) + "Z")
+        paths.append("".join(parts))
+    return paths
 
 
 def _y(values: npt.NDArray[np.float64], top: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
@@ -181,11 +209,20 @@ class _Charts:
         observed = np.nanmax(np.where(np.isnan(rates), 0.0, rates), axis=1, initial=0.0)
         self.rate_top = np.minimum(np.maximum(baselines * 3, observed) * 1.1, 1.0)
         self.per_minute = history.volume / history.minutes_per_bucket()
-        self.volume_top = np.maximum(self.per_minute.max(axis=1, initial=0.0) * 1.1, 1.0)
+        band = history.expected_band()
+        highest = self.per_minute.max(axis=1, initial=0.0)
+        if band is not None:
+            highest = np.maximum(highest, np.nanmax(band[1], axis=1, initial=0.0))
+        self.volume_top = np.maximum(highest * 1.1, 1.0)
         self.step = _W / max(payments.shape[1], 1)
         xs = (np.arange(payments.shape[1]) + 0.5) * self.step
         self.rate_paths = _paths(xs, _y(rates, self.rate_top))
         self.volume_paths = _paths(xs, _y(self.per_minute, self.volume_top))
+        self.band_paths = (
+            _band_paths(xs, *(_y(edge, self.volume_top) for edge in band))
+            if band is not None
+            else [""] * len(history.gateways)
+        )
         self.spans = _runs(history.alerting)
 
     def html(self, health: GatewayHealth) -> str:
@@ -198,14 +235,27 @@ class _Charts:
         rate_chart = _svg(
             self.rate_paths[row], spans, self.step, f"max {_pct(rate_top)}", "#1a73e8", sla
         )
+        band = self.band_paths[row]
         volume_chart = _svg(
-            self.volume_paths[row], spans, self.step, f"max {volume_top:.0f}/min", "#5f6368"
+            self.volume_paths[row],
+            spans,
+            self.step,
+            f"max {volume_top:.0f}/min",
+            "#5f6368",
+            f'<path d="{band}" fill="#c6dafc" class="expected-band"><title>{_BAND_TITLE}</title>'
+            "</path>"
+            if band
+            else "",
+        )
+        usual = (
+            f"; usual now {health.expected_volume / health.window_minutes:.1f}/min"
+            if health.expected_volume is not None
+            else ""
         )
         expectation = (
-            "usual for this hour of the week: "
-            f"{health.expected_volume / health.window_minutes:.1f}/min"
-            if health.expected_volume is not None
-            else "no seasonal expectation yet: it needs a week of history"
+            f"vs the expected {_BAND_LOW}-{_BAND_HIGH}% band (blue{usual})"
+            if band
+            else "not enough history for an expected band (needs a week)"
         )
         return (
             '<div class="charts"><div class="chart">'

@@ -196,6 +196,8 @@ def test_endpoints_and_status_page_during_an_incident_and_after(
         state = f"sqlite:///{tmp_path / 'state.db'}"
         config.write_text(_config(sqlite_db, state, hook.url_for("/hook")))
         _traffic(sqlite_db)
+        # Stripe has the week of history that the status page's expected band needs.
+        sqlite_db.steady("stripe", _now() - timedelta(days=8), minutes=8 * 24 * 60, per_minute=2)
         service = Service(config, tmp_path / "service.log", json_logs=True)
         services.append(service)
 
@@ -238,6 +240,11 @@ def test_endpoints_and_status_page_during_an_incident_and_after(
         assert '<tr class="alert firing">' in dom
         assert "outage" in dom
         assert 'class="sla-line"' in dom
+        sections = {
+            g: dom.split(f'id="gw-{g}"')[1].split("</section>")[0] for g in ("stripe", "adyen")
+        }
+        assert 'class="expected-band"' in sections["stripe"]
+        assert "not enough history for an expected band (needs a week)" in sections["adyen"]
         assert "CONSOLE" not in browser_log, browser_log
         assert screenshot.stat().st_size > 10_000
 

@@ -30,11 +30,10 @@ from detector.history import History
 from detector.lease import Lease
 from detector.metrics import Metrics
 from detector.notify import Evidence, build_receivers
-from detector.rules import Finding, RuleResult
-from detector.source import SqlSource, connect, epoch_minute
-from detector.status_page import render
+from detector.rules import Finding, RuleResult, VolumeHistory, evaluate
+from detector.source import Counts, SqlSource, connect, epoch_minute
 from detector.store import FencedOut, StateStore
-from detector.web import Snapshot
+from detector.web import WebServer
 from detector.window import CountWindow
 
 from .conftest import REQUIRE_SERVERS, SERVER_URLS, T0, PaymentsDb, _unreachable
@@ -380,11 +379,72 @@ def test_gateway_volume_is_compared_with_the_seasonal_expectation() -> None:
     assert health["stripe"].expected_volume == pytest.approx(2.5 * minutes)
     assert health["adyen"].expected_volume is None  # less than a week of history
 
-    history = History()
-    history.update(window, firing=[])
-    page = render(Snapshot(T0, "leader", CONFIG, list(health.values()), history.snapshot()))
-    assert "usual for this hour of the week: 2.5/min" in page
-    assert "no seasonal expectation yet" in page
+    assert gateways_document(list(health.values()), T0, "leader")["gateways"][0]["volume"] == {
+        "payments": 41,
+        "expected": pytest.approx(2.5 * minutes),
+    }
+
+
+def _hourly(per_gateway: dict[str, tuple[int, npt.NDArray[np.int64]]], end_hour: int) -> Counts:
+    """Hourly volume rows: each gateway's ``(first hour, volumes)`` up to ``end_hour``."""
+    gateway, hour, volume = [], [], []
+    for name, (first, volumes) in per_gateway.items():
+        gateway += [name] * (end_hour - first)
+        hour.append(np.arange(first, end_hour))
+        volume.append(volumes[: end_hour - first])
+    hours, volumes = np.concatenate(hour), np.concatenate(volume).astype(np.int64)
+    return Counts(np.array(gateway, dtype=object), hours * 60, volumes, volumes * 0, volumes)
+
+
+def test_the_expected_band_is_what_the_volume_rules_expected_during_each_hour() -> None:
+    rng = np.random.default_rng(7)
+    now = epoch_minute(T0) // 60
+    # "old" has three weeks of a daily cycle; "young" crossed its first week 5 hours ago.
+    cycle = 40 + 30 * np.sin(np.arange(4 * 168) * 2 * np.pi / 24)
+    series = {
+        "old": (now - 3 * 168, rng.poisson(cycle)),
+        "young": (now - 168 - 5, rng.poisson(cycle)),
+    }
+    gateways = list(series)
+    expected, size = VolumeHistory(now, _hourly(series, now)).expected_hours(gateways, now - 23)
+    assert expected.shape == (2, 24) and size.shape == (2,)
+    assert np.isnan(expected[1, :18]).all() and np.isfinite(expected[1, 18:]).all()
+    for back in (0, 4, 5, 23):
+        hour = now - back
+        # The rule's own expectation at that hour, from the history it had then.
+        then = VolumeHistory(hour, _hourly(series, hour))
+        window = CountWindow(600, gateways=gateways)
+        window.advance(hour * 60 + 60)  # the rule's window lies in that hour
+        (volume,) = evaluate(window, parse_config({}, env={}), history=then)[-1:]
+        assert volume.rule == "volume_drop" and volume.expected_per_minute is not None
+        np.testing.assert_allclose(
+            expected[:, -1 - back] / 60, volume.expected_per_minute, rtol=1e-12
+        )
+
+
+def test_the_status_page_shades_the_expected_volume_once_a_gateway_has_a_week(
+    sqlite_db: PaymentsDb, tmp_path: Path
+) -> None:
+    sqlite_db.steady("stripe", T0 - timedelta(days=8), minutes=8 * 24 * 60, per_minute=1)
+    sqlite_db.steady("adyen", T0 - timedelta(hours=2), minutes=120, per_minute=1)
+    clock = Clock()
+    daemon = _daemon(_config(sqlite_db), f"sqlite:///{tmp_path / 'state.db'}", clock)
+    server = WebServer(("127.0.0.1", 0), daemon).start()
+    try:
+        daemon.backfill_history()
+        daemon.tick()
+        host, port = server.address
+        page = requests.get(f"http://{host}:{port}/", timeout=10).text
+    finally:
+        server.stop()
+        _close(daemon)
+    stripe, adyen = (
+        page.split(f'id="gw-{g}"')[1].split("</section>")[0] for g in ("stripe", "adyen")
+    )
+    assert 'class="expected-band"' in stripe
+    assert "vs the expected 5-95% band (blue; usual now 1.0/min)" in stripe
+    assert 'class="expected-band"' not in adyen
+    assert "not enough history for an expected band (needs a week)" in adyen
 
 
 def _scrape(metrics: Metrics) -> Callable[..., float | None]:
