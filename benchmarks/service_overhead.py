@@ -35,6 +35,7 @@ from detector.engine import Engine
 from detector.health import gateway_health
 from detector.history import History
 from detector.metrics import Metrics
+from detector.rules import VolumeHistory
 from detector.source import Counts, FrameSource, epoch_minute
 from detector.status_page import render
 from detector.web import Snapshot, gateways_json
@@ -58,6 +59,17 @@ def _counts(gateways: int, minutes: int, rng: np.random.Generator) -> Counts:
     )
 
 
+def _hourly(gateways: int, rng: np.random.Generator) -> Counts:
+    """Four weeks of hourly volume per gateway before NOW, with a daily cycle."""
+    hours = VolumeHistory.hours_needed()
+    first = epoch_minute(NOW) // 60 - hours
+    cycle = 1200 * (1 + 0.5 * np.sin(np.arange(hours) * 2 * np.pi / 24))
+    volume = rng.poisson(np.tile(cycle, gateways)).astype(np.int64)
+    names = np.repeat(np.array([f"gw{i:03d}" for i in range(gateways)], dtype=object), hours)
+    minute = np.tile((first + np.arange(hours)) * 60, gateways)
+    return Counts(names, minute, volume, volume * 0, volume)
+
+
 def _median_after(setup: Callable[[], object], action: Callable[[], object], repeat: int) -> float:
     """Median seconds of ``action`` alone, each run right after a fresh ``setup``."""
     timings = []
@@ -79,6 +91,11 @@ def measure(count: int, repeat: int, rng: np.random.Generator) -> tuple[float, .
     moment = iter(NOW + timedelta(minutes=m) for m in range(1, 10**6))
     tick = _median_seconds(lambda: engine.tick(next(moment)), repeat)
 
+    # Four weeks of hourly volume, so the page draws every gateway's expected band. Its
+    # hourly expectation is computed once an hour (warmed here); the band's quantiles and
+    # shapes are part of every page render.
+    seasonal = VolumeHistory(epoch_minute(NOW) // 60, _hourly(count, rng))
+    seasonal.expected_hours(engine.window.gateways, epoch_minute(NOW) // 60 - 24)
     history = History()
     metrics = Metrics(CollectorRegistry())
     history.backfill(engine.source.read(NOW - timedelta(hours=24), NOW), epoch_minute(NOW))
@@ -90,7 +107,7 @@ def measure(count: int, repeat: int, rng: np.random.Generator) -> tuple[float, .
         health = gateway_health(engine.window, alerts, config, None, engine.last_results)
         history.update(engine.window, [])
         metrics.observe_health(health, alerts, engine.last_results)
-        latest[:] = [Snapshot(NOW, "leader", config, health, history.snapshot())]
+        latest[:] = [Snapshot(NOW, "leader", config, health, history.snapshot(seasonal))]
 
     return (
         tick,

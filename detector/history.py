@@ -64,19 +64,33 @@ class HistorySnapshot:
         if self.seasonal is None:
             return None
         first_hour = self.first_minute // 60
-        expected, size = self.seasonal.expected_hours(self.gateways, first_hour)
-        mean = expected * (BUCKET_MINUTES / 60)
-        quantiles = [
-            negative_binomial_quantile(q, mean, size[:, None]) / BUCKET_MINUTES for q in BAND
-        ]
+        quantiles = _hourly_band(self.seasonal, tuple(self.gateways), first_hour)
         # Each bucket lies in one hour; an hour past the hourly history (its hourly read
         # failed) has no expectation.
         starts = self.first_minute + BUCKET_MINUTES * np.arange(self.payments.shape[1])
         hour = starts // 60 - first_hour
-        known = hour < expected.shape[1]
-        column = np.minimum(hour, expected.shape[1] - 1)
+        known = hour < quantiles[0].shape[1]
+        column = np.minimum(hour, quantiles[0].shape[1] - 1)
         low, high = (np.where(known, q[:, column], np.nan) for q in quantiles)
         return low, high
+
+
+# The hourly band changes once an hour (with the hourly history), not with every snapshot.
+_band_cache: list[tuple[VolumeHistory, tuple[str, ...], int, list[FloatArray]]] = []
+
+
+def _hourly_band(
+    seasonal: VolumeHistory, gateways: tuple[str, ...], first_hour: int
+) -> list[FloatArray]:
+    """Per gateway and hour from ``first_hour``: the band's quantiles in payments a minute."""
+    for cached, *key, band in _band_cache:
+        if cached is seasonal and key == [gateways, first_hour]:
+            return band
+    expected, size = seasonal.expected_hours(list(gateways), first_hour)
+    mean = expected * (BUCKET_MINUTES / 60)
+    band = [negative_binomial_quantile(q, mean, size[:, None]) / BUCKET_MINUTES for q in BAND]
+    _band_cache[:] = [(seasonal, gateways, first_hour, band)]
+    return band
 
 
 class History:

@@ -106,25 +106,33 @@ def _runs(flags: npt.NDArray[np.bool_]) -> list[list[tuple[int, int]]]:
 
 
 def _band_paths(
-    xs: npt.NDArray[np.floating], low: npt.NDArray[np.floating], high: npt.NDArray[np.floating]
+    step: float, low: npt.NDArray[np.floating], high: npt.NDArray[np.floating]
 ) -> list[str]:
-    """SVG path data per row: the area between ``low`` and ``high``, one closed shape for
-    each stretch where both are known.
+    """SVG path data per row: the area between ``low`` and ``high`` (chart heights per
+    bucket) as one rectangle for each stretch of buckets with the same values; nothing
+    where either is NaN.
 
-    >>> _band_paths(np.array([0.0, 1, 2]), np.array([[9.0, 8, np.nan]]), np.array([[5.0, 4, 1]]))
-    ['M0.0,5.0L1.0,4.0L1.0,8.0L0.0,9.0Z']
+    >>> _band_paths(2.0, np.array([[9.0, 9, 8, np.nan]]), np.array([[5.0, 5, 4, 1]]))
+    ['M0.0,5.0H4.0V9.0H0.0ZM4.0,4.0H6.0V8.0H4.0Z']
     """
-    x = _coords(xs)
-    upper = "L" + x + _coords(high, _Y_TOKENS)
-    lower = "L" + x + _coords(low, _Y_TOKENS)
-    paths = []
-    for row, runs in enumerate(_runs(~np.isnan(low) & ~np.isnan(high))):
-        parts = []
-        for a, b in runs:
-            top, bottom = upper[row, a:b].tolist(), lower[row, a:b].tolist()
-            parts.append("M" + top[0][1:] + "".join(top[1:]) + "".join(bottom[::-1]) + "Z")
-        paths.append("".join(parts))
-    return paths
+    rows, columns = low.shape
+    known = ~np.isnan(low) & ~np.isnan(high)
+    same = np.zeros_like(known)
+    same[:, 1:] = known[:, :-1] & (low[:, 1:] == low[:, :-1]) & (high[:, 1:] == high[:, :-1])
+    # A sentinel column ends every row's last stretch within the row.
+    starts = np.pad(known & ~same, ((0, 0), (0, 1))).ravel()
+    bounds = np.pad(
+        starts.reshape(rows, -1)[:, :-1] | ~known, ((0, 0), (0, 1)), constant_values=True
+    )
+    first = np.flatnonzero(starts)
+    edges = np.flatnonzero(bounds.ravel())
+    end = edges[np.searchsorted(edges, first, side="right")]
+    row, a, b = first // (columns + 1), first % (columns + 1), end % (columns + 1)
+    x0, x1 = _coords(a * step), _coords(b * step)
+    top, bottom = _coords(high[row, a]), _coords(low[row, a])
+    shapes = "M" + x0 + "," + top + "H" + x1 + "V" + bottom + "H" + x0 + "Z"
+    split = np.split(shapes, np.cumsum(np.bincount(row, minlength=rows))[:-1])
+    return ["".join(part.tolist()) for part in split]
 
 
 def _y(values: npt.NDArray[np.float64], top: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
@@ -219,7 +227,7 @@ class _Charts:
         self.rate_paths = _paths(xs, _y(rates, self.rate_top))
         self.volume_paths = _paths(xs, _y(self.per_minute, self.volume_top))
         self.band_paths = (
-            _band_paths(xs, *(_y(edge, self.volume_top) for edge in band))
+            _band_paths(self.step, *(_y(edge, self.volume_top) for edge in band))
             if band is not None
             else [""] * len(history.gateways)
         )
