@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from detector.source import _brief
-from detector.store import StoreError
+from detector.store import StoreError, create_tables
 
 __all__ = ["Lease"]
 
@@ -60,7 +60,7 @@ class Lease:
         self.name = name
         self.term: int | None = None  # the term this replica holds, if any
         try:
-            _metadata.create_all(engine)
+            create_tables(engine, _metadata)
         except sa.exc.SQLAlchemyError as exc:
             raise StoreError(f"cannot create the lease table: {_brief(exc)}") from exc
 

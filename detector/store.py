@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -25,7 +26,18 @@ from detector.errors import DetectorError
 from detector.notify.base import Notification
 from detector.source import connect
 
-__all__ = ["Delivery", "FencedOut", "OutboxEntry", "Silence", "StateStore", "StoreError"]
+__all__ = [
+    "Delivery",
+    "FencedOut",
+    "OutboxEntry",
+    "Silence",
+    "StateStore",
+    "StoreError",
+    "create_tables",
+]
+
+# Replicas racing to create the tables: how often one that lost tries again.
+_CREATE_ATTEMPTS = 5
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +120,27 @@ class StoreError(DetectorError):
     """The state database could not be read or written."""
 
 
+def create_tables(
+    engine: Engine, metadata: sa.MetaData, upgrade: Callable[[Engine], None] | None = None
+) -> None:
+    """Create the missing tables (then ``upgrade`` older ones).
+
+    Replicas started together on a fresh database race to create the same tables, and
+    every CREATE but the first fails (each dialect with its own error): a loser tries
+    again a few times, by when the tables exist and it only checks them.
+    """
+    for attempt in range(_CREATE_ATTEMPTS):
+        try:
+            metadata.create_all(engine)
+            if upgrade is not None:
+                upgrade(engine)
+            return
+        except sa.exc.SQLAlchemyError:
+            if attempt == _CREATE_ATTEMPTS - 1:
+                raise
+            time.sleep(0.1 * (attempt + 1))
+
+
 class FencedOut(StoreError):
     """A tick was not saved: this replica no longer holds the leader lease."""
 
@@ -174,8 +207,7 @@ class StateStore:
     def __init__(self, engine: Engine):
         self.engine = engine
         try:
-            _metadata.create_all(engine)
-            _add_group_key(engine)
+            create_tables(engine, _metadata, _add_group_key)
         except sa.exc.SQLAlchemyError as exc:
             raise StoreError(
                 f"state.url: cannot open the state database ({exc.__class__.__name__}: "

@@ -759,3 +759,30 @@ def test_a_replica_that_lost_the_lease_cannot_commit_a_tick(tmp_path: Path) -> N
         assert new.current_holder(later + timedelta(seconds=2)) == "new"
     finally:
         store.engine.dispose()
+
+
+def test_replicas_starting_together_on_a_state_url_database_all_open_it(
+    state_url: str,
+) -> None:
+    # docker compose starts both replicas at once: each creates the tables it finds missing.
+    barrier = threading.Barrier(4)
+    problems: list[str] = []
+    engines: list[sa.Engine] = []
+
+    def start(replica: str) -> None:
+        barrier.wait()
+        try:
+            store = StateStore.open(state_url)
+            engines.append(store.engine)
+            Lease(store.engine, replica, timedelta(seconds=30))
+        except Exception as exc:
+            problems.append(f"{replica}: {exc}")
+
+    threads = [threading.Thread(target=start, args=(f"replica-{i}",)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for engine in engines:
+        engine.dispose()
+    assert problems == []
