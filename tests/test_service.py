@@ -1,6 +1,6 @@
 """The service as operators and payment routers meet it: `detector run` as a subprocess
 serving HTTP on 127.0.0.1, the status page in headless Chromium, SIGHUP reloads, and two
-replicas sharing a PostgreSQL state database."""
+replicas sharing a state database on SQLite, PostgreSQL and MariaDB."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,10 +19,9 @@ from typing import Any
 
 import pytest
 import requests
-import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 
-from .conftest import REQUIRE_SERVERS, SERVER_URLS, PaymentsDb, _unreachable
+from .conftest import PaymentsDb
 from .http_recorder import HttpRecorder
 
 REPO = Path(__file__).resolve().parents[1]
@@ -325,36 +323,16 @@ def test_sighup_applies_a_valid_config_keeping_alert_state_and_rejects_a_broken_
     assert len(new.requests) == 1
 
 
-# --- two replicas against PostgreSQL ----------------------------------------------------------
-
-
-@pytest.fixture
-def postgres_state() -> Iterator[str]:
-    """A state database URL in a fresh PostgreSQL schema, dropped afterwards."""
-    url = SERVER_URLS["postgresql"]
-    problem = _unreachable(url)
-    if problem:
-        (pytest.fail if REQUIRE_SERVERS else pytest.skip)(f"postgresql: {problem}")
-    schema = f"ha_{uuid.uuid4().hex[:10]}"
-    engine = sa.create_engine(url)
-    with engine.begin() as connection:
-        connection.execute(sa.text(f"CREATE SCHEMA {schema}"))
-    try:
-        yield f"{url}?options=-csearch_path%3D{schema}"
-    finally:
-        with engine.begin() as connection:
-            connection.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
-        engine.dispose()
+# --- two replicas sharing a state database -----------------------------------------------
 
 
 @pytest.mark.slow
-@pytest.mark.database
 def test_two_replicas_notify_once_and_the_follower_takes_over_after_a_kill(
-    sqlite_db: PaymentsDb, postgres_state: str, services: list[Service], tmp_path: Path
+    sqlite_db: PaymentsDb, state_url: str, services: list[Service], tmp_path: Path
 ) -> None:
     with HttpRecorder() as hook:
         config = tmp_path / "alerts.yaml"
-        config.write_text(_config(sqlite_db, postgres_state, hook.url_for("/hook")))
+        config.write_text(_config(sqlite_db, state_url, hook.url_for("/hook")))
         _traffic(sqlite_db)
         a = Service(config, tmp_path / "a.log", replica="replica-a")
         services.append(a)
