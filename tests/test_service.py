@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -61,8 +62,13 @@ class Service:
                 env=env,
                 cwd=config.parent,
             )
+        self.replica = replica
         self.http = requests.Session()
-        self.url = wait_until(self._listening, f"the HTTP port in {log}")
+
+    @cached_property
+    def url(self) -> str:
+        """Waits for the port on first use, so that several services can start together."""
+        return str(wait_until(self._listening, f"the HTTP port in {self.log}"))
 
     def _listening(self) -> str | None:
         assert self.process.poll() is None, self.log.read_text()
@@ -107,7 +113,7 @@ def services() -> Iterator[list[Service]]:
         service.close()
 
 
-def _config(db: PaymentsDb, state_url: str, *hooks: str, extra: str = "") -> str:
+def _config(db: PaymentsDb, state_url: str, *hooks: str, extra: str = "", ttl: str = "3s") -> str:
     receivers = "".join(
         f'  hook{i}: {{type: webhook, url: "{url}"}}\n' for i, url in enumerate(hooks)
     )
@@ -117,7 +123,7 @@ source: {{url: "{db.url}", table: {db.table}}}
 state: {{url: "{state_url}"}}
 schedule: {{interval: 1s, shutdown_grace: 5s}}
 server: {{listen: "127.0.0.1:0"}}
-ha: {{lease_ttl: 3s}}
+ha: {{lease_ttl: {ttl}}}
 detection:
   outage: {{window: 10m, min_payments: 5, failure_rate: 0.9, for: 0s, keep_firing_for: 0s}}
   sla_breach: {{enabled: false}}
@@ -332,37 +338,43 @@ def test_two_replicas_notify_once_and_the_follower_takes_over_after_a_kill(
 ) -> None:
     with HttpRecorder() as hook:
         config = tmp_path / "alerts.yaml"
-        config.write_text(_config(sqlite_db, state_url, hook.url_for("/hook")))
+        config.write_text(_config(sqlite_db, state_url, hook.url_for("/hook"), ttl="2s"))
         _traffic(sqlite_db)
-        a = Service(config, tmp_path / "a.log", replica="replica-a")
-        services.append(a)
-        wait_until(lambda: a.role() == "leader", "replica-a to lead")
-        b = Service(config, tmp_path / "b.log", replica="replica-b")
-        services.append(b)
-        b.wait_ticks(2)
-        assert (a.role(), b.role()) == ("leader", "follower")
-        assert b.get("/healthz").status_code == 200
+        # Started together, as docker compose does, on a state database neither has seen.
+        replicas = [Service(config, tmp_path / f"{r}.log", replica=r) for r in ("a", "b")]
+        services.extend(replicas)
+        roles = wait_until(
+            lambda: (
+                (roles := sorted((s.role() or "", s.replica) for s in replicas))
+                and roles[0][0] == "follower"
+                and roles[1][0] == "leader"
+                and roles
+            ),
+            "one leader and one follower",
+        )
+        leader, follower = (next(s for s in replicas if s.replica == roles[i][1]) for i in (1, 0))
+        assert follower.get("/healthz").status_code == 200
 
         sqlite_db.add("stripe", _now(), failed=40)
         (firing,) = hook.wait_for(1, timeout=20)
         # The follower sees the incident too (from the leader's stored state) but stays quiet.
-        wait_until(lambda: b.gateways()["stripe"]["status"] == "down", "the follower's view")
-        a.wait_ticks(3)
-        b.wait_ticks(3)
+        wait_until(lambda: follower.gateways()["stripe"]["status"] == "down", "the follower's view")
+        leader.wait_ticks(2)
+        follower.wait_ticks(2)
         assert len(hook.requests) == 1
 
-        a.process.kill()  # mid-incident, without a chance to release the lease
-        a.process.wait(timeout=10)
-        wait_until(lambda: b.role() == "leader", "replica-b to take over", timeout=15)
-        b.wait_ticks(2)
+        leader.process.kill()  # mid-incident, without a chance to release the lease
+        leader.process.wait(timeout=10)
+        wait_until(lambda: follower.role() == "leader", "the follower to take over", timeout=15)
+        follower.wait_ticks(2)
         assert len(hook.requests) == 1  # the takeover does not repeat the firing
 
         sqlite_db.add("stripe", _now(), succeeded=600)
         resolved = hook.wait_for(2, timeout=20)[1]
-        b.wait_ticks(3)
-        assert b.terminate() == 0
+        follower.wait_ticks(2)
+        assert follower.terminate() == 0
     events = [(r.json()["event"], r.json()["fingerprint"]) for r in hook.requests]
     fingerprint = firing.json()["fingerprint"]
     assert events == [("firing", fingerprint), ("resolved", fingerprint)]
     assert resolved.header("Idempotency-Key") != firing.header("Idempotency-Key")
-    assert "became the leader (replica replica-b, term 2)" in b.log.read_text()
+    assert f"became the leader (replica {follower.replica}, term 2)" in follower.log.read_text()
