@@ -3,7 +3,8 @@
 # DETECTOR_STATE_URL points at a shared database, as it must for several replicas).
 FROM python:3.11-slim
 
-RUN useradd --create-home --uid 10001 detector \
+RUN groupadd --gid 10001 detector \
+    && useradd --create-home --uid 10001 --gid 10001 detector \
     && mkdir -p /etc/detector /var/lib/detector \
     && chown detector:detector /var/lib/detector
 
@@ -12,7 +13,8 @@ COPY pyproject.toml README.md ./
 COPY detector ./detector
 RUN pip install --no-cache-dir . && rm -rf /root/.cache
 
-USER detector
+# Numeric, so that Kubernetes' runAsNonRoot can verify it without reading /etc/passwd.
+USER 10001:10001
 WORKDIR /var/lib/detector
 VOLUME ["/etc/detector", "/var/lib/detector"]
 ENV DETECTOR_STATE_URL=sqlite:////var/lib/detector/detector-state.db \
