@@ -97,7 +97,7 @@ class GatewayHealth:
         }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # arrays do not compare as a bool
 class HealthTable(Sequence[GatewayHealth]):
     """Every gateway's health as arrays in window order, computed once per tick for all
     gateways at once; the per-gateway :class:`GatewayHealth` rows (reasons, alert lists) are
