@@ -178,14 +178,13 @@ class History:
         skip = max(-column, 0)  # buckets older than the history
         minutes = slice(first * BUCKET_MINUTES - start + skip * BUCKET_MINUTES, window.minutes)
         pad = (buckets - skip) * BUCKET_MINUTES - (minutes.stop - minutes.start)
-        if buckets <= skip:
-            return
         target = (rows[:, None], np.arange(column + skip, column + buckets))
-        for matrix, counts in (
+        counted = (
             (self.payments, window.payments),
             (self.failures, window.failures),
             (self.volume, window.volume),
-        ):
+        )
+        for matrix, counts in counted if buckets > skip else ():
             # The newest bucket may be partly filled: zero-pad it to whole buckets and sum.
             padded = np.pad(counts[:, minutes], ((0, 0), (0, pad)))
             matrix[target] = padded.reshape(len(rows), buckets - skip, BUCKET_MINUTES).sum(axis=2)

@@ -157,6 +157,31 @@ def test_history_keeps_24h_in_5_minute_buckets_from_backfill_and_ticks(
     assert snap.alerting[row].tolist() == [False] * 287 + [True]
 
 
+@pytest.mark.parametrize("end_minute", [29_000_000, 29_000_003])  # on and off a bucket edge
+@pytest.mark.parametrize("minutes", [7, 60, 3000])  # shorter than a bucket ... longer than 24 h
+def test_history_buckets_sum_the_minutes_the_window_wholly_covers(
+    end_minute: int, minutes: int
+) -> None:
+    rng = np.random.default_rng(minutes)
+    window = CountWindow(minutes, gateways=["stripe", "adyen"])
+    window.advance(end_minute)
+    window.payments[:] = rng.poisson(20, size=window.payments.shape)
+    history = History()
+    history.update(window, firing=["adyen"])
+    snap = history.snapshot()
+    assert snap.alerting[:, -1].tolist() == [False, True]  # however short the window
+    # Expected: every bucket whose minutes all lie in the window (the newest may be partial).
+    first_minute = end_minute - minutes
+    want = np.zeros((2, history.buckets), dtype=np.int64)
+    for column in range(history.buckets):
+        start = snap.first_minute + 5 * column
+        if start >= first_minute:
+            lo = start - first_minute
+            want[:, column] = window.payments[:, lo : lo + 5].sum(axis=1)
+    np.testing.assert_array_equal(snap.payments, want)
+    assert snap.end_minute == end_minute
+
+
 # --- the lease on SQLite, PostgreSQL and MariaDB ------------------------------------------------
 
 
