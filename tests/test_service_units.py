@@ -755,8 +755,8 @@ def test_a_restarted_service_shades_the_alerts_of_the_last_24h_from_the_outbox(
     assert snap.payments[row].sum() == 10 * 180
 
 
-def test_a_replica_that_lost_the_lease_cannot_commit_a_tick(tmp_path: Path) -> None:
-    store = StateStore.open(f"sqlite:///{tmp_path / 'state.db'}")
+def test_a_replica_that_lost_the_lease_cannot_commit_a_tick(state_url: str) -> None:
+    store = StateStore.open(state_url)
     ttl = timedelta(seconds=30)
     old, new = Lease(store.engine, "old", ttl), Lease(store.engine, "new", ttl)
     try:
@@ -786,7 +786,47 @@ def test_a_replica_that_lost_the_lease_cannot_commit_a_tick(tmp_path: Path) -> N
         store.engine.dispose()
 
 
-def test_replicas_starting_together_on_a_state_url_database_all_open_it(
+def test_a_takeover_waits_for_the_leaders_fenced_commit_and_then_finds_the_lease_renewed(
+    state_url: str,
+) -> None:
+    store = StateStore.open(state_url)
+    ttl = timedelta(seconds=30)
+    old, new = Lease(store.engine, "old", ttl), Lease(store.engine, "new", ttl)
+    later = T0 + timedelta(seconds=31)  # the old leader's lease has just expired
+    fenced, attempted = threading.Event(), threading.Event()
+    order: list[str] = []
+    taken: list[bool] = []
+
+    def slow_fence(connection: sa.Connection) -> bool:
+        renewed = old.fence(connection, later)
+        fenced.set()
+        attempted.wait(timeout=1)  # the tick's commit takes a while: the other replica tries
+        return renewed
+
+    def take_over() -> None:
+        fenced.wait()
+        taken.append(new.acquire(later + timedelta(seconds=1)))
+        order.append("takeover attempt ended")
+        attempted.set()
+
+    try:
+        assert old.acquire(T0)
+        rival = threading.Thread(target=take_over)
+        rival.start()
+        store.save_tick(later, {}, [], later, fence=slow_fence)
+        order.append("fenced commit")
+        rival.join()
+        holder = new.current_holder(later + timedelta(seconds=2))
+    finally:
+        store.engine.dispose()
+    # The renewal inside the commit locked the lease: the rival waited for the commit and
+    # then found the lease renewed, so there was never a second leader.
+    assert order == ["fenced commit", "takeover attempt ended"]
+    assert taken == [False]
+    assert holder == "old"
+
+
+def test_replicas_starting_together_on_a_fresh_state_database_all_open_it(
     state_url: str,
 ) -> None:
     # docker compose starts both replicas at once: each creates the tables it finds missing.
