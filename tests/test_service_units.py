@@ -434,17 +434,17 @@ def test_the_expected_band_is_what_the_volume_rules_expected_during_each_hour() 
     expected, size = VolumeHistory(now, _hourly(series, now)).expected_hours(gateways, now - 23)
     assert expected.shape == (2, 24) and size.shape == (2,)
     assert np.isnan(expected[1, :18]).all() and np.isfinite(expected[1, 18:]).all()
+    # volume_drop over exactly one hour: what it expects then is that hour's expectation.
+    config = parse_config({"detection": {"volume_drop": {"window": "60m"}}}, env={})
     for back in (0, 4, 5, 23):
         hour = now - back
-        # The rule's own expectation at that hour, from the history it had then.
+        # The rule's own expectation during that hour, from the history it had then.
         then = VolumeHistory(hour, _hourly(series, hour))
         window = CountWindow(600, gateways=gateways)
-        window.advance(hour * 60 + 60)  # the rule's window lies in that hour
-        (volume,) = evaluate(window, parse_config({}, env={}), history=then)[-1:]
-        assert volume.rule == "volume_drop" and volume.expected_per_minute is not None
-        np.testing.assert_allclose(
-            expected[:, -1 - back] / 60, volume.expected_per_minute, rtol=1e-12
-        )
+        window.advance(hour * 60 + 60)
+        (volume,) = [r for r in evaluate(window, config, history=then) if r.rule == "volume_drop"]
+        assert volume.expected_per_minute is not None
+        np.testing.assert_allclose(expected[:, -1 - back], volume.expected_per_minute * 60)
 
 
 def test_the_status_page_shades_the_expected_volume_once_a_gateway_has_a_week(
