@@ -20,6 +20,7 @@ from detector.web import Snapshot
 __all__ = ["render"]
 
 _W, _H, _PAD = 600, 120, 18  # chart viewBox; _PAD leaves room for the time axis
+_NO_HISTORY = '<p class="empty">No history yet.</p>'
 _BAND_LOW, _BAND_HIGH = (round(q * 100) for q in BAND)
 _BAND_TITLE = (
     f"Expected band: {_BAND_LOW}% to {_BAND_HIGH}% of the payments per minute a 5-minute bucket "
@@ -236,7 +237,7 @@ class _Charts:
     def html(self, health: GatewayHealth) -> str:
         row = self.row.get(health.gateway)
         if row is None:
-            return '<p class="empty">No history yet.</p>'
+            return _NO_HISTORY
         rate_top, volume_top = float(self.rate_top[row]), float(self.volume_top[row])
         sla = _sla_line(health.baseline, rate_top)
         spans = self.spans[row]
@@ -290,7 +291,7 @@ def _gateway(health: GatewayHealth, charts: _Charts | None) -> str:
         f"{health.payments} payments in {health.window_minutes} min &middot; "
         f"SLA {_pct(health.baseline)}{backup}</span></div>"
         f'<p class="reason">{escape(health.reason)}{since}</p>'
-        f"{charts.html(health) if charts else '<p class=empty>No history yet.</p>'}</section>"
+        f"{charts.html(health) if charts else _NO_HISTORY}</section>"
     )
 
 
