@@ -7,6 +7,7 @@ page works on an isolated network and from a phone.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import lru_cache
 from html import escape
 from typing import Any
 
@@ -168,6 +169,7 @@ def _svg(
     )
 
 
+@lru_cache(maxsize=16)  # every chart of a page has the same axis
 def _axis(left: str, middle: str, right: str) -> str:
     return "".join(
         f'<text x="{fraction * _W:.0f}" y="{_H - 4}" font-size="13" fill="#5b6272" '
