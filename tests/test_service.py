@@ -146,6 +146,20 @@ def _traffic(db: PaymentsDb) -> None:
         db.steady(gateway, start, minutes=30, per_minute=10)
 
 
+def _days_of_traffic(db: PaymentsDb, *gateways: str, days: int = 9) -> None:
+    """Up to now, a day-night cycle (1 payment a minute before 08:00 UTC, 3 after): more
+    than the week of history the status page's expected band needs."""
+    now = _now()
+    at = (now - timedelta(days=days)).replace(hour=0, minute=0, second=0, microsecond=0)
+    while at < now:
+        night = at.hour < 8
+        end = min(at.replace(hour=8) if night else at + timedelta(hours=24 - at.hour), now)
+        minutes = int((end - at).total_seconds() // 60)
+        for gateway in gateways if minutes else ():
+            db.steady(gateway, at, minutes=minutes, per_minute=1 if night else 3)
+        at = end
+
+
 def _metrics(service: Service) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     response = service.get("/metrics")
     assert response.status_code == 200
@@ -200,8 +214,7 @@ def test_endpoints_and_status_page_during_an_incident_and_after(
         state = f"sqlite:///{tmp_path / 'state.db'}"
         config.write_text(_config(sqlite_db, state, hook.url_for("/hook")))
         _traffic(sqlite_db)
-        # Stripe has the week of history (and a day) that the status page's expected band needs.
-        sqlite_db.steady("stripe", _now() - timedelta(days=9), minutes=9 * 24 * 60, per_minute=2)
+        _days_of_traffic(sqlite_db, "stripe", "paypal")
         service = Service(config, tmp_path / "service.log", json_logs=True)
         services.append(service)
 
@@ -245,9 +258,11 @@ def test_endpoints_and_status_page_during_an_incident_and_after(
         assert "outage" in dom
         assert 'class="sla-line"' in dom
         sections = {
-            g: dom.split(f'id="gw-{g}"')[1].split("</section>")[0] for g in ("stripe", "adyen")
+            g: dom.split(f'id="gw-{g}"')[1].split("</section>")[0]
+            for g in ("stripe", "adyen", "paypal")
         }
         assert 'class="expected-band"' in sections["stripe"]
+        assert 'class="expected-band"' in sections["paypal"]
         assert "not enough history for an expected band (needs a week)" in sections["adyen"]
         assert "CONSOLE" not in browser_log, browser_log
         assert screenshot.stat().st_size > 10_000
