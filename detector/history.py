@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+from scipy import stats
 
 from detector.rules import VolumeHistory
 from detector.source import Counts
-from detector.stats.seasonal import negative_binomial_quantile
 from detector.window import CountWindow, shift_out
 
 __all__ = ["BAND", "BUCKET_MINUTES", "History", "HistorySnapshot"]
@@ -75,6 +75,18 @@ class HistorySnapshot:
         return low, high
 
 
+def _quantile(q: float, mean: FloatArray, size: FloatArray) -> FloatArray:
+    """The ``q`` quantile of a negative binomial of this mean and size (the parametrisation
+    of the volume rules' ``negative_binomial_cdf``: ``var = m + m^2 / r``); NaN where the
+    mean is.
+
+    >>> _quantile(0.95, np.array([10.0, 0.0, np.nan]), np.array(5.0)).tolist()
+    [20.0, 0.0, nan]
+    """
+    m = np.maximum(mean, 0.0)
+    return np.asarray(stats.nbinom.ppf(q, size, size / (size + m)), dtype=np.float64)
+
+
 # The hourly band changes once an hour (with the hourly history), not with every snapshot.
 _band_cache: list[tuple[VolumeHistory, tuple[str, ...], int, list[FloatArray]]] = []
 
@@ -88,7 +100,7 @@ def _hourly_band(
             return band
     expected, size = seasonal.expected_hours(list(gateways), first_hour)
     mean = expected * (BUCKET_MINUTES / 60)
-    band = [negative_binomial_quantile(q, mean, size[:, None]) / BUCKET_MINUTES for q in BAND]
+    band = [_quantile(q, mean, size[:, None]) / BUCKET_MINUTES for q in BAND]
     _band_cache[:] = [(seasonal, gateways, first_hour, band)]
     return band
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
-from scipy import special, stats
+from scipy import special
 
 __all__ = [
     "DEFAULT_SIZE",
@@ -24,7 +24,6 @@ __all__ = [
     "TAIL",
     "level_factor",
     "negative_binomial_cdf",
-    "negative_binomial_quantile",
     "seasonal_profile",
     "tail_matched_size",
 ]
@@ -66,18 +65,6 @@ def negative_binomial_cdf(
     r = np.asarray(size, dtype=np.float64)
     p = r / (r + np.maximum(np.asarray(mean, dtype=np.float64), 0.0))
     return np.asarray(np.where(k < 0, 0.0, special.betainc(r, k + 1.0, p)), dtype=np.float64)
-
-
-def negative_binomial_quantile(q: float, mean: npt.ArrayLike, size: npt.ArrayLike) -> FloatArray:
-    """The smallest count ``k`` with ``P(X <= k) >= q`` (the inverse of the cdf above);
-    NaN where the mean is.
-
-    >>> negative_binomial_quantile(0.95, np.array([10.0, 0.0, np.nan]), 5.0).tolist()
-    [20.0, 0.0, nan]
-    """
-    m = np.maximum(np.asarray(mean, dtype=np.float64), 0.0)
-    r = np.asarray(size, dtype=np.float64)
-    return np.asarray(stats.nbinom.ppf(q, r, r / (r + m)), dtype=np.float64)
 
 
 def _same_slot_mean(volume: FloatArray, columns: npt.NDArray[np.int64]) -> FloatArray:
