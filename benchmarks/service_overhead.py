@@ -37,6 +37,7 @@ from detector.history import History
 from detector.metrics import Metrics
 from detector.rules import VolumeHistory
 from detector.source import Counts, FrameSource, epoch_minute
+from detector.stats.seasonal import SLOT_MINUTES, SLOTS_PER_HOUR
 from detector.status_page import render
 from detector.web import Snapshot, gateways_json
 
@@ -59,14 +60,14 @@ def _counts(gateways: int, minutes: int, rng: np.random.Generator) -> Counts:
     )
 
 
-def _hourly(gateways: int, rng: np.random.Generator) -> Counts:
-    """Four weeks of hourly volume per gateway before NOW, with a daily cycle."""
-    hours = VolumeHistory.hours_needed()
-    first = epoch_minute(NOW) // 60 - hours
-    cycle = 1200 * (1 + 0.5 * np.sin(np.arange(hours) * 2 * np.pi / 24))
+def _quarter_hours(gateways: int, rng: np.random.Generator) -> Counts:
+    """Four weeks of volume per quarter hour and gateway before NOW, with a daily cycle."""
+    slots = VolumeHistory.hours_needed() * SLOTS_PER_HOUR
+    first = epoch_minute(NOW) // SLOT_MINUTES - slots
+    cycle = 300 * (1 + 0.5 * np.sin(np.arange(slots) * 2 * np.pi / (24 * SLOTS_PER_HOUR)))
     volume = rng.poisson(np.tile(cycle, gateways)).astype(np.int64)
-    names = np.repeat(np.array([f"gw{i:03d}" for i in range(gateways)], dtype=object), hours)
-    minute = np.tile((first + np.arange(hours)) * 60, gateways)
+    names = np.repeat(np.array([f"gw{i:03d}" for i in range(gateways)], dtype=object), slots)
+    minute = np.tile((first + np.arange(slots)) * SLOT_MINUTES, gateways)
     return Counts(names, minute, volume, volume * 0, volume)
 
 
@@ -91,10 +92,10 @@ def measure(count: int, repeat: int, rng: np.random.Generator) -> tuple[float, .
     moment = iter(NOW + timedelta(minutes=m) for m in range(1, 10**6))
     tick = _median_seconds(lambda: engine.tick(next(moment)), repeat)
 
-    # Four weeks of hourly volume, so the page draws every gateway's expected band. Its
+    # Four weeks of volume history, so the page draws every gateway's expected band. Its
     # hourly expectation is computed once an hour (warmed here); the band's quantiles and
     # shapes are part of every page render.
-    seasonal = VolumeHistory(epoch_minute(NOW) // 60, _hourly(count, rng))
+    seasonal = VolumeHistory(epoch_minute(NOW) // 60, _quarter_hours(count, rng))
     seasonal.expected_hours(engine.window.gateways, epoch_minute(NOW) // 60 - 24)
     history = History()
     metrics = Metrics(CollectorRegistry())

@@ -40,7 +40,7 @@ class HistorySnapshot:
     failures: IntArray
     volume: IntArray
     alerting: BoolArray
-    seasonal: VolumeHistory | None = None  # the volume rules' hourly history, if read yet
+    seasonal: VolumeHistory | None = None  # the volume rules' history of weeks, if read yet
 
     def row(self, gateway: str) -> int | None:
         return self.gateways.index(gateway) if gateway in self.gateways else None
@@ -56,16 +56,16 @@ class HistorySnapshot:
     def expected_band(self) -> tuple[FloatArray, FloatArray] | None:
         """Per gateway and bucket, the payments per minute the volume rules expected, as the
         5% and 95% quantiles of a 5-minute bucket's count; NaN where a gateway had less
-        than a week of history then. ``None`` until the hourly history has been read.
+        than a week of history then. ``None`` until the volume history has been read.
 
-        A bucket's count is negative binomial around its hour's expectation (the seasonal
-        median times the level of the hours before) with the size fitted on the history.
+        A bucket's count is negative binomial around its hour's expectation (what
+        ``volume_drop`` expected during that hour) with the size the rules fitted.
         """
         if self.seasonal is None:
             return None
         first_hour = self.first_minute // 60
         quantiles = _hourly_band(self.seasonal, tuple(self.gateways), first_hour)
-        # Each bucket lies in one hour; an hour past the hourly history (its hourly read
+        # Each bucket lies in one hour; an hour past the volume history (its hourly read
         # failed) has no expectation.
         starts = self.first_minute + BUCKET_MINUTES * np.arange(self.payments.shape[1])
         hour = starts // 60 - first_hour
@@ -87,7 +87,7 @@ def _quantile(q: float, mean: FloatArray, size: FloatArray) -> FloatArray:
     return np.asarray(stats.nbinom.ppf(q, size, size / (size + m)), dtype=np.float64)
 
 
-# The hourly band changes once an hour (with the hourly history), not with every snapshot.
+# The band changes once an hour (with the volume history), not with every snapshot.
 _band_cache: list[tuple[VolumeHistory, tuple[str, ...], int, list[FloatArray]]] = []
 
 
@@ -213,7 +213,7 @@ class History:
             self.alerting[row, lo:hi] = True
 
     def snapshot(self, seasonal: VolumeHistory | None = None) -> HistorySnapshot:
-        """A copy; ``seasonal`` (the engine's hourly volume history) gives the charts their
+        """A copy; ``seasonal`` (the engine's volume history of weeks) gives the charts their
         expected band."""
         return HistorySnapshot(
             list(self.gateways),

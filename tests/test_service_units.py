@@ -32,6 +32,7 @@ from detector.metrics import Metrics
 from detector.notify import Evidence, build_receivers
 from detector.rules import Finding, RuleResult, VolumeHistory, evaluate
 from detector.source import Counts, SqlSource, connect, epoch_minute
+from detector.stats.seasonal import SLOT_MINUTES, SLOTS_PER_HOUR
 from detector.store import FencedOut, StateStore
 from detector.web import WebServer
 from detector.window import CountWindow
@@ -410,28 +411,35 @@ def test_gateway_volume_is_compared_with_the_seasonal_expectation() -> None:
     }
 
 
-def _hourly(per_gateway: dict[str, tuple[int, npt.NDArray[np.int64]]], end_hour: int) -> Counts:
-    """Hourly volume rows: each gateway's ``(first hour, volumes)`` up to ``end_hour``."""
-    gateway, hour, volume = [], [], []
+def _quarter_hours(
+    per_gateway: dict[str, tuple[int, npt.NDArray[np.int64]]], end_hour: int
+) -> Counts:
+    """Volume rows per quarter hour: each gateway's ``(first hour, volumes)`` up to
+    ``end_hour``, as the database aggregates them for the volume rules."""
+    gateway, slot, volume = [], [], []
     for name, (first, volumes) in per_gateway.items():
-        gateway += [name] * (end_hour - first)
-        hour.append(np.arange(first, end_hour))
-        volume.append(volumes[: end_hour - first])
-    hours, volumes = np.concatenate(hour), np.concatenate(volume).astype(np.int64)
-    return Counts(np.array(gateway, dtype=object), hours * 60, volumes, volumes * 0, volumes)
+        slots = (end_hour - first) * SLOTS_PER_HOUR
+        gateway += [name] * slots
+        slot.append(np.arange(first * SLOTS_PER_HOUR, end_hour * SLOTS_PER_HOUR))
+        volume.append(volumes[:slots])
+    minutes = np.concatenate(slot) * SLOT_MINUTES
+    volumes = np.concatenate(volume).astype(np.int64)
+    return Counts(np.array(gateway, dtype=object), minutes, volumes, volumes * 0, volumes)
 
 
 def test_the_expected_band_is_what_the_volume_rules_expected_during_each_hour() -> None:
     rng = np.random.default_rng(7)
     now = epoch_minute(T0) // 60
     # "old" has three weeks of a daily cycle; "young" crossed its first week 5 hours ago.
-    cycle = 40 + 30 * np.sin(np.arange(4 * 168) * 2 * np.pi / 24)
+    slot_hours = np.arange(4 * 168 * SLOTS_PER_HOUR) / SLOTS_PER_HOUR
+    cycle = 10 + 8 * np.sin(slot_hours * 2 * np.pi / 24)
     series = {
         "old": (now - 3 * 168, rng.poisson(cycle)),
         "young": (now - 168 - 5, rng.poisson(cycle)),
     }
     gateways = list(series)
-    expected, size = VolumeHistory(now, _hourly(series, now)).expected_hours(gateways, now - 23)
+    history = VolumeHistory(now, _quarter_hours(series, now))
+    expected, size = history.expected_hours(gateways, now - 23)
     assert expected.shape == (2, 24) and size.shape == (2,)
     assert np.isnan(expected[1, :18]).all() and np.isfinite(expected[1, 18:]).all()
     # volume_drop over exactly one hour: what it expects then is that hour's expectation.
@@ -439,7 +447,7 @@ def test_the_expected_band_is_what_the_volume_rules_expected_during_each_hour() 
     for back in (0, 4, 5, 23):
         hour = now - back
         # The rule's own expectation during that hour, from the history it had then.
-        then = VolumeHistory(hour, _hourly(series, hour))
+        then = VolumeHistory(hour, _quarter_hours(series, hour))
         window = CountWindow(600, gateways=gateways)
         window.advance(hour * 60 + 60)
         (volume,) = [r for r in evaluate(window, config, history=then) if r.rule == "volume_drop"]
