@@ -14,12 +14,10 @@ from html import escape
 import numpy as np
 import numpy.typing as npt
 
+from detector.charts import STYLE, line_chart, percent
 from detector.config import Config
 from detector.notify.base import Notification
 from detector.source import Counts, epoch_minute
-from detector.status_page import _STYLE as STYLE
-from detector.status_page import _chart as line_chart
-from detector.status_page import _pct as percent
 
 __all__ = ["alert_hours", "render"]
 
