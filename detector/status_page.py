@@ -33,8 +33,8 @@ _NO_HISTORY = '<p class="empty">No history yet.</p>'
 _BAND_LOW, _BAND_HIGH = (round(q * 100) for q in BAND)
 _BAND_TITLE = (
     f"Expected band: {_BAND_LOW}% to {_BAND_HIGH}% of the payments per minute a 5-minute bucket "
-    "has when traffic is as the volume rules expected it then (the median of the same hour "
-    "of the week times the level of the hours before, with the fitted hour-to-hour noise)"
+    "has when traffic is as the volume rules expected it then (the median of the same quarter "
+    "hour of the week times the level of the hours before, with the fitted noise)"
 )
 
 
