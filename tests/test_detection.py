@@ -129,6 +129,18 @@ def test_thresholds_rise_with_the_budget_and_with_dispersion() -> None:
     assert average_run_length(values, probs, quarterly) >= 90 * 1440 * 4
 
 
+def test_a_jumpy_member_gets_the_smallest_threshold_meeting_its_budget() -> None:
+    # At 40 payments a minute one failure moves the 50% member by ~3 nats: its ARL is a
+    # staircase in the threshold, where a secant search overshoots.
+    budgets = [90 * 1440 * 4.0 * factor for factor in (1, 2, 3, 5, 10, 20)]
+    values, probs = increment_distribution(0.02, 0.5, 0.0, 40.0)
+    thresholds = [threshold_for(0.02, 0.5, 0.0, 40.0, budget) for budget in budgets]
+    assert thresholds == sorted(thresholds)
+    for threshold, budget in zip(thresholds, budgets, strict=True):
+        assert average_run_length(values, probs, threshold) >= budget
+        assert average_run_length(values, probs, threshold - 0.1) < budget
+
+
 def test_one_failure_in_two_payments_at_night_does_not_alert_a_busy_gateway() -> None:
     # 40 payments a minute all day, 2 a minute in the last hour: the 50% member must be
     # calibrated for the quiet hour too, where one failed payment out of two lifts it by

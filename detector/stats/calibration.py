@@ -208,11 +208,23 @@ def _search_threshold(
         points.append((guess, log_arl(guess)))
         if 0 <= points[-1][1] - goal < 0.05:
             return guess
-    return (
-        max(h for h, value in points if value >= goal)
-        if max(value for _, value in points) >= goal
-        else points[-1][0]
-    )
+    # Large per-minute jumps (a 50% member) make the ARL a staircase in h, where secant
+    # steps overshoot: bisect between the highest h below the goal and the lowest above it
+    # (the ARL never falls as h rises), for the smallest threshold that meets the budget.
+    high = min((h for h, value in points if value >= goal), default=None)
+    for _ in range(20):
+        if high is not None:
+            break
+        guess = 2 * max(h for h, _ in points)
+        points.append((guess, log_arl(guess)))
+        high = guess if points[-1][1] >= goal else None
+    if high is None:
+        return max(h for h, _ in points)  # unreachable budget: the highest threshold tried
+    low = max((h for h, value in points if value < goal and h < high), default=MIN_THRESHOLD)
+    while high - low > 0.05:
+        middle = (low + high) / 2
+        low, high = (low, middle) if log_arl(middle) >= goal else (middle, high)
+    return high
 
 
 def estimate_dispersion(
