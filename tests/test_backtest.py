@@ -50,19 +50,22 @@ def two_days(sqlite_db: PaymentsDb) -> PaymentsDb:
     return sqlite_db
 
 
+@pytest.fixture
+def default_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run from a folder whose alerts.yaml is empty: the defaults apply."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "alerts.yaml").write_text("{}\n")
+
+
 def _backtest(db: PaymentsDb, capsys: pytest.CaptureFixture[str], *extra: str) -> str:
     assert main(["backtest", "--db", db.url, *extra]) == 0
     return capsys.readouterr().out
 
 
+@pytest.mark.usefixtures("default_config")
 def test_jsonl_shows_the_incident_firing_and_resolving_and_nothing_else(
-    two_days: PaymentsDb,
-    capsys: pytest.CaptureFixture[str],
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    two_days: PaymentsDb, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.chdir(tmp_path)  # no alerts.yaml here: the defaults apply
-    (tmp_path / "alerts.yaml").write_text("{}\n")
     out = _backtest(two_days, capsys, "--start", "2026-11-16T03:00", "--end", "2026-11-18T00:00")
     records = [json.loads(line) for line in out.splitlines()]
     assert records, "the incident was not detected"
@@ -79,14 +82,10 @@ def test_jsonl_shows_the_incident_firing_and_resolving_and_nothing_else(
     assert datetime.fromisoformat(records[-1]["at"]) > incident_start + INCIDENT.duration
 
 
+@pytest.mark.usefixtures("default_config")
 def test_table_format_is_for_people(
-    two_days: PaymentsDb,
-    capsys: pytest.CaptureFixture[str],
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    two_days: PaymentsDb, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "alerts.yaml").write_text("{}\n")
     out = _backtest(
         two_days,
         capsys,
@@ -103,14 +102,10 @@ def test_table_format_is_for_people(
     assert lines[-1].endswith("alert transition(s)")
 
 
+@pytest.mark.usefixtures("default_config")
 def test_html_report_charts_every_gateway_and_shades_the_incident(
-    two_days: PaymentsDb,
-    capsys: pytest.CaptureFixture[str],
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    two_days: PaymentsDb, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "alerts.yaml").write_text("{}\n")
     page = _backtest(
         two_days,
         capsys,
