@@ -18,7 +18,7 @@ from detector.config import Config
 from detector.engine import Engine
 from detector.notify import format
 from detector.notify.base import Notification
-from detector.rules import VolumeHistory, minutes_needed
+from detector.rules import Calibration, VolumeHistory, minutes_needed
 from detector.series import series_dimensions
 from detector.source import FrameSource, Source
 
@@ -60,7 +60,10 @@ def replay(
     """
     interval = config.schedule.interval
     first_tick = _floor_minute(start)
-    engine = Engine(config, aggregate(config, source, start, end))
+    frame = aggregate(config, source, start, end)
+    engine = Engine(config, frame)
+    # Every tick's counts are known in advance: the SLA bank is computed an hour at a time.
+    engine.calibration = Calibration(final=frame.counts)
     now, ticks = first_tick, 0
     while now <= end:
         result = engine.tick(now)

@@ -205,17 +205,35 @@ class Thresholds:
     weights: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]  # per failure, per success
     cap: npt.NDArray[np.float64]  # threshold + RECOVERY_NATS
 
+    def bank_parameters(
+        self,
+    ) -> tuple[
+        npt.NDArray[np.float64],
+        tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]],
+        npt.NDArray[np.float64],
+    ]:
+        """What a :class:`CusumBank` takes besides the counts: rho, weights and ceilings."""
+        return self.rho, self.weights, self.cap
+
 
 class Calibration:
-    """Thresholds of the SLA CUSUM bank, recomputed once an hour from the window's history.
+    """The SLA CUSUM bank's state from tick to tick: its hourly thresholds and statistics.
 
-    Only the minutes before the current hour boundary are used, so every tick of an hour
-    (live, after a restart, or in a backtest) gets the same thresholds from the same data.
+    Thresholds are recomputed once an hour from the window's history. Only the minutes
+    before the current hour boundary are used, so every tick of an hour (live, after a
+    restart, or in a backtest) gets the same thresholds from the same data.
+
+    A replay knows the counts of every tick before it starts (``final``): the statistics of
+    all the windows of an hour are then computed at once, and each tick whose window holds
+    exactly those counts is served its own. The numbers are the same either way (see
+    :mod:`detector.stats.cusum`); a window that differs is computed on its own.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, final: Counts | None = None) -> None:
         self._current: Thresholds | None = None
         self._key: tuple[object, ...] = ()
+        self._final = final
+        self._hour: _HourOfWindows | None = None
 
     def thresholds(
         self,
@@ -239,6 +257,61 @@ class Calibration:
         self._current = calibrate(window, config, baselines, hour, shares, watched)
         self._key = key
         return self._current
+
+    def bank(self, window: CountWindow, limits: Thresholds) -> tuple[CusumBank, int]:
+        """The bank holding the window's statistics, and the index of the window in it."""
+        if self._final is not None:
+            if self._hour is None or self._hour.limits is not limits:
+                self._hour = _HourOfWindows.of(self._final, window, limits)
+            index = self._hour.index_of(window)
+            if index is not None:
+                return self._hour.bank, index
+        return CusumBank(window.failures, window.payments, *limits.bank_parameters()), 0
+
+
+@dataclass(frozen=True)
+class _HourOfWindows:
+    """The windows of every tick of one calibration hour, cut from final counts."""
+
+    limits: Thresholds
+    span: CountWindow  # from the first window's oldest minute to the last window's newest
+    bank: CusumBank
+
+    @classmethod
+    def of(cls, final: Counts, window: CountWindow, limits: Thresholds) -> _HourOfWindows:
+        ticks = 60  # windows ending after the hour's minutes 0, 1, ..., 59
+        last_end = limits.hour * 60 + ticks
+        span = CountWindow(window.minutes + ticks - 1, window.gateways)
+        span.advance(last_end)
+        counts = final.between(last_end - span.minutes, last_end)
+        known = np.isin(counts.gateway, window.gateways)  # a gateway new this hour waits
+        span.replace(
+            last_end - span.minutes,
+            last_end,
+            Counts(
+                counts.gateway[known],
+                counts.minute[known],
+                counts.payments[known],
+                counts.failures[known],
+                counts.volume[known],
+            ),
+        )
+        ends = np.arange(window.minutes, span.minutes + 1)
+        bank = CusumBank(
+            span.failures, span.payments, *limits.bank_parameters(), window.minutes, ends
+        )
+        return cls(limits, span, bank)
+
+    def index_of(self, window: CountWindow) -> int | None:
+        """Which of the hour's windows this one is, if it holds exactly the same counts."""
+        index = window.end_minute - (self.span.end_minute - self.span.minutes + window.minutes)
+        if not 0 <= index < self.bank.ends.size or self.span.gateways != window.gateways:
+            return None
+        columns = slice(index, index + window.minutes)
+        same = np.array_equal(self.span.failures[:, columns], window.failures) and np.array_equal(
+            self.span.payments[:, columns], window.payments
+        )
+        return index if same else None
 
 
 def _hourly_levels(payments: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
@@ -314,11 +387,11 @@ def calibrate(
         baselines,
         np.where(usable, post_change, 0.0),
         np.zeros(len(window.gateways)),
-        np.where(usable, plain, np.inf),
+        np.full(plain.shape, np.inf),
+        ends=np.arange(1, payments.shape[1] + 1),  # the statistic at every minute
     )
     in_breach: BoolArray = np.asarray(
-        (screen.uncapped >= 0.5 * np.where(usable, plain, np.inf)[:, :, None]).any(axis=1),
-        dtype=bool,
+        (screen.statistics >= 0.5 * np.where(usable, plain, np.inf)).any(axis=2).T, dtype=bool
     )
     rho = estimate_dispersion(failures, payments, in_breach)
     rho_q = np.array([quantise_up(float(r), 1, 5e-4) for r in rho])
@@ -351,8 +424,9 @@ def _sla_breach(
     labels: list[dict[str, str]] = [{}] * len(gateways) if rows is None else rows.labels
     names = [series_name(g, series) for g, series in zip(gateways, labels, strict=True)]
     # Unused members (NaN rate, infinite threshold) stay at 0 and never alarm.
-    bank = CusumBank(window.failures, window.payments, limits.rho, limits.weights, limits.cap)
-    evidence_ratio = bank.statistic / limits.threshold
+    bank, this = calibration.bank(window, limits)
+    statistics = bank.statistics[this]
+    evidence_ratio = statistics / limits.threshold
     active: BoolArray = np.asarray((evidence_ratio >= 1.0).any(axis=1), dtype=bool)
     leader = np.argmax(evidence_ratio, axis=1)  # the member closest to (or furthest past) alarm
     explain = _minutes(rule.window)
@@ -361,7 +435,7 @@ def _sla_breach(
     def build(i: int) -> Finding:
         m = int(leader[i])
         p0 = float(baselines[i])
-        start = min(bank.start(i, m), window.minutes - 1)
+        start = min(bank.start(i, m, this), window.minutes - 1)
         # Firing: the figures since the estimated change, undiluted by the healthy minutes
         # before it. Otherwise: the recent minutes that are back within the SLA.
         shown = (
@@ -374,7 +448,7 @@ def _sla_breach(
         rate = k / n if n else 0.0
         since = _minute_start(first_minute + start)
         p_value = float(binomial_upper_tail(k, n, p0)) if n else 1.0
-        statistic, threshold = float(bank.statistic[i, m]), float(limits.threshold[i, m])
+        statistic, threshold = float(statistics[i, m]), float(limits.threshold[i, m])
         severity: Severity = "critical" if estimate >= rule.critical_factor * p0 else "warning"
         if active[i]:
             summary = (

@@ -202,3 +202,26 @@ def test_replay_makes_exactly_the_transitions_of_live_ticks(
         now += timedelta(minutes=1)
     assert replayed == live
     assert any('"outage"' in n for n in replayed)
+
+
+def test_a_restart_mid_incident_changes_no_alert(
+    two_days: PaymentsDb, open_source: Callable[[Config], SqlSource]
+) -> None:
+    # The daemon restarts with its alerts restored but no statistic saved: what it then
+    # computes from the counts alone must carry on exactly where the replay does.
+    config = _config(two_days)
+    incident_start = INCIDENT.start.replace(tzinfo=UTC)
+    begin, end = incident_start - timedelta(hours=2), incident_start + timedelta(hours=3)
+    replayed = [n.to_json() for n in replay(config, open_source(config), begin, end)]
+
+    engine, live, now = Engine(config, open_source(config)), [], begin
+    while now <= end:
+        if now == incident_start + timedelta(minutes=27):  # firing, mid-hour
+            assert [a.state for a in engine.alerts.alerts.values()] == ["firing"]
+            restarted = Engine(config, open_source(config))
+            restarted.alerts.restore(engine.alerts.snapshot())
+            engine = restarted
+        live += [notification_for(t, config).to_json() for t in engine.tick(now).transitions]
+        now += timedelta(minutes=1)
+    assert replayed == live
+    assert [json.loads(n)["event"] for n in live] == ["firing", "resolved"]

@@ -87,6 +87,30 @@ def test_the_vectorised_bank_equals_page_recursion_with_its_ceiling() -> None:
             assert bank.start(s, m) == (zeros[-1] + 1 if zeros else 0)
 
 
+@pytest.mark.parametrize("rho", [0.0, 0.004])
+def test_the_windows_of_many_ticks_at_once_equal_each_window_alone_bit_for_bit(
+    rho: float,
+) -> None:
+    # A backtest computes an hour of windows together, a live tick only its own: the
+    # statistics and change-point estimates must be the same numbers, ceiling or not.
+    rng = np.random.default_rng(7)
+    n = rng.poisson([[2.0], [30.0]], size=(2, 500))
+    rate = np.full((2, 500), 0.02)
+    rate[:, 200:260] = 0.3  # an incident that drives the statistics to their ceilings
+    k = rng.binomial(n, rate)
+    p0, p1 = np.array([0.02, 0.02]), np.array([[0.04, 0.5], [0.15, 0.5]])
+    cap = np.array([[9.0, 6.0], [7.0, np.inf]])
+    window, ends = 120, np.arange(60, 501)  # the first windows are cut short by column 0
+    together = cusum_bank(k, n, p0, p1, np.full(2, rho), cap, window, ends)
+    for j, end in enumerate(ends):
+        first = max(end - window, 0)
+        alone = cusum_bank(k[:, first:end], n[:, first:end], p0, p1, np.full(2, rho), cap)
+        assert np.array_equal(together.statistics[j], alone.statistic)
+        for s, m in ((0, 0), (1, 1)):
+            assert together.start(s, m, j) == alone.start(s, m)
+    assert (together.statistics == np.where(np.isfinite(cap), cap, 0)).any()  # ceilings hit
+
+
 def _simulated_run_lengths(
     p0: float, p1: float, rho: float, mean: float, threshold: float, runs: int, seed: int
 ) -> npt.NDArray[np.float64]:
@@ -266,9 +290,9 @@ def test_without_the_dispersion_estimate_the_same_traffic_would_alert() -> None:
     naive = threshold_for(0.02, 0.04, 0.0, 256.0, budget)
     bank = cusum_bank(
         failures, payments, np.array([0.02]), np.array([[0.04]]), np.zeros(1),
-        np.full((1, 1), np.inf),
+        np.full((1, 1), np.inf), ends=np.arange(1, payments.shape[1] + 1),
     )  # fmt: skip
-    assert bank.uncapped.max() > naive  # a binomial CUSUM fires within a day
+    assert bank.statistics.max() > naive  # a binomial CUSUM fires within a day
 
 
 def test_a_step_is_caught_and_low_quiet_gateways_stay_silent_overnight() -> None:

@@ -6,14 +6,21 @@ adds the log-likelihood ratio ``k ln(p1/p0) + (n - k) ln((1 - p1)/(1 - p0))``, d
 the minute's dispersion factor ``phi = 1 + (n - 1) rho`` (quasi-likelihood for
 beta-binomial, i.e. bursty, failures).
 
-The statistic is recomputed from the count window at every tick: the CUSUM started at the
-window's first minute, ``S_t = C_t - min_{j <= t} C_j`` on the cumulative sum ``C``, capped at
-``threshold + recovery`` so that once the failures stop, the alert clears after
+The statistic at a tick is a function of the window's counts alone: the CUSUM started at
+the window's first minute, ``S_t = C_t - min_{j <= t} C_j`` on the cumulative sum ``C``,
+capped at ``threshold + recovery`` so that once the failures stop, the alert clears after
 ``recovery`` nats of evidence instead of after the whole excess is paid back. Nothing but
 the counts is needed, so a restarted daemon and a backtest compute the same numbers.
+
+Increments are counted in whole units of ``2**-24`` nats (fixed point). Integer sums are
+exact in any order, so the statistic of a window is the same number bit for bit whether it
+is computed for that window alone (a live tick) or among the windows of a whole hour at
+once (a backtest, see ``ends``).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -27,6 +34,14 @@ __all__ = [
 ]
 
 FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+# One unit of the fixed-point statistic, in nats: far below anything a threshold resolves.
+UNIT = 2.0**-24
+# A minute's evidence is clipped to +-2**20 nats: a capped statistic cannot tell the
+# difference (every cap is far lower), and sums of a year of minutes stay within int64.
+_CLIP = 2.0**20 / UNIT
+_NO_CAP = 2**62  # the ceiling of unused members: the increments can never reach it
 
 
 def log_likelihood_weights(p0: npt.ArrayLike, p1: npt.ArrayLike) -> tuple[FloatArray, FloatArray]:
@@ -52,10 +67,13 @@ def dispersion_factor(payments: npt.ArrayLike, rho: npt.ArrayLike) -> FloatArray
 
 
 class CusumBank:
-    """The bank's statistics for each (series, member) at the window's newest minute.
+    """The bank's statistics for each (series, member) at the newest minute of some windows.
 
-    ``statistic`` is computed for every series at once; the start of the current excursion
-    (the change-point estimate) only for the series a message is written about.
+    By default there is one window, all the columns given. With ``window`` and ``ends``,
+    there is one window of ``window`` minutes ending before each column in ``ends`` (the
+    windows of consecutive ticks, computed together). ``statistics[j]`` is computed for every
+    series at once; the start of the current excursion (the change-point estimate) only for
+    the series a message is written about.
     """
 
     def __init__(
@@ -65,45 +83,94 @@ class CusumBank:
         rho: FloatArray,
         weights: tuple[FloatArray, FloatArray],
         cap: FloatArray,
+        window: int | None = None,
+        ends: Sequence[int] | IntArray | None = None,
     ):
-        weighted_failures: npt.NDArray[np.float64 | np.int64] = failures
-        weighted_payments: npt.NDArray[np.float64 | np.int64] = payments
-        if rho.any():
-            scale = 1.0 / dispersion_factor(payments, rho[:, None])
-            weighted_failures, weighted_payments = failures * scale, payments * scale
-        self._weighted = (weighted_failures, weighted_payments)
-        a, b = weights
-        self._a, self._b, self._cap = a, b, cap
-        # C[s, m, t] = (a - b) cumsum(k w) + b cumsum(n w), from a leading 0: two running sums
-        # serve every member (one batched matrix product). The CUSUM is C minus its running
-        # minimum.
-        sums = np.zeros((weighted_failures.shape[0], 2, weighted_failures.shape[1] + 1))
-        np.cumsum(weighted_failures, axis=1, out=sums[:, 0, 1:])
-        np.cumsum(weighted_payments, axis=1, out=sums[:, 1, 1:])
-        path = np.stack([a - b, b], axis=2) @ sums
-        free = (path - np.minimum.accumulate(path, axis=2))[:, :, 1:]
-        self.uncapped: FloatArray = free  # (series, members, minutes): S without its ceiling
-        self.statistic: FloatArray = free[:, :, -1].copy()
+        columns = failures.shape[1]
+        self.window = columns if window is None else window
+        self.ends = np.array([columns] if ends is None else ends, dtype=np.int64)
+        self._increments = _fixed_increments(failures, payments, rho, weights)
+        self._cap = np.where(np.isfinite(cap), np.floor(np.minimum(cap, 2.0**37) / UNIT), _NO_CAP)
+        self._cap = self._cap.astype(np.int64)
+        # C[s, m, t]: the cumulative sum from a leading 0. Without its ceiling, the window's
+        # statistic is C at its end minus the least C within it.
+        total = np.zeros((*self._increments.shape[:2], columns + 1), dtype=np.int64)
+        np.cumsum(self._increments, axis=2, out=total[:, :, 1:])
+        lowest = np.minimum.accumulate(total, axis=2)
+        if self.ends.max() <= self.window:  # every window starts at the first column
+            floor = lowest[:, :, self.ends]
+        else:
+            floor = _window_minima(total, self.window, self.ends)
+        fixed = np.moveaxis(total[:, :, self.ends] - floor, 2, 0)
         # The ceiling only matters where the statistic ever rose that far: rare, in incidents.
-        self._capped = free.max(axis=2) > cap
+        # A window starting later than the first column never stands higher than the
+        # statistic started there, so one test on that path clears every window.
+        self._capped = (total - lowest).max(axis=2) > self._cap
         for s, m in zip(*np.nonzero(self._capped), strict=True):
-            self.statistic[s, m] = self._exact(int(s), int(m))[-1]
+            # Leading zeros leave a CUSUM at 0: windows cut short by the first column are
+            # padded to full length, and every window is one row of a single scan.
+            padded = np.concatenate([np.zeros(self.window, np.int64), self._increments[s, m]])
+            rows = np.lib.stride_tricks.sliding_window_view(padded, self.window)[self.ends]
+            fixed[:, s, m] = _clamped_scan(rows, np.full(len(rows), self._cap[s, m]))[:, -1]
+        self.statistics: FloatArray = fixed * UNIT  # (ends, series, members)
 
-    def _exact(self, s: int, m: int) -> FloatArray:
-        """The whole statistic path of one series and member (capped where it must be)."""
-        if not self._capped[s, m]:
-            return self.uncapped[s, m]
-        k, n = self._weighted[0][s], self._weighted[1][s]
-        increments = k * (self._a[s, m] - self._b[s, m]) + n * self._b[s, m]
+    @property
+    def statistic(self) -> FloatArray:
+        """(series, members): the statistic of the last window."""
+        return self.statistics[-1]
+
+    def _path(self, j: int, s: int, m: int) -> IntArray:
+        """The whole fixed-point statistic path of one window, series and member."""
+        end = int(self.ends[j])
+        increments = self._increments[s, m, max(end - self.window, 0) : end]
         return _clamped_scan(increments[None, :], self._cap[s, m][None])[0]
 
-    def start(self, series: int, member: int) -> int:
-        """First column of the current excursion: after the last minute the statistic was 0."""
-        at_zero = np.flatnonzero(self._exact(series, member) <= 0.0)
+    def start(self, series: int, member: int, end: int = -1) -> int:
+        """First column of the window's current excursion: after the last minute at 0."""
+        at_zero = np.flatnonzero(self._path(end % self.ends.size, series, member) <= 0)
         return int(at_zero[-1]) + 1 if at_zero.size else 0
 
 
-def _clamped_scan(increments: FloatArray, cap: FloatArray) -> FloatArray:
+def _fixed_increments(
+    failures: npt.NDArray[np.int64],
+    payments: npt.NDArray[np.int64],
+    rho: FloatArray,
+    weights: tuple[FloatArray, FloatArray],
+) -> IntArray:
+    """(series, members, minutes): each minute's log-likelihood ratio in fixed point."""
+    k: npt.NDArray[np.float64 | np.int64] = failures[:, None, :]
+    n: npt.NDArray[np.float64 | np.int64] = payments[:, None, :]
+    if rho.any():
+        scale = 1.0 / dispersion_factor(payments, rho[:, None])[:, None, :]
+        k, n = k * scale, n * scale
+    a, b = weights
+    nats = k * ((a - b) / UNIT)[:, :, None] + n * (b / UNIT)[:, :, None]
+    return np.rint(np.clip(nats, -_CLIP, _CLIP)).astype(np.int64)
+
+
+def _window_minima(total: IntArray, window: int, ends: IntArray) -> IntArray:
+    """``min(total[..., e - window : e + 1])`` for each ``e`` in ``ends`` (van Herk/Gil-Werman).
+
+    Blocks of ``window + 1`` columns: a window spans the tail of one block and the head of
+    the next, so its minimum is that of a suffix and a prefix minimum.
+    """
+    span = window + 1
+    first = max(int(ends.min()) - window, 0)
+    part = total[:, :, first : int(ends.max()) + 1]
+    # Windows that would start before the first column start there instead.
+    lead = max(window - int(ends.min()), 0)
+    blocks = -(-(lead + part.shape[2]) // span)
+    padded = np.full((*part.shape[:2], blocks * span), np.iinfo(np.int64).max)
+    padded[:, :, lead : lead + part.shape[2]] = part
+    grouped = padded.reshape(*part.shape[:2], blocks, span)
+    prefix = np.minimum.accumulate(grouped, axis=3).reshape(padded.shape)
+    suffix = np.minimum.accumulate(grouped[:, :, :, ::-1], axis=3)[:, :, :, ::-1]
+    suffix = suffix.reshape(padded.shape)
+    stop = ends - first + lead
+    return np.minimum(suffix[:, :, stop - window], prefix[:, :, stop])
+
+
+def _clamped_scan(increments: IntArray, cap: IntArray) -> IntArray:
     """``S_t = min(max(S_{t-1} + z_t, 0), cap)`` from ``S = 0``, for every row at once.
 
     Clamps compose into clamps (``x -> min(max(x + a, lo), hi)``), so the recursion is an
@@ -134,6 +201,8 @@ def cusum_bank(
     p1: FloatArray,
     rho: FloatArray,
     cap: FloatArray,
+    window: int | None = None,
+    ends: Sequence[int] | IntArray | None = None,
 ) -> CusumBank:
     """Window-limited binomial CUSUMs of every series against every bank member.
 
@@ -149,6 +218,11 @@ def cusum_bank(
         Beta-binomial intra-minute correlation; 0 for plain binomial counts.
     cap : (series, members) float array
         Ceiling of each statistic (threshold plus recovery).
+    window : int, optional
+        Minutes in a window; all of them by default.
+    ends : ints, optional
+        The column after the newest minute of each window; one window ending at the last
+        column by default.
 
     >>> k = np.array([[0, 0, 3, 4, 5]]); n = np.array([[50, 50, 50, 50, 50]])
     >>> bank = cusum_bank(k, n, np.array([0.02]), np.array([[0.04, 0.5]]), np.zeros(1),
@@ -156,7 +230,7 @@ def cusum_bank(
     >>> np.round(bank.statistic, 2).tolist(), bank.start(0, 0), bank.start(0, 1)
     ([[5.47, 0.0]], 2, 5)
     """
-    return CusumBank(failures, payments, rho, member_weights(p0, p1), cap)
+    return CusumBank(failures, payments, rho, member_weights(p0, p1), cap, window, ends)
 
 
 def member_weights(p0: FloatArray, p1: FloatArray) -> tuple[FloatArray, FloatArray]:
