@@ -111,6 +111,9 @@ class AlertBook:
             return timedelta(0), timedelta(0)
         return settings.for_, settings.keep_firing_for
 
+    def _has(self, rule: str) -> bool:
+        return any(alert.rule == rule for alert in self.alerts.values())
+
     def snapshot(self) -> dict[str, Alert]:
         return {key: alert.copy() for key, alert in self.alerts.items()}
 
@@ -119,6 +122,8 @@ class AlertBook:
 
     def observe(self, result: RuleResult, now: datetime) -> list[Transition]:
         """Apply one rule's verdicts for every gateway."""
+        if not result.active.any() and not self._has(result.rule):
+            return []  # the usual tick: nothing to change, no message to write
         findings = {}
         for index in np.flatnonzero(result.active):
             finding = result.finding(int(index))
@@ -137,6 +142,8 @@ class AlertBook:
         self, rule: str, findings: list[Finding], now: datetime
     ) -> list[Transition]:
         """Apply verdicts made outside the rule table (the source-down alert)."""
+        if not findings and not self._has(rule):
+            return []
         active = {fingerprint(_labels(f)): f for f in findings}
         cleared: dict[str, Finding | None] = {
             key: None

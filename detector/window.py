@@ -54,10 +54,16 @@ class CountWindow:
         self.gateways: list[str] = []
         self._index: dict[str, int] = {}
         self.end_minute = 0
-        self.payments: IntArray = np.zeros((0, minutes), dtype=np.int64)
-        self.failures: IntArray = np.zeros((0, minutes), dtype=np.int64)
-        self.volume: IntArray = np.zeros((0, minutes), dtype=np.int64)
+        self._store(np.zeros((3, 0, minutes), dtype=np.int64))
         self._add(gateways)
+
+    def _store(self, buckets: npt.NDArray[np.int64]) -> None:
+        # One array holds the three counts, so a tick shifts and rewrites them in one go;
+        # the names are views of it.
+        self._buckets = buckets
+        self.payments: IntArray = buckets[0]
+        self.failures: IntArray = buckets[1]
+        self.volume: IntArray = buckets[2]
 
     def _add(self, gateways: Iterable[str]) -> None:
         new = [g for g in dict.fromkeys(gateways) if g not in self._index]
@@ -66,17 +72,15 @@ class CountWindow:
         for gateway in new:
             self._index[gateway] = len(self.gateways)
             self.gateways.append(gateway)
-        grow = np.zeros((len(new), self.minutes), dtype=np.int64)
-        self.payments = np.vstack([self.payments, grow])
-        self.failures = np.vstack([self.failures, grow])
-        self.volume = np.vstack([self.volume, grow])
+        grow = np.zeros((3, len(new), self.minutes), dtype=np.int64)
+        self._store(np.concatenate([self._buckets, grow], axis=1))
 
     def advance(self, end_minute: int) -> None:
         """Move the newest bucket to ``end_minute - 1``, dropping the oldest."""
         shift = end_minute - self.end_minute
         if shift <= 0:
             return
-        shift_out((self.payments, self.failures, self.volume), shift)
+        shift_out((self._buckets.reshape(-1, self.minutes),), shift)
         self.end_minute = end_minute
 
     def replace(self, first_minute: int, end_minute: int, counts: Counts) -> None:
@@ -87,18 +91,18 @@ class CountWindow:
         hi = min(end_minute, self.end_minute) - start
         if hi <= lo:
             return
-        for matrix in (self.payments, self.failures, self.volume):
-            matrix[:, lo:hi] = 0
+        self._buckets[:, :, lo:hi] = 0
         column = counts.minute - start
         keep = (column >= lo) & (column < hi)
         if not keep.any():
             return
-        rows = np.fromiter((self._index[g] for g in counts.gateway[keep]), dtype=np.int64)
-        cols = column[keep]
+        rows = [self._index[g] for g in counts.gateway[keep]]
         # Buckets are unique per (gateway, minute), so plain assignment is exact.
-        self.payments[rows, cols] = counts.payments[keep]
-        self.failures[rows, cols] = counts.failures[keep]
-        self.volume[rows, cols] = counts.volume[keep]
+        self._buckets[:, rows, column[keep]] = (
+            counts.payments[keep],
+            counts.failures[keep],
+            counts.volume[keep],
+        )
 
     def recent(self, minutes: int, offset: int = 0) -> slice:
         """Columns of the ``minutes`` buckets that end ``offset`` minutes before the newest."""
