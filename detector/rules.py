@@ -326,8 +326,13 @@ def _hourly_levels(payments: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
 
 
 def calibration_history(window: CountWindow, hour: int) -> slice:
-    """The window's columns before the boundary of ``hour``: what that hour is calibrated on."""
-    return slice(0, max(window.minutes - (window.end_minute - hour * 60), 1))
+    """The window's columns before the boundary of ``hour``: what that hour is calibrated on.
+
+    Only the minutes that every window of the hour holds (all but its last hour), so a
+    daemon restarted mid-hour calibrates on the same data as one that ran through.
+    """
+    boundary = max(window.minutes - (window.end_minute - hour * 60), 1)
+    return slice(max(boundary - max(window.minutes - 60, 1), 0), boundary)
 
 
 def calibrate(

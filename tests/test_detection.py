@@ -17,6 +17,7 @@ from scipy import stats
 
 from detector.backtest import replay
 from detector.config import Config, ConfigError, parse_config
+from detector.engine import Engine
 from detector.notify.base import Notification
 from detector.rules import Calibration, VolumeHistory, calibrate, evaluate
 from detector.simulate import GatewayProfile, Incident, generate
@@ -286,6 +287,23 @@ def test_overdispersed_traffic_at_the_sla_stays_quiet_and_a_step_is_still_caught
     assert {e.rule for e in firing} == {"sla_breach"}
     assert firing[0].evidence.dispersion and firing[0].evidence.dispersion > 0
     assert all(datetime.fromisoformat(e.at) > step.start.replace(tzinfo=UTC) for e in events)
+
+
+def test_every_tick_of_an_hour_calibrates_alike_so_a_restart_mid_hour_changes_nothing() -> None:
+    # Bursty traffic whose dispersion sits at an octave boundary of the quantised rho: a
+    # calibration on more or fewer minutes would land on either side of it.
+    bursty = GatewayProfile("bursty", per_minute=200, failure_rate=0.02, dispersion_rho=0.005)
+    counts = _counts(generate(START, START + timedelta(hours=14), (bursty,), seed=3))
+    config = parse_config({}, env={})
+    engine = Engine(config, FrameSource(counts))
+    first: dict[int, tuple[list[float], list[list[float]]]] = {}
+    for minute in range(8 * 60, 14 * 60):
+        engine.tick(START + timedelta(minutes=minute))
+        window = engine.window
+        hour = (window.end_minute - 1) // 60
+        limits = calibrate(window, config, np.array([0.02]), hour)
+        seen = (limits.rho.tolist(), limits.threshold.tolist())
+        assert first.setdefault(hour, seen) == seen, f"minute {minute}"
 
 
 def test_without_the_dispersion_estimate_the_same_traffic_would_alert() -> None:
