@@ -283,35 +283,26 @@ class _HourOfWindows:
         last_end = limits.hour * 60 + ticks
         span = CountWindow(window.minutes + ticks - 1, window.gateways)
         span.advance(last_end)
-        counts = final.between(last_end - span.minutes, last_end)
-        known = np.isin(counts.gateway, window.gateways)  # a gateway new this hour waits
-        span.replace(
-            last_end - span.minutes,
-            last_end,
-            Counts(
-                counts.gateway[known],
-                counts.minute[known],
-                counts.payments[known],
-                counts.failures[known],
-                counts.volume[known],
-            ),
-        )
+        first = last_end - span.minutes
+        span.replace(first, last_end, final.between(first, last_end))
+        # Rows of gateways first seen later in the hour come after the window's own.
+        known = slice(0, len(window.gateways))
         ends = np.arange(window.minutes, span.minutes + 1)
         bank = CusumBank(
-            span.failures, span.payments, *limits.bank_parameters(), window.minutes, ends
+            span.failures[known],
+            span.payments[known],
+            *limits.bank_parameters(),
+            window.minutes,
+            ends,
         )
         return cls(limits, span, bank)
 
     def index_of(self, window: CountWindow) -> int | None:
         """Which of the hour's windows this one is, if it holds exactly the same counts."""
         index = window.end_minute - (self.span.end_minute - self.span.minutes + window.minutes)
-        if not 0 <= index < self.bank.ends.size or self.span.gateways != window.gateways:
-            return None
-        columns = slice(index, index + window.minutes)
-        same = np.array_equal(self.span.failures[:, columns], window.failures) and np.array_equal(
-            self.span.payments[:, columns], window.payments
-        )
-        return index if same else None
+        if 0 <= index < self.bank.ends.size and window.matches(self.span, index):
+            return index
+        return None
 
 
 def _hourly_levels(payments: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:

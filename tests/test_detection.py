@@ -18,7 +18,7 @@ from scipy import stats
 from detector.backtest import replay
 from detector.config import Config, ConfigError, parse_config
 from detector.engine import Engine
-from detector.notify.base import Notification
+from detector.notify.base import Evidence, Notification
 from detector.rules import Calibration, VolumeHistory, calibrate, evaluate
 from detector.simulate import GatewayProfile, Incident, generate
 from detector.source import Counts, FrameSource, SqlSource, epoch_minute
@@ -304,6 +304,29 @@ def test_every_tick_of_an_hour_calibrates_alike_so_a_restart_mid_hour_changes_no
         limits = calibrate(window, config, np.array([0.02]), hour)
         seen = (limits.rho.tolist(), limits.threshold.tolist())
         assert first.setdefault(hour, seen) == seen, f"minute {minute}"
+
+
+def test_a_replay_serves_each_tick_its_own_window_and_computes_one_that_differs() -> None:
+    busy = GatewayProfile("busy", per_minute=20, failure_rate=0.02)
+    step = Incident("busy", START + timedelta(hours=9, minutes=20), timedelta(hours=1), 0.2)
+    counts = _counts(
+        generate(START, START + timedelta(hours=11), (busy,), seed=4, incidents=[step])
+    )
+    config = parse_config({}, env={})
+    window = CountWindow(360, gateways=["busy"])
+    replayed, alone = Calibration(final=counts), Calibration()
+
+    def sla_finding(calibration: Calibration) -> Evidence:
+        (sla,) = [r for r in evaluate(window, config, calibration) if r.rule == "sla_breach"]
+        return sla.finding(0).evidence
+
+    for end in range(epoch_minute(START) + 9 * 60 + 30, epoch_minute(START) + 10 * 60 + 30, 7):
+        window.advance(end)
+        window.replace(end - 360, end, counts.between(end - 360, end))
+        assert sla_finding(replayed) == sla_finding(alone)
+        window.failures[0, -2] += 3  # a late failure the final counts do not have
+        assert sla_finding(replayed) == sla_finding(alone)
+    assert sla_finding(alone).statistic >= sla_finding(alone).threshold  # firing
 
 
 def test_without_the_dispersion_estimate_the_same_traffic_would_alert() -> None:
