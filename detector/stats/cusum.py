@@ -38,9 +38,9 @@ IntArray = npt.NDArray[np.int64]
 
 # One unit of the fixed-point statistic, in nats: far below anything a threshold resolves.
 UNIT = 2.0**-24
-# A minute's evidence is clipped to +-2**20 nats: a capped statistic cannot tell the
-# difference (every cap is far lower), and sums of a year of minutes stay within int64.
-_CLIP = 2.0**20 / UNIT
+# A minute's evidence is clipped to +-2**20 nats, and so is a ceiling: a statistic capped
+# at or below the clip cannot tell the difference, and a year of minutes sums within int64.
+_CLIP_NATS = 2.0**20
 _NO_CAP = 2**62  # the ceiling of unused members: the increments can never reach it
 
 
@@ -90,8 +90,8 @@ class CusumBank:
         self.window = columns if window is None else window
         self.ends = np.array([columns] if ends is None else ends, dtype=np.int64)
         self._increments = _fixed_increments(failures, payments, rho, weights)
-        self._cap = np.where(np.isfinite(cap), np.floor(np.minimum(cap, 2.0**37) / UNIT), _NO_CAP)
-        self._cap = self._cap.astype(np.int64)
+        ceiling = np.floor(np.minimum(cap, _CLIP_NATS) / UNIT)
+        self._cap = np.where(np.isfinite(cap), ceiling, _NO_CAP).astype(np.int64)
         # C[s, m, t]: the cumulative sum from a leading 0. Without its ceiling, the window's
         # statistic is C at its end minus the least C within it.
         total = np.zeros((*self._increments.shape[:2], columns + 1), dtype=np.int64)
@@ -145,7 +145,7 @@ def _fixed_increments(
         k, n = k * scale, n * scale
     a, b = weights
     nats = k * ((a - b) / UNIT)[:, :, None] + n * (b / UNIT)[:, :, None]
-    return np.rint(np.clip(nats, -_CLIP, _CLIP)).astype(np.int64)
+    return np.rint(np.clip(nats, -_CLIP_NATS / UNIT, _CLIP_NATS / UNIT)).astype(np.int64)
 
 
 def _window_minima(total: IntArray, window: int, ends: IntArray) -> IntArray:
