@@ -93,10 +93,14 @@ class CountWindow:
             return
         self._buckets[:, :, lo:hi] = 0
         column = counts.minute - start
-        keep = (column >= lo) & (column < hi)
-        if not keep.any():
+        if not column.size:
             return
+        # A tick reads exactly the minutes it replaces: then every row is kept as it is.
+        inside = lo <= column.min() and column.max() < hi
+        keep = slice(None) if inside else (column >= lo) & (column < hi)
         rows = [self._index[g] for g in counts.gateway[keep]]
+        if not rows:
+            return
         # Buckets are unique per (gateway, minute), so plain assignment is exact.
         self._buckets[:, rows, column[keep]] = (
             counts.payments[keep],
