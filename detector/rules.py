@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -567,6 +567,7 @@ class VolumeHistory:
     _expected: dict[tuple[tuple[str, ...], int], _HourlyExpectation] = field(
         default_factory=dict, compare=False
     )
+    _last_span: list[Any] = field(default_factory=lambda: [None, None], compare=False)
 
     @classmethod
     def hours_needed(cls) -> int:
@@ -642,6 +643,15 @@ class _Expectation:
 
 
 def _seasonal(window: CountWindow, history: VolumeHistory, minutes: int) -> _Expectation:
+    # no_data and volume_drop usually look at the same span (15 min): computed once a tick.
+    key = (tuple(window.gateways), window.end_minute, minutes)
+    if history._last_span[0] != key:
+        history._last_span[:] = [key, _span_expectation(window, history, minutes)]
+    expectation: _Expectation = history._last_span[1]
+    return expectation
+
+
+def _span_expectation(window: CountWindow, history: VolumeHistory, minutes: int) -> _Expectation:
     season = history.season(window.gateways)
     # Each quarter hour the span touches adds its usual volume times its share of the span.
     first = window.end_minute - minutes
@@ -666,16 +676,17 @@ def _volume_alpha(config: Config) -> float:
 
 
 def _mean_before(
-    counts: npt.NDArray[np.int64], stop: npt.NDArray[np.int64], minutes: int
+    counts: npt.NDArray[np.int64], stop: npt.NDArray[np.int64], lengths: tuple[int, ...]
 ) -> npt.NDArray[np.float64]:
-    """Per row, the mean count a minute over the ``minutes`` columns before column ``stop``
-    (fewer where the window begins; 0 where there are none)."""
-    total = np.concatenate([np.zeros((counts.shape[0], 1)), np.cumsum(counts, axis=1)], axis=1)
-    start = np.maximum(stop - minutes, 0)
+    """(lengths, rows): per row, the mean count a minute over each length of columns before
+    column ``stop`` (fewer where the window begins; 0 where there are none)."""
+    total = np.zeros((counts.shape[0], counts.shape[1] + 1))
+    np.cumsum(counts, axis=1, out=total[:, 1:])
+    start = np.maximum(stop[None, :] - np.array(lengths)[:, None], 0)
     rows = np.arange(counts.shape[0])
-    span = stop - start
-    sums = total[rows, stop] - total[rows, start]
-    return np.divide(sums, span, out=np.zeros(len(rows)), where=span > 0)
+    span = stop[None, :] - start
+    sums = total[rows, stop][None, :] - total[rows[None, :], start]
+    return np.divide(sums, span, out=np.zeros(span.shape), where=span > 0)
 
 
 def _no_data(window: CountWindow, config: Config, history: VolumeHistory | None) -> RuleResult:
@@ -692,12 +703,7 @@ def _no_data(window: CountWindow, config: Config, history: VolumeHistory | None)
     )
     stop = window.minutes - np.maximum(silent_for, silence)
     latest = min(hours, 2 * silence)
-    simple = (
-        np.minimum(
-            _mean_before(window.volume, stop, hours), _mean_before(window.volume, stop, latest)
-        )
-        * silence
-    )
+    simple = _mean_before(window.volume, stop, (hours, latest)).min(axis=0) * silence
     chance = poisson_zero_probability(simple)
     seasonal = np.zeros(len(window.gateways), dtype=bool)
     if history is not None:
