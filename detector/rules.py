@@ -373,24 +373,31 @@ def calibrate(
             )
         return limits
 
-    # Burstiness is measured on healthy minutes: those where a binomial CUSUM bank stands
-    # at half its threshold or more belong to a breach (or its aftermath) and are left out.
+    # Burstiness is measured on healthy minutes: those where the CUSUM bank stands at half
+    # its threshold or more belong to a breach (or its aftermath) and are left out. The
+    # screen allows for the burstiness a first, unscreened estimate found: a binomial bank
+    # wanders high on bursty traffic that is merely at the SLA, and leaving those minutes
+    # out would hide the very burstiness sought (and cost false alerts).
+    def quantised(rho: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        return np.array([quantise_up(float(r), 1, 5e-4) for r in rho])
+
     plain = thresholds(np.zeros(len(window.gateways)))
-    usable = np.isfinite(plain)
+    first = quantised(estimate_dispersion(failures, payments))
+    limits = thresholds(first) if first.any() else plain
+    usable = np.isfinite(limits)
     screen = cusum_bank(
         failures,
         payments,
         baselines,
         np.where(usable, post_change, 0.0),
-        np.zeros(len(window.gateways)),
-        np.full(plain.shape, np.inf),
+        first,
+        np.full(limits.shape, np.inf),
         ends=np.arange(1, payments.shape[1] + 1),  # the statistic at every minute
     )
     in_breach: BoolArray = np.asarray(
-        (screen.statistics >= 0.5 * np.where(usable, plain, np.inf)).any(axis=2).T, dtype=bool
+        (screen.statistics >= 0.5 * np.where(usable, limits, np.inf)).any(axis=2).T, dtype=bool
     )
-    rho = estimate_dispersion(failures, payments, in_breach)
-    rho_q = np.array([quantise_up(float(r), 1, 5e-4) for r in rho])
+    rho_q = quantised(estimate_dispersion(failures, payments, in_breach))
     threshold = thresholds(rho_q) if rho_q.any() else plain
     return Thresholds(
         hour,
