@@ -14,8 +14,10 @@ import pytest
 import requests
 import sqlalchemy as sa
 
+from detector.alerts import notification_for
 from detector.config import Config
 from detector.daemon import Daemon
+from detector.engine import Engine
 from detector.notify import build_receivers
 from detector.simulate import create_schema
 from detector.source import SqlSource, connect
@@ -266,3 +268,19 @@ def state_url(
 ) -> Iterator[str]:
     """A fresh state database on SQLite, PostgreSQL and MariaDB."""
     yield from _state_url(request.param, tmp_path_factory)
+
+
+def live_ticks(config: Config, source: SqlSource, begin: datetime, end: datetime) -> list[str]:
+    """Notifications (as JSON) of the daemon's engine ticked one minute at a time against the
+    database from ``begin`` to ``end``, repeats left out: what a replay must reproduce."""
+    engine = Engine(config, source)
+    live = []
+    now = begin
+    while now <= end:
+        live += [
+            notification_for(t, config).to_json()
+            for t in engine.tick(now).transitions
+            if not t.repeat
+        ]
+        now += timedelta(minutes=1)
+    return live

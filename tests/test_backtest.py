@@ -18,7 +18,7 @@ from detector.engine import Engine
 from detector.simulate import GatewayProfile, Incident, simulate
 from detector.source import SqlSource
 
-from .conftest import PaymentsDb
+from .conftest import PaymentsDb, live_ticks
 
 START = datetime(2026, 11, 16, tzinfo=UTC)  # a Monday
 GATEWAYS = (
@@ -190,16 +190,7 @@ def test_replay_makes_exactly_the_transitions_of_live_ticks(
     replayed = [n.to_json() for n in replay(config, open_source(config), begin, end)]
 
     # The same engine, ticked one minute at a time against the database, as the daemon does.
-    engine = Engine(config, open_source(config))
-    live = []
-    now = begin
-    while now <= end:
-        live += [
-            notification_for(t, config).to_json()
-            for t in engine.tick(now).transitions
-            if not t.repeat
-        ]
-        now += timedelta(minutes=1)
+    live = live_ticks(config, open_source(config), begin, end)
     assert replayed == live
     assert any('"outage"' in n for n in replayed)
 

@@ -13,18 +13,16 @@ import pandas as pd
 import pytest
 import requests
 
-from detector.alerts import notification_for
 from detector.backtest import replay
 from detector.cli import main
 from detector.config import Config, parse_config
-from detector.engine import Engine
 from detector.notify.base import Notification
 from detector.rules import calibrate, evaluate_series
 from detector.series import DimensionSeries
 from detector.simulate import GatewayProfile, Incident, generate, write
 from detector.source import Counts, SqlSource, connect, epoch_minute
 
-from .conftest import T0, Clock, PaymentsDb, in_process_daemon
+from .conftest import T0, Clock, PaymentsDb, in_process_daemon, live_ticks
 from .http_recorder import HttpRecorder
 
 DIMENSIONS = {"method": "method", "country": "country"}
@@ -216,16 +214,7 @@ def test_replay_makes_exactly_the_series_transitions_of_live_ticks(
 
     replayed = [n.to_json() for n in _replay(payments_db, config, begin, end)]
 
-    engine = Engine(config, open_source(config))
-    live = []
-    now = begin
-    while now <= end:
-        live += [
-            notification_for(t, config).to_json()
-            for t in engine.tick(now).transitions
-            if not t.repeat
-        ]
-        now += timedelta(minutes=1)
+    live = live_ticks(config, open_source(config), begin, end)
     assert replayed == live
     assert any('"method": "card"' in n for n in replayed)
 
