@@ -51,6 +51,7 @@ from benchmarks.references import (
     river_alerts,
 )
 from benchmarks.scenarios import (
+    HARMLESS_SHIFT,
     INCIDENT_KINDS,
     SLA,
     START,
@@ -58,6 +59,7 @@ from benchmarks.scenarios import (
     VOLUMES,
     Scenario,
     ScenarioSet,
+    incident_scenarios,
     incident_sets,
     quiet_scenarios,
 )
@@ -140,9 +142,14 @@ def _percentile(values: npt.NDArray[np.float64] | None, q: float) -> float | Non
 
 
 def calibrate_oracle(
-    volumes: Iterable[float], rates: Iterable[float], days: int, seed: int
+    volumes: Iterable[float],
+    rates: Iterable[float],
+    days: int,
+    seed: int,
+    budget_days: float = BUDGET_DAYS,
 ) -> dict[tuple[float, float], float]:
-    """CUSUM threshold per (volume, post-change rate) for the budget at exactly the SLA.
+    """CUSUM threshold per (volume, post-change rate) for the budget (1 false alert per
+    ``budget_days``) at exactly the SLA.
 
     ``days`` simulated days per volume, cut into 30-day streams of the same diurnal and
     weekly profile, binomial failures at exactly p0 = SLA.
@@ -155,7 +162,7 @@ def calibrate_oracle(
         for rate in rates:
             increments = cusum_increments(counts.payments, counts.failures, SLA, rate)
             maxima = first_passage_maxima(increments)
-            thresholds[volume, rate] = calibrate_cusum(maxima, BUDGET_DAYS * 1440)
+            thresholds[volume, rate] = calibrate_cusum(maxima, budget_days * 1440)
     return thresholds
 
 
@@ -316,6 +323,37 @@ def score_incidents(
             if not river:
                 before = int(alerts[i, first : s.incident_minute].sum())
                 reference.add_false(before, s.incident_minute - first)
+
+
+def score_harmless(
+    scenarios: ScenarioSet,
+    ours: list[list[tuple[int, str]]],
+    references: dict[str, BoolArray],
+    river_span: Callable[[Scenario], tuple[int, int] | None],
+) -> list[dict[str, Any]]:
+    """Per volume and detector: how many harmless shifts got an alert, from the shift's start
+    to an hour after its end (a change detector may also fire when the rate falls back)."""
+    rows: dict[float, dict[str, list[int]]] = {}
+    for i, s in enumerate(scenarios.scenarios):
+        assert s.incident_minute is not None and s.end_minute is not None
+        lo, hi = s.incident_minute + 1, s.end_minute + 60
+        counts = rows.setdefault(s.volume, {})
+        alerted = [_first((m for m, rule in ours[i] if rule != "source_down"), lo, hi)]
+        counts.setdefault("ours", []).append(int(alerted[0] is not None))
+        for name, alerts in references.items():
+            if name in ("ADWIN", "DDM") and river_span(s) is None:
+                continue
+            columns = np.flatnonzero(alerts[i]) + 1  # raised by the tick after the column
+            counts.setdefault(name, []).append(int(_first(columns.tolist(), lo, hi) is not None))
+    return [
+        {
+            "volume": volume,
+            "detectors": {
+                name: {"alerted": sum(hits), "of": len(hits)} for name, hits in counts.items()
+            },
+        }
+        for volume, counts in sorted(rows.items())
+    ]
 
 
 # --- the real trace -----------------------------------------------------------------------
@@ -503,6 +541,20 @@ def print_incidents(results: list[dict[str, Any]], out: Any) -> None:
     )
 
 
+def print_harmless(rows: list[dict[str, Any]], out: Any) -> None:
+    out.write(
+        "\nHARMLESS SHIFT: the failure rate rises from 1% to 1.8% for "
+        f"{HARMLESS_SHIFT.minutes // 60} h, still within the SLA; shifts alerted on (from the "
+        "start to 1 h after the end) / "
+        "repetitions, '-' = not run\n"
+    )
+    out.write(f"{'vol/min':>7} " + " ".join(f"{d:>13}" for d in DETECTORS) + "\n")
+    for row in rows:
+        d = row["detectors"]
+        cells = [f"{d[n]['alerted']}/{d[n]['of']}" if n in d else "-" for n in DETECTORS]
+        out.write(f"{row['volume']:>7g} " + " ".join(f"{c:>13}" for c in cells) + "\n")
+
+
 def print_taxi(taxi: dict[str, Any] | None, out: Any) -> None:
     if taxi is None:
         out.write(f"\nNYC taxi trace: skipped, {TAXI} not found (it lives outside the repo)\n")
@@ -578,6 +630,22 @@ def run(
             progress("failure-rate incidents: references run")
         score_incidents(incidents, ours, failure_references, incident_tallies)
 
+    harmless = incident_scenarios(
+        mode.seeds, seed, kinds=(HARMLESS_SHIFT,), history_days=history_days
+    )
+    ours = our_alerts(harmless, config)
+
+    def around_shift(s: Scenario) -> tuple[int, int] | None:
+        if not _river_runs(s):
+            return None
+        return max((s.incident_minute or 0) - RIVER_HISTORY_MINUTES, 0), (s.end_minute or 0) + 60
+
+    shift_references = reference_alerts(
+        harmless, thresholds, oracle_rate=lambda s: 2 * SLA, river_span=around_shift, seed=seed
+    )
+    shifts = score_harmless(harmless, ours, shift_references, around_shift)
+    progress("harmless shifts replayed")
+
     taxi = run_taxi(config, mode, seed, taxi_per_minute)
     progress("NYC taxi trace replayed" if taxi else "NYC taxi trace skipped")
 
@@ -611,11 +679,13 @@ def run(
                 key=lambda item: (list(minutes).index(item[0][0]), item[0][1]),
             )
         ],
+        "harmless_shift": shifts,
         "nyc_taxi": taxi,
         "seconds": round(time.perf_counter() - began, 1),
     }
     print_quiet(result["no_incident"], mode.river_days, out)
     print_incidents(result["incidents"], out)
+    print_harmless(shifts, out)
     print_taxi(taxi, out)
     out.write(f"\n{result['seconds']:.0f} s\n")
     return result

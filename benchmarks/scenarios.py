@@ -23,6 +23,7 @@ import numpy as np
 from detector.simulate import GatewayProfile, Incident, MinuteCounts, minute_counts
 
 __all__ = [
+    "HARMLESS_SHIFT",
     "HEALTHY_RATE",
     "INCIDENT_KINDS",
     "SLA",
@@ -52,7 +53,9 @@ class IncidentKind:
     """What goes wrong and for how long."""
 
     name: str
-    family: str  # "failure": the failure rate rises; "volume": the payments thin out or stop
+    # "failure": the failure rate rises; "volume": the payments thin out or stop;
+    # "harmless": the failure rate rises but stays within the SLA
+    family: str
     minutes: int
     failure_rate: float | None = None  # during a step (the end rate of a ramp)
     volume_factor: float | None = None
@@ -76,6 +79,10 @@ INCIDENT_KINDS = (
     IncidentKind("silence for 45 min", "volume", 45, volume_factor=0.0),
 )
 
+# Not an incident: the failure rate rises but stays within the SLA. Any alert is a false one
+# (a detector of change rather than of SLA breach raises them).
+HARMLESS_SHIFT = IncidentKind("shift 1% -> 1.8% (harmless)", "harmless", 240, failure_rate=0.018)
+
 
 @dataclass(frozen=True)
 class Scenario:
@@ -83,7 +90,7 @@ class Scenario:
 
     gateway: str
     kind: str  # an IncidentKind's name, or "no incident"
-    family: str  # "none", "failure" or "volume"
+    family: str  # "none", "failure", "volume" or "harmless"
     volume: float
     baseline: float  # failure rate while healthy
     dispersion: float
