@@ -17,6 +17,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 
 from detector.alerts import Alert, Transition, notification_for
@@ -128,7 +129,13 @@ class Router:
     def _delivery(self, route: ResolvedRoute, name: str, n: Notification) -> Delivery:
         if not self.receivers[name].groups:
             return Delivery(name, n, group_key(route, {}))
-        return Delivery(name, n, group_key(route, n.labels), route.group_wait, route.group_interval)
+        return Delivery(
+            name,
+            replace(n, group_by=route.group_by),
+            group_key(route, n.labels),
+            route.group_wait,
+            route.group_interval,
+        )
 
 
 def _reminder(route: ResolvedRoute, receiver: str) -> str:

@@ -304,6 +304,28 @@ def test_group_by_every_label_sends_one_message_per_alert(
         [("firing", "outage", "adyen")],
         [("firing", "outage", "stripe")],
     ]
+    # Grouped by every label, each message's group labels are all of its alert's labels.
+    for document in (r.json() for r in http.requests):
+        (alert,) = document["alerts"]
+        assert document["groupLabels"] == alert["labels"]
+        assert document["groupLabels"]["gateway"] in ("adyen", "stripe")
+
+
+def test_the_webhook_group_labels_are_the_routes_group_by(
+    sqlite_db: PaymentsDb, http: HttpRecorder, session: requests.Session, tmp_path: Path
+) -> None:
+    config = _config(
+        sqlite_db,
+        receivers={"am": _am_hook(http)},
+        route={"receivers": ["am"], "group_by": ["gateway", "severity"]},
+    )
+    _fail(sqlite_db, "stripe", -5)
+    clock = Clock(T0)
+    with in_process_daemon(config, f"sqlite:///{tmp_path}/s.db", clock, session) as daemon:
+        _run(daemon, clock, 1)
+    (document,) = [r.json() for r in http.requests]
+    assert document["groupLabels"] == {"gateway": "stripe", "severity": "critical"}
+    assert document["groupKey"] == '{}:{gateway="stripe", severity="critical"}'
 
 
 def test_group_wait_collects_alerts_and_group_interval_spaces_messages(

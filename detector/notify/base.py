@@ -76,6 +76,8 @@ class Notification:
     evidence: Evidence = field(default_factory=Evidence)
     backup_gateway: str | None = None
     links: tuple[str, ...] = ()
+    # The labels its route groups by (the message's group); () where the receiver does not group.
+    group_by: tuple[str, ...] = ()
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -85,6 +87,7 @@ class Notification:
         data: dict[str, Any] = json.loads(text)
         evidence = Evidence.from_dict(data.pop("evidence"))
         data["links"] = tuple(data["links"])
+        data["group_by"] = tuple(data.get("group_by", ()))  # absent in outbox rows of 0.x
         return cls(evidence=evidence, **data)
 
 

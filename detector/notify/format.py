@@ -54,7 +54,7 @@ from html import escape
 from string import Template
 from typing import Any
 
-from detector.config import Templates
+from detector.config import GROUP_BY_ALL, Templates
 from detector.notify.base import Evidence, Notification
 from detector.stats.attribution import Attribution
 
@@ -485,8 +485,9 @@ def alertmanager_webhook(
 ) -> dict[str, Any]:
     """A group in Alertmanager's webhook format, version 4.
 
-    ``groupLabels`` holds ``alertname`` and ``gateway`` where every alert of the group
-    shares them; ``commonLabels`` every label they all share.
+    ``groupLabels`` holds the labels the route groups by (``rule`` is ``alertname``; all
+    shared labels for ``...``; ``alertname`` and ``gateway`` where the receiver does not
+    group), ``commonLabels`` every label the alerts all share.
     """
     alerts = []
     for n in ns:
@@ -497,7 +498,7 @@ def alertmanager_webhook(
         alert["fingerprint"] = n.fingerprint
         alerts.append(alert)
     common_labels = _common([a["labels"] for a in alerts])
-    group_labels = {k: v for k, v in common_labels.items() if k in ("alertname", "gateway")}
+    group_labels = {k: v for k, v in common_labels.items() if k in _group_label_names(ns[0])}
     return {
         "version": "4",
         "groupKey": "{}:{" + ", ".join(f'{k}="{v}"' for k, v in group_labels.items()) + "}",
@@ -510,6 +511,15 @@ def alertmanager_webhook(
         "externalURL": "",
         "alerts": alerts,
     }
+
+
+def _group_label_names(n: Notification) -> set[str]:
+    """The Alertmanager label names of the labels ``n``'s group was formed by."""
+    if not n.group_by:
+        return {"alertname", "gateway"}
+    if GROUP_BY_ALL in n.group_by:
+        return {"alertname", *(_LABEL_NAME.sub("_", key) for key in n.labels)}
+    return {"alertname" if key == "rule" else _LABEL_NAME.sub("_", key) for key in n.group_by}
 
 
 def _common(mappings: list[dict[str, str]]) -> dict[str, str]:
