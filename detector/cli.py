@@ -263,7 +263,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     folder.mkdir(parents=True, exist_ok=True)
     url = f"sqlite:///{folder / 'payments.db'}"
     (folder / "payments.db").unlink(missing_ok=True)
-    end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    # Last week, Monday to Sunday: the incidents fall on the same days of the week and times
+    # of day, so the output is the same whenever the demo runs.
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    end = today - timedelta(days=today.weekday())
     start = end - timedelta(days=7)
     day6 = start + timedelta(days=5)
     incidents = [
