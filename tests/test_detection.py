@@ -672,9 +672,9 @@ def test_in_the_first_week_a_drop_to_a_fifth_is_judged_on_the_hours_before_it() 
 def test_in_the_first_week_evening_declines_and_weekends_do_not_look_like_drops() -> None:
     # The day curve falls from 190% of the daily mean at 15:00 to 10% at 03:00, with the
     # weekend lower still and quarter hours swinging about 16%: a gateway's first week,
-    # replayed from its second day, on the simpler rule's expectation alone.
+    # replayed from its first minute, on the simpler rule's expectation alone.
     counts = _seasonal_traffic({"busy": 20.0, "mid": 5.0, "small": 1.0}, days=7, seed=15)
-    assert _volume_firings(counts, first_day=1, days=6) == []
+    assert _volume_firings(counts, first_day=0, days=7) == []
 
 
 def test_quarter_hourly_history_from_sql_equals_the_backtest_path(
