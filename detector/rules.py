@@ -710,7 +710,12 @@ def _rate_before(
 
 
 def _per_minute(rate: float) -> str:
-    return f"{rate:.0f}" if rate >= 10 else f"{rate:.1f}"
+    """``28``, ``1.4``, ``0.25``: a rate a minute to two significant figures or more.
+
+    >>> [_per_minute(r) for r in (28.4, 1.43, 0.254, 0.0)]
+    ['28', '1.4', '0.25', '0']
+    """
+    return f"{rate:.0f}" if rate >= 10 or rate == 0 else f"{rate:.2g}"
 
 
 def _no_data(window: CountWindow, config: Config, history: VolumeHistory | None) -> RuleResult:
