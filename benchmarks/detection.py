@@ -578,21 +578,42 @@ def print_taxi(taxi: dict[str, Any] | None, out: Any) -> None:
 # --- main ---------------------------------------------------------------------------------
 
 
+def selected(name: str, only: tuple[str, ...]) -> bool:
+    """Whether ``--only`` (parts of scenario names, any case) keeps this scenario."""
+    return not only or any(part.lower() in name.lower() for part in only)
+
+
 def run(
-    mode: Mode, seed: int, taxi_per_minute: float, history_days: int, out: Any
+    mode: Mode,
+    seed: int,
+    taxi_per_minute: float,
+    history_days: int,
+    out: Any,
+    volume_history_days: int | None = None,
+    only: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     config = parse_config({}, env={})
     began = time.perf_counter()
+    if volume_history_days is None:
+        volume_history_days = max(history_days, VOLUME_HISTORY_DAYS)
+    kinds = tuple(kind for kind in INCIDENT_KINDS if selected(kind.name, only))
+    quiet_runs = mode.quiet_runs if selected("no incident", only) else 0
+    run_harmless = selected(HARMLESS_SHIFT.name, only)
 
     def progress(step: str) -> None:
         print(f"[{time.perf_counter() - began:6.1f}s] {step}", file=sys.stderr, flush=True)
 
-    rates = {k.failure_rate for k in INCIDENT_KINDS if k.failure_rate is not None} | {2 * SLA}
-    thresholds = calibrate_oracle(VOLUMES, sorted(rates), mode.calibration_days, seed)
+    # The oracle is calibrated for what the selected scenarios need (2x SLA: the healthy runs
+    # and the harmless shifts).
+    rates = {k.failure_rate for k in kinds if k.failure_rate is not None}
+    rates |= {2 * SLA} if rates or quiet_runs or run_harmless else set()
+    thresholds = (
+        calibrate_oracle(VOLUMES, sorted(rates), mode.calibration_days, seed) if rates else {}
+    )
     progress("oracle calibrated")
 
     quiet_tallies: dict[tuple[str, float, float, float], dict[str, Tally]] = {}
-    for run_index in range(mode.quiet_runs):
+    for run_index in range(quiet_runs):
         quiet = quiet_scenarios(mode.quiet_days, seed=seed * 100 + run_index)
         ours = our_alerts(quiet, config)
         progress(f"no-incident run {run_index + 1}: ours replayed")
@@ -608,7 +629,7 @@ def run(
         score_quiet(quiet, ours, references, quiet_tallies, river_minutes)
 
     incident_tallies: dict[Key, dict[str, Tally]] = {}
-    for incidents in incident_sets(mode.seeds, seed=seed, history_days=history_days):
+    for incidents in incident_sets(mode.seeds, seed, history_days, volume_history_days, kinds):
         ours = our_alerts(incidents, config)
         progress(f"{len(incidents.scenarios)} incident scenarios: ours replayed")
         # The reference detectors watch failure rates: they do not apply to volume incidents.
@@ -630,30 +651,36 @@ def run(
             progress("failure-rate incidents: references run")
         score_incidents(incidents, ours, failure_references, incident_tallies)
 
-    harmless = incident_scenarios(
-        mode.seeds, seed, kinds=(HARMLESS_SHIFT,), history_days=history_days
-    )
-    ours = our_alerts(harmless, config)
+    shifts: list[dict[str, Any]] = []
+    if run_harmless:
+        harmless = incident_scenarios(
+            mode.seeds, seed, kinds=(HARMLESS_SHIFT,), history_days=history_days
+        )
+        ours = our_alerts(harmless, config)
 
-    def around_shift(s: Scenario) -> tuple[int, int] | None:
-        if not _river_runs(s):
-            return None
-        return max((s.incident_minute or 0) - RIVER_HISTORY_MINUTES, 0), (s.end_minute or 0) + 60
+        def around_shift(s: Scenario) -> tuple[int, int] | None:
+            if not _river_runs(s):
+                return None
+            return max((s.incident_minute or 0) - RIVER_HISTORY_MINUTES, 0), (
+                s.end_minute or 0
+            ) + 60
 
-    shift_references = reference_alerts(
-        harmless, thresholds, oracle_rate=lambda s: 2 * SLA, river_span=around_shift, seed=seed
-    )
-    shifts = score_harmless(harmless, ours, shift_references, around_shift)
-    progress("harmless shifts replayed")
+        shift_references = reference_alerts(
+            harmless, thresholds, oracle_rate=lambda s: 2 * SLA, river_span=around_shift, seed=seed
+        )
+        shifts = score_harmless(harmless, ours, shift_references, around_shift)
+        progress("harmless shifts replayed")
 
-    taxi = run_taxi(config, mode, seed, taxi_per_minute)
+    run_trace = selected("nyc taxi", only)
+    taxi = run_taxi(config, mode, seed, taxi_per_minute) if run_trace else None
     progress("NYC taxi trace replayed" if taxi else "NYC taxi trace skipped")
 
     minutes = {k.name: k.minutes for k in INCIDENT_KINDS}
     result: dict[str, Any] = {
         "seed": seed,
         "history_days": history_days,
-        "volume_history_days": max(history_days, VOLUME_HISTORY_DAYS),
+        "volume_history_days": volume_history_days,
+        "only": list(only),
         "budget_false_alerts_per_gateway_month": MONTH_DAYS / BUDGET_DAYS,
         "oracle_thresholds": [
             {"volume": v, "rate": r, "threshold": h} for (v, r), h in sorted(thresholds.items())
@@ -683,10 +710,14 @@ def run(
         "nyc_taxi": taxi,
         "seconds": round(time.perf_counter() - began, 1),
     }
-    print_quiet(result["no_incident"], mode.river_days, out)
-    print_incidents(result["incidents"], out)
-    print_harmless(shifts, out)
-    print_taxi(taxi, out)
+    if quiet_runs:
+        print_quiet(result["no_incident"], mode.river_days, out)
+    if kinds:
+        print_incidents(result["incidents"], out)
+    if run_harmless:
+        print_harmless(shifts, out)
+    if run_trace:
+        print_taxi(taxi, out)
     out.write(f"\n{result['seconds']:.0f} s\n")
     return result
 
@@ -706,16 +737,45 @@ def main(argv: list[str] | None = None) -> int:
             f"{VOLUME_HISTORY_DAYS}: a week for the seasonal rules, a day to replay)"
         ),
     )
+    parser.add_argument(
+        "--volume-history-days",
+        type=int,
+        help=(
+            "healthy days before the volume incidents (default: --history-days, at least "
+            f"{VOLUME_HISTORY_DAYS}); under 8 they meet the first-week rules"
+        ),
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help=(
+            "run only the scenarios whose name contains TEXT (any case; repeatable): e.g. "
+            "'volume drop', 'step', 'no incident' (the healthy runs), 'harmless', 'nyc taxi'"
+        ),
+    )
     args = parser.parse_args(argv)
     mode = QUICK if args.quick else FULL
+    volume_days = args.volume_history_days or max(args.history_days, VOLUME_HISTORY_DAYS)
     out = sys.stdout
     out.write(
         f"detection benchmark ({'quick' if args.quick else 'full'}, seed {args.seed}): "
         f"SLA {SLA:.0%}, healthy failure rate 1%, {args.history_days} day(s) of history "
-        f"before each failure-rate incident and {max(args.history_days, VOLUME_HISTORY_DAYS)} "
-        "before each volume one, default alerts.yaml\n"
+        f"before each failure-rate incident and {volume_days} before each volume one, "
+        "default alerts.yaml"
+        + (f"; only {', '.join(repr(o) for o in args.only)}" if args.only else "")
+        + "\n"
     )
-    result = run(mode, args.seed, args.taxi_per_minute, args.history_days, out)
+    result = run(
+        mode,
+        args.seed,
+        args.taxi_per_minute,
+        args.history_days,
+        out,
+        volume_days,
+        tuple(args.only),
+    )
     if args.json:
         Path(args.json).write_text(json.dumps(_jsonable(result), indent=1) + "\n")
     return 0

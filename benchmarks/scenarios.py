@@ -216,15 +216,24 @@ def incident_scenarios(
     return ScenarioSet(tuple(scenarios), counts, count_from=1440)
 
 
-def incident_sets(seeds: int, seed: int, history_days: int = 1) -> tuple[ScenarioSet, ...]:
+def incident_sets(
+    seeds: int,
+    seed: int,
+    history_days: int = 1,
+    volume_history_days: int | None = None,
+    kinds: tuple[IncidentKind, ...] = INCIDENT_KINDS,
+) -> tuple[ScenarioSet, ...]:
     """The failure-rate incidents after ``history_days`` healthy days, and the volume ones
-    after at least ``VOLUME_HISTORY_DAYS``, each group on its own time axis (so the failure
-    scenarios are not replayed over the volume ones' longer history)."""
-    failure = tuple(kind for kind in INCIDENT_KINDS if kind.family == "failure")
-    volume = tuple(kind for kind in INCIDENT_KINDS if kind.family == "volume")
-    return (
-        incident_scenarios(seeds, seed, kinds=failure, history_days=history_days),
-        incident_scenarios(
-            seeds, seed, kinds=volume, history_days=max(history_days, VOLUME_HISTORY_DAYS)
-        ),
+    after ``volume_history_days`` (default: at least ``VOLUME_HISTORY_DAYS``), each group on
+    its own time axis (so the failure scenarios are not replayed over the volume ones'
+    longer history). Only ``kinds``; a group without any is left out."""
+    if volume_history_days is None:
+        volume_history_days = max(history_days, VOLUME_HISTORY_DAYS)
+    failure = tuple(kind for kind in kinds if kind.family == "failure")
+    volume = tuple(kind for kind in kinds if kind.family == "volume")
+    groups = ((failure, history_days), (volume, volume_history_days))
+    return tuple(
+        incident_scenarios(seeds, seed, kinds=group, history_days=days)
+        for group, days in groups
+        if group
     )

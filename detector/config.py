@@ -345,11 +345,14 @@ class NoDataRule(_Rule):
 
 
 class VolumeDropRule(_Rule):
-    """Payments far below the seasonal expectation for this time of week (needs a week)."""
+    """Payments far below the seasonal expectation for this time of week (in the first week:
+    far below the traffic just before the window)."""
 
     window: Duration = timedelta(minutes=15)
     # Only a drop below this share of the expectation counts, however significant.
     below: Probability = 0.5
+    # In the first week the window is compared with the traffic of this long before it.
+    history: Duration = timedelta(hours=2)
 
 
 class DetectionConfig(_Frozen):

@@ -28,7 +28,7 @@ from prometheus_client import CollectorRegistry
 from detector.config import Config
 from detector.engine import Engine, TickResult
 from detector.errors import DetectorError
-from detector.health import HealthTable, gateway_health, liveness
+from detector.health import HealthTable, gateway_health, liveness, series_health
 from detector.history import History
 from detector.lease import Lease
 from detector.metrics import Metrics
@@ -277,10 +277,15 @@ class Daemon:
             ]
             self.history.update(self.engine.window, firing)
         self.metrics.observe_tick(result, outcome)
+        series = self.engine.series
+        verdicts = self.engine.last_series
         self.metrics.observe_health(
             health,
             alerts,
             self.engine.last_results,
+            None
+            if series is None or verdicts is None
+            else series_health(series.window, verdicts, self.config),
         )
         try:
             self.metrics.outbox_depth.set(self.store.outbox_depth())

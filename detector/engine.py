@@ -70,6 +70,8 @@ class Engine:
         self.volume_history: VolumeHistory | None = None
         self.watermark: datetime | None = None  # time up to which payments have been read
         self.last_results: list[RuleResult] = []
+        # The dimension series' sla_breach verdicts of the last tick (rows of series.window).
+        self.last_series: RuleResult | None = None
         self.failed_ticks = 0
         self._failing_since: datetime | None = None
 
@@ -122,7 +124,8 @@ class Engine:
             if self.series is not None and result.rule == "sla_breach":
                 # The series' verdicts are more rows of the same rule, so that the alert
                 # book resolves exactly the alerts no row holds any more.
-                result = result.concat(self.series.verdicts(self.window, self.alerts.alerts))
+                self.last_series = self.series.verdicts(self.window, self.alerts.alerts)
+                result = result.concat(self.last_series)
             transitions += self.alerts.observe(result, now)
         return TickResult(
             now,

@@ -34,9 +34,11 @@ __all__ = [
     "STATUSES",
     "GatewayHealth",
     "HealthTable",
+    "SeriesHealth",
     "gateway_health",
     "gateways_document",
     "liveness",
+    "series_health",
 ]
 
 API_VERSION = "1"
@@ -178,6 +180,62 @@ class HealthTable(Sequence[GatewayHealth]):
         )
 
 
+@dataclass(frozen=True, eq=False)
+class _Recent:
+    """Each row's last ``detection.sla_breach.window`` minutes."""
+
+    minutes: int
+    payments: npt.NDArray[np.int64]  # final payments
+    failures: npt.NDArray[np.int64]
+    volume: npt.NDArray[np.int64]  # every payment, pending included
+    low: npt.NDArray[np.float64]  # Wilson 95% interval of the failure rate
+    high: npt.NDArray[np.float64]
+
+
+def _recent(window: CountWindow, config: Config) -> _Recent:
+    """What a gateway's or a series' health shows: its last minutes, summed."""
+    minutes = max(1, round(config.detection.sla_breach.window.total_seconds() / 60))
+    columns = window.recent(minutes)
+    payments = window.payments[:, columns].sum(axis=1)
+    failures = window.failures[:, columns].sum(axis=1)
+    low, high = wilson_interval(failures, payments)
+    return _Recent(minutes, payments, failures, window.volume[:, columns].sum(axis=1), low, high)
+
+
+@dataclass(frozen=True, eq=False)
+class SeriesHealth:
+    """The dimension series with traffic in the count window, as the metrics show them."""
+
+    gateways: list[str]  # the gateway of each series
+    labels: list[dict[str, str]]  # e.g. {"method": "card"}
+    payments: npt.NDArray[np.int64]  # final payments in the SLA window
+    failures: npt.NDArray[np.int64]
+    high: npt.NDArray[np.float64]  # upper end of the Wilson 95% interval
+    active: npt.NDArray[np.bool_]  # the series' sla_breach condition holds
+    evidence_ratio: npt.NDArray[np.float64]  # CUSUM over threshold (0 for an untested series)
+
+
+def series_health(window: CountWindow, verdicts: RuleResult, config: Config) -> SeriesHealth:
+    """``window``: the dimension series' count window; ``verdicts``: their sla_breach result
+    of the same tick, row for row. A series that saw no payment in the whole window (the
+    count window keeps every row it ever saw) is left out, which keeps the metrics to the
+    series that exist now."""
+    rows = len(verdicts.gateways)
+    seen = np.flatnonzero(window.volume[:rows].sum(axis=1) > 0)
+    recent = _recent(window, config)
+    ratio = verdicts.evidence_ratio
+    labels = verdicts.series or [{}] * rows
+    return SeriesHealth(
+        [verdicts.gateways[i] for i in seen],
+        [labels[i] for i in seen],
+        recent.payments[seen],
+        recent.failures[seen],
+        recent.high[seen],
+        verdicts.active[seen],
+        ratio[seen] if ratio is not None else np.zeros(seen.size),
+    )
+
+
 def gateway_health(
     window: CountWindow,
     alerts: Iterable[Alert],
@@ -191,11 +249,8 @@ def gateway_health(
     this window, becomes ``expected_volume``. The work is numpy across gateways plus a
     loop over the alerts, however many gateways there are.
     """
-    minutes = max(1, round(config.detection.sla_breach.window.total_seconds() / 60))
-    columns = window.recent(minutes)
-    payments = window.payments[:, columns].sum(axis=1)
-    failures = window.failures[:, columns].sum(axis=1)
-    low, high = wilson_interval(failures, payments)
+    recent = _recent(window, config)
+    minutes, payments, failures = recent.minutes, recent.payments, recent.failures
     count = len(window.gateways)
     expected = np.full(count, np.nan)
     for rule in results:
@@ -225,9 +280,9 @@ def gateway_health(
         status,
         payments,
         failures,
-        window.volume[:, columns].sum(axis=1),
-        low,
-        high,
+        recent.volume,
+        recent.low,
+        recent.high,
         expected,
         minutes,
         config,

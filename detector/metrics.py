@@ -3,6 +3,12 @@
 The per-gateway gauges are not registry children: they are formatted straight from the
 tick's arrays (see :meth:`Metrics.exposition`), which keeps publishing a tick independent
 of the number of gateways.
+
+Dimension series (``detection.sla_breach.series``) carry one label per dimension, as their
+alerts do: ``detector_evidence_ratio{gateway="stripe",rule="sla_breach",method="card"}``.
+Their payments and failure rates are ``detector_series_*`` gauges rather than more samples
+of ``detector_gateway_*``, so that summing a gateway metric over its labels still counts
+each payment once.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from prometheus_client.utils import floatToGoString
 
 from detector.alerts import Alert
 from detector.engine import TickResult
-from detector.health import STATUSES, HealthTable
+from detector.health import STATUSES, HealthTable, SeriesHealth
 from detector.rules import RuleResult
 
 __all__ = ["Metrics"]
@@ -31,6 +37,7 @@ class Metrics:
         self._lock = threading.Lock()
         self._health: HealthTable | None = None
         self._results: list[RuleResult] = []
+        self._series: SeriesHealth | None = None
         self._gateway_text: bytes | None = None
         self.ticks = Counter(
             "detector_ticks",
@@ -97,11 +104,12 @@ class Metrics:
         health: HealthTable,
         alerts: Iterable[Alert],
         results: Iterable[RuleResult],
+        series: SeriesHealth | None = None,
     ) -> None:
-        """Keep the tick's per-gateway figures (exposed by :meth:`exposition`) and count
-        the alerts."""
+        """Keep the tick's per-gateway and per-series figures (exposed by
+        :meth:`exposition`) and count the alerts."""
         with self._lock:
-            self._health, self._results = health, list(results)
+            self._health, self._results, self._series = health, list(results), series
             self._gateway_text = None
         counts: dict[tuple[str, str, str], int] = {}
         for alert in alerts:
@@ -121,7 +129,9 @@ class Metrics:
         """
         with self._lock:
             if self._gateway_text is None:
-                self._gateway_text = _gateway_families(self._health, self._results).encode()
+                self._gateway_text = _gateway_families(
+                    self._health, self._results, self._series
+                ).encode()
             text = self._gateway_text
         return generate_latest(self.registry) + text
 
@@ -150,14 +160,60 @@ def _family(name: str, help_: str, samples: str) -> str:
     return f"# HELP {name} {help_}\n# TYPE {name} gauge\n{samples}"
 
 
-def _gateway_families(health: HealthTable | None, results: list[RuleResult]) -> str:
+def _failure_rate(
+    payments: npt.NDArray[np.float64], failures: npt.NDArray[np.int64]
+) -> npt.NDArray[np.float64]:
+    return np.divide(failures, payments, out=np.full(payments.shape, np.nan), where=payments > 0)
+
+
+def _series_families(series: SeriesHealth | None) -> tuple[str, str, str]:
+    """The series' samples of detector_rule_active and detector_evidence_ratio, and their
+    own detector_series_* families."""
+    if series is None or not series.gateways:
+        return "", "", ""
+    gateway = [f'gateway="{_escape(g)}"' for g in series.gateways]
+    # Dimension names are Prometheus label names, none of them "gateway" or "rule" (the
+    # config checks both).
+    dimensions = [
+        "".join(f',{name}="{_escape(value)}"' for name, value in sorted(values.items()))
+        for values in series.labels
+    ]
+    labels = [g + d for g, d in zip(gateway, dimensions, strict=True)]
+    by_rule = [f'{g},rule="sla_breach"{d}' for g, d in zip(gateway, dimensions, strict=True)]
+    payments = series.payments.astype(np.float64)
+    families = [
+        ("detector_series_payments", "Final payments of the series in the SLA window.", payments),
+        (
+            "detector_series_failures",
+            "Failed payments of the series in the SLA window.",
+            series.failures.astype(np.float64),
+        ),
+        (
+            "detector_series_failure_rate",
+            "Failures / final payments of the series in the SLA window (NaN without payments).",
+            _failure_rate(payments, series.failures),
+        ),
+        (
+            "detector_series_failure_rate_upper",
+            "Upper end of the Wilson 95% interval of the series' failure rate.",
+            series.high,
+        ),
+    ]
+    return (
+        _samples("detector_rule_active", by_rule, series.active.astype(np.float64)),
+        _samples("detector_evidence_ratio", by_rule, series.evidence_ratio),
+        "".join(_family(name, help_, _samples(name, labels, v)) for name, help_, v in families),
+    )
+
+
+def _gateway_families(
+    health: HealthTable | None, results: list[RuleResult], series: SeriesHealth | None = None
+) -> str:
     if health is None or not len(health):
         return ""
     gateway = [f'gateway="{_escape(g)}"' for g in health.gateways]
     payments = health.payments.astype(np.float64)
-    rate = np.divide(
-        health.failures, payments, out=np.full(payments.shape, np.nan), where=payments > 0
-    )
+    rate = _failure_rate(payments, health.failures)
     status = [f'{label},status="{s}"' for label in gateway for s in STATUSES]
     current = (health.status[:, None] == np.arange(len(STATUSES))).astype(np.float64)
     by_rule = [
@@ -172,6 +228,7 @@ def _gateway_families(health: HealthTable | None, results: list[RuleResult]) -> 
         for labels, r in by_rule
         if r.evidence_ratio is not None
     )
+    series_active, series_ratio, series_families = _series_families(series)
     families = [
         ("detector_gateway_payments", "Final payments in the gateway's SLA window.", payments),
         (
@@ -199,12 +256,13 @@ def _gateway_families(health: HealthTable | None, results: list[RuleResult]) -> 
         )
         + _family(
             "detector_rule_active",
-            "1 where the rule's condition holds for the gateway at the last tick.",
-            active,
+            "1 where the rule's condition holds for the gateway (or series) at the last tick.",
+            active + series_active,
         )
         + _family(
             "detector_evidence_ratio",
             "The rule's detector statistic over its calibrated threshold (1 fires).",
-            ratio,
+            ratio + series_ratio,
         )
+        + series_families
     )

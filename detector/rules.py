@@ -25,6 +25,7 @@ from detector.stats.binomial import (
 from detector.stats.calibration import estimate_dispersion, quantise_up, threshold_for
 from detector.stats.cusum import CusumBank, cusum_bank, member_weights
 from detector.stats.seasonal import (
+    DEFAULT_SIZE,
     HISTORY_WEEKS,
     SLOT_MINUTES,
     SLOTS_PER_HOUR,
@@ -143,6 +144,7 @@ def minutes_needed(config: Config) -> int:
         _minutes(detection.sla_breach.window),
         _minutes(detection.outage.window),
         _minutes(detection.no_data.silence) + _minutes(detection.no_data.history),
+        _minutes(detection.volume_drop.window) + _minutes(detection.volume_drop.history),
     )
 
 
@@ -696,6 +698,26 @@ def _mean_before(
     return np.divide(sums, span, out=np.zeros(span.shape), where=span > 0)
 
 
+def _rate_before(
+    volume: npt.NDArray[np.int64], stop: npt.NDArray[np.int64], history: int, span: int
+) -> npt.NDArray[np.float64]:
+    """Per row, the payments a minute the volume rules expect without a week of history:
+    the lower of the mean rates over the ``history`` and over the ``2 * span`` minutes
+    before column ``stop``. Traffic falling into the night has its latest rate lower than
+    its long one, so the evening decline does not look like a drop or a silence; traffic
+    rising in the morning has its long rate lower, which errs towards a later alert."""
+    return _mean_before(volume, stop, (history, min(history, 2 * span))).min(axis=0)
+
+
+def _per_minute(rate: float) -> str:
+    """``28``, ``1.4``, ``0.25``: a rate a minute to two significant figures or more.
+
+    >>> [_per_minute(r) for r in (28.4, 1.43, 0.254, 0.0)]
+    ['28', '1.4', '0.25', '0']
+    """
+    return f"{rate:.0f}" if rate >= 10 or rate == 0 else f"{rate:.2g}"
+
+
 def _no_data(window: CountWindow, config: Config, history: VolumeHistory | None) -> RuleResult:
     rule = config.detection.no_data
     silence, hours = _minutes(rule.silence), _minutes(rule.history)
@@ -709,8 +731,7 @@ def _no_data(window: CountWindow, config: Config, history: VolumeHistory | None)
         has_volume.any(axis=1), np.argmax(has_volume[:, ::-1], axis=1), window.minutes
     )
     stop = window.minutes - np.maximum(silent_for, silence)
-    latest = min(hours, 2 * silence)
-    simple = _mean_before(window.volume, stop, (hours, latest)).min(axis=0) * silence
+    simple = _rate_before(window.volume, stop, hours, silence) * silence
     chance = poisson_zero_probability(simple)
     seasonal = np.zeros(len(window.gateways), dtype=bool)
     if history is not None:
@@ -762,27 +783,36 @@ def _volume_drop(window: CountWindow, config: Config, history: VolumeHistory | N
     rule = config.detection.volume_drop
     minutes = _minutes(rule.window)
     observed = window.volume[:, window.recent(minutes)].sum(axis=1)
-    if history is None:
-        none = np.zeros(len(window.gateways), dtype=bool)
-        season = _Expectation(np.full(len(window.gateways), np.nan), np.ones(len(none)), none * 0)
-    else:
+    # Without a week of history: the traffic of the hours just before the window (see
+    # _rate_before), under the noise the seasonal rule assumes until it can fit its own.
+    # A drop that lasts soon lowers that expectation too; in the first week the alert then
+    # resolves early rather than risk alerting on ordinary swings.
+    stop = np.full(len(window.gateways), max(window.minutes - minutes, 0))
+    simple = _rate_before(window.volume, stop, _minutes(rule.history), minutes) * minutes
+    seasonal = np.zeros(len(window.gateways), dtype=bool)
+    expected, size = simple, np.full(len(window.gateways), DEFAULT_SIZE)
+    if history is not None:
         season = _seasonal(window, history, minutes)
-    known = np.isfinite(season.expected)
-    expected = np.where(known, season.expected, 0.0)
-    chance = np.where(known, negative_binomial_cdf(observed, expected, season.size), 1.0)
+        seasonal = np.isfinite(season.expected)
+        expected = np.where(seasonal, season.expected, simple)
+        size = np.where(seasonal, season.size, DEFAULT_SIZE)
+    chance = negative_binomial_cdf(observed, expected, size)
     # A drop must also be large, however significant. A drop to nothing stays one (no_data
     # raises its own, critical alert), so a silence does not make this alert flap.
-    active = known & (observed < rule.below * expected) & (chance < _volume_alpha(config))
+    active = (observed < rule.below * expected) & (chance < _volume_alpha(config))
 
     def build(i: int) -> Finding:
         share = observed[i] / expected[i] if expected[i] > 0 else 1.0
+        if seasonal[i]:
+            basis, notes = f"{expected[i]:.0f} usual for this time of the week", []
+        else:
+            rate = _per_minute(simple[i] / minutes)
+            basis, notes = f"{rate}/min before it", ["less than a week of history"]
+        if active[i]:
+            notes.append(f"p = {chance[i]:.1e}")
         summary = (
             f"{window.gateways[i]}: {int(observed[i])} payments in the last {minutes} min, "
-            f"{share:.0%} of the {expected[i]:.0f} usual for this time of the week "
-            f"(p = {chance[i]:.1e})"
-            if active[i]
-            else f"{window.gateways[i]}: {int(observed[i])} payments in the last {minutes} min"
-            + (f", {share:.0%} of usual" if known[i] else " (less than a week of history)")
+            f"{share:.0%} of the {basis}" + (f" ({', '.join(notes)})" if notes else "")
         )
         return Finding(
             "volume_drop",
@@ -794,7 +824,7 @@ def _volume_drop(window: CountWindow, config: Config, history: VolumeHistory | N
                 payments=int(observed[i]),
                 window_minutes=minutes,
                 p_value=float(chance[i]),
-                expected_payments=float(expected[i]) if known[i] else None,
+                expected_payments=float(expected[i]),
                 magnitude=float(share),
             ),
         )
@@ -804,7 +834,8 @@ def _volume_drop(window: CountWindow, config: Config, history: VolumeHistory | N
         window.gateways,
         active,
         build,
-        expected_per_minute=np.where(known, season.expected / minutes, np.nan),
+        # The seasonal expectation only: the API and the status page show none in the first week.
+        expected_per_minute=np.where(seasonal, expected / minutes, np.nan),
     )
 
 

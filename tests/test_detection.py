@@ -643,12 +643,38 @@ def test_in_the_first_week_silence_is_judged_on_recent_traffic_and_the_message_s
     busy = GatewayProfile("busy", per_minute=20, failure_rate=0.01)
     silence = Incident("busy", START + timedelta(hours=15), timedelta(minutes=30), volume_factor=0)
     events = _replay((busy,), days=1, incidents=(silence,), seed=8)
-    (firing,) = [e for e in events if e.event == "firing"]
-    assert firing.rule == "no_data"
-    assert "less than a week of history" in firing.summary
-    assert datetime.fromisoformat(firing.at) - silence.start.replace(tzinfo=UTC) <= timedelta(
+    firing = [e for e in events if e.event == "firing"]
+    (silent,) = [e for e in firing if e.rule == "no_data"]
+    assert "less than a week of history" in silent.summary
+    assert datetime.fromisoformat(silent.at) - silence.start.replace(tzinfo=UTC) <= timedelta(
         minutes=16
     )
+    # The thinning traffic before the silence is a drop, judged the same way.
+    (dropped,) = [e for e in firing if e.rule != "no_data"]
+    assert dropped.rule == "volume_drop" and "less than a week of history" in dropped.summary
+
+
+def test_in_the_first_week_a_drop_to_a_fifth_is_judged_on_the_hours_before_it() -> None:
+    # One day of history: no seasonal expectation yet.
+    drop_start = START + timedelta(days=1, hours=14)
+    drop = ("busy", drop_start, timedelta(hours=1), 0.2)
+    counts = _seasonal_traffic({"busy": 20.0}, days=2, seed=14, drops=(drop,))
+    firing = _volume_firings(counts, first_day=1, days=1)
+    assert [e.rule for e in firing] == ["volume_drop"]
+    delay = datetime.fromisoformat(firing[0].at) - drop_start
+    assert timedelta(0) < delay <= timedelta(minutes=15)
+    summary = firing[0].summary
+    assert summary.startswith("busy: ")
+    assert "/min before it (less than a week of history, p = " in summary
+    assert firing[0].evidence.magnitude is not None and firing[0].evidence.magnitude < 0.5
+
+
+def test_in_the_first_week_evening_declines_and_weekends_do_not_look_like_drops() -> None:
+    # The day curve falls from 190% of the daily mean at 15:00 to 10% at 03:00, with the
+    # weekend lower still and quarter hours swinging about 16%: a gateway's first week,
+    # replayed from its first minute, on the simpler rule's expectation alone.
+    counts = _seasonal_traffic({"busy": 20.0, "mid": 5.0, "small": 1.0}, days=7, seed=15)
+    assert _volume_firings(counts, first_day=0, days=7) == []
 
 
 def test_quarter_hourly_history_from_sql_equals_the_backtest_path(

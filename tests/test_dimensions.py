@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 from detector.backtest import replay
 from detector.cli import main
@@ -21,6 +22,7 @@ from detector.rules import calibrate, evaluate_series
 from detector.series import DimensionSeries
 from detector.simulate import GatewayProfile, Incident, generate, write
 from detector.source import Counts, SqlSource, connect, epoch_minute
+from detector.web import WebServer
 
 from .conftest import T0, Clock, PaymentsDb, in_process_daemon, live_ticks
 from .http_recorder import HttpRecorder
@@ -274,6 +276,89 @@ def test_a_series_alert_is_routed_by_its_label_and_degrades_its_gateway(
     assert delivered[0]["title"].endswith("sla_breach on stripe (method=card)")
     assert health["stripe"].status == "degraded"
     assert health["stripe"].reason.startswith("stripe (method=card): ")
+
+
+def test_metrics_show_each_series_beside_its_gateway_with_a_label_per_dimension(
+    sqlite_db: PaymentsDb, tmp_path: Path
+) -> None:
+    hour_ago = T0 - timedelta(hours=1)
+    sqlite_db.steady("stripe", hour_ago, minutes=80, per_minute=40, method="wallet")
+    sqlite_db.steady("stripe", hour_ago, minutes=60, per_minute=4, method="card")
+    sqlite_db.steady("stripe", T0, minutes=20, per_minute=4, failed=1, method="card")
+    sqlite_db.steady("adyen", hour_ago, minutes=80, per_minute=5, method="card")
+    sqlite_db.steady("stripe", hour_ago, minutes=10, per_minute=1, method="apple_pay")
+    config = parse_config(
+        {
+            "source": {
+                "url": sqlite_db.url,
+                "table": sqlite_db.table,
+                "columns": {"dimensions": {"method": "method"}},
+            },
+            "detection": {"sla_breach": {"series": [["method"]]}},
+        },
+        env={},
+    )
+    clock = Clock(T0)
+    state = f"sqlite:///{tmp_path / 'state.db'}"
+    with requests.Session() as session, in_process_daemon(config, state, clock, session) as daemon:
+        server = WebServer(("127.0.0.1", 0), daemon).start()
+        url = "http://{}:{}/metrics".format(*server.address)
+        try:
+            for _ in range(20):
+                daemon.tick()
+                clock.now += timedelta(minutes=1)
+            text = requests.get(url, timeout=10).text
+            # Hours later apple_pay's payments have left the 6 h count window; card's have not.
+            clock.now = T0 + timedelta(hours=5, minutes=30)
+            daemon.tick()
+            later = requests.get(url, timeout=10).text
+        finally:
+            server.stop()
+
+    def scraped(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        return {
+            (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+        }
+
+    samples = scraped(text)
+
+    def value(name: str, **labels: str) -> float | None:
+        return samples.get((name, tuple(sorted(labels.items()))))
+
+    bank = {"rule": "sla_breach"}
+    card_ratio = value("detector_evidence_ratio", gateway="stripe", method="card", **bank)
+    wallet_ratio = value("detector_evidence_ratio", gateway="stripe", method="wallet", **bank)
+    assert card_ratio is not None and card_ratio >= 1
+    assert wallet_ratio is not None and wallet_ratio < 1
+    assert value("detector_rule_active", gateway="stripe", method="card", **bank) == 1
+    assert value("detector_evidence_ratio", gateway="stripe", **bank) is not None
+    # The last 30 min of card payments: 11 healthy minutes, then 19 with 1 failure in 4.
+    assert value("detector_series_payments", gateway="stripe", method="card") == 120
+    assert value("detector_series_failures", gateway="stripe", method="card") == 19
+    rate = value("detector_series_failure_rate", gateway="stripe", method="card")
+    assert rate == pytest.approx(19 / 120)
+    upper = value("detector_series_failure_rate_upper", gateway="stripe", method="card")
+    assert upper is not None and upper > rate
+    assert value("detector_series_payments", gateway="adyen", method="card") == 150
+    # Gateway metrics stay per gateway, so their sums count each payment once.
+    gateway_rows = [labels for name, labels in samples if name == "detector_gateway_payments"]
+    assert sorted(gateway_rows) == [(("gateway", "adyen"),), (("gateway", "stripe"),)]
+    # Only the configured series, and only those with payments in the count window.
+    card, wallet, apple_pay, adyen_card = (
+        (("gateway", gateway), ("method", method))
+        for gateway, method in (
+            ("stripe", "card"),
+            ("stripe", "wallet"),
+            ("stripe", "apple_pay"),
+            ("adyen", "card"),
+        )
+    )
+    listed = {labels for name, labels in samples if name == "detector_series_payments"}
+    assert listed == {card, wallet, apple_pay, adyen_card}
+    listed = {labels for name, labels in scraped(later) if name == "detector_series_payments"}
+    assert listed == {card, wallet, adyen_card}
 
 
 def _detail(minutes: int, rows: dict[tuple[str, str], tuple[int, int]]) -> Counts:

@@ -34,6 +34,7 @@ OUTAGE_ONLY = {
     "outage": {"for": "0s", "keep_firing_for": "0s"},
     "sla_breach": {"enabled": False},
     "no_data": {"enabled": False},
+    "volume_drop": {"enabled": False},
 }
 
 
