@@ -179,6 +179,8 @@ RECOVERY_NATS = 3.0
 # variance twice its drift, and the ARL in minutes no longer depends on volume (Siegmund):
 # thresholds are computed at this volume, which keeps the tabulated distribution small.
 _MAX_CALIBRATED_VOLUME = 1024.0
+# Payments a minute, by octaves, a threshold must hold at when the traffic is not known yet.
+_ANY_VOLUME = tuple(2.0**k for k in range(-2, 11))
 
 
 def budget_shares(config: Config) -> int:
@@ -353,6 +355,17 @@ def calibrate(
     levels = np.minimum(_hourly_levels(payments), _MAX_CALIBRATED_VOLUME)
     quiet = [quantise_up(float(m), 1, 1 / 64) / 2 for m in levels[:, 0]]
     busy = [quantise_up(float(m), 1, 1 / 64) for m in levels[:, 1]]
+    volumes = [{q, b} for q, b in zip(quiet, busy, strict=True)]
+    # A gateway (or series) first seen less than an hour before the boundary has no traffic
+    # level to calibrate on yet: a few minutes of it, or none, would look like a trickle and
+    # give the lowest threshold (a new gateway alarmed on 2 failures in 8 payments). Until
+    # it has an hour, its thresholds hold at any volume.
+    has_payments = payments > 0
+    first_seen = np.where(
+        has_payments.any(axis=1), np.argmax(has_payments, axis=1), payments.shape[1]
+    )
+    for young in np.flatnonzero(payments.shape[1] - first_seen < 60):
+        volumes[int(young)] = set(_ANY_VOLUME)
     mean_q = np.array(busy)
     target = 1.0 / (config.detection.false_alerts / budget_shares(config))
     # The mean run length between false alerts scales with the number of series sharing.
@@ -371,7 +384,7 @@ def calibrate(
             p0, p1 = float(baselines[g]), float(post_change[g, m])
             limits[g, m] = max(
                 threshold_for(p0, p1, float(rho[g]), volume, float(targets[g]))
-                for volume in {quiet[g], busy[g]}
+                for volume in volumes[g]
             )
         return limits
 

@@ -383,6 +383,34 @@ def test_a_step_is_caught_and_low_quiet_gateways_stay_silent_overnight() -> None
     assert "back within the 2.0% SLA" in resolved.summary
 
 
+def test_gateways_first_seen_mid_hour_are_not_alarmed_by_a_few_failures_but_a_bad_one_is() -> None:
+    # Before their first hour of traffic, new gateways were calibrated as a trickle: 5 of 30
+    # healthy ones alarmed on 2 failures in 8 payments.
+    healthy = tuple(GatewayProfile(f"new{i}", per_minute=10, failure_rate=0.01) for i in range(30))
+    failing = GatewayProfile("failing", per_minute=10, failure_rate=0.01)
+    appears = START + timedelta(hours=9, minutes=7)
+    bad = Incident("failing", appears, timedelta(hours=2), failure_rate=0.2)
+    frame = generate(START, START + timedelta(hours=12), (*healthy, failing), [bad], seed=5)
+    first_seen = {f"new{i}": START + timedelta(hours=9, minutes=2 * i) for i in range(30)}
+    first_seen["failing"] = appears
+    since = pd.to_datetime(frame["gateway"].astype(str).map(first_seen), utc=True)
+    frame = frame[pd.to_datetime(frame["created_at"], utc=True) >= since]
+    config = parse_config({}, env={})
+    events = list(
+        replay(
+            config,
+            FrameSource(_counts(frame)),
+            START + timedelta(hours=6),
+            START + timedelta(hours=12),
+        )
+    )
+    firing = [e for e in events if e.event == "firing"]
+    assert {e.labels["gateway"] for e in firing} == {"failing"}
+    first = firing[0]
+    assert first.rule == "sla_breach"
+    assert datetime.fromisoformat(first.at) - appears.replace(tzinfo=UTC) <= timedelta(minutes=15)
+
+
 def test_an_outage_is_caught_in_a_minute_and_its_resolution_quotes_the_recovered_minutes() -> None:
     busy = GatewayProfile("busy", per_minute=30, failure_rate=0.01)
     outage = Incident("busy", START + timedelta(hours=15), timedelta(minutes=12), 1.0)
