@@ -729,10 +729,16 @@ DEFAULT_INHIBIT_RULES = (
         target_match_re={"rule": "sla_breach|no_data"},
         equal=("gateway",),
     ),
+    # A silent gateway's volume has dropped too: one alert says it.
+    InhibitRule(
+        source_match={"rule": "no_data"},
+        target_match={"rule": "volume_drop"},
+        equal=("gateway",),
+    ),
     # Without data nothing can be said about any gateway.
     InhibitRule(
         source_match={"rule": "source_down"},
-        target_match_re={"rule": "outage|sla_breach|no_data"},
+        target_match_re={"rule": "outage|sla_breach|no_data|volume_drop"},
     ),
 )
 

@@ -626,6 +626,25 @@ def test_a_source_down_alert_mutes_every_gateway(session: requests.Session) -> N
     assert [d.notification.rule for d in deliveries] == ["source_down"]
 
 
+def test_a_silent_gateway_is_told_once_as_no_data_not_also_as_a_volume_drop(
+    session: requests.Session,
+) -> None:
+    config = parse_config({}, env={})
+    book = AlertBook(config)
+
+    def finding(rule: str, gateway: str) -> Finding:
+        return Finding(rule, gateway, "critical", f"{gateway} {rule}", T0, Evidence(payments=0))
+
+    transitions = book.observe_findings("no_data", [finding("no_data", "stripe")], T0)
+    transitions += book.observe_findings(
+        "volume_drop", [finding("volume_drop", "stripe"), finding("volume_drop", "adyen")], T0
+    )
+    router = Router(config, build_receivers(config, session, io.StringIO()))
+    deliveries = router.deliveries(transitions, book.alerts, T0)
+    told = sorted((d.notification.rule, d.notification.labels["gateway"]) for d in deliveries)
+    assert told == [("no_data", "stripe"), ("volume_drop", "adyen")]
+
+
 def test_an_outbox_made_before_grouping_is_upgraded_and_keeps_its_entries(
     sqlite_db: PaymentsDb, http: HttpRecorder, session: requests.Session, tmp_path: Path
 ) -> None:
