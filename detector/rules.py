@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -227,10 +227,12 @@ class Calibration:
     before the current hour boundary are used, so every tick of an hour (live, after a
     restart, or in a backtest) gets the same thresholds from the same data.
 
-    A replay knows the counts of every tick before it starts (``final``): the statistics of
-    all the windows of an hour are then computed at once, and each tick whose window holds
-    exactly those counts is served its own. The numbers are the same either way (see
-    :mod:`detector.stats.cusum`); a window that differs is computed on its own.
+    A replay knows the counts of every tick before it starts (``final``): every rule's
+    verdicts on all the windows of an hour (the bank's statistics, the volume rules' and the
+    outage rule's figures) are then computed at once, and each tick whose window holds
+    exactly those counts is served its own. The numbers are the same bit for bit either way
+    (see :mod:`detector.stats.cusum` and :class:`_Windows`); a window that differs is
+    computed on its own.
     """
 
     def __init__(self, final: Counts | None = None) -> None:
@@ -262,51 +264,163 @@ class Calibration:
         self._key = key
         return self._current
 
-    def bank(self, window: CountWindow, limits: Thresholds) -> tuple[CusumBank, int]:
+    def hour_of(self, window: CountWindow) -> _Served | None:
+        """In a replay: the hour of windows this one belongs to, and its index there, if it
+        holds exactly the final counts (then every rule is served its verdicts from the
+        hour's, computed at once)."""
+        if self._final is None:
+            return None
+        hour = (window.end_minute - 1) // 60
+        if self._hour is None or not self._hour.covers(window, hour):
+            self._hour = _HourOfWindows.of(self._final, window, hour)
+        index = self._hour.index_of(window)
+        return None if index is None else _Served(self._hour, index)
+
+    def bank(
+        self, window: CountWindow, limits: Thresholds, served: _Served | None = None
+    ) -> tuple[CusumBank, int]:
         """The bank holding the window's statistics, and the index of the window in it."""
-        if self._final is not None:
-            if self._hour is None or self._hour.limits is not limits:
-                self._hour = _HourOfWindows.of(self._final, window, limits)
-            index = self._hour.index_of(window)
-            if index is not None:
-                return self._hour.bank, index
+        if served is not None:
+            return served.hour.bank(limits), served.index
         return CusumBank(window.failures, window.payments, *limits.bank_parameters()), 0
 
 
 @dataclass(frozen=True)
-class _HourOfWindows:
-    """The windows of every tick of one calibration hour, cut from final counts."""
+class _Windows:
+    """The windows of one or more ticks over the same rows: tick ``t``'s window is the
+    ``minutes`` columns before column ``ends[t]`` of the count matrices.
 
-    limits: Thresholds
-    span: CountWindow  # from the first window's oldest minute to the last window's newest
-    bank: CusumBank
+    A live tick has one (its window); a replay the 60 of an hour, whose counts it knows.
+    The rules compute their verdicts for every tick at once, with the same operations
+    either way, so each tick's numbers are the same bit for bit.
+    """
+
+    gateways: list[str]
+    payments: npt.NDArray[np.int64]  # (rows, columns)
+    failures: npt.NDArray[np.int64]
+    volume: npt.NDArray[np.int64]
+    ends: npt.NDArray[np.int64]  # (ticks,)
+    minutes: int
+    end_minute: int  # epoch minute after the last column
 
     @classmethod
-    def of(cls, final: Counts, window: CountWindow, limits: Thresholds) -> _HourOfWindows:
-        ticks = 60  # windows ending after the hour's minutes 0, 1, ..., 59
-        last_end = limits.hour * 60 + ticks
-        span = CountWindow(window.minutes + ticks - 1, window.gateways)
+    def of(cls, window: CountWindow) -> _Windows:
+        one = np.array([window.minutes])
+        return cls(
+            window.gateways,
+            window.payments,
+            window.failures,
+            window.volume,
+            one,
+            window.minutes,
+            window.end_minute,
+        )
+
+    @property
+    def end_minutes(self) -> npt.NDArray[np.int64]:
+        """Epoch minute after each tick's window."""
+        return self.end_minute - self.payments.shape[1] + self.ends
+
+    def recent(self, counts: npt.NDArray[np.int64], minutes: int) -> npt.NDArray[np.int64]:
+        """(ticks, rows): each tick's sum of ``counts`` over the last ``minutes`` of its window."""
+        total = np.zeros((counts.shape[0], counts.shape[1] + 1), dtype=np.int64)
+        np.cumsum(counts, axis=1, out=total[:, 1:])
+        start = self.ends - min(minutes, self.minutes)
+        return np.asarray((total[:, self.ends] - total[:, start]).T, dtype=np.int64)
+
+    def last_columns(self, minutes: int) -> npt.NDArray[np.int64]:
+        """(ticks, minutes): the columns of each tick's last ``minutes``, newest first."""
+        return self.ends[:, None] - 1 - np.arange(min(minutes, self.minutes))[None, :]
+
+
+class _Verdicts(Protocol):
+    """A rule's arrays for every tick, one row a tick, one column a gateway (or more)."""
+
+    def row(self, tick: int) -> Any: ...
+
+
+@dataclass(frozen=True)
+class _Served:
+    """A replayed tick's place among its hour's windows."""
+
+    hour: _HourOfWindows
+    index: int
+
+    def verdicts(self, rule: str, depends: object, compute: Callable[[_Windows], _Verdicts]) -> Any:
+        """This tick's row of ``rule``'s verdicts, computed once for the hour."""
+        return self.hour.verdicts(rule, depends, compute).row(self.index)
+
+
+class _HourOfWindows:
+    """The windows of every tick of one hour, cut from final counts, and what the rules
+    computed for all of them at once."""
+
+    ticks = 60  # windows ending after the hour's minutes 0, 1, ..., 59
+
+    def __init__(self, hour: int, span: CountWindow, gateways: list[str], minutes: int):
+        self.hour = hour
+        self.span = span  # from the first window's oldest minute to the last window's newest
+        self.gateways = list(gateways)
+        # Rows of gateways first seen later in the hour come after the window's own.
+        rows = len(gateways)
+        self.windows = _Windows(
+            self.gateways,
+            span.payments[:rows],
+            span.failures[:rows],
+            span.volume[:rows],
+            np.arange(minutes, span.minutes + 1),
+            minutes,
+            span.end_minute,
+        )
+        self._banks: tuple[Thresholds, CusumBank] | None = None
+        self._verdicts: dict[str, tuple[object, _Verdicts]] = {}
+
+    @classmethod
+    def of(cls, final: Counts, window: CountWindow, hour: int) -> _HourOfWindows:
+        last_end = hour * 60 + cls.ticks
+        span = CountWindow(window.minutes + cls.ticks - 1, window.gateways)
         span.advance(last_end)
         first = last_end - span.minutes
         span.replace(first, last_end, final.between(first, last_end))
-        # Rows of gateways first seen later in the hour come after the window's own.
-        known = slice(0, len(window.gateways))
-        ends = np.arange(window.minutes, span.minutes + 1)
-        bank = CusumBank(
-            span.failures[known],
-            span.payments[known],
-            *limits.bank_parameters(),
-            window.minutes,
-            ends,
+        return cls(hour, span, window.gateways, window.minutes)
+
+    def covers(self, window: CountWindow, hour: int) -> bool:
+        return (
+            self.hour == hour
+            and self.windows.minutes == window.minutes
+            and self.gateways == window.gateways
         )
-        return cls(limits, span, bank)
 
     def index_of(self, window: CountWindow) -> int | None:
         """Which of the hour's windows this one is, if it holds exactly the same counts."""
         index = window.end_minute - (self.span.end_minute - self.span.minutes + window.minutes)
-        if 0 <= index < self.bank.ends.size and window.matches(self.span, index):
+        if 0 <= index < self.ticks and window.matches(self.span, index):
             return index
         return None
+
+    def bank(self, limits: Thresholds) -> CusumBank:
+        if self._banks is None or self._banks[0] is not limits:
+            windows = self.windows
+            bank = CusumBank(
+                windows.failures,
+                windows.payments,
+                *limits.bank_parameters(),
+                windows.minutes,
+                windows.ends,
+            )
+            self._banks = (limits, bank)
+        return self._banks[1]
+
+    def verdicts(
+        self, rule: str, depends: object, compute: Callable[[_Windows], _Verdicts]
+    ) -> _Verdicts:
+        """``rule``'s verdicts for the hour, recomputed if what they depend on (the volume
+        history) is another object."""
+        known = self._verdicts.get(rule)
+        if known is None or known[0] is not depends:
+            known = (depends, compute(self.windows))
+            self._verdicts[rule] = known
+        return known[1]
 
 
 def _hourly_levels(payments: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
@@ -433,6 +547,7 @@ def _sla_breach(
     calibration: Calibration,
     shares: npt.NDArray[np.float64] | None = None,
     rows: SeriesRows | None = None,
+    served: _Served | None = None,
 ) -> RuleResult:
     rule = config.detection.sla_breach
     limits = calibration.thresholds(
@@ -442,7 +557,7 @@ def _sla_breach(
     labels: list[dict[str, str]] = [{}] * len(gateways) if rows is None else rows.labels
     names = [series_name(g, series) for g, series in zip(gateways, labels, strict=True)]
     # Unused members (NaN rate, infinite threshold) stay at 0 and never alarm.
-    bank, this = calibration.bank(window, limits)
+    bank, this = calibration.bank(window, limits, served)
     statistics = bank.statistics[this]
     evidence_ratio = statistics / limits.threshold
     active: BoolArray = np.asarray((evidence_ratio >= 1.0).any(axis=1), dtype=bool)
@@ -517,19 +632,44 @@ def _recovered_span(window: CountWindow, i: int, longest: int, p0: float) -> sli
     return slice(window.minutes - length, window.minutes)
 
 
-def _outage(window: CountWindow, config: Config, baselines: npt.NDArray[np.float64]) -> RuleResult:
+class _Outages(NamedTuple):
+    """Per tick and gateway: whether some suffix of the last minutes is down."""
+
+    active: BoolArray
+    span: npt.NDArray[np.int64]  # the longest qualifying suffix
+    payments: npt.NDArray[np.int64]  # (..., minutes): payments in the last 1, 2, ... minutes
+    failures: npt.NDArray[np.int64]
+
+    def row(self, tick: int) -> _Outages:
+        return _Outages(*(a[tick] for a in self))
+
+
+def _outages(windows: _Windows, config: Config) -> _Outages:
     rule = config.detection.outage
-    minutes = _minutes(rule.window)
-    columns = window.recent(minutes)
+    columns = windows.last_columns(_minutes(rule.window))
     # Suffix sums: the last 1, 2, ... minutes, so a fresh outage is not diluted by the
     # healthy minutes before it.
-    recent_payments = np.cumsum(window.payments[:, columns][:, ::-1], axis=1)
-    recent_failures = np.cumsum(window.failures[:, columns][:, ::-1], axis=1)
+    recent_payments = np.cumsum(np.moveaxis(windows.payments[:, columns], 0, 1), axis=2)
+    recent_failures = np.cumsum(np.moveaxis(windows.failures[:, columns], 0, 1), axis=2)
     qualifies = (recent_payments >= rule.min_payments) & (
         recent_failures >= rule.failure_rate * recent_payments
     )
-    active: BoolArray = np.asarray(qualifies.any(axis=1), dtype=bool)
-    span = qualifies.shape[1] - np.argmax(qualifies[:, ::-1], axis=1)  # longest qualifying suffix
+    active: BoolArray = np.asarray(qualifies.any(axis=2), dtype=bool)
+    span = qualifies.shape[2] - np.argmax(qualifies[:, :, ::-1], axis=2)
+    return _Outages(active, span, recent_payments, recent_failures)
+
+
+def _outage(
+    window: CountWindow,
+    config: Config,
+    baselines: npt.NDArray[np.float64],
+    served: _Served | None = None,
+) -> RuleResult:
+    rule = config.detection.outage
+    columns = window.recent(_minutes(rule.window))
+    outages: _Outages = _verdicts(window, served, "outage", None, lambda w: _outages(w, config))
+    active, span = outages.active, outages.span
+    recent_payments, recent_failures = outages.payments, outages.failures
 
     def build(i: int) -> Finding:
         if active[i]:
@@ -559,6 +699,19 @@ def _outage(window: CountWindow, config: Config, baselines: npt.NDArray[np.float
         )
 
     return RuleResult("outage", window.gateways, active, build)
+
+
+def _verdicts(
+    window: CountWindow,
+    served: _Served | None,
+    rule: str,
+    depends: object,
+    compute: Callable[[_Windows], _Verdicts],
+) -> Any:
+    """A rule's verdicts on the window: in a replay, its row of the hour's; else computed."""
+    if served is not None:
+        return served.verdicts(rule, depends, compute)
+    return compute(_Windows.of(window)).row(0)
 
 
 @dataclass(frozen=True)
@@ -657,32 +810,39 @@ class VolumeHistory:
 
 @dataclass(frozen=True)
 class _Expectation:
-    """Seasonal expectation of the volume in the last minutes, per gateway."""
+    """Seasonal expectation of the volume in each tick's last minutes, per gateway."""
 
-    expected: npt.NDArray[np.float64]  # payments expected in the span; NaN without history
+    expected: npt.NDArray[np.float64]  # (ticks, gateways): payments expected; NaN without history
     size: npt.NDArray[np.float64]  # negative-binomial size
     weeks: npt.NDArray[np.int64]
 
 
-def _seasonal(window: CountWindow, history: VolumeHistory, minutes: int) -> _Expectation:
+def _seasonal(windows: _Windows, history: VolumeHistory, minutes: int) -> _Expectation:
     # no_data and volume_drop usually look at the same span (15 min): computed once a tick.
-    key = (tuple(window.gateways), window.end_minute, minutes)
+    key = (tuple(windows.gateways), windows.end_minutes.tobytes(), minutes)
     if history._last_span[0] != key:
-        history._last_span[:] = [key, _span_expectation(window, history, minutes)]
+        history._last_span[:] = [key, _span_expectation(windows, history, minutes)]
     expectation: _Expectation = history._last_span[1]
     return expectation
 
 
-def _span_expectation(window: CountWindow, history: VolumeHistory, minutes: int) -> _Expectation:
-    season = history.season(window.gateways)
-    # Each quarter hour the span touches adds its usual volume times its share of the span.
-    first = window.end_minute - minutes
-    slots = np.arange(first // SLOT_MINUTES, (window.end_minute - 1) // SLOT_MINUTES + 1)
-    overlap = np.minimum((slots + 1) * SLOT_MINUTES, window.end_minute) - np.maximum(
-        slots * SLOT_MINUTES, first
-    )
-    column = np.clip(slots - season.first_slot, 0, season.usual.shape[1] - 1)
-    usual = season.usual[:, column] @ (overlap / SLOT_MINUTES)
+def _span_expectation(windows: _Windows, history: VolumeHistory, minutes: int) -> _Expectation:
+    season = history.season(windows.gateways)
+    end = windows.end_minutes
+    first = end - minutes
+    first_slot = first // SLOT_MINUTES
+    slots = (end - 1) // SLOT_MINUTES - first_slot + 1  # quarter hours each span touches
+    usual = np.zeros((end.size, len(windows.gateways)))
+    for j in range(int(slots.max())):
+        # Each quarter hour the span touches adds its usual volume times its share of the
+        # span, one term at a time: an hour of ticks sums in the same order as one tick.
+        slot = first_slot + j
+        overlap = np.minimum((slot + 1) * SLOT_MINUTES, end) - np.maximum(
+            slot * SLOT_MINUTES, first
+        )
+        column = np.clip(slot - season.first_slot, 0, season.usual.shape[1] - 1)
+        share = season.usual[:, column].T * (overlap / SLOT_MINUTES)[:, None]
+        usual = usual + np.where((j < slots)[:, None], share, 0.0)
     expected = usual * season.level
     known = (season.weeks >= 1) & np.isfinite(expected)
     return _Expectation(np.where(known, expected, np.nan), season.size, season.weeks)
@@ -698,28 +858,37 @@ def _volume_alpha(config: Config) -> float:
 
 
 def _mean_before(
-    counts: npt.NDArray[np.int64], stop: npt.NDArray[np.int64], lengths: tuple[int, ...]
+    counts: npt.NDArray[np.int64],
+    stop: npt.NDArray[np.int64],
+    lengths: tuple[int, ...],
+    first: npt.ArrayLike = 0,
 ) -> npt.NDArray[np.float64]:
-    """(lengths, rows): per row, the mean count a minute over each length of columns before
-    column ``stop`` (fewer where the window begins; 0 where there are none)."""
+    """(lengths, *stop.shape): per row (the last axis of ``stop``), the mean count a minute
+    over each length of columns before column ``stop``, none before column ``first`` (the
+    window's beginning; fewer there, 0 where there are none)."""
     total = np.zeros((counts.shape[0], counts.shape[1] + 1))
     np.cumsum(counts, axis=1, out=total[:, 1:])
-    start = np.maximum(stop[None, :] - np.array(lengths)[:, None], 0)
+    start = np.maximum(stop[None, ...] - np.array(lengths).reshape(-1, *[1] * stop.ndim), first)
     rows = np.arange(counts.shape[0])
-    span = stop[None, :] - start
-    sums = total[rows, stop][None, :] - total[rows[None, :], start]
+    span = stop[None, ...] - start
+    sums = total[rows, stop][None, ...] - total[rows, start]
     return np.divide(sums, span, out=np.zeros(span.shape), where=span > 0)
 
 
 def _rate_before(
-    volume: npt.NDArray[np.int64], stop: npt.NDArray[np.int64], history: int, span: int
+    volume: npt.NDArray[np.int64],
+    stop: npt.NDArray[np.int64],
+    history: int,
+    span: int,
+    first: npt.ArrayLike = 0,
 ) -> npt.NDArray[np.float64]:
     """Per row, the payments a minute the volume rules expect without a week of history:
     the lower of the mean rates over the ``history`` and over the ``2 * span`` minutes
-    before column ``stop``. Traffic falling into the night has its latest rate lower than
-    its long one, so the evening decline does not look like a drop or a silence; traffic
-    rising in the morning has its long rate lower, which errs towards a later alert."""
-    return _mean_before(volume, stop, (history, min(history, 2 * span))).min(axis=0)
+    before column ``stop`` (none before column ``first``, the window's beginning). Traffic
+    falling into the night has its latest rate lower than its long one, so the evening
+    decline does not look like a drop or a silence; traffic rising in the morning has its
+    long rate lower, which errs towards a later alert."""
+    return _mean_before(volume, stop, (history, min(history, 2 * span)), first).min(axis=0)
 
 
 def _per_minute(rate: float) -> str:
@@ -731,30 +900,61 @@ def _per_minute(rate: float) -> str:
     return f"{rate:.0f}" if rate >= 10 or rate == 0 else f"{rate:.2g}"
 
 
-def _no_data(window: CountWindow, config: Config, history: VolumeHistory | None) -> RuleResult:
+class _Silences(NamedTuple):
+    """Per tick and gateway: the no_data rule's figures."""
+
+    recent: npt.NDArray[np.int64]  # payments in the last ``silence`` minutes
+    silent_for: npt.NDArray[np.int64]  # minutes since the last payment (the window if none)
+    expected: npt.NDArray[np.float64]
+    chance: npt.NDArray[np.float64]  # of no payment at all
+    seasonal: BoolArray  # the expectation is the seasonal one
+    active: BoolArray
+
+    def row(self, tick: int) -> _Silences:
+        return _Silences(*(a[tick] for a in self))
+
+
+def _silences(windows: _Windows, config: Config, history: VolumeHistory | None) -> _Silences:
     rule = config.detection.no_data
     silence, hours = _minutes(rule.silence), _minutes(rule.history)
-    recent = window.volume[:, window.recent(silence)].sum(axis=1)
+    recent = windows.recent(windows.volume, silence)
     # Without a week of history: the traffic before the silence began (not before the last
     # few minutes, or a long silence would lower its own expectation and resolve while the
     # gateway is still dead), and the lower of the long and the latest rate, so traffic
     # falling into the night does not look like a silent gateway.
-    has_volume = window.volume > 0
-    silent_for = np.where(
-        has_volume.any(axis=1), np.argmax(has_volume[:, ::-1], axis=1), window.minutes
-    )
-    stop = window.minutes - np.maximum(silent_for, silence)
-    simple = _rate_before(window.volume, stop, hours, silence) * silence
+    columns = np.arange(windows.volume.shape[1])
+    last_seen = np.maximum.accumulate(np.where(windows.volume > 0, columns, -1), axis=1)
+    last_seen = last_seen[:, windows.ends - 1].T
+    first = (windows.ends - windows.minutes)[:, None]  # each tick's first column
+    end = windows.ends[:, None]
+    silent_for = np.where(last_seen >= first, end - 1 - last_seen, windows.minutes)
+    stop = end - np.maximum(silent_for, silence)
+    simple = _rate_before(windows.volume, stop, hours, silence, first) * silence
     chance = poisson_zero_probability(simple)
-    seasonal = np.zeros(len(window.gateways), dtype=bool)
+    seasonal = np.zeros(recent.shape, dtype=bool)
     if history is not None:
-        season = _seasonal(window, history, silence)
+        season = _seasonal(windows, history, silence)
         seasonal = np.isfinite(season.expected)
         expected = np.where(seasonal, season.expected, simple)
         chance = np.where(seasonal, negative_binomial_cdf(0, expected, season.size), chance)
     else:
         expected = simple
     active = (recent == 0) & (chance < _volume_alpha(config))
+    return _Silences(recent, silent_for, expected, chance, seasonal, active)
+
+
+def _no_data(
+    window: CountWindow,
+    config: Config,
+    history: VolumeHistory | None,
+    served: _Served | None = None,
+) -> RuleResult:
+    rule = config.detection.no_data
+    silence, hours = _minutes(rule.silence), _minutes(rule.history)
+    silences: _Silences = _verdicts(
+        window, served, "no_data", history, lambda w: _silences(w, config, history)
+    )
+    recent, silent_for, expected, chance, seasonal, active = silences
 
     def build(i: int) -> Finding:
         has_volume = window.volume[i] > 0
@@ -792,20 +992,37 @@ def _no_data(window: CountWindow, config: Config, history: VolumeHistory | None)
     return RuleResult("no_data", window.gateways, active, build)
 
 
-def _volume_drop(window: CountWindow, config: Config, history: VolumeHistory | None) -> RuleResult:
+class _Drops(NamedTuple):
+    """Per tick and gateway: the volume_drop rule's figures."""
+
+    observed: npt.NDArray[np.int64]  # payments in the last ``window`` minutes
+    expected: npt.NDArray[np.float64]
+    simple: npt.NDArray[np.float64]  # the expectation from the traffic before the window
+    seasonal: BoolArray  # the expectation is the seasonal one (a week of history)
+    chance: npt.NDArray[np.float64]  # of as few payments
+    active: BoolArray
+    per_minute: npt.NDArray[np.float64]  # seasonal payments expected a minute, else NaN
+
+    def row(self, tick: int) -> _Drops:
+        return _Drops(*(a[tick] for a in self))
+
+
+def _drops(windows: _Windows, config: Config, history: VolumeHistory | None) -> _Drops:
     rule = config.detection.volume_drop
     minutes = _minutes(rule.window)
-    observed = window.volume[:, window.recent(minutes)].sum(axis=1)
+    observed = windows.recent(windows.volume, minutes)
     # Without a week of history: the traffic of the hours just before the window (see
     # _rate_before), under the noise the seasonal rule assumes until it can fit its own.
     # A drop that lasts soon lowers that expectation too; in the first week the alert then
     # resolves early rather than risk alerting on ordinary swings.
-    stop = np.full(len(window.gateways), max(window.minutes - minutes, 0))
-    simple = _rate_before(window.volume, stop, _minutes(rule.history), minutes) * minutes
-    seasonal = np.zeros(len(window.gateways), dtype=bool)
-    expected, size = simple, np.full(len(window.gateways), DEFAULT_SIZE)
+    first = (windows.ends - windows.minutes)[:, None]  # each tick's first column
+    before = np.maximum(windows.ends - minutes, windows.ends - windows.minutes)
+    stop = np.repeat(before[:, None], len(windows.gateways), axis=1)
+    simple = _rate_before(windows.volume, stop, _minutes(rule.history), minutes, first) * minutes
+    seasonal = np.zeros(observed.shape, dtype=bool)
+    expected, size = simple, np.full(len(windows.gateways), DEFAULT_SIZE)
     if history is not None:
-        season = _seasonal(window, history, minutes)
+        season = _seasonal(windows, history, minutes)
         seasonal = np.isfinite(season.expected)
         expected = np.where(seasonal, season.expected, simple)
         size = np.where(seasonal, season.size, DEFAULT_SIZE)
@@ -813,6 +1030,22 @@ def _volume_drop(window: CountWindow, config: Config, history: VolumeHistory | N
     # A drop must also be large, however significant. A drop to nothing stays one (no_data
     # raises its own, critical alert), so a silence does not make this alert flap.
     active = (observed < rule.below * expected) & (chance < _volume_alpha(config))
+    # The seasonal expectation only: the API and the status page show none in the first week.
+    per_minute = np.where(seasonal, expected / minutes, np.nan)
+    return _Drops(observed, expected, simple, seasonal, chance, active, per_minute)
+
+
+def _volume_drop(
+    window: CountWindow,
+    config: Config,
+    history: VolumeHistory | None,
+    served: _Served | None = None,
+) -> RuleResult:
+    minutes = _minutes(config.detection.volume_drop.window)
+    drops: _Drops = _verdicts(
+        window, served, "volume_drop", history, lambda w: _drops(w, config, history)
+    )
+    observed, expected, simple, seasonal, chance, active, per_minute = drops
 
     def build(i: int) -> Finding:
         share = observed[i] / expected[i] if expected[i] > 0 else 1.0
@@ -842,14 +1075,7 @@ def _volume_drop(window: CountWindow, config: Config, history: VolumeHistory | N
             ),
         )
 
-    return RuleResult(
-        "volume_drop",
-        window.gateways,
-        active,
-        build,
-        # The seasonal expectation only: the API and the status page show none in the first week.
-        expected_per_minute=np.where(seasonal, expected / minutes, np.nan),
-    )
+    return RuleResult("volume_drop", window.gateways, active, build, expected_per_minute=per_minute)
 
 
 def _per_row(
@@ -875,23 +1101,18 @@ def evaluate(
     """
     baselines = np.array([config.sla_for(g) for g in window.gateways], dtype=np.float64)
     detection = config.detection
+    calibration = calibration or Calibration()
+    served = calibration.hour_of(window)
     results = []
     if detection.outage.enabled:
-        results.append(_outage(window, config, baselines))
+        results.append(_outage(window, config, baselines, served))
     if detection.sla_breach.enabled:
-        results.append(
-            _sla_breach(
-                window,
-                config,
-                baselines,
-                calibration or Calibration(),
-                _per_row(window.gateways, sla_shares),
-            )
-        )
+        shares = _per_row(window.gateways, sla_shares)
+        results.append(_sla_breach(window, config, baselines, calibration, shares, None, served))
     if detection.no_data.enabled:
-        results.append(_no_data(window, config, history))
+        results.append(_no_data(window, config, history, served))
     if detection.volume_drop.enabled:
-        results.append(_volume_drop(window, config, history))
+        results.append(_volume_drop(window, config, history, served))
     return results
 
 

@@ -109,11 +109,11 @@ class CountWindow:
         )
 
     def matches(self, other: CountWindow, offset: int) -> bool:
-        """Whether ``other``, from its column ``offset`` on, holds this window's payments and
-        failures (its gateways first, in the same order; it may have more)."""
+        """Whether ``other``, from its column ``offset`` on, holds this window's counts (its
+        gateways first, in the same order; it may have more)."""
         rows = len(self.gateways)
         return other.gateways[:rows] == self.gateways and np.array_equal(
-            other._buckets[:2, :rows, offset : offset + self.minutes], self._buckets[:2]
+            other._buckets[:, :rows, offset : offset + self.minutes], self._buckets
         )
 
     def recent(self, minutes: int, offset: int = 0) -> slice:

@@ -705,6 +705,55 @@ def test_in_the_first_week_evening_declines_and_weekends_do_not_look_like_drops(
     assert _volume_firings(counts, first_day=0, days=7) == []
 
 
+def test_a_replay_serves_the_volume_rules_and_outage_their_own_tick_of_the_hour() -> None:
+    # A replay computes every rule for an hour of windows at once: each tick must see exactly
+    # what its window alone gives, through a drop, a silence, an outage and a gateway first
+    # seen mid-hour (less than a week of history: the simple rules).
+    day = START + timedelta(days=8)
+    drop = ("busy", day + timedelta(hours=14), timedelta(hours=1), 0.2)
+    silence = ("small", day + timedelta(hours=14, minutes=20), timedelta(minutes=45), 0.0)
+    counts = _seasonal_traffic({"busy": 20.0, "small": 1.0, "late": 5.0}, 9, 14, (drop, silence))
+    late = (counts.gateway != "late") | (counts.minute >= epoch_minute(day) + 14 * 60 + 32)
+    outage = (counts.gateway == "busy") & (
+        np.abs(counts.minute - (epoch_minute(day) + 14 * 60 + 45)) < 5
+    )
+    counts = Counts(
+        counts.gateway[late],
+        counts.minute[late],
+        counts.payments[late],
+        np.where(outage, counts.payments, counts.payments // 50)[late],
+        counts.volume[late],
+    )
+    config = parse_config({}, env={})
+    engine = Engine(config, FrameSource(counts))
+    engine.calibration = replayed = Calibration(final=counts)
+    alone = Calibration()
+    seen: set[tuple[str, str]] = set()
+    now = day + timedelta(hours=13, minutes=50)
+    while now <= day + timedelta(hours=15, minutes=30):
+        engine.tick(now)
+        assert replayed.hour_of(engine.window) is not None  # served from the hour's windows
+        for served, computed in zip(
+            engine.last_results,
+            evaluate(engine.window, config, alone, engine.volume_history),
+            strict=True,
+        ):
+            assert served.gateways == computed.gateways
+            assert served.active.tolist() == computed.active.tolist(), (served.rule, now)
+            for figures in ("evidence_ratio", "expected_per_minute"):
+                ours, theirs = getattr(served, figures), getattr(computed, figures)
+                assert (ours is None) == (theirs is None)
+                if ours is not None:
+                    assert ours.tobytes() == theirs.tobytes(), (served.rule, figures, now)
+            for i, gateway in enumerate(served.gateways):
+                assert served.finding(i) == computed.finding(i), (served.rule, gateway, now)
+                if served.active[i]:
+                    seen.add((served.rule, gateway))
+        now += timedelta(minutes=1)
+    assert {("volume_drop", "busy"), ("no_data", "small"), ("outage", "busy")} <= seen
+    assert "late" in engine.window.gateways
+
+
 def test_quarter_hourly_history_from_sql_equals_the_backtest_path(
     payments_db: PaymentsDb, open_source: Callable[[Config], SqlSource]
 ) -> None:
