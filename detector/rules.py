@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any, Literal, NamedTuple, Protocol
 
 import numpy as np
@@ -132,6 +133,7 @@ def series_name(gateway: str, labels: Mapping[str, str]) -> str:
     return f"{gateway} ({', '.join(f'{k}={v}' for k, v in sorted(labels.items()))})"
 
 
+@lru_cache(maxsize=64)  # the rules ask for the same few durations every tick
 def _minutes(duration: timedelta) -> int:
     return max(1, round(duration.total_seconds() / 60))
 
@@ -540,6 +542,25 @@ def calibrate(
     )
 
 
+class _BankVerdicts(NamedTuple):
+    """Per tick and row: the SLA bank's statistics and how they stand against the thresholds."""
+
+    statistics: npt.NDArray[np.float64]  # (..., members)
+    active: BoolArray
+    leader: npt.NDArray[np.int64]  # the member closest to (or furthest past) alarm
+    closest: npt.NDArray[np.float64]  # that member's statistic / threshold
+
+    def row(self, tick: int) -> _BankVerdicts:
+        return _BankVerdicts(*(a[tick] for a in self))
+
+
+def _bank_verdicts(bank: CusumBank, limits: Thresholds) -> _BankVerdicts:
+    # Unused members (NaN rate, infinite threshold) stay at 0 and never alarm.
+    ratio = bank.statistics / limits.threshold
+    active: BoolArray = np.asarray((ratio >= 1.0).any(axis=2), dtype=bool)
+    return _BankVerdicts(bank.statistics, active, np.argmax(ratio, axis=2), ratio.max(axis=2))
+
+
 def _sla_breach(
     window: CountWindow,
     config: Config,
@@ -555,17 +576,16 @@ def _sla_breach(
     )
     gateways = window.gateways if rows is None else rows.gateways
     labels: list[dict[str, str]] = [{}] * len(gateways) if rows is None else rows.labels
-    names = [series_name(g, series) for g, series in zip(gateways, labels, strict=True)]
-    # Unused members (NaN rate, infinite threshold) stay at 0 and never alarm.
     bank, this = calibration.bank(window, limits, served)
-    statistics = bank.statistics[this]
-    evidence_ratio = statistics / limits.threshold
-    active: BoolArray = np.asarray((evidence_ratio >= 1.0).any(axis=1), dtype=bool)
-    leader = np.argmax(evidence_ratio, axis=1)  # the member closest to (or furthest past) alarm
+    verdicts: _BankVerdicts = _verdicts(
+        window, served, "sla_breach", limits, lambda _: _bank_verdicts(bank, limits)
+    )
+    statistics, active, leader, closest = verdicts
     explain = _minutes(rule.window)
     first_minute = window.end_minute - window.minutes
 
     def build(i: int) -> Finding:
+        name = series_name(gateways[i], labels[i])
         m = int(leader[i])
         p0 = float(baselines[i])
         start = min(bank.start(i, m, this), window.minutes - 1)
@@ -585,19 +605,19 @@ def _sla_breach(
         severity: Severity = "critical" if estimate >= rule.critical_factor * p0 else "warning"
         if active[i]:
             summary = (
-                f"{names[i]}: {_pct(rate)} of {n} payments failed since "
+                f"{name}: {_pct(rate)} of {n} payments failed since "
                 f"{since:%H:%M} ({span} min), above the {_pct(p0)} SLA "
                 f"(CUSUM {statistic:.1f} >= {threshold:.1f}, p = {p_value:.1e})"
             )
         elif rate <= p0:
             summary = (
-                f"{names[i]}: failure rate {_pct(rate)} over the last {span} min, "
+                f"{name}: failure rate {_pct(rate)} over the last {span} min, "
                 f"back within the {_pct(p0)} SLA"
             )
         else:
             # The evidence of a breach has faded, but no recent stretch is under the SLA yet.
             summary = (
-                f"{names[i]}: failure rate {_pct(rate)} over the last {span} min, "
+                f"{name}: failure rate {_pct(rate)} over the last {span} min, "
                 f"no longer clearly above the {_pct(p0)} SLA "
                 f"(CUSUM {statistic:.1f} < {threshold:.1f})"
             )
@@ -615,7 +635,7 @@ def _sla_breach(
         list(gateways),
         active,
         build,
-        evidence_ratio=evidence_ratio.max(axis=1),
+        evidence_ratio=closest,
         series=None if rows is None else rows.labels,
     )
 

@@ -112,8 +112,11 @@ class CountWindow:
         """Whether ``other``, from its column ``offset`` on, holds this window's counts (its
         gateways first, in the same order; it may have more)."""
         rows = len(self.gateways)
-        return other.gateways[:rows] == self.gateways and np.array_equal(
-            other._buckets[:, :rows, offset : offset + self.minutes], self._buckets
+        part = other._buckets[:, :rows, offset : offset + self.minutes]
+        return (
+            other.gateways[:rows] == self.gateways
+            and part.shape == self._buckets.shape
+            and bool((part == self._buckets).all())
         )
 
     def recent(self, minutes: int, offset: int = 0) -> slice:
