@@ -136,6 +136,20 @@ class Engine:
             seconds=time.perf_counter() - began,
         )
 
+    def quiet(self, now: datetime) -> bool:
+        """Whether a tick at ``now`` is known to change nothing, so that a replay may leave it
+        out: no alert is open and the replay's hour of windows says that no rule is active
+        for any gateway then. (Dimension series have verdicts of their own: never quiet.)
+        The next tick's read reaches back to the watermark and covers the minutes left out,
+        as after a tick the daemon missed."""
+        return (
+            self.series is None
+            and not self.alerts.alerts
+            and self.failed_ticks == 0
+            and bool(self.last_results)
+            and self.calibration.quiet(_ceil_minute(now), [r.rule for r in self.last_results])
+        )
+
     @property
     def dimensions(self) -> tuple[str, ...]:
         """The dimension columns each read groups by (those of the dimension series)."""

@@ -6,7 +6,7 @@ human-readable verdict) is only built for the gateways the alert lifecycle asks 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -278,6 +278,17 @@ class Calibration:
         index = self._hour.index_of(window)
         return None if index is None else _Served(self._hour, index)
 
+    def quiet(self, end_minute: int, rules: Iterable[str]) -> bool:
+        """In a replay: whether the hour's verdicts say that none of ``rules`` is active for
+        any gateway in the window ending before ``end_minute``, as computed at an earlier
+        tick of the same hour (with the same thresholds and volume history, which change
+        only with the hour), and no gateway appears in the hour that they do not cover."""
+        hour = self._hour
+        if hour is None or hour.hour != (end_minute - 1) // 60:
+            return False
+        index = end_minute - (hour.hour * 60 + 1)
+        return hour.quiet(index, rules)
+
     def bank(
         self, window: CountWindow, limits: Thresholds, served: _Served | None = None
     ) -> tuple[CusumBank, int]:
@@ -337,6 +348,9 @@ class _Windows:
 
 class _Verdicts(Protocol):
     """A rule's arrays for every tick, one row a tick, one column a gateway (or more)."""
+
+    @property
+    def active(self) -> BoolArray: ...
 
     def row(self, tick: int) -> Any: ...
 
@@ -399,6 +413,12 @@ class _HourOfWindows:
         if 0 <= index < self.ticks and window.matches(self.span, index):
             return index
         return None
+
+    def quiet(self, index: int, rules: Iterable[str]) -> bool:
+        if not 0 <= index < self.ticks or len(self.span.gateways) > len(self.gateways):
+            return False
+        computed = [self._verdicts.get(rule) for rule in rules]
+        return all(c is not None and not c[1].active[index].any() for c in computed)
 
     def bank(self, limits: Thresholds) -> CusumBank:
         if self._banks is None or self._banks[0] is not limits:

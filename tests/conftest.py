@@ -20,7 +20,7 @@ from detector.daemon import Daemon
 from detector.engine import Engine
 from detector.notify import build_receivers
 from detector.simulate import create_schema
-from detector.source import SqlSource, connect
+from detector.source import Source, SqlSource, connect
 from detector.store import StateStore
 
 from .http_recorder import HttpRecorder
@@ -270,7 +270,7 @@ def state_url(
     yield from _state_url(request.param, tmp_path_factory)
 
 
-def live_ticks(config: Config, source: SqlSource, begin: datetime, end: datetime) -> list[str]:
+def live_ticks(config: Config, source: Source, begin: datetime, end: datetime) -> list[str]:
     """Notifications (as JSON) of the daemon's engine ticked one minute at a time against the
     database from ``begin`` to ``end``, repeats left out: what a replay must reproduce."""
     engine = Engine(config, source)

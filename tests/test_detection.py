@@ -3,6 +3,8 @@ a user sees from them end to end (a step is caught, quiet traffic stays quiet)."
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -39,7 +41,7 @@ from detector.stats.seasonal import (
 )
 from detector.window import CountWindow
 
-from .conftest import PaymentsDb
+from .conftest import PaymentsDb, live_ticks
 
 START = datetime(2026, 11, 16, tzinfo=UTC)  # a Monday
 
@@ -705,17 +707,17 @@ def test_in_the_first_week_evening_declines_and_weekends_do_not_look_like_drops(
     assert _volume_firings(counts, first_day=0, days=7) == []
 
 
-def test_a_replay_serves_the_volume_rules_and_outage_their_own_tick_of_the_hour() -> None:
-    # A replay computes every rule for an hour of windows at once: each tick must see exactly
-    # what its window alone gives, through a drop, a silence, an outage and a gateway first
-    # seen mid-hour (less than a week of history: the simple rules).
+def _troubled_day() -> tuple[Counts, datetime]:
+    """Nine days of three gateways. On the last one: a gateway first seen at 12:47 (late,
+    with less than a week of history: the simple rules), from 14:00 a drop to a fifth for
+    an hour (busy) and a 45-minute silence (small), at 16:06 an outage (busy)."""
     day = START + timedelta(days=8)
     drop = ("busy", day + timedelta(hours=14), timedelta(hours=1), 0.2)
     silence = ("small", day + timedelta(hours=14, minutes=20), timedelta(minutes=45), 0.0)
     counts = _seasonal_traffic({"busy": 20.0, "small": 1.0, "late": 5.0}, 9, 14, (drop, silence))
-    late = (counts.gateway != "late") | (counts.minute >= epoch_minute(day) + 14 * 60 + 32)
+    late = (counts.gateway != "late") | (counts.minute >= epoch_minute(day) + 12 * 60 + 47)
     outage = (counts.gateway == "busy") & (
-        np.abs(counts.minute - (epoch_minute(day) + 14 * 60 + 45)) < 5
+        np.abs(counts.minute - (epoch_minute(day) + 16 * 60 + 10)) < 5
     )
     counts = Counts(
         counts.gateway[late],
@@ -724,13 +726,21 @@ def test_a_replay_serves_the_volume_rules_and_outage_their_own_tick_of_the_hour(
         np.where(outage, counts.payments, counts.payments // 50)[late],
         counts.volume[late],
     )
+    return counts, day
+
+
+def test_a_replay_serves_the_volume_rules_and_outage_their_own_tick_of_the_hour() -> None:
+    # A replay computes every rule for an hour of windows at once: each tick must see exactly
+    # what its window alone gives, through a drop, a silence, an outage and a gateway first
+    # seen mid-hour.
+    counts, day = _troubled_day()
     config = parse_config({}, env={})
     engine = Engine(config, FrameSource(counts))
     engine.calibration = replayed = Calibration(final=counts)
     alone = Calibration()
     seen: set[tuple[str, str]] = set()
-    now = day + timedelta(hours=13, minutes=50)
-    while now <= day + timedelta(hours=15, minutes=30):
+    now = day + timedelta(hours=12, minutes=40)
+    while now <= day + timedelta(hours=16, minutes=20):
         engine.tick(now)
         assert replayed.hour_of(engine.window) is not None  # served from the hour's windows
         for served, computed in zip(
@@ -752,6 +762,22 @@ def test_a_replay_serves_the_volume_rules_and_outage_their_own_tick_of_the_hour(
         now += timedelta(minutes=1)
     assert {("volume_drop", "busy"), ("no_data", "small"), ("outage", "busy")} <= seen
     assert "late" in engine.window.gateways
+
+
+def test_a_replay_leaves_out_only_ticks_that_change_nothing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    counts, day = _troubled_day()
+    config = parse_config({}, env={})
+    begin, end = day + timedelta(hours=12, minutes=30), day + timedelta(hours=17)
+    with caplog.at_level(logging.INFO, logger="detector.backtest"):
+        replayed = [n.to_json() for n in replay(config, FrameSource(counts), begin, end)]
+    # The daemon's engine ticked every minute, each tick computed on its own.
+    assert replayed == live_ticks(config, FrameSource(counts), begin, end)
+    firing = {(n.rule, n.labels["gateway"]) for n in map(Notification.from_json, replayed)}
+    assert {("volume_drop", "busy"), ("no_data", "small"), ("outage", "busy")} <= firing
+    (left_out,) = re.findall(r"(\d+) known quiet and left out", caplog.text)
+    assert 0 < int(left_out) < 270
 
 
 def test_quarter_hourly_history_from_sql_equals_the_backtest_path(
