@@ -20,6 +20,7 @@ process (SQLite, the default).
 from __future__ import annotations
 
 import argparse
+import logging
 import statistics
 import tempfile
 import time
@@ -27,11 +28,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from detector.backtest import replay
+from detector.backtest import aggregate, replay
 from detector.config import Config, parse_config
 from detector.engine import Engine
 from detector.simulate import Incident, simulate
-from detector.source import SqlSource, connect
+from detector.source import FrameSource, SqlSource, connect
 
 START = datetime(2026, 11, 2, tzinfo=UTC)
 
@@ -65,6 +66,37 @@ def _side_by_side(
         statistics.median(m[0] / b[0] for b, m in runs),
         statistics.median(m[1] / b[1] for b, m in runs),
     )
+
+
+class _TickCounts(logging.Handler):
+    """Catches the replay's closing count of ticks, and of those left out as quiet."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.counts: tuple[int, ...] = ()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.msg.startswith("replayed") and isinstance(record.args, tuple):
+            self.counts = tuple(a for a in record.args if isinstance(a, int))
+
+
+def _phases(config: Config, source: SqlSource, end: datetime) -> None:
+    """One more backtest, timed in its two phases: the aggregation, then the replay of ticks
+    served from it, with how many ticks were evaluated and how many left out as quiet."""
+    logger = logging.getLogger("detector.backtest")
+    catcher, level = _TickCounts(), logger.level
+    logger.addHandler(catcher)
+    logger.setLevel(logging.INFO)
+    try:
+        frame: list[FrameSource] = []
+        aggregation = _seconds(lambda: frame.append(aggregate(config, source, START, end)))
+        ticks = _seconds(lambda: list(replay(config, frame[0], START, end)))
+    finally:
+        logger.removeHandler(catcher)
+        logger.setLevel(level)
+    total, quiet = catcher.counts or (0, 0)
+    print(f"  of one backtest: aggregation {aggregation:.3f} s, ticks {ticks:.3f} s")
+    print(f"    ({total - quiet:,} ticks evaluated, {quiet:,} known quiet and left out)")
 
 
 def main() -> None:
@@ -102,6 +134,7 @@ def main() -> None:
     print(f"  SQL aggregation alone      {sql:8.3f} s")
     print(f"  whole backtest             {backtest:8.3f} s")
     print(f"  ratio backtest / SQL       {ratio:8.2f}   (in CPU time {cpu_ratio:.2f})")
+    _phases(config, source, end)
 
     # A live tick vs the bare incremental read it issues.
     engine = Engine(config, source)

@@ -312,7 +312,7 @@ class _Windows:
     payments: npt.NDArray[np.int64]  # (rows, columns)
     failures: npt.NDArray[np.int64]
     volume: npt.NDArray[np.int64]
-    ends: npt.NDArray[np.int64]  # (ticks,)
+    ends: npt.NDArray[np.int64]  # (ticks,), ascending
     minutes: int
     end_minute: int  # epoch minute after the last column
 
@@ -336,14 +336,25 @@ class _Windows:
 
     def recent(self, counts: npt.NDArray[np.int64], minutes: int) -> npt.NDArray[np.int64]:
         """(ticks, rows): each tick's sum of ``counts`` over the last ``minutes`` of its window."""
-        total = np.zeros((counts.shape[0], counts.shape[1] + 1), dtype=np.int64)
-        np.cumsum(counts, axis=1, out=total[:, 1:])
-        start = self.ends - min(minutes, self.minutes)
-        return np.asarray((total[:, self.ends] - total[:, start]).T, dtype=np.int64)
+        minutes = min(minutes, self.minutes)
+        if self.ends.size == 1:  # a live tick: a plain sum (integers: the same either way)
+            stop = int(self.ends[0])
+            return np.asarray(counts[:, stop - minutes : stop].sum(axis=1)[None, :], dtype=np.int64)
+        first = int(self.ends[0]) - minutes  # only the columns some tick sums (ends ascend)
+        part = counts[:, first : int(self.ends[-1])]
+        total = np.zeros((counts.shape[0], part.shape[1] + 1), dtype=np.int64)
+        np.cumsum(part, axis=1, out=total[:, 1:])
+        end = self.ends - first
+        return np.asarray((total[:, end] - total[:, end - minutes]).T, dtype=np.int64)
 
-    def last_columns(self, minutes: int) -> npt.NDArray[np.int64]:
-        """(ticks, minutes): the columns of each tick's last ``minutes``, newest first."""
-        return self.ends[:, None] - 1 - np.arange(min(minutes, self.minutes))[None, :]
+    def newest_first(self, counts: npt.NDArray[np.int64], minutes: int) -> npt.NDArray[np.int64]:
+        """(ticks, rows, minutes): each tick's last ``minutes`` of ``counts``, newest first."""
+        minutes = min(minutes, self.minutes)
+        if self.ends.size == 1:  # a live tick: a view of its last minutes
+            end = int(self.ends[0])
+            return counts[None, :, end - 1 : (end - minutes - 1 if end > minutes else None) : -1]
+        columns = self.ends[:, None] - 1 - np.arange(minutes)[None, :]
+        return counts[:, columns].transpose(1, 0, 2)
 
 
 class _Verdicts(Protocol):
@@ -686,11 +697,11 @@ class _Outages(NamedTuple):
 
 def _outages(windows: _Windows, config: Config) -> _Outages:
     rule = config.detection.outage
-    columns = windows.last_columns(_minutes(rule.window))
+    minutes = _minutes(rule.window)
     # Suffix sums: the last 1, 2, ... minutes, so a fresh outage is not diluted by the
     # healthy minutes before it.
-    recent_payments = np.cumsum(np.moveaxis(windows.payments[:, columns], 0, 1), axis=2)
-    recent_failures = np.cumsum(np.moveaxis(windows.failures[:, columns], 0, 1), axis=2)
+    recent_payments = np.cumsum(windows.newest_first(windows.payments, minutes), axis=2)
+    recent_failures = np.cumsum(windows.newest_first(windows.failures, minutes), axis=2)
     qualifies = (recent_payments >= rule.min_payments) & (
         recent_failures >= rule.failure_rate * recent_payments
     )
@@ -873,6 +884,7 @@ def _span_expectation(windows: _Windows, history: VolumeHistory, minutes: int) -
     first_slot = first // SLOT_MINUTES
     slots = (end - 1) // SLOT_MINUTES - first_slot + 1  # quarter hours each span touches
     usual = np.zeros((end.size, len(windows.gateways)))
+    last_column = season.usual.shape[1] - 1
     for j in range(int(slots.max())):
         # Each quarter hour the span touches adds its usual volume times its share of the
         # span, one term at a time: an hour of ticks sums in the same order as one tick.
@@ -880,9 +892,11 @@ def _span_expectation(windows: _Windows, history: VolumeHistory, minutes: int) -
         overlap = np.minimum((slot + 1) * SLOT_MINUTES, end) - np.maximum(
             slot * SLOT_MINUTES, first
         )
-        column = np.clip(slot - season.first_slot, 0, season.usual.shape[1] - 1)
+        column = np.minimum(np.maximum(slot - season.first_slot, 0), last_column)
         share = season.usual[:, column].T * (overlap / SLOT_MINUTES)[:, None]
-        usual = usual + np.where((j < slots)[:, None], share, 0.0)
+        if j >= slots.min():  # some spans touch fewer quarter hours: they add nothing
+            share = np.where((j < slots)[:, None], share, 0.0)
+        usual = usual + share
     expected = usual * season.level
     known = (season.weeks >= 1) & np.isfinite(expected)
     return _Expectation(np.where(known, expected, np.nan), season.size, season.weeks)
