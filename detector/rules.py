@@ -401,6 +401,7 @@ class _HourOfWindows:
         )
         self._banks: tuple[Thresholds, CusumBank] | None = None
         self._verdicts: dict[str, tuple[object, _Verdicts]] = {}
+        self._busy: dict[str, list[bool]] = {}
 
     @classmethod
     def of(cls, final: Counts, window: CountWindow, hour: int) -> _HourOfWindows:
@@ -428,8 +429,8 @@ class _HourOfWindows:
     def quiet(self, index: int, rules: Iterable[str]) -> bool:
         if not 0 <= index < self.ticks or len(self.span.gateways) > len(self.gateways):
             return False
-        computed = [self._verdicts.get(rule) for rule in rules]
-        return all(c is not None and not c[1].active[index].any() for c in computed)
+        busy = [self._busy.get(rule) for rule in rules]
+        return all(b is not None and not b[index] for b in busy)
 
     def bank(self, limits: Thresholds) -> CusumBank:
         if self._banks is None or self._banks[0] is not limits:
@@ -453,6 +454,9 @@ class _HourOfWindows:
         if known is None or known[0] is not depends:
             known = (depends, compute(self.windows))
             self._verdicts[rule] = known
+            # Per tick, whether the rule is active for any gateway (a replay's quiet ticks).
+            busy: BoolArray = np.asarray(known[1].active.reshape(self.ticks, -1).any(axis=1))
+            self._busy[rule] = [bool(b) for b in busy]
         return known[1]
 
 
