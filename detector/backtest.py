@@ -5,7 +5,7 @@ whole range); each simulated tick is then served from those counts, so a replay 
 about what that one query costs. Knowing every tick's counts in advance, the rules compute
 an hour of ticks at once, and a tick they show to change nothing (no rule active for any
 gateway, no alert open) is left out: the next tick's read covers its minutes, as the daemon's
-does after a missed tick, and the transitions are exactly those of ticking every minute.
+does after a missed tick, and the transitions are exactly those of ticking every interval.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def replay(
     first_tick = _floor_minute(start)
     frame = aggregate(config, source, start, end)
     engine = Engine(config, frame)
-    # Every tick's counts are known in advance: the SLA bank is computed an hour at a time.
+    # Every tick's counts are known in advance: the rules are computed an hour at a time.
     engine.calibration = Calibration(final=frame.counts)
     now, ticks, quiet = first_tick, 0, 0
     while now <= end:
