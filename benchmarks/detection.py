@@ -12,8 +12,8 @@ same counts run (benchmarks/references.py):
 2. the Google SRE workbook's multi-window multi-burn-rate alerts on a 2% error budget;
 3. a fixed rule as teams write it: 15-minute failure rate above 4% with at least 20 payments;
 4. river's ADWIN and DDM fed one payment at a time -- only up to 50 payments a minute, the
-   first 14 days (7 with --quick) of the no-incident runs and the 6 hours before each
-   incident, to bound the cost of a Python call per payment.
+   first 14 days (7 with --quick; history included) of the no-incident runs and the 6 hours
+   before each incident, to bound the cost of a Python call per payment.
 
 The real trace (NYC taxi passengers per 30 minutes, Numenta Anomaly Benchmark, five
 labelled anomaly windows) is read at run time from ``../shared/data/nyc_taxi/`` beside the
@@ -614,10 +614,14 @@ def run(
 
     quiet_tallies: dict[tuple[str, float, float, float], dict[str, Tally]] = {}
     for run_index in range(quiet_runs):
-        quiet = quiet_scenarios(mode.quiet_days, seed=seed * 100 + run_index)
+        quiet = quiet_scenarios(
+            mode.quiet_days, seed=seed * 100 + run_index, history_days=history_days
+        )
         ours = our_alerts(quiet, config)
         progress(f"no-incident run {run_index + 1}: ours replayed")
-        river_minutes = min(quiet.counts.payments.shape[1], mode.river_days * 1440)
+        river_minutes = min(
+            quiet.counts.payments.shape[1], quiet.count_from + (mode.river_days - 1) * 1440
+        )
         references = reference_alerts(
             quiet,
             thresholds,
@@ -733,7 +737,8 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=1,
         help=(
-            "healthy days before the failure-rate incidents (the volume ones get at least "
+            "healthy days before the failure-rate incidents and before the no-incident days "
+            "counted (the volume incidents get at least "
             f"{VOLUME_HISTORY_DAYS}: a week for the seasonal rules, a day to replay)"
         ),
     )
@@ -762,8 +767,8 @@ def main(argv: list[str] | None = None) -> int:
     out.write(
         f"detection benchmark ({'quick' if args.quick else 'full'}, seed {args.seed}): "
         f"SLA {SLA:.0%}, healthy failure rate 1%, {args.history_days} day(s) of history "
-        f"before each failure-rate incident and {volume_days} before each volume one, "
-        "default alerts.yaml"
+        f"before each failure-rate incident and the no-incident days counted, "
+        f"{volume_days} before each volume one, default alerts.yaml"
         + (f"; only {', '.join(repr(o) for o in args.only)}" if args.only else "")
         + "\n"
     )

@@ -5,7 +5,7 @@ single replay (and one vectorised pass of each reference detector) serves them a
 
 - No incident: every volume x failure baseline (1%, and 2% = exactly at the SLA) x
   beta-binomial dispersion (rho 0, 0.002, 0.005), for ``days`` days with diurnal and weekly
-  traffic.
+  traffic (after more days of the same on request: history for the dispersion estimate).
 - Incidents: each gateway has at least one healthy day (failure rate 1%; more on request)
   before its incident, which starts on a random day of the week at a time of day spread
   evenly over the 24 hours (quiet hours included) across the seeds. Volume incidents get at
@@ -114,8 +114,13 @@ class ScenarioSet:
         return self.counts.start
 
 
-def quiet_scenarios(days: int, seed: int, volumes: tuple[float, ...] = VOLUMES) -> ScenarioSet:
-    """No incident, ``days`` days long; alerts count from the second day on."""
+def quiet_scenarios(
+    days: int, seed: int, volumes: tuple[float, ...] = VOLUMES, history_days: int = 1
+) -> ScenarioSet:
+    """No incident, ``days`` days long after ``history_days - 1`` more days of the same
+    traffic; alerts count from day ``history_days`` on (the second day by default)."""
+    if history_days < 1:
+        raise ValueError("give each gateway at least one day of history")
     scenarios: list[Scenario] = []
     profiles: list[GatewayProfile] = []
     for baseline in QUIET_BASELINES:
@@ -124,8 +129,9 @@ def quiet_scenarios(days: int, seed: int, volumes: tuple[float, ...] = VOLUMES) 
                 name = f"quiet-{len(scenarios):03d}"
                 scenarios.append(Scenario(name, "no incident", "none", volume, baseline, rho, 0))
                 profiles.append(GatewayProfile(name, volume, baseline, dispersion_rho=rho))
-    counts = minute_counts(START, START + timedelta(days=days), profiles, seed=seed)
-    return ScenarioSet(tuple(scenarios), counts, count_from=1440)
+    end = START + timedelta(days=days + history_days - 1)
+    counts = minute_counts(START, end, profiles, seed=seed)
+    return ScenarioSet(tuple(scenarios), counts, count_from=history_days * 1440)
 
 
 def _incidents_of(kind: IncidentKind, gateway: str, start: datetime) -> list[Incident]:

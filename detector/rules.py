@@ -14,6 +14,7 @@ from typing import Any, Literal, NamedTuple, Protocol
 
 import numpy as np
 import numpy.typing as npt
+import pandas as pd
 
 from detector.config import Config
 from detector.notify.base import Evidence
@@ -250,19 +251,22 @@ class Calibration:
         baselines: npt.NDArray[np.float64],
         shares: npt.NDArray[np.float64] | None = None,
         watched: BoolArray | None = None,
+        history: VolumeHistory | None = None,
     ) -> Thresholds:
         """``shares``: per row, how many series share its sla_breach budget (default 1);
-        ``watched``: the rows tested at all (default every one)."""
+        ``watched``: the rows tested at all (default every one); ``history``: the rows'
+        quarter hours of the last weeks, for their dispersion (rows are gateways)."""
         hour = (window.end_minute - 1) // 60
         key = (
             hour,
             tuple(window.gateways),
             None if shares is None else shares.tobytes(),
             None if watched is None else watched.tobytes(),
+            None if history is None else history.end_hour,
         )
         if self._current is not None and self._key == key:
             return self._current
-        self._current = calibrate(window, config, baselines, hour, shares, watched)
+        self._current = calibrate(window, config, baselines, hour, shares, watched, history=history)
         self._key = key
         return self._current
 
@@ -488,15 +492,17 @@ def calibrate(
     hour: int,
     shares: npt.NDArray[np.float64] | None = None,
     watched: BoolArray | None = None,
+    history: VolumeHistory | None = None,
 ) -> Thresholds:
     """Per row: dispersion and volume of the history before ``hour``, then thresholds.
 
     A row whose gateway's sla_breach budget is shared by ``shares`` series gets that share
-    of it; rows not ``watched`` get no threshold (they never alarm).
+    of it; rows not ``watched`` get no threshold (they never alarm). With ``history`` (the
+    rows are gateways), the dispersion also draws on their quarter hours of the last weeks.
     """
     rule = config.detection.sla_breach
-    history = calibration_history(window, hour)
-    payments, failures = window.payments[:, history], window.failures[:, history]
+    recent = calibration_history(window, hour)
+    payments, failures = window.payments[:, recent], window.failures[:, recent]
     # Traffic swings through the day, and the members react to it in opposite ways: at low
     # volume a single minute of 1 failure in 2 payments can lift the 50% member, while the
     # 2x member gathers evidence more slowly. Each threshold is the larger of those for the
@@ -547,23 +553,52 @@ def calibrate(
     def quantised(rho: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         return np.array([quantise_up(float(r), 1, 5e-4) for r in rho])
 
+    quarters = None if history is None else history.outcomes(window.gateways)
+
+    def dispersion(
+        in_breach: BoolArray | None = None, quarters_in_breach: BoolArray | None = None
+    ) -> npt.NDArray[np.float64]:
+        rho = estimate_dispersion(failures, payments, in_breach)
+        if quarters is not None:
+            # Five hours of minutes cannot show rho 0.005 at 10 payments a minute (Tarone's
+            # z about 0.6); four weeks of quarter hours carry nine times the information,
+            # the last five hours included. Where a gateway has days of them they decide
+            # alone. Pooled, the minutes would pull them down: at a few failures a minute
+            # the 4-SD outlier pass trims the skewed tail that carries the variance (four
+            # weeks of binomial minutes at 10 a minute read as Tarone's z = -11), and
+            # against a week of quarter hours 5 h of minutes weigh almost a third.
+            weeks = estimate_dispersion(
+                quarters.failures, quarters.payments, quarters_in_breach, SLOT_MINUTES
+            )
+            rho = np.where(quarters.enough, weeks, rho)
+        return quantised(rho)
+
     plain = thresholds(np.zeros(len(window.gateways)))
-    first = quantised(estimate_dispersion(failures, payments))
+    first = dispersion()
     limits = thresholds(first) if first.any() else plain
-    usable = np.isfinite(limits)
-    screen = cusum_bank(
-        failures,
-        payments,
-        baselines,
-        np.where(usable, post_change, 0.0),
-        first,
-        np.full(limits.shape, np.inf),
-        ends=np.arange(1, payments.shape[1] + 1),  # the statistic at every minute
+
+    def screen(
+        failures: npt.NDArray[np.int64], payments: npt.NDArray[np.int64], minutes: int = 1
+    ) -> BoolArray:
+        """Bins where the bank (at ``first``; bins of ``minutes`` minutes) stands at half its
+        threshold or more: a breach or its aftermath."""
+        usable = np.isfinite(limits)
+        bank = cusum_bank(
+            failures,
+            payments,
+            baselines,
+            np.where(usable, post_change, 0.0),
+            first / minutes,  # a bin's variance: 1 + (N - 1) rho / minutes (see above)
+            np.full(limits.shape, np.inf),
+            ends=np.arange(1, payments.shape[1] + 1),  # the statistic at every bin
+        )
+        half = 0.5 * np.where(usable, limits, np.inf)
+        return np.asarray((bank.statistics >= half).any(axis=2).T, dtype=bool)
+
+    rho_q = dispersion(
+        screen(failures, payments),
+        None if quarters is None else screen(quarters.failures, quarters.payments, SLOT_MINUTES),
     )
-    in_breach: BoolArray = np.asarray(
-        (screen.statistics >= 0.5 * np.where(usable, limits, np.inf)).any(axis=2).T, dtype=bool
-    )
-    rho_q = quantised(estimate_dispersion(failures, payments, in_breach))
     threshold = thresholds(rho_q) if rho_q.any() else plain
     return Thresholds(
         hour,
@@ -604,10 +639,11 @@ def _sla_breach(
     shares: npt.NDArray[np.float64] | None = None,
     rows: SeriesRows | None = None,
     served: _Served | None = None,
+    history: VolumeHistory | None = None,
 ) -> RuleResult:
     rule = config.detection.sla_breach
     limits = calibration.thresholds(
-        window, config, baselines, shares, None if rows is None else rows.watched
+        window, config, baselines, shares, None if rows is None else rows.watched, history
     )
     gateways = window.gateways if rows is None else rows.gateways
     labels: list[dict[str, str]] = [{}] * len(gateways) if rows is None else rows.labels
@@ -782,6 +818,21 @@ class _Season:
     seen: npt.NDArray[np.int64]  # column of each gateway's first known slot
 
 
+# Fewer days of quarter hours than this add little to the count window's minutes (at equal
+# volume 300 quarter hours weigh as much as 300 minutes) and overlap them: the dispersion
+# of such a gateway comes from its minutes alone.
+DISPERSION_HISTORY_DAYS = 3
+
+
+@dataclass(frozen=True)
+class _QuarterHours:
+    """Final payments and failures per (gateway, quarter hour) of the history."""
+
+    payments: npt.NDArray[np.int64]
+    failures: npt.NDArray[np.int64]
+    enough: BoolArray  # at least DISPERSION_HISTORY_DAYS of history
+
+
 # Per gateway and hour the payments expected, and per gateway the negative-binomial size.
 _HourlyExpectation = tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]
 
@@ -794,6 +845,7 @@ class VolumeHistory:
     end_hour: int  # the first hour not included: the current, incomplete one
     counts: Counts  # per (gateway, quarter hour); ``minute`` is the quarter's first minute
     _seasons: dict[tuple[str, ...], _Season] = field(default_factory=dict, compare=False)
+    _outcomes: dict[tuple[str, ...], _QuarterHours] = field(default_factory=dict, compare=False)
     _expected: dict[tuple[tuple[str, ...], int], _HourlyExpectation] = field(
         default_factory=dict, compare=False
     )
@@ -809,18 +861,45 @@ class VolumeHistory:
             self._seasons[key] = self._season(gateways)
         return self._seasons[key]
 
+    def outcomes(self, gateways: list[str]) -> _QuarterHours:
+        """Each gateway's final payments and failures per quarter hour (for its dispersion)."""
+        key = tuple(gateways)
+        if key not in self._outcomes:
+            (payments, failures), seen = self._per_slot(
+                gateways, self.counts.payments, self.counts.failures
+            )
+            days = (payments.shape[1] - seen) / (24 * SLOTS_PER_HOUR)
+            self._outcomes[key] = _QuarterHours(
+                payments.astype(np.int64),
+                failures.astype(np.int64),
+                days >= DISPERSION_HISTORY_DAYS,
+            )
+        return self._outcomes[key]
+
+    def _per_slot(
+        self, gateways: list[str], *values: npt.NDArray[np.int64]
+    ) -> tuple[list[npt.NDArray[np.float64]], npt.NDArray[np.int64]]:
+        """(gateways, slots) matrices of ``values`` (columns of ``counts``) over the history,
+        0 where a quarter hour had no row, and the column of each gateway's first row."""
+        slots = HISTORY_WEEKS * SLOTS_PER_WEEK
+        first = self.end_hour * SLOTS_PER_HOUR - slots
+        column = self.counts.minute // SLOT_MINUTES - first
+        # A hash lookup in C: a Python dict per row cost more than the rest of the hour.
+        rows = pd.Index(gateways).get_indexer(self.counts.gateway).astype(np.int64)
+        keep = (rows >= 0) & (column >= 0) & (column < slots)
+        matrices = []
+        for value in values:
+            matrix = np.zeros((len(gateways), slots))
+            matrix[rows[keep], column[keep]] = value[keep]
+            matrices.append(matrix)
+        seen = np.full(len(gateways), slots)
+        np.minimum.at(seen, rows[keep], column[keep])
+        return matrices, seen
+
     def _season(self, gateways: list[str]) -> _Season:
         slots = HISTORY_WEEKS * SLOTS_PER_WEEK
-        end = self.end_hour * SLOTS_PER_HOUR
-        first = end - slots
-        volume = np.zeros((len(gateways), slots))
-        seen = np.full(len(gateways), slots)
-        position = {g: i for i, g in enumerate(gateways)}
-        column = self.counts.minute // SLOT_MINUTES - first
-        rows = np.array([position.get(g, -1) for g in self.counts.gateway], dtype=np.int64)
-        keep = (rows >= 0) & (column >= 0) & (column < slots)
-        volume[rows[keep], column[keep]] = self.counts.volume[keep]
-        np.minimum.at(seen, rows[keep], column[keep])
+        first = self.end_hour * SLOTS_PER_HOUR - slots
+        (volume,), seen = self._per_slot(gateways, self.counts.volume)
         # Before a gateway's first payment its volume is unknown, not zero.
         volume[np.arange(slots)[None, :] < seen[:, None]] = np.nan
         weeks = (slots - seen) // SLOTS_PER_WEEK
@@ -1166,7 +1245,9 @@ def evaluate(
         results.append(_outage(window, config, baselines, served))
     if detection.sla_breach.enabled:
         shares = _per_row(window.gateways, sla_shares)
-        results.append(_sla_breach(window, config, baselines, calibration, shares, None, served))
+        results.append(
+            _sla_breach(window, config, baselines, calibration, shares, None, served, history)
+        )
     if detection.no_data.enabled:
         results.append(_no_data(window, config, history, served))
     if detection.volume_drop.enabled:

@@ -22,7 +22,7 @@ from detector.config import Config, ConfigError, parse_config
 from detector.engine import Engine
 from detector.notify.base import Evidence, Notification
 from detector.rules import Calibration, VolumeHistory, calibrate, evaluate
-from detector.simulate import GatewayProfile, Incident, generate
+from detector.simulate import GatewayProfile, Incident, generate, minute_counts
 from detector.source import Counts, FrameSource, SqlSource, epoch_minute
 from detector.stats.binomial import Z_95, wilson_interval
 from detector.stats.calibration import (
@@ -241,6 +241,84 @@ def test_dispersion_is_estimated_and_an_incident_does_not_inflate_it() -> None:
 
 
 # --- the budget in alerts.yaml ---------------------------------------------------------------
+
+
+def _quarter_hours_of(k: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """(rows, minutes) counts summed per quarter hour."""
+    return k.reshape(k.shape[0], -1, 15).sum(axis=2)
+
+
+def test_quarter_hours_of_the_last_weeks_recover_the_per_minute_dispersion() -> None:
+    # Four weeks of beta-binomial minutes at 50 a minute, seen only as quarter-hour sums.
+    rng = np.random.default_rng(12)
+    n = rng.poisson(50, size=(3, 4 * 7 * 1440))
+    p = np.stack(
+        [rng.beta(0.02 * (1 - r) / r, 0.98 * (1 - r) / r, n.shape[1]) for r in (0.005, 0.002)]
+        + [np.full(n.shape[1], 0.02)]
+    )
+    k = rng.binomial(n, p)
+    rho = estimate_dispersion(_quarter_hours_of(k), _quarter_hours_of(n), minutes_per_bin=15)
+    # Tarone's z is about 9 at rho 0.005: within 30% (3 standard deviations).
+    assert rho[0] == pytest.approx(0.005, rel=0.3)
+    assert rho[1] == pytest.approx(0.002, rel=0.6)
+    assert rho[2] == 0.0  # binomial
+
+
+def _calibrated_on_weeks(
+    gateways: tuple[GatewayProfile, ...], days: int, incidents: tuple[Incident, ...] = ()
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], Engine]:
+    """Per gateway, the calibrated rho from the count window alone and with ``days`` of
+    quarter-hour history (and the engine holding both), at the end of the traffic."""
+    end = START + timedelta(days=days)
+    counts = minute_counts(START, end, gateways, incidents, seed=4).to_counts()
+    config = parse_config({}, env={})
+    engine = Engine(config, FrameSource(counts))
+    engine.tick(end - timedelta(minutes=20))
+    window, hour = engine.window, (engine.window.end_minute - 1) // 60
+    baselines = np.full(len(gateways), 0.02)
+    minutes_only = calibrate(window, config, baselines, hour).rho
+    with_weeks = calibrate(window, config, baselines, hour, history=engine.volume_history).rho
+    return minutes_only, with_weeks, engine
+
+
+def test_bursty_traffic_at_twenty_a_minute_gets_its_dispersion_from_the_weeks() -> None:
+    # Five hours of minutes cannot show rho 0.005 at 10-20 payments a minute; four weeks
+    # of quarter hours can, and the thresholds then allow for it.
+    bursty = tuple(
+        GatewayProfile(f"g{i}", per_minute=20, failure_rate=0.02, dispersion_rho=0.005)
+        for i in range(6)
+    )
+    minutes_only, with_weeks, _ = _calibrated_on_weeks(bursty, days=28)
+    assert np.median(minutes_only) == 0.0
+    assert (with_weeks > 0).all()
+    assert np.median(with_weeks) >= 0.004  # quantised up to octaves: 0.004, 0.008
+
+
+def test_incidents_in_the_weeks_of_history_do_not_inflate_the_dispersion() -> None:
+    healthy = tuple(
+        GatewayProfile(f"{name}{volume:g}", per_minute=volume, failure_rate=rate)
+        for volume in (10.0, 50.0, 200.0)
+        for name, rate in (("quiet", 0.01), ("hit", 0.01), ("at-sla", 0.02))
+    )
+    incidents = tuple(
+        incident
+        for gateway in healthy
+        if gateway.name.startswith("hit")
+        for incident in (
+            Incident(gateway.name, START + timedelta(days=5, hours=10), timedelta(hours=4), 0.04),
+            Incident(gateway.name, START + timedelta(days=12, hours=3), timedelta(hours=4), 0.05),
+            Incident(gateway.name, START + timedelta(days=20, hours=15), timedelta(hours=1), 0.3),
+        )
+    )
+    _, with_weeks, engine = _calibrated_on_weeks(healthy, days=28, incidents=incidents)
+    assert with_weeks.tolist() == [0.0] * len(healthy)
+    # Unscreened, those incidents would read as burstiness.
+    history = engine.volume_history
+    assert history is not None
+    quarters = history.outcomes(engine.window.gateways)
+    hit = [i for i, g in enumerate(engine.window.gateways) if g.startswith("hit")]
+    unscreened = estimate_dispersion(quarters.failures, quarters.payments, minutes_per_bin=15)
+    assert (unscreened[hit] >= 0.004).sum() >= 2
 
 
 def test_a_bad_budget_is_named_with_its_key_path() -> None:
