@@ -846,6 +846,9 @@ class VolumeHistory:
     counts: Counts  # per (gateway, quarter hour); ``minute`` is the quarter's first minute
     _seasons: dict[tuple[str, ...], _Season] = field(default_factory=dict, compare=False)
     _outcomes: dict[tuple[str, ...], _QuarterHours] = field(default_factory=dict, compare=False)
+    _slots: dict[tuple[str, ...], tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]] = field(
+        default_factory=dict, compare=False
+    )
     _expected: dict[tuple[tuple[str, ...], int], _HourlyExpectation] = field(
         default_factory=dict, compare=False
     )
@@ -865,9 +868,8 @@ class VolumeHistory:
         """Each gateway's final payments and failures per quarter hour (for its dispersion)."""
         key = tuple(gateways)
         if key not in self._outcomes:
-            (payments, failures), seen = self._per_slot(
-                gateways, self.counts.payments, self.counts.failures
-            )
+            matrices, seen = self._per_slot(gateways)
+            payments, failures = matrices[1], matrices[2]
             days = (payments.shape[1] - seen) / (24 * SLOTS_PER_HOUR)
             self._outcomes[key] = _QuarterHours(
                 payments.astype(np.int64),
@@ -877,29 +879,32 @@ class VolumeHistory:
         return self._outcomes[key]
 
     def _per_slot(
-        self, gateways: list[str], *values: npt.NDArray[np.int64]
-    ) -> tuple[list[npt.NDArray[np.float64]], npt.NDArray[np.int64]]:
-        """(gateways, slots) matrices of ``values`` (columns of ``counts``) over the history,
-        0 where a quarter hour had no row, and the column of each gateway's first row."""
+        self, gateways: list[str]
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+        """(volume/payments/failures, gateways, slots) over the history, 0 where a quarter
+        hour had no row, and the column of each gateway's first row (for the hour)."""
+        key = tuple(gateways)
+        if key in self._slots:
+            return self._slots[key]
         slots = HISTORY_WEEKS * SLOTS_PER_WEEK
         first = self.end_hour * SLOTS_PER_HOUR - slots
         column = self.counts.minute // SLOT_MINUTES - first
         # A hash lookup in C: a Python dict per row cost more than the rest of the hour.
         rows = pd.Index(gateways).get_indexer(self.counts.gateway).astype(np.int64)
         keep = (rows >= 0) & (column >= 0) & (column < slots)
-        matrices = []
-        for value in values:
-            matrix = np.zeros((len(gateways), slots))
-            matrix[rows[keep], column[keep]] = value[keep]
-            matrices.append(matrix)
+        matrices = np.zeros((3, len(gateways), slots))
+        values = (self.counts.volume, self.counts.payments, self.counts.failures)
+        matrices[:, rows[keep], column[keep]] = np.stack(values)[:, keep]
         seen = np.full(len(gateways), slots)
         np.minimum.at(seen, rows[keep], column[keep])
+        self._slots[key] = (matrices, seen)
         return matrices, seen
 
     def _season(self, gateways: list[str]) -> _Season:
         slots = HISTORY_WEEKS * SLOTS_PER_WEEK
         first = self.end_hour * SLOTS_PER_HOUR - slots
-        (volume,), seen = self._per_slot(gateways, self.counts.volume)
+        matrices, seen = self._per_slot(gateways)
+        volume = matrices[0].copy()
         # Before a gateway's first payment its volume is unknown, not zero.
         volume[np.arange(slots)[None, :] < seen[:, None]] = np.nan
         weeks = (slots - seen) // SLOTS_PER_WEEK
