@@ -588,7 +588,7 @@ def calibrate(
             payments,
             baselines,
             np.where(usable, post_change, 0.0),
-            first / minutes,  # a bin's variance: 1 + (N - 1) rho / minutes (see above)
+            first / minutes,  # a bin's variance: 1 + (N - 1) rho / minutes (estimate_dispersion)
             np.full(limits.shape, np.inf),
             ends=np.arange(1, payments.shape[1] + 1),  # the statistic at every bin
         )
