@@ -240,6 +240,7 @@ def estimate_dispersion(
     payments: npt.NDArray[np.int64],
     exclude: npt.NDArray[np.bool_] | None = None,
     minutes_per_bin: int = 1,
+    min_z: float = 1.0,
 ) -> FloatArray:
     """Beta-binomial ``rho`` of each row's per-minute failures (method of moments, robust),
     from counts per bin of ``minutes_per_bin`` minutes (minutes, or quarter hours).
@@ -252,7 +253,7 @@ def estimate_dispersion(
 
     Bins marked in ``exclude`` (a detected breach) are left out; so are bins whose failures
     stand more than 4 standard deviations above the fitted model, from a second fit. Where
-    Tarone's test does not find overdispersion at z >= 1 the row gets 0: the moment
+    Tarone's test does not find overdispersion at z >= ``min_z`` the row gets 0: the moment
     estimate of a low-volume series is mostly noise, and thresholds would follow that
     noise. (A stricter gate, z >= 3, zeroed half the hours of a gateway at 50 payments a
     minute with rho 0.005, and those hours gave false alerts: benchmarks/dispersion.py.)
@@ -286,4 +287,4 @@ def estimate_dispersion(
         sd = np.sqrt(all_n * spread[:, None] * dispersion_factor(all_n, bin_rho))
         outlier = all_k - all_n * rate[:, None] > 4 * np.maximum(sd, 1e-12)
         include = usable & ~outlier
-    return np.asarray(np.where((rho < _MIN_RHO) | (tarone < 1.0), 0.0, rho), dtype=np.float64)
+    return np.asarray(np.where((rho < _MIN_RHO) | (tarone < min_z), 0.0, rho), dtype=np.float64)
