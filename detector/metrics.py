@@ -160,6 +160,36 @@ def _family(name: str, help_: str, samples: str) -> str:
     return f"# HELP {name} {help_}\n# TYPE {name} gauge\n{samples}"
 
 
+def _window_families(
+    kind: str,
+    whose: str,
+    labels: list[str],
+    payments: npt.NDArray[np.int64],
+    failures: npt.NDArray[np.int64],
+    high: npt.NDArray[np.float64],
+) -> str:
+    """detector_{kind}_payments, _failures, _failure_rate and _failure_rate_upper: the counts
+    of a gateway's or a series' SLA window."""
+    families = [
+        ("payments", f"Final payments in {whose} SLA window.", payments.astype(np.float64)),
+        ("failures", f"Failed payments in {whose} SLA window.", failures.astype(np.float64)),
+        (
+            "failure_rate",
+            f"Failures / final payments in {whose} SLA window (NaN without payments).",
+            _failure_rate(payments.astype(np.float64), failures),
+        ),
+        (
+            "failure_rate_upper",
+            f"Upper end of the Wilson 95% interval of {whose} failure rate.",
+            high,
+        ),
+    ]
+    return "".join(
+        _family(f"detector_{kind}_{name}", help_, _samples(f"detector_{kind}_{name}", labels, v))
+        for name, help_, v in families
+    )
+
+
 def _failure_rate(
     payments: npt.NDArray[np.float64], failures: npt.NDArray[np.int64]
 ) -> npt.NDArray[np.float64]:
@@ -180,29 +210,12 @@ def _series_families(series: SeriesHealth | None) -> tuple[str, str, str]:
     ]
     labels = [g + d for g, d in zip(gateway, dimensions, strict=True)]
     by_rule = [f'{g},rule="sla_breach"{d}' for g, d in zip(gateway, dimensions, strict=True)]
-    payments = series.payments.astype(np.float64)
-    families = [
-        ("detector_series_payments", "Final payments of the series in the SLA window.", payments),
-        (
-            "detector_series_failures",
-            "Failed payments of the series in the SLA window.",
-            series.failures.astype(np.float64),
-        ),
-        (
-            "detector_series_failure_rate",
-            "Failures / final payments of the series in the SLA window (NaN without payments).",
-            _failure_rate(payments, series.failures),
-        ),
-        (
-            "detector_series_failure_rate_upper",
-            "Upper end of the Wilson 95% interval of the series' failure rate.",
-            series.high,
-        ),
-    ]
     return (
         _samples("detector_rule_active", by_rule, series.active.astype(np.float64)),
         _samples("detector_evidence_ratio", by_rule, series.evidence_ratio),
-        "".join(_family(name, help_, _samples(name, labels, v)) for name, help_, v in families),
+        _window_families(
+            "series", "the series'", labels, series.payments, series.failures, series.high
+        ),
     )
 
 
@@ -212,8 +225,6 @@ def _gateway_families(
     if health is None or not len(health):
         return ""
     gateway = [f'gateway="{_escape(g)}"' for g in health.gateways]
-    payments = health.payments.astype(np.float64)
-    rate = _failure_rate(payments, health.failures)
     status = [f'{label},status="{s}"' for label in gateway for s in STATUSES]
     current = (health.status[:, None] == np.arange(len(STATUSES))).astype(np.float64)
     by_rule = [
@@ -229,26 +240,10 @@ def _gateway_families(
         if r.evidence_ratio is not None
     )
     series_active, series_ratio, series_families = _series_families(series)
-    families = [
-        ("detector_gateway_payments", "Final payments in the gateway's SLA window.", payments),
-        (
-            "detector_gateway_failures",
-            "Failed payments in the gateway's SLA window.",
-            health.failures.astype(np.float64),
-        ),
-        (
-            "detector_gateway_failure_rate",
-            "Failures / final payments in the SLA window (NaN without payments).",
-            rate,
-        ),
-        (
-            "detector_gateway_failure_rate_upper",
-            "Upper end of the Wilson 95% interval of the failure rate.",
-            health.high,
-        ),
-    ]
     return (
-        "".join(_family(name, help_, _samples(name, gateway, v)) for name, help_, v in families)
+        _window_families(
+            "gateway", "the gateway's", gateway, health.payments, health.failures, health.high
+        )
         + _family(
             "detector_gateway_status",
             "1 for the gateway's current status (healthy, degraded, down, unknown).",
