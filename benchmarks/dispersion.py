@@ -54,7 +54,7 @@ def _false_alerts(
         seen.extend(limits.rho.tolist())
         return limits
 
-    def true_rho(failures: npt.NDArray[np.int64], *_: Any) -> npt.NDArray[np.float64]:
+    def true_rho(failures: npt.NDArray[np.int64], *_: Any, **__: Any) -> npt.NDArray[np.float64]:
         return np.full(failures.shape[0], rho)
 
     config = parse_config(
