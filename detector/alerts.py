@@ -135,7 +135,16 @@ class AlertBook:
                 if position is None:
                     rows = range(len(result.gateways))
                     position = {fingerprint(result.identity(i)): i for i in rows}
-                cleared[key] = result.finding(position[key]) if key in position else None
+                row = position.get(key)
+                if (
+                    row is not None
+                    and alert.state == "firing"
+                    and result.holding is not None
+                    and result.holding[row]
+                ):
+                    alert.last_active = now  # still as bad: keep_firing_for counts from here
+                    continue
+                cleared[key] = result.finding(row) if row is not None else None
         return self._apply(result.rule, findings, cleared, now)
 
     def observe_findings(

@@ -86,6 +86,9 @@ class RuleResult:
     expected_per_minute: npt.NDArray[np.float64] | None = None
     # Labels naming each row's series within its gateway; None where rows are gateways.
     series: list[dict[str, str]] | None = None
+    # Rows whose firing alert stays firing though ``active`` no longer holds (a weaker
+    # condition that opens no alert); None where the rule has none.
+    holding: BoolArray | None = None
 
     def finding(self, index: int) -> Finding:
         return self.build(index)
@@ -1037,6 +1040,34 @@ def _rate_before(
     return _mean_before(volume, stop, (history, min(history, 2 * span)), first).min(axis=0)
 
 
+# How far back a first-week drop is followed to the traffic before it began: blocks of
+# minutes, at most this many of them.
+DROP_BLOCK_MINUTES, DROP_BLOCKS = 5, 9
+
+
+def _rate_before_drop(
+    volume: npt.NDArray[np.int64],
+    stop: npt.NDArray[np.int64],
+    history: int,
+    span: int,
+    below: float,
+    first: npt.ArrayLike = 0,
+) -> npt.NDArray[np.float64]:
+    """:func:`_rate_before` column ``stop``, or before the drop that ``stop`` is in: the whole
+    blocks of ``DROP_BLOCK_MINUTES`` just before ``stop`` (up to ``DROP_BLOCKS``) whose
+    volume is below ``below`` times the mean rate over ``history`` belong to a drop that
+    began before the window, and the rate is the one before them."""
+    offsets = np.arange(DROP_BLOCKS).reshape(-1, *[1] * stop.ndim) * DROP_BLOCK_MINUTES
+    ends = stop[None, ...] - offsets
+    whole = ends - DROP_BLOCK_MINUTES >= np.asarray(first)
+    blocks = _mean_before(volume, np.maximum(ends, DROP_BLOCK_MINUTES), (DROP_BLOCK_MINUTES,))[0]
+    # Against the long rate: the latest one already holds the drop's first minutes.
+    long_rate = _mean_before(volume, stop, (history,), first)[0]
+    low = whole & (blocks < below * long_rate[None, ...])
+    run = np.cumprod(low, axis=0).sum(axis=0)  # consecutive low blocks from ``stop`` back
+    return _rate_before(volume, stop - run * DROP_BLOCK_MINUTES, history, span, first)
+
+
 def _per_minute(rate: float) -> str:
     """``28``, ``1.4``, ``0.25``: a rate a minute to two significant figures or more.
 
@@ -1148,6 +1179,7 @@ class _Drops(NamedTuple):
     chance: npt.NDArray[np.float64]  # of as few payments
     active: BoolArray
     per_minute: npt.NDArray[np.float64]  # seasonal payments expected a minute, else NaN
+    holding: BoolArray  # a first-week drop still below the traffic before it began
 
     def row(self, tick: int) -> _Drops:
         return _Drops(*(a[tick] for a in self))
@@ -1178,7 +1210,23 @@ def _drops(windows: _Windows, config: Config, history: VolumeHistory | None) -> 
     active = (observed < rule.below * expected) & (chance < _volume_alpha(config))
     # The seasonal expectation only: the API and the status page show none in the first week.
     per_minute = np.where(seasonal, expected / minutes, np.nan)
-    return _Drops(observed, expected, simple, seasonal, chance, active, per_minute)
+    # A first-week drop that lasts soon becomes the traffic before the window, and the
+    # condition above clears while the gateway is still down. A firing alert holds while
+    # the window stays below ``below`` times the traffic before the drop began. (Opening alerts on
+    # that reference too made them fire two or three times within one drop at 10-20 a
+    # minute, and alert on quarter hours swinging 16%: benchmarks/first_week.py.)
+    holding = np.zeros(observed.shape, dtype=bool)
+    if not seasonal.all():
+        before_drop = (
+            _rate_before_drop(
+                windows.volume, stop, _minutes(rule.history), minutes, rule.below, first
+            )
+            * minutes
+        )
+        # Only "still below half": the drop was proven when the alert fired, and a count a
+        # fifth of the usual need not keep clearing the per-tick significance level.
+        holding = ~seasonal & (observed < rule.below * before_drop)
+    return _Drops(observed, expected, simple, seasonal, chance, active, per_minute, holding)
 
 
 def _volume_drop(
@@ -1191,7 +1239,7 @@ def _volume_drop(
     drops: _Drops = _verdicts(
         window, served, "volume_drop", history, lambda w: _drops(w, config, history)
     )
-    observed, expected, simple, seasonal, chance, active, per_minute = drops
+    observed, expected, simple, seasonal, chance, active, per_minute, holding = drops
 
     def build(i: int) -> Finding:
         share = observed[i] / expected[i] if expected[i] > 0 else 1.0
@@ -1221,7 +1269,14 @@ def _volume_drop(
             ),
         )
 
-    return RuleResult("volume_drop", window.gateways, active, build, expected_per_minute=per_minute)
+    return RuleResult(
+        "volume_drop",
+        window.gateways,
+        active,
+        build,
+        expected_per_minute=per_minute,
+        holding=holding,
+    )
 
 
 def _per_row(

@@ -775,6 +775,16 @@ def test_in_the_first_week_a_drop_to_a_fifth_is_judged_on_the_hours_before_it() 
     assert summary.startswith("busy: ")
     assert "/min before it (less than a week of history, p = " in summary
     assert firing[0].evidence.magnitude is not None and firing[0].evidence.magnitude < 0.5
+    # It stays firing while the drop lasts: it used to resolve 10 minutes after firing, once
+    # the drop's own first minutes had become the traffic "before it".
+    events = replay(
+        parse_config({}, env={}),
+        FrameSource(counts),
+        START + timedelta(days=1),
+        START + timedelta(days=2),
+    )
+    (resolved,) = [e for e in events if e.event == "resolved" and e.rule == "volume_drop"]
+    assert datetime.fromisoformat(resolved.at) >= drop_start + timedelta(hours=1)
 
 
 def test_in_the_first_week_evening_declines_and_weekends_do_not_look_like_drops() -> None:
