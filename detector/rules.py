@@ -1180,6 +1180,7 @@ class _Drops(NamedTuple):
     active: BoolArray
     per_minute: npt.NDArray[np.float64]  # seasonal payments expected a minute, else NaN
     holding: BoolArray  # a first-week drop still below the traffic before it began
+    before_drop: npt.NDArray[np.float64]  # first week: that traffic (NaN where seasonal)
 
     def row(self, tick: int) -> _Drops:
         return _Drops(*(a[tick] for a in self))
@@ -1216,6 +1217,7 @@ def _drops(windows: _Windows, config: Config, history: VolumeHistory | None) -> 
     # that reference too made them fire two or three times within one drop at 10-20 a
     # minute, and alert on quarter hours swinging 16%: benchmarks/first_week.py.)
     holding = np.zeros(observed.shape, dtype=bool)
+    before_drop = np.full(observed.shape, np.nan)
     if not seasonal.all():
         before_drop = (
             _rate_before_drop(
@@ -1226,7 +1228,10 @@ def _drops(windows: _Windows, config: Config, history: VolumeHistory | None) -> 
         # Only "still below half": the drop was proven when the alert fired, and a count a
         # fifth of the usual need not keep clearing the per-tick significance level.
         holding = ~seasonal & (observed < rule.below * before_drop)
-    return _Drops(observed, expected, simple, seasonal, chance, active, per_minute, holding)
+        before_drop = np.where(seasonal, np.nan, before_drop)
+    return _Drops(
+        observed, expected, simple, seasonal, chance, active, per_minute, holding, before_drop
+    )
 
 
 def _volume_drop(
@@ -1239,12 +1244,17 @@ def _volume_drop(
     drops: _Drops = _verdicts(
         window, served, "volume_drop", history, lambda w: _drops(w, config, history)
     )
-    observed, expected, simple, seasonal, chance, active, per_minute, holding = drops
+    observed, expected, simple, seasonal, chance, active, per_minute, holding, before_drop = drops
 
     def build(i: int) -> Finding:
         share = observed[i] / expected[i] if expected[i] > 0 else 1.0
         if seasonal[i]:
             basis, notes = f"{expected[i]:.0f} usual for this time of the week", []
+        elif not active[i] and before_drop[i] > simple[i]:
+            # Held or resolved: against the traffic before the drop, not the drop itself.
+            share = observed[i] / before_drop[i]
+            rate = _per_minute(before_drop[i] / minutes)
+            basis, notes = f"{rate}/min before the drop", ["less than a week of history"]
         else:
             rate = _per_minute(simple[i] / minutes)
             basis, notes = f"{rate}/min before it", ["less than a week of history"]

@@ -785,6 +785,7 @@ def test_in_the_first_week_a_drop_to_a_fifth_is_judged_on_the_hours_before_it() 
     )
     (resolved,) = [e for e in events if e.event == "resolved" and e.rule == "volume_drop"]
     assert datetime.fromisoformat(resolved.at) >= drop_start + timedelta(hours=1)
+    assert "/min before the drop (less than a week of history)" in resolved.summary
 
 
 def test_in_the_first_week_evening_declines_and_weekends_do_not_look_like_drops() -> None:
