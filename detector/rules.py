@@ -1192,8 +1192,7 @@ def _drops(windows: _Windows, config: Config, history: VolumeHistory | None) -> 
     observed = windows.recent(windows.volume, minutes)
     # Without a week of history: the traffic of the hours just before the window (see
     # _rate_before), under the noise the seasonal rule assumes until it can fit its own.
-    # A drop that lasts soon lowers that expectation too; in the first week the alert then
-    # resolves early rather than risk alerting on ordinary swings.
+    # A drop that lasts soon lowers that expectation too: ``holding`` below keeps its alert.
     first = (windows.ends - windows.minutes)[:, None]  # each tick's first column
     before = np.maximum(windows.ends - minutes, windows.ends - windows.minutes)
     stop = np.repeat(before[:, None], len(windows.gateways), axis=1)
@@ -1213,9 +1212,9 @@ def _drops(windows: _Windows, config: Config, history: VolumeHistory | None) -> 
     per_minute = np.where(seasonal, expected / minutes, np.nan)
     # A first-week drop that lasts soon becomes the traffic before the window, and the
     # condition above clears while the gateway is still down. A firing alert holds while
-    # the window stays below ``below`` times the traffic before the drop began. (Opening alerts on
-    # that reference too made them fire two or three times within one drop at 10-20 a
-    # minute, and alert on quarter hours swinging 16%: benchmarks/first_week.py.)
+    # the window stays below ``below`` times the traffic before the drop began. (Opening
+    # alerts on that reference too made them fire two or three times within one drop at
+    # 10-20 a minute, and alert on quarter hours swinging 16%.)
     holding = np.zeros(observed.shape, dtype=bool)
     before_drop = np.full(observed.shape, np.nan)
     if not seasonal.all():
