@@ -65,8 +65,9 @@ from benchmarks.scenarios import (
 )
 from detector.backtest import replay
 from detector.config import Config, parse_config
+from detector.model import Counts
 from detector.simulate import GatewayProfile, minute_counts
-from detector.source import Counts, FrameSource
+from detector.source import FrameSource
 
 BoolArray = npt.NDArray[np.bool_]
 

@@ -27,9 +27,9 @@ import pandas as pd
 
 from detector.backtest import replay
 from detector.config import Config, parse_config
-from detector.notify.base import Notification
+from detector.model import Counts, Notification, grouped
 from detector.simulate import GatewayProfile, generate
-from detector.source import Counts, FrameSource, grouped
+from detector.source import FrameSource
 
 DAY = datetime(2026, 11, 17, tzinfo=UTC)  # a Tuesday
 CARD_SHARE = 0.15

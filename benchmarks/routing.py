@@ -26,11 +26,11 @@ from pathlib import Path
 import requests
 import sqlalchemy as sa
 
+from detector.alerting.routing import Router
 from detector.alerts import AlertBook, Transition
 from detector.config import parse_config
+from detector.model import Evidence
 from detector.notify import build_receivers
-from detector.notify.base import Evidence
-from detector.routing import Router
 from detector.rules import Finding
 from detector.store import StateStore
 

@@ -32,14 +32,16 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
 from benchmarks.throughput import _median_seconds
 from detector.config import parse_config
 from detector.engine import Engine
-from detector.health import gateway_health
-from detector.history import History
-from detector.metrics import Metrics
+from detector.model import Counts
 from detector.rules import VolumeHistory
-from detector.source import Counts, FrameSource, epoch_minute
+from detector.service.health import gateway_health
+from detector.service.history import History
+from detector.service.metrics import Metrics
+from detector.service.status_page import render
+from detector.service.web import Snapshot, gateways_json
+from detector.source import FrameSource
 from detector.stats.seasonal import SLOT_MINUTES, SLOTS_PER_HOUR
-from detector.status_page import render
-from detector.web import Snapshot, gateways_json
+from detector.timeutil import epoch_minute
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 

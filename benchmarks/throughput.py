@@ -30,9 +30,10 @@ from pathlib import Path
 
 from detector.backtest import aggregate, replay
 from detector.config import Config, parse_config
+from detector.db import connect
 from detector.engine import Engine
 from detector.simulate import Incident, simulate
-from detector.source import FrameSource, SqlSource, connect
+from detector.source import FrameSource, SqlSource
 
 START = datetime(2026, 11, 2, tzinfo=UTC)
 

@@ -18,8 +18,9 @@ from typing import Any, Literal
 import numpy as np
 
 from detector.config import Config
-from detector.notify.base import Evidence, Notification
+from detector.model import Evidence, Notification
 from detector.rules import Finding, RuleResult
+from detector.timeutil import iso_z
 
 __all__ = ["Alert", "AlertBook", "Transition", "fingerprint", "notification_for"]
 
@@ -81,8 +82,6 @@ class Alert:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Alert:
         data = dict(data)
-        # Saved before reminders moved to the router; its reminder clocks restart instead.
-        data.pop("last_notified", None)
         for key in ("since", "active_since", "last_active", "fired_at"):
             data[key] = datetime.fromisoformat(data[key]) if data[key] else None
         return cls(evidence=Evidence.from_dict(data.pop("evidence")), **data)
@@ -224,19 +223,15 @@ class AlertBook:
         return Transition("resolved", alert, now)
 
 
-def _iso(moment: datetime) -> str:
-    return moment.isoformat().replace("+00:00", "Z")
-
-
 def notification_for(transition: Transition, config: Config) -> Notification:
     """The message every receiver (and the backtest) gets for a transition."""
     alert = transition.alert
     gateway = alert.labels.get("gateway")
     settings = config.gateways.get(gateway) if gateway else None
-    episode = _iso(alert.fired_at or alert.active_since)
-    kind = "repeat:" + _iso(transition.at) if transition.repeat else transition.event
+    episode = iso_z(alert.fired_at or alert.active_since)
+    kind = "repeat:" + iso_z(transition.at) if transition.repeat else transition.event
     if transition.event == "firing" and not transition.repeat and alert.fired_at != transition.at:
-        kind = f"escalated:{_iso(transition.at)}"
+        kind = f"escalated:{iso_z(transition.at)}"
     return Notification(
         event=transition.event,
         fingerprint=alert.fingerprint,
@@ -245,8 +240,8 @@ def notification_for(transition: Transition, config: Config) -> Notification:
         severity=alert.severity,
         labels=alert.routing_labels,
         summary=alert.summary,
-        at=_iso(transition.at),
-        since=_iso(alert.since),
+        at=iso_z(transition.at),
+        since=iso_z(alert.since),
         repeat=transition.repeat,
         episode=episode,
         evidence=alert.evidence,

@@ -13,27 +13,24 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, TextIO
 
 from detector.alerts import notification_for
 from detector.config import Config
 from detector.engine import Engine
+from detector.model import Notification
 from detector.notify import format
-from detector.notify.base import Notification
 from detector.rules import Calibration, VolumeHistory, minutes_needed
 from detector.series import series_dimensions
 from detector.source import FrameSource, Source
+from detector.timeutil import floor_minute
 
 __all__ = ["BacktestEvent", "aggregate", "replay", "to_record", "write_jsonl", "write_table"]
 
 log = logging.getLogger(__name__)
 
 BacktestEvent = Notification
-
-
-def _floor_minute(moment: datetime) -> datetime:
-    return datetime.fromtimestamp(int(moment.timestamp() // 60) * 60, tz=UTC)
 
 
 def aggregate(config: Config, source: Source, start: datetime, end: datetime) -> FrameSource:
@@ -46,7 +43,7 @@ def aggregate(config: Config, source: Source, start: datetime, end: datetime) ->
         timedelta(minutes=minutes_needed(config)),
         timedelta(hours=VolumeHistory.hours_needed() + 1),  # the seasonal volume rules' weeks
     )
-    first = _floor_minute(start) - history
+    first = floor_minute(start) - history
     log.info("aggregating payments from %s to %s", first, end)
     counts = source.read(first, end, series_dimensions(config))
     return FrameSource(counts, evidence_from=source)
@@ -62,7 +59,7 @@ def replay(
     :class:`SqlSource`; a :class:`FrameSource` of counts made in memory replays without SQL.
     """
     interval = config.schedule.interval
-    first_tick = _floor_minute(start)
+    first_tick = floor_minute(start)
     frame = aggregate(config, source, start, end)
     engine = Engine(config, frame)
     # Every tick's counts are known in advance: the rules are computed an hour at a time.

@@ -32,9 +32,11 @@ from detector.config import (
     load_config,
     parse_duration,
 )
+from detector.db import connect
 from detector.errors import DetectorError
-from detector.notify.base import Notification
-from detector.source import FrameSource, SchemaError, SourceError, SqlSource, connect
+from detector.model import Notification
+from detector.source import FrameSource, SchemaError, SourceError, SqlSource
+from detector.timeutil import short_utc
 
 __all__ = ["main"]
 
@@ -125,9 +127,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from detector.daemon import Daemon
-    from detector.lease import Lease
     from detector.notify import Receiver, build_receivers
+    from detector.service.daemon import Daemon
+    from detector.service.lease import Lease
     from detector.source import Source
     from detector.store import StateStore
 
@@ -376,7 +378,8 @@ def cmd_silence(args: argparse.Namespace) -> int:
             )
             print(
                 f"silence {silence.id} added: {silence.describe()} from "
-                f"{_when(silence.starts_at)} until {_when(silence.ends_at)} ({silence.comment})"
+                f"{short_utc(silence.starts_at)} until {short_utc(silence.ends_at)} "
+                f"({silence.comment})"
             )
             return EXIT_OK
         if args.silence_command == "expire":
@@ -395,8 +398,8 @@ def cmd_silence(args: argparse.Namespace) -> int:
                 else ("expired" if silence.ends_at <= now else "scheduled")
             )
             print(
-                f"{silence.id:<12}  {state:<9}  {_when(silence.starts_at):<16}  "
-                f"{_when(silence.ends_at):<16}  {silence.created_by:<10}  "
+                f"{silence.id:<12}  {state:<9}  {short_utc(silence.starts_at):<16}  "
+                f"{short_utc(silence.ends_at):<16}  {silence.created_by:<10}  "
                 f"{silence.describe()}  {silence.comment}"
             )
         return EXIT_OK
@@ -428,16 +431,13 @@ def cmd_outbox(args: argparse.Namespace) -> int:
             f"{entry['event']:<8} {alert}"
         )
         for at, outcome, error in entry["history"]:
-            print(f"{'':>8}{_when(at)} {outcome}" + (f": {error}" if error else ""))
+            print(f"{'':>8}{short_utc(at)} {outcome}" + (f": {error}" if error else ""))
     return EXIT_OK
 
 
-def _when(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
-
-
 def cmd_notify_test(args: argparse.Namespace) -> int:
-    from detector.notify import DeliveryError, Notification, build_receivers
+    from detector.model import Notification
+    from detector.notify import DeliveryError, build_receivers
 
     config = _load(args)
     if args.receiver not in config.receivers:

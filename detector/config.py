@@ -826,17 +826,6 @@ class Config(_Frozen):
     inhibit_rules: tuple[InhibitRule, ...] = DEFAULT_INHIBIT_RULES
     maintenance_windows: tuple[MaintenanceWindow, ...] = ()
 
-    @model_validator(mode="before")
-    @classmethod
-    def _flat_routes(cls, data: Any) -> Any:
-        # The flat list of earlier versions is the root route's children.
-        if isinstance(data, dict) and "routes" in data:
-            if "route" in data:
-                raise ValueError("routes: write either route: (a tree) or routes:, not both")
-            data = {**data, "route": {"receivers": [], "routes": data["routes"]}}
-            del data["routes"]
-        return data
-
     @model_validator(mode="after")
     def _routes_name_receivers(self) -> Config:
         def check(route: Route, path: str) -> None:

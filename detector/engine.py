@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from detector.alerts import AlertBook, Transition
 from detector.config import Config
@@ -22,8 +22,9 @@ from detector.rules import (
     source_down_finding,
 )
 from detector.series import DimensionSeries, series_dimensions
-from detector.source import Source, SourceError, epoch_minute
+from detector.source import Source, SourceError
 from detector.stats.attribution import Attribution, attribute
+from detector.timeutil import ceil_minute, epoch_minute, minute_start
 from detector.window import CountWindow
 
 __all__ = ["Engine", "TickResult"]
@@ -33,15 +34,6 @@ log = logging.getLogger(__name__)
 # Rules whose message gains the top error codes, sample payment ids and the dimension values
 # holding the excess failures when they fire.
 _EXPLAINED_RULES = {"sla_breach", "outage"}
-
-
-def _ceil_minute(moment: datetime) -> int:
-    """The first minute bucket that starts at or after ``moment``."""
-    return -int(-moment.timestamp() // 60)
-
-
-def _minute_start(minute: int) -> datetime:
-    return datetime.fromtimestamp(minute * 60, tz=UTC)
 
 
 @dataclass(frozen=True)
@@ -87,13 +79,13 @@ class Engine:
         return engine
 
     def _read_range(self, now: datetime) -> tuple[datetime, datetime]:
-        window_start = _minute_start(_ceil_minute(now) - self.window.minutes)
+        window_start = minute_start(ceil_minute(now) - self.window.minutes)
         if self.watermark is None:
             start = now - max(self.config.source.warmup, timedelta(minutes=self.window.minutes))
         else:
             start = min(self.watermark, now) - self.config.source.late_arrival
         # Whole minutes only: a re-read replaces entire buckets.
-        return max(_minute_start(epoch_minute(start)), window_start), now
+        return max(minute_start(epoch_minute(start)), window_start), now
 
     def tick(self, now: datetime) -> TickResult:
         """Read what is new, update the window, evaluate the rules, advance the alerts."""
@@ -105,7 +97,7 @@ class Engine:
             return self._source_failed(now, str(exc), began)
         read_seconds = time.perf_counter() - began
         self.failed_ticks, self._failing_since = 0, None
-        end_minute = _ceil_minute(now)
+        end_minute = ceil_minute(now)
         self.window.advance(end_minute)
         self.window.replace(epoch_minute(start), end_minute, counts)
         self.watermark = now
@@ -147,7 +139,7 @@ class Engine:
             and not self.alerts.alerts
             and self.failed_ticks == 0
             and bool(self.last_results)
-            and self.calibration.quiet(_ceil_minute(now), [r.rule for r in self.last_results])
+            and self.calibration.quiet(ceil_minute(now), [r.rule for r in self.last_results])
         )
 
     @property
@@ -160,9 +152,9 @@ class Engine:
         hour = (end_minute - 1) // 60
         if self.volume_history is not None and self.volume_history.end_hour == hour:
             return
-        start = _minute_start((hour - VolumeHistory.hours_needed()) * 60)
+        start = minute_start((hour - VolumeHistory.hours_needed()) * 60)
         try:
-            counts = self.source.quarter_hourly(start, _minute_start(hour * 60))
+            counts = self.source.quarter_hourly(start, minute_start(hour * 60))
         except SourceError as exc:
             log.warning("could not read the volume history: %s", exc)
             return  # the previous hour's history (or the simple rules) serve meanwhile

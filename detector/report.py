@@ -14,10 +14,10 @@ from html import escape
 import numpy as np
 import numpy.typing as npt
 
-from detector.charts import STYLE, line_chart, percent
 from detector.config import Config
-from detector.notify.base import Notification
-from detector.source import Counts, epoch_minute
+from detector.model import Counts, Notification
+from detector.service.charts import STYLE, line_chart, percent
+from detector.timeutil import epoch_minute
 
 __all__ = ["alert_hours", "render"]
 

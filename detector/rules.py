@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any, Literal, NamedTuple, Protocol
 
@@ -17,8 +17,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from detector.config import Config
-from detector.notify.base import Evidence
-from detector.source import Counts
+from detector.model import Counts, Evidence
 from detector.stats.binomial import (
     binomial_upper_tail,
     poisson_zero_probability,
@@ -37,6 +36,7 @@ from detector.stats.seasonal import (
     seasonal_profile,
     tail_matched_size,
 )
+from detector.timeutil import minute_start
 from detector.window import CountWindow
 
 __all__ = [
@@ -152,10 +152,6 @@ def minutes_needed(config: Config) -> int:
         _minutes(detection.no_data.silence) + _minutes(detection.no_data.history),
         _minutes(detection.volume_drop.window) + _minutes(detection.volume_drop.history),
     )
-
-
-def _minute_start(epoch_minute: int) -> datetime:
-    return datetime.fromtimestamp(epoch_minute * 60, tz=UTC)
 
 
 def _pct(rate: float) -> str:
@@ -677,7 +673,7 @@ def _sla_breach(
         excursion_n = int(window.payments[i, start:].sum())
         estimate = window.failures[i, start:].sum() / excursion_n if excursion_n else 0.0
         rate = k / n if n else 0.0
-        since = _minute_start(first_minute + start)
+        since = minute_start(first_minute + start)
         p_value = float(binomial_upper_tail(k, n, p0)) if n else 1.0
         statistic, threshold = float(statistics[i, m]), float(limits.threshold[i, m])
         severity: Severity = "critical" if estimate >= rule.critical_factor * p0 else "warning"
@@ -792,7 +788,7 @@ def _outage(
             window.gateways[i],
             "critical",
             summary,
-            _minute_start(window.end_minute - length),
+            minute_start(window.end_minute - length),
             _rate_evidence(k, n, p0, length, p_value),
         )
 
@@ -1155,9 +1151,9 @@ def _no_data(
             window.gateways[i],
             "critical",
             summary,
-            _minute_start(since_minute)
+            minute_start(since_minute)
             if has_volume.any()
-            else _minute_start(window.end_minute - silence),
+            else minute_start(window.end_minute - silence),
             Evidence(
                 payments=int(recent[i]),
                 window_minutes=silence,
@@ -1268,7 +1264,7 @@ def _volume_drop(
             window.gateways[i],
             "warning",
             summary,
-            _minute_start(window.end_minute - minutes),
+            minute_start(window.end_minute - minutes),
             Evidence(
                 payments=int(observed[i]),
                 window_minutes=minutes,

@@ -28,6 +28,7 @@ import numpy.typing as npt
 
 from detector.alerts import fingerprint
 from detector.config import Config
+from detector.model import Counts, grouped
 from detector.rules import (
     Calibration,
     RuleResult,
@@ -35,8 +36,8 @@ from detector.rules import (
     calibration_history,
     evaluate_series,
 )
-from detector.source import Counts, epoch_minute, grouped
 from detector.stats.binomial import binomial_upper_tail
+from detector.timeutil import epoch_minute
 from detector.window import CountWindow
 
 __all__ = ["DimensionSeries", "hold_back", "series_counts", "series_dimensions", "series_key"]

@@ -30,7 +30,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -52,7 +52,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects import mysql
 
 from detector.config import parse_duration
-from detector.source import Counts
+from detector.model import Counts
+from detector.timeutil import naive_utc
 
 __all__ = [
     "DEFAULT_GATEWAYS",
@@ -272,7 +273,7 @@ class Incident:
     volume_factor: float | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "start", _naive_utc(self.start))
+        object.__setattr__(self, "start", naive_utc(self.start))
         problem = _incident_problem(self.duration, self.failure_rate, self.volume_factor)
         if problem:
             raise ValueError(f"incident on {self.gateway}: {problem}")
@@ -318,7 +319,7 @@ date-time such as 2026-11-20T14:00 nor an offset such as +5d14h
             offset = _parse_span(start_text[1:])
             if offset is None:
                 raise problem(f"start offset {start_text!r} is not a span such as +5d14h or +90m")
-            start = _naive_utc(default_start) + offset
+            start = naive_utc(default_start) + offset
         else:
             try:
                 start = datetime.fromisoformat(start_text)
@@ -380,12 +381,6 @@ def _parse_span(text: str) -> timedelta | None:
     )
 
 
-def _naive_utc(moment: datetime) -> datetime:
-    if moment.tzinfo is None:
-        return moment
-    return moment.astimezone(UTC).replace(tzinfo=None)
-
-
 # --- generation ------------------------------------------------------------------------------
 
 
@@ -398,7 +393,7 @@ def _checked(
     pending_share: float,
 ) -> tuple[datetime, datetime, tuple[GatewayProfile, ...], tuple[Incident, ...]]:
     """The arguments of `generate` and `minute_counts` in normal form, or a ValueError."""
-    start, end = _naive_utc(start), _naive_utc(end)
+    start, end = naive_utc(start), naive_utc(end)
     incidents = tuple(incidents)
     names = [gateway.name for gateway in gateways]
     if end < start:
@@ -869,7 +864,7 @@ def simulate(
         raise ValueError("days must be zero or more")
     engine = create_engine(url_or_engine) if isinstance(url_or_engine, str) else url_or_engine
     incidents = tuple(incidents)
-    start = _naive_utc(start)
+    start = naive_utc(start)
     end = start + timedelta(days=days)
     try:
         create_schema(engine, table)

@@ -10,7 +10,7 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -22,20 +22,19 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 
 from detector.config import SourceConfig
+from detector.db import error_text
 from detector.errors import DetectorError
+from detector.model import Counts, grouped
+from detector.timeutil import epoch_minute, naive_utc
 
 __all__ = [
     "QUARTER_HOUR",
     "Breakdown",
-    "Counts",
     "FrameSource",
     "SchemaError",
     "Source",
     "SourceError",
     "SqlSource",
-    "connect",
-    "epoch_minute",
-    "grouped",
 ]
 
 log = logging.getLogger(__name__)
@@ -55,92 +54,6 @@ class SchemaError(SourceError):
 
 # How a NULL error code or dimension value reads.
 NONE_VALUE = "(none)"
-
-
-def epoch_minute(moment: datetime) -> int:
-    """Minutes since 1970-01-01 UTC, the bucket a timestamp falls in."""
-    return int(moment.timestamp() // 60)
-
-
-def _naive_utc(moment: datetime) -> datetime:
-    # Payments tables store naive UTC timestamps; every session is pinned to UTC (see connect).
-    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
-
-
-@dataclass(frozen=True)
-class Counts:
-    """One row per (gateway, minute) with payments in it; arrays of equal length.
-
-    Read with dimensions, ``detail`` holds the same payments per (gateway, minute, dimension
-    values): rows whose ``values`` hold one column per name in ``dimensions``.
-    """
-
-    gateway: npt.NDArray[np.object_]
-    minute: IntArray  # epoch minute of the bucket
-    payments: IntArray  # final payments (failed + succeeded)
-    failures: IntArray
-    volume: IntArray  # every valid row, pending included: what volume rules count
-    invalid: int = 0  # rows skipped: null gateway, null or unknown status
-    detail: Counts | None = None
-    dimensions: tuple[str, ...] = ()
-    values: npt.NDArray[np.object_] | None = None  # (rows, dimensions); NULL reads "(none)"
-
-    @classmethod
-    def empty(cls) -> Counts:
-        none = np.zeros(0, dtype=np.int64)
-        return cls(np.zeros(0, dtype=object), none, none, none, none)
-
-    def between(self, first_minute: int, end_minute: int) -> Counts:
-        """The buckets with ``first_minute <= minute < end_minute`` (rows sorted by minute)."""
-        lo, hi = np.searchsorted(self.minute, [first_minute, end_minute])
-        part = slice(int(lo), int(hi))
-        return Counts(
-            self.gateway[part],
-            self.minute[part],
-            self.payments[part],
-            self.failures[part],
-            self.volume[part],
-            detail=self.detail.between(first_minute, end_minute) if self.detail else None,
-            dimensions=self.dimensions,
-            values=self.values[part] if self.values is not None else None,
-        )
-
-    def by_hour(self) -> Counts:
-        """The same payments per (gateway, hour); ``minute`` is the hour's first minute."""
-        return self.by_buckets(60)
-
-    def by_buckets(self, minutes: int) -> Counts:
-        """The same payments per (gateway, ``minutes``-long bucket since the epoch);
-        ``minute`` is the bucket's first minute."""
-        return grouped(self.gateway, self.minute // minutes * minutes, self)
-
-
-def grouped(keys: npt.NDArray[np.object_], minute: IntArray, counts: Counts) -> Counts:
-    """``counts`` summed over the rows with equal (key, minute), sorted by minute.
-
-    >>> rows = Counts(np.array(["a", "a", "b"], dtype=object), np.array([5, 5, 4]),
-    ...               np.array([1, 2, 3]), np.array([0, 1, 0]), np.array([1, 2, 3]))
-    >>> total = grouped(rows.gateway, rows.minute, rows)
-    >>> total.gateway.tolist(), total.minute.tolist(), total.payments.tolist()
-    (['b', 'a'], [4, 5], [3, 3])
-    """
-    if not minute.size:
-        return Counts.empty()
-    names, key_index = np.unique(keys.astype(str), return_inverse=True)
-    first = int(minute.min())
-    cells, where = np.unique((minute - first) * len(names) + key_index.ravel(), return_inverse=True)
-    where = where.ravel()
-
-    def total(values: IntArray) -> IntArray:
-        return np.bincount(where, weights=values, minlength=cells.size).astype(np.int64)
-
-    return Counts(
-        names[cells % len(names)].astype(object),
-        cells // len(names) + first,
-        total(counts.payments),
-        total(counts.failures),
-        total(counts.volume),
-    )
 
 
 @dataclass(frozen=True)
@@ -244,36 +157,6 @@ def _bucket_mysql(element: _Bucket, compiler: Any, **kw: Any) -> str:
     return f"(TIMESTAMPDIFF(SECOND, '1970-01-01 00:00:00', {column}) DIV {element.seconds})"
 
 
-def connect(url: str, *, read_only: bool = True) -> Engine:
-    """An engine whose sessions run in UTC and, for the payments source, read only."""
-    parsed = sa.make_url(url)
-    connect_args: dict[str, Any] = {}
-    backend = parsed.get_backend_name()
-    if backend == "postgresql":
-        # connect_args replaces the URL's own ?options= (e.g. a search_path): keep them.
-        own = parsed.query.get("options", "")
-        options = " ".join([*([own] if isinstance(own, str) else own), "-c timezone=UTC"]).strip()
-        if read_only:
-            options += " -c default_transaction_read_only=on"
-        connect_args["options"] = options
-        connect_args["connect_timeout"] = 10
-    elif backend in {"mysql", "mariadb"}:
-        connect_args["init_command"] = "SET time_zone = '+00:00'"
-        connect_args["connect_timeout"] = 10
-    engine = sa.create_engine(url, connect_args=connect_args, pool_pre_ping=True)
-    guard = {"sqlite": "PRAGMA query_only = ON", "mysql": "SET SESSION TRANSACTION READ ONLY"}
-    statement = guard.get("mysql" if backend == "mariadb" else backend)
-    if read_only and statement:
-
-        @sa.event.listens_for(engine, "connect")
-        def _read_only(dbapi_connection: Any, _record: Any) -> None:
-            cursor = dbapi_connection.cursor()
-            cursor.execute(statement)
-            cursor.close()
-
-    return engine
-
-
 class SqlSource(Source):
     """Reads the configured payments table through SQLAlchemy (SQLite, PostgreSQL, MariaDB)."""
 
@@ -362,7 +245,7 @@ class SqlSource(Source):
             raise SchemaError(f"source.table: table {self.config.table!r} does not exist") from exc
         except sa.exc.SQLAlchemyError as exc:
             raise SourceError(
-                f"source.url: cannot read the payments database ({_brief(exc)})"
+                f"source.url: cannot read the payments database ({error_text(exc)})"
             ) from exc
         for key, column in names.items():
             if column.lower() not in present:
@@ -394,12 +277,12 @@ class SqlSource(Source):
         end: datetime,
         dimensions: tuple[str, ...] = (),
     ) -> Counts:
-        params = {"start": _naive_utc(start), "end": _naive_utc(end)}
+        params = {"start": naive_utc(start), "end": naive_utc(end)}
         try:
             with self.engine.connect() as connection:
                 rows = connection.execute(query, params).all()
         except sa.exc.SQLAlchemyError as exc:
-            raise SourceError(f"cannot read payments: {_brief(exc)}") from exc
+            raise SourceError(f"cannot read payments: {error_text(exc)}") from exc
         if not rows:
             return Counts.empty()
         gateway = np.array([row.gateway for row in rows], dtype=object)
@@ -446,7 +329,7 @@ class SqlSource(Source):
             self._status.in_(self.config.statuses.failed),
             *self._in_series(series or {}),
         )
-        params = {"start": _naive_utc(start), "end": _naive_utc(end), "gateway": gateway}
+        params = {"start": naive_utc(start), "end": naive_utc(end), "gateway": gateway}
         ids_query = (
             sa.select(self._id)
             .select_from(self.table)
@@ -473,7 +356,7 @@ class SqlSource(Source):
                     )
                 ids = tuple(str(row[0]) for row in connection.execute(ids_query, params))
         except sa.exc.SQLAlchemyError as exc:
-            log.warning("could not read evidence for %s: %s", gateway, _brief(exc))
+            log.warning("could not read evidence for %s: %s", gateway, error_text(exc))
             return (), ()
         return codes, ids
 
@@ -505,12 +388,12 @@ class SqlSource(Source):
             .where(self._in_window(), self._gateway == sa.bindparam("gateway"))
             .group_by(*columns)
         )
-        params = {"start": _naive_utc(start), "end": _naive_utc(end), "gateway": gateway}
+        params = {"start": naive_utc(start), "end": naive_utc(end), "gateway": gateway}
         try:
             with self.engine.connect() as connection:
                 rows = connection.execute(query, params).all()
         except sa.exc.SQLAlchemyError as exc:
-            log.warning("could not read the dimensions of %s: %s", gateway, _brief(exc))
+            log.warning("could not read the dimensions of %s: %s", gateway, error_text(exc))
             return None
         values = np.array(
             [[NONE_VALUE if v is None else str(v) for v in row[: len(columns)]] for row in rows],
@@ -562,11 +445,3 @@ class FrameSource(Source):
         if self._evidence_from is None:
             return None
         return self._evidence_from.breakdown(gateway, start, end)
-
-
-def _brief(exc: BaseException) -> str:
-    """The first line of a database error, without the SQL and parameters it carried."""
-    original = getattr(exc, "orig", None) or exc
-    return (
-        str(original).strip().splitlines()[0][:300] if str(original).strip() else type(exc).__name__
-    )

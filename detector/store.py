@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -22,9 +21,10 @@ from sqlalchemy.engine import Engine
 
 from detector.alerts import Alert
 from detector.config import LabelMatcher, all_match, labels_match
+from detector.db import connect, create_tables
 from detector.errors import DetectorError
-from detector.notify.base import Notification
-from detector.source import connect
+from detector.model import Notification
+from detector.timeutil import aware_utc, naive_utc
 
 __all__ = [
     "Delivery",
@@ -33,11 +33,7 @@ __all__ = [
     "Silence",
     "StateStore",
     "StoreError",
-    "create_tables",
 ]
-
-# Replicas racing to create the tables: how often one that lost tries again.
-_CREATE_ATTEMPTS = 5
 
 log = logging.getLogger(__name__)
 
@@ -100,57 +96,12 @@ _silences = sa.Table(
 )
 
 
-def _add_group_key(engine: Engine) -> None:
-    """Give an outbox made before grouping existed its group column (one group per entry)."""
-    columns = {column["name"] for column in sa.inspect(engine).get_columns(_outbox.name)}
-    if "group_key" in columns:
-        return
-    with engine.begin() as connection:
-        connection.execute(
-            sa.text(
-                f"ALTER TABLE {_outbox.name} ADD COLUMN group_key VARCHAR(64) NOT NULL DEFAULT ''"
-            )
-        )
-        for index in _outbox.indexes:
-            if index.name == "ix_detector_outbox_group":
-                index.create(connection)
-
-
 class StoreError(DetectorError):
     """The state database could not be read or written."""
 
 
-def create_tables(
-    engine: Engine, metadata: sa.MetaData, upgrade: Callable[[Engine], None] | None = None
-) -> None:
-    """Create the missing tables (then ``upgrade`` older ones).
-
-    Replicas started together on a fresh database race to create the same tables, and
-    every CREATE but the first fails (each dialect with its own error): a loser tries
-    again a few times, by when the tables exist and it only checks them.
-    """
-    for attempt in range(_CREATE_ATTEMPTS):
-        try:
-            metadata.create_all(engine)
-            if upgrade is not None:
-                upgrade(engine)
-            return
-        except sa.exc.SQLAlchemyError:
-            if attempt == _CREATE_ATTEMPTS - 1:
-                raise
-            time.sleep(0.1 * (attempt + 1))
-
-
 class FencedOut(StoreError):
     """A tick was not saved: this replica no longer holds the leader lease."""
-
-
-def _naive(moment: datetime) -> datetime:
-    return moment.astimezone(UTC).replace(tzinfo=None)
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC)
 
 
 class Delivery(NamedTuple):
@@ -207,7 +158,7 @@ class StateStore:
     def __init__(self, engine: Engine):
         self.engine = engine
         try:
-            create_tables(engine, _metadata, _add_group_key)
+            create_tables(engine, _metadata)
         except sa.exc.SQLAlchemyError as exc:
             raise StoreError(
                 f"state.url: cannot open the state database ({exc.__class__.__name__}: "
@@ -306,8 +257,8 @@ class StateStore:
                     "group_key": delivery.group_key,
                     "idempotency_key": key,
                     "payload": delivery.notification.to_json(),
-                    "created_at": _naive(now),
-                    "next_attempt_at": _naive(due[group]),
+                    "created_at": naive_utc(now),
+                    "next_attempt_at": naive_utc(due[group]),
                     "attempts": 0,
                 }
             )
@@ -325,12 +276,12 @@ class StateStore:
             )
         ).scalar()
         if waiting is not None:
-            return _aware(waiting)
+            return aware_utc(waiting)
         last_sent = connection.execute(
             sa.select(sa.func.max(_outbox.c.delivered_at)).where(in_group)
         ).scalar()
-        if last_sent is not None and now - _aware(last_sent) < delivery.group_interval:
-            return _aware(last_sent) + delivery.group_interval
+        if last_sent is not None and now - aware_utc(last_sent) < delivery.group_interval:
+            return aware_utc(last_sent) + delivery.group_interval
         return now + delivery.group_wait
 
     # --- outbox -----------------------------------------------------------------------------
@@ -348,7 +299,7 @@ class StateStore:
             .where(
                 _outbox.c.delivered_at.is_(None),
                 _outbox.c.failed_at.is_(None),
-                _outbox.c.next_attempt_at <= _naive(now),
+                _outbox.c.next_attempt_at <= naive_utc(now),
             )
             .order_by(_outbox.c.id)
             .limit(limit)
@@ -387,7 +338,7 @@ class StateStore:
                 [
                     {
                         "outbox_id": entry.id,
-                        "attempted_at": _naive(now),
+                        "attempted_at": naive_utc(now),
                         "outcome": outcome,
                         "error": error,
                     }
@@ -396,15 +347,15 @@ class StateStore:
             )
 
     def delivered(self, entries: Sequence[OutboxEntry], now: datetime) -> None:
-        self._update(entries, now, "delivered", None, delivered_at=_naive(now))
+        self._update(entries, now, "delivered", None, delivered_at=naive_utc(now))
 
     def retry_later(
         self, entries: Sequence[OutboxEntry], now: datetime, at: datetime, error: str
     ) -> None:
-        self._update(entries, now, "retried", error, next_attempt_at=_naive(at))
+        self._update(entries, now, "retried", error, next_attempt_at=naive_utc(at))
 
     def given_up(self, entries: Sequence[OutboxEntry], now: datetime, error: str) -> None:
-        self._update(entries, now, "failed", error, failed_at=_naive(now))
+        self._update(entries, now, "failed", error, failed_at=naive_utc(now))
 
     def outbox_depth(self) -> int:
         """Entries still waiting to be delivered."""
@@ -420,7 +371,7 @@ class StateStore:
         """Notifications queued since ``moment``, once each (not once per receiver), in order."""
         query = (
             sa.select(_outbox.c.idempotency_key, _outbox.c.payload)
-            .where(_outbox.c.created_at >= _naive(moment))
+            .where(_outbox.c.created_at >= naive_utc(moment))
             .order_by(_outbox.c.id)
         )
         try:
@@ -442,13 +393,13 @@ class StateStore:
             history: dict[int, list[tuple[datetime, str, str | None]]] = {}
             for attempt in attempts:
                 history.setdefault(attempt["outbox_id"], []).append(
-                    (_aware(attempt["attempted_at"]), attempt["outcome"], attempt["error"])
+                    (aware_utc(attempt["attempted_at"]), attempt["outcome"], attempt["error"])
                 )
         return [
             {
                 **{k: v for k, v in row.items() if k != "payload"},
                 **{
-                    k: (_aware(v) if isinstance(v, datetime) else v)
+                    k: (aware_utc(v) if isinstance(v, datetime) else v)
                     for k, v in row.items()
                     if k.endswith("_at") and v is not None
                 },
@@ -487,11 +438,11 @@ class StateStore:
                 _silences.insert().values(
                     id=silence.id,
                     matchers=json.dumps(stored, sort_keys=True),
-                    starts_at=_naive(starts_at),
-                    ends_at=_naive(ends_at),
+                    starts_at=naive_utc(starts_at),
+                    ends_at=naive_utc(ends_at),
                     created_by=created_by,
                     comment=comment,
-                    created_at=_naive(datetime.now(UTC)),
+                    created_at=naive_utc(datetime.now(UTC)),
                 )
             )
         return silence
@@ -500,7 +451,7 @@ class StateStore:
         """Every silence, or those not yet ended at ``not_ended_at``, by start time."""
         query = sa.select(_silences).order_by(_silences.c.starts_at, _silences.c.id)
         if not_ended_at is not None:
-            query = query.where(_silences.c.ends_at > _naive(not_ended_at))
+            query = query.where(_silences.c.ends_at > naive_utc(not_ended_at))
         try:
             with self.engine.connect() as connection:
                 rows = connection.execute(query).mappings().all()
@@ -516,8 +467,8 @@ class StateStore:
                     row["id"],
                     matchers["match"],
                     matchers["match_re"],
-                    _aware(row["starts_at"]),
-                    _aware(row["ends_at"]),
+                    aware_utc(row["starts_at"]),
+                    aware_utc(row["ends_at"]),
                     row["created_by"],
                     row["comment"],
                     # Silences stored before matcher strings existed have none.
@@ -531,7 +482,7 @@ class StateStore:
         with self.engine.begin() as connection:
             result = connection.execute(
                 _silences.update()
-                .where(_silences.c.id == silence_id, _silences.c.ends_at > _naive(now))
-                .values(ends_at=_naive(now))
+                .where(_silences.c.id == silence_id, _silences.c.ends_at > naive_utc(now))
+                .values(ends_at=naive_utc(now))
             )
         return bool(result.rowcount)

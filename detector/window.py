@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from detector.source import Counts
+from detector.model import Counts
 
 __all__ = ["CountWindow", "shift_out"]
 

@@ -16,11 +16,12 @@ import sqlalchemy as sa
 
 from detector.alerts import notification_for
 from detector.config import Config
-from detector.daemon import Daemon
+from detector.db import connect
 from detector.engine import Engine
 from detector.notify import build_receivers
+from detector.service.daemon import Daemon
 from detector.simulate import create_schema
-from detector.source import Source, SqlSource, connect
+from detector.source import Source, SqlSource
 from detector.store import StateStore
 
 from .http_recorder import HttpRecorder

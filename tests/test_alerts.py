@@ -8,7 +8,7 @@ import numpy as np
 
 from detector.alerts import Alert, AlertBook, Transition, notification_for
 from detector.config import Config, parse_config
-from detector.notify.base import Evidence
+from detector.model import Evidence
 from detector.rules import Finding, RuleResult
 
 from .conftest import T0
@@ -86,16 +86,6 @@ def test_state_survives_a_restart_without_a_duplicate() -> None:
     restarted = AlertBook(_config())
     restarted.restore(saved)
     assert _run(restarted, "xx...", start=T0 + 3 * MINUTE) == [(4, "resolved", False)]
-
-
-def test_an_alert_saved_by_the_previous_version_is_restored() -> None:
-    book = AlertBook(_config())
-    _run(book, "xxx")
-    (saved,) = (alert.to_dict() for alert in book.alerts.values())
-    del saved["notified"], saved["reminded"]
-    saved["last_notified"] = saved["fired_at"]
-    restored = Alert.from_dict(saved)
-    assert (restored.state, restored.notified, restored.reminded) == ("firing", True, {})
 
 
 def test_the_notification_carries_evidence_backup_and_a_stable_key() -> None:

@@ -75,7 +75,7 @@ def test_dimension_columns_and_their_label_names_are_checked() -> None:
 def test_a_missing_secret_names_the_receiver_and_the_variable() -> None:
     data = {
         "receivers": {"payments-slack": {"type": "slack", "url": "${SLACK_WEBHOOK_URL}"}},
-        "routes": [{"receivers": ["payments-slack"]}],
+        "route": {"receivers": ["payments-slack"]},
     }
     assert _problems(data) == [
         ("receivers.payments-slack.url", "environment variable SLACK_WEBHOOK_URL is not set")

@@ -194,7 +194,7 @@ def _hooks_config(source_url: str, table: str, *hooks: HttpRecorder) -> Config:
                 f"hook{i}": {"type": "webhook", "url": h.url_for(f"/hook{i}")}
                 for i, h in enumerate(hooks)
             },
-            "routes": [{"receivers": [f"hook{i}" for i in range(len(hooks))]}],
+            "route": {"receivers": [f"hook{i}" for i in range(len(hooks))]},
         },
         env={},
     )

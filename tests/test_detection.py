@@ -20,10 +20,10 @@ from scipy import stats
 from detector.backtest import replay
 from detector.config import Config, ConfigError, parse_config
 from detector.engine import Engine
-from detector.notify.base import Evidence, Notification
+from detector.model import Counts, Evidence, Notification
 from detector.rules import Calibration, VolumeHistory, calibrate, evaluate
 from detector.simulate import GatewayProfile, Incident, generate, minute_counts
-from detector.source import Counts, FrameSource, SqlSource, epoch_minute
+from detector.source import FrameSource, SqlSource
 from detector.stats.binomial import Z_95, wilson_interval
 from detector.stats.calibration import (
     average_run_length,
@@ -39,6 +39,7 @@ from detector.stats.seasonal import (
     seasonal_profile,
     tail_matched_size,
 )
+from detector.timeutil import epoch_minute
 from detector.window import CountWindow
 
 from .conftest import PaymentsDb, live_ticks

@@ -17,12 +17,14 @@ from prometheus_client.parser import text_string_to_metric_families
 from detector.backtest import replay
 from detector.cli import main
 from detector.config import Config, parse_config
-from detector.notify.base import Notification
+from detector.db import connect
+from detector.model import Counts, Notification
 from detector.rules import calibrate, evaluate_series
 from detector.series import DimensionSeries
+from detector.service.web import WebServer
 from detector.simulate import GatewayProfile, Incident, generate, write
-from detector.source import Counts, SqlSource, connect, epoch_minute
-from detector.web import WebServer
+from detector.source import SqlSource
+from detector.timeutil import epoch_minute
 
 from .conftest import T0, Clock, PaymentsDb, in_process_daemon, live_ticks
 from .http_recorder import HttpRecorder

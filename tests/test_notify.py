@@ -13,12 +13,11 @@ import pytest
 import requests
 
 from detector import config as cfg
+from detector.model import Evidence, Notification
 from detector.notify import (
     ConsoleReceiver,
     DeliveryError,
     EmailReceiver,
-    Evidence,
-    Notification,
     SlackReceiver,
     WebhookReceiver,
     build_receivers,
@@ -283,7 +282,7 @@ def test_build_receivers_makes_one_per_configured_name(session: requests.Session
                 "ops-slack": {"type": "slack", "url": "${SLACK_URL}", "channel": "#pay"},
                 "mail": {"type": "email", "host": "smtp", "from": "a@b.c", "to": ["d@e.f"]},
             },
-            "routes": [{"receivers": ["stdout"]}],
+            "route": {"receivers": ["stdout"]},
         },
         env={"SLACK_URL": "https://hooks.slack.com" + SLACK_SECRET_PATH},
     )

@@ -15,16 +15,15 @@ from typing import Any
 
 import pytest
 import requests
-import sqlalchemy as sa
 
+from detector.alerting.routing import Router
 from detector.alerts import AlertBook
 from detector.cli import main
 from detector.config import Config, ConfigError, parse_config
-from detector.daemon import Daemon
+from detector.model import Evidence
 from detector.notify import build_receivers
-from detector.notify.base import Evidence
-from detector.routing import Router
 from detector.rules import Finding, source_down_finding
+from detector.service.daemon import Daemon
 
 from .conftest import T0, Clock, PaymentsDb, in_process_daemon
 from .http_recorder import HttpRecorder
@@ -155,24 +154,6 @@ def test_child_routes_inherit_timing_from_their_parents() -> None:
     assert route.receivers == ("console",)
     assert route.group_by == ("gateway",)
     assert (route.group_wait, route.repeat_interval) == (timedelta(seconds=30), timedelta(hours=3))
-
-
-def test_the_flat_routes_list_of_earlier_versions_still_works() -> None:
-    config = parse_config(
-        {
-            "receivers": {
-                "console": {"type": "console"},
-                "hook": {"type": "webhook", "url": "http://127.0.0.1:9/"},
-            },
-            "routes": [
-                {"match": {"severity": "critical"}, "receivers": ["hook"], "continue": True},
-                {"receivers": ["console"]},
-            ],
-        },
-        env={},
-    )
-    assert config.receivers_for({"severity": "critical"}) == ["hook", "console"]
-    assert config.receivers_for({"severity": "warning"}) == ["console"]
 
 
 def test_negative_matchers_route_everything_but_the_sandbox_gateway() -> None:
@@ -643,29 +624,6 @@ def test_a_silent_gateway_is_told_once_as_no_data_not_also_as_a_volume_drop(
     deliveries = router.deliveries(transitions, book.alerts, T0)
     told = sorted((d.notification.rule, d.notification.labels["gateway"]) for d in deliveries)
     assert told == [("no_data", "stripe"), ("volume_drop", "adyen")]
-
-
-def test_an_outbox_made_before_grouping_is_upgraded_and_keeps_its_entries(
-    sqlite_db: PaymentsDb, http: HttpRecorder, session: requests.Session, tmp_path: Path
-) -> None:
-    state = f"sqlite:///{tmp_path}/old.db"
-    engine = sa.create_engine(state)
-    with engine.begin() as connection:
-        connection.execute(
-            sa.text(
-                "CREATE TABLE detector_outbox (id INTEGER PRIMARY KEY, receiver VARCHAR(100) "
-                "NOT NULL, idempotency_key VARCHAR(200) NOT NULL, payload TEXT NOT NULL, "
-                "created_at DATETIME NOT NULL, next_attempt_at DATETIME NOT NULL, attempts "
-                "INTEGER NOT NULL, delivered_at DATETIME, failed_at DATETIME, last_error TEXT)"
-            )
-        )
-    engine.dispose()
-    config = _config(sqlite_db, receivers={"am": _am_hook(http)}, route={"receivers": ["am"]})
-    _fail(sqlite_db, "stripe", -5)
-    clock = Clock(T0)
-    with in_process_daemon(config, state, clock, session) as daemon:
-        _run(daemon, clock, 1)
-    assert _alerts(http) == [[("firing", "outage", "stripe")]]
 
 
 def test_detector_outbox_shows_what_is_stuck_and_why(

@@ -24,17 +24,20 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from detector.alerts import Alert, Transition, notification_for
 from detector.config import Config, ConfigError, parse_config
-from detector.daemon import Daemon
-from detector.health import gateway_health, gateways_document
-from detector.history import History
-from detector.lease import Lease
-from detector.metrics import Metrics
-from detector.notify import Evidence, build_receivers
+from detector.db import connect
+from detector.model import Counts, Evidence
+from detector.notify import build_receivers
 from detector.rules import Finding, RuleResult, VolumeHistory, evaluate
-from detector.source import Counts, SqlSource, connect, epoch_minute
+from detector.service.daemon import Daemon
+from detector.service.health import gateway_health, gateways_document
+from detector.service.history import History
+from detector.service.lease import Lease
+from detector.service.metrics import Metrics
+from detector.service.web import WebServer
+from detector.source import SqlSource
 from detector.stats.seasonal import SLOT_MINUTES, SLOTS_PER_HOUR
 from detector.store import FencedOut, StateStore
-from detector.web import WebServer
+from detector.timeutil import epoch_minute
 from detector.window import CountWindow
 
 from .conftest import REQUIRE_SERVERS, SERVER_URLS, T0, PaymentsDb, _unreachable
@@ -578,7 +581,7 @@ def test_secrets_stay_out_of_the_logs_of_failing_deliveries(
                     "to": ["oncall@example.com"],
                 },
             },
-            "routes": [{"receivers": ["hook", "slack", "mail"]}],
+            "route": {"receivers": ["hook", "slack", "mail"]},
         },
         env=env,
     )
@@ -605,7 +608,7 @@ def test_secrets_stay_out_of_config_errors(tmp_path: Path) -> None:
         "  slack: {type: slack, url: '${SLACK_WEBHOOK_URL}', chanel: '#x'}\n"
         "  mail: {type: email, host: h, port: 99999, password: '${SMTP_PASSWORD}',\n"
         "         from: a@b.c, to: [x@y.z]}\n"
-        "routes: [{receivers: [slack, mail]}]\n"
+        "route: {receivers: [slack, mail]}\n"
     )
     env = {**os.environ, **SECRETS, "SLACK_WEBHOOK_URL": "https://hooks.slack.com/T/B/slk-77aa"}
     done = subprocess.run(

@@ -11,8 +11,10 @@ import pytest
 import sqlalchemy as sa
 
 from detector.config import Config, parse_config
+from detector.db import connect
 from detector.engine import Engine
-from detector.source import SchemaError, SqlSource, connect, epoch_minute
+from detector.source import SchemaError, SqlSource
+from detector.timeutil import epoch_minute
 
 from .conftest import T0, PaymentsDb
 

@@ -13,7 +13,7 @@ import requests
 
 from detector import config as cfg
 from detector.notify.alertmanager import AlertmanagerReceiver
-from detector.notify.base import DeliveryError, Evidence, Notification, Receiver
+from detector.notify.base import DeliveryError, Receiver
 from detector.notify.console import ConsoleReceiver
 from detector.notify.email import EmailReceiver
 from detector.notify.pagerduty import PagerDutyReceiver
@@ -25,8 +25,6 @@ __all__ = [
     "ConsoleReceiver",
     "DeliveryError",
     "EmailReceiver",
-    "Evidence",
-    "Notification",
     "PagerDutyReceiver",
     "Receiver",
     "SlackReceiver",

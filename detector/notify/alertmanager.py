@@ -15,8 +15,9 @@ from datetime import datetime
 import requests
 
 from detector.config import AlertmanagerReceiver as AlertmanagerReceiverConfig
+from detector.model import Notification
 from detector.notify import format
-from detector.notify.base import HttpReceiver, Notification
+from detector.notify.base import HttpReceiver
 from detector.notify.http import post
 
 __all__ = ["AlertmanagerReceiver"]

@@ -7,8 +7,9 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from detector.config import ConsoleReceiver as ConsoleReceiverConfig
+from detector.model import Notification
 from detector.notify import format
-from detector.notify.base import Notification, Receiver
+from detector.notify.base import Receiver
 
 __all__ = ["ConsoleReceiver"]
 

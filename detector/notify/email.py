@@ -15,8 +15,9 @@ from functools import cache
 
 from detector import config as cfg
 from detector.config import EmailReceiver as EmailReceiverConfig
+from detector.model import Notification
 from detector.notify import format
-from detector.notify.base import DeliveryError, Notification, Receiver
+from detector.notify.base import DeliveryError, Receiver
 
 __all__ = ["EmailReceiver", "build_message"]
 

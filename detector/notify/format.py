@@ -55,7 +55,7 @@ from string import Template
 from typing import Any
 
 from detector.config import GROUP_BY_ALL, Templates
-from detector.notify.base import Evidence, Notification
+from detector.model import Evidence, Notification
 from detector.stats.attribution import Attribution
 
 __all__ = [

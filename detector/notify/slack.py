@@ -13,8 +13,9 @@ from typing import Any
 
 from detector.config import SlackReceiver as SlackReceiverConfig
 from detector.config import Templates
+from detector.model import Notification
 from detector.notify import format
-from detector.notify.base import HttpReceiver, Notification
+from detector.notify.base import HttpReceiver
 from detector.notify.http import post
 
 __all__ = ["SlackReceiver", "slack_group_message", "slack_message"]

@@ -13,8 +13,9 @@ from typing import Any
 import requests
 
 from detector.config import WebhookReceiver as WebhookReceiverConfig
+from detector.model import Notification
 from detector.notify import format
-from detector.notify.base import HttpReceiver, Notification
+from detector.notify.base import HttpReceiver
 from detector.notify.http import post
 
 __all__ = ["SIGNATURE_HEADER", "TIMESTAMP_HEADER", "USER_AGENT", "WebhookReceiver", "sign"]

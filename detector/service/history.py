@@ -16,8 +16,8 @@ import numpy as np
 import numpy.typing as npt
 from scipy import stats
 
+from detector.model import Counts
 from detector.rules import VolumeHistory
-from detector.source import Counts
 from detector.window import CountWindow, shift_out
 
 __all__ = ["BAND", "BUCKET_MINUTES", "History", "HistorySnapshot"]

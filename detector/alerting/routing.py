@@ -20,10 +20,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 
+from detector.alerting.mute import Mutes
 from detector.alerts import Alert, Transition, notification_for
 from detector.config import GROUP_BY_ALL, Config, ResolvedRoute
-from detector.mute import Mutes
-from detector.notify.base import Notification, Receiver
+from detector.model import Notification
+from detector.notify.base import Receiver
 from detector.store import Delivery, Silence
 
 __all__ = ["Router", "group_key"]

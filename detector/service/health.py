@@ -27,6 +27,7 @@ from detector.alerts import Alert
 from detector.config import Config
 from detector.rules import RuleResult
 from detector.stats.binomial import wilson_interval
+from detector.timeutil import iso_z
 from detector.window import CountWindow
 
 __all__ = [
@@ -50,7 +51,7 @@ _DOWN_RULES = {"outage", "no_data"}
 
 
 def _iso(moment: datetime | None) -> str | None:
-    return moment.isoformat().replace("+00:00", "Z") if moment else None
+    return iso_z(moment) if moment else None
 
 
 @dataclass(frozen=True)

@@ -23,8 +23,8 @@ from prometheus_client.utils import floatToGoString
 
 from detector.alerts import Alert
 from detector.engine import TickResult
-from detector.health import STATUSES, HealthTable, SeriesHealth
 from detector.rules import RuleResult
+from detector.service.health import STATUSES, HealthTable, SeriesHealth
 
 __all__ = ["Metrics"]
 

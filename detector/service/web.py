@@ -20,8 +20,8 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from detector.config import Config
 from detector.errors import DetectorError
-from detector.health import HealthTable, gateways_document
-from detector.history import HistorySnapshot
+from detector.service.health import HealthTable, gateways_document
+from detector.service.history import HistorySnapshot
 
 __all__ = ["Provider", "Snapshot", "WebServer", "gateways_json"]
 
@@ -106,7 +106,7 @@ class _Handler(BaseHTTPRequestHandler):
         return 200, "application/json", self.server.rendered("gateways", gateways_json)
 
     def _status_page(self) -> tuple[int, str, bytes]:
-        from detector.status_page import render
+        from detector.service.status_page import render
 
         return 200, "text/html; charset=utf-8", self.server.rendered("page", render)
 

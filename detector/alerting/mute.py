@@ -1,7 +1,7 @@
 """Why an alert notifies nobody right now: a silence, a maintenance window, or inhibition.
 
 Muting holds back notifications only; the alert keeps its lifecycle. See
-:class:`detector.routing.Router` for what happens when a mute ends.
+:class:`detector.alerting.routing.Router` for what happens when a mute ends.
 """
 
 from __future__ import annotations

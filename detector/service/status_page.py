@@ -6,13 +6,13 @@ page works on an isolated network and from a phone.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from html import escape
 
 import numpy as np
 import numpy.typing as npt
 
-from detector.charts import (
+from detector.service.charts import (
     STYLE,
     WIDTH,
     band_paths,
@@ -23,9 +23,10 @@ from detector.charts import (
     sla_line,
     svg,
 )
-from detector.health import GatewayHealth
-from detector.history import BAND, HistorySnapshot
-from detector.web import Snapshot
+from detector.service.health import GatewayHealth
+from detector.service.history import BAND, HistorySnapshot
+from detector.service.web import Snapshot
+from detector.timeutil import short_utc
 
 __all__ = ["render"]
 
@@ -39,7 +40,7 @@ _BAND_TITLE = (
 
 
 def _when(moment: datetime | None) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if moment else "-"
+    return f"{short_utc(moment)} UTC" if moment else "-"
 
 
 class _Charts:

@@ -10,13 +10,14 @@ stored expiry: keep them NTP-synchronised to well within the TTL.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from detector.source import _brief
-from detector.store import StoreError, create_tables
+from detector.db import create_tables, error_text
+from detector.store import StoreError
+from detector.timeutil import naive_utc
 
 __all__ = ["Lease"]
 
@@ -35,9 +36,9 @@ _lease = sa.Table(
 )
 
 
-def _naive(moment: datetime) -> datetime:
+def _whole_seconds(moment: datetime) -> datetime:
     # MariaDB keeps whole seconds; truncating everywhere keeps the dialects identical.
-    return moment.astimezone(UTC).replace(tzinfo=None, microsecond=0)
+    return naive_utc(moment).replace(microsecond=0)
 
 
 class Lease:
@@ -62,11 +63,11 @@ class Lease:
         try:
             create_tables(engine, _metadata)
         except sa.exc.SQLAlchemyError as exc:
-            raise StoreError(f"cannot create the lease table: {_brief(exc)}") from exc
+            raise StoreError(f"cannot create the lease table: {error_text(exc)}") from exc
 
     def acquire(self, now: datetime) -> bool:
         """Take or renew the lease until ``now + ttl``; False while another replica holds it."""
-        expires = _naive(now + self.ttl)
+        expires = _whole_seconds(now + self.ttl)
         try:
             with self.engine.begin() as connection:
                 renewed = connection.execute(
@@ -78,14 +79,14 @@ class Lease:
                     return True
                 taken = connection.execute(
                     _lease.update()
-                    .where(_lease.c.name == self.name, _lease.c.expires_at <= _naive(now))
+                    .where(_lease.c.name == self.name, _lease.c.expires_at <= _whole_seconds(now))
                     .values(holder=self.holder, expires_at=expires, term=_lease.c.term + 1)
                 )
                 if taken.rowcount == 1:
                     self.term = self._current_term(connection)
                     return True
         except sa.exc.SQLAlchemyError as exc:
-            raise StoreError(f"cannot renew the leader lease: {_brief(exc)}") from exc
+            raise StoreError(f"cannot renew the leader lease: {error_text(exc)}") from exc
         return self._insert_first(expires)
 
     def fence(self, connection: sa.Connection, now: datetime) -> bool:
@@ -97,7 +98,7 @@ class Lease:
         renewed = connection.execute(
             _lease.update()
             .where(_lease.c.name == self.name, _lease.c.holder == self.holder)
-            .values(expires_at=_naive(now + self.ttl))
+            .values(expires_at=_whole_seconds(now + self.ttl))
         )
         return bool(renewed.rowcount == 1)
 
@@ -118,7 +119,7 @@ class Lease:
         except sa.exc.IntegrityError:
             return False  # the row exists and someone else holds it
         except sa.exc.SQLAlchemyError as exc:
-            raise StoreError(f"cannot take the leader lease: {_brief(exc)}") from exc
+            raise StoreError(f"cannot take the leader lease: {error_text(exc)}") from exc
         self.term = 1
         return True
 
@@ -138,6 +139,6 @@ class Lease:
             row = connection.execute(
                 sa.select(_lease.c.holder, _lease.c.expires_at).where(_lease.c.name == self.name)
             ).first()
-        if row is None or row.expires_at <= _naive(now):
+        if row is None or row.expires_at <= _whole_seconds(now):
             return None
         return str(row.holder)

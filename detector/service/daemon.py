@@ -4,8 +4,8 @@ Each tick's alert changes and the notifications they cause are committed to the 
 store together; the delivery job drains the outbox independently, so a slow receiver
 never delays detection.
 
-Around that: the HTTP endpoint (:mod:`detector.web`), Prometheus metrics, SIGHUP config
-reload, and the leader lease (:mod:`detector.lease`) that lets exactly one of several
+Around that: the HTTP endpoint (:mod:`detector.service.web`), Prometheus metrics, SIGHUP config
+reload, and the leader lease (:mod:`detector.service.lease`) that lets exactly one of several
 replicas evaluate-and-notify while the others follow, ready to take over.
 """
 
@@ -25,19 +25,20 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from prometheus_client import CollectorRegistry
 
+from detector.alerting.routing import Router
 from detector.config import Config
 from detector.engine import Engine, TickResult
 from detector.errors import DetectorError
-from detector.health import HealthTable, gateway_health, liveness, series_health
-from detector.history import History
-from detector.lease import Lease
-from detector.metrics import Metrics
 from detector.notify.base import Receiver
 from detector.notify.dispatch import Dispatcher
-from detector.routing import Router
-from detector.source import Source, SourceError, epoch_minute
+from detector.service.health import HealthTable, gateway_health, liveness, series_health
+from detector.service.history import History
+from detector.service.lease import Lease
+from detector.service.metrics import Metrics
+from detector.service.web import Snapshot, WebServer
+from detector.source import Source, SourceError
 from detector.store import FencedOut, StateStore, StoreError
-from detector.web import Snapshot, WebServer
+from detector.timeutil import epoch_minute
 
 __all__ = ["Daemon", "utc_now"]
 

@@ -1,0 +1,160 @@
+"""The domain types every layer shares: payment counts, the evidence behind a verdict and
+the notification a receiver gets. Plain data, no I/O."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from detector.stats.attribution import Attribution
+
+__all__ = ["Counts", "Evidence", "Notification", "grouped"]
+
+IntArray = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True)
+class Counts:
+    """One row per (gateway, minute) with payments in it; arrays of equal length.
+
+    Read with dimensions, ``detail`` holds the same payments per (gateway, minute, dimension
+    values): rows whose ``values`` hold one column per name in ``dimensions``.
+    """
+
+    gateway: npt.NDArray[np.object_]
+    minute: IntArray  # epoch minute of the bucket
+    payments: IntArray  # final payments (failed + succeeded)
+    failures: IntArray
+    volume: IntArray  # every valid row, pending included: what volume rules count
+    invalid: int = 0  # rows skipped: null gateway, null or unknown status
+    detail: Counts | None = None
+    dimensions: tuple[str, ...] = ()
+    values: npt.NDArray[np.object_] | None = None  # (rows, dimensions); NULL reads "(none)"
+
+    @classmethod
+    def empty(cls) -> Counts:
+        none = np.zeros(0, dtype=np.int64)
+        return cls(np.zeros(0, dtype=object), none, none, none, none)
+
+    def between(self, first_minute: int, end_minute: int) -> Counts:
+        """The buckets with ``first_minute <= minute < end_minute`` (rows sorted by minute)."""
+        lo, hi = np.searchsorted(self.minute, [first_minute, end_minute])
+        part = slice(int(lo), int(hi))
+        return Counts(
+            self.gateway[part],
+            self.minute[part],
+            self.payments[part],
+            self.failures[part],
+            self.volume[part],
+            detail=self.detail.between(first_minute, end_minute) if self.detail else None,
+            dimensions=self.dimensions,
+            values=self.values[part] if self.values is not None else None,
+        )
+
+    def by_hour(self) -> Counts:
+        """The same payments per (gateway, hour); ``minute`` is the hour's first minute."""
+        return self.by_buckets(60)
+
+    def by_buckets(self, minutes: int) -> Counts:
+        """The same payments per (gateway, ``minutes``-long bucket since the epoch);
+        ``minute`` is the bucket's first minute."""
+        return grouped(self.gateway, self.minute // minutes * minutes, self)
+
+
+def grouped(keys: npt.NDArray[np.object_], minute: IntArray, counts: Counts) -> Counts:
+    """``counts`` summed over the rows with equal (key, minute), sorted by minute.
+
+    >>> rows = Counts(np.array(["a", "a", "b"], dtype=object), np.array([5, 5, 4]),
+    ...               np.array([1, 2, 3]), np.array([0, 1, 0]), np.array([1, 2, 3]))
+    >>> total = grouped(rows.gateway, rows.minute, rows)
+    >>> total.gateway.tolist(), total.minute.tolist(), total.payments.tolist()
+    (['b', 'a'], [4, 5], [3, 3])
+    """
+    if not minute.size:
+        return Counts.empty()
+    names, key_index = np.unique(keys.astype(str), return_inverse=True)
+    first = int(minute.min())
+    cells, where = np.unique((minute - first) * len(names) + key_index.ravel(), return_inverse=True)
+    where = where.ravel()
+
+    def total(values: IntArray) -> IntArray:
+        return np.bincount(where, weights=values, minlength=cells.size).astype(np.int64)
+
+    return Counts(
+        names[cells % len(names)].astype(object),
+        cells // len(names) + first,
+        total(counts.payments),
+        total(counts.failures),
+        total(counts.volume),
+    )
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """The figures behind a verdict, as of the tick that made the transition."""
+
+    value: float | None = None  # observed failure rate in the window (None for volume rules)
+    interval_low: float | None = None  # Wilson 95% interval of the failure rate
+    interval_high: float | None = None
+    baseline: float | None = None  # SLA failure rate the gateway is held to
+    payments: int = 0  # final payments in the window
+    failures: int = 0  # failed payments in the window
+    window_minutes: int = 0
+    p_value: float | None = None
+    expected_payments: float | None = None  # what volume rules expected in the window
+    top_error_codes: tuple[tuple[str, int], ...] = ()
+    sample_payment_ids: tuple[str, ...] = ()
+    statistic: float | None = None  # sequential test statistic (CUSUM, nats) at the tick
+    threshold: float | None = None  # the value of ``statistic`` that fires, from the budget
+    dispersion: float | None = None  # beta-binomial rho of the gateway's failures
+    magnitude: float | None = None  # estimated failure rate since the change / baseline
+    # Which dimension values hold the excess failures (source.columns.dimensions).
+    attribution: Attribution | None = None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Evidence:
+        """Back from ``dataclasses.asdict`` after a JSON round trip (the store, the outbox)."""
+        fields = dict(data)
+        fields["top_error_codes"] = tuple(tuple(pair) for pair in fields["top_error_codes"])
+        fields["sample_payment_ids"] = tuple(fields["sample_payment_ids"])
+        if fields.get("attribution") is not None:
+            fields["attribution"] = Attribution.from_dict(fields["attribution"])
+        return cls(**fields)
+
+
+@dataclass(frozen=True)
+class Notification:
+    """One alert transition to deliver to one receiver; JSON round-trips through the outbox."""
+
+    event: Literal["firing", "resolved"]
+    fingerprint: str  # stable per (rule, labels)
+    idempotency_key: str  # fingerprint + transition; the same for every retry of this send
+    rule: str  # sla_breach, outage, no_data, volume_drop, source_down
+    severity: Literal["warning", "critical"]
+    labels: dict[str, str]  # at least rule, severity and (except source_down) gateway
+    summary: str  # one line a person reads first
+    at: str  # ISO-8601 UTC time of the tick that made this transition
+    since: str  # ISO-8601 UTC time the condition started (estimated)
+    repeat: bool = False  # a reminder that a firing alert is still firing
+    episode: str = ""  # ISO-8601 UTC time this episode of the alert started firing
+    evidence: Evidence = field(default_factory=Evidence)
+    backup_gateway: str | None = None
+    links: tuple[str, ...] = ()
+    # The labels its route groups by (the message's group); () where the receiver does not group.
+    group_by: tuple[str, ...] = ()
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Notification:
+        data: dict[str, Any] = json.loads(text)
+        evidence = Evidence.from_dict(data.pop("evidence"))
+        data["links"] = tuple(data["links"])
+        data["group_by"] = tuple(data["group_by"])
+        return cls(evidence=evidence, **data)
