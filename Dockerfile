@@ -9,7 +9,7 @@ RUN groupadd --gid 10001 detector \
     && chown detector:detector /var/lib/detector
 
 WORKDIR /opt/detector
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY detector ./detector
 RUN pip install --no-cache-dir . && rm -rf /root/.cache
 
