@@ -19,8 +19,8 @@ WORKDIR /var/lib/detector
 VOLUME ["/etc/detector", "/var/lib/detector"]
 ENV DETECTOR_STATE_URL=sqlite:////var/lib/detector/detector-state.db \
     PYTHONUNBUFFERED=1
-# The HTTP endpoint; alerts.yaml must say server: {listen: "0.0.0.0:8080"} to reach it from outside
-# the container (the default, 127.0.0.1:8080, is enough for the health check below).
+# The HTTP endpoint; set DETECTOR_LISTEN=0.0.0.0:8080 (read by the shipped alerts.yaml) to reach it
+# from outside the container (the default, 127.0.0.1:8080, is enough for the health check below).
 EXPOSE 8080
 # /healthz is 200 for the leader and for healthy followers, 503 once ticks stop succeeding.
 # The slim image has no curl: Python's urllib does the request.

@@ -182,7 +182,7 @@ def test_alertmanager_receiver_posts_endsat_ahead_for_firing_and_at_resolution(
 
 
 def verify(secret: bytes, body: bytes, timestamp: str, signature: str) -> bool:
-    """The README's verification snippet, run here so that it stays right."""
+    """The verification snippet of docs/receivers.md, run here so that it stays right."""
     if abs(time.time() - int(timestamp)) > 300:
         return False  # too old: a replay
     expected = hmac.new(secret, timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()

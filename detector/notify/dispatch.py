@@ -3,7 +3,7 @@
 Receivers are served in parallel threads, so a slow or failing receiver delays only its own
 messages. Due entries of one receiver with the same group key go out as one message
 (:meth:`Receiver.send_group`). A retryable failure postpones that receiver's queue
-(exponential backoff with jitter); a permanent one (a 4xx other than 429) is recorded and
+(exponential backoff with jitter); a permanent one (a 4xx other than 408 and 429) is recorded and
 not tried again.
 """
 

@@ -6,8 +6,9 @@ dispersion ``rho``. In control, a minute carries ``N ~ Poisson(m)`` payments of 
 ratio of ``(N, K)``. Discretising the statistic on ``[0, h)`` into ``states`` cells turns
 the CUSUM into a Markov chain whose expected absorption time from 0 is the average run
 length (ARL, in minutes) before a false alarm; the threshold ``h`` is the smallest whose
-ARL meets the budget. Thresholds are cached on quantised inputs (``m`` rounded up to a
-quarter octave, ``rho`` up to a half octave), which errs towards fewer false alarms.
+ARL meets the budget. Callers pass quantised inputs (the rules round ``m`` and ``rho`` up
+to whole octaves with :func:`quantise_up`) so that a few cached thresholds serve every
+gateway; rounding up errs towards fewer false alarms.
 """
 
 from __future__ import annotations
