@@ -20,7 +20,7 @@ from detector.alerts import notification_for
 from detector.config import Config
 from detector.engine import Engine
 from detector.model import Notification
-from detector.notify import format
+from detector.notify import messages
 from detector.rules import Calibration, VolumeHistory, minutes_needed
 from detector.series import series_dimensions
 from detector.source import FrameSource, Source
@@ -106,7 +106,7 @@ def to_record(event: Notification) -> dict[str, Any]:
         "threshold": evidence.threshold,
         "magnitude": evidence.magnitude,
         "dispersion": evidence.dispersion,
-        "attribution": format.attribution_document(evidence.attribution),
+        "attribution": messages.attribution_document(evidence.attribution),
     }
 
 

@@ -62,7 +62,7 @@ def _runtime_nodes(tree: ast.AST) -> list[ast.AST]:
 
 def _imports(path: Path, modules: set[str]) -> set[str]:
     """The detector modules ``path`` imports, at load time or later inside a function:
-    ``from detector.notify import format`` imports the module ``detector.notify.format``;
+    ``from detector.notify import messages`` imports the module ``detector.notify.messages``;
     ``from detector.notify import Receiver`` the package ``detector.notify``."""
     found: set[str] = set()
     for node in _runtime_nodes(ast.parse(path.read_text())):

@@ -22,7 +22,7 @@ from detector.notify import (
     WebhookReceiver,
     build_receivers,
 )
-from detector.notify import format as fmt
+from detector.notify import messages as fmt
 from detector.notify.http import post, redact_url
 from detector.notify.pagerduty import pagerduty_event
 from detector.notify.slack import (

@@ -16,7 +16,7 @@ import requests
 
 from detector.config import AlertmanagerReceiver as AlertmanagerReceiverConfig
 from detector.model import Notification
-from detector.notify import format
+from detector.notify import messages
 from detector.notify.base import HttpReceiver
 from detector.notify.http import post
 
@@ -46,7 +46,7 @@ class AlertmanagerReceiver(HttpReceiver):
             ends = at + ENDS_AFTER_INTERVALS * self.config.resend_interval
             ends_at = ends.isoformat().replace("+00:00", "Z")
             out.append(
-                format.alertmanager_alert(
+                messages.alertmanager_alert(
                     n, ends_at, self.config.generator_url, self.config.templates
                 )
             )

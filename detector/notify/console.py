@@ -8,7 +8,7 @@ from typing import TextIO
 
 from detector.config import ConsoleReceiver as ConsoleReceiverConfig
 from detector.model import Notification
-from detector.notify import format
+from detector.notify import messages
 from detector.notify.base import Receiver
 
 __all__ = ["ConsoleReceiver"]
@@ -38,8 +38,8 @@ class ConsoleReceiver(Receiver):
     def deliver(self, notifications: Sequence[Notification]) -> None:
         stream = self.stream if self.stream is not None else sys.stdout
         templates = self.config.templates
-        title = format.group_title(notifications, templates)
-        stream.write(f"{title}\n{format.group_text(notifications, templates)}\n")
+        title = messages.group_title(notifications, templates)
+        stream.write(f"{title}\n{messages.group_text(notifications, templates)}\n")
         # Under a process supervisor stdout is a pipe and block-buffered; an alert that
         # sits in a buffer has not been delivered.
         stream.flush()

@@ -16,7 +16,7 @@ from functools import cache
 from detector import config as cfg
 from detector.config import EmailReceiver as EmailReceiverConfig
 from detector.model import Notification
-from detector.notify import format
+from detector.notify import messages
 from detector.notify.base import DeliveryError, Receiver
 
 __all__ = ["EmailReceiver", "build_message"]
@@ -52,14 +52,15 @@ def build_message(
     to: tuple[str, ...],
     templates: cfg.Templates | None = None,
 ) -> EmailMessage:
-    """One mail for ``ns`` (usually one alert, or a group): text and HTML from ``format``.
+    """One mail for ``ns`` (usually one alert, or a group), worded by
+    :mod:`detector.notify.messages`: text and HTML.
 
     ``templates`` change the Subject and the plain-text part; the HTML part keeps the
     standard table of figures.
     """
     domain = _domain(sender)
     msg = EmailMessage()
-    msg["Subject"] = format.group_title(ns, templates)
+    msg["Subject"] = messages.group_title(ns, templates)
     msg["From"] = sender
     msg["To"] = ", ".join(to)
     msg["Date"] = formatdate(usegmt=True)
@@ -79,8 +80,8 @@ def build_message(
     msg["Auto-Submitted"] = "auto-generated"
     msg["X-Auto-Response-Suppress"] = "All"
     msg["X-Idempotency-Key"] = ", ".join(n.idempotency_key for n in ns)
-    msg.set_content(format.group_text(ns, templates))
-    msg.add_alternative(format.group_html(ns), subtype="html")
+    msg.set_content(messages.group_text(ns, templates))
+    msg.add_alternative(messages.group_html(ns), subtype="html")
     return msg
 
 

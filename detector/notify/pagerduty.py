@@ -14,7 +14,7 @@ from typing import Any
 from detector.config import PagerDutyReceiver as PagerDutyReceiverConfig
 from detector.config import Templates
 from detector.model import Notification
-from detector.notify import format
+from detector.notify import messages
 from detector.notify.base import HttpReceiver
 from detector.notify.http import post
 
@@ -35,7 +35,7 @@ def pagerduty_event(
     }
     if n.event == "resolved":
         return event
-    details = format.payload(n)
+    details = messages.payload(n)
     custom_details = {
         "summary": n.summary,
         "labels": details["labels"],
@@ -45,12 +45,12 @@ def pagerduty_event(
         "idempotency_key": n.idempotency_key,
     }
     if n.evidence.attribution is not None:
-        custom_details["attribution"] = format.attribution_phrase(n.evidence.attribution)
+        custom_details["attribution"] = messages.attribution_phrase(n.evidence.attribution)
     event["payload"] = {
         "summary": (
-            format.title(n, templates)
+            messages.title(n, templates)
             if templates and templates.title
-            else format.title(n) + (f": {n.summary}" if n.summary else "")
+            else messages.title(n) + (f": {n.summary}" if n.summary else "")
         ),
         "source": source,
         "severity": "critical" if n.severity == "critical" else "warning",

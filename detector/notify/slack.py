@@ -14,7 +14,7 @@ from typing import Any
 from detector.config import SlackReceiver as SlackReceiverConfig
 from detector.config import Templates
 from detector.model import Notification
-from detector.notify import format
+from detector.notify import messages
 from detector.notify.base import HttpReceiver
 from detector.notify.http import post
 
@@ -64,10 +64,10 @@ def _link(url: str) -> str:
 
 
 def _fallback(n: Notification, templates: Templates | None) -> str:
-    parts = [format.title(n, templates)]
+    parts = [messages.title(n, templates)]
     if n.summary:
         parts.append(n.summary)
-    rate = format.rate_phrase(n.evidence)
+    rate = messages.rate_phrase(n.evidence)
     if rate:
         parts.append(f"failure rate {rate}")
     return _cut(_escape(" — ".join(parts)), FALLBACK_MAX)
@@ -80,24 +80,24 @@ def slack_message(
 
     ``templates.title`` words the header, ``templates.text`` replaces the summary section.
     """
-    facts = {fact.key: fact for fact in format.facts(n)}
+    facts = {fact.key: fact for fact in messages.facts(n)}
     if "failure_rate" in facts and n.evidence.baseline is not None:
         # The SLA gets its own field here, so the rate field leaves it out.
-        rate = format.rate_phrase(n.evidence, with_baseline=False) or ""
-        facts["failure_rate"] = format.Fact("failure_rate", "Failure rate", rate)
-        facts["sla"] = format.Fact("sla", "SLA", format.percent(n.evidence.baseline))
+        rate = messages.rate_phrase(n.evidence, with_baseline=False) or ""
+        facts["failure_rate"] = messages.Fact("failure_rate", "Failure rate", rate)
+        facts["sla"] = messages.Fact("sla", "SLA", messages.percent(n.evidence.baseline))
 
     blocks: list[dict[str, Any]] = [
         {
             "type": "header",
             "text": {
                 "type": "plain_text",
-                "text": _cut(f"{_emoji(n)} {format.title(n, templates)}", HEADER_MAX),
+                "text": _cut(f"{_emoji(n)} {messages.title(n, templates)}", HEADER_MAX),
                 "emoji": True,
             },
         }
     ]
-    lead = format.text(n, templates) if templates and templates.text else n.summary
+    lead = messages.text(n, templates) if templates and templates.text else n.summary
     if lead:
         blocks.append(
             {
@@ -157,7 +157,7 @@ def slack_group_message(
     """One message for a group: a header, then a section per alert with its key figures."""
     if len(ns) == 1:
         return slack_message(ns[0], channel, templates)
-    heading = format.group_title(ns, templates)
+    heading = messages.group_title(ns, templates)
     emoji = _emoji(ns[0]) if len({_emoji(n) for n in ns}) == 1 else ":rotating_light:"
     blocks: list[dict[str, Any]] = [
         {
@@ -166,10 +166,10 @@ def slack_group_message(
         }
     ]
     for n in ns[:GROUP_ALERTS_MAX]:
-        lines = [f"{_emoji(n)} *{_escape(format.title(n, templates))}*"]
+        lines = [f"{_emoji(n)} *{_escape(messages.title(n, templates))}*"]
         if n.summary:
             lines.append(_escape(n.summary))
-        rate = format.rate_phrase(n.evidence)
+        rate = messages.rate_phrase(n.evidence)
         if rate:
             lines.append(f"Failure rate {_escape(rate)}")
         if n.backup_gateway and n.event == "firing":

@@ -1,4 +1,4 @@
-"""Generic JSON webhook: POSTs :func:`detector.notify.format.payload` to a URL, or a group in
+"""Generic JSON webhook: POSTs :func:`detector.notify.messages.payload` to a URL, or a group in
 Alertmanager's webhook format (``format: alertmanager``), optionally HMAC-signed."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import requests
 
 from detector.config import WebhookReceiver as WebhookReceiverConfig
 from detector.model import Notification
-from detector.notify import format
+from detector.notify import messages
 from detector.notify.base import HttpReceiver
 from detector.notify.http import post
 
@@ -77,11 +77,13 @@ class WebhookReceiver(HttpReceiver):
         if self.config.format == "alertmanager":
             keys = "\n".join(n.idempotency_key for n in notifications)
             key = notifications[0].idempotency_key if len(notifications) == 1 else _digest(keys)
-            document = format.alertmanager_webhook(notifications, self.name, self.config.templates)
+            document = messages.alertmanager_webhook(
+                notifications, self.name, self.config.templates
+            )
             self._post(document, key)
             return
         for notification in notifications:
-            document = format.payload(notification, self.config.templates)
+            document = messages.payload(notification, self.config.templates)
             self._post(document, notification.idempotency_key)
 
     def _post(self, document: dict[str, Any], idempotency_key: str) -> None:
