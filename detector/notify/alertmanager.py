@@ -19,6 +19,7 @@ from detector.model import Notification
 from detector.notify import messages
 from detector.notify.base import HttpReceiver
 from detector.notify.http import post
+from detector.timeutil import iso_z
 
 __all__ = ["AlertmanagerReceiver"]
 
@@ -44,7 +45,7 @@ class AlertmanagerReceiver(HttpReceiver):
         for n in notifications:
             at = datetime.fromisoformat(n.at)
             ends = at + ENDS_AFTER_INTERVALS * self.config.resend_interval
-            ends_at = ends.isoformat().replace("+00:00", "Z")
+            ends_at = iso_z(ends)
             out.append(
                 messages.alertmanager_alert(
                     n, ends_at, self.config.generator_url, self.config.templates
