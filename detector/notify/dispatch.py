@@ -35,7 +35,7 @@ def backoff_delay(attempts: int, base: timedelta, cap: timedelta, rng: random.Ra
     >>> [round(backoff_delay(n, base, cap, rng).total_seconds(), 1) for n in (1, 2, 3, 10)]
     [1.8, 3.5, 5.7, 37.8]
     """
-    nominal = min(base * (2 ** max(attempts - 1, 0)), cap)
+    nominal = min(base * (1 << max(attempts - 1, 0)), cap)
     return nominal * rng.uniform(0.5, 1.0)
 
 

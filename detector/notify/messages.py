@@ -242,7 +242,11 @@ def _elapsed(since: str, at: str) -> timedelta | None:
 
 def facts(n: Notification) -> list[Fact]:
     """The details of ``n`` in reading order, leaving out whatever is unknown."""
-    e = n.evidence
+    return _figures(n.evidence) + _context(n)
+
+
+def _figures(e: Evidence) -> list[Fact]:
+    """What was measured: rate, counts, p-value and where the failures are."""
     out: list[Fact] = []
     rate = rate_phrase(e)
     if rate is not None:
@@ -262,6 +266,13 @@ def facts(n: Notification) -> list[Fact]:
         out.append(Fact("p_value", "p-value", f"{e.p_value:.1e}"))
     if e.attribution is not None:
         out.append(Fact("attribution", "Attribution", attribution_phrase(e.attribution)))
+    return out
+
+
+def _context(n: Notification) -> list[Fact]:
+    """What to act on: since when, error codes, payment ids, backup, links and labels."""
+    e = n.evidence
+    out: list[Fact] = []
     if n.since:
         elapsed = _elapsed(n.since, n.at) if n.at else None
         out.append(

@@ -73,6 +73,30 @@ def _fallback(n: Notification, templates: Templates | None) -> str:
     return _cut(_escape(" — ".join(parts)), FALLBACK_MAX)
 
 
+def _details(n: Notification, facts: dict[str, messages.Fact]) -> str:
+    """The detail lines, each capped so one long list (say of sample ids) cannot push out
+    the others."""
+    details = []
+    for key in _DETAIL_KEYS:
+        fact = facts.get(key)
+        if fact is None:
+            continue
+        head = f"*{fact.label}:* "
+        if key == "links":
+            # Whole links only: half a URL is worse than a missing one.
+            line = head
+            for url in n.links:
+                candidate = f"{line} {_link(url)}" if line != head else line + _link(url)
+                if len(candidate) > DETAIL_LINE_MAX:
+                    break
+                line = candidate
+            if line != head:
+                details.append(line)
+        else:
+            details.append(_cut(head + _escape(fact.value), DETAIL_LINE_MAX))
+    return "\n".join(details)
+
+
 def slack_message(
     n: Notification, channel: str | None = None, templates: Templates | None = None
 ) -> dict[str, Any]:
@@ -113,26 +137,7 @@ def slack_message(
     if fields:
         blocks.append({"type": "section", "fields": fields})
 
-    # Each line is capped so one long list (say of sample ids) cannot push out the others.
-    details = []
-    for key in _DETAIL_KEYS:
-        fact = facts.get(key)
-        if fact is None:
-            continue
-        head = f"*{fact.label}:* "
-        if key == "links":
-            # Whole links only: half a URL is worse than a missing one.
-            line = head
-            for url in n.links:
-                candidate = f"{line} {_link(url)}" if line != head else line + _link(url)
-                if len(candidate) > DETAIL_LINE_MAX:
-                    break
-                line = candidate
-            if line != head:
-                details.append(line)
-        else:
-            details.append(_cut(head + _escape(fact.value), DETAIL_LINE_MAX))
-    detail_text = "\n".join(details)
+    detail_text = _details(n, facts)
     if detail_text:
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": detail_text}})
 
