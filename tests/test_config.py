@@ -102,10 +102,13 @@ def test_routes_pick_receivers_by_severity() -> None:
                 "console": {"type": "console"},
                 "hook": {"type": "webhook", "url": "http://127.0.0.1:9/hook"},
             },
-            "routes": [
-                {"match": {"severity": "critical"}, "receivers": ["hook"], "continue": True},
-                {"receivers": ["console"]},
-            ],
+            "route": {
+                "receivers": ["console"],
+                "routes": [
+                    {"match": {"severity": "critical"}, "receivers": ["hook"], "continue": True},
+                    {"receivers": ["console"]},
+                ],
+            },
         },
         env={},
     )
