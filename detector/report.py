@@ -33,7 +33,7 @@ def alert_hours(
 
     An alert still firing at the end of the replay is shaded to the end.
 
-    >>> from detector.notify.base import Evidence
+    >>> from detector.model import Evidence
     >>> def event(kind, at):
     ...     return Notification(kind, "f", "k", "outage", "critical", {"gateway": "a"},
     ...                         "", at, None, Evidence())
