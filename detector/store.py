@@ -11,26 +11,25 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Any, NamedTuple
+from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from detector.alerting import Delivery, Silence
 from detector.alerts import Alert
-from detector.config import LabelMatcher, all_match, labels_match
+from detector.config import LabelMatcher
 from detector.db import connect, create_tables
 from detector.errors import DetectorError
 from detector.model import Notification
 from detector.timeutil import aware_utc, naive_utc
 
 __all__ = [
-    "Delivery",
     "FencedOut",
     "OutboxEntry",
-    "Silence",
     "StateStore",
     "StoreError",
 ]
@@ -104,18 +103,6 @@ class FencedOut(StoreError):
     """A tick was not saved: this replica no longer holds the leader lease."""
 
 
-class Delivery(NamedTuple):
-    """One notification for one receiver, and how its group batches messages."""
-
-    receiver: str
-    notification: Notification
-    group_key: str = ""
-    # A new group waits group_wait so alerts arriving together go out together; a group
-    # that has just sent waits until group_interval after that message.
-    group_wait: timedelta = timedelta(0)
-    group_interval: timedelta = timedelta(0)
-
-
 @dataclass(frozen=True)
 class OutboxEntry:
     id: int
@@ -123,33 +110,6 @@ class OutboxEntry:
     notification: Notification
     attempts: int
     group_key: str = ""
-
-
-@dataclass(frozen=True)
-class Silence:
-    """Mutes the notifications of every alert whose labels match, from start to end."""
-
-    id: str
-    match: dict[str, str]
-    match_re: dict[str, str]
-    starts_at: datetime
-    ends_at: datetime
-    created_by: str
-    comment: str
-    matchers: tuple[LabelMatcher, ...] = ()  # Alertmanager-style, e.g. gateway!="sandbox"
-
-    def is_active(self, now: datetime) -> bool:
-        return self.starts_at <= now < self.ends_at
-
-    def matches(self, labels: Mapping[str, str]) -> bool:
-        return labels_match(labels, self.match, self.match_re) and all_match(labels, self.matchers)
-
-    def describe(self) -> str:
-        """``gateway=stripe, rule=~outage|sla_breach`` (``=~`` marks a regex)."""
-        parts = [f"{k}={v}" for k, v in sorted(self.match.items())]
-        parts += [f"{k}=~{v}" for k, v in sorted(self.match_re.items())]
-        parts += [str(matcher) for matcher in self.matchers]
-        return ", ".join(parts)
 
 
 class StateStore:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from detector.alerting import receivers_for
 from detector.cli import main
 from detector.config import ConfigError, load_config, parse_config
 
@@ -35,7 +36,7 @@ def test_the_shipped_alerts_yaml_is_valid() -> None:
 def test_an_empty_file_means_every_default() -> None:
     config = parse_config(None, env={})
     assert config.schedule.interval == timedelta(minutes=1)
-    assert config.receivers_for({"rule": "outage"}) == ["console"]
+    assert receivers_for(config, {"rule": "outage"}) == ["console"]
 
 
 def test_an_unknown_key_is_named_with_its_path() -> None:
@@ -103,7 +104,7 @@ def test_routes_pick_receivers_by_severity() -> None:
                 "hook": {"type": "webhook", "url": "http://127.0.0.1:9/hook"},
             },
             "route": {
-                "receivers": [],
+                "receivers": ["console"],
                 "routes": [
                     {"match": {"severity": "critical"}, "receivers": ["hook"], "continue": True},
                     {"receivers": ["console"]},
@@ -112,11 +113,11 @@ def test_routes_pick_receivers_by_severity() -> None:
         },
         env={},
     )
-    assert config.receivers_for({"severity": "critical", "gateway": "stripe"}) == [
+    assert receivers_for(config, {"severity": "critical", "gateway": "stripe"}) == [
         "hook",
         "console",
     ]
-    assert config.receivers_for({"severity": "warning", "gateway": "stripe"}) == ["console"]
+    assert receivers_for(config, {"severity": "warning", "gateway": "stripe"}) == ["console"]
 
 
 def _write(tmp_path: Path, text: str) -> Path:

@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
+from detector.alerting.matchers import labels_match
+from detector.alerting.silences import Silence
 from detector.alerts import Alert
 from detector.config import Config, InhibitRule
-from detector.store import Silence
 
 __all__ = ["Mutes"]
 
@@ -39,7 +40,9 @@ class Mutes:
             by_equal: dict[tuple[str, ...], list[Alert]] = {}
             for source in firing:
                 labels = source.routing_labels
-                if rule.is_source(labels):
+                if labels_match(
+                    labels, rule.source_match, rule.source_match_re, rule.source_matchers
+                ):
                     by_equal.setdefault(_values(labels, rule.equal), []).append(source)
             self.sources.append((rule, by_equal))
 
@@ -50,10 +53,13 @@ class Mutes:
             if silence.is_active(now) and silence.matches(labels):
                 return f"silence {silence.id} ({silence.comment})"
         for index, window in enumerate(self.config.maintenance_windows):
-            if window.matches(labels) and window.is_open(now):
+            matched = labels_match(labels, window.match, window.match_re, window.matchers)
+            if matched and window.is_open(now):
                 return f"maintenance window {window.name or f'maintenance_windows[{index}]'}"
         for rule, by_equal in self.sources:
-            if not by_equal or not rule.is_target(labels):
+            if not by_equal or not labels_match(
+                labels, rule.target_match, rule.target_match_re, rule.target_matchers
+            ):
                 continue
             for source in by_equal.get(_values(labels, rule.equal), ()):
                 if source.fingerprint != alert.fingerprint:

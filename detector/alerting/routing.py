@@ -17,19 +17,95 @@ import hashlib
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import NamedTuple
 
+from detector.alerting.matchers import labels_match
 from detector.alerting.mute import Mutes
+from detector.alerting.silences import Silence
 from detector.alerts import Alert, Transition, notification_for
-from detector.config import GROUP_BY_ALL, Config, ResolvedRoute
+from detector.config import GROUP_BY_ALL, Config, Route
 from detector.model import Notification
 from detector.notify.base import Receiver
-from detector.store import Delivery, Silence
 
-__all__ = ["Router", "group_key"]
+__all__ = ["Delivery", "ResolvedRoute", "Router", "group_key", "receivers_for", "routes_for"]
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ResolvedRoute:
+    """A matched route with every setting filled in from its ancestors."""
+
+    id: str  # its key path in alerts.yaml, e.g. ``route.routes[0]``
+    receivers: tuple[str, ...]
+    group_by: tuple[str, ...]
+    group_wait: timedelta
+    group_interval: timedelta
+    repeat_interval: timedelta
+
+
+def routes_for(config: Config, labels: Mapping[str, str]) -> list[ResolvedRoute]:
+    """The routes an alert with these labels takes, deepest match first, in tree order.
+
+    A route matches when its matchers do; then its children are tried in order, the first
+    matching child wins unless it says ``continue: true``; a route none of whose children
+    match is itself the destination. The root route matches every alert.
+    """
+    root = config.route
+    resolved = ResolvedRoute(
+        "route",
+        root.receivers or (),
+        root.group_by if root.group_by is not None else ("rule",),
+        _or(root.group_wait, timedelta(0)),
+        _or(root.group_interval, timedelta(minutes=1)),
+        _or(root.repeat_interval, config.alerting.repeat_interval),
+    )
+    return _walk(root, resolved, labels)
+
+
+def receivers_for(config: Config, labels: Mapping[str, str]) -> list[str]:
+    """Receiver names for an alert with these labels, in route order, without repeats."""
+    chosen: list[str] = []
+    for route in routes_for(config, labels):
+        chosen += [name for name in route.receivers if name not in chosen]
+    return chosen
+
+
+def _or(value: timedelta | None, default: timedelta) -> timedelta:
+    return default if value is None else value
+
+
+def _walk(route: Route, resolved: ResolvedRoute, labels: Mapping[str, str]) -> list[ResolvedRoute]:
+    found: list[ResolvedRoute] = []
+    for index, child in enumerate(route.routes):
+        if not labels_match(labels, child.match, child.match_re, child.matchers):
+            continue
+        inherited = ResolvedRoute(
+            f"{resolved.id}.routes[{index}]",
+            child.receivers if child.receivers is not None else resolved.receivers,
+            child.group_by if child.group_by is not None else resolved.group_by,
+            _or(child.group_wait, resolved.group_wait),
+            _or(child.group_interval, resolved.group_interval),
+            _or(child.repeat_interval, resolved.repeat_interval),
+        )
+        found += _walk(child, inherited, labels)
+        if not child.continue_:
+            break
+    return found or [resolved]
+
+
+class Delivery(NamedTuple):
+    """One notification for one receiver, and how its group batches messages."""
+
+    receiver: str
+    notification: Notification
+    group_key: str = ""
+    # A new group waits group_wait so alerts arriving together go out together; a group
+    # that has just sent waits until group_interval after that message.
+    group_wait: timedelta = timedelta(0)
+    group_interval: timedelta = timedelta(0)
 
 
 def group_key(route: ResolvedRoute, labels: Mapping[str, str]) -> str:
@@ -97,7 +173,7 @@ class Router:
     def _send(self, transition: Transition, live: Alert | None) -> list[Delivery]:
         notification = notification_for(transition, self.config)
         out = []
-        for route in self.config.routes_for(notification.labels):
+        for route in routes_for(self.config, notification.labels):
             for name in route.receivers:
                 if live is not None:
                     live.reminded[_reminder(route, name)] = transition.at.isoformat()
@@ -108,7 +184,7 @@ class Router:
     def _reminders(self, alert: Alert, now: datetime) -> list[Delivery]:
         notification: Notification | None = None
         out = []
-        for route in self.config.routes_for(alert.routing_labels):
+        for route in routes_for(self.config, alert.routing_labels):
             for name in route.receivers:
                 receiver = self.receivers[name]
                 key = _reminder(route, name)

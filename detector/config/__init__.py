@@ -1,0 +1,85 @@
+"""alerts.yaml -> typed, validated, frozen configuration (the only YAML reader).
+
+One module per part of the file: :mod:`~detector.config.source` (``source:``, ``state:``,
+``schedule:``), :mod:`~detector.config.detection` (``detection:``, ``gateways:``),
+:mod:`~detector.config.service` (``server:``, ``ha:``), :mod:`~detector.config.receivers`,
+:mod:`~detector.config.routes` (``route:``, ``inhibit_rules:``, ``maintenance_windows:``,
+``alerting:``), :mod:`~detector.config.document` (the whole file) and
+:mod:`~detector.config.loading` (``${VAR}`` interpolation and error reporting).
+"""
+
+from detector.config.base import DEFAULT_CONFIG_PATH, ConfigError, parse_duration
+from detector.config.detection import (
+    DetectionConfig,
+    GatewayConfig,
+    NoDataRule,
+    OutageRule,
+    SlaBreachRule,
+    VolumeDropRule,
+    parse_false_alerts,
+)
+from detector.config.document import Config
+from detector.config.loading import load_config, parse_config
+from detector.config.receivers import (
+    TEMPLATE_FIELDS,
+    AlertmanagerReceiver,
+    ConsoleReceiver,
+    EmailReceiver,
+    PagerDutyReceiver,
+    ReceiverConfig,
+    SlackReceiver,
+    Templates,
+    WebhookReceiver,
+)
+from detector.config.routes import (
+    GROUP_BY_ALL,
+    AlertingConfig,
+    InhibitRule,
+    LabelMatcher,
+    MaintenanceWindow,
+    Matchers,
+    Route,
+    check_regex,
+)
+from detector.config.service import HaConfig, ServerConfig
+from detector.config.source import Columns, ScheduleConfig, SourceConfig, StateConfig, Statuses
+
+__all__ = [
+    "DEFAULT_CONFIG_PATH",
+    "GROUP_BY_ALL",
+    "TEMPLATE_FIELDS",
+    "AlertingConfig",
+    "AlertmanagerReceiver",
+    "Columns",
+    "Config",
+    "ConfigError",
+    "ConsoleReceiver",
+    "DetectionConfig",
+    "EmailReceiver",
+    "GatewayConfig",
+    "HaConfig",
+    "InhibitRule",
+    "LabelMatcher",
+    "MaintenanceWindow",
+    "Matchers",
+    "NoDataRule",
+    "OutageRule",
+    "PagerDutyReceiver",
+    "ReceiverConfig",
+    "Route",
+    "ScheduleConfig",
+    "ServerConfig",
+    "SlaBreachRule",
+    "SlackReceiver",
+    "SourceConfig",
+    "StateConfig",
+    "Statuses",
+    "Templates",
+    "VolumeDropRule",
+    "WebhookReceiver",
+    "check_regex",
+    "load_config",
+    "parse_config",
+    "parse_duration",
+    "parse_false_alerts",
+]

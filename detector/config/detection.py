@@ -1,0 +1,164 @@
+"""What counts as an anomaly: the ``detection:`` section (the false-alert budget and each
+rule's settings) and the per-gateway overrides under ``gateways:``."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, Field, field_validator
+
+from detector.config.base import Duration, FrozenModel, Probability, at_least, parse_duration
+
+__all__ = [
+    "DetectionConfig",
+    "GatewayConfig",
+    "NoDataRule",
+    "OutageRule",
+    "SlaBreachRule",
+    "VolumeDropRule",
+    "parse_false_alerts",
+]
+
+
+class _Rule(FrozenModel):
+    enabled: bool = True
+    # How long a condition must hold before the alert fires (pending meanwhile).
+    for_: Duration = Field(default=timedelta(0), alias="for")
+    # How long a firing alert stays firing after its condition clears (anti-flapping).
+    keep_firing_for: Duration = timedelta(minutes=5)
+
+
+_PER = re.compile(r"^\s*(\d+(?:\.\d+)?)\s+per\s+(.+?)\s*$")
+
+
+def parse_false_alerts(value: Any) -> float:
+    """A budget such as ``"1 per 90d"`` as false alerts per minute.
+
+    >>> round(parse_false_alerts("1 per 90d") * 60 * 24 * 90, 6)
+    1.0
+    """
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)  # already a rate per minute, as a validated model holds it
+    match = _PER.match(str(value))
+    if not match:
+        raise ValueError(f"{value!r} is not a budget; write e.g. '1 per 90d' or '2 per 30d'")
+    period = parse_duration(match.group(2))
+    count = float(match.group(1))
+    if count <= 0 or period <= timedelta(0):
+        raise ValueError(f"{value!r}: give a positive count per a positive duration")
+    return count / (period.total_seconds() / 60)
+
+
+FalseAlertRate = Annotated[float, BeforeValidator(parse_false_alerts)]
+
+
+def _check_post_change_rate(value: Any) -> str | float:
+    """``"2x"`` (a multiple of the gateway's SLA) or an absolute failure rate in (0, 1)."""
+    text = str(value).strip()
+    if text.endswith("x"):
+        try:
+            factor = float(text[:-1])
+        except ValueError:
+            factor = 0.0
+        if factor <= 1:
+            raise ValueError(f"{value!r}: a multiple of the SLA must be above 1, e.g. '2x'")
+        return text
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
+        raise ValueError(f"{value!r}: give a failure rate between 0 and 1 or a multiple like '2x'")
+    return float(value)
+
+
+PostChangeRate = Annotated[str | float, BeforeValidator(_check_post_change_rate)]
+
+
+class SlaBreachRule(_Rule):
+    """Bank of binomial CUSUMs against the SLA; thresholds come from ``false_alerts``."""
+
+    # The CUSUM has already weighed the evidence: waiting longer only adds delay.
+    for_: Duration = Field(default=timedelta(0), alias="for")
+    # Past a breach the statistic hovers near its threshold for a while; this bridges that.
+    keep_firing_for: Duration = timedelta(minutes=15)
+    # Failure rates the bank is tuned to detect fastest: multiples of the SLA or absolute.
+    rates: tuple[PostChangeRate, ...] = Field(default=("2x", 0.15, 0.5), min_length=1)
+    # How far back the CUSUMs look; the slowest useful detection must fit in it.
+    history: Annotated[
+        Duration,
+        at_least(timedelta(hours=1), "the history must be at least 1h (thresholds are set hourly)"),
+    ] = timedelta(hours=6)
+    # Resolved messages and ``detector check`` show the failure rate over this recent window
+    # (a firing message shows it since the estimated start of the breach).
+    window: Duration = timedelta(minutes=30)
+    # An estimated failure rate at this multiple of the SLA makes the alert critical.
+    critical_factor: float = Field(default=5.0, gt=1)
+    # Also watch each gateway per value of these dimensions (names from
+    # source.columns.dimensions): [[method], [country]] adds (stripe, method=card), ...
+    series: tuple[tuple[str, ...], ...] = ()
+    # A series is tested once it had this many final payments in the history before the hour.
+    series_min_payments: int = Field(default=100, ge=1)
+
+    @field_validator("series")
+    @classmethod
+    def _groupings(cls, value: tuple[tuple[str, ...], ...]) -> tuple[tuple[str, ...], ...]:
+        for grouping in value:
+            if not grouping or len(set(grouping)) != len(grouping):
+                raise ValueError(
+                    f"{list(grouping)}: list one or more distinct dimensions, e.g. [method]"
+                )
+        if len(set(value)) != len(value):
+            raise ValueError("a series is listed twice")
+        return value
+
+    def post_change_rates(self, sla: float) -> list[float]:
+        """The bank's rates for a gateway with this SLA (those not above it are dropped)."""
+        rates = [sla * float(r[:-1]) if isinstance(r, str) else r for r in self.rates]
+        return [min(r, 0.999) for r in rates if r > sla]
+
+
+class OutageRule(_Rule):
+    """Near-total failure in the most recent minutes; fires on the first tick that sees it."""
+
+    window: Duration = timedelta(minutes=5)
+    min_payments: int = Field(default=5, ge=1)
+    failure_rate: Probability = 0.9
+    keep_firing_for: Duration = timedelta(minutes=2)
+
+
+class NoDataRule(_Rule):
+    """A gateway went silent: no payment where its usual traffic for this time of the week
+    (in the first week: its recent rate) makes that very unlikely.
+
+    Its per-tick significance is its share of ``detection.false_alerts``.
+    """
+
+    silence: Duration = timedelta(minutes=15)
+    history: Duration = timedelta(hours=2)
+    keep_firing_for: Duration = timedelta(0)
+
+
+class VolumeDropRule(_Rule):
+    """Payments far below the seasonal expectation for this time of week (in the first week:
+    far below the traffic just before the window)."""
+
+    window: Duration = timedelta(minutes=15)
+    # Only a drop below this share of the expectation counts, however significant.
+    below: Probability = 0.5
+    # In the first week the window is compared with the traffic of this long before it.
+    history: Duration = timedelta(hours=2)
+
+
+class DetectionConfig(FrozenModel):
+    sla: Probability = 0.02
+    # False alerts tolerated per gateway, all rules together; every threshold derives from it.
+    false_alerts: FalseAlertRate = Field(default=1 / (90 * 24 * 60), gt=0)
+    sla_breach: SlaBreachRule = SlaBreachRule()
+    outage: OutageRule = OutageRule()
+    no_data: NoDataRule = NoDataRule()
+    volume_drop: VolumeDropRule = VolumeDropRule()
+
+
+class GatewayConfig(FrozenModel):
+    sla: Probability | None = None
+    backup: str | None = None
+    links: tuple[str, ...] = ()

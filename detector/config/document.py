@@ -1,0 +1,73 @@
+"""The whole of alerts.yaml as one model, and the checks that span its sections."""
+
+from __future__ import annotations
+
+from pydantic import model_validator
+
+from detector.config.base import FrozenModel
+from detector.config.detection import DetectionConfig, GatewayConfig
+from detector.config.receivers import ConsoleReceiver, ReceiverConfig
+from detector.config.routes import (
+    DEFAULT_INHIBIT_RULES,
+    AlertingConfig,
+    InhibitRule,
+    MaintenanceWindow,
+    Route,
+)
+from detector.config.service import HaConfig, ServerConfig
+from detector.config.source import ScheduleConfig, SourceConfig, StateConfig
+
+__all__ = ["Config"]
+
+
+class Config(FrozenModel):
+    """alerts.yaml as a whole; an absent section takes its defaults."""
+
+    source: SourceConfig = SourceConfig()
+    state: StateConfig = StateConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+    detection: DetectionConfig = DetectionConfig()
+    gateways: dict[str, GatewayConfig] = {}
+    alerting: AlertingConfig = AlertingConfig()
+    server: ServerConfig = ServerConfig()
+    ha: HaConfig = HaConfig()
+    receivers: dict[str, ReceiverConfig] = {"console": ConsoleReceiver(type="console")}
+    route: Route = Route(receivers=("console",))
+    inhibit_rules: tuple[InhibitRule, ...] = DEFAULT_INHIBIT_RULES
+    maintenance_windows: tuple[MaintenanceWindow, ...] = ()
+
+    @model_validator(mode="after")
+    def _routes_name_receivers(self) -> Config:
+        def check(route: Route, path: str) -> None:
+            for name in route.receivers or ():
+                if name not in self.receivers:
+                    known = ", ".join(sorted(self.receivers)) or "none"
+                    raise ValueError(
+                        f"{path}.receivers: unknown receiver {name!r} (defined: {known})"
+                    )
+            for index, child in enumerate(route.routes):
+                check(child, f"{path}.routes[{index}]")
+
+        if self.route.receivers is None:
+            raise ValueError(
+                "route.receivers: the root route needs receivers: (for alerts that no "
+                "other route takes; [] to drop them)"
+            )
+        check(self.route, "route")
+        dimensions = self.source.columns.dimensions
+        for index, grouping in enumerate(self.detection.sla_breach.series):
+            for label in grouping:
+                if label not in dimensions:
+                    known = ", ".join(sorted(dimensions)) or "none"
+                    raise ValueError(
+                        f"detection.sla_breach.series[{index}]: {label!r} is not one of "
+                        f"source.columns.dimensions (defined: {known})"
+                    )
+        for name, gateway in self.gateways.items():
+            if gateway.backup == name:
+                raise ValueError(f"gateways.{name}.backup: a gateway cannot be its own backup")
+        return self
+
+    def sla_for(self, gateway: str) -> float:
+        override = self.gateways.get(gateway)
+        return override.sla if override and override.sla is not None else self.detection.sla

@@ -1,0 +1,129 @@
+"""Reading alerts.yaml: ``${VAR}`` interpolation, validation, and problems explained by key path.
+
+Secrets come from the environment: any string value may hold ``${VAR}`` or
+``${VAR:-default}``. Every problem is reported with the key path that holds it, e.g.
+``receivers.ops-slack.url: environment variable SLACK_WEBHOOK_URL is not set``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from detector.config.base import DEFAULT_CONFIG_PATH, ConfigError
+from detector.config.document import Config
+from detector.config.receivers import RECEIVER_TYPES
+
+__all__ = ["load_config", "parse_config"]
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _interpolate(
+    node: Any, path: str, env: Mapping[str, str], problems: list[tuple[str, str]]
+) -> Any:
+    """Replace ``${VAR}`` in every string, recording unset variables with their key path."""
+    if isinstance(node, dict):
+        return {
+            key: _interpolate(value, f"{path}.{key}" if path else str(key), env, problems)
+            for key, value in node.items()
+        }
+    if isinstance(node, list):
+        return [_interpolate(item, f"{path}[{i}]", env, problems) for i, item in enumerate(node)]
+    if not isinstance(node, str):
+        return node
+
+    def substitute(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in env:
+            return env[name]
+        if default is not None:
+            return default
+        problems.append((path, f"environment variable {name} is not set"))
+        return ""
+
+    return _ENV_REF.sub(substitute, node)
+
+
+def _key_path(loc: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part in RECEIVER_TYPES and path.startswith("receivers."):
+            continue  # pydantic's discriminator tag, not a key the user wrote
+        else:
+            path += f".{part}" if path else str(part)
+    return path
+
+
+def _explain(error: Any) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return "unknown key; check its spelling against docs/configuration.md"
+    if kind == "missing":
+        return "required key is missing"
+    if kind == "union_tag_invalid":
+        kind = error["input"].get("type")
+        return f"unknown receiver type {kind!r}; use {', '.join(RECEIVER_TYPES)}"
+    if kind == "union_tag_not_found":
+        return f"say which receiver this is with type: {', '.join(RECEIVER_TYPES)}"
+    message = str(error["msg"])
+    return message.removeprefix("Value error, ")
+
+
+def parse_config(
+    data: Any, env: Mapping[str, str] | None = None, source: str = DEFAULT_CONFIG_PATH
+) -> Config:
+    """Validate already-parsed YAML. Raises :class:`ConfigError` listing every problem."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            [("", "the file must hold a mapping of keys such as source:, receivers:")], source
+        )
+    problems: list[tuple[str, str]] = []
+    data = _interpolate(data, "", os.environ if env is None else env, problems)
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        unset = {path for path, _ in problems}
+        for error in exc.errors():
+            message = _explain(error)
+            path = _key_path(error["loc"])
+            if path in unset:
+                continue  # already reported as an unset environment variable
+            if ": " in message and message.split(": ", 1)[0].startswith(
+                ("route", "gateways.", "detection.")
+            ):
+                path, message = message.split(": ", 1)
+            problems.append((path, message))
+    if problems:
+        raise ConfigError(problems, source)
+    return config
+
+
+def load_config(
+    path: str | Path = DEFAULT_CONFIG_PATH, env: Mapping[str, str] | None = None
+) -> Config:
+    """Read and validate an alerts.yaml file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([("", f"cannot read the file: {exc.strerror}")], str(path)) from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise ConfigError(
+            [("", f"{where}not valid YAML ({getattr(exc, 'problem', exc)})")], str(path)
+        ) from exc
+    return parse_config(data, env, str(path))

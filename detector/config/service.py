@@ -1,0 +1,56 @@
+"""The detector as a service: the HTTP endpoint (``server:``) and the leader lease (``ha:``)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated
+from urllib.parse import quote
+
+from pydantic import Field, field_validator
+
+from detector.config.base import Duration, FrozenModel, HttpUrl, at_least
+
+__all__ = ["HaConfig", "ServerConfig"]
+
+
+class ServerConfig(FrozenModel):
+    """The HTTP endpoint: /healthz, /metrics, /api/v1/gateways and the status page."""
+
+    enabled: bool = True
+    listen: str = "127.0.0.1:8080"
+    # /healthz turns 503 once the last successful tick is this many intervals old.
+    unhealthy_after: float = Field(default=3, gt=1)
+    # Where people reach the status page (behind a proxy, say); every message links to the
+    # gateway's row there.
+    external_url: HttpUrl | None = None
+
+    def status_link(self, gateway: str | None) -> str | None:
+        """``https://detector.example.com/#gw-stripe``, or None without ``external_url``."""
+        if self.external_url is None:
+            return None
+        base = str(self.external_url).rstrip("/") + "/"
+        return base + (f"#gw-{quote(gateway)}" if gateway else "")
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, _, port = value.rpartition(":")
+        if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError(f"{value!r}: write HOST:PORT, e.g. 127.0.0.1:8080 or 0.0.0.0:8080")
+        return value
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
+class HaConfig(FrozenModel):
+    """The leader lease that lets exactly one replica evaluate and notify."""
+
+    # A dead leader is replaced within this long; the leader renews every third of it.
+    lease_ttl: Annotated[
+        Duration, at_least(timedelta(seconds=2), "the lease TTL must be at least 2s")
+    ] = timedelta(seconds=30)
+    # Identifies this replica in the lease row; default hostname:pid.
+    replica_id: str | None = Field(default=None, min_length=1, max_length=200)

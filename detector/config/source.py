@@ -1,0 +1,124 @@
+"""Where the payments are and how to read them, where the detector keeps its state, and
+how often it ticks: the ``source:``, ``state:`` and ``schedule:`` sections."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, Field, field_validator, model_validator
+
+from detector.config.base import Duration, FrozenModel, positive
+
+__all__ = [
+    "RESERVED_LABELS",
+    "Columns",
+    "Identifier",
+    "ScheduleConfig",
+    "SourceConfig",
+    "StateConfig",
+    "Statuses",
+    "TableName",
+]
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$")
+
+
+def _check_identifier(value: str) -> str:
+    if not _IDENTIFIER.match(value):
+        raise ValueError(
+            f"{value!r} is not a plain SQL identifier (letters, digits and underscores, "
+            "not starting with a digit)"
+        )
+    return value
+
+
+Identifier = Annotated[str, BeforeValidator(lambda v: _check_identifier(str(v)))]
+
+# Labels every alert may carry already; a dimension cannot take one of these names.
+RESERVED_LABELS = frozenset({"rule", "gateway", "severity", "alertname"})
+_LABEL = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _check_table_name(value: Any) -> str:
+    parts = str(value).split(".")
+    if len(parts) > 2:
+        raise ValueError(f"{value!r}: write the table as 'table' or 'schema.table'")
+    for part in parts:
+        _check_identifier(part)
+    return str(value)
+
+
+TableName = Annotated[str, BeforeValidator(_check_table_name)]
+
+
+class Columns(FrozenModel):
+    """Names of the payments table's columns."""
+
+    id: Identifier = "id"
+    timestamp: Identifier = "created_at"
+    gateway: Identifier = "gateway"
+    status: Identifier = "status"
+    error_code: Identifier | None = "error_code"
+    # Label name -> column, e.g. {method: payment_method, country: country}: an alert says
+    # which combination of them holds most of the excess failures.
+    dimensions: dict[Identifier, Identifier] = {}
+
+    @field_validator("dimensions")
+    @classmethod
+    def _label_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for label in value:
+            if label in RESERVED_LABELS:
+                raise ValueError(
+                    f"{label!r} is a label the detector sets itself; name the dimension "
+                    "otherwise (e.g. payment_method)"
+                )
+            if not _LABEL.match(label):
+                raise ValueError(f"{label!r}: a dimension's name must be a Prometheus label name")
+        return value
+
+
+class Statuses(FrozenModel):
+    """Which status values are final failures, final successes, or not final yet."""
+
+    failed: tuple[str, ...] = ("failed",)
+    succeeded: tuple[str, ...] = ("succeeded",)
+    pending: tuple[str, ...] = ("pending",)
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> Statuses:
+        seen: dict[str, str] = {}
+        for kind in ("failed", "succeeded", "pending"):
+            for status in getattr(self, kind):
+                if status in seen:
+                    raise ValueError(
+                        f"status {status!r} is listed as both {seen[status]} and {kind}"
+                    )
+                seen[status] = kind
+        if not self.failed or not self.succeeded:
+            raise ValueError("list at least one failed and one succeeded status")
+        return self
+
+
+class SourceConfig(FrozenModel):
+    url: str = "sqlite:///payments.db"
+    table: TableName = "payments"
+    columns: Columns = Columns()
+    statuses: Statuses = Statuses()
+    # Rows can be committed a little after their timestamp; each tick re-reads this much.
+    late_arrival: Duration = timedelta(minutes=5)
+    # How much history a fresh start reads to fill its windows.
+    warmup: Duration = timedelta(hours=3)
+
+
+class StateConfig(FrozenModel):
+    url: str = "sqlite:///detector-state.db"
+
+
+class ScheduleConfig(FrozenModel):
+    interval: Annotated[Duration, positive("the interval must be positive")] = timedelta(minutes=1)
+    # Consecutive failed ticks before the single "source down" alert fires.
+    source_down_after: int = Field(default=3, ge=1)
+    # On SIGTERM, how long the last delivery passes may take before the process exits.
+    shutdown_grace: Duration = timedelta(seconds=10)
