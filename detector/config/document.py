@@ -54,6 +54,10 @@ class Config(FrozenModel):
                 "other route takes; [] to drop them)"
             )
         check(self.route, "route")
+        return self
+
+    @model_validator(mode="after")
+    def _series_name_dimensions(self) -> Config:
         dimensions = self.source.columns.dimensions
         for index, grouping in enumerate(self.detection.sla_breach.series):
             for label in grouping:
@@ -63,6 +67,10 @@ class Config(FrozenModel):
                         f"detection.sla_breach.series[{index}]: {label!r} is not one of "
                         f"source.columns.dimensions (defined: {known})"
                     )
+        return self
+
+    @model_validator(mode="after")
+    def _backups_are_other_gateways(self) -> Config:
         for name, gateway in self.gateways.items():
             if gateway.backup == name:
                 raise ValueError(f"gateways.{name}.backup: a gateway cannot be its own backup")
