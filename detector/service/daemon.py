@@ -35,7 +35,8 @@ from detector.service.health import HealthTable, gateway_health, liveness, serie
 from detector.service.history import History
 from detector.service.lease import Lease
 from detector.service.metrics import Metrics
-from detector.service.web import Snapshot, WebServer
+from detector.service.snapshot import Snapshot
+from detector.service.web import WebServer
 from detector.source import Source, SourceError
 from detector.store import FencedOut, StateStore, StoreError
 from detector.timeutil import epoch_minute
