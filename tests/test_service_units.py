@@ -19,7 +19,7 @@ import numpy.typing as npt
 import pytest
 import requests
 import sqlalchemy as sa
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Gauge
 from prometheus_client.parser import text_string_to_metric_families
 
 from detector.alerts import Alert, Transition, notification_for
@@ -508,6 +508,21 @@ def test_metrics_export_how_close_each_detector_is_to_alarm() -> None:
     assert value("detector_gateway_failure_rate", {"gateway": 'a"b'}) == 1.0
     assert value("detector_gateway_status", {"gateway": "stripe", "status": "healthy"}) == 1
     assert value("detector_gateway_status", {"gateway": "stripe", "status": "down"}) == 0
+
+
+def test_the_registry_passed_in_holds_the_gateway_gauges_that_metrics_serves() -> None:
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    window = _window({"stripe": (40, 4)})
+    bank = _rule("sla_breach", window.gateways, evidence_ratio=np.array([0.4]))
+    metrics.observe_health(gateway_health(window, [], CONFIG), [], [bank])
+    labels = {"gateway": "stripe", "rule": "sla_breach"}
+    assert registry.get_sample_value("detector_evidence_ratio", labels) == 0.4
+    assert registry.get_sample_value("detector_gateway_failure_rate", {"gateway": "stripe"}) == 0.1
+    assert _scrape(metrics)("detector_gateway_failure_rate", {"gateway": "stripe"}) == 0.1
+    # Their names are taken: nothing else on the registry may export them.
+    with pytest.raises(ValueError, match="detector_gateway_status"):
+        Gauge("detector_gateway_status", "A clash.", registry=registry)
 
 
 def test_metrics_count_ticks_rows_alerts_and_deliveries_per_receiver(
