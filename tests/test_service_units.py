@@ -41,6 +41,7 @@ from detector.timeutil import epoch_minute
 from detector.window import CountWindow
 
 from .conftest import REQUIRE_SERVERS, SERVER_URLS, T0, PaymentsDb, _unreachable
+from .daemon_process import unused_port
 from .http_recorder import HttpRecorder
 
 REPO = Path(__file__).resolve().parents[1]
@@ -270,12 +271,6 @@ class Clock:
         return self.now
 
 
-def _closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _config(db: PaymentsDb | str, hook: HttpRecorder | None = None, **extra: object) -> Config:
     """Outage alerts on ``db`` (or a payments URL) sent to ``hook``; ``extra`` top-level keys."""
     if hook is not None:
@@ -316,7 +311,7 @@ def _close(daemon: Daemon) -> None:
 
 
 def test_healthz_turns_503_with_the_reason_when_ticks_stop_succeeding(tmp_path: Path) -> None:
-    config = _config(f"postgresql+psycopg://postgres@127.0.0.1:{_closed_port()}/test")
+    config = _config(f"postgresql+psycopg://postgres@127.0.0.1:{unused_port()}/test")
     clock = Clock()
     daemon = _daemon(config, f"sqlite:///{tmp_path / 'state.db'}", clock)
     try:
@@ -572,7 +567,7 @@ SECRETS = {
 def test_secrets_stay_out_of_the_logs_of_failing_deliveries(
     sqlite_db: PaymentsDb, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    port = _closed_port()
+    port = unused_port()
     env = {**SECRETS, "SLACK_WEBHOOK_URL": f"http://127.0.0.1:{port}/services/T0/B0/slk-9f7e6d5c"}
     config = parse_config(
         {
