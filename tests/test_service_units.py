@@ -36,7 +36,7 @@ from detector.service.metrics import Metrics
 from detector.service.web import WebServer
 from detector.source import SqlSource
 from detector.stats.seasonal import SLOT_MINUTES, SLOTS_PER_HOUR
-from detector.store import FencedOut, StateStore
+from detector.store import FencedOut, StateStore, StoreError
 from detector.timeutil import epoch_minute
 from detector.window import CountWindow
 
@@ -690,6 +690,36 @@ def test_shutdown_waits_within_the_grace_period_for_a_retry_to_go_through(
     assert statuses == ["firing", "firing"]  # the 503, then the retry before exiting
     (entry,) = daemon.store.deliveries()
     assert entry["delivered_at"] is not None
+
+
+def test_every_state_database_failure_is_a_store_error_naming_what_failed(
+    tmp_path: Path,
+) -> None:
+    store = StateStore.open(f"sqlite:///{tmp_path / 'state.db'}")
+    lease = Lease(store.engine, "a", timedelta(seconds=30))
+    with store.engine.begin() as connection:
+        for table in ("meta", "alerts", "outbox", "silences", "lease"):
+            connection.execute(sa.text(f"DROP TABLE detector_{table}"))
+    calls: dict[str, Callable[[], object]] = {
+        "read the state database": store.load,
+        "save state": lambda: store.save_tick(T0, {}, [], T0),
+        "read the outbox": lambda: store.due(T0),
+        "save the silence": lambda: store.add_silence({"gateway": "x"}, {}, T0, T0, "me", "why"),
+        "read silences": store.silences,
+        "expire the silence": lambda: store.expire_silence("x", T0),
+        "renew the leader lease": lambda: lease.acquire(T0),
+        "release the leader lease": lease.release,
+        "read the leader lease": lambda: lease.current_holder(T0),
+    }
+    try:
+        for action, call in calls.items():
+            with pytest.raises(StoreError, match=f"^cannot {action}: no such table: detector_"):
+                call()
+        for read in (store.outbox_depth, lambda: store.notified_since(T0), store.deliveries):
+            with pytest.raises(StoreError, match=r"^cannot read the outbox: no such table"):
+                read()
+    finally:
+        store.engine.dispose()
 
 
 def test_healthz_503_when_the_state_cannot_be_saved(sqlite_db: PaymentsDb, tmp_path: Path) -> None:
