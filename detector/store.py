@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -22,7 +23,7 @@ from sqlalchemy.engine import Engine
 from detector.alerting import Delivery, Silence
 from detector.alerts import Alert
 from detector.config import LabelMatcher
-from detector.db import connect, create_tables
+from detector.db import connect, create_tables, error_text
 from detector.errors import DetectorError
 from detector.model import Notification
 from detector.timeutil import aware_utc, naive_utc
@@ -32,6 +33,7 @@ __all__ = [
     "OutboxEntry",
     "StateStore",
     "StoreError",
+    "store_errors",
 ]
 
 log = logging.getLogger(__name__)
@@ -103,6 +105,16 @@ class FencedOut(StoreError):
     """A tick was not saved: this replica no longer holds the leader lease."""
 
 
+@contextmanager
+def store_errors(action: str) -> Iterator[None]:
+    """Raise a database error of the block as :class:`StoreError` ``cannot {action}: ...``,
+    with the first line of the database's message (never the SQL or its parameters)."""
+    try:
+        yield
+    except sa.exc.SQLAlchemyError as exc:
+        raise StoreError(f"cannot {action}: {error_text(exc)}") from exc
+
+
 @dataclass(frozen=True)
 class OutboxEntry:
     id: int
@@ -122,7 +134,7 @@ class StateStore:
         except sa.exc.SQLAlchemyError as exc:
             raise StoreError(
                 f"state.url: cannot open the state database ({exc.__class__.__name__}: "
-                f"{str(getattr(exc, 'orig', exc)).splitlines()[0]})"
+                f"{error_text(exc)})"
             ) from exc
 
     @classmethod
@@ -133,7 +145,7 @@ class StateStore:
 
     def load(self) -> tuple[datetime | None, dict[str, Alert]]:
         """The watermark and the alerts as the last committed tick left them."""
-        with self.engine.connect() as connection:
+        with store_errors("read the state database"), self.engine.connect() as connection:
             value = connection.execute(
                 sa.select(_meta.c.value).where(_meta.c.key == "watermark")
             ).scalar()
@@ -159,33 +171,27 @@ class StateStore:
         (:class:`FencedOut`): the leader lease uses it so that a replica which lost the
         lease mid-tick cannot commit alongside the new leader.
         """
-        try:
-            with self.engine.begin() as connection:
-                if fence is not None and not fence(connection):
-                    raise FencedOut("this replica no longer holds the leader lease")
-                if watermark is not None:
-                    connection.execute(_meta.delete().where(_meta.c.key == "watermark"))
-                    connection.execute(
-                        _meta.insert().values(key="watermark", value=watermark.isoformat())
-                    )
-                connection.execute(_alerts.delete())
-                if alerts:
-                    connection.execute(
-                        _alerts.insert(),
-                        [
-                            {"fingerprint": k, "data": json.dumps(a.to_dict())}
-                            for k, a in alerts.items()
-                        ],
-                    )
-                rows = self._outbox_rows(connection, [Delivery(*item) for item in deliveries], now)
-                if rows:
-                    connection.execute(_outbox.insert(), rows)
-                added = len(rows)
-        except sa.exc.SQLAlchemyError as exc:
-            raise StoreError(
-                f"cannot save state: {str(getattr(exc, 'orig', exc)).splitlines()[0]}"
-            ) from exc
-        return added
+        with store_errors("save state"), self.engine.begin() as connection:
+            if fence is not None and not fence(connection):
+                raise FencedOut("this replica no longer holds the leader lease")
+            if watermark is not None:
+                connection.execute(_meta.delete().where(_meta.c.key == "watermark"))
+                connection.execute(
+                    _meta.insert().values(key="watermark", value=watermark.isoformat())
+                )
+            connection.execute(_alerts.delete())
+            if alerts:
+                connection.execute(
+                    _alerts.insert(),
+                    [
+                        {"fingerprint": k, "data": json.dumps(a.to_dict())}
+                        for k, a in alerts.items()
+                    ],
+                )
+            rows = self._outbox_rows(connection, [Delivery(*item) for item in deliveries], now)
+            if rows:
+                connection.execute(_outbox.insert(), rows)
+        return len(rows)
 
     def _outbox_rows(
         self, connection: sa.Connection, deliveries: list[Delivery], now: datetime
@@ -264,7 +270,7 @@ class StateStore:
             .order_by(_outbox.c.id)
             .limit(limit)
         )
-        with self.engine.connect() as connection:
+        with store_errors("read the outbox"), self.engine.connect() as connection:
             rows = connection.execute(query).all()
         return [
             OutboxEntry(
@@ -286,7 +292,7 @@ class StateStore:
         **values: object,
     ) -> None:
         """Record one attempt at sending ``entries`` (one message) in one transaction."""
-        with self.engine.begin() as connection:
+        with store_errors("record a delivery attempt"), self.engine.begin() as connection:
             for entry in entries:
                 connection.execute(
                     _outbox.update()
@@ -324,7 +330,7 @@ class StateStore:
             .select_from(_outbox)
             .where(_outbox.c.delivered_at.is_(None), _outbox.c.failed_at.is_(None))
         )
-        with self.engine.connect() as connection:
+        with store_errors("read the outbox"), self.engine.connect() as connection:
             return int(connection.execute(query).scalar() or 0)
 
     def notified_since(self, moment: datetime) -> list[Notification]:
@@ -334,20 +340,15 @@ class StateStore:
             .where(_outbox.c.created_at >= naive_utc(moment))
             .order_by(_outbox.c.id)
         )
-        try:
-            with self.engine.connect() as connection:
-                rows = connection.execute(query).all()
-        except sa.exc.SQLAlchemyError as exc:
-            raise StoreError(
-                f"cannot read the outbox: {str(getattr(exc, 'orig', exc)).splitlines()[0]}"
-            ) from exc
+        with store_errors("read the outbox"), self.engine.connect() as connection:
+            rows = connection.execute(query).all()
         unique = {row.idempotency_key: row.payload for row in rows}
         return [Notification.from_json(payload) for payload in unique.values()]
 
     def deliveries(self) -> list[dict[str, Any]]:
         """Every outbox entry with its outcome and ``history``, the list of its attempts as
         ``(time, outcome, error)`` (for `detector outbox` and the tests)."""
-        with self.engine.connect() as connection:
+        with store_errors("read the outbox"), self.engine.connect() as connection:
             rows = connection.execute(sa.select(_outbox).order_by(_outbox.c.id)).mappings().all()
             attempts = connection.execute(sa.select(_attempts).order_by(_attempts.c.id)).mappings()
             history: dict[int, list[tuple[datetime, str, str | None]]] = {}
@@ -393,7 +394,7 @@ class StateStore:
             tuple(matchers),
         )
         stored = {"match": match, "match_re": match_re, "matchers": [str(m) for m in matchers]}
-        with self.engine.begin() as connection:
+        with store_errors("save the silence"), self.engine.begin() as connection:
             connection.execute(
                 _silences.insert().values(
                     id=silence.id,
@@ -412,13 +413,8 @@ class StateStore:
         query = sa.select(_silences).order_by(_silences.c.starts_at, _silences.c.id)
         if not_ended_at is not None:
             query = query.where(_silences.c.ends_at > naive_utc(not_ended_at))
-        try:
-            with self.engine.connect() as connection:
-                rows = connection.execute(query).mappings().all()
-        except sa.exc.SQLAlchemyError as exc:
-            raise StoreError(
-                f"cannot read silences: {str(getattr(exc, 'orig', exc)).splitlines()[0]}"
-            ) from exc
+        with store_errors("read silences"), self.engine.connect() as connection:
+            rows = connection.execute(query).mappings().all()
         found = []
         for row in rows:
             matchers = json.loads(row["matchers"])
@@ -439,7 +435,7 @@ class StateStore:
 
     def expire_silence(self, silence_id: str, now: datetime) -> bool:
         """End a silence now; False if there is no such silence or it has ended already."""
-        with self.engine.begin() as connection:
+        with store_errors("expire the silence"), self.engine.begin() as connection:
             result = connection.execute(
                 _silences.update()
                 .where(_silences.c.id == silence_id, _silences.c.ends_at > naive_utc(now))

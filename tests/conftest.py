@@ -1,4 +1,5 @@
-"""Shared fixtures: the three real databases, explicit payment rows, a fixed clock."""
+"""Shared fixtures: the three real databases, explicit payment rows, a fixed clock, the
+daemon in-process and as a subprocess."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TextIO
+from pathlib import Path
+from typing import Any, TextIO
 
 import pytest
 import requests
@@ -24,6 +26,7 @@ from detector.simulate import create_schema
 from detector.source import Source, SqlSource
 from detector.store import StateStore
 
+from .daemon_process import DaemonProcess
 from .http_recorder import HttpRecorder
 
 SERVER_URLS = {
@@ -241,6 +244,22 @@ def in_process_daemon(
     finally:
         source.engine.dispose()
         store.engine.dispose()
+
+
+@pytest.fixture
+def start_daemon() -> Iterator[Callable[..., DaemonProcess]]:
+    """Starts ``detector run`` as a :class:`DaemonProcess`, returned once it is ready unless
+    ``ready=False``; every process still running after the test is killed."""
+    started: list[DaemonProcess] = []
+
+    def start(config: Path, log: Path, *, ready: bool = True, **options: Any) -> DaemonProcess:
+        daemon = DaemonProcess(config, log, **options)
+        started.append(daemon)
+        return daemon.wait_ready() if ready else daemon
+
+    yield start
+    for daemon in started:
+        daemon.close()
 
 
 def _state_url(dialect: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:

@@ -3,13 +3,8 @@ with an injected clock for the outbox and source-outage behaviour."""
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -19,9 +14,8 @@ import requests
 from detector.config import Config, parse_config
 
 from .conftest import T0, Clock, PaymentsDb, in_process_daemon
+from .daemon_process import LISTEN, DaemonProcess, unused_port
 from .http_recorder import HttpRecorder
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -48,37 +42,9 @@ receivers:
 route:
   receivers: [hook]
   group_interval: 0s   # the resolution follows the firing within seconds here
-server: {{listen: "127.0.0.1:0"}}
+server: {{listen: "{LISTEN}"}}
 ha: {{lease_ttl: 3s}}
 """
-
-
-class DaemonProcess:
-    """``detector run`` in a subprocess, its log in a file the test can wait on."""
-
-    def __init__(self, config: Path, log: Path):
-        self.log = log
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        with log.open("a") as stderr:  # the child keeps its own copy of the handle
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "detector.cli", "run", "--config", str(config)],
-                stdout=subprocess.DEVNULL,
-                stderr=stderr,
-                env=env,
-                cwd=config.parent,
-            )
-
-    def ticks(self) -> int:
-        return self.log.read_text().count(": tick ")
-
-    def wait_for_ticks(self, count: int, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while self.ticks() < count:
-            assert self.process.poll() is None, self.log.read_text()
-            assert time.monotonic() < deadline, (
-                f"no {count} ticks in {timeout}s:\n{self.log.read_text()}"
-            )
-            time.sleep(0.1)
 
 
 def _now() -> datetime:
@@ -87,7 +53,10 @@ def _now() -> datetime:
 
 @pytest.mark.slow
 def test_daemon_notifies_once_per_transition_across_a_kill(
-    sqlite_db: PaymentsDb, webhook: HttpRecorder, tmp_path: Path
+    sqlite_db: PaymentsDb,
+    webhook: HttpRecorder,
+    tmp_path: Path,
+    start_daemon: Callable[..., DaemonProcess],
 ) -> None:
     config = tmp_path / "alerts.yaml"
     config.write_text(
@@ -95,52 +64,47 @@ def test_daemon_notifies_once_per_transition_across_a_kill(
     )
     sqlite_db.steady("stripe", _now() - timedelta(minutes=30), minutes=29, per_minute=10)
     log = tmp_path / "daemon.log"
-    daemon = DaemonProcess(config, log)
-    try:
-        daemon.wait_for_ticks(2)
-        assert webhook.requests == []
+    daemon = start_daemon(config, log)
+    daemon.wait_ticks(2)
+    assert webhook.requests == []
 
-        sqlite_db.add("stripe", _now(), failed=30, error_code="gateway_timeout")
-        (firing,) = webhook.wait_for(1, timeout=20)
-        body = firing.json()
-        assert (body["event"], body["rule"], body["labels"]["gateway"]) == (
-            "firing",
-            "outage",
-            "stripe",
-        )
-        assert body["evidence"]["failures"] == 30
-        assert firing.header("Idempotency-Key") == body["idempotency_key"]
-        ticks = daemon.ticks()
-        daemon.wait_for_ticks(ticks + 2)
-        assert len(webhook.requests) == 1
+    sqlite_db.add("stripe", _now(), failed=30, error_code="gateway_timeout")
+    (firing,) = webhook.wait_for(1, timeout=20)
+    body = firing.json()
+    assert (body["event"], body["rule"], body["labels"]["gateway"]) == (
+        "firing",
+        "outage",
+        "stripe",
+    )
+    assert body["evidence"]["failures"] == 30
+    assert firing.header("Idempotency-Key") == body["idempotency_key"]
+    daemon.wait_ticks(2)
+    assert len(webhook.requests) == 1
 
-        # Killed without warning while the alert fires; the new process must not re-send it.
-        daemon.process.kill()
-        daemon.process.wait(timeout=10)
-        daemon = DaemonProcess(config, log)
-        ticks = daemon.ticks()
-        daemon.wait_for_ticks(ticks + 3)
-        assert len(webhook.requests) == 1
+    # Killed without warning while the alert fires; the new process must not re-send it.
+    daemon.process.kill()
+    daemon.process.wait(timeout=10)
+    daemon = start_daemon(config, log)
+    daemon.wait_ticks(3)
+    assert len(webhook.requests) == 1
 
-        sqlite_db.add("stripe", _now(), succeeded=600)
-        resolved = webhook.wait_for(2, timeout=20)[1].json()
-        assert (resolved["event"], resolved["fingerprint"]) == ("resolved", body["fingerprint"])
-        ticks = daemon.ticks()
-        daemon.wait_for_ticks(ticks + 2)
-        assert len(webhook.requests) == 2
+    sqlite_db.add("stripe", _now(), succeeded=600)
+    resolved = webhook.wait_for(2, timeout=20)[1].json()
+    assert (resolved["event"], resolved["fingerprint"]) == ("resolved", body["fingerprint"])
+    daemon.wait_ticks(2)
+    assert len(webhook.requests) == 2
 
-        daemon.process.send_signal(signal.SIGTERM)
-        assert daemon.process.wait(timeout=20) == 0
-        assert "detector stopped" in log.read_text()
-    finally:
-        if daemon.process.poll() is None:
-            daemon.process.kill()
-            daemon.process.wait()
+    daemon.process.send_signal(signal.SIGTERM)
+    assert daemon.process.wait(timeout=20) == 0
+    assert "detector stopped" in log.read_text()
 
 
 @pytest.mark.slow
 def test_a_daemon_killed_before_delivery_delivers_after_restart_exactly_once(
-    sqlite_db: PaymentsDb, webhook: HttpRecorder, tmp_path: Path
+    sqlite_db: PaymentsDb,
+    webhook: HttpRecorder,
+    tmp_path: Path,
+    start_daemon: Callable[..., DaemonProcess],
 ) -> None:
     config = tmp_path / "alerts.yaml"
     state = f"sqlite:///{tmp_path / 'state.db'}"
@@ -149,36 +113,24 @@ def test_a_daemon_killed_before_delivery_delivers_after_restart_exactly_once(
     sqlite_db.steady("stripe", _now() - timedelta(minutes=30), minutes=29, per_minute=10)
     sqlite_db.add("stripe", _now(), failed=30)
     log = tmp_path / "daemon.log"
-    daemon = DaemonProcess(config, log)
-    try:
-        webhook.wait_for(1, timeout=20)  # the transition is committed, its delivery failed
-        daemon.process.kill()
-        daemon.process.wait(timeout=10)
-        attempts = len(webhook.requests)
+    daemon = start_daemon(config, log)
+    webhook.wait_for(1, timeout=20)  # the transition is committed, its delivery failed
+    daemon.process.kill()
+    daemon.process.wait(timeout=10)
+    attempts = len(webhook.requests)
 
-        webhook.respond_with([], replace=True)  # the receiver is back
-        daemon = DaemonProcess(config, log)
-        delivered = webhook.wait_for(attempts + 1, timeout=30)[-1]
-        assert delivered.json()["event"] == "firing"
-        ticks = daemon.ticks()
-        daemon.wait_for_ticks(ticks + 3)
-        assert len(webhook.requests) == attempts + 1
-        assert {r.header("Idempotency-Key") for r in webhook.requests} == {
-            delivered.header("Idempotency-Key")
-        }
-    finally:
-        if daemon.process.poll() is None:
-            daemon.process.kill()
-            daemon.process.wait()
+    webhook.respond_with([], replace=True)  # the receiver is back
+    daemon = start_daemon(config, log)
+    delivered = webhook.wait_for(attempts + 1, timeout=30)[-1]
+    assert delivered.json()["event"] == "firing"
+    daemon.wait_ticks(3)
+    assert len(webhook.requests) == attempts + 1
+    assert {r.header("Idempotency-Key") for r in webhook.requests} == {
+        delivered.header("Idempotency-Key")
+    }
 
 
 # --- in-process, simulated time -------------------------------------------------------------
-
-
-def _closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _hooks_config(source_url: str, table: str, *hooks: HttpRecorder) -> Config:
@@ -203,7 +155,7 @@ def _hooks_config(source_url: str, table: str, *hooks: HttpRecorder) -> Config:
 def test_one_source_down_alert_instead_of_one_per_gateway(
     webhook: HttpRecorder, tmp_path: Path
 ) -> None:
-    url = f"postgresql+psycopg://postgres@127.0.0.1:{_closed_port()}/test"
+    url = f"postgresql+psycopg://postgres@127.0.0.1:{unused_port()}/test"
     config = _hooks_config(url, "payments", webhook)
     clock = Clock(T0)
     state = f"sqlite:///{tmp_path / 'state.db'}"

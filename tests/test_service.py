@@ -10,107 +10,23 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from functools import cached_property
 from pathlib import Path
-from typing import Any
 
 import pytest
-import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from .conftest import PaymentsDb
+from .daemon_process import LISTEN, DaemonProcess, wait_until
 from .http_recorder import HttpRecorder
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "test-artifacts"
-_LISTENING = re.compile(r"on (http://127\.0\.0\.1:\d+)")
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def wait_until(condition: Callable[[], Any], what: str, timeout: float = 20) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
-        time.sleep(0.1)
-
-
-class Service:
-    """``detector run`` in a subprocess, its stderr in a file, its HTTP port read from it."""
-
-    def __init__(self, config: Path, log: Path, *, json_logs: bool = False, replica: str = ""):
-        self.log = log
-        self.config = config
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        if replica:
-            env["DETECTOR_REPLICA_ID"] = replica
-        options = ["--log-format", "json"] if json_logs else []
-        with log.open("a") as stderr:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "detector.cli", *options, "run", "--config", str(config)],
-                stdout=subprocess.DEVNULL,
-                stderr=stderr,
-                env=env,
-                cwd=config.parent,
-            )
-        self.replica = replica
-        self.http = requests.Session()
-
-    @cached_property
-    def url(self) -> str:
-        """Waits for the port on first use, so that several services can start together."""
-        return str(wait_until(self._listening, f"the HTTP port in {self.log}"))
-
-    def _listening(self) -> str | None:
-        assert self.process.poll() is None, self.log.read_text()
-        match = _LISTENING.search(self.log.read_text())
-        return match.group(1) if match else None
-
-    def get(self, path: str) -> requests.Response:
-        return self.http.get(self.url + path, timeout=10)
-
-    def gateways(self) -> dict[str, dict[str, Any]]:
-        return {g["gateway"]: g for g in self.get("/api/v1/gateways").json()["gateways"]}
-
-    def role(self) -> str | None:
-        try:
-            return str(self.get("/healthz").json()["role"])
-        except requests.ConnectionError:
-            return None
-
-    def ticks(self) -> int:
-        return len(re.findall(r"tick \d+", self.log.read_text()))
-
-    def wait_ticks(self, count: int) -> None:
-        start = self.ticks()
-        wait_until(lambda: self.ticks() >= start + count, f"{count} more ticks in {self.log}")
-
-    def terminate(self) -> int:
-        self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=30)
-
-    def close(self) -> None:
-        self.http.close()
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-
-
-@pytest.fixture
-def services() -> Iterator[list[Service]]:
-    started: list[Service] = []
-    yield started
-    for service in started:
-        service.close()
 
 
 def _config(db: PaymentsDb, state_url: str, *hooks: str, extra: str = "", ttl: str = "3s") -> str:
@@ -122,7 +38,7 @@ def _config(db: PaymentsDb, state_url: str, *hooks: str, extra: str = "", ttl: s
 source: {{url: "{db.url}", table: {db.table}}}
 state: {{url: "{state_url}"}}
 schedule: {{interval: 1s, shutdown_grace: 5s}}
-server: {{listen: "127.0.0.1:0"}}
+server: {{listen: "{LISTEN}"}}
 ha: {{lease_ttl: {ttl}}}
 detection:
   outage: {{window: 10m, min_payments: 5, failure_rate: 0.9, for: 0s, keep_firing_for: 0s}}
@@ -160,7 +76,7 @@ def _days_of_traffic(db: PaymentsDb, *gateways: str, days: int = 9) -> None:
         at = end
 
 
-def _metrics(service: Service) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+def _metrics(service: DaemonProcess) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     response = service.get("/metrics")
     assert response.status_code == 200
     return {
@@ -207,7 +123,7 @@ def _chromium(url: str, screenshot: Path, profile: Path) -> tuple[str, str]:
 
 @pytest.mark.slow
 def test_endpoints_and_status_page_during_an_incident_and_after(
-    sqlite_db: PaymentsDb, services: list[Service], tmp_path: Path
+    sqlite_db: PaymentsDb, start_daemon: Callable[..., DaemonProcess], tmp_path: Path
 ) -> None:
     with HttpRecorder() as hook:
         config = tmp_path / "alerts.yaml"
@@ -215,8 +131,7 @@ def test_endpoints_and_status_page_during_an_incident_and_after(
         config.write_text(_config(sqlite_db, state, hook.url_for("/hook")))
         _traffic(sqlite_db)
         _days_of_traffic(sqlite_db, "stripe", "paypal")
-        service = Service(config, tmp_path / "service.log", json_logs=True)
-        services.append(service)
+        service = start_daemon(config, tmp_path / "service.log", json_logs=True)
 
         health = wait_until(lambda: service.get("/healthz").json()["status"] == "ok", "a tick")
         assert health
@@ -304,15 +219,14 @@ def test_endpoints_and_status_page_during_an_incident_and_after(
 
 @pytest.mark.slow
 def test_sighup_applies_a_valid_config_keeping_alert_state_and_rejects_a_broken_one(
-    sqlite_db: PaymentsDb, services: list[Service], tmp_path: Path
+    sqlite_db: PaymentsDb, start_daemon: Callable[..., DaemonProcess], tmp_path: Path
 ) -> None:
     with HttpRecorder() as old, HttpRecorder() as new:
         config = tmp_path / "alerts.yaml"
         state = f"sqlite:///{tmp_path / 'state.db'}"
         config.write_text(_config(sqlite_db, state, old.url_for("/old")))
         _traffic(sqlite_db)
-        service = Service(config, tmp_path / "service.log")
-        services.append(service)
+        service = start_daemon(config, tmp_path / "service.log")
         sqlite_db.add("stripe", _now(), failed=40)
         assert old.wait_for(1, timeout=20)[0].json()["event"] == "firing"
 
@@ -347,15 +261,21 @@ def test_sighup_applies_a_valid_config_keeping_alert_state_and_rejects_a_broken_
 
 @pytest.mark.slow
 def test_two_replicas_notify_once_and_the_follower_takes_over_after_a_kill(
-    sqlite_db: PaymentsDb, state_url: str, services: list[Service], tmp_path: Path
+    sqlite_db: PaymentsDb,
+    state_url: str,
+    start_daemon: Callable[..., DaemonProcess],
+    tmp_path: Path,
 ) -> None:
     with HttpRecorder() as hook:
         config = tmp_path / "alerts.yaml"
         config.write_text(_config(sqlite_db, state_url, hook.url_for("/hook"), ttl="2s"))
         _traffic(sqlite_db)
         # Started together, as docker compose does, on a state database neither has seen.
-        replicas = [Service(config, tmp_path / f"{r}.log", replica=r) for r in ("a", "b")]
-        services.extend(replicas)
+        replicas = [
+            start_daemon(config, tmp_path / f"{r}.log", replica=r, ready=False) for r in ("a", "b")
+        ]
+        for replica in replicas:
+            replica.wait_ready()
         roles = wait_until(
             lambda: (
                 (roles := sorted((s.role() or "", s.replica) for s in replicas))

@@ -19,7 +19,7 @@ import numpy.typing as npt
 import pytest
 import requests
 import sqlalchemy as sa
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Gauge
 from prometheus_client.parser import text_string_to_metric_families
 
 from detector.alerts import Alert, Transition, notification_for
@@ -36,11 +36,12 @@ from detector.service.metrics import Metrics
 from detector.service.web import WebServer
 from detector.source import SqlSource
 from detector.stats.seasonal import SLOT_MINUTES, SLOTS_PER_HOUR
-from detector.store import FencedOut, StateStore
+from detector.store import FencedOut, StateStore, StoreError
 from detector.timeutil import epoch_minute
 from detector.window import CountWindow
 
 from .conftest import REQUIRE_SERVERS, SERVER_URLS, T0, PaymentsDb, _unreachable
+from .daemon_process import unused_port
 from .http_recorder import HttpRecorder
 
 REPO = Path(__file__).resolve().parents[1]
@@ -270,12 +271,6 @@ class Clock:
         return self.now
 
 
-def _closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _config(db: PaymentsDb | str, hook: HttpRecorder | None = None, **extra: object) -> Config:
     """Outage alerts on ``db`` (or a payments URL) sent to ``hook``; ``extra`` top-level keys."""
     if hook is not None:
@@ -316,7 +311,7 @@ def _close(daemon: Daemon) -> None:
 
 
 def test_healthz_turns_503_with_the_reason_when_ticks_stop_succeeding(tmp_path: Path) -> None:
-    config = _config(f"postgresql+psycopg://postgres@127.0.0.1:{_closed_port()}/test")
+    config = _config(f"postgresql+psycopg://postgres@127.0.0.1:{unused_port()}/test")
     clock = Clock()
     daemon = _daemon(config, f"sqlite:///{tmp_path / 'state.db'}", clock)
     try:
@@ -510,6 +505,21 @@ def test_metrics_export_how_close_each_detector_is_to_alarm() -> None:
     assert value("detector_gateway_status", {"gateway": "stripe", "status": "down"}) == 0
 
 
+def test_the_registry_passed_in_holds_the_gateway_gauges_that_metrics_serves() -> None:
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    window = _window({"stripe": (40, 4)})
+    bank = _rule("sla_breach", window.gateways, evidence_ratio=np.array([0.4]))
+    metrics.observe_health(gateway_health(window, [], CONFIG), [], [bank])
+    labels = {"gateway": "stripe", "rule": "sla_breach"}
+    assert registry.get_sample_value("detector_evidence_ratio", labels) == 0.4
+    assert registry.get_sample_value("detector_gateway_failure_rate", {"gateway": "stripe"}) == 0.1
+    assert _scrape(metrics)("detector_gateway_failure_rate", {"gateway": "stripe"}) == 0.1
+    # Their names are taken: nothing else on the registry may export them.
+    with pytest.raises(ValueError, match="detector_gateway_status"):
+        Gauge("detector_gateway_status", "A clash.", registry=registry)
+
+
 def test_metrics_count_ticks_rows_alerts_and_deliveries_per_receiver(
     sqlite_db: PaymentsDb, tmp_path: Path
 ) -> None:
@@ -557,7 +567,7 @@ SECRETS = {
 def test_secrets_stay_out_of_the_logs_of_failing_deliveries(
     sqlite_db: PaymentsDb, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    port = _closed_port()
+    port = unused_port()
     env = {**SECRETS, "SLACK_WEBHOOK_URL": f"http://127.0.0.1:{port}/services/T0/B0/slk-9f7e6d5c"}
     config = parse_config(
         {
@@ -680,6 +690,36 @@ def test_shutdown_waits_within_the_grace_period_for_a_retry_to_go_through(
     assert statuses == ["firing", "firing"]  # the 503, then the retry before exiting
     (entry,) = daemon.store.deliveries()
     assert entry["delivered_at"] is not None
+
+
+def test_every_state_database_failure_is_a_store_error_naming_what_failed(
+    tmp_path: Path,
+) -> None:
+    store = StateStore.open(f"sqlite:///{tmp_path / 'state.db'}")
+    lease = Lease(store.engine, "a", timedelta(seconds=30))
+    with store.engine.begin() as connection:
+        for table in ("meta", "alerts", "outbox", "silences", "lease"):
+            connection.execute(sa.text(f"DROP TABLE detector_{table}"))
+    calls: dict[str, Callable[[], object]] = {
+        "read the state database": store.load,
+        "save state": lambda: store.save_tick(T0, {}, [], T0),
+        "read the outbox": lambda: store.due(T0),
+        "save the silence": lambda: store.add_silence({"gateway": "x"}, {}, T0, T0, "me", "why"),
+        "read silences": store.silences,
+        "expire the silence": lambda: store.expire_silence("x", T0),
+        "renew the leader lease": lambda: lease.acquire(T0),
+        "release the leader lease": lease.release,
+        "read the leader lease": lambda: lease.current_holder(T0),
+    }
+    try:
+        for action, call in calls.items():
+            with pytest.raises(StoreError, match=f"^cannot {action}: no such table: detector_"):
+                call()
+        for read in (store.outbox_depth, lambda: store.notified_since(T0), store.deliveries):
+            with pytest.raises(StoreError, match=r"^cannot read the outbox: no such table"):
+                read()
+    finally:
+        store.engine.dispose()
 
 
 def test_healthz_503_when_the_state_cannot_be_saved(sqlite_db: PaymentsDb, tmp_path: Path) -> None:

@@ -35,7 +35,8 @@ from detector.service.health import HealthTable, gateway_health, liveness, serie
 from detector.service.history import History
 from detector.service.lease import Lease
 from detector.service.metrics import Metrics
-from detector.service.web import Snapshot, WebServer
+from detector.service.snapshot import Snapshot
+from detector.service.web import WebServer
 from detector.source import Source, SourceError
 from detector.store import FencedOut, StateStore, StoreError
 from detector.timeutil import epoch_minute
@@ -183,12 +184,16 @@ class Daemon:
         except StoreError as exc:
             log.error("delivery paused: %s", exc)
         except Exception:
+            # A scheduler job, and a step of the shutdown flush: whatever else goes wrong in
+            # one pass is logged with its traceback and must not stop the passes after it.
             log.exception("delivery pass failed; retrying next pass")
 
     def _safe_tick(self) -> None:
         try:
             self.tick()
-        except Exception:  # one bad tick must not stop the service
+        except Exception:
+            # The scheduler's tick job: one bad tick (a bug, or the state database failing
+            # where the tick has no fallback) is logged and must not stop the service.
             log.exception("tick failed; the next tick will try again")
 
     # --- leadership -----------------------------------------------------------------------------
@@ -240,8 +245,8 @@ class Daemon:
         problem = None
         try:
             _, alerts = self.store.load()
-        except Exception as exc:  # the state database may be what made us lose the lease
-            problem = f"cannot read the state database: {exc}"
+        except StoreError as exc:  # the state database may be what made us lose the lease
+            problem = str(exc)
             log.warning("tick %d (follower): %s", tick_id, problem)
         else:
             self.engine.alerts.restore(alerts)
@@ -290,7 +295,7 @@ class Daemon:
         )
         try:
             self.metrics.outbox_depth.set(self.store.outbox_depth())
-        except Exception as exc:
+        except StoreError as exc:
             log.debug("outbox depth unavailable: %s", exc)
         self._snapshot = Snapshot(
             result.at,

@@ -15,8 +15,8 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from detector.db import create_tables, error_text
-from detector.store import StoreError
+from detector.db import create_tables
+from detector.store import store_errors
 from detector.timeutil import naive_utc
 
 __all__ = ["Lease"]
@@ -60,33 +60,28 @@ class Lease:
         self.ttl = ttl
         self.name = name
         self.term: int | None = None  # the term this replica holds, if any
-        try:
+        with store_errors("create the lease table"):
             create_tables(engine, _metadata)
-        except sa.exc.SQLAlchemyError as exc:
-            raise StoreError(f"cannot create the lease table: {error_text(exc)}") from exc
 
     def acquire(self, now: datetime) -> bool:
         """Take or renew the lease until ``now + ttl``; False while another replica holds it."""
         expires = _whole_seconds(now + self.ttl)
-        try:
-            with self.engine.begin() as connection:
-                renewed = connection.execute(
-                    _lease.update()
-                    .where(_lease.c.name == self.name, _lease.c.holder == self.holder)
-                    .values(expires_at=expires)
-                )
-                if renewed.rowcount == 1:
-                    return True
-                taken = connection.execute(
-                    _lease.update()
-                    .where(_lease.c.name == self.name, _lease.c.expires_at <= _whole_seconds(now))
-                    .values(holder=self.holder, expires_at=expires, term=_lease.c.term + 1)
-                )
-                if taken.rowcount == 1:
-                    self.term = self._current_term(connection)
-                    return True
-        except sa.exc.SQLAlchemyError as exc:
-            raise StoreError(f"cannot renew the leader lease: {error_text(exc)}") from exc
+        with store_errors("renew the leader lease"), self.engine.begin() as connection:
+            renewed = connection.execute(
+                _lease.update()
+                .where(_lease.c.name == self.name, _lease.c.holder == self.holder)
+                .values(expires_at=expires)
+            )
+            if renewed.rowcount == 1:
+                return True
+            taken = connection.execute(
+                _lease.update()
+                .where(_lease.c.name == self.name, _lease.c.expires_at <= _whole_seconds(now))
+                .values(holder=self.holder, expires_at=expires, term=_lease.c.term + 1)
+            )
+            if taken.rowcount == 1:
+                self.term = self._current_term(connection)
+                return True
         return self._insert_first(expires)
 
     def fence(self, connection: sa.Connection, now: datetime) -> bool:
@@ -109,23 +104,22 @@ class Lease:
         return int(value)
 
     def _insert_first(self, expires: datetime) -> bool:
-        try:
-            with self.engine.begin() as connection:
-                connection.execute(
-                    _lease.insert().values(
-                        name=self.name, holder=self.holder, expires_at=expires, term=1
+        with store_errors("take the leader lease"):
+            try:
+                with self.engine.begin() as connection:
+                    connection.execute(
+                        _lease.insert().values(
+                            name=self.name, holder=self.holder, expires_at=expires, term=1
+                        )
                     )
-                )
-        except sa.exc.IntegrityError:
-            return False  # the row exists and someone else holds it
-        except sa.exc.SQLAlchemyError as exc:
-            raise StoreError(f"cannot take the leader lease: {error_text(exc)}") from exc
+            except sa.exc.IntegrityError:
+                return False  # the row exists and someone else holds it
         self.term = 1
         return True
 
     def release(self) -> None:
         """Give the lease up now, so a follower takes over at its next attempt."""
-        with self.engine.begin() as connection:
+        with store_errors("release the leader lease"), self.engine.begin() as connection:
             connection.execute(
                 _lease.update()
                 .where(_lease.c.name == self.name, _lease.c.holder == self.holder)
@@ -135,7 +129,7 @@ class Lease:
 
     def current_holder(self, now: datetime) -> str | None:
         """Who holds the lease at ``now``, if anyone."""
-        with self.engine.connect() as connection:
+        with store_errors("read the leader lease"), self.engine.connect() as connection:
             row = connection.execute(
                 sa.select(_lease.c.holder, _lease.c.expires_at).where(_lease.c.name == self.name)
             ).first()

@@ -1,8 +1,8 @@
 """Prometheus metrics of the service, registered on a registry the caller passes in.
 
-The per-gateway gauges are not registry children: they are formatted straight from the
-tick's arrays (see :meth:`Metrics.exposition`), which keeps publishing a tick independent
-of the number of gateways.
+The per-gateway gauges are not registry children: :class:`LastTickGauges`, a custom
+collector on the same registry, builds them from the tick's arrays on the first scrape
+after the tick, which keeps publishing a tick independent of the number of gateways.
 
 Dimension series (``detection.sla_breach.series``) carry one label per dimension, as their
 alerts do: ``detector_evidence_ratio{gateway="stripe",rule="sla_breach",method="card"}``.
@@ -14,19 +14,21 @@ each payment once.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 import numpy.typing as npt
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.utils import floatToGoString
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
 
 from detector.alerts import Alert
 from detector.engine import TickResult
 from detector.rules import RuleResult
 from detector.service.health import STATUSES, HealthTable, SeriesHealth
 
-__all__ = ["Metrics"]
+__all__ = ["LastTickGauges", "Metrics"]
 
 
 class Metrics:
@@ -34,11 +36,6 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry):
         self.registry = registry
-        self._lock = threading.Lock()
-        self._health: HealthTable | None = None
-        self._results: list[RuleResult] = []
-        self._series: SeriesHealth | None = None
-        self._gateway_text: bytes | None = None
         self.ticks = Counter(
             "detector_ticks",
             "Evaluation ticks by outcome (ok, source_error, store_error, follower).",
@@ -90,6 +87,8 @@ class Metrics:
             ["outcome"],
             registry=registry,
         )
+        self.last_tick = LastTickGauges()
+        registry.register(self.last_tick)
 
     def observe_tick(self, result: TickResult, outcome: str) -> None:
         self.ticks.labels(outcome).inc()
@@ -106,11 +105,9 @@ class Metrics:
         results: Iterable[RuleResult],
         series: SeriesHealth | None = None,
     ) -> None:
-        """Keep the tick's per-gateway and per-series figures (exposed by
-        :meth:`exposition`) and count the alerts."""
-        with self._lock:
-            self._health, self._results, self._series = health, list(results), series
-            self._gateway_text = None
+        """Keep the tick's per-gateway and per-series figures (for :class:`LastTickGauges`)
+        and count the alerts."""
+        self.last_tick.update(health, results, series)
         counts: dict[tuple[str, str, str], int] = {}
         for alert in alerts:
             key = (alert.rule, alert.state, alert.severity)
@@ -122,18 +119,10 @@ class Metrics:
             self.alerts.labels(rule, state, severity).set(count)
 
     def exposition(self) -> bytes:
-        """``/metrics``: the registry's metrics, then the per-gateway gauges of the last tick.
-
-        The per-gateway part is formatted from the tick's arrays once per tick, on the
-        first scrape after it, rather than kept as thousands of labelled gauge children.
-        """
-        with self._lock:
-            if self._gateway_text is None:
-                self._gateway_text = _gateway_families(
-                    self._health, self._results, self._series
-                ).encode()
-            text = self._gateway_text
-        return generate_latest(self.registry) + text
+        """``/metrics``: what ``generate_latest(registry)`` gives, except that the last
+        tick's gauges come last and are formatted once a tick rather than on every scrape
+        (they are most of the text: thousands of samples at a few hundred gateways)."""
+        return generate_latest(_WithoutLastTick(self.registry)) + self.last_tick.exposition()
 
     def _alert_series(self) -> Iterable[tuple[str, str, str]]:
         for metric in self.alerts.collect():
@@ -144,50 +133,128 @@ class Metrics:
         self.notifications.labels(receiver, outcome).inc()
 
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+class LastTickGauges(Collector):
+    """The per-gateway and per-series gauges of the last tick.
+
+    Built from the tick's arrays on the first collection after :meth:`update` and reused
+    until the next one, rather than kept as thousands of labelled gauge children.
+    """
+
+    def __init__(self) -> None:
+        # Reentrant: exposition() formats the families through collect().
+        self._lock = threading.RLock()
+        self._health: HealthTable | None = None
+        self._results: list[RuleResult] = []
+        self._series: SeriesHealth | None = None
+        self._families: list[GaugeMetricFamily] | None = None
+        self._text: bytes | None = None
+
+    def update(
+        self, health: HealthTable, results: Iterable[RuleResult], series: SeriesHealth | None
+    ) -> None:
+        with self._lock:
+            self._health, self._results, self._series = health, list(results), series
+            self._families = self._text = None
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        with self._lock:
+            if self._families is None:
+                self._families = _gateway_families(self._health, self._results, self._series)
+            families = self._families
+        return iter(families)
+
+    def exposition(self) -> bytes:
+        """The families in the text format, formatted on the first call after a tick."""
+        with self._lock:
+            if self._text is None:
+                self._text = generate_latest(self)
+            return self._text
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        """The families' names, so a registry can refuse a collector that clashes with them."""
+        return iter(GaugeMetricFamily(name, help_) for name, help_ in _HELP.items())
 
 
-def _samples(name: str, labels: list[str], values: npt.NDArray[np.float64]) -> str:
-    """Sample lines of one metric; ``labels`` are the rendered label sets, one per value."""
-    numbers = map(floatToGoString, values.tolist())
-    return "".join(
-        f"{name}{{{label}}} {number}\n" for label, number in zip(labels, numbers, strict=True)
+class _WithoutLastTick:
+    """A registry's metrics but those of :class:`LastTickGauges` (whose names ``describe``
+    reserves in the registry, so no other collector has them)."""
+
+    def __init__(self, registry: CollectorRegistry):
+        self.registry = registry
+
+    def collect(self) -> Iterator[Metric]:
+        return (metric for metric in self.registry.collect() if metric.name not in _HELP)
+
+
+def _window_help(kind: str, whose: str) -> dict[str, str]:
+    return {
+        f"detector_{kind}_payments": f"Final payments in {whose} SLA window.",
+        f"detector_{kind}_failures": f"Failed payments in {whose} SLA window.",
+        f"detector_{kind}_failure_rate": (
+            f"Failures / final payments in {whose} SLA window (NaN without payments)."
+        ),
+        f"detector_{kind}_failure_rate_upper": (
+            f"Upper end of the Wilson 95% interval of {whose} failure rate."
+        ),
+    }
+
+
+_HELP = {
+    **_window_help("gateway", "the gateway's"),
+    "detector_gateway_status": (
+        "1 for the gateway's current status (healthy, degraded, down, unknown)."
+    ),
+    "detector_rule_active": (
+        "1 where the rule's condition holds for the gateway (or series) at the last tick."
+    ),
+    "detector_evidence_ratio": (
+        "The rule's detector statistic over its calibrated threshold (1 fires)."
+    ),
+    **_window_help("series", "the series'"),
+}
+
+
+def _add_samples(
+    family: GaugeMetricFamily,
+    labels: Sequence[dict[str, str]],
+    values: npt.NDArray[np.float64],
+) -> None:
+    """One sample per label set. The label names vary within a family (a dimension series
+    adds its own), which ``add_metric``'s fixed label names cannot express."""
+    name = family.name
+    family.samples.extend(
+        Sample(name, label_set, value)
+        for label_set, value in zip(labels, values.tolist(), strict=True)
     )
 
 
-def _family(name: str, help_: str, samples: str) -> str:
-    return f"# HELP {name} {help_}\n# TYPE {name} gauge\n{samples}"
+def _gauge(
+    name: str, labels: Sequence[dict[str, str]], values: npt.NDArray[np.float64]
+) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(name, _HELP[name])
+    _add_samples(family, labels, values)
+    return family
 
 
 def _window_families(
     kind: str,
-    whose: str,
-    labels: list[str],
+    labels: Sequence[dict[str, str]],
     payments: npt.NDArray[np.int64],
     failures: npt.NDArray[np.int64],
     high: npt.NDArray[np.float64],
-) -> str:
+) -> list[GaugeMetricFamily]:
     """detector_{kind}_payments, _failures, _failure_rate and _failure_rate_upper: the counts
     of a gateway's or a series' SLA window."""
-    families = [
-        ("payments", f"Final payments in {whose} SLA window.", payments.astype(np.float64)),
-        ("failures", f"Failed payments in {whose} SLA window.", failures.astype(np.float64)),
-        (
-            "failure_rate",
-            f"Failures / final payments in {whose} SLA window (NaN without payments).",
+    return [
+        _gauge(f"detector_{kind}_payments", labels, payments.astype(np.float64)),
+        _gauge(f"detector_{kind}_failures", labels, failures.astype(np.float64)),
+        _gauge(
+            f"detector_{kind}_failure_rate",
+            labels,
             _failure_rate(payments.astype(np.float64), failures),
         ),
-        (
-            "failure_rate_upper",
-            f"Upper end of the Wilson 95% interval of {whose} failure rate.",
-            high,
-        ),
+        _gauge(f"detector_{kind}_failure_rate_upper", labels, high),
     ]
-    return "".join(
-        _family(f"detector_{kind}_{name}", help_, _samples(f"detector_{kind}_{name}", labels, v))
-        for name, help_, v in families
-    )
 
 
 def _failure_rate(
@@ -196,68 +263,39 @@ def _failure_rate(
     return np.divide(failures, payments, out=np.full(payments.shape, np.nan), where=payments > 0)
 
 
-def _series_families(series: SeriesHealth | None) -> tuple[str, str, str]:
-    """The series' samples of detector_rule_active and detector_evidence_ratio, and their
-    own detector_series_* families."""
-    if series is None or not series.gateways:
-        return "", "", ""
-    gateway = [f'gateway="{_escape(g)}"' for g in series.gateways]
-    # Dimension names are Prometheus label names, none of them "gateway" or "rule" (the
-    # config checks both).
-    dimensions = [
-        "".join(f',{name}="{_escape(value)}"' for name, value in sorted(values.items()))
-        for values in series.labels
-    ]
-    labels = [g + d for g, d in zip(gateway, dimensions, strict=True)]
-    by_rule = [f'{g},rule="sla_breach"{d}' for g, d in zip(gateway, dimensions, strict=True)]
-    return (
-        _samples("detector_rule_active", by_rule, series.active.astype(np.float64)),
-        _samples("detector_evidence_ratio", by_rule, series.evidence_ratio),
-        _window_families(
-            "series", "the series'", labels, series.payments, series.failures, series.high
-        ),
-    )
-
-
 def _gateway_families(
     health: HealthTable | None, results: list[RuleResult], series: SeriesHealth | None = None
-) -> str:
+) -> list[GaugeMetricFamily]:
     if health is None or not len(health):
-        return ""
-    gateway = [f'gateway="{_escape(g)}"' for g in health.gateways]
-    status = [f'{label},status="{s}"' for label in gateway for s in STATUSES]
+        return []
+    gateway = [{"gateway": g} for g in health.gateways]
+    status = [{"gateway": g, "status": s} for g in health.gateways for s in STATUSES]
     current = (health.status[:, None] == np.arange(len(STATUSES))).astype(np.float64)
-    by_rule = [
-        ([f'gateway="{_escape(g)}",rule="{r.rule}"' for g in r.gateways], r) for r in results
+    active = GaugeMetricFamily("detector_rule_active", _HELP["detector_rule_active"])
+    ratio = GaugeMetricFamily("detector_evidence_ratio", _HELP["detector_evidence_ratio"])
+    for r in results:
+        by_rule = [{"gateway": g, "rule": r.rule} for g in r.gateways]
+        _add_samples(active, by_rule, r.active.astype(np.float64))
+        if r.evidence_ratio is not None:
+            _add_samples(ratio, by_rule, r.evidence_ratio)
+    series_families = []
+    if series is not None and series.gateways:
+        # Dimension names are Prometheus label names, none of them "gateway" or "rule" (the
+        # config checks both).
+        labels = [
+            {"gateway": g, **values}
+            for g, values in zip(series.gateways, series.labels, strict=True)
+        ]
+        by_rule = [{**label_set, "rule": "sla_breach"} for label_set in labels]
+        _add_samples(active, by_rule, series.active.astype(np.float64))
+        _add_samples(ratio, by_rule, series.evidence_ratio)
+        series_families = _window_families(
+            "series", labels, series.payments, series.failures, series.high
+        )
+    return [
+        *_window_families("gateway", gateway, health.payments, health.failures, health.high),
+        _gauge("detector_gateway_status", status, current.ravel()),
+        active,
+        ratio,
+        *series_families,
     ]
-    active = "".join(
-        _samples("detector_rule_active", labels, r.active.astype(np.float64))
-        for labels, r in by_rule
-    )
-    ratio = "".join(
-        _samples("detector_evidence_ratio", labels, r.evidence_ratio)
-        for labels, r in by_rule
-        if r.evidence_ratio is not None
-    )
-    series_active, series_ratio, series_families = _series_families(series)
-    return (
-        _window_families(
-            "gateway", "the gateway's", gateway, health.payments, health.failures, health.high
-        )
-        + _family(
-            "detector_gateway_status",
-            "1 for the gateway's current status (healthy, degraded, down, unknown).",
-            _samples("detector_gateway_status", status, current.ravel()),
-        )
-        + _family(
-            "detector_rule_active",
-            "1 where the rule's condition holds for the gateway (or series) at the last tick.",
-            active + series_active,
-        )
-        + _family(
-            "detector_evidence_ratio",
-            "The rule's detector statistic over its calibrated threshold (1 fires).",
-            ratio + series_ratio,
-        )
-        + series_families
-    )

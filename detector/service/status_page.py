@@ -25,7 +25,7 @@ from detector.service.charts import (
 )
 from detector.service.health import GatewayHealth
 from detector.service.history import BAND, HistorySnapshot
-from detector.service.web import Snapshot
+from detector.service.snapshot import Snapshot
 from detector.timeutil import short_utc
 
 __all__ = ["render"]

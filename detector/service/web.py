@@ -1,8 +1,8 @@
 """The service's one HTTP port: /healthz, /metrics, /api/v1/gateways and the status page.
 
 Served by a stdlib threading HTTP server from a background thread of the daemon. Handlers
-only read the immutable :class:`Snapshot` the daemon publishes after each tick, so a slow
-client never holds up a tick and never sees a half-updated window.
+only read the immutable :class:`~detector.service.snapshot.Snapshot` the daemon publishes
+after each tick, so a slow client never holds up a tick and never sees a half-updated window.
 """
 
 from __future__ import annotations
@@ -11,37 +11,22 @@ import json
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from detector.config import Config
 from detector.errors import DetectorError
-from detector.service.health import HealthTable, gateways_document
-from detector.service.history import HistorySnapshot
+from detector.service.health import gateways_document
+from detector.service.snapshot import Snapshot
+from detector.service.status_page import render
 
-__all__ = ["Provider", "Snapshot", "WebServer", "gateways_json"]
+__all__ = ["Provider", "WebServer", "gateways_json"]
 
 log = logging.getLogger(__name__)
 
 # Nothing on the status page may come from elsewhere; a browser enforces it.
 _CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:"
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """What the last tick saw, for the API and the status page."""
-
-    at: datetime | None
-    role: str  # "leader" or "follower"
-    config: Config
-    health: HealthTable
-    history: HistorySnapshot | None = None
-    # Silences in force, as dicts of matchers, until and comment.
-    silences: list[dict[str, Any]] = field(default_factory=list)
 
 
 class Provider(Protocol):
@@ -106,8 +91,6 @@ class _Handler(BaseHTTPRequestHandler):
         return 200, "application/json", self.server.rendered("gateways", gateways_json)
 
     def _status_page(self) -> tuple[int, str, bytes]:
-        from detector.service.status_page import render
-
         return 200, "text/html; charset=utf-8", self.server.rendered("page", render)
 
     def log_message(self, format: str, *args: Any) -> None:

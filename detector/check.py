@@ -1,0 +1,60 @@
+"""``detector check``: one evaluation as of a moment, one verdict line per gateway."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TextIO
+
+import numpy as np
+
+from detector.config import Config
+from detector.engine import Engine
+from detector.rules import series_name
+from detector.source import Source, SourceError
+from detector.stats.binomial import wilson_interval
+
+__all__ = ["verdict_table"]
+
+
+def verdict_table(config: Config, source: Source, at: datetime, out: TextIO) -> bool:
+    """Write each gateway's counts, failure rate with its 95% interval, SLA and verdict over
+    the SLA window before ``at`` to ``out``; True if any rule fires.
+
+    Raises :class:`~detector.source.SourceError` when the payments cannot be read.
+    """
+    engine = Engine(config, source)
+    result = engine.tick(at)
+    if result.error:
+        raise SourceError(result.error)
+    window = engine.window
+    minutes = max(1, int(config.detection.sla_breach.window.total_seconds() // 60))
+    columns = window.recent(minutes)
+    payments = window.payments[:, columns].sum(axis=1)
+    failures = window.failures[:, columns].sum(axis=1)
+    low, high = wilson_interval(failures, payments)
+    breached: dict[str, list[str]] = {g: [] for g in window.gateways}
+    for rule in engine.last_results:
+        for index in np.flatnonzero(rule.active):
+            breached[rule.gateways[int(index)]].append(rule.rule)
+    for alert in engine.alerts.alerts.values():  # dimension series: "sla_breach (method=card)"
+        gateway = alert.labels.get("gateway")
+        series = {k: v for k, v in alert.labels.items() if k not in ("rule", "gateway")}
+        if series and alert.state == "firing" and gateway in breached:
+            breached[gateway].append(series_name(alert.rule, series))
+    out.write(f"as of {at.isoformat(timespec='seconds')}, last {minutes} min\n")
+    out.write(
+        f"{'gateway':<14} {'payments':>9} {'failures':>9} {'rate':>7} {'95% CI':>15} "
+        f"{'SLA':>6}  verdict\n"
+    )
+    for i, gateway in enumerate(window.gateways):
+        n, k = int(payments[i]), int(failures[i])
+        rate = f"{k / n:.1%}" if n else "-"
+        interval = f"{low[i]:.1%}-{high[i]:.1%}" if n else "-"
+        verdict = "FIRING: " + ", ".join(breached[gateway]) if breached[gateway] else "healthy"
+        out.write(
+            f"{gateway:<14} {n:>9} {k:>9} {rate:>7} {interval:>15} "
+            f"{config.sla_for(gateway):>6.1%}  {verdict}\n"
+        )
+    if result.invalid_rows:
+        out.write(f"{result.invalid_rows} row(s) skipped: null gateway or unknown status\n")
+    return any(breached.values())
