@@ -78,25 +78,25 @@ def minute_counts(
     >>> counts.gateways[0], counts.payments.shape
     ('stripe', (5, 1440))
     """
-    start, end, gateways, incidents = checked_arguments(
-        start, end, gateways, incidents, seed, pending_share
-    )
+    start, end, traffic = checked_arguments(start, end, gateways, incidents, seed, pending_share)
     first = -(-epoch_us(start) // US_PER_MINUTE)
     stop = max(-(-epoch_us(end) // US_PER_MINUTE), first)
     start_us, end_us = first * US_PER_MINUTE, stop * US_PER_MINUTE
     parts: list[list[npt.NDArray[np.int64]]] = [[], [], []]
     for day_us in days_touched(start_us, end_us):
-        draw = draw_day_counts(day_us, gateways, incidents, seed, pending_share)
+        draw = draw_day_counts(day_us, traffic)
         lo = max(start_us - day_us, 0) // US_PER_MINUTE
         hi = min(end_us - day_us, US_PER_DAY) // US_PER_MINUTE
         for part, matrix in zip(parts, (draw.payments, draw.failures, draw.pending), strict=True):
             part.append(matrix[:, lo:hi])
     payments, failures, pending = (
-        np.concatenate(part, axis=1) if part else np.zeros((len(gateways), 0), dtype=np.int64)
+        np.concatenate(part, axis=1)
+        if part
+        else np.zeros((len(traffic.gateways), 0), dtype=np.int64)
         for part in parts
     )
     return MinuteCounts(
-        tuple(g.name for g in gateways),
+        tuple(g.name for g in traffic.gateways),
         datetime(1970, 1, 1) + timedelta(microseconds=start_us),
         payments,
         failures,

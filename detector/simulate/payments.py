@@ -16,6 +16,7 @@ from detector.simulate.schema import PAYMENT_COLUMNS
 from detector.simulate.traffic import (
     MINUTES_PER_DAY,
     US_PER_MINUTE,
+    Traffic,
     checked_arguments,
     days_touched,
     draw_day_counts,
@@ -75,14 +76,12 @@ def generate(
         ``error_code`` (failed rows only), ``amount``, ``currency``, ``method``, ``country``;
         the label columns are categoricals.
     """
-    start, end, gateways, incidents = checked_arguments(
-        start, end, gateways, incidents, seed, pending_share
-    )
-    categories = _categories(gateways)
+    start, end, traffic = checked_arguments(start, end, gateways, incidents, seed, pending_share)
+    categories = _categories(traffic.gateways)
     start_us, end_us = epoch_us(start), epoch_us(end)
     days = []
     for day_us in days_touched(start_us, end_us):
-        day = _generate_day(day_us, gateways, incidents, seed, pending_share, categories)
+        day = _generate_day(day_us, traffic, categories)
         inside = (day["created_at"] >= start_us) & (day["created_at"] < end_us)
         days.append({name: values[inside] for name, values in day.items()})
     if not days:
@@ -116,19 +115,14 @@ def _categories(gateways: tuple[GatewayProfile, ...]) -> dict[str, list[str]]:
 
 
 def _generate_day(
-    day_us: int,
-    gateways: tuple[GatewayProfile, ...],
-    incidents: tuple[Incident, ...],
-    seed: int,
-    pending_share: float,
-    categories: dict[str, list[str]],
+    day_us: int, traffic: Traffic, categories: dict[str, list[str]]
 ) -> dict[str, npt.NDArray[Any]]:
     """All payments of one UTC day as column arrays, expanded from the day's counts.
 
     ``created_at`` is in epoch microseconds and label columns hold codes into ``categories``
     (-1 for no error code).
     """
-    draw = draw_day_counts(day_us, gateways, incidents, seed, pending_share)
+    draw = draw_day_counts(day_us, traffic)
     rng = draw.rng
     day = datetime(1970, 1, 1) + timedelta(microseconds=day_us)
     per_cell = (draw.payments + draw.pending).ravel()
@@ -155,7 +149,7 @@ def _generate_day(
     failed_rows = np.flatnonzero(status == _STATUSES.index("failed"))
     error_code[failed_rows] = _draw_error_codes(
         rng,
-        gateways,
+        traffic.gateways,
         categories["error_code"],
         gateway[failed_rows],
         draw.incident_share.ravel()[cell[failed_rows]],
@@ -169,7 +163,7 @@ def _generate_day(
 
     sequence = np.strings.zfill(np.arange(size).astype(np.str_), 7)
     return {
-        "id": np.strings.add(f"pay_{seed}_{day:%Y%m%d}_", sequence),
+        "id": np.strings.add(f"pay_{traffic.seed}_{day:%Y%m%d}_", sequence),
         "created_at": created,
         "gateway": gateway,
         "status": status,

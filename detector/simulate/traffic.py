@@ -24,6 +24,7 @@ __all__ = [
     "US_PER_DAY",
     "US_PER_MINUTE",
     "DayCounts",
+    "Traffic",
     "checked_arguments",
     "days_touched",
     "draw_day_counts",
@@ -65,6 +66,16 @@ def _diurnal_curve() -> npt.NDArray[np.float64]:
 _DIURNAL = _diurnal_curve()
 
 
+@dataclass(frozen=True)
+class Traffic:
+    """What a simulation draws from, besides its range of time."""
+
+    gateways: tuple[GatewayProfile, ...]
+    incidents: tuple[Incident, ...]
+    seed: int
+    pending_share: float
+
+
 def checked_arguments(
     start: datetime,
     end: datetime,
@@ -72,7 +83,7 @@ def checked_arguments(
     incidents: Iterable[Incident],
     seed: int,
     pending_share: float,
-) -> tuple[datetime, datetime, tuple[GatewayProfile, ...], tuple[Incident, ...]]:
+) -> tuple[datetime, datetime, Traffic]:
     """The arguments of `generate` and `minute_counts` in normal form, or a ValueError."""
     start, end = naive_utc(start), naive_utc(end)
     incidents = tuple(incidents)
@@ -91,7 +102,7 @@ def checked_arguments(
         raise ValueError("the seed must be zero or more")
     if not 0 <= pending_share < 1:
         raise ValueError("pending_share must be in [0, 1)")
-    return start, end, tuple(gateways), incidents
+    return start, end, Traffic(tuple(gateways), incidents, seed, pending_share)
 
 
 def days_touched(start_us: int, end_us: int) -> range:
@@ -110,16 +121,11 @@ class DayCounts:
     incident_share: npt.NDArray[np.float64]  # share of the failures the incident causes
 
 
-def draw_day_counts(
-    day_us: int,
-    gateways: tuple[GatewayProfile, ...],
-    incidents: tuple[Incident, ...],
-    seed: int,
-    pending_share: float,
-) -> DayCounts:
+def draw_day_counts(day_us: int, traffic: Traffic) -> DayCounts:
     """The counts of one UTC day, drawn first from the day's own random stream (seed, day)."""
+    gateways = traffic.gateways
     day = datetime(1970, 1, 1) + timedelta(microseconds=day_us)
-    rng = np.random.default_rng([seed, day.toordinal()])
+    rng = np.random.default_rng([traffic.seed, day.toordinal()])
     index = {gateway.name: i for i, gateway in enumerate(gateways)}
 
     per_minute = np.array([g.per_minute for g in gateways])[:, None]
@@ -128,7 +134,7 @@ def draw_day_counts(
     volume = per_minute * _DIURNAL[None, :] * weekly
     failure_p = np.repeat(base_rate, MINUTES_PER_DAY, axis=1)
     incident_share = np.zeros_like(failure_p)
-    for incident in incidents:
+    for incident in traffic.incidents:
         first = _minute_at_or_after(incident.start, day_us)
         stop = _minute_at_or_after(incident.end, day_us)
         if first >= stop:
@@ -150,7 +156,7 @@ def draw_day_counts(
     )
 
     rows = rng.poisson(volume)
-    pending = rng.binomial(rows, pending_share)
+    pending = rng.binomial(rows, traffic.pending_share)
     payments = rows - pending
     failures = rng.binomial(payments, failure_p)
     return DayCounts(rng, payments, failures, pending, incident_share)
