@@ -57,8 +57,10 @@ def default_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "alerts.yaml").write_text("{}\n")
 
 
-def _backtest(db: PaymentsDb, capsys: pytest.CaptureFixture[str], *extra: str) -> str:
-    assert main(["backtest", "--db", db.url, *extra]) == 0
+def _backtest(
+    db: PaymentsDb, capsys: pytest.CaptureFixture[str], start: str, end: str, *extra: str
+) -> str:
+    assert main(["backtest", "--db", db.url, "--start", start, "--end", end, *extra]) == 0
     return capsys.readouterr().out
 
 
@@ -66,7 +68,7 @@ def _backtest(db: PaymentsDb, capsys: pytest.CaptureFixture[str], *extra: str) -
 def test_jsonl_shows_the_incident_firing_and_resolving_and_nothing_else(
     two_days: PaymentsDb, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    out = _backtest(two_days, capsys, "--start", "2026-11-16T03:00", "--end", "2026-11-18T00:00")
+    out = _backtest(two_days, capsys, "2026-11-16T03:00", "2026-11-18T00:00")
     records = [json.loads(line) for line in out.splitlines()]
     assert records, "the incident was not detected"
     assert all(set(r) >= RECORD_KEYS for r in records)
@@ -86,16 +88,7 @@ def test_jsonl_shows_the_incident_firing_and_resolving_and_nothing_else(
 def test_table_format_is_for_people(
     two_days: PaymentsDb, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    out = _backtest(
-        two_days,
-        capsys,
-        "--start",
-        "2026-11-17T05:00",
-        "--end",
-        "2026-11-17T09:00",
-        "--format",
-        "table",
-    )
+    out = _backtest(two_days, capsys, "2026-11-17T05:00", "2026-11-17T09:00", "--format", "table")
     lines = out.splitlines()
     assert lines[0].split()[:3] == ["at", "event", "severity"]
     assert any("adyen" in line and "firing" in line for line in lines)
@@ -106,16 +99,7 @@ def test_table_format_is_for_people(
 def test_html_report_charts_every_gateway_and_shades_the_incident(
     two_days: PaymentsDb, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    page = _backtest(
-        two_days,
-        capsys,
-        "--start",
-        "2026-11-16T03:00",
-        "--end",
-        "2026-11-18T00:00",
-        "--format",
-        "html",
-    )
+    page = _backtest(two_days, capsys, "2026-11-16T03:00", "2026-11-18T00:00", "--format", "html")
     sections = _ReportParser.parse(page)
     assert set(sections.charts) == {"stripe", "adyen", "paypal"}
     # Every gateway gets a failure-rate chart with its SLA line and a volume chart.
