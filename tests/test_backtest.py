@@ -179,6 +179,29 @@ def test_replay_makes_exactly_the_transitions_of_live_ticks(
     assert any('"outage"' in n for n in replayed)
 
 
+def _live_ticks_with_a_restart(
+    config: Config,
+    open_source: Callable[[Config], SqlSource],
+    begin: datetime,
+    end: datetime,
+    restart_at: datetime,
+    before_restart: Callable[[Engine], None] = lambda engine: None,
+) -> list[str]:
+    """Notifications (as JSON) of the daemon's engine ticked one minute at a time from ``begin``
+    to ``end`` and restarted at ``restart_at`` with its alerts restored and no statistic saved;
+    ``before_restart`` sees the engine about to stop."""
+    engine, live, now = Engine(config, open_source(config)), [], begin
+    while now <= end:
+        if now == restart_at:
+            before_restart(engine)
+            restarted = Engine(config, open_source(config))
+            restarted.alerts.restore(engine.alerts.snapshot())
+            engine = restarted
+        live += [notification_for(t, config).to_json() for t in engine.tick(now).transitions]
+        now += timedelta(minutes=1)
+    return live
+
+
 def test_replay_equals_live_ticks_where_the_dispersion_comes_from_days_of_quarter_hours(
     payments_db: PaymentsDb, open_source: Callable[[Config], SqlSource]
 ) -> None:
@@ -193,14 +216,9 @@ def test_replay_equals_live_ticks_where_the_dispersion_comes_from_days_of_quarte
     begin, end = onset - timedelta(minutes=50), onset + timedelta(minutes=100)
     replayed = [n.to_json() for n in replay(config, open_source(config), begin, end)]
 
-    engine, live, now = Engine(config, open_source(config)), [], begin
-    while now <= end:
-        if now == onset + timedelta(minutes=37):
-            restarted = Engine(config, open_source(config))
-            restarted.alerts.restore(engine.alerts.snapshot())
-            engine = restarted
-        live += [notification_for(t, config).to_json() for t in engine.tick(now).transitions]
-        now += timedelta(minutes=1)
+    live = _live_ticks_with_a_restart(
+        config, open_source, begin, end, restart_at=onset + timedelta(minutes=37)
+    )
     assert replayed == live
     firing = [json.loads(n) for n in live if json.loads(n)["event"] == "firing"]
     assert [f["rule"] for f in firing] == ["sla_breach"]
@@ -219,14 +237,16 @@ def test_a_restart_mid_incident_changes_no_alert(
     begin, end = incident_start - timedelta(hours=2), incident_start + timedelta(hours=3)
     replayed = [n.to_json() for n in replay(config, open_source(config), begin, end)]
 
-    engine, live, now = Engine(config, open_source(config)), [], begin
-    while now <= end:
-        if now == incident_start + timedelta(minutes=27):  # firing, mid-hour
-            assert [a.state for a in engine.alerts.alerts.values()] == ["firing"]
-            restarted = Engine(config, open_source(config))
-            restarted.alerts.restore(engine.alerts.snapshot())
-            engine = restarted
-        live += [notification_for(t, config).to_json() for t in engine.tick(now).transitions]
-        now += timedelta(minutes=1)
+    def firing_mid_hour(engine: Engine) -> None:
+        assert [a.state for a in engine.alerts.alerts.values()] == ["firing"]
+
+    live = _live_ticks_with_a_restart(
+        config,
+        open_source,
+        begin,
+        end,
+        restart_at=incident_start + timedelta(minutes=27),
+        before_restart=firing_mid_hour,
+    )
     assert replayed == live
     assert [json.loads(n)["event"] for n in live] == ["firing", "resolved"]
