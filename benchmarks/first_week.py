@@ -34,15 +34,7 @@ from detector.rules import _minutes, _rate_before, _volume_alpha
 from detector.simulate import GatewayProfile, Incident, minute_counts
 from detector.stats.seasonal import negative_binomial_cdf
 
-__all__ = [
-    "alarms",
-    "bursty",
-    "episodes",
-    "first_week_statistic",
-    "main",
-    "negative_binomial",
-    "strict_poisson",
-]
+__all__ = ["main"]
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
