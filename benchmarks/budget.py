@@ -25,15 +25,12 @@ import numpy as np
 if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.detection import (
-    Tally,
-    calibrate_oracle,
-    our_alerts,
-    reference_alerts,
-    score_incidents,
-)
+from benchmarks.detection import calibrate_oracle, our_alerts, reference_alerts
 from benchmarks.scenarios import INCIDENT_KINDS, SLA, incident_scenarios
+from benchmarks.scoring import Tally, score_incidents
 from detector.config import parse_config
+
+__all__ = ["main"]
 
 STEPS = ("step 2x SLA", "step 2.5x SLA", "step 5x SLA")
 KINDS = tuple(k for k in INCIDENT_KINDS if k.name in STEPS)

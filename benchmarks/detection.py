@@ -15,9 +15,9 @@ same counts run (benchmarks/references.py):
    first 14 days (7 with --quick; history included) of the no-incident runs and the 6 hours
    before each incident, to bound the cost of a Python call per payment.
 
-The real trace (NYC taxi passengers per 30 minutes, Numenta Anomaly Benchmark, five
-labelled anomaly windows) is read at run time from ``../shared/data/nyc_taxi/`` beside the
-repository; that part is skipped, saying so, when it is missing.
+The real trace (benchmarks/nyc_taxi.py: NYC taxi passengers per 30 minutes, Numenta Anomaly
+Benchmark, five labelled anomaly windows) is read at run time from ``../shared/data/nyc_taxi/``
+beside the repository; that part is skipped, saying so, when it is missing.
 
     .venv/bin/python benchmarks/detection.py --quick            # 2-5 minutes on 2 cores
     .venv/bin/python benchmarks/detection.py [--json out.json]  # the full run, 10-30 minutes
@@ -30,7 +30,7 @@ import json
 import sys
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,8 @@ import numpy.typing as npt
 if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.detection_tables import print_harmless, print_incidents, print_quiet, print_taxi
+from benchmarks.nyc_taxi import run_taxi
 from benchmarks.references import (
     burn_rate_alerts,
     calibrate_cusum,
@@ -63,22 +65,37 @@ from benchmarks.scenarios import (
     incident_sets,
     quiet_scenarios,
 )
+from benchmarks.scoring import (
+    BUDGET_DAYS,
+    MONTH_DAYS,
+    RIVER_DETECTORS,
+    Key,
+    Tally,
+    river_runs,
+    score_harmless,
+    score_incidents,
+    score_quiet,
+)
 from detector.backtest import replay
 from detector.config import Config, parse_config
-from detector.model import Counts
 from detector.simulate import GatewayProfile, minute_counts
 from detector.source import FrameSource
 
+__all__ = [
+    "FULL",
+    "QUICK",
+    "Mode",
+    "calibrate_oracle",
+    "main",
+    "our_alerts",
+    "reference_alerts",
+    "run",
+    "selected",
+]
+
 BoolArray = npt.NDArray[np.bool_]
 
-BUDGET_DAYS = 90  # the default budget: 1 false alert per gateway per 90 days
-MONTH_DAYS = 30
-# Rules about the failure rate; every other gateway rule of ours is about volume.
-FAILURE_RULES = frozenset({"sla_breach", "outage"})
-RIVER_MAX_VOLUME = 50.0
 RIVER_HISTORY_MINUTES = 360
-DETECTORS = ("ours", "oracle", "SRE burn rate", "fixed 15m>4%", "ADWIN", "DDM")
-TAXI = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "nyc_taxi"
 
 
 @dataclass(frozen=True)
@@ -102,41 +119,6 @@ QUICK = Mode(
 FULL = Mode(
     quiet_days=60, quiet_runs=2, seeds=20, calibration_days=9000, river_days=14, taxi_from=None
 )
-
-
-@dataclass
-class Tally:
-    """What one detector did on one group of scenarios."""
-
-    delays: list[float] = field(default_factory=list)  # inf: missed
-    false_alerts: int = 0
-    gateway_days: float = 0.0
-
-    def add_false(self, alerts: int, minutes: int) -> None:
-        self.false_alerts += alerts
-        self.gateway_days += minutes / 1440
-
-    def summary(self) -> dict[str, Any]:
-        delays = np.array(self.delays) if self.delays else None
-        return {
-            "false_alerts": self.false_alerts,
-            "gateway_days": round(self.gateway_days, 2),
-            "false_per_gateway_month": (
-                self.false_alerts / self.gateway_days * MONTH_DAYS if self.gateway_days else None
-            ),
-            "incidents": len(self.delays),
-            "misses": int(np.isinf(delays).sum()) if delays is not None else None,
-            "median_delay": _percentile(delays, 50),
-            "p90_delay": _percentile(delays, 90),
-            "detected_within_60_min": int((delays <= 60).sum()) if delays is not None else None,
-        }
-
-
-def _percentile(values: npt.NDArray[np.float64] | None, q: float) -> float | None:
-    """A percentile that is one of the values (so a miss, inf, can be the answer)."""
-    if values is None:
-        return None
-    return float(np.percentile(values, q, method="inverted_cdf"))
 
 
 # --- the oracle's calibration -------------------------------------------------------------
@@ -226,7 +208,7 @@ def reference_alerts(
         "fixed 15m>4%": fixed_rule_alerts(payments, failures),
     }
     rng = np.random.default_rng([seed, 7])
-    for name in ("ADWIN", "DDM"):
+    for name in RIVER_DETECTORS:
         found = np.zeros(payments.shape, dtype=bool)
         for i, scenario in enumerate(scenarios.scenarios):
             span = river_span(scenario)
@@ -240,340 +222,9 @@ def reference_alerts(
     return alerts
 
 
-def _river_runs(scenario: Scenario) -> bool:
-    return scenario.volume <= RIVER_MAX_VOLUME
-
-
 def _river_from_start(minutes: int) -> Callable[[Scenario], tuple[int, int] | None]:
     """River sees the first ``minutes`` of the scenarios it runs on."""
-    return lambda scenario: (0, minutes) if _river_runs(scenario) else None
-
-
-# --- scoring ------------------------------------------------------------------------------
-
-
-Key = tuple[str, float]  # (scenario kind, volume)
-
-
-def score_quiet(
-    scenarios: ScenarioSet,
-    ours: list[list[tuple[int, str]]],
-    references: dict[str, BoolArray],
-    tallies: dict[tuple[str, float, float, float], dict[str, Tally]],
-    river_minutes: int,
-) -> None:
-    """False alerts of every detector on no-incident traffic, per (baseline, rho, volume);
-    river's detectors saw only the first ``river_minutes``."""
-    first = scenarios.count_from
-    minutes = scenarios.counts.payments.shape[1]
-    for i, scenario in enumerate(scenarios.scenarios):
-        key = ("no incident", scenario.baseline, scenario.dispersion, scenario.volume)
-        tally = tallies.setdefault(key, {})
-        ours_count = sum(1 for minute, _ in ours[i] if minute > first)
-        tally.setdefault("ours", Tally()).add_false(ours_count, minutes - first)
-        for name, alerts in references.items():
-            if name in ("ADWIN", "DDM"):
-                if not _river_runs(scenario):
-                    continue
-                span = river_minutes
-            else:
-                span = minutes
-            count = int(alerts[i, first:span].sum())
-            tally.setdefault(name, Tally()).add_false(count, span - first)
-
-
-def _first(columns: Iterable[int], lo: int, hi: int) -> int | None:
-    return next((c for c in sorted(columns) if lo <= c <= hi), None)
-
-
-def score_incidents(
-    scenarios: ScenarioSet,
-    ours: list[list[tuple[int, str]]],
-    references: dict[str, BoolArray],
-    tallies: dict[Key, dict[str, Tally]],
-) -> None:
-    """Delay (minutes from the incident's start to the alert) of every detector, and the
-    false alerts of the healthy days before the incident."""
-    first = scenarios.count_from
-    for i, s in enumerate(scenarios.scenarios):
-        assert s.incident_minute is not None and s.end_minute is not None
-        assert s.delay_from is not None
-        tally = tallies.setdefault((s.kind, s.volume), {})
-        relevant = [
-            minute
-            for minute, rule in ours[i]
-            if (rule in FAILURE_RULES) == (s.family == "failure") and rule != "source_down"
-        ]
-        # Our events are stamped with the tick that fired: tick t has seen minutes < t.
-        hit = _first(relevant, s.incident_minute, s.end_minute)
-        ours_tally = tally.setdefault("ours", Tally())
-        ours_tally.delays.append(np.inf if hit is None else max(hit - s.delay_from, 0))
-        before = sum(1 for minute, _ in ours[i] if first < minute <= s.incident_minute)
-        ours_tally.add_false(before, s.incident_minute - first)
-        if s.family != "failure":
-            continue
-        for name, alerts in references.items():
-            river = name in ("ADWIN", "DDM")
-            if river and not _river_runs(s):
-                continue
-            # A reference alert at column t is raised by the tick at t + 1.
-            columns = np.flatnonzero(alerts[i]) + 1
-            hit = _first(columns.tolist(), s.incident_minute + 1, s.end_minute)
-            reference = tally.setdefault(name, Tally())
-            reference.delays.append(np.inf if hit is None else max(hit - s.delay_from, 0))
-            if not river:
-                before = int(alerts[i, first : s.incident_minute].sum())
-                reference.add_false(before, s.incident_minute - first)
-
-
-def score_harmless(
-    scenarios: ScenarioSet,
-    ours: list[list[tuple[int, str]]],
-    references: dict[str, BoolArray],
-    river_span: Callable[[Scenario], tuple[int, int] | None],
-) -> list[dict[str, Any]]:
-    """Per volume and detector: how many harmless shifts got an alert, from the shift's start
-    to an hour after its end (a change detector may also fire when the rate falls back)."""
-    rows: dict[float, dict[str, list[int]]] = {}
-    for i, s in enumerate(scenarios.scenarios):
-        assert s.incident_minute is not None and s.end_minute is not None
-        lo, hi = s.incident_minute + 1, s.end_minute + 60
-        counts = rows.setdefault(s.volume, {})
-        alerted = [_first((m for m, rule in ours[i] if rule != "source_down"), lo, hi)]
-        counts.setdefault("ours", []).append(int(alerted[0] is not None))
-        for name, alerts in references.items():
-            if name in ("ADWIN", "DDM") and river_span(s) is None:
-                continue
-            columns = np.flatnonzero(alerts[i]) + 1  # raised by the tick after the column
-            counts.setdefault(name, []).append(int(_first(columns.tolist(), lo, hi) is not None))
-    return [
-        {
-            "volume": volume,
-            "detectors": {
-                name: {"alerted": sum(hits), "of": len(hits)} for name, hits in counts.items()
-            },
-        }
-        for volume, counts in sorted(rows.items())
-    ]
-
-
-# --- the real trace -----------------------------------------------------------------------
-
-
-def taxi_counts(
-    folder: Path, per_minute: float, seed: int, start: str | None
-) -> tuple[Counts, datetime, datetime, list[tuple[datetime, datetime]]] | None:
-    """The NYC taxi trace as one gateway's payments: each 30-minute count scaled so the
-    trace averages ``per_minute`` payments a minute and spread over its minutes (Poisson),
-    1% of payments failing. None when the data is not there."""
-    csv, labels = folder / "nyc_taxi.csv", folder / "labels.json"
-    if not (csv.exists() and labels.exists()):
-        return None
-    raw = np.genfromtxt(csv, delimiter=",", skip_header=1, dtype=str)
-    times = np.array(raw[:, 0], dtype="datetime64[m]")
-    values = raw[:, 1].astype(np.float64)
-    if start is not None:
-        keep = times >= np.datetime64(start)
-        times, values = times[keep], values[keep]
-    rng = np.random.default_rng([seed, 11])
-    expected = np.repeat(values / values.mean() * per_minute, 30)
-    payments = rng.poisson(expected)
-    failures = rng.binomial(payments, 0.01)
-    minute = (times[0] - np.datetime64("1970-01-01T00:00")).astype(np.int64) + np.arange(
-        payments.size
-    )
-    nonzero = payments > 0
-    counts = Counts(
-        np.full(int(nonzero.sum()), "taxi", dtype=object),
-        minute[nonzero],
-        payments[nonzero],
-        failures[nonzero],
-        payments[nonzero],
-    )
-    first = datetime.fromisoformat(str(times[0])).replace(tzinfo=UTC)
-    windows = [
-        tuple(datetime.fromisoformat(t).replace(tzinfo=UTC) for t in window)
-        for window in json.loads(labels.read_text())["anomaly_windows"]
-    ]
-    return counts, first, first + timedelta(minutes=payments.size), windows  # type: ignore[return-value]
-
-
-def run_taxi(config: Config, mode: Mode, seed: int, per_minute: float) -> dict[str, Any] | None:
-    loaded = taxi_counts(TAXI, per_minute, seed, mode.taxi_from)
-    if loaded is None:
-        return None
-    counts, start, end, windows = loaded
-    # The first week only teaches a seasonal detector; alerts count after it.
-    count_from = start + timedelta(days=7)
-    windows = [w for w in windows if w[1] > count_from]
-    inside = {i: 0 for i in range(len(windows))}
-    outside, outside_failure = 0, 0
-    for event in replay(config, FrameSource(counts), start, end):
-        at = datetime.fromisoformat(event.at)
-        if event.event != "firing" or at < count_from:
-            continue
-        window = next((i for i, (lo, hi) in enumerate(windows) if lo <= at < hi), None)
-        if event.rule in FAILURE_RULES:
-            outside_failure += window is None
-        elif window is not None:
-            inside[window] += 1
-        else:
-            outside += 1
-    window_days = sum((hi - max(lo, count_from)).total_seconds() for lo, hi in windows) / 86400
-    outside_days = (end - count_from).total_seconds() / 86400 - window_days
-    return {
-        "from": start.isoformat(),
-        "to": end.isoformat(),
-        "per_minute": per_minute,
-        "windows": [
-            {"from": lo.isoformat(), "to": hi.isoformat(), "volume_alerts": inside[i]}
-            for i, (lo, hi) in enumerate(windows)
-        ],
-        "volume_alerts_outside": outside,
-        "failure_alerts_outside": outside_failure,
-        "outside_days": round(outside_days, 1),
-        "volume_alerts_outside_per_month": outside / outside_days * MONTH_DAYS,
-    }
-
-
-# --- output -------------------------------------------------------------------------------
-
-
-def _minutes(value: float | None, censor: int | None = None) -> str:
-    if value is None:
-        return "-"
-    if np.isinf(value):
-        return f">{censor}" if censor else "miss"
-    return f"{value:.0f}"
-
-
-def _cell(summary: dict[str, Any] | None, censor: int) -> str:
-    if summary is None or not summary["incidents"]:
-        return "n/a"
-    median = _minutes(summary["median_delay"], censor)
-    p90 = _minutes(summary["p90_delay"], censor)
-    return f"{median}/{p90} {summary['misses']}"
-
-
-def _delay_ratio(ours: dict[str, Any] | None, oracle: dict[str, Any] | None) -> float | None:
-    """Our median delay over the oracle's; None where the oracle has none (or missed)."""
-    if not ours or not oracle or ours["median_delay"] is None or oracle["median_delay"] is None:
-        return None
-    if np.isinf(oracle["median_delay"]):
-        return None
-    return float(ours["median_delay"] / max(oracle["median_delay"], 1))
-
-
-def _ratio(ours: dict[str, Any] | None, oracle: dict[str, Any] | None) -> str:
-    ratio = _delay_ratio(ours, oracle)
-    return "n/a" if ratio is None else f"{ratio:.2f}"
-
-
-def _rate(summary: dict[str, Any] | None) -> str:
-    if summary is None or summary["false_per_gateway_month"] is None:
-        return "-"
-    return f"{summary['false_per_gateway_month']:.2f}"
-
-
-def print_quiet(results: list[dict[str, Any]], river_days: int, out: Any) -> None:
-    out.write(
-        "\nFALSE ALERTS per gateway-month on no-incident traffic (budget: "
-        f"{MONTH_DAYS / BUDGET_DAYS:.2f}); base = healthy failure rate (2% = at the SLA), "
-        "rho = beta-binomial dispersion, gw-days counted per row; the oracle is the one tuned "
-        f"to 2x SLA; '-' = not run (river: <= {RIVER_MAX_VOLUME:g}/min, first "
-        f"{river_days} days)\n"
-    )
-    head = f"{'base':>5} {'rho':>6} {'vol/min':>7} {'gw-days':>7} " + " ".join(
-        f"{d:>13}" for d in DETECTORS
-    )
-    out.write(head + "\n")
-    for row in results:
-        d = row["detectors"]
-        out.write(
-            f"{row['baseline']:>5.1%} {row['dispersion']:>6g} {row['volume']:>7g} "
-            f"{d['ours']['gateway_days']:>7.0f} "
-            + " ".join(f"{_rate(d.get(name)):>13}" for name in DETECTORS)
-            + "\n"
-        )
-
-
-def print_incidents(results: list[dict[str, Any]], out: Any) -> None:
-    out.write(
-        "\nDETECTION DELAY in minutes: median/p90 misses (of the repetitions); '>N' = not "
-        "detected by the incident's end (N min); ratio = our median / the oracle's\n"
-    )
-    width = 14
-    head = f"{'scenario':<27} {'vol/min':>7} {'ratio':>6} " + " ".join(
-        f"{d:>{width}}" for d in DETECTORS
-    )
-    out.write(head + "\n")
-    for row in results:
-        d = row["detectors"]
-        censor = row["minutes"]
-        out.write(
-            f"{row['scenario']:<27} {row['volume']:>7g} "
-            f"{_ratio(d.get('ours'), d.get('oracle')):>6} "
-            + " ".join(f"{_cell(d.get(name), censor):>{width}}" for name in DETECTORS)
-            + "\n"
-        )
-    ratios = [
-        ratio
-        for row in results
-        if row["scenario"].startswith("step")
-        and (ratio := _delay_ratio(row["detectors"].get("ours"), row["detectors"].get("oracle")))
-        is not None
-        and np.isfinite(ratio)
-    ]
-    if ratios:
-        out.write(
-            f"median of the ratios over the step scenarios both detect: {np.median(ratios):.2f} "
-            f"({len(ratios)} scenarios; target <= 1.25)\n"
-        )
-    pre = {name: Tally() for name in DETECTORS}
-    for row in results:
-        for name, summary in row["detectors"].items():
-            if summary["gateway_days"]:
-                pre[name].false_alerts += summary["false_alerts"]
-                pre[name].gateway_days += summary["gateway_days"]
-    out.write(
-        f"{'false alerts/gw-month before the incidents':<42} "
-        + " ".join(f"{_rate(pre[name].summary()):>{width}}" for name in DETECTORS)
-        + "\n"
-    )
-
-
-def print_harmless(rows: list[dict[str, Any]], out: Any) -> None:
-    out.write(
-        "\nHARMLESS SHIFT: the failure rate rises from 1% to 1.8% for "
-        f"{HARMLESS_SHIFT.minutes // 60} h, still within the SLA; shifts alerted on (from the "
-        "start to 1 h after the end) / "
-        "repetitions, '-' = not run\n"
-    )
-    out.write(f"{'vol/min':>7} " + " ".join(f"{d:>13}" for d in DETECTORS) + "\n")
-    for row in rows:
-        d = row["detectors"]
-        cells = [f"{d[n]['alerted']}/{d[n]['of']}" if n in d else "-" for n in DETECTORS]
-        out.write(f"{row['volume']:>7g} " + " ".join(f"{c:>13}" for c in cells) + "\n")
-
-
-def print_taxi(taxi: dict[str, Any] | None, out: Any) -> None:
-    if taxi is None:
-        out.write(f"\nNYC taxi trace: skipped, {TAXI} not found (it lives outside the repo)\n")
-        return
-    out.write(
-        f"\nNYC TAXI trace (NAB) as {taxi['per_minute']:g} payments/min, {taxi['from'][:10]} to "
-        f"{taxi['to'][:10]}, alerts after the first week; our volume rules:\n"
-    )
-    for window in taxi["windows"]:
-        out.write(
-            f"  labelled window {window['from'][:16]} .. {window['to'][:16]}: "
-            f"{window['volume_alerts']} alert(s)\n"
-        )
-    out.write(
-        f"  outside the windows ({taxi['outside_days']} days): {taxi['volume_alerts_outside']} "
-        f"volume alert(s) = {taxi['volume_alerts_outside_per_month']:.2f} per month; "
-        f"{taxi['failure_alerts_outside']} failure-rate alert(s)\n"
-    )
+    return lambda scenario: (0, minutes) if river_runs(scenario) else None
 
 
 # --- main ---------------------------------------------------------------------------------
@@ -648,7 +299,7 @@ def run(
                 ),
                 river_span=lambda s: (
                     (max((s.incident_minute or 0) - RIVER_HISTORY_MINUTES, 0), s.end_minute or 0)
-                    if s.family == "failure" and _river_runs(s)
+                    if s.family == "failure" and river_runs(s)
                     else None
                 ),
                 seed=seed,
@@ -664,7 +315,7 @@ def run(
         ours = our_alerts(harmless, config)
 
         def around_shift(s: Scenario) -> tuple[int, int] | None:
-            if not _river_runs(s):
+            if not river_runs(s):
                 return None
             return max((s.incident_minute or 0) - RIVER_HISTORY_MINUTES, 0), (
                 s.end_minute or 0
@@ -677,7 +328,7 @@ def run(
         progress("harmless shifts replayed")
 
     run_trace = selected("nyc taxi", only)
-    taxi = run_taxi(config, mode, seed, taxi_per_minute) if run_trace else None
+    taxi = run_taxi(config, mode.taxi_from, seed, taxi_per_minute) if run_trace else None
     progress("NYC taxi trace replayed" if taxi else "NYC taxi trace skipped")
 
     minutes = {k.name: k.minutes for k in INCIDENT_KINDS}

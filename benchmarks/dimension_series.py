@@ -31,6 +31,8 @@ from detector.model import Counts, Notification, grouped
 from detector.simulate import GatewayProfile, generate
 from detector.source import FrameSource
 
+__all__ = ["main"]
+
 DAY = datetime(2026, 11, 17, tzinfo=UTC)  # a Tuesday
 CARD_SHARE = 0.15
 RATES = (0.3, 0.15, 0.10, 0.06)

@@ -34,6 +34,8 @@ from detector.rules import VolumeHistory
 from detector.simulate import GatewayProfile, minute_counts
 from detector.source import FrameSource
 
+__all__ = ["calibration_cost", "main"]
+
 START = datetime(2026, 11, 2, tzinfo=UTC)  # a Monday
 SLA = 0.02
 ARMS = ("5 h only", "with weeks", "true rho")

@@ -34,6 +34,8 @@ from detector.rules import _minutes, _rate_before, _volume_alpha
 from detector.simulate import GatewayProfile, Incident, minute_counts
 from detector.stats.seasonal import negative_binomial_cdf
 
+__all__ = ["main"]
+
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
 CONFIG = parse_config({}, env={})

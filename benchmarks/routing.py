@@ -34,6 +34,8 @@ from detector.notify import build_receivers
 from detector.rules import Finding
 from detector.store import StateStore
 
+__all__ = ["main"]
+
 T0 = datetime(2026, 11, 20, 12, tzinfo=UTC)
 
 

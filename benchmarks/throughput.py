@@ -35,6 +35,8 @@ from detector.engine import Engine
 from detector.simulate import Incident, simulate
 from detector.source import FrameSource, SqlSource
 
+__all__ = ["main"]
+
 START = datetime(2026, 11, 2, tzinfo=UTC)
 
 

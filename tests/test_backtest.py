@@ -57,8 +57,10 @@ def default_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "alerts.yaml").write_text("{}\n")
 
 
-def _backtest(db: PaymentsDb, capsys: pytest.CaptureFixture[str], *extra: str) -> str:
-    assert main(["backtest", "--db", db.url, *extra]) == 0
+def _backtest(
+    db: PaymentsDb, capsys: pytest.CaptureFixture[str], start: str, end: str, *extra: str
+) -> str:
+    assert main(["backtest", "--db", db.url, "--start", start, "--end", end, *extra]) == 0
     return capsys.readouterr().out
 
 
@@ -66,7 +68,7 @@ def _backtest(db: PaymentsDb, capsys: pytest.CaptureFixture[str], *extra: str) -
 def test_jsonl_shows_the_incident_firing_and_resolving_and_nothing_else(
     two_days: PaymentsDb, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    out = _backtest(two_days, capsys, "--start", "2026-11-16T03:00", "--end", "2026-11-18T00:00")
+    out = _backtest(two_days, capsys, "2026-11-16T03:00", "2026-11-18T00:00")
     records = [json.loads(line) for line in out.splitlines()]
     assert records, "the incident was not detected"
     assert all(set(r) >= RECORD_KEYS for r in records)
@@ -86,16 +88,7 @@ def test_jsonl_shows_the_incident_firing_and_resolving_and_nothing_else(
 def test_table_format_is_for_people(
     two_days: PaymentsDb, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    out = _backtest(
-        two_days,
-        capsys,
-        "--start",
-        "2026-11-17T05:00",
-        "--end",
-        "2026-11-17T09:00",
-        "--format",
-        "table",
-    )
+    out = _backtest(two_days, capsys, "2026-11-17T05:00", "2026-11-17T09:00", "--format", "table")
     lines = out.splitlines()
     assert lines[0].split()[:3] == ["at", "event", "severity"]
     assert any("adyen" in line and "firing" in line for line in lines)
@@ -106,16 +99,7 @@ def test_table_format_is_for_people(
 def test_html_report_charts_every_gateway_and_shades_the_incident(
     two_days: PaymentsDb, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    page = _backtest(
-        two_days,
-        capsys,
-        "--start",
-        "2026-11-16T03:00",
-        "--end",
-        "2026-11-18T00:00",
-        "--format",
-        "html",
-    )
+    page = _backtest(two_days, capsys, "2026-11-16T03:00", "2026-11-18T00:00", "--format", "html")
     sections = _ReportParser.parse(page)
     assert set(sections.charts) == {"stripe", "adyen", "paypal"}
     # Every gateway gets a failure-rate chart with its SLA line and a volume chart.
@@ -195,6 +179,29 @@ def test_replay_makes_exactly_the_transitions_of_live_ticks(
     assert any('"outage"' in n for n in replayed)
 
 
+def _live_ticks_with_a_restart(
+    config: Config,
+    open_source: Callable[[Config], SqlSource],
+    begin: datetime,
+    end: datetime,
+    restart_at: datetime,
+    before_restart: Callable[[Engine], None] = lambda engine: None,
+) -> list[str]:
+    """Notifications (as JSON) of the daemon's engine ticked one minute at a time from ``begin``
+    to ``end`` and restarted at ``restart_at`` with its alerts restored and no statistic saved;
+    ``before_restart`` sees the engine about to stop."""
+    engine, live, now = Engine(config, open_source(config)), [], begin
+    while now <= end:
+        if now == restart_at:
+            before_restart(engine)
+            restarted = Engine(config, open_source(config))
+            restarted.alerts.restore(engine.alerts.snapshot())
+            engine = restarted
+        live += [notification_for(t, config).to_json() for t in engine.tick(now).transitions]
+        now += timedelta(minutes=1)
+    return live
+
+
 def test_replay_equals_live_ticks_where_the_dispersion_comes_from_days_of_quarter_hours(
     payments_db: PaymentsDb, open_source: Callable[[Config], SqlSource]
 ) -> None:
@@ -209,14 +216,9 @@ def test_replay_equals_live_ticks_where_the_dispersion_comes_from_days_of_quarte
     begin, end = onset - timedelta(minutes=50), onset + timedelta(minutes=100)
     replayed = [n.to_json() for n in replay(config, open_source(config), begin, end)]
 
-    engine, live, now = Engine(config, open_source(config)), [], begin
-    while now <= end:
-        if now == onset + timedelta(minutes=37):
-            restarted = Engine(config, open_source(config))
-            restarted.alerts.restore(engine.alerts.snapshot())
-            engine = restarted
-        live += [notification_for(t, config).to_json() for t in engine.tick(now).transitions]
-        now += timedelta(minutes=1)
+    live = _live_ticks_with_a_restart(
+        config, open_source, begin, end, restart_at=onset + timedelta(minutes=37)
+    )
     assert replayed == live
     firing = [json.loads(n) for n in live if json.loads(n)["event"] == "firing"]
     assert [f["rule"] for f in firing] == ["sla_breach"]
@@ -235,14 +237,16 @@ def test_a_restart_mid_incident_changes_no_alert(
     begin, end = incident_start - timedelta(hours=2), incident_start + timedelta(hours=3)
     replayed = [n.to_json() for n in replay(config, open_source(config), begin, end)]
 
-    engine, live, now = Engine(config, open_source(config)), [], begin
-    while now <= end:
-        if now == incident_start + timedelta(minutes=27):  # firing, mid-hour
-            assert [a.state for a in engine.alerts.alerts.values()] == ["firing"]
-            restarted = Engine(config, open_source(config))
-            restarted.alerts.restore(engine.alerts.snapshot())
-            engine = restarted
-        live += [notification_for(t, config).to_json() for t in engine.tick(now).transitions]
-        now += timedelta(minutes=1)
+    def firing_mid_hour(engine: Engine) -> None:
+        assert [a.state for a in engine.alerts.alerts.values()] == ["firing"]
+
+    live = _live_ticks_with_a_restart(
+        config,
+        open_source,
+        begin,
+        end,
+        restart_at=incident_start + timedelta(minutes=27),
+        before_restart=firing_mid_hour,
+    )
     assert replayed == live
     assert [json.loads(n)["event"] for n in live] == ["firing", "resolved"]

@@ -8,7 +8,6 @@ from datetime import timedelta
 import numpy as np
 import pytest
 
-from benchmarks.detection import score_incidents
 from benchmarks.references import (
     SRE_WINDOWS,
     alert_starts,
@@ -34,6 +33,7 @@ from benchmarks.scenarios import (
     incident_sets,
     quiet_scenarios,
 )
+from benchmarks.scoring import score_incidents
 from detector.simulate import GatewayProfile, MinuteCounts, minute_counts
 
 

@@ -19,24 +19,18 @@ from detector.timeutil import epoch_minute
 from .conftest import T0, PaymentsDb
 
 
-def _config(db: PaymentsDb, **detection: object) -> Config:
-    return parse_config(
-        {"source": {"url": db.url, "table": db.table}, "detection": detection}, env={}
-    )
+def _config(
+    db: PaymentsDb, *, columns: dict[str, object] | None = None, **detection: object
+) -> Config:
+    source: dict[str, object] = {"url": db.url, "table": db.table}
+    if columns is not None:
+        source["columns"] = columns
+    return parse_config({"source": source, "detection": detection}, env={})
 
 
 def _with_dimensions(db: PaymentsDb, **detection: object) -> Config:
-    return parse_config(
-        {
-            "source": {
-                "url": db.url,
-                "table": db.table,
-                "columns": {"dimensions": {"method": "method", "country": "country"}},
-            },
-            "detection": detection,
-        },
-        env={},
-    )
+    dimensions = {"method": "method", "country": "country"}
+    return _config(db, columns={"dimensions": dimensions}, **detection)
 
 
 def test_counts_are_grouped_by_gateway_and_minute(
@@ -151,16 +145,7 @@ def test_no_breakdown_without_dimensions(
 def test_a_missing_dimension_column_names_its_key_path(
     payments_db: PaymentsDb, open_source: Callable[[Config], SqlSource]
 ) -> None:
-    config = parse_config(
-        {
-            "source": {
-                "url": payments_db.url,
-                "table": payments_db.table,
-                "columns": {"dimensions": {"method": "payment_method"}},
-            }
-        },
-        env={},
-    )
+    config = _config(payments_db, columns={"dimensions": {"method": "payment_method"}})
     with pytest.raises(
         SchemaError,
         match=r"source\.columns\.dimensions\.method: column 'payment_method' not found",
@@ -171,16 +156,7 @@ def test_a_missing_dimension_column_names_its_key_path(
 def test_a_misspelt_column_names_its_key_path(
     payments_db: PaymentsDb, open_source: Callable[[Config], SqlSource]
 ) -> None:
-    config = parse_config(
-        {
-            "source": {
-                "url": payments_db.url,
-                "table": payments_db.table,
-                "columns": {"status": "state"},
-            }
-        },
-        env={},
-    )
+    config = _config(payments_db, columns={"status": "state"})
     source = open_source(config)
     with pytest.raises(SchemaError, match=r"source\.columns\.status: column 'state' not found"):
         source.check()

@@ -1,0 +1,104 @@
+"""Per-minute counts of simulated traffic, without a row per payment."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import numpy as np
+import numpy.typing as npt
+
+from detector.model import Counts
+from detector.simulate.gateways import DEFAULT_GATEWAYS, GatewayProfile
+from detector.simulate.incidents import Incident
+from detector.simulate.traffic import (
+    US_PER_DAY,
+    US_PER_MINUTE,
+    checked_arguments,
+    days_touched,
+    draw_day_counts,
+    epoch_us,
+)
+
+__all__ = ["MinuteCounts", "minute_counts"]
+
+
+@dataclass(frozen=True)
+class MinuteCounts:
+    """Simulated per-minute counts of each gateway, without materialising the payments.
+
+    Row ``g`` of each matrix is ``gateways[g]``; column ``j`` is the UTC minute that starts
+    ``j`` minutes after ``start``.
+    """
+
+    gateways: tuple[str, ...]
+    start: datetime  # naive UTC, a whole minute
+    payments: npt.NDArray[np.int64]  # final payments: failed + succeeded
+    failures: npt.NDArray[np.int64]
+    pending: npt.NDArray[np.int64]
+
+    def to_counts(self) -> Counts:
+        """The rows a payments source returns for these minutes: sorted by minute, none empty.
+
+        >>> counts = minute_counts(datetime(2026, 11, 20, 18), datetime(2026, 11, 20, 18, 5))
+        >>> rows = counts.to_counts()
+        >>> int(rows.payments.sum()) == int(counts.payments.sum())
+        True
+        >>> bool((rows.minute[1:] >= rows.minute[:-1]).all())
+        True
+        """
+        volume = self.payments + self.pending
+        minute, row = np.nonzero(volume.T)
+        first = epoch_us(self.start) // US_PER_MINUTE
+        return Counts(
+            np.array(self.gateways, dtype=object)[row],
+            minute.astype(np.int64) + first,
+            self.payments[row, minute],
+            self.failures[row, minute],
+            volume[row, minute],
+        )
+
+
+def minute_counts(
+    start: datetime,
+    end: datetime,
+    gateways: Sequence[GatewayProfile] = DEFAULT_GATEWAYS,
+    incidents: Iterable[Incident] = (),
+    seed: int = 0,
+    pending_share: float = 0.002,
+) -> MinuteCounts:
+    """Per-minute payments, failures and pending payments of the minutes starting in
+    ``[start, end)``: the counts of the payments `generate` draws with the same arguments.
+
+    Costs what the number of minutes costs, not the number of payments, so months of
+    busy gateways fit in memory (benchmarks/detection.py replays them this way).
+
+    >>> counts = minute_counts(datetime(2026, 11, 20), datetime(2026, 11, 21), seed=1)
+    >>> counts.gateways[0], counts.payments.shape
+    ('stripe', (5, 1440))
+    """
+    start, end, traffic = checked_arguments(start, end, gateways, incidents, seed, pending_share)
+    first = -(-epoch_us(start) // US_PER_MINUTE)
+    stop = max(-(-epoch_us(end) // US_PER_MINUTE), first)
+    start_us, end_us = first * US_PER_MINUTE, stop * US_PER_MINUTE
+    parts: list[list[npt.NDArray[np.int64]]] = [[], [], []]
+    for day_us in days_touched(start_us, end_us):
+        draw = draw_day_counts(day_us, traffic)
+        lo = max(start_us - day_us, 0) // US_PER_MINUTE
+        hi = min(end_us - day_us, US_PER_DAY) // US_PER_MINUTE
+        for part, matrix in zip(parts, (draw.payments, draw.failures, draw.pending), strict=True):
+            part.append(matrix[:, lo:hi])
+    payments, failures, pending = (
+        np.concatenate(part, axis=1)
+        if part
+        else np.zeros((len(traffic.gateways), 0), dtype=np.int64)
+        for part in parts
+    )
+    return MinuteCounts(
+        tuple(g.name for g in traffic.gateways),
+        datetime(1970, 1, 1) + timedelta(microseconds=start_us),
+        payments,
+        failures,
+        pending,
+    )
