@@ -104,9 +104,9 @@ def evaluate(
         config,
         np.array([config.sla_for(g) for g in window.gateways], dtype=np.float64),
         calibration or Calibration(),
-        history,
-        None if replay is None else replay.served(window),
-        _per_row(window.gateways, sla_shares),
+        history=history,
+        served=None if replay is None else replay.served(window),
+        sla_shares=_per_row(window.gateways, sla_shares),
     )
     # Each rule's settings are under its own name in ``detection``.
     enabled = [rule for rule in RULES if getattr(config.detection, rule.name).enabled]
