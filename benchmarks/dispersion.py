@@ -26,11 +26,10 @@ from unittest import mock
 import numpy as np
 import numpy.typing as npt
 
-from detector import rules
 from detector.backtest import replay
 from detector.config import parse_config
 from detector.engine import Engine
-from detector.rules import VolumeHistory
+from detector.rules import VolumeHistory, calibration
 from detector.simulate import GatewayProfile, minute_counts
 from detector.source import FrameSource
 
@@ -47,9 +46,9 @@ def _false_alerts(
     """Firing alerts over the replay (all false: the traffic never leaves the SLA), and the
     dispersion each hourly calibration settled on."""
     seen: list[float] = []
-    calibrate = rules.calibrate
+    calibrate = calibration.calibrate
 
-    def recording(*args: Any, **kwargs: Any) -> rules.Thresholds:
+    def recording(*args: Any, **kwargs: Any) -> calibration.Thresholds:
         if arm == "5 h only":
             kwargs["history"] = None
         limits = calibrate(*args, **kwargs)
@@ -63,9 +62,9 @@ def _false_alerts(
         {"detection": {"no_data": {"enabled": False}, "volume_drop": {"enabled": False}}}, env={}
     )
     with ExitStack() as patches:
-        patches.enter_context(mock.patch.object(rules, "calibrate", recording))
+        patches.enter_context(mock.patch.object(calibration, "calibrate", recording))
         if arm == "true rho":
-            patches.enter_context(mock.patch.object(rules, "estimate_dispersion", true_rho))
+            patches.enter_context(mock.patch.object(calibration, "estimate_dispersion", true_rho))
         events = replay(config, source, start, end)
         firing = sum(event.event == "firing" for event in events)
     return firing, seen
@@ -131,7 +130,7 @@ def calibration_cost(gateways: int, repeats: int = 21) -> tuple[float, float]:
                 history = VolumeHistory(history.end_hour, history.counts)
                 history.season(window.gateways)
             began = time.perf_counter()
-            rules.calibrate(window, config, baselines, hour, history=history)
+            calibration.calibrate(window, config, baselines, hour, history=history)
             times[arm].append(time.perf_counter() - began)
     minutes_only, with_weeks = (float(np.median(arm)) for arm in times)
     return minutes_only, with_weeks

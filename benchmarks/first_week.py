@@ -1,8 +1,8 @@
 """Which lower tail the first-week volume_drop tests against, side by side (seeded, in memory).
 
 In a gateway's first week ``volume_drop`` expects the last 15 minutes from the traffic just
-before them (``detector.rules._rate_before``, the function the rule itself calls) and asks
-how unlikely the count is. This compares candidate tails on the same counts: negative
+before them (``detector.rules.volume.rate_before``, the function the rule itself calls) and
+asks how unlikely the count is. This compares candidate tails on the same counts: negative
 binomials of several sizes and a Poisson tail at a much stricter per-tick level. For each it
 prints the false alerts per gateway-month on healthy diurnal traffic (alert episodes: runs of
 ticks where the rule's condition holds) -- from the simulator, and the same traffic with each
@@ -30,7 +30,8 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
 
 from benchmarks.scenarios import START, VOLUMES
 from detector.config import parse_config
-from detector.rules import _minutes, _rate_before, _volume_alpha
+from detector.rules.base import minutes_of
+from detector.rules.volume import rate_before, volume_alpha
 from detector.simulate import GatewayProfile, Incident, minute_counts
 from detector.stats.seasonal import negative_binomial_cdf
 
@@ -40,7 +41,7 @@ IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
 CONFIG = parse_config({}, env={})
 RULE = CONFIG.detection.volume_drop
-ALPHA = _volume_alpha(CONFIG)
+ALPHA = volume_alpha(CONFIG)
 STRICT_ALPHA = 1e-9
 Tail = Callable[[FloatArray, FloatArray], FloatArray]
 
@@ -63,12 +64,12 @@ TAILS: dict[str, Tail] = {
 def first_week_statistic(volume: IntArray) -> tuple[FloatArray, FloatArray]:
     """(observed, expected) payments in the window of every tick that has the rule's whole
     history before it: column j is the tick at minute ``j + history + window``."""
-    window, history = _minutes(RULE.window), _minutes(RULE.history)
+    window, history = minutes_of(RULE.window), minutes_of(RULE.history)
     span = window + history
     ticks = range(span, volume.shape[1] + 1)
     stop = np.full(volume.shape[0], history)
     expected = np.stack(
-        [_rate_before(volume[:, t - span : t], stop, history, window) * window for t in ticks],
+        [rate_before(volume[:, t - span : t], stop, history, window) * window for t in ticks],
         axis=1,
     )
     total = np.concatenate([np.zeros((volume.shape[0], 1)), np.cumsum(volume, axis=1)], axis=1)
@@ -104,8 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     out = sys.stdout
     names = list(TAILS)
     out.write(
-        f"first-week volume_drop: the last {_minutes(RULE.window)} min against the lower of the "
-        f"{_minutes(RULE.history)} min and 30 min rates before them, below {RULE.below:.0%}; "
+        f"first-week volume_drop: the last {minutes_of(RULE.window)} min against the lower of the "
+        f"{minutes_of(RULE.history)} min and 30 min rates before them, below {RULE.below:.0%}; "
         f"per-tick level {ALPHA:.2g} (Poisson: {STRICT_ALPHA:g})\n\n"
         f"FALSE ALERTS per gateway-month, {args.gateways} gateways x {args.days} days per row\n"
         f"{'traffic':<22} {'vol/min':>7} " + " ".join(f"{n:>13}" for n in names) + "\n"
@@ -127,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         f"caught within the hour / {args.drops}, median first-last minute of the drop alarming\n"
         f"{'':<22} {'vol/min':>7} " + " ".join(f"{n:>13}" for n in names) + "\n"
     )
-    span = _minutes(RULE.window) + _minutes(RULE.history)
+    span = minutes_of(RULE.window) + minutes_of(RULE.history)
     for volume in VOLUMES:
         times = (np.arange(args.drops) + rng.random(args.drops)) / args.drops * 1440
         starts = [1440 + int(t) for t in times]

@@ -21,7 +21,7 @@ from detector.config import Config
 from detector.engine import Engine
 from detector.model import Notification
 from detector.notify import messages
-from detector.rules import Calibration, VolumeHistory, minutes_needed
+from detector.rules import Replay, VolumeHistory, minutes_needed
 from detector.series import series_dimensions
 from detector.source import FrameSource, Source
 from detector.timeutil import floor_minute
@@ -61,9 +61,8 @@ def replay(
     interval = config.schedule.interval
     first_tick = floor_minute(start)
     frame = aggregate(config, source, start, end)
-    engine = Engine(config, frame)
     # Every tick's counts are known in advance: the rules are computed an hour at a time.
-    engine.calibration = Calibration(final=frame.counts)
+    engine = Engine(config, frame, replay=Replay(frame.counts))
     now, ticks, quiet = first_tick, 0, 0
     while now <= end:
         ticks += 1

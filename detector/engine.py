@@ -15,6 +15,7 @@ from detector.alerts import AlertBook, Transition
 from detector.config import Config
 from detector.rules import (
     Calibration,
+    Replay,
     RuleResult,
     VolumeHistory,
     evaluate,
@@ -48,11 +49,16 @@ class TickResult:
 
 
 class Engine:
-    """Evaluates every rule for every gateway at the times it is given."""
+    """Evaluates every rule for every gateway at the times it is given.
 
-    def __init__(self, config: Config, source: Source):
+    A replay, knowing every tick's counts in advance, passes its :class:`Replay` so that
+    the rules compute an hour of ticks at once; the daemon passes none.
+    """
+
+    def __init__(self, config: Config, source: Source, replay: Replay | None = None):
         self.config = config
         self.source = source
+        self.replay = replay
         self.window = CountWindow(minutes_needed(config), gateways=config.gateways)
         self.series = (
             DimensionSeries(config, self.window.minutes) if series_dimensions(config) else None
@@ -110,7 +116,7 @@ class Engine:
             shares = self.series.shares
         # Health and metrics read these: they stay per gateway.
         self.last_results = evaluate(
-            self.window, self.config, self.calibration, self.volume_history, shares
+            self.window, self.config, self.calibration, self.volume_history, shares, self.replay
         )
         for result in self.last_results:
             if self.series is not None and result.rule == "sla_breach":
@@ -135,11 +141,12 @@ class Engine:
         The next tick's read reaches back to the watermark and covers the minutes left out,
         as after a tick the daemon missed."""
         return (
-            self.series is None
+            self.replay is not None
+            and self.series is None
             and not self.alerts.alerts
             and self.failed_ticks == 0
             and bool(self.last_results)
-            and self.calibration.quiet(ceil_minute(now), [r.rule for r in self.last_results])
+            and self.replay.quiet(ceil_minute(now), [r.rule for r in self.last_results])
         )
 
     @property

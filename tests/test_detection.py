@@ -21,7 +21,7 @@ from detector.backtest import replay
 from detector.config import Config, ConfigError, parse_config
 from detector.engine import Engine
 from detector.model import Counts, Evidence, Notification
-from detector.rules import Calibration, VolumeHistory, calibrate, evaluate
+from detector.rules import Calibration, Replay, VolumeHistory, calibrate, evaluate
 from detector.simulate import GatewayProfile, Incident, generate, minute_counts
 from detector.source import FrameSource, SqlSource
 from detector.stats.binomial import Z_95, wilson_interval
@@ -414,10 +414,13 @@ def test_a_replay_serves_each_tick_its_own_window_and_computes_one_that_differs(
     )
     config = parse_config({}, env={})
     window = CountWindow(360, gateways=["busy"])
-    replayed, alone = Calibration(final=counts), Calibration()
+    replayed = (Calibration(), Replay(counts))
+    alone = (Calibration(), None)
 
-    def sla_finding(calibration: Calibration) -> Evidence:
-        (sla,) = [r for r in evaluate(window, config, calibration) if r.rule == "sla_breach"]
+    def sla_finding(state: tuple[Calibration, Replay | None]) -> Evidence:
+        calibration, replay = state
+        results = evaluate(window, config, calibration, replay=replay)
+        (sla,) = [r for r in results if r.rule == "sla_breach"]
         return sla.finding(0).evidence
 
     for end in range(epoch_minute(START) + 9 * 60 + 30, epoch_minute(START) + 10 * 60 + 30, 7):
@@ -825,14 +828,14 @@ def test_a_replay_serves_the_volume_rules_and_outage_their_own_tick_of_the_hour(
     # seen mid-hour.
     counts, day = _troubled_day()
     config = parse_config({}, env={})
-    engine = Engine(config, FrameSource(counts))
-    engine.calibration = replayed = Calibration(final=counts)
+    replayed = Replay(counts)
+    engine = Engine(config, FrameSource(counts), replay=replayed)
     alone = Calibration()
     seen: set[tuple[str, str]] = set()
     now = day + timedelta(hours=12, minutes=40)
     while now <= day + timedelta(hours=16, minutes=20):
         engine.tick(now)
-        assert replayed.hour_of(engine.window) is not None  # served from the hour's windows
+        assert replayed.served(engine.window) is not None  # served from the hour's windows
         for served, computed in zip(
             engine.last_results,
             evaluate(engine.window, config, alone, engine.volume_history),

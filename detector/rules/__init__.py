@@ -1,0 +1,131 @@
+"""Turns a window of counts into verdicts per gateway per rule, with their evidence.
+
+One module per rule (:mod:`.outage`, :mod:`.sla_breach`, :mod:`.no_data`,
+:mod:`.volume_drop`), each a :class:`~detector.rules.base.Rule` evaluated on the window and
+a :class:`~detector.rules.base.RuleContext`. The SLA bank's hourly thresholds come from
+:mod:`.calibration`, the volume rules' weeks of history from :mod:`.seasonal`, and a
+replay's hour-at-once serving from :mod:`.replay`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import numpy.typing as npt
+
+from detector.config import Config
+from detector.rules.base import Rule, RuleContext, minutes_of
+from detector.rules.calibration import (
+    Calibration,
+    Thresholds,
+    budget_shares,
+    calibrate,
+    calibration_history,
+)
+from detector.rules.no_data import NoData
+from detector.rules.outage import Outage
+from detector.rules.replay import Replay
+from detector.rules.seasonal import VolumeHistory
+from detector.rules.sla_breach import SlaBreach
+from detector.rules.verdict import (
+    Finding,
+    RuleResult,
+    SeriesRows,
+    Severity,
+    series_name,
+    source_down_finding,
+)
+from detector.rules.volume_drop import VolumeDrop
+from detector.window import CountWindow
+
+__all__ = [
+    "RULES",
+    "Calibration",
+    "Finding",
+    "Replay",
+    "Rule",
+    "RuleContext",
+    "RuleResult",
+    "SeriesRows",
+    "Severity",
+    "Thresholds",
+    "VolumeHistory",
+    "budget_shares",
+    "calibrate",
+    "calibration_history",
+    "evaluate",
+    "evaluate_series",
+    "minutes_needed",
+    "series_name",
+    "source_down_finding",
+]
+
+# In the order their verdicts are reported.
+RULES: tuple[Rule, ...] = (Outage(), SlaBreach(), NoData(), VolumeDrop())
+
+
+def minutes_needed(config: Config) -> int:
+    """How many minute buckets the enabled rules look back over."""
+    detection = config.detection
+    return max(
+        minutes_of(detection.sla_breach.history),
+        minutes_of(detection.sla_breach.window),
+        minutes_of(detection.outage.window),
+        minutes_of(detection.no_data.silence) + minutes_of(detection.no_data.history),
+        minutes_of(detection.volume_drop.window) + minutes_of(detection.volume_drop.history),
+    )
+
+
+def _per_row(
+    gateways: list[str], shares: Mapping[str, int] | None
+) -> npt.NDArray[np.float64] | None:
+    if shares is None:
+        return None
+    return np.array([shares.get(g, 1) for g in gateways], dtype=np.float64)
+
+
+def evaluate(
+    window: CountWindow,
+    config: Config,
+    calibration: Calibration | None = None,
+    history: VolumeHistory | None = None,
+    sla_shares: Mapping[str, int] | None = None,
+    replay: Replay | None = None,
+) -> list[RuleResult]:
+    """Every enabled rule's verdict on the window as it stands.
+
+    ``calibration`` carries the hourly thresholds from tick to tick (a fresh one computes
+    them); ``history`` is the volume per quarter hour the seasonal rules compare against;
+    ``sla_shares`` says how many series share a gateway's sla_breach budget (default 1);
+    ``replay`` serves a replayed tick its figures from its hour's, computed at once.
+    """
+    context = RuleContext(
+        config,
+        np.array([config.sla_for(g) for g in window.gateways], dtype=np.float64),
+        calibration or Calibration(),
+        history=history,
+        served=None if replay is None else replay.served(window),
+        sla_shares=_per_row(window.gateways, sla_shares),
+    )
+    # Each rule's settings are under its own name in ``detection``.
+    enabled = [rule for rule in RULES if getattr(config.detection, rule.name).enabled]
+    return [rule.evaluate(window, context) for rule in enabled]
+
+
+def evaluate_series(
+    window: CountWindow,
+    config: Config,
+    calibration: Calibration,
+    rows: SeriesRows,
+    sla_shares: Mapping[str, int],
+) -> RuleResult:
+    """The sla_breach verdict on dimension series, whose rows ``rows`` describes."""
+    context = RuleContext(
+        config,
+        np.array([config.sla_for(g) for g in rows.gateways], dtype=np.float64),
+        calibration,
+        sla_shares=_per_row(rows.gateways, sla_shares),
+        series=rows,
+    )
+    return SlaBreach().evaluate(window, context)

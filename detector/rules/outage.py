@@ -1,0 +1,90 @@
+"""``outage``: a near-total failure, caught within one tick.
+
+A gateway is down when some suffix of its last minutes (the last 1, 2, ... up to
+``detection.outage.window``) holds at least ``min_payments`` payments of which at least
+``failure_rate`` failed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from detector.config import Config
+from detector.rules.base import RuleContext, minutes_of
+from detector.rules.ticks import TickFigures, Windows
+from detector.rules.verdict import BoolArray, Finding, RuleResult, rate_evidence
+from detector.stats.binomial import binomial_upper_tail
+from detector.timeutil import minute_start
+from detector.window import CountWindow
+
+__all__ = ["Outage", "Outages", "outages"]
+
+
+@dataclass(frozen=True)
+class Outages(TickFigures):
+    """Per tick and gateway: whether some suffix of the last minutes is down."""
+
+    span: npt.NDArray[np.int64]  # the longest qualifying suffix
+    payments: npt.NDArray[np.int64]  # (..., minutes): payments in the last 1, 2, ... minutes
+    failures: npt.NDArray[np.int64]
+
+
+def outages(windows: Windows, config: Config) -> Outages:
+    rule = config.detection.outage
+    minutes = minutes_of(rule.window)
+    # Suffix sums: the last 1, 2, ... minutes, so a fresh outage is not diluted by the
+    # healthy minutes before it.
+    recent_payments = np.cumsum(windows.newest_first(windows.payments, minutes), axis=2)
+    recent_failures = np.cumsum(windows.newest_first(windows.failures, minutes), axis=2)
+    qualifies = (recent_payments >= rule.min_payments) & (
+        recent_failures >= rule.failure_rate * recent_payments
+    )
+    active: BoolArray = np.asarray(qualifies.any(axis=2), dtype=bool)
+    span = qualifies.shape[2] - np.argmax(qualifies[:, :, ::-1], axis=2)
+    return Outages(active=active, span=span, payments=recent_payments, failures=recent_failures)
+
+
+class Outage:
+    """The ``outage`` rule."""
+
+    name = "outage"
+
+    def evaluate(self, window: CountWindow, context: RuleContext) -> RuleResult:
+        config, baselines = context.config, context.baselines
+        rule = config.detection.outage
+        columns = window.recent(minutes_of(rule.window))
+        figures = context.figures(window, self.name, None, lambda w: outages(w, config))
+        active, span = figures.active, figures.span
+        recent_payments, recent_failures = figures.payments, figures.failures
+
+        def build(i: int) -> Finding:
+            if active[i]:
+                length = int(span[i])
+            else:
+                # Cleared: the minutes since the last one that looked down, if any in the window.
+                payments, failures = window.payments[i, columns], window.failures[i, columns]
+                down = np.flatnonzero((payments > 0) & (failures >= rule.failure_rate * payments))
+                length = payments.size - int(down[-1]) - 1 if down.size else payments.size
+                length = max(length, 1)
+            n, k = int(recent_payments[i, length - 1]), int(recent_failures[i, length - 1])
+            p0 = float(baselines[i])
+            summary = (
+                f"{window.gateways[i]} is down: {k} of {n} payments failed in the last {length} min"
+                if active[i]
+                else f"{window.gateways[i]} is no longer down: {k} of {n} payments failed in the "
+                f"last {length} min"
+            )
+            p_value = float(binomial_upper_tail(k, n, p0)) if n else None
+            return Finding(
+                "outage",
+                window.gateways[i],
+                "critical",
+                summary,
+                minute_start(window.end_minute - length),
+                rate_evidence(k, n, p0, length, p_value),
+            )
+
+        return RuleResult(self.name, window.gateways, active, build)

@@ -1,0 +1,224 @@
+"""The volume rules' history: payments per quarter hour of the last weeks, per gateway, and
+what it says about the volume each tick should see (see :mod:`detector.stats.seasonal`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from detector.model import Counts
+from detector.rules.verdict import BoolArray
+from detector.stats.seasonal import (
+    HISTORY_WEEKS,
+    SLOT_MINUTES,
+    SLOTS_PER_HOUR,
+    SLOTS_PER_WEEK,
+    level_factor,
+    seasonal_profile,
+    tail_matched_size,
+)
+
+__all__ = [
+    "DISPERSION_HISTORY_DAYS",
+    "Expectation",
+    "HourlyExpectation",
+    "QuarterHours",
+    "Season",
+    "VolumeHistory",
+]
+
+
+@dataclass(frozen=True)
+class Season:
+    """What the volume history says about each gateway, computed once per hour."""
+
+    first_slot: int  # epoch quarter hour of ``usual``'s first column
+    usual: npt.NDArray[np.float64]  # (gateways, slots): usual payments per quarter hour
+    level: npt.NDArray[np.float64]  # today's level against the usual
+    size: npt.NDArray[np.float64]  # negative-binomial size of the quarter-hour noise
+    weeks: npt.NDArray[np.int64]  # whole weeks of history
+    levels: npt.NDArray[np.float64]  # the level at every slot boundary of the history
+    seen: npt.NDArray[np.int64]  # column of each gateway's first known slot
+
+
+# Fewer days of quarter hours than this add little to the count window's minutes (at equal
+# volume 300 quarter hours weigh as much as 300 minutes) and overlap them: the dispersion
+# of such a gateway comes from its minutes alone.
+DISPERSION_HISTORY_DAYS = 3
+
+
+@dataclass(frozen=True)
+class QuarterHours:
+    """Final payments and failures per (gateway, quarter hour) of the history."""
+
+    payments: npt.NDArray[np.int64]
+    failures: npt.NDArray[np.int64]
+    enough: BoolArray  # at least DISPERSION_HISTORY_DAYS of history
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """Seasonal expectation of the volume in each tick's last minutes, per gateway."""
+
+    expected: npt.NDArray[np.float64]  # (ticks, gateways): payments expected; NaN without history
+    size: npt.NDArray[np.float64]  # negative-binomial size
+    weeks: npt.NDArray[np.int64]
+
+
+# Per gateway and hour the payments expected, and per gateway the negative-binomial size.
+HourlyExpectation = tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]
+
+
+class VolumeHistory:
+    """Payment volume per quarter hour of the weeks before ``end_hour`` (aggregated by the
+    database), and what the rules derive from it, each computed once for the hour.
+
+    Parameters
+    ----------
+    end_hour
+        The first epoch hour not included: the current, incomplete one.
+    counts
+        Per (gateway, quarter hour); ``minute`` is the quarter's first minute.
+    """
+
+    def __init__(self, end_hour: int, counts: Counts) -> None:
+        self.end_hour = end_hour
+        self.counts = counts
+        self._seasons: dict[tuple[str, ...], Season] = {}
+        self._outcomes: dict[tuple[str, ...], QuarterHours] = {}
+        self._slots: dict[
+            tuple[str, ...], tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]
+        ] = {}
+        self._expected: dict[tuple[tuple[str, ...], int], HourlyExpectation] = {}
+        # no_data and volume_drop usually look at the same span (15 min): computed once a tick.
+        self._last_span: tuple[tuple[object, ...], Expectation] | None = None
+
+    @classmethod
+    def hours_needed(cls) -> int:
+        return HISTORY_WEEKS * SLOTS_PER_WEEK // SLOTS_PER_HOUR
+
+    def season(self, gateways: list[str]) -> Season:
+        key = tuple(gateways)
+        if key not in self._seasons:
+            self._seasons[key] = self._season(gateways)
+        return self._seasons[key]
+
+    def outcomes(self, gateways: list[str]) -> QuarterHours:
+        """Each gateway's final payments and failures per quarter hour (for its dispersion)."""
+        key = tuple(gateways)
+        if key not in self._outcomes:
+            matrices, seen = self._per_slot(gateways)
+            payments, failures = matrices[1], matrices[2]
+            days = (payments.shape[1] - seen) / (24 * SLOTS_PER_HOUR)
+            self._outcomes[key] = QuarterHours(
+                payments.astype(np.int64),
+                failures.astype(np.int64),
+                days >= DISPERSION_HISTORY_DAYS,
+            )
+        return self._outcomes[key]
+
+    def span_expectation(
+        self, gateways: list[str], end: npt.NDArray[np.int64], minutes: int
+    ) -> Expectation:
+        """Per tick and gateway: the payments expected in the ``minutes`` before each epoch
+        minute of ``end`` (the ticks' window ends)."""
+        key = (tuple(gateways), end.tobytes(), minutes)
+        if self._last_span is None or self._last_span[0] != key:
+            self._last_span = (key, self._span_expectation(gateways, end, minutes))
+        return self._last_span[1]
+
+    def _span_expectation(
+        self, gateways: list[str], end: npt.NDArray[np.int64], minutes: int
+    ) -> Expectation:
+        season = self.season(gateways)
+        first = end - minutes
+        first_slot = first // SLOT_MINUTES
+        slots = (end - 1) // SLOT_MINUTES - first_slot + 1  # quarter hours each span touches
+        usual = np.zeros((end.size, len(gateways)))
+        last_column = season.usual.shape[1] - 1
+        for j in range(int(slots.max())):
+            # Each quarter hour the span touches adds its usual volume times its share of the
+            # span, one term at a time: an hour of ticks sums in the same order as one tick.
+            slot = first_slot + j
+            overlap = np.minimum((slot + 1) * SLOT_MINUTES, end) - np.maximum(
+                slot * SLOT_MINUTES, first
+            )
+            column = np.minimum(np.maximum(slot - season.first_slot, 0), last_column)
+            share = season.usual[:, column].T * (overlap / SLOT_MINUTES)[:, None]
+            if j >= slots.min():  # some spans touch fewer quarter hours: they add nothing
+                share = np.where((j < slots)[:, None], share, 0.0)
+            usual = usual + share
+        expected = usual * season.level
+        known = (season.weeks >= 1) & np.isfinite(expected)
+        return Expectation(np.where(known, expected, np.nan), season.size, season.weeks)
+
+    def _per_slot(
+        self, gateways: list[str]
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+        """(volume/payments/failures, gateways, slots) over the history, 0 where a quarter
+        hour had no row, and the column of each gateway's first row (for the hour)."""
+        key = tuple(gateways)
+        if key in self._slots:
+            return self._slots[key]
+        slots = HISTORY_WEEKS * SLOTS_PER_WEEK
+        first = self.end_hour * SLOTS_PER_HOUR - slots
+        column = self.counts.minute // SLOT_MINUTES - first
+        # A hash lookup in C: a Python dict per row cost more than the rest of the hour.
+        rows = pd.Index(gateways).get_indexer(self.counts.gateway).astype(np.int64)
+        keep = (rows >= 0) & (column >= 0) & (column < slots)
+        matrices = np.zeros((3, len(gateways), slots))
+        values = (self.counts.volume, self.counts.payments, self.counts.failures)
+        matrices[:, rows[keep], column[keep]] = np.stack(values)[:, keep]
+        seen = np.full(len(gateways), slots)
+        np.minimum.at(seen, rows[keep], column[keep])
+        self._slots[key] = (matrices, seen)
+        return matrices, seen
+
+    def _season(self, gateways: list[str]) -> Season:
+        slots = HISTORY_WEEKS * SLOTS_PER_WEEK
+        first = self.end_hour * SLOTS_PER_HOUR - slots
+        matrices, seen = self._per_slot(gateways)
+        volume = matrices[0].copy()
+        # Before a gateway's first payment its volume is unknown, not zero.
+        volume[np.arange(slots)[None, :] < seen[:, None]] = np.nan
+        weeks = (slots - seen) // SLOTS_PER_WEEK
+        # The usual volume of every slot of the history and of the current hour.
+        usual = seasonal_profile(volume, np.arange(slots + SLOTS_PER_HOUR))
+        level = level_factor(volume, usual[:, :slots])
+        # The noise: every past slot against the expectation the rule had for it then (each
+        # hour's level is the one measured at its start), fitted on the lower tail.
+        hour_start = np.arange(slots) // SLOTS_PER_HOUR * SLOTS_PER_HOUR
+        replayed = usual[:, :slots] * level[:, hour_start]
+        size = tail_matched_size(volume, replayed)
+        return Season(first, usual, level[:, slots], size, weeks, level, seen)
+
+    # --- for the status page's expected band ------------------------------------------------
+
+    def expected_hours(self, gateways: list[str], first_hour: int) -> HourlyExpectation:
+        """Payments the volume rules expected in each hour from ``first_hour`` (epoch hours,
+        at most a week back) to the current one, as they expected them during that hour:
+        the usual volume of its quarter hours times the level measured at its start. NaN
+        where a gateway had less than a week of history then. Also each gateway's
+        negative-binomial size.
+
+        The current hour's value is what the rules use now. (An earlier hour sees at most
+        the weeks before it that this history holds.)
+        """
+        key = (tuple(gateways), first_hour)
+        if key not in self._expected:
+            self._expected[key] = self._expected_hours(gateways, first_hour)
+        return self._expected[key]
+
+    def _expected_hours(self, gateways: list[str], first_hour: int) -> HourlyExpectation:
+        season = self.season(gateways)
+        # Column of each hour's first slot, from first_hour to the current hour.
+        start = np.arange(first_hour, self.end_hour + 1) * SLOTS_PER_HOUR - season.first_slot
+        slots = start[:, None] + np.arange(SLOTS_PER_HOUR)
+        # During an hour the rule expected its slots' usual volume times the level measured
+        # at the hour's start (as the noise fit replays it), once it had a week of history.
+        expected = season.usual[:, slots].sum(axis=2) * season.levels[:, start]
+        week_then = start[None, :] - season.seen[:, None] >= SLOTS_PER_WEEK
+        return np.where(week_then, expected, np.nan), season.size
