@@ -235,7 +235,9 @@ def selected(name: str, only: tuple[str, ...]) -> bool:
     return not only or any(part.lower() in name.lower() for part in only)
 
 
-def run(
+# The benchmark's phases (healthy runs, incidents, harmless shifts, the taxi trace), each
+# skipped by --only, read best top to bottom in one function.
+def run(  # noqa: C901
     mode: Mode,
     seed: int,
     taxi_per_minute: float,

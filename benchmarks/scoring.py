@@ -123,7 +123,8 @@ def score_incidents(
     false alerts of the healthy days before the incident."""
     first = scenarios.count_from
     for i, s in enumerate(scenarios.scenarios):
-        assert s.incident_minute is not None and s.end_minute is not None
+        assert s.incident_minute is not None
+        assert s.end_minute is not None
         assert s.delay_from is not None
         tally = tallies.setdefault((s.kind, s.volume), {})
         relevant = [
@@ -163,7 +164,8 @@ def score_harmless(
     to an hour after its end (a change detector may also fire when the rate falls back)."""
     rows: dict[float, dict[str, list[int]]] = {}
     for i, s in enumerate(scenarios.scenarios):
-        assert s.incident_minute is not None and s.end_minute is not None
+        assert s.incident_minute is not None
+        assert s.end_minute is not None
         lo, hi = s.incident_minute + 1, s.end_minute + 60
         counts = rows.setdefault(s.volume, {})
         alerted = [_first((m for m, rule in ours[i] if rule != "source_down"), lo, hi)]

@@ -108,7 +108,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
 
-    def log_message(self, format: str, *args: Any) -> None:
+    def log_message(self, template: str, *args: Any) -> None:
         return  # keep test output clean
 
 

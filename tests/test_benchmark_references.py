@@ -104,7 +104,8 @@ def test_cusum_increment_is_the_binomial_log_likelihood_ratio() -> None:
     outage = cusum_increments(np.array([3, 3]), np.array([3, 2]), 0.02, 1.0)
     assert outage[0] == pytest.approx(3 * np.log(50), rel=1e-5)
     # 2 failures (+3.9 each) cannot outweigh 1 success (about -13.8).
-    assert np.isfinite(outage[1]) and outage[1] < -5
+    assert np.isfinite(outage[1])
+    assert outage[1] < -5
 
 
 def test_cusum_fires_on_a_step_and_starts_again_after_each_alert() -> None:
@@ -185,7 +186,8 @@ def test_incident_scenarios_have_every_kind_and_volume_after_a_healthy_day() -> 
     times_of_day = starts % 1440
     assert times_of_day.min() < 6 * 60  # quiet hours are among them
     for row, s in enumerate(scenarios.scenarios):
-        assert s.incident_minute is not None and s.end_minute is not None
+        assert s.incident_minute is not None
+        assert s.end_minute is not None
         healthy = slice(s.incident_minute - 1440, s.incident_minute)
         during = slice(s.incident_minute, s.end_minute)
         volume = counts.payments[row] + counts.pending[row]

@@ -222,8 +222,10 @@ def test_wilson_interval_inverts_the_score_test() -> None:
         p = bound[inside]
         score = (rate[inside] - p) ** 2 * n[inside] / (p * (1 - p))
         np.testing.assert_allclose(score, Z_95**2, rtol=1e-9)
-    assert low[0] == 0 and high[-1] == 1
-    assert (low <= rate).all() and (rate <= high).all()
+    assert low[0] == 0
+    assert high[-1] == 1
+    assert (low <= rate).all()
+    assert (rate <= high).all()
 
 
 def test_dispersion_is_estimated_and_an_incident_does_not_inflate_it() -> None:
@@ -385,7 +387,8 @@ def test_overdispersed_traffic_at_the_sla_stays_quiet_and_a_step_is_still_caught
     first = datetime.fromisoformat(firing[0].at)
     assert step.start.replace(tzinfo=UTC) < first < step.start.replace(tzinfo=UTC) + step.duration
     assert {e.rule for e in firing} == {"sla_breach"}
-    assert firing[0].evidence.dispersion and firing[0].evidence.dispersion > 0
+    assert firing[0].evidence.dispersion
+    assert firing[0].evidence.dispersion > 0
     assert all(datetime.fromisoformat(e.at) > step.start.replace(tzinfo=UTC) for e in events)
 
 
@@ -459,11 +462,13 @@ def test_a_step_is_caught_and_low_quiet_gateways_stay_silent_overnight() -> None
     assert first.rule == "sla_breach"
     assert timedelta(0) < delay <= timedelta(minutes=30)
     assert first.since <= first.at
-    assert first.evidence.magnitude and first.evidence.magnitude > 2
+    assert first.evidence.magnitude
+    assert first.evidence.magnitude > 2
     resolved = events[-1]
     assert resolved.event == "resolved"
     # The resolution quotes the recovered minutes, not a rate still diluted by the incident.
-    assert resolved.evidence.value is not None and resolved.evidence.value <= 0.02
+    assert resolved.evidence.value is not None
+    assert resolved.evidence.value <= 0.02
     assert "back within the 2.0% SLA" in resolved.summary
 
 
@@ -503,8 +508,10 @@ def test_an_outage_is_caught_in_a_minute_and_its_resolution_quotes_the_recovered
     begins = outage.start.replace(tzinfo=UTC)
     assert fired.event == "firing"
     assert datetime.fromisoformat(fired.at) - begins <= timedelta(minutes=2)
-    assert resolved.event == "resolved" and "is no longer down" in resolved.summary
-    assert resolved.evidence.value is not None and resolved.evidence.value < 0.5
+    assert resolved.event == "resolved"
+    assert "is no longer down" in resolved.summary
+    assert resolved.evidence.value is not None
+    assert resolved.evidence.value < 0.5
 
 
 def test_in_the_first_week_a_long_silence_stays_firing_until_payments_return() -> None:
@@ -516,7 +523,8 @@ def test_in_the_first_week_a_long_silence_stays_firing_until_payments_return() -
     ended = (silence.start + silence.duration).replace(tzinfo=UTC)
     # Resolved by the payments coming back, not by the silence lowering its own expectation.
     assert ended <= datetime.fromisoformat(resolved.at) <= ended + timedelta(minutes=2)
-    assert resolved.evidence.payments and resolved.evidence.payments > 0
+    assert resolved.evidence.payments
+    assert resolved.evidence.payments > 0
 
 
 # --- no input breaks it ----------------------------------------------------------------------
@@ -763,7 +771,8 @@ def test_in_the_first_week_silence_is_judged_on_recent_traffic_and_the_message_s
     )
     # The thinning traffic before the silence is a drop, judged the same way.
     (dropped,) = [e for e in firing if e.rule != "no_data"]
-    assert dropped.rule == "volume_drop" and "less than a week of history" in dropped.summary
+    assert dropped.rule == "volume_drop"
+    assert "less than a week of history" in dropped.summary
 
 
 def test_in_the_first_week_a_drop_to_a_fifth_is_judged_on_the_hours_before_it() -> None:
@@ -778,7 +787,8 @@ def test_in_the_first_week_a_drop_to_a_fifth_is_judged_on_the_hours_before_it() 
     summary = firing[0].summary
     assert summary.startswith("busy: ")
     assert "/min before it (less than a week of history, p = " in summary
-    assert firing[0].evidence.magnitude is not None and firing[0].evidence.magnitude < 0.5
+    assert firing[0].evidence.magnitude is not None
+    assert firing[0].evidence.magnitude < 0.5
     # It stays firing while the drop lasts: it used to resolve 10 minutes after firing, once
     # the drop's own first minutes had become the traffic "before it".
     events = replay(

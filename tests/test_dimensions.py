@@ -188,7 +188,8 @@ def test_a_breach_confined_to_card_payments_fires_on_the_card_series(
     # Its evidence is the card payments' own: the incident's error code.
     assert first.evidence.top_error_codes[0][0] == "gateway_timeout"
     resolved = [e for e in events if e.event == "resolved"]
-    assert resolved and datetime.fromisoformat(resolved[-1].at) > INCIDENT[1]
+    assert resolved
+    assert datetime.fromisoformat(resolved[-1].at) > INCIDENT[1]
 
 
 def test_an_incident_of_the_whole_gateway_is_one_alert_not_one_per_series(
@@ -332,8 +333,10 @@ def test_metrics_show_each_series_beside_its_gateway_with_a_label_per_dimension(
     bank = {"rule": "sla_breach"}
     card_ratio = value("detector_evidence_ratio", gateway="stripe", method="card", **bank)
     wallet_ratio = value("detector_evidence_ratio", gateway="stripe", method="wallet", **bank)
-    assert card_ratio is not None and card_ratio >= 1
-    assert wallet_ratio is not None and wallet_ratio < 1
+    assert card_ratio is not None
+    assert card_ratio >= 1
+    assert wallet_ratio is not None
+    assert wallet_ratio < 1
     assert value("detector_rule_active", gateway="stripe", method="card", **bank) == 1
     assert value("detector_evidence_ratio", gateway="stripe", **bank) is not None
     # The last 30 min of card payments: 11 healthy minutes, then 19 with 1 failure in 4.
@@ -342,7 +345,8 @@ def test_metrics_show_each_series_beside_its_gateway_with_a_label_per_dimension(
     rate = value("detector_series_failure_rate", gateway="stripe", method="card")
     assert rate == pytest.approx(19 / 120)
     upper = value("detector_series_failure_rate_upper", gateway="stripe", method="card")
-    assert upper is not None and upper > rate
+    assert upper is not None
+    assert upper > rate
     assert value("detector_series_payments", gateway="adyen", method="card") == 150
     # Gateway metrics stay per gateway, so their sums count each payment once.
     gateway_rows = [labels for name, labels in samples if name == "detector_gateway_payments"]

@@ -189,7 +189,8 @@ def test_html_is_escaped_and_has_the_same_figures() -> None:
     assert "12.4% (95% CI 10.1%\u201315.0%) vs SLA 2.0%" in page
     assert '<a href="https://status.stripe.com/?a=1&amp;b=2">' in page
     assert 'href="javascript' not in page
-    assert "<th" in page and "Fail over to backup" in page
+    assert "<th" in page
+    assert "Fail over to backup" in page
 
 
 def test_payload_is_the_documented_json_document() -> None:
@@ -250,7 +251,8 @@ def test_every_receiver_says_where_the_excess_failures_are() -> None:
     [message] = smtp.messages
     for part in ("plain", "html"):
         body = message.get_body((part,))
-        assert body is not None and CARD_BR_LINE in body.get_content()
+        assert body is not None
+        assert CARD_BR_LINE in body.get_content()
 
 
 def test_a_notification_queued_before_attributions_existed_still_reads() -> None:
@@ -411,7 +413,8 @@ def test_slack_message_has_blocks_and_a_fallback(
     assert request.path == SLACK_SECRET_PATH
     message = request.json()
     assert message["channel"] == "#payments-oncall"
-    assert "stripe" in message["text"] and "12.4%" in message["text"]
+    assert "stripe" in message["text"]
+    assert "12.4%" in message["text"]
     blocks = message["blocks"]
     assert blocks[0]["type"] == "header"
     assert blocks[0]["text"]["type"] == "plain_text"
@@ -489,9 +492,11 @@ def test_email_is_multipart_text_and_html() -> None:
     assert message.get_content_type() == "multipart/alternative"
     plain = message.get_body(("plain",))
     rich = message.get_body(("html",))
-    assert plain is not None and rich is not None
+    assert plain is not None
+    assert rich is not None
     assert "Failure rate: 12.4% (95% CI 10.1%\u201315.0%) vs SLA 2.0%" in plain.get_content()
-    assert "<table" in rich.get_content() and "12.4%" in rich.get_content()
+    assert "<table" in rich.get_content()
+    assert "12.4%" in rich.get_content()
     [envelope] = smtp.envelopes
     assert envelope.mail_from == "alerts@example.com"
     assert envelope.rcpt_tos == ("oncall@example.com", "payments@example.com")
@@ -511,7 +516,8 @@ def test_email_wrong_password_is_final_and_not_echoed() -> None:
         with pytest.raises(DeliveryError) as caught:
             EmailReceiver("mail", config).send(firing())
     # The password was really used (smtplib tries each AUTH mechanism the server offers).
-    assert smtp.logins and set(smtp.logins) == {("alerts", "hunter2-secret")}
+    assert smtp.logins
+    assert set(smtp.logins) == {("alerts", "hunter2-secret")}
     assert not caught.value.retryable
     assert "535" in str(caught.value)
     assert "hunter2" not in messages_of(caught.value)

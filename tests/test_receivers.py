@@ -250,7 +250,8 @@ def test_firing_and_resolved_mails_are_one_thread() -> None:
             receiver.send(n)
     opening, *replies = smtp.messages
     root = opening["Message-ID"]
-    assert root.startswith("<alert-") and "In-Reply-To" not in opening
+    assert root.startswith("<alert-")
+    assert "In-Reply-To" not in opening
     for reply in replies:
         assert reply["In-Reply-To"] == root
         assert reply["References"] == root
@@ -274,7 +275,8 @@ def test_a_group_is_one_mail_with_every_alert() -> None:
     plain = message.get_body(("plain",))
     assert plain is not None
     body = plain.get_content()
-    assert "stripe fails 12.4% of payments" in body and "adyen fails 9% of payments" in body
+    assert "stripe fails 12.4% of payments" in body
+    assert "adyen fails 9% of payments" in body
 
 
 # --- detector notify test ------------------------------------------------------------------
@@ -306,7 +308,8 @@ def test_notify_test_exits_2_with_the_receivers_error(
     path = _receiver_config(tmp_path, http.url_for("/hook"))
     assert main(["notify", "test", "ops", "--config", str(path)]) == 2
     assert "error: receiver ops: POST" in (err := capsys.readouterr().err)
-    assert "HTTP 401" in err and "invalid token" in err
+    assert "HTTP 401" in err
+    assert "invalid token" in err
     assert main(["notify", "test", "opz", "--config", str(path)]) == 2
     assert "no receiver 'opz'" in capsys.readouterr().err
 

@@ -645,5 +645,7 @@ def test_detector_outbox_shows_what_is_stuck_and_why(
     entry, first, second = capsys.readouterr().out.splitlines()[1:]
     assert entry.split()[1:5] == ["am", "failed", "2", "firing"]
     assert "gateway=stripe" in entry
-    assert first.split()[2:4] == ["retried:", "POST"] and "HTTP 503" in first
-    assert "failed: POST" in second and "unknown field 'alerts'" in second
+    assert first.split()[2:4] == ["retried:", "POST"]
+    assert "HTTP 503" in first
+    assert "failed: POST" in second
+    assert "unknown field 'alerts'" in second

@@ -65,7 +65,8 @@ def test_each_replica_reads_the_shipped_config_with_its_environment(
     service = _replicas()[replica]
     (mount,) = service["volumes"]
     source, target, mode = mount.split(":")
-    assert (REPO / source).resolve() == REPO / "alerts.yaml" and mode == "ro"
+    assert (REPO / source).resolve() == REPO / "alerts.yaml"
+    assert mode == "ro"
     # The image's command reads the file where the compose file mounts it.
     assert f'"--config", "{target}"' in DOCKERFILE
     environment = {key: _compose_value(str(v)) for key, v in service["environment"].items()}

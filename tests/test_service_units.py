@@ -438,8 +438,10 @@ def test_the_expected_band_is_what_the_volume_rules_expected_during_each_hour() 
     gateways = list(series)
     history = VolumeHistory(now, _quarter_hours(series, now))
     expected, size = history.expected_hours(gateways, now - 23)
-    assert expected.shape == (2, 24) and size.shape == (2,)
-    assert np.isnan(expected[1, :18]).all() and np.isfinite(expected[1, 18:]).all()
+    assert expected.shape == (2, 24)
+    assert size.shape == (2,)
+    assert np.isnan(expected[1, :18]).all()
+    assert np.isfinite(expected[1, 18:]).all()
     # volume_drop over exactly one hour: what it expects then is that hour's expectation.
     config = parse_config({"detection": {"volume_drop": {"window": "60m"}}}, env={})
     for back in (0, 4, 5, 23):

@@ -53,7 +53,8 @@ class Windows:
     @property
     def end_minutes(self) -> npt.NDArray[np.int64]:
         """Epoch minute after each tick's window."""
-        return self.end_minute - self.payments.shape[1] + self.ends
+        ends: npt.NDArray[np.int64] = self.end_minute - self.payments.shape[1] + self.ends
+        return ends
 
     def recent(self, counts: npt.NDArray[np.int64], minutes: int) -> npt.NDArray[np.int64]:
         """(ticks, rows): each tick's sum of ``counts`` over the last ``minutes`` of its window."""

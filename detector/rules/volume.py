@@ -37,7 +37,8 @@ def mean_before(
     rows = np.arange(counts.shape[0])
     span = stop[None, ...] - start
     sums = total[rows, stop][None, ...] - total[rows, start]
-    return np.divide(sums, span, out=np.zeros(span.shape), where=span > 0)
+    means: npt.NDArray[np.float64] = np.divide(sums, span, out=np.zeros(span.shape), where=span > 0)
+    return means
 
 
 def rate_before(
@@ -53,4 +54,7 @@ def rate_before(
     falling into the night has its latest rate lower than its long one, so the evening
     decline does not look like a drop or a silence; traffic rising in the morning has its
     long rate lower, which errs towards a later alert."""
-    return mean_before(volume, stop, (history, min(history, 2 * span)), first).min(axis=0)
+    lower: npt.NDArray[np.float64] = mean_before(
+        volume, stop, (history, min(history, 2 * span)), first
+    ).min(axis=0)
+    return lower

@@ -260,7 +260,10 @@ def _window_families(
 def _failure_rate(
     payments: npt.NDArray[np.float64], failures: npt.NDArray[np.int64]
 ) -> npt.NDArray[np.float64]:
-    return np.divide(failures, payments, out=np.full(payments.shape, np.nan), where=payments > 0)
+    rate: npt.NDArray[np.float64] = np.divide(
+        failures, payments, out=np.full(payments.shape, np.nan), where=payments > 0
+    )
+    return rate
 
 
 def _gateway_families(

@@ -93,8 +93,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _status_page(self) -> tuple[int, str, bytes]:
         return 200, "text/html; charset=utf-8", self.server.rendered("page", render)
 
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("http: " + format, *args)
+    def log_message(self, template: str, *args: Any) -> None:
+        # The stdlib's access log line, under our logger (JSON formatted) at DEBUG.
+        log.debug("http: %s", template % args)
 
 
 class _Server(ThreadingHTTPServer):

@@ -84,49 +84,63 @@ date-time such as 2026-11-20T14:00 nor an offset such as +5d14h
         if not gateway or len(parts) != 3 or not all(parts):
             raise ValueError(f"incident {text!r} does not read as {_SYNTAX}")
         start_text, duration_text, effect_text = parts
-
-        def problem(message: str) -> ValueError:
-            return ValueError(f"incident {text!r}: {message}")
-
-        if start_text.startswith("+"):
-            offset = _parse_span(start_text[1:])
-            if offset is None:
-                raise problem(f"start offset {start_text!r} is not a span such as +5d14h or +90m")
-            start = naive_utc(default_start) + offset
-        else:
-            try:
-                start = datetime.fromisoformat(start_text)
-            except ValueError:
-                raise problem(
-                    f"start {start_text!r} is neither an ISO date-time such as "
-                    "2026-11-20T14:00 nor an offset such as +5d14h"
-                ) from None
-        duration = _parse_span(duration_text)
-        if duration is None:
-            raise problem(f"duration {duration_text!r} is not a span such as 45m, 2h or 1h30m")
-
-        effects: dict[str, float | None] = {"failure_rate": None, "volume_factor": None}
-        for effect in effect_text.split(","):
-            kind, equals, value = (word.strip() for word in effect.partition("="))
-            if not equals and kind in _EFFECT_WORDS:
-                kind, number = _EFFECT_WORDS[kind]
-            elif equals and kind in ("failure_rate", "volume_factor"):
-                try:
-                    number = float(value)
-                except ValueError:
-                    raise problem(f"{kind} needs a number, not {value!r}") from None
-            else:
-                raise problem(
-                    f"effect {effect!r} is not one of failure_rate=P, volume_factor=F, "
-                    "outage or silence"
+        try:
+            start = _read_start(start_text, default_start)
+            duration = _parse_span(duration_text)
+            if duration is None:
+                raise _Unreadable(
+                    f"duration {duration_text!r} is not a span such as 45m, 2h or 1h30m"
                 )
-            if effects[kind] is not None:
-                raise problem(f"{kind} is given twice")
-            effects[kind] = number
+            effects = _read_effects(effect_text)
+        except _Unreadable as exc:
+            raise ValueError(f"incident {text!r}: {exc}") from None
         invalid = _incident_problem(duration, **effects)
         if invalid:
-            raise problem(invalid)
+            raise ValueError(f"incident {text!r}: {invalid}")
         return cls(gateway, start, duration, **effects)
+
+
+class _Unreadable(ValueError):
+    """One part of an incident's text does not read; :meth:`Incident.parse` names the text."""
+
+
+def _read_start(text: str, default_start: datetime) -> datetime:
+    """An ISO date-time, or ``+SPAN`` after ``default_start``."""
+    if text.startswith("+"):
+        offset = _parse_span(text[1:])
+        if offset is None:
+            raise _Unreadable(f"start offset {text!r} is not a span such as +5d14h or +90m")
+        return naive_utc(default_start) + offset
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise _Unreadable(
+            f"start {text!r} is neither an ISO date-time such as "
+            "2026-11-20T14:00 nor an offset such as +5d14h"
+        ) from None
+
+
+def _read_effects(text: str) -> dict[str, float | None]:
+    """``failure_rate=P``, ``volume_factor=F``, ``outage`` or ``silence``, comma-joined."""
+    effects: dict[str, float | None] = {"failure_rate": None, "volume_factor": None}
+    for effect in text.split(","):
+        kind, equals, value = (word.strip() for word in effect.partition("="))
+        if not equals and kind in _EFFECT_WORDS:
+            kind, number = _EFFECT_WORDS[kind]
+        elif equals and kind in ("failure_rate", "volume_factor"):
+            try:
+                number = float(value)
+            except ValueError:
+                raise _Unreadable(f"{kind} needs a number, not {value!r}") from None
+        else:
+            raise _Unreadable(
+                f"effect {effect!r} is not one of failure_rate=P, volume_factor=F, "
+                "outage or silence"
+            )
+        if effects[kind] is not None:
+            raise _Unreadable(f"{kind} is given twice")
+        effects[kind] = number
+    return effects
 
 
 def _incident_problem(

@@ -60,7 +60,8 @@ def _diurnal_curve() -> npt.NDArray[np.float64]:
     spline = CubicSpline(hours, levels, bc_type="periodic")
     curve = np.asarray(spline((np.arange(MINUTES_PER_DAY) + 0.5) / 60.0), dtype=np.float64)
     # Mean exactly 1 so that per_minute is the weekday's average rate.
-    return curve / curve.mean()
+    normalised: npt.NDArray[np.float64] = curve / curve.mean()
+    return normalised
 
 
 _DIURNAL = _diurnal_curve()

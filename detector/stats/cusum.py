@@ -117,13 +117,15 @@ class CusumBank:
     @property
     def statistic(self) -> FloatArray:
         """(series, members): the statistic of the last window."""
-        return self.statistics[-1]
+        last: FloatArray = self.statistics[-1]
+        return last
 
     def _path(self, j: int, s: int, m: int) -> IntArray:
         """The whole fixed-point statistic path of one window, series and member."""
         end = int(self.ends[j])
         increments = self._increments[s, m, max(end - self.window, 0) : end]
-        return _clamped_scan(increments[None, :], self._cap[s, m][None])[0]
+        path: IntArray = _clamped_scan(increments[None, :], self._cap[s, m][None])[0]
+        return path
 
     def start(self, series: int, member: int, end: int = -1) -> int:
         """First column of the window's current excursion: after the last minute at 0."""
