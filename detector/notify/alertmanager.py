@@ -59,4 +59,5 @@ class AlertmanagerReceiver(HttpReceiver):
             self.config.url.rstrip("/") + "/api/v2/alerts",
             json_body=self.alerts(notifications),
             timeout=self.timeout,
+            secrets=self.secrets,
         )

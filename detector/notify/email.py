@@ -18,6 +18,7 @@ from detector.config import EmailReceiver as EmailReceiverConfig
 from detector.model import Notification
 from detector.notify import messages
 from detector.notify.base import DeliveryError, Receiver
+from detector.notify.redact import redact, secrets_of
 
 __all__ = ["EmailReceiver", "build_message"]
 
@@ -110,6 +111,7 @@ class EmailReceiver(Receiver):
         self.name = name
         self.config = config
         self.send_resolved = config.send_resolved
+        self.secrets = secrets_of(config)
 
     def deliver(self, notifications: Sequence[Notification]) -> None:
         config = self.config
@@ -184,9 +186,6 @@ class EmailReceiver(Receiver):
 
     def _error(self, detail: str, retryable: bool) -> DeliveryError:
         where = f"{self.config.host}:{self.config.port}"
-        message = f"email via {where}: {detail}"
-        password = self.config.password.get_secret_value() if self.config.password else ""
-        if password:
-            # Servers have been known to echo credentials in AUTH failure replies.
-            message = message.replace(password, "***")
+        # Servers have been known to echo credentials in AUTH failure replies.
+        message = redact(f"email via {where}: {detail}", self.secrets)
         return DeliveryError(message, retryable=retryable)
