@@ -11,6 +11,8 @@ Each reply may be a status code, ``(status, body)`` or ``(status, body, headers)
 the scripted replies are used up every request gets ``200 ok``. Works in-process and, via
 :attr:`HttpRecorder.url`, for a daemon running as a subprocess.
 
+``server.echo = 500`` answers every request with that status and the request itself (line,
+headers and body) as the body, as debugging proxies and some error pages do.
 ``server.trickle = 0.5`` makes it answer one byte every half second (each read well inside
 a client's timeout), until the client hangs up or the server stops.
 """
@@ -83,10 +85,12 @@ class _Handler(BaseHTTPRequestHandler):
                 RecordedRequest(self.command, self.path, dict(self.headers.items()), body)
             )
             reply = recorder._replies.popleft() if recorder._replies else 200
-            delay, trickle = recorder.delay, recorder.trickle
+            delay, trickle, echo = recorder.delay, recorder.trickle, recorder.echo
             recorder._arrived.notify_all()
         if delay:
             time.sleep(delay)
+        if echo:
+            reply = (echo, f"{self.requestline}\n{self.headers}\n".encode() + body)
         status, payload, headers = _normalise(reply)
         if trickle:
             self.wfile = _Trickle(self.wfile, trickle, recorder._stopping)
@@ -153,6 +157,7 @@ class HttpRecorder(LocalServer):
         self.requests: list[RecordedRequest] = []
         self.delay = 0.0  # seconds to wait before replying, to provoke client timeouts
         self.trickle = 0.0  # seconds between the bytes of a reply, to provoke deadlines
+        self.echo: int | None = None  # reply with this status and the request as the body
         self._stopping = threading.Event()
         self._replies: deque[Reply] = deque()
         self._lock = threading.Lock()
