@@ -502,6 +502,19 @@ def test_email_is_multipart_text_and_html() -> None:
     assert envelope.rcpt_tos == ("oncall@example.com", "payments@example.com")
 
 
+def test_a_line_break_in_a_gateway_name_stays_inside_a_one_line_subject() -> None:
+    gateway = "stripe\r\nBcc: x@evil"
+    labels = {"rule": "sla_breach", "severity": "critical", "gateway": gateway}
+    notification = firing(labels=labels, fingerprint=f"sla_breach:gateway={gateway}")
+    with SmtpRecorder() as smtp:
+        EmailReceiver("mail", email(smtp.port)).send(notification)
+    [message] = smtp.messages
+    assert message["Subject"] == "[FIRING critical] sla_breach on stripe Bcc: x@evil"
+    assert message["Bcc"] is None
+    [envelope] = smtp.envelopes
+    assert envelope.rcpt_tos == ("oncall@example.com", "payments@example.com")
+
+
 def test_email_logs_in_with_the_configured_password() -> None:
     with SmtpRecorder(credentials={"alerts": "hunter2-secret"}) as smtp:
         config = email(smtp.port, username="alerts", password="hunter2-secret")

@@ -350,6 +350,8 @@ def test_templates_reword_the_subject_the_body_and_the_slack_header(
     [
         ("$gatway down", "unknown field $gatway; the fields are $title, $text"),
         ("costs 5$", "write $$ for a dollar sign"),
+        ("$gateway\r\nis down", "the title is one line"),
+        ("$gateway\nis down", "remove the line break"),
     ],
 )
 def test_a_bad_template_is_refused_at_load_with_its_key_path(template: str, message: str) -> None:
