@@ -66,6 +66,11 @@ def _setup_logging(level: str, fmt: str) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    # Their records quote request URLs, whose path and query are the credentials of an
+    # incoming webhook; every failure they could report reaches the log through the
+    # receivers' own (redacted) errors.
+    for library in ("urllib3", "requests"):
+        logging.getLogger(library).setLevel(logging.CRITICAL + 1)
 
 
 def parse_time(text: str) -> datetime:

@@ -52,7 +52,15 @@ class DaemonProcess:
     that several replicas can start together; :meth:`wait_ready` waits for the server.
     """
 
-    def __init__(self, config: Path, log: Path, *, json_logs: bool = False, replica: str = ""):
+    def __init__(
+        self,
+        config: Path,
+        log: Path,
+        *,
+        json_logs: bool = False,
+        replica: str = "",
+        log_level: str = "INFO",
+    ):
         self.config = config
         self.log = log
         self.replica = replica
@@ -65,7 +73,7 @@ class DaemonProcess:
         }
         if replica:
             env["DETECTOR_REPLICA_ID"] = replica
-        options = ["--log-format", "json"] if json_logs else []
+        options = ["--log-level", log_level, *(["--log-format", "json"] if json_logs else [])]
         with log.open("a") as stderr:  # the child keeps its own copy of the handle
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "detector", *options, "run", "--config", str(config)],

@@ -10,10 +10,16 @@ Usage::
 Each reply may be a status code, ``(status, body)`` or ``(status, body, headers)``; once
 the scripted replies are used up every request gets ``200 ok``. Works in-process and, via
 :attr:`HttpRecorder.url`, for a daemon running as a subprocess.
+
+``server.echo = 500`` answers every request with that status and the request itself (line,
+headers and body) as the body, as debugging proxies and some error pages do.
+``server.trickle = 0.5`` makes it answer one byte every half second (each read well inside
+a client's timeout), until the client hangs up or the server stops.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import threading
 import time
@@ -79,11 +85,15 @@ class _Handler(BaseHTTPRequestHandler):
                 RecordedRequest(self.command, self.path, dict(self.headers.items()), body)
             )
             reply = recorder._replies.popleft() if recorder._replies else 200
-            delay = recorder.delay
+            delay, trickle, echo = recorder.delay, recorder.trickle, recorder.echo
             recorder._arrived.notify_all()
         if delay:
             time.sleep(delay)
+        if echo:
+            reply = (echo, f"{self.requestline}\n{self.headers}\n".encode() + body)
         status, payload, headers = _normalise(reply)
+        if trickle:
+            self.wfile = _Trickle(self.wfile, trickle, recorder._stopping)
         self.send_response(status)
         for key, value in headers.items():
             self.send_header(key, value)
@@ -112,6 +122,24 @@ class _Handler(BaseHTTPRequestHandler):
         return  # keep test output clean
 
 
+class _Trickle(io.RawIOBase):
+    """Writes one byte per ``interval``; stops early when the server stops."""
+
+    def __init__(self, out: Any, interval: float, stopping: threading.Event) -> None:
+        self.out, self.interval, self.stopping = out, interval, stopping
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        for byte in bytes(data):
+            if self.stopping.wait(self.interval):
+                raise ConnectionAbortedError("the server is stopping")
+            self.out.write(bytes([byte]))
+            self.out.flush()
+        return len(data)
+
+
 def _normalise(reply: Reply) -> tuple[int, bytes, dict[str, str]]:
     if isinstance(reply, int):
         return reply, b"ok" if 200 <= reply < 300 else b"error", {}
@@ -128,6 +156,9 @@ class HttpRecorder(LocalServer):
         self.host = host
         self.requests: list[RecordedRequest] = []
         self.delay = 0.0  # seconds to wait before replying, to provoke client timeouts
+        self.trickle = 0.0  # seconds between the bytes of a reply, to provoke deadlines
+        self.echo: int | None = None  # reply with this status and the request as the body
+        self._stopping = threading.Event()
         self._replies: deque[Reply] = deque()
         self._lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)
@@ -166,6 +197,7 @@ class HttpRecorder(LocalServer):
     def start(self) -> HttpRecorder:
         if self._server is not None:
             raise RuntimeError("already started")
+        self._stopping.clear()
         server = _Server((self.host, 0), _Handler)
         server.recorder = self
         self._server = server
@@ -180,6 +212,7 @@ class HttpRecorder(LocalServer):
         self._server = self._thread = None
         if server is None:
             return
+        self._stopping.set()
         server.shutdown()
         server.server_close()
         if thread is not None:

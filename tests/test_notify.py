@@ -394,7 +394,7 @@ def test_timeout_is_retryable(http: HttpRecorder, session: requests.Session) -> 
     with pytest.raises(DeliveryError) as caught:
         WebhookReceiver("hook", webhook(http.url, timeout="0.1s"), session).send(firing())
     assert caught.value.retryable
-    assert "no response within 0.1s" in str(caught.value)
+    assert "no complete response within 0.1s" in str(caught.value)
 
 
 def test_redact_url_keeps_only_scheme_and_host() -> None:
@@ -499,6 +499,19 @@ def test_email_is_multipart_text_and_html() -> None:
     assert "12.4%" in rich.get_content()
     [envelope] = smtp.envelopes
     assert envelope.mail_from == "alerts@example.com"
+    assert envelope.rcpt_tos == ("oncall@example.com", "payments@example.com")
+
+
+def test_a_line_break_in_a_gateway_name_stays_inside_a_one_line_subject() -> None:
+    gateway = "stripe\r\nBcc: x@evil"
+    labels = {"rule": "sla_breach", "severity": "critical", "gateway": gateway}
+    notification = firing(labels=labels, fingerprint=f"sla_breach:gateway={gateway}")
+    with SmtpRecorder() as smtp:
+        EmailReceiver("mail", email(smtp.port)).send(notification)
+    [message] = smtp.messages
+    assert message["Subject"] == "[FIRING critical] sla_breach on stripe Bcc: x@evil"
+    assert message["Bcc"] is None
+    [envelope] = smtp.envelopes
     assert envelope.rcpt_tos == ("oncall@example.com", "payments@example.com")
 
 

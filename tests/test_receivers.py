@@ -11,12 +11,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import requests
 
 from detector import config as cfg
+from detector.alerts import AlertBook, notification_for
 from detector.cli import main
 from detector.config import parse_config
+from detector.model import Evidence, Notification
 from detector.notify import (
     AlertmanagerReceiver,
     DeliveryError,
@@ -25,6 +28,7 @@ from detector.notify import (
     SlackReceiver,
     WebhookReceiver,
 )
+from detector.rules import Finding, RuleResult
 
 from .alertmanager_server import AlertmanagerServer
 from .conftest import Clock, PaymentsDb, in_process_daemon
@@ -153,6 +157,50 @@ def test_alertmanager_shows_our_alert_with_its_labels_then_its_resolution(
             assert [d["event"] for d in daemon.store.deliveries()] == ["firing", "resolved"]
             # Resolved (endsAt in the past): no longer among the alerts Alertmanager lists.
             assert _eventually(am.alerts, lambda found: found == []) == []
+
+
+def test_after_an_escalation_alertmanager_lists_only_the_critical_alert(
+    session: requests.Session, tmp_path: Path
+) -> None:
+    config = parse_config(
+        {"detection": {"sla_breach": {"for": "2m"}}, "gateways": {"stripe": {}}}, env={}
+    )
+    book = AlertBook(config)
+    # Alertmanager judges endsAt by its own clock, so simulated time starts just behind it.
+    start = datetime.now(UTC).replace(microsecond=0) - 10 * MINUTE
+
+    def minute(offset: int, severity: str) -> list[Notification]:
+        finding = Finding(
+            "sla_breach",
+            "stripe",
+            severity,  # type: ignore[arg-type]
+            f"stripe fails too often ({severity})",
+            start - 5 * MINUTE,
+            Evidence(value=0.1, payments=100, failures=10, baseline=0.02),
+        )
+        result = RuleResult("sla_breach", ["stripe"], np.array([True]), lambda _: finding)
+        transitions = book.observe(result, start + offset * MINUTE)
+        return [notification_for(t, config) for t in transitions]
+
+    with AlertmanagerServer(tmp_path) as am:
+        receiver_config = _model(
+            cfg.AlertmanagerReceiver, type="alertmanager", url=am.url, resend_interval="10m"
+        )
+        receiver = AlertmanagerReceiver("am", receiver_config, session)
+        warned = [n for offset in range(3) for n in minute(offset, "warning")]
+        receiver.send_group(warned)
+        (alert,) = _eventually(am.alerts, lambda found: len(found) == 1)
+        assert alert["labels"]["severity"] == "warning"
+
+        escalated = minute(3, "critical")
+        assert [(n.event, n.severity) for n in escalated] == [("firing", "critical")]
+        receiver.send_group(escalated)
+        active = _eventually(
+            am.alerts, lambda found: [a["labels"]["severity"] for a in found] == ["critical"]
+        )
+        assert [(a["labels"]["severity"], a["status"]["state"]) for a in active] == [
+            ("critical", "active")
+        ]
 
 
 def _eventually(read: Any, done: Any, timeout: float = 10) -> Any:
@@ -350,6 +398,8 @@ def test_templates_reword_the_subject_the_body_and_the_slack_header(
     [
         ("$gatway down", "unknown field $gatway; the fields are $title, $text"),
         ("costs 5$", "write $$ for a dollar sign"),
+        ("$gateway\r\nis down", "the title is one line"),
+        ("$gateway\nis down", "remove the line break"),
     ],
 )
 def test_a_bad_template_is_refused_at_load_with_its_key_path(template: str, message: str) -> None:

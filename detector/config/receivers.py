@@ -7,7 +7,7 @@ import string
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, SecretStr, field_validator
+from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, field_validator
 
 from detector.config.base import Duration, FrozenModel, HttpUrl, positive
 
@@ -63,10 +63,20 @@ def _check_template(value: Any) -> str:
 MessageTemplate = Annotated[str, BeforeValidator(_check_template)]
 
 
+def _check_one_line(value: str | None) -> str | None:
+    if value is not None and ("\n" in value or "\r" in value):
+        raise ValueError(
+            "the title is one line (a mail subject, a Slack header, a PagerDuty summary); "
+            "remove the line break, or put the rest in templates.text"
+        )
+    return value
+
+
 class Templates(FrozenModel):
     """Overrides of a receiver's wording (Python string.Template: ``$gateway``, ``${rule}``)."""
 
-    title: MessageTemplate | None = None  # subject, header, PagerDuty summary
+    # The mail subject, the Slack header, the PagerDuty summary: one line.
+    title: Annotated[MessageTemplate | None, AfterValidator(_check_one_line)] = None
     text: MessageTemplate | None = None  # the body
 
 

@@ -11,6 +11,8 @@ import requests
 
 from detector.errors import DetectorError
 from detector.model import Notification
+from detector.notify.deadline import use_deadlines
+from detector.notify.redact import secrets_of
 
 __all__ = ["DeliveryError", "HttpReceiver", "Receiver"]
 
@@ -32,6 +34,8 @@ class Receiver(ABC):
     groups: bool = True
     # Re-send firing alerts this often whatever the route's repeat_interval says.
     resend_interval: timedelta | None = None
+    # The secret values of its config, masked wherever an error is logged or stored.
+    secrets: frozenset[str] = frozenset()
 
     def wants(self, notification: Notification) -> bool:
         """False for a resolved notification this receiver was told not to send."""
@@ -66,13 +70,16 @@ class HttpReceiver(Receiver):
     config
         Its configuration (send_resolved, timeout and the receiver's own keys).
     session
-        HTTP session shared by the receivers (connection reuse); the caller closes it.
+        HTTP session shared by the receivers (connection reuse); the caller closes it. It
+        is given the adapter that makes ``timeout`` a deadline for each whole request.
     """
 
     def __init__(self, name: str, config: Any, session: requests.Session) -> None:
         self.name = name
         self.config = config
         self.send_resolved = config.send_resolved
+        self.secrets = secrets_of(config)
+        use_deadlines(session)
         self.session = session
 
     @property

@@ -18,8 +18,9 @@ from detector.config import EmailReceiver as EmailReceiverConfig
 from detector.model import Notification
 from detector.notify import messages
 from detector.notify.base import DeliveryError, Receiver
+from detector.notify.redact import redact, secrets_of
 
-__all__ = ["EmailReceiver", "build_message"]
+__all__ = ["EmailReceiver", "build_message", "one_line"]
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,18 @@ def thread_id(n: Notification, domain: str) -> str:
     return f"<alert-{thread}-{episode}@{domain}>"
 
 
+def one_line(text: str) -> str:
+    r"""``text`` for a mail header: every run of whitespace, line breaks too, as one space.
+
+    A line break would end the header (and start another one, such as ``Bcc:``); the email
+    package refuses it instead, which would lose the mail.
+
+    >>> one_line("[FIRING critical] outage on stripe\r\nBcc: x@evil")
+    '[FIRING critical] outage on stripe Bcc: x@evil'
+    """
+    return " ".join(text.split())
+
+
 def build_message(
     ns: Sequence[Notification],
     sender: str,
@@ -60,7 +73,8 @@ def build_message(
     """
     domain = _domain(sender)
     msg = EmailMessage()
-    msg["Subject"] = messages.group_title(ns, templates)
+    # Gateway names and other label values come from the payments data.
+    msg["Subject"] = one_line(messages.group_title(ns, templates))
     msg["From"] = sender
     msg["To"] = ", ".join(to)
     msg["Date"] = formatdate(usegmt=True)
@@ -79,7 +93,7 @@ def build_message(
     # RFC 3834: stops vacation auto-replies from answering an alert.
     msg["Auto-Submitted"] = "auto-generated"
     msg["X-Auto-Response-Suppress"] = "All"
-    msg["X-Idempotency-Key"] = ", ".join(n.idempotency_key for n in ns)
+    msg["X-Idempotency-Key"] = one_line(", ".join(n.idempotency_key for n in ns))
     msg.set_content(messages.group_text(ns, templates))
     msg.add_alternative(messages.group_html(ns), subtype="html")
     return msg
@@ -110,6 +124,7 @@ class EmailReceiver(Receiver):
         self.name = name
         self.config = config
         self.send_resolved = config.send_resolved
+        self.secrets = secrets_of(config)
 
     def deliver(self, notifications: Sequence[Notification]) -> None:
         config = self.config
@@ -184,9 +199,6 @@ class EmailReceiver(Receiver):
 
     def _error(self, detail: str, retryable: bool) -> DeliveryError:
         where = f"{self.config.host}:{self.config.port}"
-        message = f"email via {where}: {detail}"
-        password = self.config.password.get_secret_value() if self.config.password else ""
-        if password:
-            # Servers have been known to echo credentials in AUTH failure replies.
-            message = message.replace(password, "***")
+        # Servers have been known to echo credentials in AUTH failure replies.
+        message = redact(f"email via {where}: {detail}", self.secrets)
         return DeliveryError(message, retryable=retryable)

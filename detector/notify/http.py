@@ -2,18 +2,25 @@
 
 URLs of incoming webhooks are credentials (anyone holding a Slack webhook URL can post to the
 channel), so messages name only the scheme and host of a URL, never its path or query, and
-the exceptions of ``requests`` (whose text includes the full URL) are never quoted.
+the exceptions of ``requests`` (whose text includes the full URL) are never quoted. An error
+body is quoted only with the receiver's secrets masked (:mod:`detector.notify.redact`).
+
+``timeout`` is a deadline for the whole request (:mod:`detector.notify.deadline`): a server
+that trickles its answer is cut off when it has used it up.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import requests
 
 from detector.notify.base import DeliveryError
+from detector.notify.deadline import Deadline
+from detector.notify.redact import redact
 
 __all__ = ["BODY_EXCERPT", "post", "redact_url"]
 
@@ -66,21 +73,35 @@ def _root_cause(exc: BaseException) -> str:
     return f"{name}: {found.strerror}" if found.strerror else name
 
 
-def _excerpt(response: requests.Response, url: str) -> str:
+def _excerpt(response: requests.Response, url: str, secrets: Iterable[str]) -> str:
     try:
         body = response.text
     except (requests.RequestException, UnicodeDecodeError, LookupError):
         return "<unreadable body>"
-    # Some servers echo the requested path in error pages ("/services/T0/B0/secret not
-    # found"); that path is the secret.
+    # Some servers echo the request in error pages ("/services/T0/B0/secret not found",
+    # the Authorization header): masked before the excerpt is cut, so no prefix survives.
     parts = urlsplit(url)
-    for secret in (parts.path, parts.query):
-        if len(secret) > 1:
-            body = body.replace(secret, "<redacted>")
+    body = redact(body, [*secrets, *(part for part in (parts.path, parts.query) if len(part) > 1)])
     body = " ".join(body.split())
     if len(body) > BODY_EXCERPT:
         body = body[:BODY_EXCERPT] + "…"
     return body or "<empty body>"
+
+
+def _failure(
+    exc: requests.RequestException, where: str, timeout: float, *, expired: bool
+) -> DeliveryError:
+    """What a request that raised ``exc`` tells the dispatcher (the text holds no URL path)."""
+    if expired or isinstance(exc, requests.Timeout):
+        # An expired deadline shut the socket down, whatever requests made of that.
+        return DeliveryError(
+            f"POST {where}: no complete response within {timeout:g}s", retryable=True
+        )
+    if isinstance(exc, requests.ConnectionError):
+        reason = _root_cause(exc)
+        return DeliveryError(f"POST {where}: cannot connect ({reason})", retryable=True)
+    # Malformed URL, unsupported scheme and the like: only the config can fix these.
+    return DeliveryError(f"POST {where}: request failed ({type(exc).__name__})", retryable=False)
 
 
 def post(
@@ -91,8 +112,13 @@ def post(
     data: bytes | None = None,
     headers: dict[str, str] | None = None,
     timeout: float,
+    secrets: Iterable[str] = (),
 ) -> requests.Response:
     """POST and return the 2xx response, or raise :class:`DeliveryError`.
+
+    ``timeout`` bounds the whole request when ``session`` went through
+    :func:`~detector.notify.deadline.use_deadlines` (every receiver's session does);
+    ``secrets`` are masked in a quoted error body.
 
     Retryable: timeouts, connection failures, HTTP 408, 429 and 5xx. Not retryable: other
     statuses (the request itself is wrong, so resending it cannot help) and bad URLs.
@@ -102,25 +128,19 @@ def post(
     # Errors are raised after the except blocks so that they carry no __context__: the
     # requests exception's text holds the full URL and tracebacks end up in logs.
     failure: DeliveryError | None = None
+    deadline = Deadline(timeout)
     try:
-        response = session.post(
-            url,
-            json=json_body,
-            data=data,
-            headers=headers,
-            timeout=timeout,
-            allow_redirects=False,
-        )
-    except requests.Timeout:
-        failure = DeliveryError(f"POST {where}: no response within {timeout:g}s", retryable=True)
-    except requests.ConnectionError as exc:
-        reason = _root_cause(exc)
-        failure = DeliveryError(f"POST {where}: cannot connect ({reason})", retryable=True)
+        with deadline:
+            response = session.post(
+                url,
+                json=json_body,
+                data=data,
+                headers=headers,
+                timeout=timeout,
+                allow_redirects=False,
+            )
     except requests.RequestException as exc:
-        # Malformed URL, unsupported scheme and the like: only the config can fix these.
-        failure = DeliveryError(
-            f"POST {where}: request failed ({type(exc).__name__})", retryable=False
-        )
+        failure = _failure(exc, where, timeout, expired=deadline.expired)
     if failure is not None:
         raise failure
 
@@ -128,7 +148,7 @@ def post(
     if 200 <= status < 300:
         return response
     described = f"HTTP {status} {response.reason or ''}".rstrip()
-    body = _excerpt(response, url)
+    body = _excerpt(response, url, secrets)
     response.close()
     if status in (408, 429) or status >= 500:
         retry_after = response.headers.get("Retry-After")

@@ -84,4 +84,5 @@ class PagerDutyReceiver(HttpReceiver):
                     notification, key, self.config.source, self.config.templates
                 ),
                 timeout=self.timeout,
+                secrets=self.secrets,
             )

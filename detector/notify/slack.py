@@ -217,4 +217,5 @@ class SlackReceiver(HttpReceiver):
                 notifications, self.config.channel, self.config.templates
             ),
             timeout=self.timeout,
+            secrets=self.secrets,
         )

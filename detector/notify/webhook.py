@@ -94,6 +94,7 @@ class WebhookReceiver(HttpReceiver):
             data=body,
             headers=self.headers(idempotency_key, body),
             timeout=self.timeout,
+            secrets=self.secrets,
         )
 
 

@@ -11,6 +11,7 @@ replicas evaluate-and-notify while the others follow, ready to take over.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import signal
@@ -174,12 +175,13 @@ class Daemon:
         self._publish(result, "source_error" if result.error else "ok")
         return result
 
-    def deliver(self) -> None:
+    def deliver(self, *, wait: bool = True) -> None:
+        """One delivery pass; without ``wait`` it does not wait for a slow receiver."""
         # A leader whose renewals failed stops sending before anyone else may take over.
         if not self.leader or self.clock() >= self._lease_until:
             return
         try:
-            if self.dispatcher.deliver_due().delivered:
+            if self.dispatcher.deliver_due(wait=wait).delivered:
                 self.metrics.outbox_depth.set(self.store.outbox_depth())
         except StoreError as exc:
             log.error("delivery paused: %s", exc)
@@ -420,7 +422,7 @@ class Daemon:
         """Deliver what the outbox can send within ``schedule.shutdown_grace``."""
         deadline = time.monotonic() + self.config.schedule.shutdown_grace.total_seconds()
         while True:
-            self.deliver()
+            self.deliver(wait=False)  # a receiver still sending must not outlast the grace
             remaining = deadline - time.monotonic()
             if not self.leader or remaining <= 0:
                 break
@@ -430,6 +432,7 @@ class Daemon:
             except StoreError:
                 break
             time.sleep(min(remaining, DELIVERY_INTERVAL.total_seconds() / 4))
+        self.dispatcher.stop()
         try:
             waiting = self.store.outbox_depth()
         except StoreError:
@@ -474,7 +477,7 @@ class Daemon:
             misfire_grace_time=max(1, int(interval)),
         )
         scheduler.add_job(
-            self.deliver,
+            functools.partial(self.deliver, wait=False),
             IntervalTrigger(seconds=DELIVERY_INTERVAL.total_seconds(), timezone=UTC),
             id="deliver",
             coalesce=True,
