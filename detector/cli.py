@@ -98,9 +98,11 @@ def _load(args: argparse.Namespace) -> Config:
     return config.model_copy(update=updates) if updates else config
 
 
-def _open_source(config: Config, *, strict: bool) -> SqlSource:
-    """The payments source; a missing table/column is always fatal, an outage only if strict."""
-    source = SqlSource(connect(config.source.url), config.source)
+def _open_source(config: Config, *, strict: bool, bounded: bool = False) -> SqlSource:
+    """The payments source; a missing table/column is always fatal, an outage only if strict.
+    ``bounded``: every query ends within ``source.query_timeout`` (the daemon's ticks)."""
+    timeout = config.source_query_timeout if bounded else None
+    source = SqlSource(connect(config.source.url, query_timeout=timeout), config.source)
     try:
         source.check()
     except SchemaError:
@@ -137,8 +139,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from detector.store import StateStore
 
     config = _load(args)
-    source = _open_source(config, strict=False)
-    store = StateStore.open(config.state.url)
+    source = _open_source(config, strict=False, bounded=True)
+    store = StateStore.open(config.state.url, config.state.query_timeout)
     replica = (
         os.environ.get("DETECTOR_REPLICA_ID")
         or config.ha.replica_id
@@ -152,7 +154,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             new = _load(args)
             receivers = build_receivers(new, session)
             if new.source != config.source:
-                opened = _open_source(new, strict=False)
+                opened = _open_source(new, strict=False, bounded=True)
                 source.engine.dispose()
                 source = opened
             config = new

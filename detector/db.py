@@ -1,22 +1,57 @@
 """Database plumbing shared by the payments source, the state store and the lease:
-engines pinned to UTC, one-line error text, and table creation that survives a race."""
+engines pinned to UTC, queries bounded in time, one-line error text, and table creation
+that survives a race."""
 
 from __future__ import annotations
 
+import functools
+import math
+import os
+import socket
+import threading
 import time
+from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-__all__ = ["connect", "create_tables", "error_text"]
+__all__ = ["QueryTimeout", "connect", "create_tables", "error_text"]
 
 # Replicas racing to create the tables: how often one that lost tries again.
 _CREATE_ATTEMPTS = 5
+# How often SQLite's virtual machine asks whether its statement is past the deadline: a
+# Python call per this many instructions costs well under 1% of a query.
+_SQLITE_CHECK_EVERY = 10_000
+# Where a pooled connection keeps the deadline of its statement in flight.
+_DEADLINE = "detector_deadline"
+_WATCHDOG = "detector_watchdog"
+# PostgreSQL SQLSTATEs of a statement cancelled by statement_timeout or lock_timeout;
+# MariaDB/MySQL errors of max_statement_time, max_execution_time and lock_wait_timeout.
+_PG_TIMEOUTS = {"57014", "55P03"}
+_MYSQL_TIMEOUTS = {1969, 3024, 1205}
+_MYSQL_LOST_CONNECTION = 2013
 
 
-def connect(url: str, *, read_only: bool = True) -> Engine:
-    """An engine whose sessions run in UTC and, for the payments source, read only."""
+class QueryTimeout(sa.exc.OperationalError):
+    """A statement ran, or waited for a lock, longer than its engine's query timeout."""
+
+    def __init__(self, context: sa.engine.ExceptionContext, seconds: float):
+        super().__init__(
+            context.statement,
+            context.parameters,
+            context.original_exception,
+            connection_invalidated=context.is_disconnect,
+        )
+        self.seconds = seconds
+
+
+def connect(url: str, *, read_only: bool = True, query_timeout: timedelta | None = None) -> Engine:
+    """An engine whose sessions run in UTC and, for the payments source, read only.
+
+    With ``query_timeout`` every statement ends within about that long, answered or not:
+    it fails with :class:`QueryTimeout` (see :func:`_bound_statements`).
+    """
     parsed = sa.make_url(url)
     connect_args: dict[str, Any] = {}
     backend = parsed.get_backend_name()
@@ -31,7 +66,12 @@ def connect(url: str, *, read_only: bool = True) -> Engine:
     elif backend in {"mysql", "mariadb"}:
         connect_args["init_command"] = "SET time_zone = '+00:00'"
         connect_args["connect_timeout"] = 10
-    engine = sa.create_engine(url, connect_args=connect_args, pool_pre_ping=True)
+    if query_timeout is not None:
+        connect_args.update(_timeout_arguments(backend, query_timeout, connect_args))
+    # The ping on checkout must not hang on a frozen connection: _bound_statements pings
+    # PostgreSQL under its watchdog instead.
+    watched = query_timeout is not None and backend == "postgresql"
+    engine = sa.create_engine(url, connect_args=connect_args, pool_pre_ping=not watched)
     guard = {"sqlite": "PRAGMA query_only = ON", "mysql": "SET SESSION TRANSACTION READ ONLY"}
     statement = guard.get("mysql" if backend == "mariadb" else backend)
     if read_only and statement:
@@ -42,7 +82,202 @@ def connect(url: str, *, read_only: bool = True) -> Engine:
             cursor.execute(statement)
             cursor.close()
 
+    if query_timeout is not None:
+        _bound_statements(engine, backend, query_timeout)
     return engine
+
+
+def _client_deadline(timeout: timedelta) -> float:
+    """Seconds the client waits for an answer: the server's own timeout answers first
+    whenever the server is reachable, with its clearer message."""
+    seconds = timeout.total_seconds()
+    return seconds + min(seconds, 5.0)
+
+
+def _timeout_arguments(backend: str, timeout: timedelta, given: dict[str, Any]) -> dict[str, Any]:
+    """Driver arguments that bound a statement on the server and a silent connection."""
+    seconds = timeout.total_seconds()
+    client = _client_deadline(timeout)
+    if backend == "postgresql":
+        ms = max(1, round(seconds * 1000))
+        return {
+            "options": f"{given.get('options', '')} -c statement_timeout={ms} "
+            f"-c lock_timeout={ms}".strip(),
+            # A peer that vanished (no ACK to data or keepalive probes) fails the read;
+            # a peer that acknowledges but never answers is the watchdog's.
+            "keepalives": 1,
+            "keepalives_idle": max(1, math.ceil(seconds)),
+            "keepalives_interval": max(1, math.ceil(seconds / 3)),
+            "keepalives_count": 3,
+            "tcp_user_timeout": round(client * 1000),
+            "connect_timeout": _connect_seconds(given, client),
+        }
+    if backend in {"mysql", "mariadb"}:
+        return {
+            "read_timeout": client,
+            "write_timeout": client,
+            "connect_timeout": _connect_seconds(given, client),
+        }
+    if backend == "sqlite":
+        return {"timeout": seconds}  # how long a statement waits for another writer's lock
+    return {}
+
+
+def _connect_seconds(given: dict[str, Any], client: float) -> int:
+    # libpq takes whole seconds and treats fewer than 2 as 2.
+    return min(int(given.get("connect_timeout", 10)), max(2, math.ceil(client)))
+
+
+def _bound_statements(engine: Engine, backend: str, timeout: timedelta) -> None:
+    """Make every statement of ``engine`` end within ``timeout`` (plus a little on the
+    client side) and fail then with :class:`QueryTimeout`.
+
+    - PostgreSQL: ``statement_timeout`` and ``lock_timeout`` (set at connect), and a
+      watchdog that shuts the socket of a statement whose answer has not come a little
+      after that: libpq has no read timeout, and a frozen connection or proxy never
+      delivers the server's cancellation.
+    - MariaDB: ``max_statement_time`` (MySQL: ``max_execution_time``) and
+      ``lock_wait_timeout`` per session, and PyMySQL's read and write timeouts.
+    - SQLite: the busy timeout (at connect) for another connection's lock, and a progress
+      handler that interrupts a statement running past its deadline.
+    """
+    seconds = timeout.total_seconds()
+    watch = _dialect_hooks(engine, backend, timeout)
+
+    @sa.event.listens_for(engine, "before_cursor_execute")
+    def _arm(connection: sa.Connection, *_: Any) -> None:
+        info = connection.info
+        info[_DEADLINE] = time.monotonic() + seconds
+        _disarm(info)
+        if watch is not None:
+            info[_WATCHDOG] = _Watchdog(connection.connection.dbapi_connection, watch)
+
+    @sa.event.listens_for(engine, "after_cursor_execute")
+    def _answered(connection: sa.Connection, *_: Any) -> None:
+        _disarm(connection.info)
+
+    @sa.event.listens_for(engine, "commit")
+    @sa.event.listens_for(engine, "rollback")
+    def _finished(connection: sa.Connection) -> None:
+        connection.info.pop(_DEADLINE, None)
+
+    @sa.event.listens_for(engine, "checkin")
+    def _returned(_dbapi_connection: Any, record: Any) -> None:
+        # The pool's own rollback on return must not run under a stale deadline.
+        record.info.pop(_DEADLINE, None)
+        _disarm(record.info)
+
+    @sa.event.listens_for(engine, "handle_error")
+    def _timed_out(context: sa.engine.ExceptionContext) -> BaseException | None:
+        connection = context.connection
+        fired = connection is not None and _disarm(connection.info)
+        if context.is_pre_ping or not (fired or _is_timeout(backend, context)):
+            return None
+        return QueryTimeout(context, seconds)
+
+
+def _dialect_hooks(engine: Engine, backend: str, timeout: timedelta) -> float | None:
+    """Register the dialect's own limits; the seconds after which a statement's watchdog
+    shuts its connection, for a driver without a read timeout (else None)."""
+    if backend == "sqlite":
+        sa.event.listen(engine, "connect", _interrupt_past_deadline)
+    elif backend in {"mysql", "mariadb"}:
+        limit = functools.partial(_limit_session, seconds=timeout.total_seconds())
+        sa.event.listen(engine, "connect", limit)
+    elif backend == "postgresql":
+        watch = _client_deadline(timeout)
+        sa.event.listen(engine, "checkout", functools.partial(_watched_ping, seconds=watch))
+        return watch
+    return None
+
+
+def _interrupt_past_deadline(dbapi_connection: Any, record: Any) -> None:
+    """SQLite: abort the statement in flight once its deadline has passed."""
+    deadlines = record.info
+    dbapi_connection.set_progress_handler(
+        lambda: time.monotonic() > deadlines.get(_DEADLINE, math.inf), _SQLITE_CHECK_EVERY
+    )
+
+
+def _limit_session(dbapi_connection: Any, _record: Any, *, seconds: float) -> None:
+    """MariaDB or MySQL: each statement and lock wait of the session ends after ``seconds``."""
+    mariadb = "mariadb" in dbapi_connection.get_server_info().lower()
+    limit = (
+        f"max_statement_time = {seconds}"
+        if mariadb
+        else f"max_execution_time = {max(1, round(seconds * 1000))}"
+    )
+    cursor = dbapi_connection.cursor()
+    cursor.execute(f"SET SESSION {limit}, lock_wait_timeout = {math.ceil(seconds)}")
+    cursor.close()
+
+
+def _watched_ping(dbapi_connection: Any, _record: Any, _proxy: Any, *, seconds: float) -> None:
+    """PostgreSQL: the pool's liveness check on checkout, under a watchdog."""
+    watchdog = _Watchdog(dbapi_connection, seconds)
+    try:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("SELECT 1")
+        cursor.close()
+        dbapi_connection.rollback()
+    except Exception as exc:
+        # The pool discards this connection and checks out (or opens) another.
+        raise sa.exc.DisconnectionError(str(exc).strip().splitlines()[0]) from exc
+    finally:
+        watchdog.disarm()
+
+
+def _is_timeout(backend: str, context: sa.engine.ExceptionContext) -> bool:
+    """Whether the database ended the statement for one of the limits set above."""
+    error = context.original_exception
+    if backend == "postgresql":
+        return getattr(error, "sqlstate", None) in _PG_TIMEOUTS
+    if backend in {"mysql", "mariadb"}:
+        code = error.args[0] if error.args else None
+        return code in _MYSQL_TIMEOUTS or (
+            code == _MYSQL_LOST_CONNECTION and "timed out" in str(error)
+        )
+    if backend == "sqlite":
+        return getattr(error, "sqlite_errorname", None) in {"SQLITE_BUSY", "SQLITE_INTERRUPT"}
+    return False
+
+
+class _Watchdog:
+    """Shuts down a connection's socket unless :meth:`disarm` comes first; the blocked
+    read then fails at once as a lost connection, which the pool discards."""
+
+    def __init__(self, dbapi_connection: Any, seconds: float):
+        self._fd = dbapi_connection.fileno()
+        self._lock = threading.Lock()
+        self._armed = True
+        self.fired = False
+        self._timer = threading.Timer(seconds, self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _fire(self) -> None:
+        with self._lock:
+            if not self._armed:
+                return
+            self._armed = False
+            self.fired = True
+            # A duplicate descriptor: shutting it down ends the connection's socket for
+            # every descriptor, closing it leaves the driver's own descriptor to the driver.
+            with socket.socket(fileno=os.dup(self._fd)) as duplicate:
+                duplicate.shutdown(socket.SHUT_RDWR)
+
+    def disarm(self) -> bool:
+        """Stop the timer; whether it had already fired."""
+        with self._lock:
+            self._armed = False
+        self._timer.cancel()
+        return self.fired
+
+
+def _disarm(info: dict[Any, Any]) -> bool:
+    """Stop the watchdog of the connection with ``info``; whether it had fired."""
+    watchdog = info.pop(_WATCHDOG, None)
+    return watchdog.disarm() if watchdog is not None else False
 
 
 def create_tables(engine: Engine, metadata: sa.MetaData) -> None:
@@ -65,6 +300,7 @@ def create_tables(engine: Engine, metadata: sa.MetaData) -> None:
 def error_text(exc: BaseException) -> str:
     """The first line of a database error, without the SQL and parameters it carried."""
     original = getattr(exc, "orig", None) or exc
-    return (
-        str(original).strip().splitlines()[0][:300] if str(original).strip() else type(exc).__name__
-    )
+    text = str(original).strip().splitlines()[0][:300] if str(original).strip() else ""
+    if isinstance(exc, QueryTimeout):
+        return f"no answer within the {exc.seconds:g}s query timeout ({text or 'cancelled'})"
+    return text or type(exc).__name__

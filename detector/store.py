@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -138,8 +138,10 @@ class StateStore:
             ) from exc
 
     @classmethod
-    def open(cls, url: str) -> StateStore:
-        return cls(connect(url, read_only=False))
+    def open(cls, url: str, query_timeout: timedelta | None = None) -> StateStore:
+        """The store at ``url``; with ``query_timeout`` (``state.query_timeout``) a query
+        that outlives it fails as a :class:`StoreError` instead of holding its caller."""
+        return cls(connect(url, read_only=False, query_timeout=query_timeout))
 
     # --- tick state -------------------------------------------------------------------------
 

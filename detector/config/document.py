@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from pydantic import model_validator
 
 from detector.config.base import FrozenModel
@@ -18,6 +20,9 @@ from detector.config.service import HaConfig, ServerConfig
 from detector.config.source import ScheduleConfig, SourceConfig, StateConfig
 
 __all__ = ["Config"]
+
+# The payments query timeout when source.query_timeout is unset: half an interval, at most this.
+MAX_DEFAULT_QUERY_TIMEOUT = timedelta(seconds=30)
 
 
 class Config(FrozenModel):
@@ -75,6 +80,24 @@ class Config(FrozenModel):
             if gateway.backup == name:
                 raise ValueError(f"gateways.{name}.backup: a gateway cannot be its own backup")
         return self
+
+    @model_validator(mode="after")
+    def _queries_end_within_a_tick(self) -> Config:
+        timeout, interval = self.source.query_timeout, self.schedule.interval
+        if timeout is not None and timeout >= interval:
+            raise ValueError(
+                f"source.query_timeout: {timeout.total_seconds():g}s is not shorter than "
+                f"schedule.interval ({interval.total_seconds():g}s): a hanging query would "
+                "delay the next tick"
+            )
+        return self
+
+    @property
+    def source_query_timeout(self) -> timedelta:
+        """``source.query_timeout``, or half of ``schedule.interval`` (at most 30s)."""
+        if self.source.query_timeout is not None:
+            return self.source.query_timeout
+        return min(MAX_DEFAULT_QUERY_TIMEOUT, self.schedule.interval / 2)
 
     def sla_for(self, gateway: str) -> float:
         override = self.gateways.get(gateway)

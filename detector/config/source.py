@@ -110,10 +110,17 @@ class SourceConfig(FrozenModel):
     late_arrival: Duration = timedelta(minutes=5)
     # How much history a fresh start reads to fill its windows.
     warmup: Duration = timedelta(hours=3)
+    # Longest a payments query may run or wait for a lock before its tick counts as failed;
+    # unset: half of schedule.interval, at most 30s.
+    query_timeout: Annotated[Duration, positive("the query timeout must be positive")] | None = None
 
 
 class StateConfig(FrozenModel):
     url: str = "sqlite:///detector-state.db"
+    # Longest a query of the state database (outbox, alerts, lease) may take.
+    query_timeout: Annotated[Duration, positive("the query timeout must be positive")] = timedelta(
+        seconds=10
+    )
 
 
 class ScheduleConfig(FrozenModel):

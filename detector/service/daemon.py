@@ -18,10 +18,12 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from types import FrameType
 from typing import Any
 
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobEvent
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from prometheus_client import CollectorRegistry
@@ -32,7 +34,13 @@ from detector.engine import Engine, TickResult
 from detector.errors import DetectorError
 from detector.notify.base import Receiver
 from detector.notify.dispatch import Dispatcher
-from detector.service.health import HealthTable, gateway_health, liveness, series_health
+from detector.service.health import (
+    HealthTable,
+    gateway_health,
+    liveness,
+    series_health,
+    stale_since,
+)
 from detector.service.history import History
 from detector.service.lease import Lease
 from detector.service.metrics import Metrics
@@ -40,7 +48,7 @@ from detector.service.snapshot import Snapshot
 from detector.service.web import WebServer
 from detector.source import Source, SourceError
 from detector.store import FencedOut, StateStore, StoreError
-from detector.timeutil import epoch_minute
+from detector.timeutil import epoch_minute, iso_z
 
 __all__ = ["Daemon", "utc_now"]
 
@@ -103,13 +111,24 @@ class Daemon:
         self.started = clock()
         self.last_success: datetime | None = None
         self.last_problem: str | None = None
+        # When the verdicts the API serves were made: the last tick that read the payments.
+        self.last_read: datetime | None = None
+        self._tick_started: datetime | None = None  # the tick in flight, if any
         self._snapshot = Snapshot(None, self.role, config, HealthTable.empty(config))
+        # The snapshot served while the verdicts are stale: (published snapshot, reason, it).
+        self._stale: tuple[Snapshot, str, Snapshot] | None = None
 
     def tick(self) -> TickResult:
         """One evaluation, committed to the store with the notifications it causes."""
         self._apply_requested_reload()
         tick_id = next(self._tick_ids)
-        now = self.clock()
+        now = self._tick_started = self.clock()
+        try:
+            return self._tick(tick_id, now)
+        finally:
+            self._tick_started = None
+
+    def _tick(self, tick_id: int, now: datetime) -> TickResult:
         if not self._hold_lease(now):
             return self._follow(tick_id, now)
         before = self.engine.alerts.snapshot()
@@ -198,6 +217,21 @@ class Daemon:
             # where the tick has no fallback) is logged and must not stop the service.
             log.exception("tick failed; the next tick will try again")
 
+    def _tick_skipped(self, event: JobEvent) -> None:
+        """A tick the scheduler did not start because the one before has not finished.
+
+        Every query is bounded, so a tick that outlives its interval is slow rather than
+        stuck; the API turns the verdicts ``unknown`` once they are too old either way.
+        """
+        if event.job_id != "tick":
+            return
+        self.metrics.ticks.labels("skipped").inc()
+        started = self._tick_started
+        log.warning(
+            "tick skipped: the previous tick %s",
+            f"has been running since {iso_z(started)}" if started else "ran past its time",
+        )
+
     # --- leadership -----------------------------------------------------------------------------
 
     @property
@@ -280,6 +314,8 @@ class Daemon:
         if result.error is None and problem is None:
             self.last_success = result.at
         if result.error is None:
+            self.last_read = result.at
+        if result.error is None:
             firing = [
                 a.labels["gateway"] for a in alerts if a.state == "firing" and "gateway" in a.labels
             ]
@@ -326,8 +362,38 @@ class Daemon:
             if s.is_active(now)
         ]
 
+    @property
+    def _fresh_for(self) -> timedelta:
+        """How long verdicts (and a successful tick) stay current: ``server.unhealthy_after``
+        intervals, for /healthz and /api/v1/gateways alike."""
+        return self.config.schedule.interval * self.config.server.unhealthy_after
+
+    def _stale_since(self) -> datetime | None:
+        return stale_since(self.clock(), self.started, self.last_read, self._fresh_for)
+
     def snapshot(self) -> Snapshot:
-        return self._snapshot
+        """The last tick's view, with every gateway ``unknown`` once its verdicts are older
+        than ``server.unhealthy_after`` intervals: a router must not fail over, or stay, on
+        a verdict nobody renewed."""
+        published = self._snapshot
+        since = self._stale_since()
+        if since is None:
+            return published
+        read = f"payments last read at {iso_z(self.last_read)}" if self.last_read else "no read"
+        started = self._tick_started
+        why = (
+            f"the tick started at {iso_z(started)} has not finished"
+            if started
+            else (f"last tick: {self.last_problem}" if self.last_problem else "no tick ran")
+        )
+        reason = f"no fresh verdict ({read}, limit {self._fresh_for.total_seconds():.0f}s): {why}"
+        stale = self._stale
+        # Built once per published snapshot and reason, so the HTTP server's rendering
+        # cache (keyed on the snapshot) serves it to every client.
+        if stale is None or stale[0] is not published or stale[1] != reason:
+            health = published.health.stale(since, reason)
+            stale = self._stale = (published, reason, replace(published, health=health))
+        return stale[2]
 
     def exposition(self) -> bytes:
         """``/metrics``."""
@@ -339,12 +405,13 @@ class Daemon:
             self.clock(),
             self.started,
             self.last_success,
-            self.config.schedule.interval * self.config.server.unhealthy_after,
+            self._fresh_for,
             last.error if last else None,
             self.engine.failed_ticks,
             self.config.schedule.source_down_after,
             self.role,
             self.last_problem,
+            self._stale_since(),
         )
 
     def backfill_history(self) -> None:
@@ -493,6 +560,7 @@ class Daemon:
                 max_instances=1,
                 misfire_grace_time=1,
             )
+        scheduler.add_listener(self._tick_skipped, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED)
         scheduler.start()
         log.info(
             "detector running: %d gateway(s) configured, tick every %ss, receivers: %s%s",

@@ -7,15 +7,17 @@ Status, worst first:
 
 - ``down``: an ``outage`` or ``no_data`` alert is firing for the gateway: fail over now.
 - ``degraded``: another alert (``sla_breach``) is firing: failures above the SLA.
-- ``unknown``: no verdict possible: the payments source cannot be read, or fewer final
-  payments than ``detection.sla_breach.min_payments`` in the window.
+- ``unknown``: no verdict possible: the payments source cannot be read, fewer final
+  payments than ``detection.sla_breach.min_payments`` in the window, or the last verdicts
+  are older than ``server.unhealthy_after`` intervals (no tick has read the payments since:
+  a hanging query, a stalled scheduler); ``stale_since`` then says since when.
 - ``healthy``: otherwise.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Any, Literal, overload
@@ -40,6 +42,7 @@ __all__ = [
     "gateways_document",
     "liveness",
     "series_health",
+    "stale_since",
 ]
 
 API_VERSION = "1"
@@ -70,6 +73,7 @@ class GatewayHealth:
     window_minutes: int
     backup: str | None
     alerts: list[Alert] = field(default_factory=list)
+    stale_since: datetime | None = None  # when the verdicts became too old to act on
 
     def to_dict(self, statuses: Mapping[str, Status]) -> dict[str, Any]:
         return {
@@ -86,6 +90,7 @@ class GatewayHealth:
             "window_minutes": self.window_minutes,
             "backup": self.backup,
             "backup_status": statuses.get(self.backup) if self.backup else None,
+            "stale_since": _iso(self.stale_since),
             "alerts": [
                 {
                     "rule": a.rule,
@@ -118,12 +123,20 @@ class HealthTable(Sequence[GatewayHealth]):
     config: Config
     source_error: str | None = None
     alerts: Mapping[str, list[Alert]] = field(default_factory=dict)  # per gateway, oldest first
+    stale_since: datetime | None = None
+    stale_reason: str | None = None
 
     @classmethod
     def empty(cls, config: Config) -> HealthTable:
         none = np.zeros(0, dtype=np.int64)
         nan = np.zeros(0, dtype=np.float64)
         return cls([], none, none, none, none, nan, nan, nan, 1, config)
+
+    def stale(self, since: datetime, reason: str) -> HealthTable:
+        """The same table with every gateway ``unknown`` for ``reason``: its verdicts are
+        too old for a router to act on since ``since``."""
+        unknown = np.full(len(self.gateways), STATUSES.index("unknown"), dtype=np.int64)
+        return replace(self, status=unknown, stale_since=since, stale_reason=reason)
 
     def __len__(self) -> int:
         return len(self.gateways)
@@ -148,7 +161,9 @@ class HealthTable(Sequence[GatewayHealth]):
         n, k = int(self.payments[i]), int(self.failures[i])
         status = STATUSES[self.status[i]]
         since = None
-        if self.source_error:
+        if self.stale_reason:
+            reason = self.stale_reason
+        elif self.source_error:
             reason = f"payments source unreachable: {self.source_error}"
         elif status == "down":
             down = [a for a in firing if a.rule in _DOWN_RULES]
@@ -178,6 +193,7 @@ class HealthTable(Sequence[GatewayHealth]):
             window_minutes=self.window_minutes,
             backup=settings.backup if settings else None,
             alerts=mine,
+            stale_since=self.stale_since,
         )
 
 
@@ -305,6 +321,23 @@ def gateways_document(
     }
 
 
+def stale_since(
+    now: datetime, started: datetime, last: datetime | None, limit: timedelta
+) -> datetime | None:
+    """When the last verdicts (made at ``last``, or none since ``started``) became older
+    than ``limit``, if they are now; None while they are fresh.
+
+    >>> from datetime import UTC
+    >>> t0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+    >>> stale_since(t0 + timedelta(minutes=3), t0, t0, timedelta(minutes=3)) is None
+    True
+    >>> stale_since(t0 + timedelta(minutes=4), t0, t0, timedelta(minutes=3)).isoformat()
+    '2026-11-20T12:03:00+00:00'
+    """
+    since = (last or started) + limit
+    return since if now > since else None
+
+
 def liveness(
     now: datetime,
     started: datetime,
@@ -315,12 +348,15 @@ def liveness(
     source_down_after: int,
     role: str,
     last_problem: str | None = None,
+    gateways_stale_since: datetime | None = None,
 ) -> tuple[int, dict[str, Any]]:
     """``/healthz``: 200 while ticks succeed, 503 with the reason otherwise.
 
     ``limit`` is how old the last successful tick may be (``server.unhealthy_after``
     intervals). A follower that ticks fine is healthy: it is ready to take over.
     ``last_problem`` (what failed at the last tick) is appended to a 503's reason.
+    ``gateways_stale_since``: since when ``/api/v1/gateways`` answers ``unknown`` for want
+    of fresh verdicts (``stale_since`` in the body).
 
     >>> from datetime import UTC
     >>> t0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -331,20 +367,24 @@ def liveness(
     >>> code, body["reason"]
     (503, 'last successful tick 240s ago (limit 180s)')
     """
-    body: dict[str, Any] = {"role": role, "last_successful_tick": _iso(last_success)}
+    body: dict[str, Any] = {
+        "role": role,
+        "last_successful_tick": _iso(last_success),
+        "stale_since": _iso(gateways_stale_since),
+    }
     if source_error is not None and failed_ticks >= source_down_after:
         reason = f"payments source unreachable for {failed_ticks} ticks: {source_error}"
-    elif last_success is None:
-        if now - started <= limit:
+    elif stale_since(now, started, last_success, limit) is None:
+        if last_success is None:
             return 200, {**body, "status": "starting", "reason": "no tick has finished yet"}
+        return 200, {**body, "status": "ok", "reason": f"ticking as the {role}"}
+    elif last_success is None:
         reason = f"no successful tick in the {(now - started).total_seconds():.0f}s since start"
-    elif now - last_success > limit:
+    else:
         reason = (
             f"last successful tick {(now - last_success).total_seconds():.0f}s ago "
             f"(limit {limit.total_seconds():.0f}s)"
         )
-    else:
-        return 200, {**body, "status": "ok", "reason": f"ticking as the {role}"}
     if last_problem and last_problem not in reason:
         reason += f"; last tick: {last_problem}"
     return 503, {**body, "status": "unhealthy", "reason": reason}

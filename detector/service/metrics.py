@@ -38,7 +38,7 @@ class Metrics:
         self.registry = registry
         self.ticks = Counter(
             "detector_ticks",
-            "Evaluation ticks by outcome (ok, source_error, store_error, follower).",
+            "Evaluation ticks by outcome (ok, source_error, store_error, follower, skipped).",
             ["outcome"],
             registry=registry,
         )
