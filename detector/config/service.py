@@ -18,6 +18,18 @@ class ServerConfig(FrozenModel):
 
     enabled: bool = True
     listen: str = "127.0.0.1:8080"
+    # Requests are answered by this many worker threads; idle and slow connections hold
+    # none (they wait in the server's event loop).
+    threads: int = Field(default=8, ge=1, le=256)
+    # Connections the kernel queues before the server accepts them, so a burst of pollers
+    # waits instead of retrying its SYN (capped by net.core.somaxconn).
+    backlog: int = Field(default=1024, ge=1)
+    # Open connections at most; past it new ones wait in the backlog until some close.
+    connection_limit: int = Field(default=500, ge=1)
+    # A connection with no request for this long is closed.
+    idle_timeout: Annotated[
+        Duration, at_least(timedelta(seconds=1), "the idle timeout must be at least 1s")
+    ] = timedelta(seconds=30)
     # /healthz turns 503 once the last successful tick is this many intervals old.
     unhealthy_after: float = Field(default=3, gt=1)
     # Where people reach the status page (behind a proxy, say); every message links to the

@@ -526,7 +526,7 @@ class Daemon:
             signal.signal(signal.SIGHUP, self.request_reload)
         server = None
         if self.config.server.enabled:
-            server = WebServer(self.config.server.address, self).start()
+            server = WebServer(self.config.server.address, self, self.config.server).start()
             host, port = server.address
             log.info(
                 "serving /healthz, /metrics, /api/v1/gateways and / on http://%s:%d", host, port

@@ -1,32 +1,41 @@
 """The service's one HTTP port: /healthz, /metrics, /api/v1/gateways and the status page.
 
-Served by a stdlib threading HTTP server from a background thread of the daemon. Handlers
-only read the immutable :class:`~detector.service.snapshot.Snapshot` the daemon publishes
-after each tick, so a slow client never holds up a tick and never sees a half-updated window.
+:class:`WebApp` is the WSGI application; :class:`WebServer` serves it with waitress from a
+background thread of the daemon: one event loop holds every connection (idle ones cost a
+socket, not a thread) and a fixed pool of threads answers requests. Routes only read the
+immutable :class:`~detector.service.snapshot.Snapshot` the daemon publishes after each
+tick, so a slow client never holds up a tick and never sees a half-updated window.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import socket
 import threading
-from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable, Iterable
+from http import HTTPStatus
 from typing import Any, Protocol
+from wsgiref.types import StartResponse, WSGIEnvironment
 
 from prometheus_client import CONTENT_TYPE_LATEST
+from waitress import wasyncore
+from waitress.server import TcpWSGIServer, create_server
 
+from detector.config import ServerConfig
 from detector.errors import DetectorError
 from detector.service.health import gateways_document
 from detector.service.snapshot import Snapshot
 from detector.service.status_page import render
 
-__all__ = ["Provider", "WebServer", "gateways_json"]
+__all__ = ["Provider", "WebApp", "WebServer", "gateways_json"]
 
 log = logging.getLogger(__name__)
 
 # Nothing on the status page may come from elsewhere; a browser enforces it.
 _CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:"
+_ALLOW = "GET, HEAD"
+_TEXT = "text/plain; charset=utf-8"
 
 
 class Provider(Protocol):
@@ -43,70 +52,62 @@ def gateways_json(snapshot: Snapshot) -> str:
     return json.dumps(document, separators=(",", ":")) + "\n"
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    protocol_version = "HTTP/1.1"
+class WebApp:
+    """The WSGI application: every route answers GET and HEAD, other methods get 405."""
 
-    def do_GET(self) -> None:
-        path = self.path.split("?", 1)[0]
-        route: Callable[[], tuple[int, str, bytes]] | None = {
+    def __init__(self, provider: Provider):
+        self.provider = provider
+        self._routes: dict[str, Callable[[], tuple[int, str, bytes]]] = {
             "/healthz": self._healthz,
             "/metrics": self._metrics,
             "/api/v1/gateways": self._gateways,
             "/": self._status_page,
-        }.get(path)
+        }
+        self._rendered: dict[str, tuple[Snapshot, bytes]] = {}
+        # One lock per view, so a router polling the JSON never waits for a page render.
+        self._locks = {"page": threading.Lock(), "gateways": threading.Lock()}
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        method, path = environ["REQUEST_METHOD"], environ.get("PATH_INFO") or "/"
+        status, content_type, body = self._answer(method, path)
+        headers = [
+            ("Content-Type", content_type),
+            ("Content-Length", str(len(body))),
+            ("Cache-Control", "no-store"),
+            ("Content-Security-Policy", _CSP),
+        ]
+        if status == HTTPStatus.METHOD_NOT_ALLOWED:
+            headers.append(("Allow", _ALLOW))
+        start_response(f"{status} {HTTPStatus(status).phrase}", headers)
+        log.debug("http: %s %s %d", method, path, status)
+        return [b"" if method == "HEAD" else body]
+
+    def _answer(self, method: str, path: str) -> tuple[int, str, bytes]:
+        route = self._routes.get(path)
         if route is None:
-            self._send(404, "text/plain; charset=utf-8", b"not found\n")
-            return
+            return 404, _TEXT, b"not found\n"
+        if method not in ("GET", "HEAD"):
+            return 405, _TEXT, f"method not allowed: {path} answers {_ALLOW}\n".encode()
         try:
-            status, content_type, body = route()
+            return route()
         except Exception:  # a rendering bug must not take the endpoint down
-            log.exception("GET %s failed", path)
-            status, content_type, body = 500, "text/plain; charset=utf-8", b"internal error\n"
-        self._send(status, content_type, body)
-
-    def do_HEAD(self) -> None:
-        self.do_GET()
-
-    def _send(self, status: int, content_type: str, body: bytes) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        self.send_header("Content-Security-Policy", _CSP)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
+            log.exception("%s %s failed", method, path)
+            return 500, _TEXT, b"internal error\n"
 
     def _json(self, status: int, document: dict[str, Any]) -> tuple[int, str, bytes]:
         return status, "application/json", (json.dumps(document, indent=1) + "\n").encode()
 
     def _healthz(self) -> tuple[int, str, bytes]:
-        return self._json(*self.server.provider.healthz())
+        return self._json(*self.provider.healthz())
 
     def _metrics(self) -> tuple[int, str, bytes]:
-        return 200, CONTENT_TYPE_LATEST, self.server.provider.exposition()
+        return 200, CONTENT_TYPE_LATEST, self.provider.exposition()
 
     def _gateways(self) -> tuple[int, str, bytes]:
-        return 200, "application/json", self.server.rendered("gateways", gateways_json)
+        return 200, "application/json", self.rendered("gateways", gateways_json)
 
     def _status_page(self) -> tuple[int, str, bytes]:
-        return 200, "text/html; charset=utf-8", self.server.rendered("page", render)
-
-    def log_message(self, template: str, *args: Any) -> None:
-        # The stdlib's access log line, under our logger (JSON formatted) at DEBUG.
-        log.debug("http: %s", template % args)
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, address: tuple[str, int], provider: Provider):
-        super().__init__(address, _Handler)
-        self.provider = provider
-        self._rendered: dict[str, tuple[Snapshot, bytes]] = {}
-        # One lock per view, so a router polling the JSON never waits for a page render.
-        self._locks = {"page": threading.Lock(), "gateways": threading.Lock()}
+        return 200, "text/html; charset=utf-8", self.rendered("page", render)
 
     def rendered(self, name: str, render: Callable[[Snapshot], str]) -> bytes:
         """A view of the latest snapshot, rendered on the first request after a tick and
@@ -119,30 +120,72 @@ class _Server(ThreadingHTTPServer):
             return cached[1]
 
 
-class WebServer:
-    """Serves ``provider`` on ``address`` from a background thread until :meth:`stop`."""
+def _listening_socket(host: str, port: int) -> socket.socket:
+    """Bound, as the daemon must fail at start-up on a taken port; waitress listens on it."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host, port))
+    except OSError:
+        listener.close()
+        raise
+    return listener
 
-    def __init__(self, address: tuple[str, int], provider: Provider):
+
+class WebServer:
+    """Serves ``provider`` on ``address`` from a background thread until :meth:`stop`.
+
+    ``settings`` gives the worker threads, the listen backlog, the connection limit and the
+    idle timeout (``server.*``; the address comes apart so tests can ask for port 0).
+    """
+
+    def __init__(
+        self, address: tuple[str, int], provider: Provider, settings: ServerConfig | None = None
+    ):
+        settings = settings or ServerConfig()
         try:
-            self._server = _Server(address, provider)
+            listener = _listening_socket(*address)
         except OSError as exc:
             raise DetectorError(
                 f"server.listen: cannot listen on {address[0]}:{address[1]}: {exc.strerror}"
             ) from exc
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="detector-http", daemon=True
+        self.address: tuple[str, int] = listener.getsockname()[:2]
+        idle = settings.idle_timeout.total_seconds()
+        self._map: dict[int, Any] = {}
+        server = create_server(
+            WebApp(provider),
+            map=self._map,
+            sockets=[listener],
+            threads=settings.threads,
+            backlog=settings.backlog,
+            connection_limit=settings.connection_limit,
+            channel_timeout=idle,
+            cleanup_interval=min(idle, 30),
+            # A client that hangs up early is its own business: no traceback for it.
+            log_socket_errors=False,
+            ident="payment-failure-detector",
         )
+        assert isinstance(server, TcpWSGIServer)  # one socket makes one server
+        self._server = server
+        # Each time the worker pool is busy waitress warns of its queue depth; a burst of
+        # pollers would flood the log with it.
+        logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="detector-http", daemon=True)
 
-    @property
-    def address(self) -> tuple[str, int]:
-        host, port = self._server.server_address[:2]
-        return str(host), int(port)
+    def _serve(self) -> None:
+        while not self._stopping.is_set():
+            wasyncore.loop(timeout=1.0, map=self._map, use_poll=True, count=1)
+        # Requests in flight finish (bounded by waitress), then every connection closes.
+        self._server.task_dispatcher.shutdown()
+        wasyncore.close_all(self._map)
 
     def start(self) -> WebServer:
         self._thread.start()
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._stopping.set()
+        self._server.pull_trigger()  # wakes the event loop at once
         self._thread.join()
