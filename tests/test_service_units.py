@@ -480,6 +480,26 @@ def test_the_status_page_shades_the_expected_volume_once_a_gateway_has_a_week(
     assert "not enough history for an expected band (needs a week)" in adyen
 
 
+def test_the_status_page_answers_when_no_gateway_had_payments_in_the_last_day(
+    sqlite_db: PaymentsDb, tmp_path: Path
+) -> None:
+    # Payments weeks ago only: the volume history knows the gateway, the last 24 h do not.
+    sqlite_db.steady("stripe", T0 - timedelta(days=20), minutes=60, per_minute=1)
+    clock = Clock()
+    daemon = _daemon(_config(sqlite_db), f"sqlite:///{tmp_path / 'state.db'}", clock)
+    server = WebServer(("127.0.0.1", 0), daemon).start()
+    try:
+        daemon.backfill_history()
+        daemon.tick()
+        host, port = server.address
+        reply = requests.get(f"http://{host}:{port}/", timeout=10)
+    finally:
+        server.stop()
+        _close(daemon)
+    assert reply.status_code == 200
+    assert "<html" in reply.text
+
+
 def _scrape(metrics: Metrics) -> Callable[..., float | None]:
     """``get_sample_value`` over what ``/metrics`` serves, as Prometheus would parse it."""
     samples = {

@@ -113,8 +113,12 @@ def band_paths(
 
     >>> band_paths(2.0, np.array([[9.0, 9, 8, np.nan]]), np.array([[5.0, 5, 4, 1]]))
     ['M0.0,5.0H4.0V9.0H0.0ZM4.0,4.0H6.0V8.0H4.0Z']
+    >>> band_paths(2.0, np.zeros((0, 4)), np.zeros((0, 4)))  # no gateway in the history
+    []
     """
     rows, columns = low.shape
+    if rows == 0:
+        return []
     known = ~np.isnan(low) & ~np.isnan(high)
     same = np.zeros_like(known)
     same[:, 1:] = known[:, :-1] & (low[:, 1:] == low[:, :-1]) & (high[:, 1:] == high[:, :-1])
