@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import model_validator
 
 from detector.config.base import FrozenModel
+from detector.config.calendar import CalendarConfig
 from detector.config.detection import DetectionConfig, GatewayConfig
 from detector.config.receivers import ConsoleReceiver, ReceiverConfig
 from detector.config.routes import (
@@ -27,6 +28,7 @@ class Config(FrozenModel):
     state: StateConfig = StateConfig()
     schedule: ScheduleConfig = ScheduleConfig()
     detection: DetectionConfig = DetectionConfig()
+    calendar: CalendarConfig = CalendarConfig()
     gateways: dict[str, GatewayConfig] = {}
     alerting: AlertingConfig = AlertingConfig()
     server: ServerConfig = ServerConfig()
