@@ -22,6 +22,7 @@ from detector.config.receivers import RECEIVER_TYPES
 
 __all__ = ["load_config", "parse_config"]
 
+
 class _TextDatesLoader(yaml.SafeLoader):
     """Safe YAML that leaves dates as text, so that pydantic parses them and a date that does
     not parse (``2026-13-45``) is reported with its key path."""

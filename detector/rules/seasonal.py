@@ -4,6 +4,8 @@ what it says about the volume each tick should see (see :mod:`detector.stats.sea
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import numpy.typing as npt
@@ -31,6 +33,7 @@ __all__ = [
     "Season",
     "VolumeHistory",
     "declared_scale",
+    "local_offsets",
 ]
 
 
@@ -51,6 +54,31 @@ def declared_scale(
         inside = (starts >= epoch_minute(span.start)) & (starts < epoch_minute(span.end))
         scale[inside] *= np.nan if span.volume is None else span.volume
     return scale
+
+
+def local_offsets(calendar: CalendarConfig, first_slot: int, slots: int) -> npt.NDArray[np.int64]:
+    """Per quarter hour from epoch quarter hour ``first_slot``: the UTC offset of
+    ``calendar.timezone`` in quarter hours (Europe/Berlin: 4 in winter, 8 in summer).
+
+    >>> c = CalendarConfig.model_validate({"timezone": "Europe/Berlin"})
+    >>> first = epoch_minute(datetime(2026, 10, 25, tzinfo=UTC)) // SLOT_MINUTES
+    >>> local_offsets(c, first, 8).tolist()  # the clocks go back at 01:00 UTC
+    [8, 8, 8, 8, 4, 4, 4, 4]
+    """
+    zone = ZoneInfo(calendar.timezone)
+    # Offsets change on the hour (or the quarter hour in a few zones): one look-up per hour.
+    hours = range((first_slot - 1) // SLOTS_PER_HOUR, (first_slot + slots) // SLOTS_PER_HOUR + 1)
+    per_hour = np.array(
+        [
+            datetime.fromtimestamp(hour * 3600, UTC).astimezone(zone).utcoffset()
+            // timedelta(minutes=SLOT_MINUTES)
+            for hour in hours
+        ],
+        dtype=np.int64,
+    )
+    hour_of_slot = (first_slot + np.arange(slots)) // SLOTS_PER_HOUR - hours.start
+    offsets: npt.NDArray[np.int64] = per_hour[hour_of_slot]
+    return offsets
 
 
 @dataclass(frozen=True)
@@ -235,7 +263,10 @@ class VolumeHistory:
         # are learnt on the ordinary days alone.
         ordinary = np.where(scale[:slots] == 1.0, volume, np.nan)
         # The usual volume of every slot of the history and of the current hour.
-        usual = seasonal_profile(ordinary, np.arange(slots + SLOTS_PER_HOUR))
+        offsets = None
+        if self.calendar.timezone != "UTC":
+            offsets = local_offsets(self.calendar, first, slots + SLOTS_PER_HOUR + 1)
+        usual = seasonal_profile(ordinary, np.arange(slots + SLOTS_PER_HOUR), offsets)
         level = level_factor(ordinary, usual[:, :slots])
         if self.calendar.days:
             # Within a declared day of known effect the level also counts the day's own
