@@ -70,7 +70,10 @@ def local_offsets(calendar: CalendarConfig, first_slot: int, slots: int) -> npt.
     hours = range((first_slot - 1) // SLOTS_PER_HOUR, (first_slot + slots) // SLOTS_PER_HOUR + 1)
     per_hour = np.array(
         [
-            datetime.fromtimestamp(hour * 3600, UTC).astimezone(zone).utcoffset()
+            (
+                zone.utcoffset(datetime.fromtimestamp(hour * 3600, UTC).astimezone(zone))
+                or timedelta(0)
+            )
             // timedelta(minutes=SLOT_MINUTES)
             for hour in hours
         ],

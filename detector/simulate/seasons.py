@@ -67,7 +67,10 @@ class Seasons:
         # Offsets change only on the hour: one look-up per UTC hour.
         offsets = np.array(
             [
-                (day + timedelta(hours=h)).replace(tzinfo=UTC).astimezone(zone).utcoffset()
+                (
+                    zone.utcoffset((day + timedelta(hours=h)).replace(tzinfo=UTC).astimezone(zone))
+                    or timedelta(0)
+                )
                 // timedelta(minutes=1)
                 for h in range(24)
             ]
