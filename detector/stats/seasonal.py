@@ -17,6 +17,7 @@ import numpy.typing as npt
 from scipy import special
 
 __all__ = [
+    "DAY_SLOTS",
     "DEFAULT_SIZE",
     "HISTORY_WEEKS",
     "SLOTS_PER_HOUR",
