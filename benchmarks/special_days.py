@@ -13,7 +13,7 @@ days of weeks 4-6, for the detection figures. Every gateway is replayed through
 then with the sale day and the holiday declared. Alerts of the first week (the seasonal
 rules' learning) are not counted.
 
-    .venv/bin/python benchmarks/special_days.py            # about 3 minutes on 2 cores
+    .venv/bin/python benchmarks/special_days.py            # about 11 minutes on 2 shared cores
 """
 
 from __future__ import annotations
