@@ -165,7 +165,7 @@ class Engine:
         except SourceError as exc:
             log.warning("could not read the volume history: %s", exc)
             return  # the previous hour's history (or the simple rules) serve meanwhile
-        self.volume_history = VolumeHistory(hour, counts)
+        self.volume_history = VolumeHistory(hour, counts, self.config.calendar)
 
     def _source_failed(self, now: datetime, error: str, began: float) -> TickResult:
         # Other alerts keep their state: nothing can be concluded about them without data.

@@ -33,6 +33,7 @@ from detector.stats.calibration import (
 )
 from detector.stats.cusum import cusum_bank, dispersion_factor, log_likelihood_weights
 from detector.stats.seasonal import (
+    DAY_SLOTS,
     SLOTS_PER_WEEK,
     level_factor,
     negative_binomial_cdf,
@@ -617,11 +618,26 @@ def test_the_usual_volume_is_the_median_of_the_known_weeks_beside_its_neighbours
 
 
 def test_the_level_compares_the_last_three_hours_with_their_usual_volume() -> None:
-    volume, usual = np.full((1, 20), 40.0), np.full((1, 20), 50.0)
+    usual = np.full((1, 20), 50.0)
+    volume = np.concatenate([np.full(8, 50.0), np.full(12, 40.0)])[None, :]
     # (12 x 40 + 20) / (12 x 50 + 20): the 20-payment prior barely moves a busy gateway.
     assert level_factor(volume, usual)[0, -1] == pytest.approx(500 / 620)
     assert level_factor(volume * 0.0, usual)[0, -1] == 0.5  # never below half
     assert level_factor(volume, usual)[0, 0] == 1.0  # nothing to compare yet
+
+
+def test_the_level_is_never_above_the_weeks_median_day() -> None:
+    # Six ordinary days, then a sale day at three times the usual: the night after it
+    # expects the week's level, not the sale's.
+    usual = np.full((1, 7 * DAY_SLOTS), 10.0)
+    volume = usual.copy()
+    volume[0, -DAY_SLOTS:] = 30.0
+    level = level_factor(volume, usual)[0]
+    assert level[-1] == pytest.approx(1.0)
+    assert level[-DAY_SLOTS // 2] == pytest.approx(1.0)
+    # A quiet last three hours still lower it: a drop in progress is judged as before.
+    volume[0, -12:] = 5.0
+    assert level_factor(volume, usual)[0, -1] == pytest.approx((60 + 20) / (120 + 20))
 
 
 @pytest.mark.parametrize("size", [4.0, 16.0, 64.0])

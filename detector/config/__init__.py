@@ -2,6 +2,7 @@
 
 One module per part of the file: :mod:`~detector.config.source` (``source:``, ``state:``,
 ``schedule:``), :mod:`~detector.config.detection` (``detection:``, ``gateways:``),
+:mod:`~detector.config.calendar` (``calendar:``),
 :mod:`~detector.config.service` (``server:``, ``ha:``), :mod:`~detector.config.receivers`,
 :mod:`~detector.config.routes` (``route:``, ``inhibit_rules:``, ``maintenance_windows:``,
 ``alerting:``), :mod:`~detector.config.document` (the whole file) and
@@ -9,6 +10,7 @@ One module per part of the file: :mod:`~detector.config.source` (``source:``, ``
 """
 
 from detector.config.base import DEFAULT_CONFIG_PATH, ConfigError, parse_duration
+from detector.config.calendar import CalendarConfig, CalendarDay, DeclaredSpan
 from detector.config.detection import (
     DetectionConfig,
     GatewayConfig,
@@ -50,10 +52,13 @@ __all__ = [
     "TEMPLATE_FIELDS",
     "AlertingConfig",
     "AlertmanagerReceiver",
+    "CalendarConfig",
+    "CalendarDay",
     "Columns",
     "Config",
     "ConfigError",
     "ConsoleReceiver",
+    "DeclaredSpan",
     "DetectionConfig",
     "EmailReceiver",
     "GatewayConfig",

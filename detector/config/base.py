@@ -6,6 +6,7 @@ import re
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
@@ -18,6 +19,7 @@ __all__ = [
     "FrozenModel",
     "HttpUrl",
     "Probability",
+    "TimeZone",
     "at_least",
     "parse_duration",
     "positive",
@@ -95,6 +97,20 @@ def _check_http(value: str) -> str:
 
 
 HttpUrl = Annotated[str, BeforeValidator(lambda v: _check_http(str(v)))]
+
+
+def _check_zone(value: Any) -> str:
+    try:
+        ZoneInfo(str(value))
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"{value!r} is not an IANA time zone such as Europe/Berlin or UTC"
+        ) from None
+    return str(value)
+
+
+# An IANA time zone name, checked against the zone database at load.
+TimeZone = Annotated[str, BeforeValidator(_check_zone)]
 
 
 class FrozenModel(BaseModel):

@@ -7,6 +7,7 @@ from datetime import timedelta
 from pydantic import model_validator
 
 from detector.config.base import FrozenModel
+from detector.config.calendar import CalendarConfig
 from detector.config.detection import DetectionConfig, GatewayConfig
 from detector.config.receivers import ConsoleReceiver, ReceiverConfig
 from detector.config.routes import (
@@ -32,6 +33,7 @@ class Config(FrozenModel):
     state: StateConfig = StateConfig()
     schedule: ScheduleConfig = ScheduleConfig()
     detection: DetectionConfig = DetectionConfig()
+    calendar: CalendarConfig = CalendarConfig()
     gateways: dict[str, GatewayConfig] = {}
     alerting: AlertingConfig = AlertingConfig()
     server: ServerConfig = ServerConfig()

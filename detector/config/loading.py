@@ -22,6 +22,17 @@ from detector.config.receivers import RECEIVER_TYPES
 
 __all__ = ["load_config", "parse_config"]
 
+
+class _TextDatesLoader(yaml.SafeLoader):
+    """Safe YAML that leaves dates as text, so that pydantic parses them and a date that does
+    not parse (``2026-13-45``) is reported with its key path."""
+
+
+_TextDatesLoader.yaml_implicit_resolvers = {
+    first: [(tag, pattern) for tag, pattern in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -119,7 +130,7 @@ def load_config(
     except OSError as exc:
         raise ConfigError([("", f"cannot read the file: {exc.strerror}")], str(path)) from exc
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_TextDatesLoader)  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""

@@ -4,11 +4,14 @@ what it says about the volume each tick should see (see :mod:`detector.stats.sea
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from detector.config import CalendarConfig
 from detector.model import Counts
 from detector.rules.verdict import BoolArray
 from detector.stats.seasonal import (
@@ -20,6 +23,7 @@ from detector.stats.seasonal import (
     seasonal_profile,
     tail_matched_size,
 )
+from detector.timeutil import epoch_minute
 
 __all__ = [
     "DISPERSION_HISTORY_DAYS",
@@ -28,7 +32,56 @@ __all__ = [
     "QuarterHours",
     "Season",
     "VolumeHistory",
+    "declared_scale",
+    "local_offsets",
 ]
+
+
+def declared_scale(
+    calendar: CalendarConfig, first_slot: int, slots: int
+) -> npt.NDArray[np.float64]:
+    """Per quarter hour from epoch quarter hour ``first_slot``: the expected volume's factor
+    (1 on an ordinary day, ``volume`` on a declared day, NaN on a declared day of unknown
+    effect). Where declared days overlap, an unknown effect wins and factors multiply.
+
+    >>> c = CalendarConfig.model_validate({"days": [{"date": "1970-01-02", "volume": 3}]})
+    >>> declared_scale(c, 95, 3).tolist()
+    [1.0, 3.0, 3.0]
+    """
+    scale = np.ones(slots)
+    starts = (first_slot + np.arange(slots)) * SLOT_MINUTES
+    for span in calendar.spans():
+        inside = (starts >= epoch_minute(span.start)) & (starts < epoch_minute(span.end))
+        scale[inside] *= np.nan if span.volume is None else span.volume
+    return scale
+
+
+def local_offsets(calendar: CalendarConfig, first_slot: int, slots: int) -> npt.NDArray[np.int64]:
+    """Per quarter hour from epoch quarter hour ``first_slot``: the UTC offset of
+    ``calendar.timezone`` in quarter hours (Europe/Berlin: 4 in winter, 8 in summer).
+
+    >>> c = CalendarConfig.model_validate({"timezone": "Europe/Berlin"})
+    >>> first = epoch_minute(datetime(2026, 10, 25, tzinfo=UTC)) // SLOT_MINUTES
+    >>> local_offsets(c, first, 8).tolist()  # the clocks go back at 01:00 UTC
+    [8, 8, 8, 8, 4, 4, 4, 4]
+    """
+    zone = ZoneInfo(calendar.timezone)
+    # Offsets change on the hour (or the quarter hour in a few zones): one look-up per hour.
+    hours = range((first_slot - 1) // SLOTS_PER_HOUR, (first_slot + slots) // SLOTS_PER_HOUR + 1)
+    per_hour = np.array(
+        [
+            (
+                zone.utcoffset(datetime.fromtimestamp(hour * 3600, UTC).astimezone(zone))
+                or timedelta(0)
+            )
+            // timedelta(minutes=SLOT_MINUTES)
+            for hour in hours
+        ],
+        dtype=np.int64,
+    )
+    hour_of_slot = (first_slot + np.arange(slots)) // SLOTS_PER_HOUR - hours.start
+    offsets: npt.NDArray[np.int64] = per_hour[hour_of_slot]
+    return offsets
 
 
 @dataclass(frozen=True)
@@ -42,6 +95,8 @@ class Season:
     weeks: npt.NDArray[np.int64]  # whole weeks of history
     levels: npt.NDArray[np.float64]  # the level at every slot boundary of the history
     seen: npt.NDArray[np.int64]  # column of each gateway's first known slot
+    # Per column of ``usual``: the declared days' factor (1 ordinary, NaN unknown effect).
+    scale: npt.NDArray[np.float64]
 
 
 # Fewer days of quarter hours than this add little to the count window's minutes (at equal
@@ -66,6 +121,8 @@ class Expectation:
     expected: npt.NDArray[np.float64]  # (ticks, gateways): payments expected; NaN without history
     size: npt.NDArray[np.float64]  # negative-binomial size
     weeks: npt.NDArray[np.int64]
+    declared: BoolArray  # (ticks, gateways): the span touches a declared day
+    held: BoolArray  # (ticks, gateways): ... one of unknown effect (no seasonal expectation)
 
 
 # Per gateway and hour the payments expected, and per gateway the negative-binomial size.
@@ -82,11 +139,17 @@ class VolumeHistory:
         The first epoch hour not included: the current, incomplete one.
     counts
         Per (gateway, quarter hour); ``minute`` is the quarter's first minute.
+    calendar
+        The declared days: their expected volume is scaled (or unknown), and they are left
+        out of what the other days learn from.
     """
 
-    def __init__(self, end_hour: int, counts: Counts) -> None:
+    def __init__(
+        self, end_hour: int, counts: Counts, calendar: CalendarConfig | None = None
+    ) -> None:
         self.end_hour = end_hour
         self.counts = counts
+        self.calendar = calendar or CalendarConfig()
         self._seasons: dict[tuple[str, ...], Season] = {}
         self._outcomes: dict[tuple[str, ...], QuarterHours] = {}
         self._slots: dict[
@@ -138,6 +201,8 @@ class VolumeHistory:
         first_slot = first // SLOT_MINUTES
         slots = (end - 1) // SLOT_MINUTES - first_slot + 1  # quarter hours each span touches
         usual = np.zeros((end.size, len(gateways)))
+        declared = np.zeros(end.size, dtype=bool)
+        held = np.zeros(end.size, dtype=bool)
         last_column = season.usual.shape[1] - 1
         for j in range(int(slots.max())):
             # Each quarter hour the span touches adds its usual volume times its share of the
@@ -147,13 +212,24 @@ class VolumeHistory:
                 slot * SLOT_MINUTES, first
             )
             column = np.minimum(np.maximum(slot - season.first_slot, 0), last_column)
-            share = season.usual[:, column].T * (overlap / SLOT_MINUTES)[:, None]
+            scale = season.scale[column]
+            share = (season.usual[:, column] * scale).T * (overlap / SLOT_MINUTES)[:, None]
+            touched = j < slots
             if j >= slots.min():  # some spans touch fewer quarter hours: they add nothing
-                share = np.where((j < slots)[:, None], share, 0.0)
+                share = np.where(touched[:, None], share, 0.0)
             usual = usual + share
+            declared |= touched & (scale != 1.0)
+            held |= touched & np.isnan(scale)
         expected = usual * season.level
         known = (season.weeks >= 1) & np.isfinite(expected)
-        return Expectation(np.where(known, expected, np.nan), season.size, season.weeks)
+        shape = expected.shape
+        return Expectation(
+            np.where(known, expected, np.nan),
+            season.size,
+            season.weeks,
+            np.broadcast_to(declared[:, None], shape),
+            np.broadcast_to(held[:, None], shape),
+        )
 
     def _per_slot(
         self, gateways: list[str]
@@ -185,23 +261,40 @@ class VolumeHistory:
         # Before a gateway's first payment its volume is unknown, not zero.
         volume[np.arange(slots)[None, :] < seen[:, None]] = np.nan
         weeks = (slots - seen) // SLOTS_PER_WEEK
+        scale = declared_scale(self.calendar, first, slots + SLOTS_PER_HOUR)
+        # Declared days teach the other days nothing: the profile, the level and the noise
+        # are learnt on the ordinary days alone.
+        ordinary = np.where(scale[:slots] == 1.0, volume, np.nan)
         # The usual volume of every slot of the history and of the current hour.
-        usual = seasonal_profile(volume, np.arange(slots + SLOTS_PER_HOUR))
-        level = level_factor(volume, usual[:, :slots])
+        offsets = None
+        if self.calendar.timezone != "UTC":
+            offsets = local_offsets(self.calendar, first, slots + SLOTS_PER_HOUR + 1)
+        usual = seasonal_profile(ordinary, np.arange(slots + SLOTS_PER_HOUR), offsets)
+        level = level_factor(ordinary, usual[:, :slots])
+        if self.calendar.days:
+            # Within a declared day of known effect the level also counts the day's own
+            # hours against the scaled expectation, so that a factor declared too high or
+            # too low is corrected within hours; the next day does not see them.
+            own = level_factor(volume / scale[:slots], usual[:, :slots])
+            boundary = np.arange(slots + 1)
+            before = np.concatenate([[1.0], scale[:slots]])
+            within = np.isfinite(before) & (before != 1.0) & (scale[boundary] == before)
+            level = np.where(within[None, :], own, level)
         # The noise: every past slot against the expectation the rule had for it then (each
         # hour's level is the one measured at its start), fitted on the lower tail.
         hour_start = np.arange(slots) // SLOTS_PER_HOUR * SLOTS_PER_HOUR
         replayed = usual[:, :slots] * level[:, hour_start]
-        size = tail_matched_size(volume, replayed)
-        return Season(first, usual, level[:, slots], size, weeks, level, seen)
+        size = tail_matched_size(ordinary, replayed)
+        return Season(first, usual, level[:, slots], size, weeks, level, seen, scale)
 
     # --- for the status page's expected band ------------------------------------------------
 
     def expected_hours(self, gateways: list[str], first_hour: int) -> HourlyExpectation:
         """Payments the volume rules expected in each hour from ``first_hour`` (epoch hours,
         at most a week back) to the current one, as they expected them during that hour:
-        the usual volume of its quarter hours times the level measured at its start. NaN
-        where a gateway had less than a week of history then. Also each gateway's
+        the usual volume of its quarter hours (scaled on declared days) times the level
+        measured at its start. NaN where a gateway had less than a week of history then, or
+        on a declared day of unknown effect. Also each gateway's
         negative-binomial size.
 
         The current hour's value is what the rules use now. (An earlier hour sees at most
@@ -219,6 +312,7 @@ class VolumeHistory:
         slots = start[:, None] + np.arange(SLOTS_PER_HOUR)
         # During an hour the rule expected its slots' usual volume times the level measured
         # at the hour's start (as the noise fit replays it), once it had a week of history.
-        expected = season.usual[:, slots].sum(axis=2) * season.levels[:, start]
+        scaled = season.usual[:, slots] * season.scale[slots]
+        expected = scaled.sum(axis=2) * season.levels[:, start]
         week_then = start[None, :] - season.seen[:, None] >= SLOTS_PER_WEEK
         return np.where(week_then, expected, np.nan), season.size

@@ -85,16 +85,20 @@ def drops(windows: Windows, config: Config, history: VolumeHistory | None) -> Dr
     stop = np.repeat(before[:, None], len(windows.gateways), axis=1)
     simple = rate_before(windows.volume, stop, minutes_of(rule.history), minutes, first) * minutes
     seasonal = np.zeros(observed.shape, dtype=bool)
+    held = np.zeros(observed.shape, dtype=bool)
     expected, size = simple, np.full(len(windows.gateways), DEFAULT_SIZE)
     if history is not None:
         season = history.span_expectation(windows.gateways, windows.end_minutes, minutes)
         seasonal = np.isfinite(season.expected)
         expected = np.where(seasonal, season.expected, simple)
         size = np.where(seasonal, season.size, DEFAULT_SIZE)
+        # A declared day of unknown effect has no expectation to fall short of; nor has one
+        # of known effect without the seasonal one (the traffic just before is not scaled).
+        held = season.held | (season.declared & ~seasonal)
     chance = negative_binomial_cdf(observed, expected, size)
     # A drop must also be large, however significant. A drop to nothing stays one (no_data
     # raises its own, critical alert), so a silence does not make this alert flap.
-    active = (observed < rule.below * expected) & (chance < volume_alpha(config))
+    active = (observed < rule.below * expected) & (chance < volume_alpha(config)) & ~held
     # The seasonal expectation only: the API and the status page show none in the first week.
     per_minute = np.where(seasonal, expected / minutes, np.nan)
     # A first-week drop that lasts soon becomes the traffic before the window, and the

@@ -31,12 +31,14 @@ from detector.simulate.gateways import DEFAULT_GATEWAYS, GatewayProfile
 from detector.simulate.incidents import Incident
 from detector.simulate.payments import generate
 from detector.simulate.schema import create_schema
+from detector.simulate.seasons import Seasons
 
 __all__ = [
     "DEFAULT_GATEWAYS",
     "GatewayProfile",
     "Incident",
     "MinuteCounts",
+    "Seasons",
     "create_schema",
     "generate",
     "minute_counts",

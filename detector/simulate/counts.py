@@ -12,6 +12,7 @@ import numpy.typing as npt
 from detector.model import Counts
 from detector.simulate.gateways import DEFAULT_GATEWAYS, GatewayProfile
 from detector.simulate.incidents import Incident
+from detector.simulate.seasons import Seasons
 from detector.simulate.traffic import (
     US_PER_DAY,
     US_PER_MINUTE,
@@ -67,18 +68,23 @@ def minute_counts(
     incidents: Iterable[Incident] = (),
     seed: int = 0,
     pending_share: float = 0.002,
+    seasons: Seasons | None = None,
 ) -> MinuteCounts:
     """Per-minute payments, failures and pending payments of the minutes starting in
     ``[start, end)``: the counts of the payments `generate` draws with the same arguments.
 
     Costs what the number of minutes costs, not the number of payments, so months of
     busy gateways fit in memory (benchmarks/detection.py replays them this way).
+    ``seasons`` shapes the traffic by a local calendar (DST, growth, special days) instead
+    of the UTC day and week.
 
     >>> counts = minute_counts(datetime(2026, 11, 20), datetime(2026, 11, 21), seed=1)
     >>> counts.gateways[0], counts.payments.shape
     ('stripe', (5, 1440))
     """
-    start, end, traffic = checked_arguments(start, end, gateways, incidents, seed, pending_share)
+    start, end, traffic = checked_arguments(
+        start, end, gateways, incidents, seed, pending_share, seasons
+    )
     first = -(-epoch_us(start) // US_PER_MINUTE)
     stop = max(-(-epoch_us(end) // US_PER_MINUTE), first)
     start_us, end_us = first * US_PER_MINUTE, stop * US_PER_MINUTE

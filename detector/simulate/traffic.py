@@ -17,6 +17,7 @@ from scipy.interpolate import CubicSpline
 
 from detector.simulate.gateways import GatewayProfile
 from detector.simulate.incidents import Incident
+from detector.simulate.seasons import Seasons
 from detector.timeutil import naive_utc
 
 __all__ = [
@@ -75,6 +76,7 @@ class Traffic:
     incidents: tuple[Incident, ...]
     seed: int
     pending_share: float
+    seasons: Seasons | None = None  # the local calendar's shape; None: the UTC shape
 
 
 def checked_arguments(
@@ -84,6 +86,7 @@ def checked_arguments(
     incidents: Iterable[Incident],
     seed: int,
     pending_share: float,
+    seasons: Seasons | None = None,
 ) -> tuple[datetime, datetime, Traffic]:
     """The arguments of `generate` and `minute_counts` in normal form, or a ValueError."""
     start, end = naive_utc(start), naive_utc(end)
@@ -103,7 +106,7 @@ def checked_arguments(
         raise ValueError("the seed must be zero or more")
     if not 0 <= pending_share < 1:
         raise ValueError("pending_share must be in [0, 1)")
-    return start, end, Traffic(tuple(gateways), incidents, seed, pending_share)
+    return start, end, Traffic(tuple(gateways), incidents, seed, pending_share, seasons)
 
 
 def days_touched(start_us: int, end_us: int) -> range:
@@ -131,8 +134,11 @@ def draw_day_counts(day_us: int, traffic: Traffic) -> DayCounts:
 
     per_minute = np.array([g.per_minute for g in gateways])[:, None]
     base_rate = np.array([g.failure_rate for g in gateways])[:, None]
-    weekly = _WEEKEND_FACTOR if day.weekday() >= 5 else 1.0
-    volume = per_minute * _DIURNAL[None, :] * weekly
+    if traffic.seasons is None:
+        weekly = _WEEKEND_FACTOR if day.weekday() >= 5 else 1.0
+        volume = per_minute * _DIURNAL[None, :] * weekly
+    else:
+        volume = per_minute * traffic.seasons.day_shape(day, _DIURNAL)[None, :]
     failure_p = np.repeat(base_rate, MINUTES_PER_DAY, axis=1)
     incident_share = np.zeros_like(failure_p)
     for incident in traffic.incidents:

@@ -3,10 +3,11 @@
 Volumes are payments per quarter hour (a "slot"), one row per series, oldest first, NaN
 before a series' first payment (unknown, not zero). A slot's usual volume is the robust mean
 (the median; with 4 weeks, the mean of the middle two) of the same slot of the week over up
-to 4 earlier weeks, averaged with its two neighbouring slots; today's level is how the last
-three hours compared with their usual volume. The noise around that expectation is a negative
-binomial whose size is fitted to the lower tail of the series' own history, replayed through
-the same expectation.
+to 4 earlier weeks (at the same local time, for traffic that follows a clock with DST),
+averaged with its two neighbouring slots; today's level is how the last three hours compared
+with their usual volume. The noise around that expectation is a negative binomial whose size
+is fitted to the lower tail of the series' own history, replayed through the same
+expectation.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy.typing as npt
 from scipy import special
 
 __all__ = [
+    "DAY_SLOTS",
     "DEFAULT_SIZE",
     "HISTORY_WEEKS",
     "SLOTS_PER_HOUR",
@@ -67,13 +69,20 @@ def negative_binomial_cdf(
     return np.asarray(np.where(k < 0, 0.0, special.betainc(r, k + 1.0, p)), dtype=np.float64)
 
 
-def _same_slot_mean(volume: FloatArray, columns: npt.NDArray[np.int64]) -> FloatArray:
-    """Median of each column's same slot of the week over the up to 4 earlier weeks known."""
+def _same_slot_mean(
+    volume: FloatArray, columns: npt.NDArray[np.int64], offsets: npt.NDArray[np.int64] | None
+) -> FloatArray:
+    """Median of each column's same slot of the week over the up to 4 earlier weeks known
+    (the same local time of the week where ``offsets`` give each column's UTC offset)."""
     shape = (volume.shape[0], columns.size)
     count, total = np.zeros(shape), np.zeros(shape)
     high, low = np.full(shape, -np.inf), np.full(shape, np.inf)
     for weeks_back in range(1, HISTORY_WEEKS + 1):
         index = columns - weeks_back * SLOTS_PER_WEEK
+        if offsets is not None:
+            # Across a change of the clocks the same local time is an hour more or less back.
+            last = offsets.size - 1
+            index = index + offsets[np.clip(columns, 0, last)] - offsets[np.clip(index, 0, last)]
         inside = (index >= 0) & (index < volume.shape[1])
         values = volume[:, np.clip(index, 0, volume.shape[1] - 1)]
         known = inside & np.isfinite(values)
@@ -89,11 +98,18 @@ def _same_slot_mean(volume: FloatArray, columns: npt.NDArray[np.int64]) -> Float
     return np.asarray(np.where(count > 0, median, np.nan), dtype=np.float64)
 
 
-def seasonal_profile(volume: FloatArray, columns: npt.NDArray[np.int64]) -> FloatArray:
+def seasonal_profile(
+    volume: FloatArray,
+    columns: npt.NDArray[np.int64],
+    offsets: npt.NDArray[np.int64] | None = None,
+) -> FloatArray:
     """Usual volume of each slot in ``columns`` (columns of ``volume``, possibly beyond it).
 
     The median over earlier weeks, averaged with the neighbouring slots' (where known) to
     halve the noise of a quiet gateway's quarter hours. NaN where no earlier week is known.
+    ``offsets``, per column of ``volume`` and beyond, the local clock's UTC offset in slots:
+    the weeks are then matched at the same local time (traffic that follows a clock with
+    daylight saving time).
 
     >>> week = np.full(672, 10.0); v = np.concatenate([week, week * 3, week * 2])[None, :]
     >>> seasonal_profile(v, np.array([2016, 5])).tolist()
@@ -102,7 +118,7 @@ def seasonal_profile(volume: FloatArray, columns: npt.NDArray[np.int64]) -> Floa
     needed, where = np.unique(
         np.concatenate([columns - 1, columns, columns + 1]), return_inverse=True
     )
-    wide = _same_slot_mean(volume, needed)[:, where.reshape(3, columns.size)]
+    wide = _same_slot_mean(volume, needed, offsets)[:, where.reshape(3, columns.size)]
     known = np.isfinite(wide)
     mean = np.where(known, wide, 0.0).sum(axis=1) / np.maximum(known.sum(axis=1), 1)
     return np.asarray(np.where(known[:, 1], mean, np.nan), dtype=np.float64)
@@ -110,20 +126,41 @@ def seasonal_profile(volume: FloatArray, columns: npt.NDArray[np.int64]) -> Floa
 
 def level_factor(volume: FloatArray, usual: FloatArray) -> FloatArray:
     """Today's level at each column boundary ``t`` (0 .. columns): how the ``LEVEL_SLOTS``
-    slots before ``t`` compared with their usual volume, shrunk towards 1 and clipped.
+    slots before ``t`` compared with their usual volume, shrunk towards 1 and clipped; but
+    never above the median of the week's days' levels (the 24 hours before ``t``, ``t`` minus
+    a day, ... six days back). A day far above its usual (a sale, a campaign) thus does not
+    raise the expectation of the night after it, nor does any single day stand for the
+    week; a level below the week's (a drop in progress, a quiet day) is kept as measured.
 
     >>> v = np.full((1, 24), 20.0); u = np.full((1, 24), 10.0)
     >>> level_factor(v, u)[0, [0, 12, 24]].round(3).tolist()
     [1.0, 1.857, 1.857]
+    >>> sale = np.concatenate([np.full(96 * 3, 10.0), np.full(96, 30.0)])[None, :]
+    >>> level_factor(sale, np.full((1, 96 * 4), 10.0))[0, -1]  # the night after the sale
+    np.float64(1.0)
     """
     usable = np.isfinite(volume) & np.isfinite(usual)
+    recent = _window_level(volume, usual, usable, LEVEL_SLOTS)
+    daily = _window_level(volume, usual, usable, DAY_SLOTS)
+    days_back = np.arange(7)[:, None] * DAY_SLOTS
+    boundary = np.arange(volume.shape[1] + 1)[None, :] - days_back  # (7, boundaries)
+    inside = boundary >= DAY_SLOTS  # whole days only (the first day's boundaries use it)
+    inside[0] = True
+    past = np.where(inside[None, :, :], daily[:, np.maximum(boundary, 0)], np.nan)
+    week = np.nanmedian(past, axis=1)
+    return np.asarray(np.minimum(recent, week), dtype=np.float64)
+
+
+def _window_level(
+    volume: FloatArray, usual: FloatArray, usable: npt.NDArray[np.bool_], slots: int
+) -> FloatArray:
+    """At each column boundary: the ``slots`` slots before it against their usual volume,
+    shrunk towards 1 by ``LEVEL_PRIOR_PAYMENTS`` and clipped to ``LEVEL_RANGE``."""
 
     def window_sums(values: FloatArray) -> FloatArray:
         total = np.cumsum(np.where(usable, values, 0.0), axis=1)
         total = np.concatenate([np.zeros((values.shape[0], 1)), total], axis=1)
-        shifted = np.concatenate(
-            [np.zeros((values.shape[0], LEVEL_SLOTS)), total[:, :-LEVEL_SLOTS]], axis=1
-        )
+        shifted = np.concatenate([np.zeros((values.shape[0], slots)), total[:, :-slots]], axis=1)
         return np.asarray(total - shifted[:, : total.shape[1]], dtype=np.float64)
 
     actual, expected = window_sums(volume), window_sums(usual)
