@@ -178,8 +178,9 @@ class Engine:
             if row is None:
                 continue
             if restarts is None:
-                start = window.end_minute - window.minutes
-                restarts = np.full(len(window.gateways), start, dtype=np.int64)
+                # Minute 0 for the rows without one: the same every tick, so that a replay
+                # recomputes its hour's bank only when a restart changes.
+                restarts = np.zeros(len(window.gateways), dtype=np.int64)
             restarts[row] = max(int(restarts[row]), ceil_minute(resolution.at))
         return restarts
 
