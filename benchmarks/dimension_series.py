@@ -8,6 +8,11 @@ Simulated payments (``detector.simulate.generate``, seeded) are aggregated in me
   13:00 (after 5 hours of history) stripe's card payments fail at 30%, 15%, 10% or 6% while
   everything else stays at 1%. First alert, aggregate only vs with
   ``series: [[method], [country]]``.
+- **Segment incident**: the same, but only card payments from Brazil fail (at 50% or 30%);
+  ``sla_breach`` firings per incident with series on (the target is one).
+- **Evidence already used**: a gateway of about one payment a minute, half of its payments
+  failing for an hour; ``sla_breach`` firings per incident over the 6 hours after it (the
+  window still holds it), and the time from its end to the resolution.
 - **Healthy traffic**: three gateways (40, 10 and 4 a minute) at 1% for ``--days`` days with
   series on; the SLA breach alerts of any series, which the budget bounds.
 
@@ -28,7 +33,7 @@ import pandas as pd
 from detector.backtest import replay
 from detector.config import Config, parse_config
 from detector.model import Counts, Notification, grouped
-from detector.simulate import GatewayProfile, generate
+from detector.simulate import GatewayProfile, Incident, generate, minute_counts
 from detector.source import FrameSource
 
 __all__ = ["main"]
@@ -80,7 +85,7 @@ def _counts(frame: pd.DataFrame) -> Counts:
     return replace(grouped(detail.gateway, detail.minute, detail), detail=detail)
 
 
-def _confined(rate: float, seed: int) -> Counts:
+def _confined(rate: float, seed: int, country: str | None = None) -> Counts:
     stripe = (GatewayProfile("stripe", per_minute=40, failure_rate=0.01),)
     frame = generate(DAY + timedelta(hours=8), DAY + timedelta(hours=16), stripe, seed=seed)
     rng = np.random.default_rng(seed)
@@ -91,6 +96,7 @@ def _confined(rate: float, seed: int) -> Counts:
     hit = (
         card
         & (frame["status"] != "pending").to_numpy()
+        & (True if country is None else (frame["country"] == country).to_numpy())
         & (at >= np.datetime64(start))
         & (at < np.datetime64(start + INCIDENT[1]))
     )
@@ -115,6 +121,47 @@ def _median(delays: list[float | None]) -> str:
     return f"{median:>4} min, {missed} missed"
 
 
+def _segment_incidents(repeat: int) -> None:
+    start, end = DAY + timedelta(hours=11), DAY + timedelta(hours=16)
+    print("\nincident confined to card payments in Brazil: sla_breach firings per incident")
+    for rate in (0.5, 0.3):
+        firings = []
+        for seed in range(repeat):
+            events = replay(_config(True), FrameSource(_confined(rate, seed, "BR")), start, end)
+            firings.append(sum(e.event == "firing" and e.rule == "sla_breach" for e in events))
+        print(f"  card, BR at {rate:.0%}: {sum(firings)} firings for {repeat} incidents {firings}")
+
+
+def _evidence_already_used(repeat: int) -> None:
+    slow = (GatewayProfile("slow", per_minute=1, failure_rate=0.01),)
+    config = _config(False)
+    print("\n1 payment/min, 50% failing for 1 h: sla_breach firings per incident, hours to resolve")
+    firings, hours = [], []
+    for seed in range(repeat):
+        incident = Incident("slow", DAY + timedelta(hours=12), timedelta(hours=1), 0.5)
+        counts = minute_counts(
+            DAY - timedelta(days=1), DAY + timedelta(days=1), slow, (incident,), seed
+        )
+        events = [
+            e
+            for e in replay(
+                config,
+                FrameSource(counts.to_counts()),
+                DAY + timedelta(hours=11),
+                DAY + timedelta(hours=19),
+            )
+            if e.rule == "sla_breach"
+        ]
+        firings.append(sum(e.event == "firing" for e in events))
+        resolved = [datetime.fromisoformat(e.at) for e in events if e.event == "resolved"]
+        if resolved:
+            hours.append((resolved[0] - (DAY + timedelta(hours=13))).total_seconds() / 3600)
+    print(f"  {sum(firings)} firings for {repeat} incidents {firings}")
+    print(
+        f"  resolved after the end: median {statistics.median(hours):.1f} h, max {max(hours):.1f} h"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5, help="seeds per incident rate")
@@ -136,6 +183,9 @@ def main() -> None:
             with_series = _first_alerts(list(replay(_config(True), counts, start, end)))
             series.append(min(with_series.values(), default=None))
         print(f"{rate:>18.0%} {_median(plain):>24} {_median(series):>24}")
+
+    _segment_incidents(args.repeat)
+    _evidence_already_used(2 * args.repeat)
 
     traffic = (
         GatewayProfile("stripe", per_minute=40, failure_rate=0.01),

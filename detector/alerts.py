@@ -5,6 +5,10 @@ stays firing for ``keep_firing_for`` after its condition clears, so a borderline
 does not flap. An escalation from warning to critical is a transition of its own; reminders
 for alerts still firing are the router's business (each route has its ``repeat_interval``).
 Nothing here knows whether it runs live or in a backtest: time comes in with every call.
+
+The book also remembers when each alert last resolved (:attr:`AlertBook.resolved`): the
+SLA bank counts a series' evidence only from then on, so a resolved alert cannot fire again
+on the evidence it already reported.
 """
 
 from __future__ import annotations
@@ -22,7 +26,14 @@ from detector.model import Evidence, Notification
 from detector.rules import Finding, RuleResult
 from detector.timeutil import iso_z
 
-__all__ = ["Alert", "AlertBook", "Transition", "fingerprint", "notification_for"]
+__all__ = [
+    "Alert",
+    "AlertBook",
+    "Resolution",
+    "Transition",
+    "fingerprint",
+    "notification_for",
+]
 
 _SEVERITY_RANK = {"warning": 1, "critical": 2}
 
@@ -88,6 +99,21 @@ class Alert:
 
 
 @dataclass(frozen=True)
+class Resolution:
+    """When an alert last resolved, and whose it was."""
+
+    labels: dict[str, str]
+    at: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"labels": self.labels, "at": self.at.isoformat()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Resolution:
+        return cls(dict(data["labels"]), datetime.fromisoformat(data["at"]))
+
+
+@dataclass(frozen=True)
 class Transition:
     """An alert started firing, is still firing (repeat), escalated, or resolved."""
 
@@ -103,6 +129,9 @@ class AlertBook:
     def __init__(self, config: Config):
         self.config = config
         self.alerts: dict[str, Alert] = {}
+        # Fingerprint -> the last resolution of that alert, while its evidence may still be
+        # in the count window (see :meth:`forget_resolved_before`).
+        self.resolved: dict[str, Resolution] = {}
 
     def _timing(self, rule: str) -> tuple[timedelta, timedelta]:
         settings = getattr(self.config.detection, rule, None)
@@ -116,8 +145,17 @@ class AlertBook:
     def snapshot(self) -> dict[str, Alert]:
         return {key: alert.copy() for key, alert in self.alerts.items()}
 
-    def restore(self, alerts: dict[str, Alert]) -> None:
+    def restore(
+        self, alerts: dict[str, Alert], resolved: dict[str, Resolution] | None = None
+    ) -> None:
+        """Take these alerts (and, if given, these resolutions) as the book's state."""
         self.alerts = {key: alert.copy() for key, alert in alerts.items()}
+        if resolved is not None:
+            self.resolved = dict(resolved)
+
+    def forget_resolved_before(self, moment: datetime) -> None:
+        """Drop the resolutions no later than ``moment``: no evidence before them is left."""
+        self.resolved = {k: r for k, r in self.resolved.items() if r.at > moment}
 
     def observe(self, result: RuleResult, now: datetime) -> list[Transition]:
         """Apply one rule's verdicts for every gateway."""
@@ -218,6 +256,7 @@ class AlertBook:
         if now - alert.last_active < keep_firing_for:
             return None
         del self.alerts[key]
+        self.resolved[key] = Resolution(dict(alert.labels), now)
         if finding is not None:
             alert.summary, alert.evidence = finding.summary, finding.evidence
         return Transition("resolved", alert, now)

@@ -11,6 +11,9 @@ import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
+import numpy as np
+import numpy.typing as npt
+
 from detector.alerts import AlertBook, Transition
 from detector.config import Config
 from detector.rules import (
@@ -22,7 +25,7 @@ from detector.rules import (
     minutes_needed,
     source_down_finding,
 )
-from detector.series import DimensionSeries, series_dimensions
+from detector.series import DimensionSeries, series_dimensions, series_key
 from detector.source import Source, SourceError
 from detector.stats.attribution import Attribution, attribute
 from detector.timeutil import ceil_minute, epoch_minute, minute_start
@@ -80,7 +83,7 @@ class Engine:
         new rules may need a longer look-back.
         """
         engine = Engine(config, source)
-        engine.alerts.restore(self.alerts.alerts)
+        engine.alerts.restore(self.alerts.alerts, self.alerts.resolved)
         engine.failed_ticks, engine._failing_since = self.failed_ticks, self._failing_since
         return engine
 
@@ -109,6 +112,7 @@ class Engine:
         self.watermark = now
 
         transitions = self.alerts.observe_findings("source_down", [], now)
+        self.alerts.forget_resolved_before(minute_start(end_minute - self.window.minutes))
         self._refresh_history(end_minute)
         shares = None
         if self.series is not None:
@@ -116,13 +120,21 @@ class Engine:
             shares = self.series.shares
         # Health and metrics read these: they stay per gateway.
         self.last_results = evaluate(
-            self.window, self.config, self.calibration, self.volume_history, shares, self.replay
+            self.window,
+            self.config,
+            self.calibration,
+            self.volume_history,
+            shares,
+            self.replay,
+            self._restarts(self.window, series=False),
         )
         for result in self.last_results:
             if self.series is not None and result.rule == "sla_breach":
                 # The series' verdicts are more rows of the same rule, so that the alert
                 # book resolves exactly the alerts no row holds any more.
-                self.last_series = self.series.verdicts(self.window, self.alerts.alerts)
+                self.last_series = self.series.verdicts(
+                    self.window, self.alerts.alerts, self._restarts(self.series.window, True)
+                )
                 result = result.concat(self.last_series)
             transitions += self.alerts.observe(result, now)
         return TickResult(
@@ -148,6 +160,29 @@ class Engine:
             and bool(self.last_results)
             and self.replay.quiet(ceil_minute(now), [r.rule for r in self.last_results])
         )
+
+    def _restarts(self, window: CountWindow, series: bool) -> npt.NDArray[np.int64] | None:
+        """Per row of ``window`` (gateways, or dimension series): the epoch minute after the
+        tick its sla_breach alert last resolved at, from which its evidence counts; None
+        when no row's alert resolved within the window."""
+        restarts = None
+        rows: dict[str, int] | None = None
+        for resolution in self.alerts.resolved.values():
+            labels = dict(resolution.labels)
+            rule, gateway = labels.pop("rule"), labels.pop("gateway", None)
+            if rule != "sla_breach" or gateway is None or bool(labels) != series:
+                continue
+            if rows is None:
+                rows = {key: i for i, key in enumerate(window.gateways)}
+            row = rows.get(series_key(gateway, labels) if series else gateway)
+            if row is None:
+                continue
+            if restarts is None:
+                # Minute 0 for the rows without one: the same every tick, so that a replay
+                # recomputes its hour's bank only when a restart changes.
+                restarts = np.zeros(len(window.gateways), dtype=np.int64)
+            restarts[row] = max(int(restarts[row]), ceil_minute(resolution.at))
+        return restarts
 
     @property
     def dimensions(self) -> tuple[str, ...]:

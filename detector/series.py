@@ -145,9 +145,17 @@ class DimensionSeries:
         watched = Counter(g for g, w in zip(rows.gateways, rows.watched, strict=True) if w)
         return {gateway: 1 + count for gateway, count in watched.items()}
 
-    def verdicts(self, gateways: CountWindow, open_alerts: Container[str]) -> RuleResult:
-        """The series' sla_breach verdicts, less those :func:`hold_back` holds back."""
-        result = evaluate_series(self.window, self.config, self.calibration, self.rows, self.shares)
+    def verdicts(
+        self,
+        gateways: CountWindow,
+        open_alerts: Container[str],
+        restarts: npt.NDArray[np.int64] | None = None,
+    ) -> RuleResult:
+        """The series' sla_breach verdicts, less those :func:`hold_back` holds back;
+        ``restarts``: per series, the epoch minute its evidence counts from."""
+        result = evaluate_series(
+            self.window, self.config, self.calibration, self.rows, self.shares, restarts
+        )
         return hold_back(result, self.window, gateways, open_alerts)
 
 

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from detector.alerting import Delivery, Silence
-from detector.alerts import Alert
+from detector.alerts import Alert, Resolution
 from detector.config import LabelMatcher
 from detector.db import connect, create_tables, error_text
 from detector.errors import DetectorError
@@ -158,6 +158,15 @@ class StateStore:
             alerts[alert.fingerprint] = alert
         return (datetime.fromisoformat(value) if value else None), alerts
 
+    def resolutions(self) -> dict[str, Resolution]:
+        """When each alert whose evidence may still be in the count window last resolved."""
+        with store_errors("read the state database"), self.engine.connect() as connection:
+            value = connection.execute(
+                sa.select(_meta.c.value).where(_meta.c.key == "resolved")
+            ).scalar()
+        marks = json.loads(value) if value else {}
+        return {key: Resolution.from_dict(mark) for key, mark in marks.items()}
+
     def save_tick(
         self,
         watermark: datetime | None,
@@ -165,6 +174,7 @@ class StateStore:
         deliveries: Iterable[Delivery | tuple[str, Notification]],
         now: datetime,
         fence: Callable[[sa.Connection], bool] | None = None,
+        resolved: dict[str, Resolution] | None = None,
     ) -> int:
         """Commit a tick: watermark, alert states and new outbox entries, all or nothing.
 
@@ -181,6 +191,10 @@ class StateStore:
                 connection.execute(
                     _meta.insert().values(key="watermark", value=watermark.isoformat())
                 )
+            if resolved is not None:
+                marks = {key: mark.to_dict() for key, mark in resolved.items()}
+                connection.execute(_meta.delete().where(_meta.c.key == "resolved"))
+                connection.execute(_meta.insert().values(key="resolved", value=json.dumps(marks)))
             connection.execute(_alerts.delete())
             if alerts:
                 connection.execute(

@@ -92,13 +92,15 @@ def evaluate(
     history: VolumeHistory | None = None,
     sla_shares: Mapping[str, int] | None = None,
     replay: Replay | None = None,
+    restarts: npt.NDArray[np.int64] | None = None,
 ) -> list[RuleResult]:
     """Every enabled rule's verdict on the window as it stands.
 
     ``calibration`` carries the hourly thresholds from tick to tick (a fresh one computes
     them); ``history`` is the volume per quarter hour the seasonal rules compare against;
     ``sla_shares`` says how many series share a gateway's sla_breach budget (default 1);
-    ``replay`` serves a replayed tick its figures from its hour's, computed at once.
+    ``replay`` serves a replayed tick its figures from its hour's, computed at once;
+    ``restarts`` says from which epoch minute each gateway's sla_breach evidence counts.
     """
     context = RuleContext(
         config,
@@ -107,6 +109,7 @@ def evaluate(
         history=history,
         served=None if replay is None else replay.served(window),
         sla_shares=_per_row(window.gateways, sla_shares),
+        restarts=restarts,
     )
     # Each rule's settings are under its own name in ``detection``.
     enabled = [rule for rule in RULES if getattr(config.detection, rule.name).enabled]
@@ -119,6 +122,7 @@ def evaluate_series(
     calibration: Calibration,
     rows: SeriesRows,
     sla_shares: Mapping[str, int],
+    restarts: npt.NDArray[np.int64] | None = None,
 ) -> RuleResult:
     """The sla_breach verdict on dimension series, whose rows ``rows`` describes."""
     context = RuleContext(
@@ -127,5 +131,6 @@ def evaluate_series(
         calibration,
         sla_shares=_per_row(rows.gateways, sla_shares),
         series=rows,
+        restarts=restarts,
     )
     return SlaBreach().evaluate(window, context)

@@ -50,6 +50,9 @@ class RuleContext:
     sla_shares: npt.NDArray[np.float64] | None = None
     # Who the rows are where they are dimension series; None where they are gateways.
     series: SeriesRows | None = None
+    # Per row: the epoch minute from which sla_breach counts evidence (the end of the tick
+    # its alert last resolved at, so that evidence already reported cannot re-open it).
+    restarts: npt.NDArray[np.int64] | None = None
 
     def figures(
         self,

@@ -12,7 +12,7 @@ from detector.config import Config
 from detector.rules.seasonal import VolumeHistory
 from detector.rules.verdict import BoolArray
 from detector.stats.calibration import estimate_dispersion, quantise_up, threshold_for
-from detector.stats.cusum import cusum_bank, member_weights
+from detector.stats.cusum import CusumBank, cusum_bank, member_weights
 from detector.stats.seasonal import SLOT_MINUTES
 from detector.window import CountWindow
 
@@ -62,15 +62,17 @@ class Thresholds:
     weights: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]  # per failure, per success
     cap: npt.NDArray[np.float64]  # threshold + RECOVERY_NATS
 
-    def bank_parameters(
+    def bank(
         self,
-    ) -> tuple[
-        npt.NDArray[np.float64],
-        tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]],
-        npt.NDArray[np.float64],
-    ]:
-        """What a :class:`CusumBank` takes besides the counts: rho, weights and ceilings."""
-        return self.rho, self.weights, self.cap
+        failures: npt.NDArray[np.int64],
+        payments: npt.NDArray[np.int64],
+        window: int | None = None,
+        ends: npt.NDArray[np.int64] | None = None,
+        first: npt.NDArray[np.int64] | None = None,
+    ) -> CusumBank:
+        """The CUSUM bank of these thresholds on the counts, each row counting from its
+        column in ``first`` (see :class:`~detector.stats.cusum.CusumBank`)."""
+        return CusumBank(failures, payments, self.rho, self.weights, self.cap, window, ends, first)
 
 
 class Calibration:

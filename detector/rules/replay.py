@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TypeVar, cast
 
 import numpy as np
+import numpy.typing as npt
 
 from detector.model import Counts
 from detector.rules.calibration import Thresholds
@@ -26,6 +27,7 @@ from detector.window import CountWindow
 __all__ = ["HourOfWindows", "Replay", "Served"]
 
 Figures = TypeVar("Figures", bound=TickFigures)
+IntArray = npt.NDArray[np.int64]
 
 
 class Replay:
@@ -74,9 +76,10 @@ class Served:
         """This tick's row of ``rule``'s figures, computed once for the hour."""
         return self.hour.figures(rule, depends, compute).row(self.index)
 
-    def bank(self, limits: Thresholds) -> CusumBank:
-        """The bank holding the statistics of the hour's windows (this one's at ``index``)."""
-        return self.hour.bank(limits)
+    def bank(self, limits: Thresholds, restarts: IntArray | None) -> CusumBank:
+        """The bank holding the statistics of the hour's windows (this one's at ``index``),
+        each row counted from its epoch minute in ``restarts``."""
+        return self.hour.bank(limits, restarts)
 
 
 class HourOfWindows:
@@ -100,7 +103,7 @@ class HourOfWindows:
             minutes,
             span.end_minute,
         )
-        self._banks: tuple[Thresholds, CusumBank] | None = None
+        self._banks: tuple[Thresholds, bytes, CusumBank] | None = None
         self._figures: dict[str, tuple[object, TickFigures]] = {}
         self._busy: dict[str, list[bool]] = {}
 
@@ -133,18 +136,20 @@ class HourOfWindows:
         busy = [self._busy.get(rule) for rule in rules]
         return all(b is not None and not b[index] for b in busy)
 
-    def bank(self, limits: Thresholds) -> CusumBank:
-        if self._banks is None or self._banks[0] is not limits:
+    def bank(self, limits: Thresholds, restarts: IntArray | None) -> CusumBank:
+        """The hour's bank, recomputed when the thresholds or the restarts change (an alert
+        resolved during the hour)."""
+        key = b"" if restarts is None else restarts.tobytes()
+        if self._banks is None or self._banks[0] is not limits or self._banks[1] != key:
             windows = self.windows
-            bank = CusumBank(
-                windows.failures,
-                windows.payments,
-                *limits.bank_parameters(),
-                windows.minutes,
-                windows.ends,
+            first = None
+            if restarts is not None:
+                first = restarts - (self.span.end_minute - self.span.minutes)
+            bank = limits.bank(
+                windows.failures, windows.payments, windows.minutes, windows.ends, first
             )
-            self._banks = (limits, bank)
-        return self._banks[1]
+            self._banks = (limits, key, bank)
+        return self._banks[2]
 
     def figures(self, rule: str, depends: object, compute: Callable[[Windows], Figures]) -> Figures:
         """``rule``'s figures for the hour, recomputed if what they depend on (the volume

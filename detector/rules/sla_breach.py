@@ -73,11 +73,14 @@ class SlaBreach:
         gateways = window.gateways if rows is None else rows.gateways
         labels: list[dict[str, str]] = [{}] * len(gateways) if rows is None else rows.labels
         served = context.served
+        restarts = context.restarts
         if served is not None:
-            bank, this = served.bank(limits), served.index
+            bank, this = served.bank(limits, restarts), served.index
         else:
-            bank, this = CusumBank(window.failures, window.payments, *limits.bank_parameters()), 0
-        figures = context.figures(window, self.name, limits, lambda _: bank_figures(bank, limits))
+            first = None if restarts is None else restarts - (window.end_minute - window.minutes)
+            bank, this = limits.bank(window.failures, window.payments, first=first), 0
+        # The bank is the same object while the thresholds and the restarts stay the same.
+        figures = context.figures(window, self.name, bank, lambda _: bank_figures(bank, limits))
         statistics, active, leader = figures.statistics, figures.active, figures.leader
         explain = minutes_of(rule.window)
         first_minute = window.end_minute - window.minutes

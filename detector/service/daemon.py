@@ -87,7 +87,7 @@ class Daemon:
         self.engine = Engine(config, source)
         # The window is refilled from the database on start; only the alerts carry over.
         _, alerts = store.load()
-        self.engine.alerts.restore(alerts)
+        self.engine.alerts.restore(alerts, store.resolutions())
         if alerts:
             log.info("restored %d pending/firing alert(s) from the state store", len(alerts))
         self.metrics = Metrics(registry if registry is not None else CollectorRegistry())
@@ -147,6 +147,7 @@ class Daemon:
                 deliveries,
                 now,
                 fence=(lambda connection: lease.fence(connection, now)) if lease else None,
+                resolved=self.engine.alerts.resolved,
             )
         except FencedOut:
             self.engine.alerts.restore(before)
@@ -257,7 +258,7 @@ class Daemon:
             if held and not self.leader:
                 # Continue exactly where the previous leader's last committed tick left off.
                 _, alerts = self.store.load()
-                self.engine.alerts.restore(alerts)
+                self.engine.alerts.restore(alerts, self.store.resolutions())
                 log.info(
                     "became the leader (replica %s, term %s); continuing from %d stored alert(s)",
                     self.lease.holder,
@@ -281,11 +282,12 @@ class Daemon:
         problem = None
         try:
             _, alerts = self.store.load()
+            resolved = self.store.resolutions()
         except StoreError as exc:  # the state database may be what made us lose the lease
             problem = str(exc)
             log.warning("tick %d (follower): %s", tick_id, problem)
         else:
-            self.engine.alerts.restore(alerts)
+            self.engine.alerts.restore(alerts, resolved)
         result = self.engine.tick(now)
         log.info(
             "tick %d (follower): read %d rows in %.3fs%s",

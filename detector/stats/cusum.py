@@ -9,8 +9,10 @@ beta-binomial, i.e. bursty, failures).
 The statistic at a tick is a function of the window's counts alone: the CUSUM started at
 the window's first minute, ``S_t = C_t - min_{j <= t} C_j`` on the cumulative sum ``C``,
 capped at ``threshold + recovery`` so that once the failures stop, the alert clears after
-``recovery`` nats of evidence instead of after the whole excess is paid back. Nothing but
-the counts is needed, so a restarted daemon and a backtest compute the same numbers.
+``recovery`` nats of evidence instead of after the whole excess is paid back. A series may
+be restarted at a later column (``first``: where its alert last resolved), so that evidence
+an alert already reported is never counted again. Nothing but the counts (and those
+columns) is needed, so a restarted daemon and a backtest compute the same numbers.
 
 Increments are counted in whole units of ``2**-24`` nats (fixed point). Integer sums are
 exact in any order, so the statistic of a window is the same number bit for bit whether it
@@ -73,7 +75,8 @@ class CusumBank:
     there is one window of ``window`` minutes ending before each column in ``ends`` (the
     windows of consecutive ticks, computed together). ``statistics[j]`` is computed for every
     series at once; the start of the current excursion (the change-point estimate) only for
-    the series a message is written about.
+    the series a message is written about. ``first`` (series,): the first column each
+    series counts; the minutes before it add nothing (every window restarts there).
     """
 
     def __init__(
@@ -85,11 +88,15 @@ class CusumBank:
         cap: FloatArray,
         window: int | None = None,
         ends: Sequence[int] | IntArray | None = None,
+        first: IntArray | None = None,
     ):
         columns = failures.shape[1]
         self.window = columns if window is None else window
         self.ends = np.array([columns] if ends is None else ends, dtype=np.int64)
         self._increments = _fixed_increments(failures, payments, rho, weights)
+        if first is not None:
+            before = np.arange(columns)[None, :] < first[:, None]
+            self._increments[np.broadcast_to(before[:, None, :], self._increments.shape)] = 0
         ceiling = np.floor(np.minimum(cap, _CLIP_NATS) / UNIT)
         self._cap = np.where(np.isfinite(cap), ceiling, _NO_CAP).astype(np.int64)
         # C[s, m, t]: the cumulative sum from a leading 0. Without its ceiling, the window's
