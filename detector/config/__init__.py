@@ -42,7 +42,14 @@ from detector.config.routes import (
     check_regex,
 )
 from detector.config.service import HaConfig, ServerConfig
-from detector.config.source import Columns, ScheduleConfig, SourceConfig, StateConfig, Statuses
+from detector.config.source import (
+    Columns,
+    Declines,
+    ScheduleConfig,
+    SourceConfig,
+    StateConfig,
+    Statuses,
+)
 
 __all__ = [
     "DEFAULT_CONFIG_PATH",
@@ -54,6 +61,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "ConsoleReceiver",
+    "Declines",
     "DetectionConfig",
     "EmailReceiver",
     "GatewayConfig",
