@@ -175,8 +175,11 @@ def incident_scenarios(
     volumes: tuple[float, ...] = VOLUMES,
     kinds: tuple[IncidentKind, ...] = INCIDENT_KINDS,
     history_days: int = 1,
+    baseline: float = HEALTHY_RATE,
+    decline_rate: float = 0.0,
 ) -> ScenarioSet:
-    """``seeds`` repetitions of every kind x volume, each a gateway with its own incident.
+    """``seeds`` repetitions of every kind x volume, each a gateway with its own incident,
+    failing at ``baseline`` when healthy, with ``decline_rate`` declines (diurnal swing).
 
     Incidents start on one of the 6 days after ``history_days`` days of healthy history from
     Monday ``START`` (so every day of the week gets some); alerts before the incident count
@@ -205,7 +208,7 @@ def incident_scenarios(
                         kind.name,
                         kind.family,
                         volume,
-                        HEALTHY_RATE,
+                        baseline,
                         0.0,
                         repetition,
                         start_minute,
@@ -214,7 +217,7 @@ def incident_scenarios(
                         kind.failure_rate,
                     )
                 )
-                profiles.append(GatewayProfile(name, volume, HEALTHY_RATE))
+                profiles.append(GatewayProfile(name, volume, baseline, decline_rate=decline_rate))
                 incidents += _incidents_of(kind, name, start)
                 latest_end = max(latest_end, start_minute + kind.minutes)
     end = START + timedelta(minutes=latest_end + 1)
