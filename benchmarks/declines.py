@@ -4,7 +4,8 @@ Scenarios come from the simulator (seeded): gateways of 8 and 30 payments a minu
 technical failures run at 1.5% and whose declines average 6% with a diurnal swing (9% at
 03:00 UTC, 3% at 15:00). Incidents: technical failures 1.5% -> 6% for an hour, starting at
 times of day spread over the 24 hours, after a day of history. Healthy runs: the same
-gateways without an incident, counted from their second day.
+gateways without an incident, counted from their second day. Decline waves: the decline
+share jumps to 25% for two hours (an issuer or fraud problem), at times spread over the day.
 
 On exactly the same counts, side by side:
 
@@ -44,7 +45,14 @@ from benchmarks.detection import calibrate_oracle, our_alerts
 from benchmarks.references import cusum_alerts, cusum_increments
 from benchmarks.scenarios import SLA, START, IncidentKind, Scenario, ScenarioSet
 from benchmarks.scenarios import incident_scenarios as draw_incidents
-from benchmarks.scoring import BUDGET_DAYS, MONTH_DAYS, Tally, score_incidents, score_quiet
+from benchmarks.scoring import (
+    BUDGET_DAYS,
+    FAILURE_RULES,
+    MONTH_DAYS,
+    Tally,
+    score_incidents,
+    score_quiet,
+)
 from detector.backtest import replay
 from detector.config import Config, parse_config
 from detector.simulate import GatewayProfile, minute_counts
@@ -55,6 +63,7 @@ __all__ = [
     "QUICK",
     "Mode",
     "declines_as_failures",
+    "failure_alerts_during_waves",
     "firing_share",
     "first_days",
     "healthy_scenarios",
@@ -67,6 +76,8 @@ TECHNICAL_RATE = 0.015
 DECLINE_RATE = 0.06
 VOLUMES = (8.0, 30.0)
 INCIDENT = IncidentKind("technical 1.5% -> 6% for 1 h", "failure", 60, failure_rate=0.06)
+# An issuer or fraud problem: not the gateway's, so no failure-rate alert may fire.
+DECLINE_WAVE = IncidentKind("decline wave to 25% for 2 h", "declines", 120, decline_rate=0.25)
 # The workaround without a declines setting: an SLA high enough for declines + failures.
 RAISED_SLA = 0.10
 
@@ -117,6 +128,22 @@ def oracle_alerts(
     increments = cusum_increments(counts.payments, counts.failures, SLA, rate)
     limits = np.array([thresholds[s.volume, rate] for s in scenarios.scenarios])
     return cusum_alerts(increments, limits)
+
+
+def failure_alerts_during_waves(scenarios: ScenarioSet, config: Config) -> int:
+    """Our failure-rate alerts (sla_breach, outage) fired during a wave or the hour after."""
+    alerts = our_alerts(scenarios, config)
+    count = 0
+    for scenario, mine in zip(scenarios.scenarios, alerts, strict=True):
+        assert scenario.incident_minute is not None
+        assert scenario.end_minute is not None
+        count += sum(
+            1
+            for minute, rule in mine
+            if rule in FAILURE_RULES
+            and scenario.incident_minute < minute <= scenario.end_minute + 60
+        )
+    return count
 
 
 def firing_share(scenarios: ScenarioSet, config: Config) -> float:
@@ -204,6 +231,22 @@ def run(mode: Mode, seed: int, out: Any) -> dict[str, Any]:
     }
     progress("healthy runs replayed")
 
+    waves = draw_incidents(
+        mode.seeds,
+        seed,
+        volumes=VOLUMES,
+        kinds=(DECLINE_WAVE,),
+        baseline=TECHNICAL_RATE,
+        decline_rate=DECLINE_RATE,
+    )
+    wave_alerts = {
+        "ours": failure_alerts_during_waves(waves, ours),
+        f"as failures, SLA {RAISED_SLA:.0%}": failure_alerts_during_waves(
+            declines_as_failures(waves), raised
+        ),
+    }
+    progress("decline waves replayed")
+
     def summaries(tallies: dict[Any, dict[str, Tally]], key: Any, names: dict[str, str]) -> Any:
         return {shown: tallies[key][name].summary() for shown, name in names.items()}
 
@@ -231,6 +274,8 @@ def run(mode: Mode, seed: int, out: Any) -> dict[str, Any]:
             for volume in VOLUMES
         },
         "healthy_firing_share": shares,
+        "decline_waves": len(waves.scenarios),
+        "failure_alerts_during_decline_waves": wave_alerts,
         "seconds": round(time.perf_counter() - began, 1),
     }
     _print(result, mode, out)
@@ -270,6 +315,12 @@ def _print(result: dict[str, Any], mode: Mode, out: Any) -> None:
         out.write(f"{volume:<14.0f}" + "".join(f"{c:>{width}}" for c in cells) + "\n")
     out.write("share of the healthy time with an alert firing: ")
     out.write(", ".join(f"{n} {v:.1%}" for n, v in result["healthy_firing_share"].items()))
+    out.write(
+        f"\n\n{DECLINE_WAVE.name}, {result['decline_waves']} waves: sla_breach or outage "
+        "alerts during a wave or the hour after: "
+    )
+    alerts = result["failure_alerts_during_decline_waves"].items()
+    out.write(", ".join(f"{n} {v}" for n, v in alerts))
     out.write(f"\n\n{result['seconds']:.0f} s\n")
 
 

@@ -54,12 +54,13 @@ class IncidentKind:
 
     name: str
     # "failure": the failure rate rises; "volume": the payments thin out or stop;
-    # "harmless": the failure rate rises but stays within the SLA
+    # "harmless": the failure rate rises but stays within the SLA; "declines": a decline wave
     family: str
     minutes: int
     failure_rate: float | None = None  # during a step (the end rate of a ramp)
     volume_factor: float | None = None
     ramp: bool = False
+    decline_rate: float | None = None
 
 
 INCIDENT_KINDS = (
@@ -90,7 +91,7 @@ class Scenario:
 
     gateway: str
     kind: str  # an IncidentKind's name, or "no incident"
-    family: str  # "none", "failure", "volume" or "harmless"
+    family: str  # "none", "failure", "volume", "harmless" or "declines"
     volume: float
     baseline: float  # failure rate while healthy
     dispersion: float
@@ -143,6 +144,7 @@ def _incidents_of(kind: IncidentKind, gateway: str, start: datetime) -> list[Inc
                 timedelta(minutes=kind.minutes),
                 failure_rate=kind.failure_rate,
                 volume_factor=kind.volume_factor,
+                decline_rate=kind.decline_rate,
             )
         ]
     assert kind.failure_rate is not None

@@ -230,6 +230,7 @@ def test_incident_text_forms_are_understood(text: str, expected: Incident) -> No
         ("adyen:+1d:45m:failure_rate=12", "failure_rate must be between 0 and 1"),
         ("adyen:+1d:45m:volume_factor=-1", "volume_factor must be zero or more"),
         ("adyen:+1d:45m:outage,failure_rate=0.5", "failure_rate is given twice"),
+        ("adyen:+1d:45m:decline_rate=1.5", "decline_rate must be between 0 and 1"),
     ],
 )
 def test_bad_incident_text_is_rejected_with_a_reason(text: str, message: str) -> None:
@@ -419,3 +420,17 @@ def test_declines_swing_over_the_day_and_change_no_other_draw() -> None:
 def test_a_decline_rate_the_swing_pushes_past_one_is_refused() -> None:
     with pytest.raises(ValueError, match="decline_rate"):
         GatewayProfile("x", per_minute=1.0, failure_rate=0.01, decline_rate=0.8)
+
+
+def test_a_decline_wave_sets_the_decline_share_only_inside_its_interval() -> None:
+    wave = Incident.parse("declining:+12h:2h:decline_rate=0.3", MONDAY)
+    counts = minute_counts(MONDAY, MONDAY + timedelta(days=1), [DECLINING], [wave], seed=9)
+    plain = minute_counts(MONDAY, MONDAY + timedelta(days=1), [DECLINING], seed=9)
+
+    def share(matrix: Any, lo: int, hi: int) -> float:
+        return float(matrix.declines[0, lo:hi].sum() / matrix.payments[0, lo:hi].sum())
+
+    assert 0.28 < share(counts, 720, 840) < 0.31
+    assert counts.declines[0, :720].tolist() == plain.declines[0, :720].tolist()
+    assert counts.declines[0, 840:].tolist() == plain.declines[0, 840:].tolist()
+    assert counts.failures.tolist() == plain.failures.tolist()

@@ -140,6 +140,8 @@ def draw_day_counts(day_us: int, traffic: Traffic) -> DayCounts:
     volume = per_minute * _DIURNAL[None, :] * weekly
     failure_p = np.repeat(base_rate, MINUTES_PER_DAY, axis=1)
     incident_share = np.zeros_like(failure_p)
+    # The decline share an incident sets (a decline wave); NaN: the gateway's usual one.
+    decline_wave = np.full_like(failure_p, np.nan)
     for incident in traffic.incidents:
         first = _minute_at_or_after(incident.start, day_us)
         stop = _minute_at_or_after(incident.end, day_us)
@@ -152,6 +154,8 @@ def draw_day_counts(day_us: int, traffic: Traffic) -> DayCounts:
             failure_p[row, minutes] = incident.failure_rate
             excess = max(incident.failure_rate - gateways[row].failure_rate, 0.0)
             incident_share[row, minutes] = excess / incident.failure_rate if excess else 0.0
+        if incident.decline_rate is not None:
+            decline_wave[row, minutes] = incident.decline_rate
 
     # Beta-distributed minute probabilities with the same mean make failures bursty.
     rho = np.broadcast_to(np.array([g.dispersion_rho for g in gateways])[:, None], volume.shape)
@@ -169,10 +173,11 @@ def draw_day_counts(day_us: int, traffic: Traffic) -> DayCounts:
     decline_rng = np.random.default_rng([traffic.seed, day.toordinal(), 1])
     declines = np.zeros_like(payments)
     decline_rate = np.array([g.decline_rate for g in gateways])[:, None]
-    if decline_rate.any():
+    waves = ~np.isnan(decline_wave)
+    if decline_rate.any() or waves.any():
         swing = np.array([g.decline_swing for g in gateways])[:, None]
         share = decline_rate * (1 + swing * _DECLINE_CYCLE[None, :])
-        declines = decline_rng.binomial(payments - failures, share)
+        declines = decline_rng.binomial(payments - failures, np.where(waves, decline_wave, share))
     return DayCounts(rng, payments, failures, pending, incident_share, declines, decline_rng)
 
 
