@@ -21,8 +21,8 @@ Told apart, the declines leave exactly the payments and technical failures a tab
 declines holds (the simulator draws them from a stream of their own), so ``ours`` is also
 what the detector does on the same traffic with no declines at all.
 
-    .venv/bin/python benchmarks/declines.py --quick   # about a minute on 2 cores
-    .venv/bin/python benchmarks/declines.py           # more seeds and healthy days
+    .venv/bin/python benchmarks/declines.py --quick   # under 2 minutes on 2 cores
+    .venv/bin/python benchmarks/declines.py           # more seeds and healthy days, ~5 minutes
 """
 
 from __future__ import annotations
