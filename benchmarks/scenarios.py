@@ -54,12 +54,13 @@ class IncidentKind:
 
     name: str
     # "failure": the failure rate rises; "volume": the payments thin out or stop;
-    # "harmless": the failure rate rises but stays within the SLA
+    # "harmless": the failure rate rises but stays within the SLA; "declines": a decline wave
     family: str
     minutes: int
     failure_rate: float | None = None  # during a step (the end rate of a ramp)
     volume_factor: float | None = None
     ramp: bool = False
+    decline_rate: float | None = None
 
 
 INCIDENT_KINDS = (
@@ -90,7 +91,7 @@ class Scenario:
 
     gateway: str
     kind: str  # an IncidentKind's name, or "no incident"
-    family: str  # "none", "failure", "volume" or "harmless"
+    family: str  # "none", "failure", "volume", "harmless" or "declines"
     volume: float
     baseline: float  # failure rate while healthy
     dispersion: float
@@ -143,6 +144,7 @@ def _incidents_of(kind: IncidentKind, gateway: str, start: datetime) -> list[Inc
                 timedelta(minutes=kind.minutes),
                 failure_rate=kind.failure_rate,
                 volume_factor=kind.volume_factor,
+                decline_rate=kind.decline_rate,
             )
         ]
     assert kind.failure_rate is not None
@@ -175,8 +177,11 @@ def incident_scenarios(
     volumes: tuple[float, ...] = VOLUMES,
     kinds: tuple[IncidentKind, ...] = INCIDENT_KINDS,
     history_days: int = 1,
+    baseline: float = HEALTHY_RATE,
+    decline_rate: float = 0.0,
 ) -> ScenarioSet:
-    """``seeds`` repetitions of every kind x volume, each a gateway with its own incident.
+    """``seeds`` repetitions of every kind x volume, each a gateway with its own incident,
+    failing at ``baseline`` when healthy, with ``decline_rate`` declines (diurnal swing).
 
     Incidents start on one of the 6 days after ``history_days`` days of healthy history from
     Monday ``START`` (so every day of the week gets some); alerts before the incident count
@@ -205,7 +210,7 @@ def incident_scenarios(
                         kind.name,
                         kind.family,
                         volume,
-                        HEALTHY_RATE,
+                        baseline,
                         0.0,
                         repetition,
                         start_minute,
@@ -214,7 +219,7 @@ def incident_scenarios(
                         kind.failure_rate,
                     )
                 )
-                profiles.append(GatewayProfile(name, volume, HEALTHY_RATE))
+                profiles.append(GatewayProfile(name, volume, baseline, decline_rate=decline_rate))
                 incidents += _incidents_of(kind, name, start)
                 latest_end = max(latest_end, start_minute + kind.minutes)
     end = START + timedelta(minutes=latest_end + 1)

@@ -17,8 +17,8 @@ __all__ = ["verdict_table"]
 
 
 def verdict_table(config: Config, source: Source, at: datetime, out: TextIO) -> bool:
-    """Write each gateway's counts, failure rate with its 95% interval, SLA and verdict over
-    the SLA window before ``at`` to ``out``; True if any rule fires.
+    """Write each gateway's counts, failure rate with its 95% interval, SLA, decline share
+    and verdict over the SLA window before ``at`` to ``out``; True if any rule fires.
 
     Raises :class:`~detector.source.SourceError` when the payments cannot be read.
     """
@@ -31,6 +31,7 @@ def verdict_table(config: Config, source: Source, at: datetime, out: TextIO) -> 
     columns = window.recent(minutes)
     payments = window.payments[:, columns].sum(axis=1)
     failures = window.failures[:, columns].sum(axis=1)
+    declines = window.declines[:, columns].sum(axis=1)
     low, high = wilson_interval(failures, payments)
     breached: dict[str, list[str]] = {g: [] for g in window.gateways}
     for rule in engine.last_results:
@@ -44,16 +45,17 @@ def verdict_table(config: Config, source: Source, at: datetime, out: TextIO) -> 
     out.write(f"as of {at.isoformat(timespec='seconds')}, last {minutes} min\n")
     out.write(
         f"{'gateway':<14} {'payments':>9} {'failures':>9} {'rate':>7} {'95% CI':>15} "
-        f"{'SLA':>6}  verdict\n"
+        f"{'SLA':>6} {'declines':>8}  verdict\n"
     )
     for i, gateway in enumerate(window.gateways):
         n, k = int(payments[i]), int(failures[i])
         rate = f"{k / n:.1%}" if n else "-"
         interval = f"{low[i]:.1%}-{high[i]:.1%}" if n else "-"
+        declined = f"{declines[i] / n:.1%}" if n else "-"
         verdict = "FIRING: " + ", ".join(breached[gateway]) if breached[gateway] else "healthy"
         out.write(
             f"{gateway:<14} {n:>9} {k:>9} {rate:>7} {interval:>15} "
-            f"{config.sla_for(gateway):>6.1%}  {verdict}\n"
+            f"{config.sla_for(gateway):>6.1%} {declined:>8}  {verdict}\n"
         )
     if result.invalid_rows:
         out.write(f"{result.invalid_rows} row(s) skipped: null gateway or unknown status\n")

@@ -40,6 +40,11 @@ log = logging.getLogger(__name__)
 _EXPLAINED_RULES = {"sla_breach", "outage"}
 
 
+def _series_labels(labels: dict[str, str]) -> dict[str, str]:
+    """The labels naming an alert's series within its gateway; none for the gateway's own."""
+    return {k: v for k, v in labels.items() if k not in ("rule", "gateway")}
+
+
 @dataclass(frozen=True)
 class TickResult:
     at: datetime
@@ -139,7 +144,7 @@ class Engine:
             transitions += self.alerts.observe(result, now)
         return TickResult(
             now,
-            [self._explained(t) for t in transitions],
+            [self._explained(self._with_declines(t)) for t in transitions],
             rows=int(counts.volume.sum()),
             invalid_rows=counts.invalid,
             read_seconds=read_seconds,
@@ -212,6 +217,24 @@ class Engine:
         transitions = self.alerts.observe_findings("source_down", findings, now)
         return TickResult(now, transitions, seconds=time.perf_counter() - began, error=error)
 
+    def _with_declines(self, transition: Transition) -> Transition:
+        """Add the declined payments of the evidence's minutes to a failure rate's evidence."""
+        alert, evidence = transition.alert, transition.alert.evidence
+        gateway = alert.labels.get("gateway")
+        if evidence.value is None or not evidence.window_minutes or gateway is None:
+            return transition
+        series = _series_labels(alert.labels)
+        window = self.window
+        key = gateway
+        if series and self.series is not None:
+            window, key = self.series.window, series_key(gateway, series)
+        row = window.row(key)
+        if row is None:
+            return transition
+        declines = int(window.declines[row, window.recent(evidence.window_minutes)].sum())
+        evidence = replace(evidence, declines=declines)
+        return replace(transition, alert=replace(alert, evidence=evidence))
+
     def _explained(self, transition: Transition) -> Transition:
         """Add top error codes and sample payment ids to a new firing alert's evidence."""
         alert = transition.alert
@@ -221,7 +244,7 @@ class Engine:
         if alert.rule not in _EXPLAINED_RULES:
             return transition
         # A dimension series' alert is explained by its own payments (method=card only).
-        series = {k: v for k, v in alert.labels.items() if k not in ("rule", "gateway")}
+        series = _series_labels(alert.labels)
         codes, ids = self.source.evidence(gateway, alert.since, transition.at, series=series)
         evidence = replace(
             alert.evidence,

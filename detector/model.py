@@ -22,19 +22,28 @@ IntArray = npt.NDArray[np.int64]
 class Counts:
     """One row per (gateway, minute) with payments in it; arrays of equal length.
 
+    ``failures`` are the gateway's (technical) failures; ``declines`` are the final payments
+    the payer or the issuer refused (``source.declines``, ``statuses.declined``), counted in
+    ``payments`` but never as failures. Counts built without them have none.
+
     Read with dimensions, ``detail`` holds the same payments per (gateway, minute, dimension
     values): rows whose ``values`` hold one column per name in ``dimensions``.
     """
 
     gateway: npt.NDArray[np.object_]
     minute: IntArray  # epoch minute of the bucket
-    payments: IntArray  # final payments (failed + succeeded)
-    failures: IntArray
+    payments: IntArray  # final payments (failed + declined + succeeded)
+    failures: IntArray  # failed, declines excluded
     volume: IntArray  # every valid row, pending included: what volume rules count
     invalid: int = 0  # rows skipped: null gateway, null or unknown status
     detail: Counts | None = None
     dimensions: tuple[str, ...] = ()
     values: npt.NDArray[np.object_] | None = None  # (rows, dimensions); NULL reads "(none)"
+    declines: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+    def __post_init__(self) -> None:
+        if not self.declines.size and self.minute.size:
+            object.__setattr__(self, "declines", np.zeros_like(self.minute))
 
     @classmethod
     def empty(cls) -> Counts:
@@ -54,6 +63,7 @@ class Counts:
             detail=self.detail.between(first_minute, end_minute) if self.detail else None,
             dimensions=self.dimensions,
             values=self.values[part] if self.values is not None else None,
+            declines=self.declines[part],
         )
 
     def by_hour(self) -> Counts:
@@ -91,6 +101,7 @@ def grouped(keys: npt.NDArray[np.object_], minute: IntArray, counts: Counts) -> 
         total(counts.payments),
         total(counts.failures),
         total(counts.volume),
+        declines=total(counts.declines),
     )
 
 
@@ -103,7 +114,10 @@ class Evidence:
     interval_high: float | None = None
     baseline: float | None = None  # SLA failure rate the gateway is held to
     payments: int = 0  # final payments in the window
-    failures: int = 0  # failed payments in the window
+    failures: int = 0  # failed payments in the window, declines excluded
+    # Declined payments (part of ``payments``) in the same minutes: the last
+    # ``window_minutes`` before the tick.
+    declines: int = 0
     window_minutes: int = 0
     p_value: float | None = None
     expected_payments: float | None = None  # what volume rules expected in the window
@@ -115,6 +129,11 @@ class Evidence:
     magnitude: float | None = None  # estimated failure rate since the change / baseline
     # Which dimension values hold the excess failures (source.columns.dimensions).
     attribution: Attribution | None = None
+
+    @property
+    def decline_rate(self) -> float | None:
+        """Share of the window's final payments that were declined; None without payments."""
+        return self.declines / self.payments if self.payments else None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Evidence:

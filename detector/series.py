@@ -101,6 +101,7 @@ def series_counts(detail: Counts, groupings: tuple[tuple[str, ...], ...]) -> Cou
         joined("payments"),
         joined("failures"),
         joined("volume"),
+        declines=joined("declines"),
     )
 
 

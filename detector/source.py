@@ -62,8 +62,8 @@ class Breakdown:
 
     dimensions: tuple[str, ...]  # label names, in the order of ``values``' columns
     values: npt.NDArray[np.object_]  # (combinations, dimensions); NULL reads "(none)"
-    payments: IntArray  # final payments (failed + succeeded)
-    failures: IntArray
+    payments: IntArray  # final payments (failed + declined + succeeded)
+    failures: IntArray  # declines excluded
 
     def within(self, series: Mapping[str, str]) -> Breakdown:
         """Only the combinations with these values, over the other dimensions.
@@ -108,7 +108,8 @@ class Source(ABC):
         limit: int = 5,
         series: Mapping[str, str] | None = None,
     ) -> tuple[tuple[tuple[str, int], ...], tuple[str, ...]]:
-        """Top error codes and a few recent failed payment ids; none where not available.
+        """Top error codes and a few recent failed payment ids, declines left out; none
+        where not available.
 
         ``series`` narrows them to the payments with these dimension values.
         """
@@ -157,6 +158,14 @@ def _bucket_mysql(element: _Bucket, compiler: Any, **kw: Any) -> str:
     return f"(TIMESTAMPDIFF(SECOND, '1970-01-01 00:00:00', {column}) DIV {element.seconds})"
 
 
+def _count_where(condition: ColumnElement[bool]) -> ColumnElement[Any]:
+    return sa.func.sum(sa.case((condition, 1), else_=0))
+
+
+# Columns of a counts query before the dimension values.
+_COUNT_COLUMNS = 8
+
+
 class SqlSource(Source):
     """Reads the configured payments table through SQLAlchemy (SQLite, PostgreSQL, MariaDB)."""
 
@@ -200,10 +209,6 @@ class SqlSource(Source):
         self, bucket: _Bucket, dimensions: tuple[str, ...] = ()
     ) -> sa.Select[Any]:
         statuses = self.config.statuses
-
-        def count_of(values: tuple[str, ...]) -> ColumnElement[Any]:
-            return sa.func.sum(sa.case((self._status.in_(values), 1), else_=0))
-
         minute = bucket
         columns = [self._dimensions[label] for label in dimensions]
         return (
@@ -211,9 +216,11 @@ class SqlSource(Source):
                 self._gateway.label("gateway"),
                 minute.label("minute"),
                 sa.func.count().label("all_rows"),
-                count_of(statuses.failed).label("failed"),
-                count_of(statuses.succeeded).label("succeeded"),
-                count_of(statuses.pending).label("pending"),
+                _count_where(self._status.in_(statuses.failed)).label("failed"),
+                _count_where(self._status.in_(statuses.succeeded)).label("succeeded"),
+                _count_where(self._status.in_(statuses.pending)).label("pending"),
+                self._count_of_declines(),
+                self._count_of_declined_failures(),
                 *(column.label(f"d{i}") for i, column in enumerate(columns)),
             )
             .select_from(self.table)
@@ -221,6 +228,44 @@ class SqlSource(Source):
             .group_by(self._gateway, minute, *columns)
             .order_by(minute)
         )
+
+    def _decline_code(self) -> ColumnElement[bool] | None:
+        """Whether a row's error code is a decline's (``source.declines``); None if no code is."""
+        declines = self.config.declines
+        if self._error_code is None or not declines.configured:
+            return None
+        matches: list[ColumnElement[bool]] = []
+        if declines.error_codes:
+            matches.append(self._error_code.in_(declines.error_codes))
+        if declines.error_code_match is not None:
+            # SQLite's REGEXP is Python's re.search, registered by SQLAlchemy's pysqlite
+            # dialect on every connection; PostgreSQL's is ~, MariaDB's REGEXP.
+            matches.append(self._error_code.regexp_match(declines.error_code_match))
+        return sa.or_(*matches)
+
+    def _count_of_declines(self) -> ColumnElement[Any]:
+        """Rows with a status of their own for declines (``statuses.declined``)."""
+        declined = self.config.statuses.declined
+        if not declined:
+            return sa.literal_column("0").label("declined")
+        return _count_where(self._status.in_(declined)).label("declined")
+
+    def _count_of_declined_failures(self) -> ColumnElement[Any]:
+        """Rows with a failed status whose error code makes them declines."""
+        code = self._decline_code()
+        if code is None:
+            return sa.literal_column("0").label("declined_failed")
+        failed = self._status.in_(self.config.statuses.failed)
+        return _count_where(sa.and_(failed, code)).label("declined_failed")
+
+    def _technical_failure(self) -> ColumnElement[bool]:
+        """A failed payment that is not a decline: what counts against the SLA."""
+        failed = self._status.in_(self.config.statuses.failed)
+        code = self._decline_code()
+        if code is None:
+            return failed
+        # A NULL error code is no decline: the CASE reads an unknown match as none.
+        return sa.and_(failed, sa.case((code, 1), else_=0) == 0)
 
     def check(self) -> None:
         """Fail with a clear message if the table or a configured column does not exist."""
@@ -287,32 +332,34 @@ class SqlSource(Source):
             return Counts.empty()
         gateway = np.array([row.gateway for row in rows], dtype=object)
         minute = np.array([row.minute for row in rows], dtype=np.int64)
-        table = np.array(
-            [(row.all_rows, row.failed or 0, row.succeeded or 0, row.pending or 0) for row in rows],
-            dtype=np.int64,
-        )
-        all_rows, failed, succeeded, pending = table.T
+        table = np.array([[value or 0 for value in row[2:_COUNT_COLUMNS]] for row in rows])
+        all_rows, failed, succeeded, pending, declined, declined_failed = table.astype(np.int64).T
         valid = gateway != None  # noqa: E711 - elementwise test of an object array
         invalid = int(
-            (all_rows - failed - succeeded - pending)[valid].sum() + all_rows[~valid].sum()
+            (all_rows - failed - succeeded - pending - declined)[valid].sum()
+            + all_rows[~valid].sum()
         )
         if invalid:
             log.warning("skipped %d payment rows with a null gateway or an unknown status", invalid)
         values = None
         if dimensions:
             values = np.array(
-                [[NONE_VALUE if v is None else str(v) for v in row[6:]] for row in rows],
+                [
+                    [NONE_VALUE if v is None else str(v) for v in row[_COUNT_COLUMNS:]]
+                    for row in rows
+                ],
                 dtype=object,
             ).reshape(len(rows), len(dimensions))[valid]
         return Counts(
             gateway[valid].astype(str).astype(object),
             minute[valid],
-            (failed + succeeded)[valid],
-            failed[valid],
-            (failed + succeeded + pending)[valid],
+            (failed + succeeded + declined)[valid],
+            (failed - declined_failed)[valid],
+            (failed + succeeded + pending + declined)[valid],
             invalid,
             dimensions=dimensions,
             values=values,
+            declines=(declined + declined_failed)[valid],
         )
 
     def evidence(
@@ -326,7 +373,7 @@ class SqlSource(Source):
         failed = sa.and_(
             self._in_window(),
             self._gateway == sa.bindparam("gateway"),
-            self._status.in_(self.config.statuses.failed),
+            self._technical_failure(),
             *self._in_series(series or {}),
         )
         params = {"start": naive_utc(start), "end": naive_utc(end), "gateway": gateway}
@@ -373,16 +420,13 @@ class SqlSource(Source):
         if not self._dimensions:
             return None
         statuses = self.config.statuses
+        final = statuses.failed + statuses.succeeded + statuses.declined
         columns = list(self._dimensions.values())
         query = (
             sa.select(
                 *(column.label(f"d{i}") for i, column in enumerate(columns)),
-                sa.func.sum(
-                    sa.case((self._status.in_(statuses.failed + statuses.succeeded), 1), else_=0)
-                ).label("payments"),
-                sa.func.sum(sa.case((self._status.in_(statuses.failed), 1), else_=0)).label(
-                    "failed"
-                ),
+                _count_where(self._status.in_(final)).label("payments"),
+                _count_where(self._technical_failure()).label("failed"),
             )
             .select_from(self.table)
             .where(self._in_window(), self._gateway == sa.bindparam("gateway"))

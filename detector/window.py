@@ -13,6 +13,8 @@ from detector.model import Counts
 __all__ = ["CountWindow", "shift_out"]
 
 IntArray = npt.NDArray[np.int64]
+# Payments, failures, volume and declines.
+_COUNTS = 4
 
 
 def shift_out(matrices: Iterable[npt.NDArray[Any]], shift: int) -> None:
@@ -54,16 +56,17 @@ class CountWindow:
         self.gateways: list[str] = []
         self._index: dict[str, int] = {}
         self.end_minute = 0
-        self._store(np.zeros((3, 0, minutes), dtype=np.int64))
+        self._store(np.zeros((_COUNTS, 0, minutes), dtype=np.int64))
         self._add(gateways)
 
     def _store(self, buckets: npt.NDArray[np.int64]) -> None:
-        # One array holds the three counts, so a tick shifts and rewrites them in one go;
+        # One array holds the counts, so a tick shifts and rewrites them in one go;
         # the names are views of it.
         self._buckets = buckets
         self.payments: IntArray = buckets[0]
-        self.failures: IntArray = buckets[1]
+        self.failures: IntArray = buckets[1]  # declines excluded
         self.volume: IntArray = buckets[2]
+        self.declines: IntArray = buckets[3]  # part of payments
 
     def _add(self, gateways: Iterable[str]) -> None:
         new = [g for g in dict.fromkeys(gateways) if g not in self._index]
@@ -72,7 +75,7 @@ class CountWindow:
         for gateway in new:
             self._index[gateway] = len(self.gateways)
             self.gateways.append(gateway)
-        grow = np.zeros((3, len(new), self.minutes), dtype=np.int64)
+        grow = np.zeros((_COUNTS, len(new), self.minutes), dtype=np.int64)
         self._store(np.concatenate([self._buckets, grow], axis=1))
 
     def advance(self, end_minute: int) -> None:
@@ -106,6 +109,7 @@ class CountWindow:
             counts.payments[keep],
             counts.failures[keep],
             counts.volume[keep],
+            counts.declines[keep],
         )
 
     def matches(self, other: CountWindow, offset: int) -> bool:
@@ -118,6 +122,10 @@ class CountWindow:
             and part.shape == self._buckets.shape
             and bool((part == self._buckets).all())
         )
+
+    def row(self, gateway: str) -> int | None:
+        """The row of ``gateway`` (or series key); None if it has had no payments."""
+        return self._index.get(gateway)
 
     def recent(self, minutes: int, offset: int = 0) -> slice:
         """Columns of the ``minutes`` buckets that end ``offset`` minutes before the newest."""

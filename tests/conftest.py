@@ -80,7 +80,7 @@ class PaymentsDb:
         failed: int = 0,
         pending: int = 0,
         other: dict[str | None, int] | None = None,
-        error_code: str = "card_declined",
+        error_code: str | None = "card_declined",
         method: str | None = "card",
         country: str | None = "US",
     ) -> None:

@@ -579,3 +579,21 @@ def test_email_skips_resolved_when_told() -> None:
         config = email(smtp.port, send_resolved=False)
         EmailReceiver("mail", config).send(firing(event="resolved"))
     assert smtp.messages == []
+
+
+def test_every_receiver_words_the_decline_share_beside_the_failure_rate(
+    http: HttpRecorder, session: requests.Session
+) -> None:
+    n = firing()
+    n = replace(n, evidence=replace(n.evidence, declines=79))
+    body = fmt.text(n)
+    assert "Failure rate: 12.4% (95% CI 10.1%\u201315.0%) vs SLA 2.0%, declines 7.9%\n" in body
+    assert "Failures: 124 of 1000 payments (79 declined)" in body
+    assert "declines 7.9%" in fmt.html(n)
+    assert fmt.payload(n)["evidence"]["declines"] == 79
+    SlackReceiver("ops-slack", slack(http.url + SLACK_SECRET_PATH), session).send(n)
+    [request] = http.requests
+    assert "declines 7.9%" in json.dumps(request.json()["blocks"])
+    # Without declines, nothing is said about them.
+    assert "declines" not in fmt.text(firing())
+    assert "declined)" not in fmt.text(firing())

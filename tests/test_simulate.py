@@ -230,6 +230,7 @@ def test_incident_text_forms_are_understood(text: str, expected: Incident) -> No
         ("adyen:+1d:45m:failure_rate=12", "failure_rate must be between 0 and 1"),
         ("adyen:+1d:45m:volume_factor=-1", "volume_factor must be zero or more"),
         ("adyen:+1d:45m:outage,failure_rate=0.5", "failure_rate is given twice"),
+        ("adyen:+1d:45m:decline_rate=1.5", "decline_rate must be between 0 and 1"),
     ],
 )
 def test_bad_incident_text_is_rejected_with_a_reason(text: str, message: str) -> None:
@@ -372,3 +373,64 @@ def test_minute_counts_become_the_rows_a_payments_source_returns() -> None:
     assert minute_counts(MONDAY, MONDAY + timedelta(minutes=90), seed=2).payments.tolist() == (
         counts.payments[:, :90].tolist()
     )
+
+
+# --- declines ---------------------------------------------------------------------------------
+
+DECLINING = GatewayProfile(
+    "declining",
+    per_minute=60.0,
+    failure_rate=0.02,
+    error_codes=(("timeout", 1.0),),
+    decline_rate=0.08,
+)
+
+
+def test_declines_are_failed_rows_with_a_decline_code_counted_apart() -> None:
+    start, end = MONDAY, MONDAY + timedelta(hours=3)
+    counts = minute_counts(start, end, [DECLINING], seed=6)
+    frame = generate(start, end, [DECLINING], seed=6)
+    minute = ((frame["created_at"] - start) // timedelta(minutes=1)).to_numpy()
+    declined = frame["error_code"].isin([code for code, _ in DECLINING.decline_codes]).to_numpy()
+    assert set(frame.loc[declined, "status"]) == {"failed"}
+    assert np.bincount(minute[declined], minlength=180).tolist() == counts.declines[0].tolist()
+    technical = (frame["status"] == "failed").to_numpy() & ~declined
+    assert np.bincount(minute[technical], minlength=180).tolist() == counts.failures[0].tolist()
+    assert set(frame.loc[technical, "error_code"]) == {"timeout"}
+    rows = counts.to_counts()
+    assert rows.declines.sum() == counts.declines.sum() > 0
+
+
+def test_declines_swing_over_the_day_and_change_no_other_draw() -> None:
+    start, end = MONDAY, MONDAY + timedelta(days=7)
+    counts = minute_counts(start, end, [DECLINING], seed=8)
+    plain = minute_counts(start, end, [replace(DECLINING, decline_rate=0.0)], seed=8)
+    for name in ("payments", "failures", "pending"):
+        assert getattr(counts, name).tolist() == getattr(plain, name).tolist()
+    assert plain.declines.sum() == 0
+
+    by_hour = counts.declines.reshape(7, 24, 60).sum(axis=(0, 2))
+    share = by_hour / counts.payments.reshape(7, 24, 60).sum(axis=(0, 2))
+    # 8% * (1 +- 0.5): highest around 03:00 UTC, lowest around 15:00.
+    assert 0.11 < share[3] < 0.13
+    assert 0.035 < share[15] < 0.045
+    assert 0.075 < share.mean() < 0.085
+
+
+def test_a_decline_rate_the_swing_pushes_past_one_is_refused() -> None:
+    with pytest.raises(ValueError, match="decline_rate"):
+        GatewayProfile("x", per_minute=1.0, failure_rate=0.01, decline_rate=0.8)
+
+
+def test_a_decline_wave_sets_the_decline_share_only_inside_its_interval() -> None:
+    wave = Incident.parse("declining:+12h:2h:decline_rate=0.3", MONDAY)
+    counts = minute_counts(MONDAY, MONDAY + timedelta(days=1), [DECLINING], [wave], seed=9)
+    plain = minute_counts(MONDAY, MONDAY + timedelta(days=1), [DECLINING], seed=9)
+
+    def share(matrix: Any, lo: int, hi: int) -> float:
+        return float(matrix.declines[0, lo:hi].sum() / matrix.payments[0, lo:hi].sum())
+
+    assert 0.28 < share(counts, 720, 840) < 0.31
+    assert counts.declines[0, :720].tolist() == plain.declines[0, :720].tolist()
+    assert counts.declines[0, 840:].tolist() == plain.declines[0, 840:].tolist()
+    assert counts.failures.tolist() == plain.failures.tolist()

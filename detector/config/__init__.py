@@ -44,7 +44,14 @@ from detector.config.routes import (
     check_regex,
 )
 from detector.config.service import HaConfig, ServerConfig
-from detector.config.source import Columns, ScheduleConfig, SourceConfig, StateConfig, Statuses
+from detector.config.source import (
+    Columns,
+    Declines,
+    ScheduleConfig,
+    SourceConfig,
+    StateConfig,
+    Statuses,
+)
 
 __all__ = [
     "DEFAULT_CONFIG_PATH",
@@ -59,6 +66,7 @@ __all__ = [
     "ConfigError",
     "ConsoleReceiver",
     "DeclaredSpan",
+    "Declines",
     "DetectionConfig",
     "EmailReceiver",
     "GatewayConfig",

@@ -111,7 +111,7 @@ def parse_config(
             if path in unset:
                 continue  # already reported as an unset environment variable
             if ": " in message and message.split(": ", 1)[0].startswith(
-                ("route", "gateways.", "detection.")
+                ("route", "gateways.", "detection.", "source.")
             ):
                 path, message = message.split(": ", 1)
             problems.append((path, message))

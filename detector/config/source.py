@@ -10,10 +10,12 @@ from typing import Annotated, Any
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from detector.config.base import Duration, FrozenModel, positive
+from detector.config.routes import check_regex
 
 __all__ = [
     "RESERVED_LABELS",
     "Columns",
+    "Declines",
     "Identifier",
     "ScheduleConfig",
     "SourceConfig",
@@ -80,16 +82,18 @@ class Columns(FrozenModel):
 
 
 class Statuses(FrozenModel):
-    """Which status values are final failures, final successes, or not final yet."""
+    """Which status values are final failures, final successes, final declines (the payer's
+    or issuer's refusal, not the gateway's fault), or not final yet."""
 
     failed: tuple[str, ...] = ("failed",)
     succeeded: tuple[str, ...] = ("succeeded",)
     pending: tuple[str, ...] = ("pending",)
+    declined: tuple[str, ...] = ()
 
     @model_validator(mode="after")
     def _disjoint(self) -> Statuses:
         seen: dict[str, str] = {}
-        for kind in ("failed", "succeeded", "pending"):
+        for kind in ("failed", "succeeded", "pending", "declined"):
             for status in getattr(self, kind):
                 if status in seen:
                     raise ValueError(
@@ -101,11 +105,25 @@ class Statuses(FrozenModel):
         return self
 
 
+class Declines(FrozenModel):
+    """Failed payments that are not the gateway's fault, told apart by their error code:
+    they count as final payments, never as failures against the SLA."""
+
+    error_codes: tuple[str, ...] = ()  # exact values of columns.error_code
+    # Matched anywhere in the code (anchor it with ^...$); the database evaluates it.
+    error_code_match: Annotated[str, BeforeValidator(check_regex)] | None = None
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.error_codes) or self.error_code_match is not None
+
+
 class SourceConfig(FrozenModel):
     url: str = "sqlite:///payments.db"
     table: TableName = "payments"
     columns: Columns = Columns()
     statuses: Statuses = Statuses()
+    declines: Declines = Declines()
     # Rows can be committed a little after their timestamp; each tick re-reads this much.
     late_arrival: Duration = timedelta(minutes=5)
     # How much history a fresh start reads to fill its windows.
@@ -113,6 +131,15 @@ class SourceConfig(FrozenModel):
     # Longest a payments query may run or wait for a lock before its tick counts as failed;
     # unset: half of schedule.interval, at most 30s.
     query_timeout: Annotated[Duration, positive("the query timeout must be positive")] | None = None
+
+    @model_validator(mode="after")
+    def _declines_need_codes(self) -> SourceConfig:
+        if self.declines.configured and self.columns.error_code is None:
+            raise ValueError(
+                "source.declines: decline error codes need the error code column; "
+                "set source.columns.error_code"
+            )
+        return self
 
 
 class StateConfig(FrozenModel):

@@ -21,6 +21,7 @@ The webhook document (:func:`payload`), version ``"1"``::
         "interval_low": float | null, "interval_high": float | null,   # Wilson 95%
         "baseline": float | null,          # SLA failure rate 0..1
         "payments": int, "failures": int, "window_minutes": int,
+        "declines": int,                   # declined payments, part of payments, not failures
         "p_value": float | null,
         "expected_payments": float | null,
         "top_error_codes": [{"code": str, "count": int}],
@@ -132,7 +133,9 @@ def duration(span: timedelta) -> str:
 
 
 def rate_phrase(evidence: Evidence, *, with_baseline: bool = True) -> str | None:
-    """``12.4% (95% CI 10.1% to 15.0%) vs SLA 2.0%`` (en dash), or None without a rate."""
+    """``12.4% (95% CI 10.1% to 15.0%) vs SLA 2.0%, declines 7.9%`` (en dash), or None
+    without a rate. The decline share shows where there were declines: they are final
+    payments, not failures."""
     if evidence.value is None or not math.isfinite(evidence.value):
         return None
     phrase = percent(evidence.value)
@@ -141,6 +144,8 @@ def rate_phrase(evidence: Evidence, *, with_baseline: bool = True) -> str | None
         phrase += f" (95% CI {low}{RANGE_DASH}{high})"
     if with_baseline and evidence.baseline is not None:
         phrase += f" vs SLA {percent(evidence.baseline)}"
+    if evidence.declines and evidence.decline_rate is not None:
+        phrase += f", declines {percent(evidence.decline_rate)}"
     return phrase
 
 
@@ -261,7 +266,10 @@ def _figures(e: Evidence) -> list[Fact]:
             Fact("volume", "Payments", f"{e.payments}{window}, expected {e.expected_payments:.0f}")
         )
     elif e.payments or e.failures or e.window_minutes:
-        out.append(Fact("counts", "Failures", f"{e.failures} of {e.payments} payments{window}"))
+        declined = f" ({e.declines} declined)" if e.declines else ""
+        out.append(
+            Fact("counts", "Failures", f"{e.failures} of {e.payments} payments{declined}{window}")
+        )
     if e.p_value is not None and math.isfinite(e.p_value):
         out.append(Fact("p_value", "p-value", f"{e.p_value:.1e}"))
     if e.attribution is not None:

@@ -63,9 +63,10 @@ class GatewayHealth:
     status: Status
     reason: str
     since: datetime | None  # start of the condition behind a non-healthy status
-    payments: int  # final payments in the window
-    failures: int
+    payments: int  # final payments in the window, declines included
+    failures: int  # declines excluded
     failure_rate: float | None
+    declines: int  # declined payments in the window
     interval: tuple[float, float] | None  # Wilson 95%
     baseline: float
     volume: int  # every payment in the window, pending included
@@ -86,6 +87,10 @@ class GatewayHealth:
             "baseline": self.baseline,
             "payments": self.payments,
             "failures": self.failures,
+            "declines": {
+                "payments": self.declines,
+                "rate": self.declines / self.payments if self.payments else None,
+            },
             "volume": {"payments": self.volume, "expected": self.expected_volume},
             "window_minutes": self.window_minutes,
             "backup": self.backup,
@@ -115,6 +120,7 @@ class HealthTable(Sequence[GatewayHealth]):
     status: npt.NDArray[np.int64]  # index into STATUSES
     payments: npt.NDArray[np.int64]  # final payments in the window
     failures: npt.NDArray[np.int64]
+    declines: npt.NDArray[np.int64]
     volume: npt.NDArray[np.int64]  # every payment in the window, pending included
     low: npt.NDArray[np.float64]  # Wilson 95% interval of the failure rate
     high: npt.NDArray[np.float64]
@@ -130,7 +136,7 @@ class HealthTable(Sequence[GatewayHealth]):
     def empty(cls, config: Config) -> HealthTable:
         none = np.zeros(0, dtype=np.int64)
         nan = np.zeros(0, dtype=np.float64)
-        return cls([], none, none, none, none, nan, nan, nan, 1, config)
+        return cls([], none, none, none, none, none, nan, nan, nan, 1, config)
 
     def stale(self, since: datetime, reason: str) -> HealthTable:
         """The same table with every gateway ``unknown`` for ``reason``: its verdicts are
@@ -186,6 +192,7 @@ class HealthTable(Sequence[GatewayHealth]):
             payments=n,
             failures=k,
             failure_rate=k / n if n else None,
+            declines=int(self.declines[i]),
             interval=(float(self.low[i]), float(self.high[i])) if n else None,
             baseline=self.config.sla_for(gateway),
             volume=int(self.volume[i]),
@@ -204,6 +211,7 @@ class _Recent:
     minutes: int
     payments: npt.NDArray[np.int64]  # final payments
     failures: npt.NDArray[np.int64]
+    declines: npt.NDArray[np.int64]
     volume: npt.NDArray[np.int64]  # every payment, pending included
     low: npt.NDArray[np.float64]  # Wilson 95% interval of the failure rate
     high: npt.NDArray[np.float64]
@@ -216,7 +224,15 @@ def _recent(window: CountWindow, config: Config) -> _Recent:
     payments = window.payments[:, columns].sum(axis=1)
     failures = window.failures[:, columns].sum(axis=1)
     low, high = wilson_interval(failures, payments)
-    return _Recent(minutes, payments, failures, window.volume[:, columns].sum(axis=1), low, high)
+    return _Recent(
+        minutes,
+        payments,
+        failures,
+        window.declines[:, columns].sum(axis=1),
+        window.volume[:, columns].sum(axis=1),
+        low,
+        high,
+    )
 
 
 @dataclass(frozen=True, eq=False)
@@ -227,6 +243,7 @@ class SeriesHealth:
     labels: list[dict[str, str]]  # e.g. {"method": "card"}
     payments: npt.NDArray[np.int64]  # final payments in the SLA window
     failures: npt.NDArray[np.int64]
+    declines: npt.NDArray[np.int64]
     high: npt.NDArray[np.float64]  # upper end of the Wilson 95% interval
     active: npt.NDArray[np.bool_]  # the series' sla_breach condition holds
     evidence_ratio: npt.NDArray[np.float64]  # CUSUM over threshold (0 for an untested series)
@@ -247,6 +264,7 @@ def series_health(window: CountWindow, verdicts: RuleResult, config: Config) -> 
         [labels[i] for i in seen],
         recent.payments[seen],
         recent.failures[seen],
+        recent.declines[seen],
         recent.high[seen],
         verdicts.active[seen],
         ratio[seen] if ratio is not None else np.zeros(seen.size),
@@ -297,6 +315,7 @@ def gateway_health(
         status,
         payments,
         failures,
+        recent.declines,
         recent.volume,
         recent.low,
         recent.high,

@@ -189,7 +189,10 @@ class _WithoutLastTick:
 def _window_help(kind: str, whose: str) -> dict[str, str]:
     return {
         f"detector_{kind}_payments": f"Final payments in {whose} SLA window.",
-        f"detector_{kind}_failures": f"Failed payments in {whose} SLA window.",
+        f"detector_{kind}_failures": f"Failed payments in {whose} SLA window, declines excluded.",
+        f"detector_{kind}_declines": (
+            f"Declined payments in {whose} SLA window (final payments, not failures)."
+        ),
         f"detector_{kind}_failure_rate": (
             f"Failures / final payments in {whose} SLA window (NaN without payments)."
         ),
@@ -241,13 +244,15 @@ def _window_families(
     labels: Sequence[dict[str, str]],
     payments: npt.NDArray[np.int64],
     failures: npt.NDArray[np.int64],
+    declines: npt.NDArray[np.int64],
     high: npt.NDArray[np.float64],
 ) -> list[GaugeMetricFamily]:
-    """detector_{kind}_payments, _failures, _failure_rate and _failure_rate_upper: the counts
-    of a gateway's or a series' SLA window."""
+    """detector_{kind}_payments, _failures, _declines, _failure_rate and _failure_rate_upper:
+    the counts of a gateway's or a series' SLA window."""
     return [
         _gauge(f"detector_{kind}_payments", labels, payments.astype(np.float64)),
         _gauge(f"detector_{kind}_failures", labels, failures.astype(np.float64)),
+        _gauge(f"detector_{kind}_declines", labels, declines.astype(np.float64)),
         _gauge(
             f"detector_{kind}_failure_rate",
             labels,
@@ -293,10 +298,12 @@ def _gateway_families(
         _add_samples(active, by_rule, series.active.astype(np.float64))
         _add_samples(ratio, by_rule, series.evidence_ratio)
         series_families = _window_families(
-            "series", labels, series.payments, series.failures, series.high
+            "series", labels, series.payments, series.failures, series.declines, series.high
         )
     return [
-        *_window_families("gateway", gateway, health.payments, health.failures, health.high),
+        *_window_families(
+            "gateway", gateway, health.payments, health.failures, health.declines, health.high
+        ),
         _gauge("detector_gateway_status", status, current.ravel()),
         active,
         ratio,

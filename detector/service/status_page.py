@@ -119,13 +119,18 @@ def _gateway(health: GatewayHealth, charts: _Charts | None) -> str:
         else ""
     )
     backup = f" &middot; backup: {escape(health.backup)}" if health.backup else ""
+    declines = (
+        f", {percent(health.declines / health.payments)} declined"
+        if health.declines and health.payments
+        else ""
+    )
     since = f" since {_when(health.since)}" if health.since else ""
     return (
         f'<section class="gw" id="gw-{escape(health.gateway)}" data-status="{health.status}">'
         f'<div class="head"><span class="name">{escape(health.gateway)}</span>'
         f'<span class="badge {health.status}">{health.status}</span>'
         f'<span class="figures">{percent(health.failure_rate)}{interval} of '
-        f"{health.payments} payments in {health.window_minutes} min &middot; "
+        f"{health.payments} payments{declines} in {health.window_minutes} min &middot; "
         f"SLA {percent(health.baseline)}{backup}</span></div>"
         f'<p class="reason">{escape(health.reason)}{since}</p>'
         f"{charts.html(health) if charts else _NO_HISTORY}</section>"

@@ -35,9 +35,10 @@ class MinuteCounts:
 
     gateways: tuple[str, ...]
     start: datetime  # naive UTC, a whole minute
-    payments: npt.NDArray[np.int64]  # final payments: failed + succeeded
-    failures: npt.NDArray[np.int64]
+    payments: npt.NDArray[np.int64]  # final payments: failed + declined + succeeded
+    failures: npt.NDArray[np.int64]  # declines excluded
     pending: npt.NDArray[np.int64]
+    declines: npt.NDArray[np.int64]
 
     def to_counts(self) -> Counts:
         """The rows a payments source returns for these minutes: sorted by minute, none empty.
@@ -58,6 +59,7 @@ class MinuteCounts:
             self.payments[row, minute],
             self.failures[row, minute],
             volume[row, minute],
+            declines=self.declines[row, minute],
         )
 
 
@@ -70,7 +72,7 @@ def minute_counts(
     pending_share: float = 0.002,
     seasons: Seasons | None = None,
 ) -> MinuteCounts:
-    """Per-minute payments, failures and pending payments of the minutes starting in
+    """Per-minute payments, failures, pending payments and declines of the minutes starting in
     ``[start, end)``: the counts of the payments `generate` draws with the same arguments.
 
     Costs what the number of minutes costs, not the number of payments, so months of
@@ -88,14 +90,15 @@ def minute_counts(
     first = -(-epoch_us(start) // US_PER_MINUTE)
     stop = max(-(-epoch_us(end) // US_PER_MINUTE), first)
     start_us, end_us = first * US_PER_MINUTE, stop * US_PER_MINUTE
-    parts: list[list[npt.NDArray[np.int64]]] = [[], [], []]
+    parts: list[list[npt.NDArray[np.int64]]] = [[], [], [], []]
     for day_us in days_touched(start_us, end_us):
         draw = draw_day_counts(day_us, traffic)
         lo = max(start_us - day_us, 0) // US_PER_MINUTE
         hi = min(end_us - day_us, US_PER_DAY) // US_PER_MINUTE
-        for part, matrix in zip(parts, (draw.payments, draw.failures, draw.pending), strict=True):
+        matrices = (draw.payments, draw.failures, draw.pending, draw.declines)
+        for part, matrix in zip(parts, matrices, strict=True):
             part.append(matrix[:, lo:hi])
-    payments, failures, pending = (
+    payments, failures, pending, declines = (
         np.concatenate(part, axis=1)
         if part
         else np.zeros((len(traffic.gateways), 0), dtype=np.int64)
@@ -107,4 +110,5 @@ def minute_counts(
         payments,
         failures,
         pending,
+        declines,
     )

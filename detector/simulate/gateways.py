@@ -23,6 +23,15 @@ class GatewayProfile:
         Intra-minute correlation of failures (beta-binomial); 0 gives plain binomial counts.
     error_codes : tuple of (code, weight)
         Error codes of ordinary failures and their relative frequencies.
+    decline_rate : float
+        Daily average share of the payments that do not fail which the payer's issuer
+        declines (written ``failed`` with one of ``decline_codes``); 0 draws none.
+    decline_swing : float
+        Relative amplitude of the declines' diurnal swing, in [0, 1): the share peaks
+        at ``decline_rate * (1 + decline_swing)`` at 03:00 UTC, when little but risky
+        traffic is about, and is lowest at 15:00 UTC.
+    decline_codes : tuple of (code, weight)
+        Error codes of declines and their relative frequencies.
     """
 
     name: str
@@ -36,6 +45,13 @@ class GatewayProfile:
         ("processing_error", 0.10),
         ("timeout", 0.05),
     )
+    decline_rate: float = 0.0
+    decline_swing: float = 0.5
+    decline_codes: tuple[tuple[str, float], ...] = (
+        ("insufficient_funds", 0.5),
+        ("do_not_honor", 0.3),
+        ("expired_card", 0.2),
+    )
 
     def __post_init__(self) -> None:
         if not self.name or len(self.name) > 40:
@@ -48,6 +64,14 @@ class GatewayProfile:
             raise ValueError(f"gateway {self.name}: dispersion_rho must be in [0, 1)")
         if not self.error_codes or any(weight <= 0 for _, weight in self.error_codes):
             raise ValueError(f"gateway {self.name}: give at least one error code, all weights > 0")
+        if not 0 <= self.decline_swing < 1:
+            raise ValueError(f"gateway {self.name}: decline_swing must be in [0, 1)")
+        if not 0 <= self.decline_rate <= 1 / (1 + self.decline_swing):
+            raise ValueError(
+                f"gateway {self.name}: decline_rate * (1 + decline_swing) must be in [0, 1]"
+            )
+        if not self.decline_codes or any(weight <= 0 for _, weight in self.decline_codes):
+            raise ValueError(f"gateway {self.name}: give at least one decline code, weights > 0")
 
 
 # name, payments a minute on a weekday, usual failure rate, dispersion rho

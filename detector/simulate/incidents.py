@@ -15,11 +15,13 @@ _SPAN_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 _SPAN = re.compile(rf"(?:{_SPAN_PART.pattern})+")
 _EFFECT_WORDS = {"outage": ("failure_rate", 1.0), "silence": ("volume_factor", 0.0)}
 _SYNTAX = "GATEWAY:START:DURATION:EFFECT, e.g. adyen:+5d14h:45m:failure_rate=0.12"
+_NUMERIC_EFFECTS = ("failure_rate", "volume_factor", "decline_rate")
 
 
 @dataclass(frozen=True)
 class Incident:
-    """A stretch of time in which one gateway fails more often or carries less traffic.
+    """A stretch of time in which one gateway fails more often, carries less traffic or sees
+    more declines.
 
     Incidents act on whole minutes: a minute is affected when its start lies in
     ``[start, start + duration)``. Where incidents on one gateway overlap, volume factors
@@ -37,6 +39,9 @@ class Incident:
         Failure probability during the incident, e.g. 0.12; 1.0 is an outage.
     volume_factor : float, optional
         Multiplies the volume: 0.0 is silence, 0.2 a drop to 20%.
+    decline_rate : float, optional
+        Share of the payments that do not fail which are declined during the incident (a
+        decline wave), in place of the gateway's usual share and its swing.
     """
 
     gateway: str
@@ -44,10 +49,13 @@ class Incident:
     duration: timedelta
     failure_rate: float | None = None
     volume_factor: float | None = None
+    decline_rate: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "start", naive_utc(self.start))
-        problem = _incident_problem(self.duration, self.failure_rate, self.volume_factor)
+        problem = _incident_problem(
+            self.duration, self.failure_rate, self.volume_factor, self.decline_rate
+        )
         if problem:
             raise ValueError(f"incident on {self.gateway}: {problem}")
 
@@ -63,8 +71,9 @@ class Incident:
         - START is an ISO 8601 date-time (naive means UTC), e.g. ``2026-11-20T14:00``, or an
           offset from ``default_start`` (the simulation start) such as ``+5d14h`` or ``+90m``.
         - DURATION is a span such as ``45m``, ``2h``, ``1d`` or ``1h30m``.
-        - EFFECT is ``failure_rate=P`` (0 to 1), ``volume_factor=F`` (0 or more), ``outage``
-          (failure_rate=1) or ``silence`` (volume_factor=0); join two with a comma.
+        - EFFECT is ``failure_rate=P`` (0 to 1), ``volume_factor=F`` (0 or more),
+          ``decline_rate=P`` (0 to 1), ``outage`` (failure_rate=1) or ``silence``
+          (volume_factor=0); join several with a comma.
 
         >>> start = datetime(2026, 11, 16)
         >>> Incident.parse("adyen:2026-11-20T14:00:45m:failure_rate=0.12", start).end
@@ -121,13 +130,14 @@ def _read_start(text: str, default_start: datetime) -> datetime:
 
 
 def _read_effects(text: str) -> dict[str, float | None]:
-    """``failure_rate=P``, ``volume_factor=F``, ``outage`` or ``silence``, comma-joined."""
-    effects: dict[str, float | None] = {"failure_rate": None, "volume_factor": None}
+    """``failure_rate=P``, ``volume_factor=F``, ``decline_rate=P``, ``outage`` or
+    ``silence``, comma-joined."""
+    effects: dict[str, float | None] = dict.fromkeys(_NUMERIC_EFFECTS)
     for effect in text.split(","):
         kind, equals, value = (word.strip() for word in effect.partition("="))
         if not equals and kind in _EFFECT_WORDS:
             kind, number = _EFFECT_WORDS[kind]
-        elif equals and kind in ("failure_rate", "volume_factor"):
+        elif equals and kind in _NUMERIC_EFFECTS:
             try:
                 number = float(value)
             except ValueError:
@@ -135,7 +145,7 @@ def _read_effects(text: str) -> dict[str, float | None]:
         else:
             raise _Unreadable(
                 f"effect {effect!r} is not one of failure_rate=P, volume_factor=F, "
-                "outage or silence"
+                "decline_rate=P, outage or silence"
             )
         if effects[kind] is not None:
             raise _Unreadable(f"{kind} is given twice")
@@ -144,13 +154,18 @@ def _read_effects(text: str) -> dict[str, float | None]:
 
 
 def _incident_problem(
-    duration: timedelta, failure_rate: float | None, volume_factor: float | None
+    duration: timedelta,
+    failure_rate: float | None,
+    volume_factor: float | None,
+    decline_rate: float | None = None,
 ) -> str | None:
     """What is wrong with these incident settings, as a sentence; ``None`` if nothing."""
     if duration <= timedelta(0):
         return "the duration must be positive"
-    if failure_rate is None and volume_factor is None:
-        return "set a failure_rate, a volume_factor or both"
+    if failure_rate is None and volume_factor is None and decline_rate is None:
+        return "set a failure_rate, a volume_factor, a decline_rate or several"
+    if decline_rate is not None and not 0 <= decline_rate <= 1:
+        return f"decline_rate must be between 0 and 1, not {decline_rate}"
     if failure_rate is not None and not 0 <= failure_rate <= 1:
         return f"failure_rate must be between 0 and 1, not {failure_rate}"
     if volume_factor is not None and not volume_factor >= 0:

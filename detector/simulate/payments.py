@@ -104,6 +104,9 @@ def generate(
 def _categories(gateways: tuple[GatewayProfile, ...]) -> dict[str, list[str]]:
     """Values of the label columns, which the frame holds as categoricals."""
     error_codes = [code for gateway in gateways for code, _ in gateway.error_codes]
+    error_codes += [
+        code for gateway in gateways if gateway.decline_rate for code, _ in gateway.decline_codes
+    ]
     return {
         "gateway": [gateway.name for gateway in gateways],
         "status": list(_STATUSES),
@@ -130,23 +133,28 @@ def _generate_day(
     # Within its cell each row is failed, pending or succeeded by rank; the random second
     # each row gets within its minute then puts the statuses in random order.
     rank = np.arange(cell.size) - np.repeat(np.cumsum(per_cell) - per_cell, per_cell)
-    failures, pending_upto = draw.failures.ravel(), (draw.failures + draw.pending).ravel()
+    # Declines rank right after the failures: failed rows too, with a decline's code.
+    failures = draw.failures.ravel()
+    declines_upto = failures + draw.declines.ravel()
+    pending_upto = declines_upto + draw.pending.ravel()
     status = np.where(
-        rank < failures[cell],
+        rank < declines_upto[cell],
         _STATUSES.index("failed"),
         np.where(
             rank < pending_upto[cell], _STATUSES.index("pending"), _STATUSES.index("succeeded")
         ),
     )
+    declined = (rank >= failures[cell]) & (rank < declines_upto[cell])
     created = day_us + (cell % MINUTES_PER_DAY) * US_PER_MINUTE
     created += rng.integers(0, US_PER_MINUTE, cell.size)
     order = np.argsort(created, kind="stable")
     cell, created, status = cell[order], created[order], status[order]
+    declined = declined[order]
     gateway = cell // MINUTES_PER_DAY
     size = cell.size
 
     error_code = np.full(size, -1)
-    failed_rows = np.flatnonzero(status == _STATUSES.index("failed"))
+    failed_rows = np.flatnonzero((status == _STATUSES.index("failed")) & ~declined)
     error_code[failed_rows] = _draw_error_codes(
         rng,
         traffic.gateways,
@@ -154,6 +162,11 @@ def _generate_day(
         gateway[failed_rows],
         draw.incident_share.ravel()[cell[failed_rows]],
     )
+    declined_rows = np.flatnonzero(declined)
+    if declined_rows.size:
+        error_code[declined_rows] = _draw_decline_codes(
+            draw.decline_rng, traffic.gateways, categories["error_code"], gateway[declined_rows]
+        )
 
     country = _draw(rng, [weight for _, weight, _ in _COUNTRIES], size)
     currency = _COUNTRY_CURRENCY[country]
@@ -196,6 +209,23 @@ def _draw_error_codes(
     usual = (rng.random(gateway.size)[:, None] >= cumulative[gateway]).sum(axis=1)
     by_incident = rng.random(gateway.size) < incident_share
     return np.asarray(codes[gateway, np.where(by_incident, widest, usual)])
+
+
+def _draw_decline_codes(
+    rng: np.random.Generator,
+    gateways: tuple[GatewayProfile, ...],
+    categories: list[str],
+    gateway: npt.NDArray[np.int64],
+) -> npt.NDArray[np.int64]:
+    """Error code of each declined payment, from its gateway's decline codes."""
+    codes = np.empty(gateway.size, dtype=np.int64)
+    for row, profile in enumerate(gateways):
+        mine = np.flatnonzero(gateway == row)
+        if mine.size:
+            names, weights = zip(*profile.decline_codes, strict=True)
+            pick = _draw(rng, weights, mine.size)
+            codes[mine] = np.array([categories.index(name) for name in names])[pick]
+    return codes
 
 
 def _draw(rng: np.random.Generator, weights: Sequence[float], size: int) -> npt.NDArray[np.int64]:

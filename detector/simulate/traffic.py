@@ -1,4 +1,5 @@
-"""The traffic model: each gateway's per-minute payments, failures and pending payments.
+"""The traffic model: each gateway's per-minute payments, failures, declines and pending
+payments.
 
 Each UTC day is drawn from its own random stream (seed, day), counts first, so that a range
 gives the same counts whether it is drawn in one call or day by day, and the payment rows of
@@ -66,6 +67,8 @@ def _diurnal_curve() -> npt.NDArray[np.float64]:
 
 
 _DIURNAL = _diurnal_curve()
+# The declines' diurnal cycle in [-1, 1]: highest at 03:00 UTC, lowest at 15:00.
+_DECLINE_CYCLE = np.cos(2 * np.pi * ((np.arange(MINUTES_PER_DAY) + 0.5) / 60.0 - 3.0) / 24.0)
 
 
 @dataclass(frozen=True)
@@ -123,6 +126,8 @@ class DayCounts:
     failures: npt.NDArray[np.int64]
     pending: npt.NDArray[np.int64]
     incident_share: npt.NDArray[np.float64]  # share of the failures the incident causes
+    declines: npt.NDArray[np.int64]  # of the payments that did not fail
+    decline_rng: np.random.Generator  # the declines' own stream, to draw their codes from
 
 
 def draw_day_counts(day_us: int, traffic: Traffic) -> DayCounts:
@@ -141,6 +146,8 @@ def draw_day_counts(day_us: int, traffic: Traffic) -> DayCounts:
         volume = per_minute * traffic.seasons.day_shape(day, _DIURNAL)[None, :]
     failure_p = np.repeat(base_rate, MINUTES_PER_DAY, axis=1)
     incident_share = np.zeros_like(failure_p)
+    # The decline share an incident sets (a decline wave); NaN: the gateway's usual one.
+    decline_wave = np.full_like(failure_p, np.nan)
     for incident in traffic.incidents:
         first = _minute_at_or_after(incident.start, day_us)
         stop = _minute_at_or_after(incident.end, day_us)
@@ -153,6 +160,8 @@ def draw_day_counts(day_us: int, traffic: Traffic) -> DayCounts:
             failure_p[row, minutes] = incident.failure_rate
             excess = max(incident.failure_rate - gateways[row].failure_rate, 0.0)
             incident_share[row, minutes] = excess / incident.failure_rate if excess else 0.0
+        if incident.decline_rate is not None:
+            decline_wave[row, minutes] = incident.decline_rate
 
     # Beta-distributed minute probabilities with the same mean make failures bursty.
     rho = np.broadcast_to(np.array([g.dispersion_rho for g in gateways])[:, None], volume.shape)
@@ -166,7 +175,16 @@ def draw_day_counts(day_us: int, traffic: Traffic) -> DayCounts:
     pending = rng.binomial(rows, traffic.pending_share)
     payments = rows - pending
     failures = rng.binomial(payments, failure_p)
-    return DayCounts(rng, payments, failures, pending, incident_share)
+    # Declines come from a stream of their own, so that adding them changes no other draw.
+    decline_rng = np.random.default_rng([traffic.seed, day.toordinal(), 1])
+    declines = np.zeros_like(payments)
+    decline_rate = np.array([g.decline_rate for g in gateways])[:, None]
+    waves = ~np.isnan(decline_wave)
+    if decline_rate.any() or waves.any():
+        swing = np.array([g.decline_swing for g in gateways])[:, None]
+        share = decline_rate * (1 + swing * _DECLINE_CYCLE[None, :])
+        declines = decline_rng.binomial(payments - failures, np.where(waves, decline_wave, share))
+    return DayCounts(rng, payments, failures, pending, incident_share, declines, decline_rng)
 
 
 def epoch_us(moment: datetime) -> int:
