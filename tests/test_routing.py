@@ -335,6 +335,26 @@ def test_group_wait_collects_alerts_and_group_interval_spaces_messages(
     ]
 
 
+def test_a_rate_limited_receiver_is_left_alone_for_as_long_as_it_asks(
+    sqlite_db: PaymentsDb, http: HttpRecorder, session: requests.Session, tmp_path: Path
+) -> None:
+    http.respond_with([(429, "slow down", {"Retry-After": "120"})])
+    config = _config(sqlite_db, receivers={"hook": _am_hook(http)}, route={"receivers": ["hook"]})
+    _fail(sqlite_db, "stripe", -5)
+    clock = Clock(T0)
+    with in_process_daemon(config, f"sqlite:///{tmp_path}/s.db", clock, session) as daemon:
+        daemon.tick()
+        daemon.deliver()
+        for _ in range(20):  # five minutes of delivery passes
+            clock.now += timedelta(seconds=15)
+            daemon.deliver()
+        history = daemon.store.deliveries()[0]["history"]
+    assert len(http.requests) == 2  # the 429, then the retry it asked for; nothing between
+    (limited, _, _), (delivered, outcome, _) = history
+    assert outcome == "delivered"
+    assert delivered - limited >= timedelta(seconds=120)
+
+
 def test_a_receiver_down_for_minutes_gets_the_group_once_and_others_are_not_delayed(
     sqlite_db: PaymentsDb, http: HttpRecorder, session: requests.Session, tmp_path: Path
 ) -> None:

@@ -18,11 +18,13 @@ __all__ = ["DeliveryError", "HttpReceiver", "Receiver"]
 
 
 class DeliveryError(DetectorError):
-    """A send failed. ``retryable`` says whether trying again later can help."""
+    """A send failed. ``retryable`` says whether trying again later can help;
+    ``retry_after``, how long the destination asked to be left alone (its ``Retry-After``)."""
 
-    def __init__(self, message: str, *, retryable: bool):
+    def __init__(self, message: str, *, retryable: bool, retry_after: timedelta | None = None):
         super().__init__(message)
         self.retryable = retryable
+        self.retry_after = retry_after
 
 
 class Receiver(ABC):

@@ -154,6 +154,8 @@ class Dispatcher:
             if exc.retryable:
                 attempts = max(entry.attempts for entry in batch) + 1
                 delay = backoff_delay(attempts, self.base_delay, self.max_delay, self.rng)
+                if exc.retry_after is not None:  # the destination asked for a longer pause
+                    delay = max(delay, exc.retry_after)
                 now = self.clock()
                 self.store.retry_later(batch, now, now + delay, error)
                 log.warning(

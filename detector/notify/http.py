@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -22,7 +24,7 @@ from detector.notify.base import DeliveryError
 from detector.notify.deadline import Deadline
 from detector.notify.redact import redact
 
-__all__ = ["BODY_EXCERPT", "post", "redact_url"]
+__all__ = ["BODY_EXCERPT", "MAX_RETRY_AFTER", "post", "redact_url", "retry_after_delay"]
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +106,33 @@ def _failure(
     return DeliveryError(f"POST {where}: request failed ({type(exc).__name__})", retryable=False)
 
 
+# A destination may ask for a pause, but not park the alerts it is sent for hours.
+MAX_RETRY_AFTER = timedelta(hours=1)
+
+
+def retry_after_delay(value: str | None, now: datetime) -> timedelta | None:
+    """How long a ``Retry-After`` header (seconds, or an HTTP date) asks to wait, at most
+    :data:`MAX_RETRY_AFTER`; ``None`` when absent or unreadable.
+
+    >>> now = datetime(2026, 12, 7, 10, 0, tzinfo=UTC)
+    >>> retry_after_delay("30", now), retry_after_delay("Mon, 07 Dec 2026 10:02:00 GMT", now)
+    (datetime.timedelta(seconds=30), datetime.timedelta(seconds=120))
+    >>> retry_after_delay("86400", now), retry_after_delay("soon", now)
+    (datetime.timedelta(seconds=3600), None)
+    """
+    if not value:
+        return None
+    text = value.strip()
+    if text.isdigit():
+        wait = timedelta(seconds=int(text))
+    else:
+        try:
+            wait = parsedate_to_datetime(text) - now
+        except (TypeError, ValueError):
+            return None
+    return min(max(wait, timedelta(0)), MAX_RETRY_AFTER)
+
+
 def post(
     session: requests.Session,
     url: str,
@@ -153,7 +182,11 @@ def post(
     if status in (408, 429) or status >= 500:
         retry_after = response.headers.get("Retry-After")
         hint = f" (Retry-After: {retry_after})" if retry_after else ""
-        raise DeliveryError(f"POST {where}: {described}{hint}: {body}", retryable=True)
+        raise DeliveryError(
+            f"POST {where}: {described}{hint}: {body}",
+            retryable=True,
+            retry_after=retry_after_delay(retry_after, datetime.now(UTC)),
+        )
     if 300 <= status < 400:
         location = response.headers.get("Location")
         target = redact_url(urljoin(url, location)) if location else "an unknown location"
