@@ -71,6 +71,15 @@ def test_a_trickling_receiver_does_not_hold_back_the_others(
             daemon.deliver(wait=False)
             healthy.wait_for(1)
             slow.wait_for(1)
+            # The healthy receiver's pass ends once its delivery is on record; a pass that
+            # found it still busy would leave it to the next pass.
+            wait_until(
+                lambda: any(
+                    d["receiver"] == "healthy" and d["delivered_at"]
+                    for d in daemon.store.deliveries()
+                ),
+                "the healthy delivery to be recorded",
+            )
 
             clock.now += MINUTE
             daemon.tick()  # adyen fails too
