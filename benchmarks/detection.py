@@ -178,7 +178,8 @@ def _river(name: str) -> Callable[[], Any]:
             "river is not installed: pip install -e '.[bench]' (the benchmark's extras)"
         ) from None
 
-    return {"ADWIN": ADWIN, "DDM": DDM}[name]
+    detectors: dict[str, Callable[[], Any]] = {"ADWIN": ADWIN, "DDM": DDM}
+    return detectors[name]
 
 
 def reference_alerts(
