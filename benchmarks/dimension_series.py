@@ -9,7 +9,11 @@ Simulated payments (``detector.simulate.generate``, seeded) are aggregated in me
   everything else stays at 1%. First alert, aggregate only vs with
   ``series: [[method], [country]]``.
 - **Segment incident**: the same, but only card payments from Brazil fail (at 50% or 30%);
-  ``sla_breach`` firings per incident with series on (the target is one).
+  ``sla_breach`` alerts opened per incident with series on (the target is one;
+  escalations from warning to critical are not new alerts).
+- **Segment outage**: every payment from Brazil (13% of stripe's) fails for 15 minutes at
+  13:00; minutes from its start to the ``outage`` alert labelled ``country=BR``, and the
+  other alerts opened meanwhile (which the default inhibit rule mutes).
 - **Evidence already used**: a gateway of about one payment a minute, half of its payments
   failing for an hour; ``sla_breach`` firings per incident over the 6 hours after it (the
   window still holds it), and the time from its end to the resolution.
@@ -22,6 +26,7 @@ Simulated payments (``detector.simulate.generate``, seeded) are aggregated in me
 from __future__ import annotations
 
 import argparse
+import collections
 import statistics
 import time
 from dataclasses import replace
@@ -33,6 +38,7 @@ import pandas as pd
 from detector.backtest import replay
 from detector.config import Config, parse_config
 from detector.model import Counts, Notification, grouped
+from detector.rules import series_name
 from detector.simulate import GatewayProfile, Incident, generate, minute_counts
 from detector.source import FrameSource
 
@@ -85,7 +91,15 @@ def _counts(frame: pd.DataFrame) -> Counts:
     return replace(grouped(detail.gateway, detail.minute, detail), detail=detail)
 
 
-def _confined(rate: float, seed: int, country: str | None = None) -> Counts:
+def _confined(
+    rate: float,
+    seed: int,
+    country: str | None = None,
+    method: str | None = "card",
+    length: timedelta = INCIDENT[1],
+) -> Counts:
+    """Stripe's payments of ``method`` (any if None) from ``country`` (any if None) fail at
+    ``rate`` for ``length`` from 13:00."""
     stripe = (GatewayProfile("stripe", per_minute=40, failure_rate=0.01),)
     frame = generate(DAY + timedelta(hours=8), DAY + timedelta(hours=16), stripe, seed=seed)
     rng = np.random.default_rng(seed)
@@ -94,11 +108,11 @@ def _confined(rate: float, seed: int, country: str | None = None) -> Counts:
     start = (DAY + INCIDENT[0]).replace(tzinfo=None)
     at = frame["created_at"].to_numpy()
     hit = (
-        card
+        (True if method is None else (frame["method"] == method).to_numpy())
         & (frame["status"] != "pending").to_numpy()
         & (True if country is None else (frame["country"] == country).to_numpy())
         & (at >= np.datetime64(start))
-        & (at < np.datetime64(start + INCIDENT[1]))
+        & (at < np.datetime64(start + length))
     )
     frame.loc[hit, "status"] = np.where(rng.random(int(hit.sum())) < rate, "failed", "succeeded")
     return _counts(frame)
@@ -121,15 +135,49 @@ def _median(delays: list[float | None]) -> str:
     return f"{median:>4} min, {missed} missed"
 
 
+def _opened(events: list[Notification]) -> list[Notification]:
+    """The alerts opened: firing notifications other than escalations."""
+    return [e for e in events if e.event == "firing" and "escalated:" not in e.idempotency_key]
+
+
 def _segment_incidents(repeat: int) -> None:
     start, end = DAY + timedelta(hours=11), DAY + timedelta(hours=16)
-    print("\nincident confined to card payments in Brazil: sla_breach firings per incident")
+    print("\nincident confined to card payments in Brazil: sla_breach alerts per incident")
     for rate in (0.5, 0.3):
-        firings = []
+        opened, firings = [], 0
         for seed in range(repeat):
-            events = replay(_config(True), FrameSource(_confined(rate, seed, "BR")), start, end)
-            firings.append(sum(e.event == "firing" and e.rule == "sla_breach" for e in events))
-        print(f"  card, BR at {rate:.0%}: {sum(firings)} firings for {repeat} incidents {firings}")
+            events = [
+                e
+                for e in replay(_config(True), FrameSource(_confined(rate, seed, "BR")), start, end)
+                if e.rule == "sla_breach"
+            ]
+            opened.append(len(_opened(events)))
+            firings += sum(e.event == "firing" for e in events)
+        print(
+            f"  card, BR at {rate:.0%}: {sum(opened)} alerts for {repeat} incidents {opened}"
+            f" ({firings} firing notifications with escalations)"
+        )
+
+
+def _segment_outage(repeat: int) -> None:
+    start, end = DAY + timedelta(hours=12), DAY + timedelta(hours=14)
+    print("\nevery payment from Brazil failing for 15 min: outage alert on country=BR")
+    delays, others = [], []
+    for seed in range(repeat):
+        counts = _confined(1.0, seed, "BR", method=None, length=timedelta(minutes=15))
+        opened = _opened(list(replay(_config(True), FrameSource(counts), start, end)))
+        outage = [e for e in opened if e.rule == "outage" and e.labels.get("country") == "BR"]
+        if outage:
+            delays.append((datetime.fromisoformat(outage[0].at) - (DAY + INCIDENT[0])).seconds / 60)
+        others += [
+            series_name(e.rule, {k: v for k, v in e.labels.items() if k in DIMENSIONS})
+            for e in opened
+            if e not in outage
+        ]
+    print(
+        f"  minutes from the start to the alert: {delays} ({repeat - len(delays)} missed);"
+        f" also opened: {dict(sorted(collections.Counter(others).items()))}"
+    )
 
 
 def _evidence_already_used(repeat: int) -> None:
@@ -185,6 +233,7 @@ def main() -> None:
         print(f"{rate:>18.0%} {_median(plain):>24} {_median(series):>24}")
 
     _segment_incidents(args.repeat)
+    _segment_outage(args.repeat)
     _evidence_already_used(2 * args.repeat)
 
     traffic = (

@@ -133,14 +133,20 @@ class Engine:
             self.replay,
             self._restarts(self.window, series=False),
         )
+        series = (
+            {}
+            if self.series is None
+            else self.series.verdicts(self._restarts(self.series.window, True))
+        )
         for result in self.last_results:
-            if self.series is not None and result.rule == "sla_breach":
+            if self.series is not None and result.rule in series:
                 # The series' verdicts are more rows of the same rule, so that the alert
-                # book resolves exactly the alerts no row holds any more.
-                self.last_series = self.series.verdicts(
-                    self.window, self.alerts.alerts, self._restarts(self.series.window, True)
-                )
-                result = result.concat(self.last_series)
+                # book resolves exactly the alerts no row holds any more. Held back as the
+                # book stands after the rules before (a series outage tells an incident).
+                rows = self.series.hold_back(series[result.rule], self.window, self.alerts)
+                if result.rule == "sla_breach":
+                    self.last_series = rows
+                result = result.concat(rows)
             transitions += self.alerts.observe(result, now)
         return TickResult(
             now,

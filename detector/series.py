@@ -4,33 +4,39 @@ With ``series: [[method], [country]]`` the SLA breach detector also watches (str
 method=card), (stripe, country=BR), ... Their per-minute counts come from the same read as
 the gateways' (the database groups by gateway, minute and the dimension columns) and are
 more rows of a count window of their own, so the CUSUM bank runs on all of them at once.
-Only ``sla_breach`` runs on them: outages, silences and volume stay per gateway.
+``sla_breach`` and ``outage`` run on them (:data:`~detector.rules.SERIES_RULES`); silences
+and volume stay per gateway.
 
 Each gateway's sla_breach budget is shared equally by the gateway and its series that are
 watched (had ``series_min_payments`` final payments in the calibration history), so adding
 series does not add false alerts.
 
 A series opens an alert only when it fails significantly more often than the rest of its
-gateway (:func:`hold_back`): a gateway-wide incident is the gateway's one alert, not one
-more per method and country.
+gateway, and when no open or recent alert of an overlapping series of its gateway already
+holds most of its excess failures (:func:`hold_back`): a gateway-wide incident is the
+gateway's one alert, not one more per method and country, and an incident of card payments
+in Brazil is one alert (``method=card`` or ``country=BR``, whichever fires first) whose
+attribution line names the other.
 """
 
 from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Container, Mapping
+from collections.abc import Mapping
 from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from detector.alerts import fingerprint
+from detector.alerts import AlertBook, fingerprint
 from detector.config import Config
 from detector.model import Counts, grouped
 from detector.rules import (
     Calibration,
+    Finding,
     RuleResult,
     SeriesRows,
     calibration_history,
@@ -40,7 +46,14 @@ from detector.stats.binomial import binomial_upper_tail
 from detector.timeutil import epoch_minute
 from detector.window import CountWindow
 
-__all__ = ["DimensionSeries", "hold_back", "series_counts", "series_dimensions", "series_key"]
+__all__ = [
+    "DimensionSeries",
+    "Overlaps",
+    "hold_back",
+    "series_counts",
+    "series_dimensions",
+    "series_key",
+]
 
 
 def series_dimensions(config: Config) -> tuple[str, ...]:
@@ -105,11 +118,46 @@ def series_counts(detail: Counts, groupings: tuple[tuple[str, ...], ...]) -> Cou
     )
 
 
+class Overlaps:
+    """What overlapping series share: per-minute counts per gateway and every series
+    dimension at once (stripe, method=card, country=BR), for the payments of
+    ``method=card`` that are also ``country=BR``."""
+
+    def __init__(self, dimensions: tuple[str, ...], minutes: int):
+        self.dimensions = dimensions
+        self.window = CountWindow(minutes)
+        self._gateways = np.zeros(0, dtype=object)
+        self._values = np.zeros((0, len(dimensions)), dtype=object)
+
+    def update(self, first_minute: int, end_minute: int, detail: Counts) -> None:
+        self.window.advance(end_minute)
+        self.window.replace(first_minute, end_minute, series_counts(detail, (self.dimensions,)))
+        known = len(self._gateways)
+        if known < len(self.window.gateways):  # a window only ever adds rows
+            parsed = [_parse_key(key) for key in self.window.gateways[known:]]
+            added = np.array([gateway for gateway, _ in parsed], dtype=object)
+            values = np.array(
+                [[labels[d] for d in self.dimensions] for _, labels in parsed], dtype=object
+            ).reshape(len(parsed), len(self.dimensions))
+            self._gateways = np.concatenate([self._gateways, added])
+            self._values = np.concatenate([self._values, values])
+
+    def excess(self, gateway: str, labels: Mapping[str, str], start: int, rate: float) -> float:
+        """Failures above ``rate`` of ``gateway``'s payments with all of ``labels``, from
+        column ``start`` of the window on."""
+        rows = self._gateways == gateway
+        for name, value in labels.items():
+            rows &= self._values[:, self.dimensions.index(name)] == value
+        payments = int(self.window.payments[rows, start:].sum())
+        return int(self.window.failures[rows, start:].sum()) - rate * payments
+
+
 class DimensionSeries:
-    """The dimension series' count window and their SLA breach verdicts, tick after tick.
+    """The dimension series' count window and their verdicts, tick after tick.
 
     Each tick: :meth:`update` with the read, then :attr:`shares` for the gateways'
-    calibration and :meth:`verdicts` for the alert book.
+    calibration, :meth:`verdicts` for the raw verdicts of each series rule and
+    :meth:`hold_back` on each of them just before the alert book takes it.
     """
 
     def __init__(self, config: Config, minutes: int):
@@ -117,6 +165,8 @@ class DimensionSeries:
         self.groupings = config.detection.sla_breach.series
         self.dimensions = series_dimensions(config)
         self.window = CountWindow(minutes)
+        # Series of one grouping never share a payment; those of two groupings may.
+        self.overlaps = Overlaps(self.dimensions, minutes) if len(self.groupings) > 1 else None
         self.calibration = Calibration()
         self.rows = SeriesRows([], [], np.zeros(0, dtype=bool))
         self._parsed: dict[str, tuple[str, dict[str, str]]] = {}
@@ -126,6 +176,8 @@ class DimensionSeries:
         self.window.advance(end_minute)
         detail = counts.detail if counts.detail is not None else Counts.empty()
         self.window.replace(first_minute, end_minute, series_counts(detail, self.groupings))
+        if self.overlaps is not None:
+            self.overlaps.update(first_minute, end_minute, detail)
         for key in self.window.gateways:
             if key not in self._parsed:
                 self._parsed[key] = _parse_key(key)
@@ -146,18 +198,17 @@ class DimensionSeries:
         watched = Counter(g for g, w in zip(rows.gateways, rows.watched, strict=True) if w)
         return {gateway: 1 + count for gateway, count in watched.items()}
 
-    def verdicts(
-        self,
-        gateways: CountWindow,
-        open_alerts: Container[str],
-        restarts: npt.NDArray[np.int64] | None = None,
-    ) -> RuleResult:
-        """The series' sla_breach verdicts, less those :func:`hold_back` holds back;
-        ``restarts``: per series, the epoch minute its evidence counts from."""
-        result = evaluate_series(
+    def verdicts(self, restarts: npt.NDArray[np.int64] | None = None) -> dict[str, RuleResult]:
+        """Per series rule, its verdicts on the series before :meth:`hold_back`;
+        ``restarts``: per series, the epoch minute its sla_breach evidence counts from."""
+        results = evaluate_series(
             self.window, self.config, self.calibration, self.rows, self.shares, restarts
         )
-        return hold_back(result, self.window, gateways, open_alerts)
+        return {result.rule: result for result in results}
+
+    def hold_back(self, result: RuleResult, gateways: CountWindow, book: AlertBook) -> RuleResult:
+        """``result`` less the new alerts :func:`hold_back` holds back, as ``book`` stands."""
+        return hold_back(result, self.window, gateways, book, self.overlaps)
 
 
 # A series opens an alert only when its failures since its change are this unlikely at the
@@ -167,33 +218,104 @@ class DimensionSeries:
 # a small country. A truly confined incident passes within minutes of its detection.
 CONFINED_P_VALUE = 1e-4
 
+# A series opens no alert while an overlapping series' alert holds at least this share of
+# its failures above the SLA: most of its incident is already told.
+EXPLAINED_SHARE = 0.5
+
+# The series rules whose alerts tell an incident that an overlapping series would repeat.
+_TELLING_RULES = ("sla_breach", "outage")
+
 
 def hold_back(
     series: RuleResult,
     series_window: CountWindow,
     gateways: CountWindow,
-    open_alerts: Container[str],
+    book: AlertBook,
+    overlaps: Overlaps | None = None,
 ) -> RuleResult:
-    """``series`` without the new alerts of series no worse than the rest of their gateway.
+    """``series`` without the new alerts that repeat an incident another alert tells.
 
     A gateway-wide incident lifts every series of the gateway: it is the gateway's alert
     (whose attribution line says where the failures are), not one more per method and
-    country. A series alert opens when the series fails significantly more often than the
-    other payments of its gateway since its change; one already open (in ``open_alerts``,
-    by fingerprint) carries on. ``series_window`` and ``gateways`` cover the same minutes.
+    country. So a series alert opens only when the series fails significantly more often
+    than the other payments of its gateway since its change.
+
+    An incident of card payments in Brazil lifts both ``method=card`` and ``country=BR``:
+    the first of them to open tells it, with the other in its attribution line. So a series
+    alert does not open while an alert of an overlapping series of the same gateway (either
+    series rule), open or resolved since the series' change, holds at least
+    :data:`EXPLAINED_SHARE` of its failures above the SLA since that change (``overlaps``
+    counts the shared payments). Of the series opening on the same tick, the most specific
+    (most labels, then fewest payments) goes first and may hold back the others.
+
+    An alert already open in ``book`` carries on. ``series_window``, ``gateways`` and
+    ``overlaps`` cover the same minutes.
     """
     first_minute = series_window.end_minute - series_window.minutes
     active = series.active.copy()
-    for i in np.flatnonzero(active):
-        if fingerprint(series.identity(int(i))) in open_alerts:
+    opening: list[tuple[int, int, int, Finding, int, float]] = []
+    for index in np.flatnonzero(active):
+        i = int(index)
+        if fingerprint(series.identity(i)) in book.alerts:
             continue
-        finding = series.finding(int(i))
+        finding = series.finding(i)
         start = epoch_minute(finding.since) - first_minute
         row = gateways.gateways.index(series.gateways[i])
         n = int(series_window.payments[i, start:].sum())
         k = int(series_window.failures[i, start:].sum())
         rest_n = int(gateways.payments[row, start:].sum()) - n
         rest_k = int(gateways.failures[row, start:].sum()) - k
-        rest_rate = max(rest_k / rest_n if rest_n > 0 else 0.0, finding.evidence.baseline or 0.0)
+        baseline = finding.evidence.baseline or 0.0
+        rest_rate = max(rest_k / rest_n if rest_n > 0 else 0.0, baseline)
         active[i] = float(binomial_upper_tail(k, n, rest_rate)) < CONFINED_P_VALUE
+        if active[i]:
+            opening.append((-len(finding.series), n, i, finding, start, k - baseline * n))
+    if not opening or overlaps is None:
+        return replace(series, active=active)
+    told = _told(book)
+    for *_, i, finding, start, excess in sorted(opening, key=lambda o: o[:3]):
+        gateway, labels = series.gateways[i], dict(finding.series)
+        if _explained(overlaps, told.get(gateway, []), gateway, labels, finding, start, excess):
+            active[i] = False
+        else:
+            told.setdefault(gateway, []).append((labels, None))
     return replace(series, active=active)
+
+
+def _explained(
+    overlaps: Overlaps,
+    told: list[tuple[dict[str, str], datetime | None]],
+    gateway: str,
+    labels: dict[str, str],
+    finding: Finding,
+    start: int,
+    excess: float,
+) -> bool:
+    """Whether an alert of a series in ``told`` (of ``gateway``, open or resolved since the
+    finding's change) overlaps ``labels`` on at least :data:`EXPLAINED_SHARE` of its
+    ``excess`` failures (above the SLA from column ``start`` on)."""
+    if excess <= 0:
+        return False
+    rate = finding.evidence.baseline or 0.0
+    for other, until in told:
+        if other == labels or (until is not None and until <= finding.since):
+            continue
+        if any(other.get(key, value) != value for key, value in labels.items()):
+            continue  # e.g. method=card and method=wallet share no payment
+        shared = overlaps.excess(gateway, {**labels, **other}, start, rate)
+        if shared >= EXPLAINED_SHARE * excess:
+            return True
+    return False
+
+
+def _told(book: AlertBook) -> dict[str, list[tuple[dict[str, str], datetime | None]]]:
+    """Per gateway, the series of its open and resolved series alerts, with when each
+    resolved (None while open)."""
+    told: dict[str, list[tuple[dict[str, str], datetime | None]]] = {}
+    alerts = [(a.labels, None) for a in book.alerts.values()]
+    resolutions = [(r.labels, r.at) for r in book.resolved.values()]
+    for labels, until in alerts + resolutions:
+        series = {k: v for k, v in labels.items() if k not in ("rule", "gateway")}
+        if series and labels["rule"] in _TELLING_RULES and "gateway" in labels:
+            told.setdefault(labels["gateway"], []).append((series, until))
+    return told

@@ -406,8 +406,9 @@ def test_a_quiet_series_is_not_tested_and_takes_no_share_of_the_budget() -> None
         "card": False,
     }
     assert series.shares == {"stripe": 2}
-    result = evaluate_series(series.window, series.config, series.calibration, rows, {})
-    assert not result.active.any()
+    results = evaluate_series(series.window, series.config, series.calibration, rows, {})
+    assert [r.rule for r in results] == ["outage", "sla_breach"]
+    assert not results[1].active.any()
 
 
 def test_sharing_the_budget_among_series_raises_thresholds_by_about_its_log() -> None:

@@ -41,6 +41,7 @@ from detector.window import CountWindow
 
 __all__ = [
     "RULES",
+    "SERIES_RULES",
     "Calibration",
     "Finding",
     "Replay",
@@ -63,6 +64,9 @@ __all__ = [
 
 # In the order their verdicts are reported.
 RULES: tuple[Rule, ...] = (Outage(), SlaBreach(), NoData(), VolumeDrop())
+# Those that also run on dimension series: a segment fails or is down while its gateway is
+# not. Silence and volume stay per gateway.
+SERIES_RULES: tuple[Rule, ...] = RULES[:2]
 
 
 def minutes_needed(config: Config) -> int:
@@ -83,6 +87,11 @@ def _per_row(
     if shares is None:
         return None
     return np.array([shares.get(g, 1) for g in gateways], dtype=np.float64)
+
+
+def _enabled(rules: tuple[Rule, ...], config: Config) -> list[Rule]:
+    # Each rule's settings are under its own name in ``detection``.
+    return [rule for rule in rules if getattr(config.detection, rule.name).enabled]
 
 
 def evaluate(
@@ -111,9 +120,7 @@ def evaluate(
         sla_shares=_per_row(window.gateways, sla_shares),
         restarts=restarts,
     )
-    # Each rule's settings are under its own name in ``detection``.
-    enabled = [rule for rule in RULES if getattr(config.detection, rule.name).enabled]
-    return [rule.evaluate(window, context) for rule in enabled]
+    return [rule.evaluate(window, context) for rule in _enabled(RULES, config)]
 
 
 def evaluate_series(
@@ -123,8 +130,9 @@ def evaluate_series(
     rows: SeriesRows,
     sla_shares: Mapping[str, int],
     restarts: npt.NDArray[np.int64] | None = None,
-) -> RuleResult:
-    """The sla_breach verdict on dimension series, whose rows ``rows`` describes."""
+) -> list[RuleResult]:
+    """The verdicts of the enabled :data:`SERIES_RULES` on dimension series, whose rows
+    ``rows`` describes."""
     context = RuleContext(
         config,
         np.array([config.sla_for(g) for g in rows.gateways], dtype=np.float64),
@@ -133,4 +141,4 @@ def evaluate_series(
         series=rows,
         restarts=restarts,
     )
-    return SlaBreach().evaluate(window, context)
+    return [rule.evaluate(window, context) for rule in _enabled(SERIES_RULES, config)]

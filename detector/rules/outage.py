@@ -2,7 +2,8 @@
 
 A gateway is down when some suffix of its last minutes (the last 1, 2, ... up to
 ``detection.outage.window``) holds at least ``min_payments`` payments of which at least
-``failure_rate`` failed.
+``failure_rate`` failed. It runs on the gateways and on their dimension series
+(``context.series``), where one country or method can be down while its gateway is not.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import numpy.typing as npt
 from detector.config import Config
 from detector.rules.base import RuleContext, minutes_of
 from detector.rules.ticks import TickFigures, Windows
-from detector.rules.verdict import BoolArray, Finding, RuleResult, rate_evidence
+from detector.rules.verdict import BoolArray, Finding, RuleResult, rate_evidence, series_name
 from detector.stats.binomial import binomial_upper_tail
 from detector.timeutil import minute_start
 from detector.window import CountWindow
@@ -53,7 +54,9 @@ class Outage:
     name = "outage"
 
     def evaluate(self, window: CountWindow, context: RuleContext) -> RuleResult:
-        config, baselines = context.config, context.baselines
+        config, baselines, rows = context.config, context.baselines, context.series
+        gateways = window.gateways if rows is None else rows.gateways
+        labels: list[dict[str, str]] = [{}] * len(gateways) if rows is None else rows.labels
         rule = config.detection.outage
         columns = window.recent(minutes_of(rule.window))
         figures = context.figures(window, self.name, None, lambda w: outages(w, config))
@@ -61,6 +64,7 @@ class Outage:
         recent_payments, recent_failures = figures.payments, figures.failures
 
         def build(i: int) -> Finding:
+            name = series_name(gateways[i], labels[i])
             if active[i]:
                 length = int(span[i])
             else:
@@ -72,19 +76,21 @@ class Outage:
             n, k = int(recent_payments[i, length - 1]), int(recent_failures[i, length - 1])
             p0 = float(baselines[i])
             summary = (
-                f"{window.gateways[i]} is down: {k} of {n} payments failed in the last {length} min"
+                f"{name} is down: {k} of {n} payments failed in the last {length} min"
                 if active[i]
-                else f"{window.gateways[i]} is no longer down: {k} of {n} payments failed in the "
+                else f"{name} is no longer down: {k} of {n} payments failed in the "
                 f"last {length} min"
             )
             p_value = float(binomial_upper_tail(k, n, p0)) if n else None
             return Finding(
                 "outage",
-                window.gateways[i],
+                gateways[i],
                 "critical",
                 summary,
                 minute_start(window.end_minute - length),
                 rate_evidence(k, n, p0, length, p_value),
+                labels[i],
             )
 
-        return RuleResult(self.name, window.gateways, active, build)
+        series = None if rows is None else rows.labels
+        return RuleResult(self.name, list(gateways), active, build, series=series)

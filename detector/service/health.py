@@ -6,7 +6,9 @@ the answer goes out as ``/api/v1/gateways`` JSON or as a row of the status page.
 Status, worst first:
 
 - ``down``: an ``outage`` or ``no_data`` alert is firing for the gateway: fail over now.
-- ``degraded``: another alert (``sla_breach``) is firing: failures above the SLA.
+- ``degraded``: another alert (``sla_breach``) is firing: failures above the SLA; or an
+  ``outage`` of one of its dimension series (``segments_down`` lists them): the rest of
+  the gateway still works, so it is no reason to fail all of it over.
 - ``unknown``: no verdict possible: the payments source cannot be read, fewer final
   payments than ``detection.sla_breach.min_payments`` in the window, or the last verdicts
   are older than ``server.unhealthy_after`` intervals (no tick has read the payments since:
@@ -57,6 +59,11 @@ def _iso(moment: datetime | None) -> str | None:
     return iso_z(moment) if moment else None
 
 
+def _series_labels(alert: Alert) -> dict[str, str]:
+    """The labels naming a dimension series' alert within its gateway ({} for the gateway)."""
+    return {k: v for k, v in alert.labels.items() if k not in ("rule", "gateway")}
+
+
 @dataclass(frozen=True)
 class GatewayHealth:
     gateway: str
@@ -96,6 +103,11 @@ class GatewayHealth:
             "backup": self.backup,
             "backup_status": statuses.get(self.backup) if self.backup else None,
             "stale_since": _iso(self.stale_since),
+            "segments_down": [
+                _series_labels(a)
+                for a in self.alerts
+                if a.state == "firing" and a.rule in _DOWN_RULES and _series_labels(a)
+            ],
             "alerts": [
                 {
                     "rule": a.rule,
@@ -172,7 +184,7 @@ class HealthTable(Sequence[GatewayHealth]):
         elif self.source_error:
             reason = f"payments source unreachable: {self.source_error}"
         elif status == "down":
-            down = [a for a in firing if a.rule in _DOWN_RULES]
+            down = [a for a in firing if a.rule in _DOWN_RULES and not _series_labels(a)]
             reason, since = down[0].summary, down[0].since
         elif status == "degraded":
             reason, since = firing[0].summary, firing[0].since
@@ -304,7 +316,7 @@ def gateway_health(
         i = row.get(alert.labels["gateway"])
         if i is not None:
             firing[i] = True
-            down[i] |= alert.rule in _DOWN_RULES
+            down[i] |= alert.rule in _DOWN_RULES and not _series_labels(alert)
     status = np.select(
         [np.full(count, bool(source_error)), down, firing, payments < MIN_PAYMENTS_TO_JUDGE],
         [STATUSES.index(s) for s in ("unknown", "down", "degraded", "unknown")],
