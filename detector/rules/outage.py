@@ -2,7 +2,10 @@
 
 A gateway is down when some suffix of its last minutes (the last 1, 2, ... up to
 ``detection.outage.window``) holds at least ``min_payments`` payments of which at least
-``failure_rate`` failed.
+``failure_rate`` failed. Where the gateway's rows arrive late, its newest minutes without
+a payment are not judged yet (as many as its rows arrive minutes late, at most): the
+suffixes end at its newest minute with payments, so a total outage whose failed rows land
+minutes late fires on the tick they land.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import numpy.typing as npt
 
 from detector.config import Config
 from detector.rules.base import RuleContext, minutes_of
+from detector.rules.completeness import late_note, trailing_empty
 from detector.rules.ticks import TickFigures, Windows
 from detector.rules.verdict import BoolArray, Finding, RuleResult, rate_evidence
 from detector.stats.binomial import binomial_upper_tail
@@ -55,12 +59,15 @@ class Outage:
     def evaluate(self, window: CountWindow, context: RuleContext) -> RuleResult:
         config, baselines = context.config, context.baselines
         rule = config.detection.outage
-        columns = window.recent(minutes_of(rule.window))
-        figures = context.figures(window, self.name, None, lambda w: outages(w, config))
+        minutes, lateness = minutes_of(rule.window), context.lateness
+        earlier = None if lateness is None else trailing_empty(window.payments, lateness)
+        figures = context.figures(window, self.name, None, lambda w: outages(w, config), earlier)
         active, span = figures.active, figures.span
         recent_payments, recent_failures = figures.payments, figures.failures
 
         def build(i: int) -> Finding:
+            offset = 0 if earlier is None else int(earlier[i])
+            columns = window.recent(minutes, offset)
             if active[i]:
                 length = int(span[i])
             else:
@@ -71,19 +78,20 @@ class Outage:
                 length = max(length, 1)
             n, k = int(recent_payments[i, length - 1]), int(recent_failures[i, length - 1])
             p0 = float(baselines[i])
+            end = window.end_minute - offset
             summary = (
                 f"{window.gateways[i]} is down: {k} of {n} payments failed in the last {length} min"
                 if active[i]
                 else f"{window.gateways[i]} is no longer down: {k} of {n} payments failed in the "
                 f"last {length} min"
-            )
+            ) + late_note(lateness, i, end)
             p_value = float(binomial_upper_tail(k, n, p0)) if n else None
             return Finding(
                 "outage",
                 window.gateways[i],
                 "critical",
                 summary,
-                minute_start(window.end_minute - length),
+                minute_start(end - length),
                 rate_evidence(k, n, p0, length, p_value),
             )
 
