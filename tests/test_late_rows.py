@@ -41,18 +41,14 @@ def _live(
     end: datetime,
     started: timedelta = timedelta(0),
 ) -> list[Notification]:
-    """The daemon's engine ticked every minute, each tick after the rows inserted by then;
-    the transitions from ``begin`` on, of a daemon started ``started`` before it."""
-    now = begin - started
-    engine, seen = Engine(config, source), []
-    arrivals.until(now)
-    while now <= end:
-        arrivals.until(now)
+    """The daemon's engine ticked every minute, each tick after the rows inserted by then."""
+    engine = Engine(config, source)
+
+    def tick(now: datetime) -> list[Notification]:
         transitions = engine.tick(now).transitions
-        if now >= begin:
-            seen += [notification_for(t, config) for t in transitions if not t.repeat]
-        now += timedelta(minutes=1)
-    return seen
+        return [notification_for(t, config) for t in transitions if not t.repeat]
+
+    return arrivals.ticked(tick, begin, end, started)
 
 
 def _arrivals(db: PaymentsDb, insert_times: Callable[..., Times], *args: object) -> Arrivals:

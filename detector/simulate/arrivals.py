@@ -16,7 +16,9 @@ the detector's ticks read what production would show them.
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -26,9 +28,10 @@ from sqlalchemy.engine import Engine
 from detector.simulate.database import write
 from detector.timeutil import naive_utc
 
-__all__ = ["Arrivals", "batched", "failed_late"]
+__all__ = ["Arrivals", "Times", "batched", "failed_late"]
 
 Times = npt.NDArray[np.datetime64]
+Seen = TypeVar("Seen")
 _MINUTE_US = 60_000_000
 
 
@@ -69,3 +72,22 @@ class Arrivals:
         rows = self._frame.iloc[self._written : end]
         self._written = max(self._written, end)
         return write(self.engine, rows, self.table) if len(rows) else 0
+
+    def ticked(
+        self,
+        tick: Callable[[datetime], list[Seen]],
+        begin: datetime,
+        end: datetime,
+        started: timedelta = timedelta(0),
+    ) -> list[Seen]:
+        """Call ``tick`` every minute from ``begin - started`` to ``end``, each time after
+        writing the rows inserted by then; what it returned from ``begin`` on (a daemon
+        started ``started`` before it)."""
+        now, seen = begin - started, []
+        while now <= end:
+            self.until(now)
+            returned = tick(now)
+            if now >= begin:
+                seen += returned
+            now += timedelta(minutes=1)
+        return seen
