@@ -16,6 +16,8 @@ import numpy.typing as npt
 
 from detector.alerts import AlertBook, Transition
 from detector.config import Config
+from detector.lateness import Lateness
+from detector.model import Counts
 from detector.rules import (
     Calibration,
     Replay,
@@ -80,6 +82,9 @@ class Engine:
         self.last_series: RuleResult | None = None
         self.failed_ticks = 0
         self._failing_since: datetime | None = None
+        # How late each gateway's rows arrive, where the read may reach further back than
+        # source.late_arrival (source.max_late_arrival): None when it may not.
+        self.lateness = _lateness_of(config)
 
     def reconfigured(self, config: Config, source: Source) -> Engine:
         """A new engine for a reloaded config that carries on this one's alerts and outage count.
@@ -90,6 +95,9 @@ class Engine:
         engine = Engine(config, source)
         engine.alerts.restore(self.alerts.alerts, self.alerts.resolved)
         engine.failed_ticks, engine._failing_since = self.failed_ticks, self._failing_since
+        # What was learnt of late rows holds as long as the cap does.
+        if self.lateness and engine.lateness and engine.lateness.cap == self.lateness.cap:
+            engine.lateness = self.lateness
         return engine
 
     def _read_range(self, now: datetime) -> tuple[datetime, datetime]:
@@ -97,9 +105,46 @@ class Engine:
         if self.watermark is None:
             start = now - max(self.config.source.warmup, timedelta(minutes=self.window.minutes))
         else:
-            start = min(self.watermark, now) - self.config.source.late_arrival
+            start = min(self.watermark, now) - self._look_back(ceil_minute(now))
         # Whole minutes only: a re-read replaces entire buckets.
         return max(minute_start(epoch_minute(start)), window_start), now
+
+    def _look_back(self, end_minute: int) -> timedelta:
+        """How far before the last read this tick re-reads: ``source.late_arrival``, or
+        as late as rows were seen to arrive (up to ``source.max_late_arrival``), and up to
+        that cap on the ticks that look for rows later than that."""
+        floor = self.config.source.late_arrival
+        if self.lateness is None:
+            return floor
+        if self.lateness.probes(end_minute):
+            return timedelta(minutes=self.lateness.cap)
+        late = self.lateness.minutes(self.window.gateways)
+        return max(floor, timedelta(minutes=int(late.max(initial=0))))
+
+    def _replace(self, first_minute: int, end_minute: int, counts: Counts) -> None:
+        """Put the counts read into the window, and learn from how much the minutes read
+        before have grown since (rows that arrived late)."""
+        if self.lateness is None or self.watermark is None:
+            self.window.replace(first_minute, end_minute, counts)
+            return
+        columns = slice(first_minute - end_minute + self.window.minutes, self.window.minutes)
+        before = self.window.volume[:, columns].copy()
+        self.window.replace(first_minute, end_minute, counts)
+        after = self.window.volume[:, columns]
+        before = np.vstack([before, np.zeros((len(after) - len(before), before.shape[1]), int)])
+        # The minute a tick ended inside was not read whole: its later rows are on time.
+        read_before = epoch_minute(self.watermark)
+        self.lateness.observe(
+            self.window.gateways, end_minute, first_minute, read_before, before, after
+        )
+
+    def late_minutes(self) -> npt.NDArray[np.int64] | None:
+        """Per gateway of the window: how many minutes late its rows arrive; None when
+        none were seen late (or the read may not reach further back than late_arrival)."""
+        if self.lateness is None:
+            return None
+        late = self.lateness.minutes(self.window.gateways)
+        return late if late.any() else None
 
     def tick(self, now: datetime) -> TickResult:
         """Read what is new, update the window, evaluate the rules, advance the alerts."""
@@ -113,7 +158,7 @@ class Engine:
         self.failed_ticks, self._failing_since = 0, None
         end_minute = ceil_minute(now)
         self.window.advance(end_minute)
-        self.window.replace(epoch_minute(start), end_minute, counts)
+        self._replace(epoch_minute(start), end_minute, counts)
         self.watermark = now
 
         transitions = self.alerts.observe_findings("source_down", [], now)
@@ -132,6 +177,7 @@ class Engine:
             shares,
             self.replay,
             self._restarts(self.window, series=False),
+            self.late_minutes(),
         )
         series = (
             {}
@@ -168,6 +214,7 @@ class Engine:
             and self.series is None
             and not self.alerts.alerts
             and self.failed_ticks == 0
+            and self.late_minutes() is None
             and bool(self.last_results)
             and self.replay.quiet(ceil_minute(now), [r.rule for r in self.last_results])
         )
@@ -275,3 +322,12 @@ class Engine:
             breakdown.failures,
             self.config.sla_for(gateway),
         )
+
+
+def _lateness_of(config: Config) -> Lateness | None:
+    """The lateness tracker, where ``source.max_late_arrival`` lets the read reach further
+    back than ``source.late_arrival``."""
+    source = config.source
+    if source.max_late_arrival <= source.late_arrival:
+        return None
+    return Lateness(cap=max(1, round(source.max_late_arrival.total_seconds() / 60)))

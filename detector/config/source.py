@@ -7,7 +7,7 @@ import re
 from datetime import timedelta
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, Field, field_validator, model_validator
+from pydantic import BeforeValidator, Field, ValidationInfo, field_validator, model_validator
 
 from detector.config.base import Duration, FrozenModel, positive
 from detector.config.routes import check_regex
@@ -124,8 +124,12 @@ class SourceConfig(FrozenModel):
     columns: Columns = Columns()
     statuses: Statuses = Statuses()
     declines: Declines = Declines()
-    # Rows can be committed a little after their timestamp; each tick re-reads this much.
+    # Rows can be committed a little after their timestamp; each tick re-reads at least
+    # this much, and as much as rows are seen to arrive late, up to max_late_arrival.
     late_arrival: Duration = timedelta(minutes=5)
+    # The furthest back a tick re-reads for late rows; equal to late_arrival, the re-read
+    # stays late_arrival and every minute is judged as it stands.
+    max_late_arrival: Duration = timedelta(minutes=60)
     # How much history a fresh start reads to fill its windows.
     warmup: Duration = timedelta(hours=3)
     # Longest a payments query may run or wait for a lock before its tick counts as failed;
@@ -140,6 +144,17 @@ class SourceConfig(FrozenModel):
                 "set source.columns.error_code"
             )
         return self
+
+    @field_validator("max_late_arrival")
+    @classmethod
+    def _not_below_late_arrival(cls, value: timedelta, info: ValidationInfo) -> timedelta:
+        floor = info.data.get("late_arrival")
+        if floor is not None and value < floor:
+            raise ValueError(
+                f"must be at least source.late_arrival ({floor}); set it equal to "
+                "late_arrival to re-read only that much"
+            )
+        return value
 
 
 class StateConfig(FrozenModel):

@@ -102,6 +102,7 @@ def evaluate(
     sla_shares: Mapping[str, int] | None = None,
     replay: Replay | None = None,
     restarts: npt.NDArray[np.int64] | None = None,
+    lateness: npt.NDArray[np.int64] | None = None,
 ) -> list[RuleResult]:
     """Every enabled rule's verdict on the window as it stands.
 
@@ -109,7 +110,8 @@ def evaluate(
     them); ``history`` is the volume per quarter hour the seasonal rules compare against;
     ``sla_shares`` says how many series share a gateway's sla_breach budget (default 1);
     ``replay`` serves a replayed tick its figures from its hour's, computed at once;
-    ``restarts`` says from which epoch minute each gateway's sla_breach evidence counts.
+    ``restarts`` says from which epoch minute each gateway's sla_breach evidence counts;
+    ``lateness`` how many minutes late each gateway's rows arrive (None: on time).
     """
     context = RuleContext(
         config,
@@ -119,6 +121,7 @@ def evaluate(
         served=None if replay is None else replay.served(window),
         sla_shares=_per_row(window.gateways, sla_shares),
         restarts=restarts,
+        lateness=lateness,
     )
     return [rule.evaluate(window, context) for rule in _enabled(RULES, config)]
 

@@ -14,6 +14,7 @@ import numpy.typing as npt
 
 from detector.config import Config
 from detector.rules.calibration import Calibration
+from detector.rules.completeness import judged_earlier
 from detector.rules.replay import Served
 from detector.rules.seasonal import VolumeHistory
 from detector.rules.ticks import TickFigures, Windows
@@ -53,6 +54,8 @@ class RuleContext:
     # Per row: the epoch minute from which sla_breach counts evidence (the end of the tick
     # its alert last resolved at, so that evidence already reported cannot re-open it).
     restarts: npt.NDArray[np.int64] | None = None
+    # Per row: how many minutes late its rows arrive; None where none arrive late.
+    lateness: npt.NDArray[np.int64] | None = None
 
     def figures(
         self,
@@ -60,9 +63,13 @@ class RuleContext:
         rule: str,
         depends: object,
         compute: Callable[[Windows], Figures],
+        earlier: npt.NDArray[np.int64] | None = None,
     ) -> Figures:
         """``rule``'s figures on the window: in a replay, its row of the hour's (recomputed
-        for the hour when ``depends`` is another object); else computed on the window."""
+        for the hour when ``depends`` is another object); else computed on the window, each
+        row's on the window ending ``earlier`` minutes before the newest where given."""
+        if earlier is not None:
+            return judged_earlier(Windows.of(window), earlier, compute).row(0)
         if self.served is not None:
             return self.served.figures(rule, depends, compute)
         return compute(Windows.of(window)).row(0)

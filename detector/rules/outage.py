@@ -4,6 +4,11 @@ A gateway is down when some suffix of its last minutes (the last 1, 2, ... up to
 ``detection.outage.window``) holds at least ``min_payments`` payments of which at least
 ``failure_rate`` failed. It runs on the gateways and on their dimension series
 (``context.series``), where one country or method can be down while its gateway is not.
+
+Where the gateway's rows arrive late, its newest minutes without
+a payment are not judged yet (as many as its rows arrive minutes late, at most): the
+suffixes end at its newest minute with payments, so a total outage whose failed rows land
+minutes late fires on the tick they land.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import numpy.typing as npt
 
 from detector.config import Config
 from detector.rules.base import RuleContext, minutes_of
+from detector.rules.completeness import late_note, trailing_empty
 from detector.rules.ticks import TickFigures, Windows
 from detector.rules.verdict import BoolArray, Finding, RuleResult, rate_evidence, series_name
 from detector.stats.binomial import binomial_upper_tail
@@ -58,13 +64,16 @@ class Outage:
         gateways = window.gateways if rows is None else rows.gateways
         labels: list[dict[str, str]] = [{}] * len(gateways) if rows is None else rows.labels
         rule = config.detection.outage
-        columns = window.recent(minutes_of(rule.window))
-        figures = context.figures(window, self.name, None, lambda w: outages(w, config))
+        minutes, lateness = minutes_of(rule.window), context.lateness
+        earlier = None if lateness is None else trailing_empty(window.payments, lateness)
+        figures = context.figures(window, self.name, None, lambda w: outages(w, config), earlier)
         active, span = figures.active, figures.span
         recent_payments, recent_failures = figures.payments, figures.failures
 
         def build(i: int) -> Finding:
             name = series_name(gateways[i], labels[i])
+            offset = 0 if earlier is None else int(earlier[i])
+            columns = window.recent(minutes, offset)
             if active[i]:
                 length = int(span[i])
             else:
@@ -75,19 +84,20 @@ class Outage:
                 length = max(length, 1)
             n, k = int(recent_payments[i, length - 1]), int(recent_failures[i, length - 1])
             p0 = float(baselines[i])
+            end = window.end_minute - offset
             summary = (
                 f"{name} is down: {k} of {n} payments failed in the last {length} min"
                 if active[i]
                 else f"{name} is no longer down: {k} of {n} payments failed in the "
                 f"last {length} min"
-            )
+            ) + late_note(lateness, i, end)
             p_value = float(binomial_upper_tail(k, n, p0)) if n else None
             return Finding(
                 "outage",
                 gateways[i],
                 "critical",
                 summary,
-                minute_start(window.end_minute - length),
+                minute_start(end - length),
                 rate_evidence(k, n, p0, length, p_value),
                 labels[i],
             )

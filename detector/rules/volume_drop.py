@@ -1,5 +1,10 @@
 """``volume_drop``: far fewer payments than expected for this time of the week (the "sales
-suddenly dropped" case), or, in a gateway's first week, than the traffic just before."""
+suddenly dropped" case), or, in a gateway's first week, than the traffic just before.
+
+A gateway whose rows arrive minutes late (or in batches) has its newest minutes still
+filling up: its window ends that many minutes before the newest, on minutes whose rows
+have arrived, so a batch not yet written is not a drop.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ import numpy.typing as npt
 from detector.config import Config
 from detector.model import Evidence
 from detector.rules.base import RuleContext, minutes_of
+from detector.rules.completeness import late_note
 from detector.rules.seasonal import VolumeHistory
 from detector.rules.ticks import TickFigures, Windows
 from detector.rules.verdict import BoolArray, Finding, RuleResult
@@ -140,12 +146,16 @@ class VolumeDrop:
     def evaluate(self, window: CountWindow, context: RuleContext) -> RuleResult:
         config, history = context.config, context.history
         minutes = minutes_of(config.detection.volume_drop.window)
-        figures = context.figures(window, self.name, history, lambda w: drops(w, config, history))
+        lateness = context.lateness
+        figures = context.figures(
+            window, self.name, history, lambda w: drops(w, config, history), lateness
+        )
         observed, expected, simple = figures.observed, figures.expected, figures.simple
         seasonal, chance, active = figures.seasonal, figures.chance, figures.active
         before_drop = figures.before_drop
 
         def build(i: int) -> Finding:
+            end = window.end_minute - (0 if lateness is None else int(lateness[i]))
             share = observed[i] / expected[i] if expected[i] > 0 else 1.0
             if seasonal[i]:
                 basis, notes = f"{expected[i]:.0f} usual for this time of the week", []
@@ -161,14 +171,16 @@ class VolumeDrop:
                 notes.append(f"p = {chance[i]:.1e}")
             summary = (
                 f"{window.gateways[i]}: {int(observed[i])} payments in the last {minutes} min, "
-                f"{share:.0%} of the {basis}" + (f" ({', '.join(notes)})" if notes else "")
+                f"{share:.0%} of the {basis}"
+                + (f" ({', '.join(notes)})" if notes else "")
+                + late_note(lateness, i, end)
             )
             return Finding(
                 "volume_drop",
                 window.gateways[i],
                 "warning",
                 summary,
-                minute_start(window.end_minute - minutes),
+                minute_start(end - minutes),
                 Evidence(
                     payments=int(observed[i]),
                     window_minutes=minutes,

@@ -1,0 +1,153 @@
+"""Late and batched rows, replayed tick by tick as production writes them.
+
+Each row is inserted into a SQLite payments table at its insert time, not its
+``created_at``, and the daemon's engine ticks every simulated minute after the rows
+inserted by then (``detector.simulate.arrivals``). Two tables:
+
+- *late failures*: a gateway of 20 payments a minute (1.5% failing) whose failed rows a
+  timeout reaper writes 8-12 minutes late, with a 15-minute total outage; per seed, whether
+  ``outage`` fires, its delay after the outage began, and the ``volume_drop`` alerts, beside
+  the backtest of the final table;
+- *batches*: a gateway of 10 payments a minute, 8 days of history, whose rows a job copies
+  every 10 minutes; the alerts of 6 hours of a daemon running for half an hour already.
+
+Each is run with the default ``alerts.yaml`` (the re-read sized from the lateness observed)
+and with ``source.max_late_arrival: 5m`` (the re-read stays ``late_arrival``), side by side.
+
+    .venv/bin/python benchmarks/late_rows.py          # about 2 minutes on 2 shared cores
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import sqlalchemy as sa
+
+from detector.alerts import notification_for
+from detector.backtest import replay
+from detector.config import Config, parse_config
+from detector.db import connect
+from detector.engine import Engine
+from detector.model import Notification
+from detector.simulate import GatewayProfile, Incident, create_schema, generate
+from detector.simulate.arrivals import Arrivals, batched, failed_late
+from detector.source import SqlSource
+
+__all__ = ["main"]
+
+DAY = datetime(2026, 11, 17, tzinfo=UTC)  # a Tuesday
+MODES = {"auto (default)": "60m", "late_arrival only": "5m"}
+REAPED = GatewayProfile("stripe", per_minute=20, failure_rate=0.015)
+BATCHED = GatewayProfile("adyen", per_minute=10, failure_rate=0.01)
+
+
+def _config(url: str, max_late_arrival: str) -> Config:
+    source = {"url": url, "table": "payments", "max_late_arrival": max_late_arrival}
+    return parse_config({"source": source}, env={})
+
+
+def _live(
+    config: Config, arrivals: Arrivals, begin: datetime, end: datetime, started: timedelta
+) -> list[Notification]:
+    source = SqlSource(connect(config.source.url), config.source)
+    engine = Engine(config, source)
+
+    def tick(now: datetime) -> list[Notification]:
+        transitions = engine.tick(now).transitions
+        return [notification_for(t, config) for t in transitions if not t.repeat]
+
+    try:
+        return arrivals.ticked(tick, begin, end, started)
+    finally:
+        source.engine.dispose()
+
+
+def _table(folder: Path, name: str) -> tuple[str, sa.Engine]:
+    url = f"sqlite:///{folder / name}.db"
+    engine = sa.create_engine(url)
+    create_schema(engine, "payments")
+    return url, engine
+
+
+def _firing(notifications: list[Notification], rule: str) -> list[datetime]:
+    return [
+        datetime.fromisoformat(n.at)
+        for n in notifications
+        if n.rule == rule and n.event == "firing"
+    ]
+
+
+def late_failures(folder: Path, seeds: int) -> None:
+    print("late failures: failed rows written 8-12 min late, a 15-min total outage")
+    print(f"{'re-read':<20} {'outage caught':>14} {'median delay':>13} {'volume_drop':>12}")
+    backtest_delays: list[float] = []
+    for mode, cap in MODES.items():
+        caught, delays, drops = 0, [], 0
+        for seed in range(seeds):
+            start = DAY + timedelta(hours=12, minutes=7 * seed)
+            outage = Incident("stripe", start, timedelta(minutes=15), failure_rate=1.0)
+            begin, end = DAY + timedelta(hours=10), start + timedelta(hours=1)
+            frame = generate(DAY + timedelta(hours=7), end, [REAPED], [outage], seed=seed)
+            url, engine = _table(folder, f"late-{cap}-{seed}")
+            arrivals = Arrivals(engine, "payments", frame, failed_late(frame, 8, 12, seed))
+            config = _config(url, cap)
+            live = _live(config, arrivals, begin, end, timedelta(0))
+            fired = [t for t in _firing(live, "outage") if t >= start]
+            caught += bool(fired)
+            if fired:
+                delays.append((fired[0] - start).total_seconds() / 60)
+            drops += len(_firing(live, "volume_drop"))
+            if cap == "60m":
+                arrivals.until(end + timedelta(hours=1))
+                source = SqlSource(connect(url), config.source)
+                final = [n for n in replay(config, source, begin, end)]
+                source.engine.dispose()
+                backtest = [t for t in _firing(final, "outage") if t >= start]
+                if backtest:
+                    backtest_delays.append((backtest[0] - start).total_seconds() / 60)
+            engine.dispose()
+        delay = f"{statistics.median(delays):.0f} min" if delays else "-"
+        print(f"{mode:<20} {f'{caught}/{seeds}':>14} {delay:>13} {drops:>12}")
+    delay = f"{statistics.median(backtest_delays):.0f} min" if backtest_delays else "-"
+    print(f"{'backtest (final)':<20} {f'{len(backtest_delays)}/{seeds}':>14} {delay:>13}")
+
+
+def batches(folder: Path, seeds: int) -> None:
+    print("\nbatches: rows copied every 10 min; 6 h of a daemon started 30 min before")
+    print(f"{'re-read':<20} {'volume_drop firing':>19} {'other alerts':>13}")
+    begin = DAY + timedelta(hours=10)
+    end = begin + timedelta(hours=6)
+    for mode, cap in MODES.items():
+        drops, others = 0, 0
+        for seed in range(seeds):
+            frame = generate(DAY - timedelta(days=8), end, [BATCHED], seed=100 + seed)
+            url, engine = _table(folder, f"batch-{cap}-{seed}")
+            arrivals = Arrivals(engine, "payments", frame, batched(frame, 10, 3 + seed))
+            live = _live(_config(url, cap), arrivals, begin, end, timedelta(minutes=30))
+            drops += len(_firing(live, "volume_drop"))
+            others += len([n for n in live if n.event == "firing" and n.rule != "volume_drop"])
+            engine.dispose()
+        print(f"{mode:<20} {drops:>19} {others:>13}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", type=int, default=5, help="runs per table (default 5)")
+    args = parser.parse_args(argv)
+    run: list[Callable[[Path, int], None]] = [late_failures, batches]
+    with tempfile.TemporaryDirectory() as folder:
+        for part in run:
+            part(Path(folder), args.seeds)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""How late each gateway's rows arrive, learnt from the ticks' own re-reads.
+
+Every tick re-reads the minutes it read before, so the rows a minute gained since its last
+read are rows that arrived late. A row first seen by the tick ending at epoch minute ``end``
+in a minute ``m`` the previous tick had already read arrived at most ``end - m - 1`` minutes
+after its minute ended; rows of minutes no tick could read yet count as on time. The
+estimate is a high quantile of those lateness figures over the last hours, per gateway: the
+read reaches back that far (so the failed rows of a late outage are still read), and the
+rules judge the minutes it says are complete.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["HALF_LIFE_MINUTES", "PROBE_EVERY", "QUANTILE", "Lateness"]
+
+IntArray = npt.NDArray[np.int64]
+
+# Rows later than the current re-read are only seen by a wider one: every this many minutes
+# a tick re-reads up to the cap. Their lateness is counted as the time since their minute
+# ended, an upper bound, so the re-read is wide enough the next time.
+PROBE_EVERY = 10
+# Share of a gateway's rows the estimate says have arrived: 1.5% of rows (the failures of a
+# healthy gateway) written by a timeout reaper must still be covered.
+QUANTILE = 0.999
+# Observations lose half their weight in this many minutes: the estimate follows a reaper
+# or a batch job that changes within hours, and one stray row does not widen it for long.
+HALF_LIFE_MINUTES = 180.0
+
+
+class Lateness:
+    """Per gateway, a decaying histogram of rows by the minutes they arrived late.
+
+    Parameters
+    ----------
+    cap
+        The most minutes of lateness recorded and estimated (``source.max_late_arrival``):
+        rows later than that are counted as that late.
+
+    Examples
+    --------
+    Ten rows a minute on time, and one minute re-read at the next tick with 8 more rows:
+
+    >>> import numpy as np
+    >>> lateness = Lateness(cap=60)
+    >>> lateness.observe(["stripe"], 101, 100, 100, np.array([[0]]), np.array([[10]]))
+    >>> lateness.observe(["stripe"], 102, 100, 101, np.array([[10, 0]]), np.array([[18, 10]]))
+    >>> lateness.minutes(["stripe", "adyen"]).tolist()
+    [1, 0]
+    """
+
+    def __init__(self, cap: int) -> None:
+        if cap < 1:
+            raise ValueError("the cap must be at least one minute")
+        self.cap = cap
+        self.gateways: list[str] = []
+        self._index: dict[str, int] = {}
+        self._weights = np.zeros((0, cap + 1))  # (gateways, minutes late 0..cap)
+        self._end_minute: int | None = None  # the end of the last tick's read
+
+    def observe(
+        self,
+        gateways: list[str],
+        end_minute: int,
+        first_minute: int,
+        read_before: int,
+        before: IntArray,
+        after: IntArray,
+    ) -> None:
+        """Record one tick's re-read of the minutes ``first_minute <= m < end_minute``.
+
+        ``before`` and ``after`` are (gateways, minutes) row counts as they stood before
+        and after this read; ``read_before`` is the end of the previous tick's read (its
+        rows in minutes from there on are on time).
+        """
+        self._grow(gateways)
+        if self._end_minute is not None:
+            decay = 0.5 ** (max(end_minute - self._end_minute, 0) / HALF_LIFE_MINUTES)
+            self._weights *= decay
+        self._end_minute = end_minute
+        arrived = np.clip(after - before, 0, None)
+        minute = np.arange(first_minute, end_minute)
+        late = np.where(minute < read_before, end_minute - minute - 1, 0)
+        late = np.minimum(late, self.cap)
+        rows = np.array([self._index[g] for g in gateways], dtype=np.int64)
+        np.add.at(self._weights, (rows[:, None], late[None, :]), arrived)
+
+    def minutes(self, gateways: list[str]) -> IntArray:
+        """Per gateway: the minutes late within which ``QUANTILE`` of its rows arrived
+        (0 for a gateway not seen)."""
+        estimate = np.zeros(len(gateways), dtype=np.int64)
+        known = [i for i, g in enumerate(gateways) if g in self._index]
+        if not known:
+            return estimate
+        weights = self._weights[[self._index[gateways[i]] for i in known]]
+        total = weights.sum(axis=1, keepdims=True)
+        # Weight of the rows later than each lateness: the estimate is the first lateness
+        # after which at most 1 - QUANTILE of the rows is left.
+        later = total - np.cumsum(weights, axis=1)
+        covered = later <= (1 - QUANTILE) * total
+        estimate[known] = np.argmax(covered, axis=1)
+        return estimate
+
+    def probes(self, end_minute: int) -> bool:
+        """Whether the tick ending at ``end_minute`` re-reads up to the cap."""
+        return end_minute % PROBE_EVERY == 0
+
+    def _grow(self, gateways: list[str]) -> None:
+        new = [g for g in dict.fromkeys(gateways) if g not in self._index]
+        for gateway in new:
+            self._index[gateway] = len(self.gateways)
+            self.gateways.append(gateway)
+        if new:
+            self._weights = np.vstack([self._weights, np.zeros((len(new), self.cap + 1))])

@@ -1,0 +1,93 @@
+"""When simulated payments reach the table: late failed rows and batched inserts.
+
+Production tables are not written at each payment's ``created_at``: a timeout reaper writes
+failed rows minutes later, a job copies rows in batches every few minutes. These functions
+give each row of a :func:`~detector.simulate.generate` frame its insert time, and
+:class:`Arrivals` writes the rows as a simulated clock passes their insert times, so that
+the detector's ticks read what production would show them.
+
+>>> from datetime import datetime
+>>> from detector.simulate import generate
+>>> frame = generate(datetime(2026, 11, 20, 18), datetime(2026, 11, 20, 18, 30), seed=1)
+>>> at = batched(frame, every_minutes=10, offset_minutes=3)
+>>> sorted({str(t)[11:16] for t in at})
+['18:03', '18:13', '18:23', '18:33']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import TypeVar
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+from sqlalchemy.engine import Engine
+
+from detector.simulate.database import write
+from detector.timeutil import naive_utc
+
+__all__ = ["Arrivals", "Times", "batched", "failed_late"]
+
+Times = npt.NDArray[np.datetime64]
+Seen = TypeVar("Seen")
+_MINUTE_US = 60_000_000
+
+
+def failed_late(frame: pd.DataFrame, low_minutes: float, high_minutes: float, seed: int) -> Times:
+    """Insert times where failed rows are written ``low``-``high`` minutes (uniform) after
+    their ``created_at`` and every other row at once."""
+    created = frame["created_at"].to_numpy(dtype="datetime64[us]")
+    rng = np.random.default_rng(seed)
+    delay_us = rng.uniform(low_minutes, high_minutes, len(frame)) * _MINUTE_US
+    failed = (frame["status"] == "failed").to_numpy()
+    late: Times = created + np.where(failed, delay_us, 0).astype("timedelta64[us]")
+    return late
+
+
+def batched(frame: pd.DataFrame, every_minutes: int, offset_minutes: int = 0) -> Times:
+    """Insert times where a job copies rows every ``every_minutes`` minutes (at minutes
+    ``offset_minutes`` past each multiple): each row at the first run after its creation."""
+    created = frame["created_at"].to_numpy(dtype="datetime64[us]").astype(np.int64)
+    period, offset = every_minutes * _MINUTE_US, offset_minutes * _MINUTE_US
+    runs = (created - offset) // period * period + offset + period
+    at: Times = runs.astype("datetime64[us]")
+    return at
+
+
+class Arrivals:
+    """The rows of ``frame``, written to ``table`` as their insert times ``at`` pass."""
+
+    def __init__(self, engine: Engine, table: str, frame: pd.DataFrame, at: Times) -> None:
+        order = np.argsort(at, kind="stable")
+        self.engine, self.table = engine, table
+        self._frame = frame.iloc[order].reset_index(drop=True)
+        self._at = at[order]
+        self._written = 0
+
+    def until(self, moment: datetime) -> int:
+        """Write every row inserted before ``moment`` not written yet; how many were."""
+        end = int(np.searchsorted(self._at, np.datetime64(naive_utc(moment), "us")))
+        rows = self._frame.iloc[self._written : end]
+        self._written = max(self._written, end)
+        return write(self.engine, rows, self.table) if len(rows) else 0
+
+    def ticked(
+        self,
+        tick: Callable[[datetime], list[Seen]],
+        begin: datetime,
+        end: datetime,
+        started: timedelta = timedelta(0),
+    ) -> list[Seen]:
+        """Call ``tick`` every minute from ``begin - started`` to ``end``, each time after
+        writing the rows inserted by then; what it returned from ``begin`` on (a daemon
+        started ``started`` before it)."""
+        now, seen = begin - started, []
+        while now <= end:
+            self.until(now)
+            returned = tick(now)
+            if now >= begin:
+                seen += returned
+            now += timedelta(minutes=1)
+        return seen
