@@ -147,8 +147,24 @@ def level_factor(volume: FloatArray, usual: FloatArray) -> FloatArray:
     inside = boundary >= DAY_SLOTS  # whole days only (the first day's boundaries use it)
     inside[0] = True
     past = np.where(inside[None, :, :], daily[:, np.maximum(boundary, 0)], np.nan)
-    week = np.nanmedian(past, axis=1)
-    return np.asarray(np.minimum(recent, week), dtype=np.float64)
+    return np.asarray(np.minimum(recent, _median_of_known(past)), dtype=np.float64)
+
+
+def _median_of_known(values: FloatArray) -> FloatArray:
+    """The median over axis 1 of the finite values, NaN where there is none: what
+    ``np.nanmedian`` gives, without its per-column masked-array path (a hundred times slower
+    on the 7 days of every slot boundary).
+
+    >>> _median_of_known(np.array([[[1.0, 5.0], [np.nan, 2.0], [3.0, np.nan]]]))
+    array([[2. , 3.5]])
+    """
+    ordered = np.sort(values, axis=1)  # NaN sorts last
+    count = np.isfinite(values).sum(axis=1)
+    last = values.shape[1] - 1
+    low = np.take_along_axis(ordered, np.maximum((count - 1) // 2, 0)[:, None, :], axis=1)
+    high = np.take_along_axis(ordered, np.minimum(count // 2, last)[:, None, :], axis=1)
+    middle = (low[:, 0] + high[:, 0]) / 2
+    return np.asarray(np.where(count > 0, middle, np.nan), dtype=np.float64)
 
 
 def _window_level(
