@@ -10,7 +10,7 @@ import numpy as np
 from detector.config import Config
 from detector.engine import Engine
 from detector.rules import series_name
-from detector.source import Source, SourceError
+from detector.source import Source, SourceError, skipped_text
 from detector.stats.binomial import wilson_interval
 
 __all__ = ["verdict_table"]
@@ -58,5 +58,5 @@ def verdict_table(config: Config, source: Source, at: datetime, out: TextIO) -> 
             f"{config.sla_for(gateway):>6.1%} {declined:>8}  {verdict}\n"
         )
     if result.invalid_rows:
-        out.write(f"{result.invalid_rows} row(s) skipped: null gateway or unknown status\n")
+        out.write(f"{result.invalid_rows} row(s) skipped: {skipped_text(result.skipped)}\n")
     return any(breached.values())

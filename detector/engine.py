@@ -33,9 +33,11 @@ from detector.stats.attribution import Attribution, attribute
 from detector.timeutil import ceil_minute, epoch_minute, minute_start
 from detector.window import CountWindow
 
-__all__ = ["Engine", "TickResult"]
+__all__ = ["Engine", "InvalidRows", "TickResult"]
 
 log = logging.getLogger(__name__)
+
+IntArray = npt.NDArray[np.int64]
 
 # Rules whose message gains the top error codes, sample payment ids and the dimension values
 # holding the excess failures when they fire.
@@ -52,7 +54,9 @@ class TickResult:
     at: datetime
     transitions: list[Transition] = field(default_factory=list)
     rows: int = 0  # payment rows covered by the buckets read
-    invalid_rows: int = 0  # rows skipped for a null gateway or unknown status
+    # Rows skipped for a null gateway or unknown status that no earlier tick counted.
+    invalid_rows: int = 0
+    skipped: tuple[tuple[str, int], ...] = ()  # why the rows read were skipped (all of them)
     read_seconds: float = 0.0
     seconds: float = 0.0
     error: str | None = None  # why the source could not be read
@@ -85,6 +89,7 @@ class Engine:
         # How late each gateway's rows arrive, where the read may reach further back than
         # source.late_arrival (source.max_late_arrival): None when it may not.
         self.lateness = _lateness_of(config)
+        self.invalid = InvalidRows()
 
     def reconfigured(self, config: Config, source: Source) -> Engine:
         """A new engine for a reloaded config that carries on this one's alerts and outage count.
@@ -95,6 +100,7 @@ class Engine:
         engine = Engine(config, source)
         engine.alerts.restore(self.alerts.alerts, self.alerts.resolved)
         engine.failed_ticks, engine._failing_since = self.failed_ticks, self._failing_since
+        engine.invalid = self.invalid  # the warm-up read re-reads rows already counted
         # What was learnt of late rows holds as long as the cap does.
         if self.lateness and engine.lateness and engine.lateness.cap == self.lateness.cap:
             engine.lateness = self.lateness
@@ -159,6 +165,10 @@ class Engine:
         end_minute = ceil_minute(now)
         self.window.advance(end_minute)
         self._replace(epoch_minute(start), end_minute, counts)
+        new_invalid = self.invalid.observe(
+            epoch_minute(start), end_minute, counts.invalid_minutes, counts.invalid_per_minute
+        )
+        self.invalid.forget_before(end_minute - self.window.minutes)
         self.watermark = now
 
         transitions = self.alerts.observe_findings("source_down", [], now)
@@ -198,7 +208,8 @@ class Engine:
             now,
             [self._explained(self._with_declines(t)) for t in transitions],
             rows=int(counts.volume.sum()),
-            invalid_rows=counts.invalid,
+            invalid_rows=new_invalid,
+            skipped=counts.skipped,
             read_seconds=read_seconds,
             seconds=time.perf_counter() - began,
         )
@@ -322,6 +333,37 @@ class Engine:
             breakdown.failures,
             self.config.sla_for(gateway),
         )
+
+
+class InvalidRows:
+    """The skipped rows of each minute a later tick may re-read, so that a row is counted
+    once however often the look-back re-reads its minute."""
+
+    def __init__(self) -> None:
+        self.minutes = np.zeros(0, dtype=np.int64)  # ascending; only minutes with rows
+        self.rows = np.zeros(0, dtype=np.int64)
+
+    def observe(self, first_minute: int, end_minute: int, minutes: IntArray, rows: IntArray) -> int:
+        """Take a read of ``[first_minute, end_minute)`` whose skipped rows are ``rows`` in
+        ``minutes`` (ascending); the rows no earlier read of those minutes had."""
+        at = np.searchsorted(self.minutes, minutes)
+        known = at < self.minutes.size
+        known[known] = self.minutes[at[known]] == minutes[known]
+        before = np.zeros_like(rows)
+        before[known] = self.rows[at[known]]
+        # A read minute replaces what was known of it, as in the window: a row fixed
+        # since is forgotten, and a bad row arriving later counts again.
+        outside = (self.minutes < first_minute) | (self.minutes >= end_minute)
+        self.minutes = np.concatenate([self.minutes[outside], minutes])
+        self.rows = np.concatenate([self.rows[outside], rows])
+        order = np.argsort(self.minutes, kind="stable")
+        self.minutes, self.rows = self.minutes[order], self.rows[order]
+        return int(np.maximum(rows - before, 0).sum())
+
+    def forget_before(self, minute: int) -> None:
+        """Drop the minutes no read reaches back to any more."""
+        keep = self.minutes >= minute
+        self.minutes, self.rows = self.minutes[keep], self.rows[keep]
 
 
 def _lateness_of(config: Config) -> Lateness | None:

@@ -40,6 +40,12 @@ class Counts:
     dimensions: tuple[str, ...] = ()
     values: npt.NDArray[np.object_] | None = None  # (rows, dimensions); NULL reads "(none)"
     declines: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    # The skipped rows per epoch minute that has any (minutes ascending), so that a re-read
+    # minute's rows are counted once.
+    invalid_minutes: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    invalid_per_minute: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    # Why rows were skipped: ("status 'TIMEOUT'", rows), ("null gateway", rows), ...
+    skipped: tuple[tuple[str, int], ...] = ()
 
     def __post_init__(self) -> None:
         if not self.declines.size and self.minute.size:

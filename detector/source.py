@@ -10,7 +10,7 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -35,6 +35,7 @@ __all__ = [
     "Source",
     "SourceError",
     "SqlSource",
+    "skipped_text",
 ]
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,9 @@ class SourceError(DetectorError):
 class SchemaError(SourceError):
     """The configured table or one of its columns does not exist: a configuration mistake."""
 
+
+# The least time between two warnings about rows skipped for the same reason.
+_SKIPPED_WARNING_EVERY = timedelta(hours=1)
 
 # How a NULL error code or dimension value reads.
 NONE_VALUE = "(none)"
@@ -198,6 +202,8 @@ class SqlSource(Source):
             (): self._build_counts_query(_MinuteBucket(self._timestamp))
         }
         self._quarter_hourly_query = self._build_counts_query(_QuarterHourBucket(self._timestamp))
+        # When each reason for skipped rows was last logged (the end of the read).
+        self._warned: dict[str, datetime] = {}
 
     def _in_window(self) -> ColumnElement[bool]:
         return sa.and_(
@@ -305,15 +311,81 @@ class SqlSource(Source):
             query = self._build_counts_query(_MinuteBucket(self._timestamp), dimensions)
             self._counts_queries[dimensions] = query
         counts = self._counts(query, start, end, dimensions)
+        if counts.invalid:
+            counts = replace(counts, skipped=self._skipped(start, end))
+            self._warn_skipped(counts.skipped, start, end)
         if not dimensions:
             return counts
         # One row per (gateway, minute) as without dimensions, summed here from the detail.
         total = grouped(counts.gateway, counts.minute, counts)
-        return replace(total, invalid=counts.invalid, detail=counts)
+        return replace(
+            total,
+            invalid=counts.invalid,
+            invalid_minutes=counts.invalid_minutes,
+            invalid_per_minute=counts.invalid_per_minute,
+            skipped=counts.skipped,
+            detail=counts,
+        )
 
     def quarter_hourly(self, start: datetime, end: datetime) -> Counts:
         counts = self._counts(self._quarter_hourly_query, start, end)
-        return replace(counts, minute=counts.minute * QUARTER_HOUR)
+        return replace(
+            counts,
+            minute=counts.minute * QUARTER_HOUR,
+            invalid_minutes=counts.invalid_minutes * QUARTER_HOUR,
+        )
+
+    def _skipped(self, start: datetime, end: datetime) -> tuple[tuple[str, int], ...]:
+        """Why the rows of ``[start, end)`` that a read skipped were skipped: each status
+        value listed under none of ``source.statuses`` with its rows, then the rows with a
+        null gateway (and a listed status); most rows first."""
+        statuses = self.config.statuses
+        listed = statuses.failed + statuses.succeeded + statuses.pending + statuses.declined
+        unlisted = sa.or_(self._status.is_(None), self._status.not_in(listed))
+        rows = sa.func.count().label("rows")
+        query = (
+            sa.select(self._status.label("status"), rows)
+            .select_from(self.table)
+            .where(self._in_window(), sa.or_(self._gateway.is_(None), unlisted))
+            .group_by(self._status)
+        )
+        params = {"start": naive_utc(start), "end": naive_utc(end)}
+        try:
+            with self.engine.connect() as connection:
+                found = connection.execute(query, params).all()
+        except sa.exc.SQLAlchemyError as exc:
+            log.warning("could not read the skipped status values: %s", error_text(exc))
+            return ()
+        reasons = [
+            (f"status {_status_text(row.status)}", int(row.rows))
+            for row in found
+            if row.status is None or row.status not in listed
+        ]
+        null_gateway = sum(int(row.rows) for row in found if row.status in listed)
+        if null_gateway:
+            reasons.append(("null gateway", null_gateway))
+        return tuple(sorted(reasons, key=lambda reason: (-reason[1], reason[0])))
+
+    def _warn_skipped(
+        self, skipped: tuple[tuple[str, int], ...], start: datetime, end: datetime
+    ) -> None:
+        """Log the reasons for skipped rows, each at most once per hour of ``end``."""
+        fresh = [
+            (reason, rows)
+            for reason, rows in skipped
+            if reason not in self._warned or end - self._warned[reason] >= _SKIPPED_WARNING_EVERY
+        ]
+        if not fresh:
+            return
+        for reason, _ in fresh:
+            self._warned[reason] = end
+        log.warning(
+            "skipped payment rows from %s to %s: %s (statuses listed under none of "
+            "source.statuses, or no gateway; each reason is logged at most once an hour)",
+            naive_utc(start).isoformat(timespec="seconds"),
+            naive_utc(end).isoformat(timespec="seconds"),
+            skipped_text(tuple(fresh)),
+        )
 
     def _counts(
         self,
@@ -335,12 +407,8 @@ class SqlSource(Source):
         table = np.array([[value or 0 for value in row[2:_COUNT_COLUMNS]] for row in rows])
         all_rows, failed, succeeded, pending, declined, declined_failed = table.astype(np.int64).T
         valid = gateway != None  # noqa: E711 - elementwise test of an object array
-        invalid = int(
-            (all_rows - failed - succeeded - pending - declined)[valid].sum()
-            + all_rows[~valid].sum()
-        )
-        if invalid:
-            log.warning("skipped %d payment rows with a null gateway or an unknown status", invalid)
+        skipped = np.where(valid, all_rows - failed - succeeded - pending - declined, all_rows)
+        invalid_minutes, invalid_per_minute = _per_minute(minute, skipped)
         values = None
         if dimensions:
             values = np.array(
@@ -356,10 +424,12 @@ class SqlSource(Source):
             (failed + succeeded + declined)[valid],
             (failed - declined_failed)[valid],
             (failed + succeeded + pending + declined)[valid],
-            invalid,
+            int(skipped.sum()),
             dimensions=dimensions,
             values=values,
             declines=(declined + declined_failed)[valid],
+            invalid_minutes=invalid_minutes,
+            invalid_per_minute=invalid_per_minute,
         )
 
     def evidence(
@@ -449,6 +519,26 @@ class SqlSource(Source):
             np.array([row.payments or 0 for row in rows], dtype=np.int64),
             np.array([row.failed or 0 for row in rows], dtype=np.int64),
         )
+
+
+def _per_minute(minute: IntArray, rows: IntArray) -> tuple[IntArray, IntArray]:
+    """``rows`` summed per minute, only the minutes with any: (minutes ascending, sums)."""
+    minutes, where = np.unique(minute, return_inverse=True)
+    sums = np.bincount(where.ravel(), weights=rows, minlength=minutes.size).astype(np.int64)
+    return minutes[sums > 0], sums[sums > 0]
+
+
+def _status_text(status: object) -> str:
+    return "NULL" if status is None else repr(str(status))
+
+
+def skipped_text(skipped: tuple[tuple[str, int], ...]) -> str:
+    """The reasons rows were skipped, for a log line or ``detector check``.
+
+    >>> skipped_text((("status 'TIMEOUT'", 40), ("null gateway", 3)))
+    "status 'TIMEOUT': 40 rows, null gateway: 3 rows"
+    """
+    return ", ".join(f"{reason}: {rows} rows" for reason, rows in skipped)
 
 
 class FrameSource(Source):

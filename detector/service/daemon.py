@@ -172,7 +172,7 @@ class Daemon:
             )
         else:
             log.info(
-                "tick %d: read %d rows (%d invalid skipped) in %.3fs, evaluated %d gateways "
+                "tick %d: read %d rows (%d new invalid skipped) in %.3fs, evaluated %d gateways "
                 "in %.3fs; %d transition(s), %d notification(s) queued",
                 tick_id,
                 result.rows,

@@ -53,7 +53,7 @@ class Metrics:
         )
         self.invalid_rows = Counter(
             "detector_rows_invalid",
-            "Rows skipped for a null gateway or an unknown status.",
+            "Rows skipped for a null gateway or an unlisted status, each counted once.",
             registry=registry,
         )
         self.last_success = Gauge(
