@@ -342,9 +342,12 @@ class SqlSource(Source):
         statuses = self.config.statuses
         listed = statuses.failed + statuses.succeeded + statuses.pending + statuses.declined
         unlisted = sa.or_(self._status.is_(None), self._status.not_in(listed))
-        rows = sa.func.count().label("rows")
         query = (
-            sa.select(self._status.label("status"), rows)
+            sa.select(
+                self._status.label("status"),
+                sa.func.count().label("rows"),
+                _count_where(unlisted).label("unlisted"),
+            )
             .select_from(self.table)
             .where(self._in_window(), sa.or_(self._gateway.is_(None), unlisted))
             .group_by(self._status)
@@ -356,12 +359,13 @@ class SqlSource(Source):
         except sa.exc.SQLAlchemyError as exc:
             log.warning("could not read the skipped status values: %s", error_text(exc))
             return ()
+        # Whether a status is listed is the database's answer (its collation decides).
         reasons = [
-            (f"status {_status_text(row.status)}", int(row.rows))
+            (f"status {_status_text(row.status)}", int(row.unlisted))
             for row in found
-            if row.status is None or row.status not in listed
+            if row.unlisted
         ]
-        null_gateway = sum(int(row.rows) for row in found if row.status in listed)
+        null_gateway = sum(int(row.rows) - int(row.unlisted or 0) for row in found)
         if null_gateway:
             reasons.append(("null gateway", null_gateway))
         return tuple(sorted(reasons, key=lambda reason: (-reason[1], reason[0])))
