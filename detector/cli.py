@@ -21,6 +21,7 @@ from pathlib import Path
 import requests
 from pydantic import ValidationError
 
+from detector import __version__
 from detector.config import (
     Config,
     ConfigError,
@@ -464,6 +465,7 @@ def _parser() -> argparse.ArgumentParser:
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
     )
     parser.add_argument("--log-format", default="text", choices=["text", "json"])
+    parser.add_argument("--version", action="version", version=f"detector {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     def command(name: str, help_text: str) -> argparse.ArgumentParser:
