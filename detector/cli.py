@@ -21,6 +21,7 @@ from pathlib import Path
 import requests
 from pydantic import ValidationError
 
+from detector import __version__
 from detector.config import (
     Config,
     ConfigError,
@@ -30,7 +31,7 @@ from detector.config import (
     load_config,
     parse_duration,
 )
-from detector.db import connect
+from detector.db import DatabaseUrlError, check_url, connect
 from detector.errors import DetectorError
 from detector.model import Notification
 from detector.source import FrameSource, SchemaError, SourceError, SqlSource
@@ -86,23 +87,46 @@ def parse_time(text: str) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
+def _url_override(args: argparse.Namespace, option: str, variable: str) -> tuple[str, str]:
+    """The URL given by ``--option`` or else the environment variable, with the name of
+    whichever gave it; ``("", "")`` for neither."""
+    if url := getattr(args, option, None):
+        return url, f"--{option}"
+    if url := os.environ.get(variable):
+        return url, variable
+    return "", ""
+
+
 def _load(args: argparse.Namespace) -> Config:
     config = load_config(args.config)
     updates: dict[str, object] = {}
-    db_url = getattr(args, "db", None) or os.environ.get("DETECTOR_DB_URL")
-    if db_url:
-        updates["source"] = config.source.model_copy(update={"url": db_url})
-    state_url = getattr(args, "state", None) or os.environ.get("DETECTOR_STATE_URL")
-    if state_url:
-        updates["state"] = config.state.model_copy(update={"url": state_url})
+    sections = {"source": ("db", "DETECTOR_DB_URL"), "state": ("state", "DETECTOR_STATE_URL")}
+    for section, (option, variable) in sections.items():
+        url, name = _url_override(args, option, variable)
+        if not url:
+            continue
+        try:
+            check_url(url)
+        except DatabaseUrlError as exc:
+            raise DatabaseUrlError(f"{name}: {exc}") from None
+        updates[section] = getattr(config, section).model_copy(update={"url": url})
     return config.model_copy(update=updates) if updates else config
 
 
-def _open_source(config: Config, *, strict: bool, bounded: bool = False) -> SqlSource:
+def _source_name(args: argparse.Namespace) -> str:
+    """Where the payments URL came from: the option, the variable or alerts.yaml's key."""
+    return _url_override(args, "db", "DETECTOR_DB_URL")[1] or "source.url"
+
+
+def _open_source(
+    config: Config, *, strict: bool, bounded: bool = False, name: str = "source.url"
+) -> SqlSource:
     """The payments source; a missing table/column is always fatal, an outage only if strict.
-    ``bounded``: every query ends within ``source.query_timeout`` (the daemon's ticks)."""
+    ``bounded``: every query ends within ``source.query_timeout`` (the daemon's ticks);
+    ``name``: the key or option that gave the URL, for its errors."""
     timeout = config.source_query_timeout if bounded else None
-    source = SqlSource(connect(config.source.url, query_timeout=timeout), config.source)
+    engine = connect(config.source.url, query_timeout=timeout, name=name)
+    source = SqlSource(engine, config.source)
     try:
         source.check()
     except SchemaError:
@@ -139,7 +163,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from detector.store import StateStore
 
     config = _load(args)
-    source = _open_source(config, strict=False, bounded=True)
+    source = _open_source(config, strict=False, bounded=True, name=_source_name(args))
     store = StateStore.open(config.state.url, config.state.query_timeout)
     replica = (
         os.environ.get("DETECTOR_REPLICA_ID")
@@ -154,7 +178,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             new = _load(args)
             receivers = build_receivers(new, session)
             if new.source != config.source:
-                opened = _open_source(new, strict=False, bounded=True)
+                opened = _open_source(new, strict=False, bounded=True, name=_source_name(args))
                 source.engine.dispose()
                 source = opened
             config = new
@@ -171,7 +195,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from detector.check import verdict_table
 
     config = _load(args)
-    source = _open_source(config, strict=True)
+    source = _open_source(config, strict=True, name=_source_name(args))
     firing = verdict_table(config, source, args.at or datetime.now(UTC), sys.stdout)
     return EXIT_FIRING if firing else EXIT_OK
 
@@ -199,7 +223,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     from detector.backtest import aggregate, replay, write_jsonl, write_table
 
     config = _load(args)
-    source = _open_source(config, strict=True)
+    source = _open_source(config, strict=True, name=_source_name(args))
     began = time.perf_counter()
     if args.format == "html":
         counts = aggregate(config, source, args.start, args.end)
@@ -441,6 +465,7 @@ def _parser() -> argparse.ArgumentParser:
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
     )
     parser.add_argument("--log-format", default="text", choices=["text", "json"])
+    parser.add_argument("--version", action="version", version=f"detector {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     def command(name: str, help_text: str) -> argparse.ArgumentParser:

@@ -1,6 +1,6 @@
 """Database plumbing shared by the payments source, the state store and the lease:
-engines pinned to UTC, queries bounded in time, one-line error text, and table creation
-that survives a race."""
+URLs checked before use, engines pinned to UTC, queries bounded in time, one-line error
+text, and table creation that survives a race."""
 
 from __future__ import annotations
 
@@ -11,12 +11,37 @@ import socket
 import threading
 import time
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-__all__ = ["QueryTimeout", "connect", "create_tables", "error_text"]
+from detector.errors import DetectorError
+
+__all__ = [
+    "DatabaseUrlError",
+    "QueryTimeout",
+    "check_url",
+    "connect",
+    "create_tables",
+    "error_text",
+]
+
+# The URL schemes that work with the drivers the detector installs, for the databases
+# people name otherwise (a bare dialect picks a driver that is not installed).
+_WORKING_SCHEMES = {
+    "postgres": "postgresql+psycopg",
+    "postgresql": "postgresql+psycopg",
+    "mysql": "mysql+pymysql",
+    "mariadb": "mariadb+pymysql",
+    "sqlite3": "sqlite",
+}
+_URL_FORMS = (
+    "sqlite:///payments.db for a SQLite file, postgresql+psycopg://USER@HOST/DATABASE "
+    "or mysql+pymysql://USER@HOST/DATABASE"
+)
 
 # Replicas racing to create the tables: how often one that lost tries again.
 _CREATE_ATTEMPTS = 5
@@ -33,6 +58,65 @@ _MYSQL_TIMEOUTS = {1969, 3024, 1205}
 _MYSQL_LOST_CONNECTION = 2013
 
 
+class DatabaseUrlError(DetectorError, ValueError):
+    """A database URL that cannot work: unreadable, an unknown database or driver, or a
+    SQLite source file that does not exist."""
+
+
+def check_url(url: str) -> sa.URL:
+    """``url`` parsed, once its dialect and driver load; else :class:`DatabaseUrlError`
+    saying what to write instead. The message never repeats the URL, which may hold a
+    password."""
+    try:
+        parsed = sa.make_url(url)
+    except sa.exc.ArgumentError:
+        if "://" in url:
+            raise DatabaseUrlError(f"not a database URL; write {_URL_FORMS}") from None
+        raise DatabaseUrlError(
+            f"{url!r} is not a database URL; for a SQLite file write sqlite:///{url} "
+            f"(a server: postgresql+psycopg://USER@HOST/DATABASE or "
+            "mysql+pymysql://USER@HOST/DATABASE)"
+        ) from None
+    scheme = parsed.drivername
+    try:
+        parsed.get_dialect().import_dbapi()
+    except (sa.exc.NoSuchModuleError, ImportError):
+        instead = _WORKING_SCHEMES.get(scheme) or _WORKING_SCHEMES.get(parsed.get_backend_name())
+        if instead and instead != scheme:
+            raise DatabaseUrlError(
+                f"{scheme}:// cannot be opened (no such database or driver installed); "
+                f"write {instead}:// instead"
+            ) from None
+        raise DatabaseUrlError(
+            f"unknown database {scheme!r} (no such database or driver installed); "
+            f"write {_URL_FORMS}"
+        ) from None
+    return parsed
+
+
+def _sqlite_file(url: sa.URL) -> str | None:
+    """The file of a SQLite URL naming a plain path (not memory, not a ``file:`` URI)."""
+    if url.get_backend_name() != "sqlite" or "uri" in url.query:
+        return None
+    database = url.database or ""
+    return None if database in {"", ":memory:"} else database
+
+
+def _read_only_sqlite(url: sa.URL, name: str) -> sa.URL:
+    """The SQLite source opened with ``mode=ro``: a mistyped path fails instead of
+    creating an empty database."""
+    path = _sqlite_file(url)
+    if path is None:
+        return url
+    if not Path(path).is_file():
+        raise DatabaseUrlError(
+            f"{name}: the SQLite file {path} does not exist (the payments source is opened "
+            "read-only and never created); check the path, e.g. sqlite:///payments.db for "
+            "payments.db in the current folder"
+        )
+    return url.set(database=f"file:{quote(path)}", query={**url.query, "mode": "ro", "uri": "true"})
+
+
 class QueryTimeout(sa.exc.OperationalError):
     """A statement ran, or waited for a lock, longer than its engine's query timeout."""
 
@@ -46,13 +130,28 @@ class QueryTimeout(sa.exc.OperationalError):
         self.seconds = seconds
 
 
-def connect(url: str, *, read_only: bool = True, query_timeout: timedelta | None = None) -> Engine:
-    """An engine whose sessions run in UTC and, for the payments source, read only.
+def connect(
+    url: str,
+    *,
+    read_only: bool = True,
+    query_timeout: timedelta | None = None,
+    name: str | None = None,
+) -> Engine:
+    """An engine whose sessions run in UTC and, for the payments source, read only (a
+    SQLite source must exist: it is opened with ``mode=ro``).
 
     With ``query_timeout`` every statement ends within about that long, answered or not:
-    it fails with :class:`QueryTimeout` (see :func:`_bound_statements`).
+    it fails with :class:`QueryTimeout` (see :func:`_bound_statements`). ``name``: the key
+    or option that gave the URL, named in a :class:`DatabaseUrlError` (default
+    ``source.url``, or ``state.url`` for a writable engine).
     """
-    parsed = sa.make_url(url)
+    name = name or ("source.url" if read_only else "state.url")
+    try:
+        parsed = check_url(url)
+    except DatabaseUrlError as exc:
+        raise DatabaseUrlError(f"{name}: {exc}") from None
+    if read_only:
+        parsed = _read_only_sqlite(parsed, name)
     connect_args: dict[str, Any] = {}
     backend = parsed.get_backend_name()
     if backend == "postgresql":
@@ -71,7 +170,7 @@ def connect(url: str, *, read_only: bool = True, query_timeout: timedelta | None
     # The ping on checkout must not hang on a frozen connection: _bound_statements pings
     # PostgreSQL under its watchdog instead.
     watched = query_timeout is not None and backend == "postgresql"
-    engine = sa.create_engine(url, connect_args=connect_args, pool_pre_ping=not watched)
+    engine = sa.create_engine(parsed, connect_args=connect_args, pool_pre_ping=not watched)
     guard = {"sqlite": "PRAGMA query_only = ON", "mysql": "SET SESSION TRANSACTION READ ONLY"}
     statement = guard.get("mysql" if backend == "mariadb" else backend)
     if read_only and statement:

@@ -5,6 +5,8 @@
     DetectorError                  every error the detector raises on purpose
     ├── ConfigError                alerts.yaml is invalid: each problem with its key path
     │                              (detector.config)
+    ├── DatabaseUrlError           a database URL that cannot be opened, with what to write
+    │                              instead (detector.db)
     ├── SourceError                the payments database cannot be read (detector.source)
     │   └── SchemaError            the configured table or a column does not exist
     ├── StoreError                 the state database cannot be read or written

@@ -50,7 +50,9 @@ def test_check_exits_2_when_the_table_is_missing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     url = f"sqlite:///{tmp_path / 'empty.db'}"
-    sa.create_engine(url).dispose()
+    engine = sa.create_engine(url)
+    engine.connect().close()  # an empty database file, without the payments table
+    engine.dispose()
     assert main(["check", "--db", url]) == 2
     assert "source.table: table 'payments' does not exist" in capsys.readouterr().err
 

@@ -108,7 +108,7 @@ def state_store(
 def test_a_locked_outbox_pauses_delivery_instead_of_hanging_it(
     state_store: StateStore, caplog: pytest.LogCaptureFixture
 ) -> None:
-    config = _config("sqlite:///unused.db")
+    config = _config("sqlite://")  # the test reads no payments
     admin = sa.create_engine(state_store.engine.url)
     daemon = Daemon(config, _source(config), state_store, {}, Clock(T0))
     try:

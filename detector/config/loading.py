@@ -7,6 +7,7 @@ Secrets come from the environment: any string value may hold ``${VAR}`` or
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Mapping
@@ -22,6 +23,8 @@ from detector.config.receivers import RECEIVER_TYPES
 
 __all__ = ["load_config", "parse_config"]
 
+log = logging.getLogger(__name__)
+
 
 class _TextDatesLoader(yaml.SafeLoader):
     """Safe YAML that leaves dates as text, so that pydantic parses them and a date that does
@@ -32,6 +35,52 @@ _TextDatesLoader.yaml_implicit_resolvers = {
     first: [(tag, pattern) for tag, pattern in resolvers if tag != "tag:yaml.org,2002:timestamp"]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
+
+
+def _duplicate_keys(
+    node: yaml.Node, path: str = "", visited: set[int] | None = None
+) -> list[tuple[str, str]]:
+    """Every key written twice in one mapping, by key path: YAML itself keeps the last one
+    silently, so a setting would vanish without a word."""
+    problems: list[tuple[str, str]] = []
+    visited = set() if visited is None else visited
+    if id(node) in visited:  # an alias: its node was checked where it was anchored
+        return problems
+    visited.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        first_line: dict[tuple[str, str], int] = {}
+        for key, value in node.value:
+            if not isinstance(key, yaml.ScalarNode) or key.tag == "tag:yaml.org,2002:merge":
+                continue
+            where = f"{path}.{key.value}" if path else str(key.value)
+            line = key.start_mark.line + 1
+            if (key.tag, key.value) in first_line:
+                seen = first_line[key.tag, key.value]
+                lines = f"line {line}" if seen == line else f"lines {seen} and {line}"
+                problems.append((where, f"key given twice ({lines}); keep one"))
+            else:
+                first_line[key.tag, key.value] = line
+            problems += _duplicate_keys(value, where, visited)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            problems += _duplicate_keys(item, f"{path}[{i}]", visited)
+    return problems
+
+
+def _read_yaml(text: str, source: str) -> Any:
+    """The document of ``text``, refused with every duplicate key's path."""
+    loader = _TextDatesLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        duplicates = _duplicate_keys(node)
+        if duplicates:
+            raise ConfigError(duplicates, source)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -130,11 +179,17 @@ def load_config(
     except OSError as exc:
         raise ConfigError([("", f"cannot read the file: {exc.strerror}")], str(path)) from exc
     try:
-        data = yaml.load(text, Loader=_TextDatesLoader)  # noqa: S506 (a SafeLoader)
+        data = _read_yaml(text, str(path))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         raise ConfigError(
             [("", f"{where}not valid YAML ({getattr(exc, 'problem', exc)})")], str(path)
         ) from exc
+    if data is None:
+        log.warning(
+            "%s holds no settings (empty or only comments): no gateway is configured and "
+            "alerts reach the console receiver only",
+            path,
+        )
     return parse_config(data, env, str(path))

@@ -7,7 +7,14 @@ import re
 from datetime import timedelta
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from detector.config.base import Duration, FrozenModel, positive
 from detector.config.routes import check_regex
@@ -15,6 +22,7 @@ from detector.config.routes import check_regex
 __all__ = [
     "RESERVED_LABELS",
     "Columns",
+    "DatabaseUrl",
     "Declines",
     "Identifier",
     "ScheduleConfig",
@@ -118,8 +126,20 @@ class Declines(FrozenModel):
         return bool(self.error_codes) or self.error_code_match is not None
 
 
+def _database_url(value: Any) -> str:
+    # Imported here: reading the configuration loads the database layer only when a URL
+    # is given, so the detection code stays free of it.
+    from detector.db import check_url
+
+    check_url(str(value))
+    return str(value)
+
+
+DatabaseUrl = Annotated[str, AfterValidator(_database_url)]
+
+
 class SourceConfig(FrozenModel):
-    url: str = "sqlite:///payments.db"
+    url: DatabaseUrl = "sqlite:///payments.db"
     table: TableName = "payments"
     columns: Columns = Columns()
     statuses: Statuses = Statuses()
@@ -158,7 +178,7 @@ class SourceConfig(FrozenModel):
 
 
 class StateConfig(FrozenModel):
-    url: str = "sqlite:///detector-state.db"
+    url: DatabaseUrl = "sqlite:///detector-state.db"
     # Longest a query of the state database (outbox, alerts, lease) may take.
     query_timeout: Annotated[Duration, positive("the query timeout must be positive")] = timedelta(
         seconds=10
