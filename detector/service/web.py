@@ -9,6 +9,7 @@ tick, so a slow client never holds up a tick and never sees a half-updated windo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import socket
@@ -187,5 +188,8 @@ class WebServer:
 
     def stop(self) -> None:
         self._stopping.set()
-        self._server.pull_trigger()  # wakes the event loop at once
+        # Wakes the event loop at once; a loop that woke on its own and saw the flag has
+        # closed the trigger already.
+        with contextlib.suppress(OSError):
+            self._server.pull_trigger()
         self._thread.join()
