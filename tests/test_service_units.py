@@ -455,22 +455,26 @@ def test_the_expected_band_is_what_the_volume_rules_expected_during_each_hour() 
         np.testing.assert_allclose(expected[:, -1 - back], volume.expected_per_minute * 60)
 
 
-def test_the_status_page_shades_the_expected_volume_once_a_gateway_has_a_week(
-    sqlite_db: PaymentsDb, tmp_path: Path
-) -> None:
-    sqlite_db.steady("stripe", T0 - timedelta(days=8), minutes=8 * 24 * 60, per_minute=1)
-    sqlite_db.steady("adyen", T0 - timedelta(hours=2), minutes=120, per_minute=1)
-    clock = Clock()
-    daemon = _daemon(_config(sqlite_db), f"sqlite:///{tmp_path / 'state.db'}", clock)
+def _status_page_after_one_tick(db: PaymentsDb, tmp_path: Path) -> requests.Response:
+    """The status page served by a daemon that read its volume history and ticked once."""
+    daemon = _daemon(_config(db), f"sqlite:///{tmp_path / 'state.db'}", Clock())
     server = WebServer(("127.0.0.1", 0), daemon).start()
     try:
         daemon.backfill_history()
         daemon.tick()
         host, port = server.address
-        page = requests.get(f"http://{host}:{port}/", timeout=10).text
+        return requests.get(f"http://{host}:{port}/", timeout=10)
     finally:
         server.stop()
         _close(daemon)
+
+
+def test_the_status_page_shades_the_expected_volume_once_a_gateway_has_a_week(
+    sqlite_db: PaymentsDb, tmp_path: Path
+) -> None:
+    sqlite_db.steady("stripe", T0 - timedelta(days=8), minutes=8 * 24 * 60, per_minute=1)
+    sqlite_db.steady("adyen", T0 - timedelta(hours=2), minutes=120, per_minute=1)
+    page = _status_page_after_one_tick(sqlite_db, tmp_path).text
     stripe, adyen = (
         page.split(f'id="gw-{g}"')[1].split("</section>")[0] for g in ("stripe", "adyen")
     )
@@ -485,17 +489,7 @@ def test_the_status_page_answers_when_no_gateway_had_payments_in_the_last_day(
 ) -> None:
     # Payments weeks ago only: the volume history knows the gateway, the last 24 h do not.
     sqlite_db.steady("stripe", T0 - timedelta(days=20), minutes=60, per_minute=1)
-    clock = Clock()
-    daemon = _daemon(_config(sqlite_db), f"sqlite:///{tmp_path / 'state.db'}", clock)
-    server = WebServer(("127.0.0.1", 0), daemon).start()
-    try:
-        daemon.backfill_history()
-        daemon.tick()
-        host, port = server.address
-        reply = requests.get(f"http://{host}:{port}/", timeout=10)
-    finally:
-        server.stop()
-        _close(daemon)
+    reply = _status_page_after_one_tick(sqlite_db, tmp_path)
     assert reply.status_code == 200
     assert "<html" in reply.text
 
