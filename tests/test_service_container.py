@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from detector.cli import _load
+from detector.cli.common import load
 
 REPO = Path(__file__).resolve().parents[1]
 DOCKERFILE = (REPO / "Dockerfile").read_text()
@@ -73,7 +73,7 @@ def test_each_replica_reads_the_shipped_config_with_its_environment(
     for key, value in environment.items():
         monkeypatch.setenv(key, value)
 
-    config = _load(argparse.Namespace(config=REPO / "alerts.yaml"))
+    config = load(argparse.Namespace(config=REPO / "alerts.yaml"))
 
     # Other containers reach the port the compose file publishes and the health check asks.
     assert config.server.address == ("0.0.0.0", _container_port())

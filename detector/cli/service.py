@@ -1,0 +1,102 @@
+"""``detector run``, ``check`` and ``validate``: the service and its one-off verdicts."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+from datetime import UTC, datetime
+
+import requests
+
+from detector.cli.common import (
+    EXIT_FIRING,
+    EXIT_OK,
+    Command,
+    load,
+    open_source,
+    parse_time,
+    source_name,
+)
+from detector.config import Config, Route
+
+__all__ = ["register"]
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    config = load(args)
+
+    def count(route: Route) -> int:
+        return 1 + sum(count(child) for child in route.routes)
+
+    print(
+        f"{args.config}: OK - {len(config.gateways)} gateway(s) configured, "
+        f"{len(config.receivers)} receiver(s), {count(config.route)} route(s), "
+        f"tick every {config.schedule.interval.total_seconds():g}s"
+    )
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from detector.notify import Receiver, build_receivers
+    from detector.service.daemon import Daemon
+    from detector.service.lease import Lease
+    from detector.source import Source
+    from detector.store import StateStore
+
+    config = load(args)
+    source = open_source(config, strict=False, bounded=True, name=source_name(args))
+    store = StateStore.open(config.state.url, config.state.query_timeout)
+    replica = (
+        os.environ.get("DETECTOR_REPLICA_ID")
+        or config.ha.replica_id
+        or f"{socket.gethostname()}:{os.getpid()}"
+    )
+    lease = Lease(store.engine, replica, config.ha.lease_ttl)
+    with requests.Session() as session:
+
+        def reload() -> tuple[Config, Source, dict[str, Receiver]]:
+            nonlocal config, source
+            new = load(args)
+            receivers = build_receivers(new, session)
+            if new.source != config.source:
+                opened = open_source(new, strict=False, bounded=True, name=source_name(args))
+                source.engine.dispose()
+                source = opened
+            config = new
+            return config, source, receivers
+
+        daemon = Daemon(
+            config, source, store, build_receivers(config, session), lease=lease, reload=reload
+        )
+        daemon.run()
+    return EXIT_OK
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from detector.check import verdict_table
+
+    config = load(args)
+    source = open_source(config, strict=True, name=source_name(args))
+    firing = verdict_table(config, source, args.at or datetime.now(UTC), sys.stdout)
+    return EXIT_FIRING if firing else EXIT_OK
+
+
+def register(command: Command) -> None:
+    run = command("run", "run the detector as a long-running service")
+    run.add_argument(
+        "--db", help="payments database URL (overrides source.url and DETECTOR_DB_URL)"
+    )
+    run.add_argument(
+        "--state", help="state database URL (overrides state.url and DETECTOR_STATE_URL)"
+    )
+    run.set_defaults(handler=cmd_run)
+
+    check = command("check", "evaluate once and print a verdict per gateway (exit 1 if any fires)")
+    check.add_argument("--db", help="payments database URL")
+    check.add_argument("--at", type=parse_time, help="evaluate as of this time (ISO-8601, UTC)")
+    check.set_defaults(handler=cmd_check)
+
+    validate = command("validate", "check alerts.yaml and print every problem with its key path")
+    validate.set_defaults(handler=cmd_validate)
