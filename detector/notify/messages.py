@@ -555,6 +555,9 @@ def alertmanager_alert(
     }
     if n.evidence.attribution is not None:
         alert["annotations"]["attribution"] = attribution_phrase(n.evidence.attribution)
+    revenue = revenue_phrase(n)
+    if revenue:
+        alert["annotations"]["revenue_at_risk"] = revenue
     if n.event == "resolved":
         alert["endsAt"] = _am_time(n.at)
     elif ends_at is not None:
