@@ -92,9 +92,8 @@ class Breakdown:
 
 @dataclass(frozen=True)
 class Amounts:
-    """A gateway's payments and their money per (minute, currency) bucket with any."""
+    """A gateway's payments and their money per currency, over a span of time."""
 
-    minute: IntArray  # epoch minute
     currency: npt.NDArray[np.object_]  # "" without source.columns.currency; NULL reads "(none)"
     failures: npt.NDArray[np.float64]  # failed payments, declines excluded
     failed_amount: npt.NDArray[np.float64]  # their amounts summed
@@ -143,8 +142,8 @@ class Source(ABC):
         end: datetime,
         series: Mapping[str, str] | None = None,
     ) -> Amounts | None:
-        """The gateway's payments and money per minute and currency; None where the source
-        has no amounts (``source.columns.amount``) or they could not be read."""
+        """The gateway's payments and money per currency in ``[start, end)``; None where the
+        source has no amounts (``source.columns.amount``) or they could not be read."""
         return None
 
 
@@ -574,11 +573,9 @@ class SqlSource(Source):
         statuses = self.config.statuses
         final = self._status.in_(statuses.failed + statuses.succeeded + statuses.declined)
         failed = self._technical_failure()
-        minute = _MinuteBucket(self._timestamp)
         currency = self._currency if self._currency is not None else sa.literal("")
         query = (
             sa.select(
-                minute.label("minute"),
                 currency.label("currency"),
                 _count_where(failed).label("failures"),
                 sa.func.sum(sa.case((failed, self._amount), else_=0)).label("failed_amount"),
@@ -591,7 +588,7 @@ class SqlSource(Source):
                 self._gateway == sa.bindparam("gateway"),
                 *self._in_series(series or {}),
             )
-            .group_by(minute, *([self._currency] if self._currency is not None else []))
+            .group_by(*([self._currency] if self._currency is not None else []))
         )
         params = {"start": naive_utc(start), "end": naive_utc(end), "gateway": gateway}
         try:
@@ -600,10 +597,9 @@ class SqlSource(Source):
         except sa.exc.SQLAlchemyError as exc:
             log.warning("could not read the amounts of %s: %s", gateway, error_text(exc))
             return None
-        figures = np.array([[value or 0 for value in row[2:]] for row in rows], dtype=np.float64)
+        figures = np.array([[value or 0 for value in row[1:]] for row in rows], dtype=np.float64)
         failures, failed_amount, payments, amount = figures.reshape(len(rows), 4).T
         return Amounts(
-            np.array([row.minute for row in rows], dtype=np.int64),
             np.array([NONE_VALUE if r.currency is None else str(r.currency) for r in rows], object),
             failures,
             failed_amount,

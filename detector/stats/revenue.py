@@ -72,7 +72,7 @@ def above_sla(
     amount: FloatArray,
     sla: float,
 ) -> tuple[Loss, ...]:
-    """The failed money above the SLA per currency; rows are (minute, currency) buckets.
+    """The failed money above the SLA per currency; a row per currency (or several, summed).
 
     >>> above_sla(np.array(["EUR", "EUR", "USD"], dtype=object), np.array([10.0, 5.0, 1.0]),
     ...           np.array([500.0, 250.0, 20.0]), np.array([100.0, 50.0, 50.0]),
