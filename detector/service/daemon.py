@@ -148,6 +148,7 @@ class Daemon:
                 now,
                 fence=(lambda connection: lease.fence(connection, now)) if lease else None,
                 resolved=self.engine.alerts.resolved,
+                transitions=result.transitions,
             )
         except FencedOut:
             self.engine.alerts.restore(before)
