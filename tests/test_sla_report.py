@@ -13,15 +13,18 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import requests
 import yaml
 
 from detector.alerts import Alert, Transition, fingerprint
 from detector.cli import main
+from detector.config import parse_config
 from detector.model import Evidence
+from detector.sla_report import sla_report
 from detector.stats.binomial import wilson_interval
 from detector.store import StateStore
 
-from .conftest import PaymentsDb, _state_url
+from .conftest import T0, Clock, PaymentsDb, _state_url, in_process_daemon
 
 OCT = datetime(2026, 10, 1, tzinfo=UTC)
 
@@ -236,3 +239,40 @@ def test_resolved_episodes_are_kept_400_days(state_url: str) -> None:
         now - timedelta(days=399),
         now - timedelta(days=398),
     )
+
+
+def test_an_outage_the_daemon_resolved_is_time_in_breach(
+    sqlite_db: PaymentsDb, tmp_path: Path
+) -> None:
+    sqlite_db.steady("stripe", T0 - timedelta(minutes=10), minutes=10, per_minute=10, failed=10)
+    sqlite_db.steady("stripe", T0, minutes=20, per_minute=10)
+    config = parse_config(
+        {
+            "source": {"url": sqlite_db.url, "table": sqlite_db.table},
+            "detection": {
+                "outage": {"for": "0s", "keep_firing_for": "0s"},
+                "sla_breach": {"enabled": False},
+            },
+        },
+        env={},
+    )
+    clock = Clock(T0)
+    state = f"sqlite:///{tmp_path / 'state.db'}"
+    with requests.Session() as session, in_process_daemon(config, state, clock, session) as daemon:
+        fired = daemon.tick().transitions
+        clock.now = T0 + timedelta(minutes=15)
+        resolved = daemon.tick().transitions
+        report = sla_report(
+            config, daemon.engine.source, daemon.store, "2026-11", T0 + timedelta(minutes=20)
+        )
+    assert [(t.event, t.alert.rule) for t in fired + resolved] == [
+        ("firing", "outage"),
+        ("resolved", "outage"),
+    ]
+    since = fired[0].alert.since
+    (stripe,) = report.gateways
+    print("SINCE", since, stripe.breach_minutes)
+    assert stripe.incidents == 1
+    assert stripe.breach_minutes == round((T0 + timedelta(minutes=15) - since).seconds / 60)
+    assert (stripe.payments, stripe.failures) == (300, 100)
+    assert report.until == T0 + timedelta(minutes=20)
