@@ -25,7 +25,7 @@ from detector.model import Counts
 from detector.source import Source
 from detector.stats.binomial import wilson_interval
 from detector.store import Episode, StateStore
-from detector.timeutil import iso_z, minute_start
+from detector.timeutil import iso_z, minute_start, short_utc
 
 __all__ = [
     "BREACH_RULES",
@@ -272,14 +272,11 @@ def _cells(row: GatewaySla) -> tuple[str, ...]:
 
 
 def _title(report: SlaReport) -> str:
-    return f"SLA compliance {report.month}"
+    return f"SLA compliance {report.month}, generated {short_utc(report.generated_at)} UTC"
 
 
 def _period(report: SlaReport) -> str:
-    return (
-        f"payments from {iso_z(report.start)} to {iso_z(report.until)}, "
-        f"generated {iso_z(report.generated_at)}"
-    )
+    return f"payments from {iso_z(report.start)} to {iso_z(report.until)}"
 
 
 def render_table(report: SlaReport) -> str:
