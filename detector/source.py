@@ -28,6 +28,7 @@ from detector.model import Counts, grouped
 from detector.timeutil import epoch_minute, naive_utc
 
 __all__ = [
+    "DAY",
     "QUARTER_HOUR",
     "Amounts",
     "Breakdown",
@@ -44,6 +45,8 @@ log = logging.getLogger(__name__)
 IntArray = npt.NDArray[np.int64]
 # Minutes in the buckets the seasonal volume history is aggregated to.
 QUARTER_HOUR = 15
+# Minutes in a (UTC) day, the buckets of the SLA report.
+DAY = 24 * 60
 
 
 class SourceError(DetectorError):
@@ -116,6 +119,11 @@ class Source(ABC):
         """Counts per (gateway, quarter hour) for whole quarters in ``[start, end)``."""
         return self.read(start, end).by_buckets(QUARTER_HOUR)
 
+    def daily(self, start: datetime, end: datetime) -> Counts:
+        """Counts per (gateway, UTC day) for whole days in ``[start, end)``; ``minute`` is
+        the day's first minute."""
+        return self.read(start, end).by_buckets(DAY)
+
     def evidence(
         self,
         gateway: str,
@@ -164,6 +172,12 @@ class _QuarterHourBucket(_Bucket):
     inherit_cache = True
     name = "quarter_hour_bucket"
     seconds = QUARTER_HOUR * 60
+
+
+class _DayBucket(_Bucket):
+    inherit_cache = True
+    name = "day_bucket"
+    seconds = DAY * 60
 
 
 @compiles(_Bucket, "sqlite")
@@ -228,6 +242,7 @@ class SqlSource(Source):
             (): self._build_counts_query(_MinuteBucket(self._timestamp))
         }
         self._quarter_hourly_query = self._build_counts_query(_QuarterHourBucket(self._timestamp))
+        self._daily_query = self._build_counts_query(_DayBucket(self._timestamp))
         # When each reason for skipped rows was last logged (the end of the read).
         self._warned: dict[str, datetime] = {}
 
@@ -365,11 +380,20 @@ class SqlSource(Source):
         )
 
     def quarter_hourly(self, start: datetime, end: datetime) -> Counts:
-        counts = self._counts(self._quarter_hourly_query, start, end)
+        return self._bucketed(self._quarter_hourly_query, QUARTER_HOUR, start, end)
+
+    def daily(self, start: datetime, end: datetime) -> Counts:
+        return self._bucketed(self._daily_query, DAY, start, end)
+
+    def _bucketed(
+        self, query: sa.Select[Any], minutes: int, start: datetime, end: datetime
+    ) -> Counts:
+        """Counts of a query grouped by ``minutes``-long buckets, ``minute`` in minutes."""
+        counts = self._counts(query, start, end)
         return replace(
             counts,
-            minute=counts.minute * QUARTER_HOUR,
-            invalid_minutes=counts.invalid_minutes * QUARTER_HOUR,
+            minute=counts.minute * minutes,
+            invalid_minutes=counts.invalid_minutes * minutes,
         )
 
     def _skipped(self, start: datetime, end: datetime) -> tuple[tuple[str, int], ...]:

@@ -43,7 +43,7 @@ from detector.config.routes import (
     Route,
     check_regex,
 )
-from detector.config.service import HaConfig, ServerConfig
+from detector.config.service import HaConfig, HeartbeatConfig, ServerConfig
 from detector.config.source import (
     Columns,
     Declines,
@@ -72,6 +72,7 @@ __all__ = [
     "EmailReceiver",
     "GatewayConfig",
     "HaConfig",
+    "HeartbeatConfig",
     "InhibitRule",
     "LabelMatcher",
     "MaintenanceWindow",

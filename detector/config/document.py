@@ -17,7 +17,7 @@ from detector.config.routes import (
     MaintenanceWindow,
     Route,
 )
-from detector.config.service import HaConfig, ServerConfig
+from detector.config.service import HaConfig, HeartbeatConfig, ServerConfig
 from detector.config.source import ScheduleConfig, SourceConfig, StateConfig
 
 __all__ = ["Config"]
@@ -38,6 +38,7 @@ class Config(FrozenModel):
     alerting: AlertingConfig = AlertingConfig()
     server: ServerConfig = ServerConfig()
     ha: HaConfig = HaConfig()
+    heartbeat: HeartbeatConfig | None = None
     receivers: dict[str, ReceiverConfig] = {"console": ConsoleReceiver(type="console")}
     route: Route = Route(receivers=("console",))
     inhibit_rules: tuple[InhibitRule, ...] = DEFAULT_INHIBIT_RULES
