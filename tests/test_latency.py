@@ -4,13 +4,17 @@ nothing about latency is read where no latency column is configured."""
 
 from __future__ import annotations
 
+import io
+import json
 import re
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+import requests
 import sqlalchemy as sa
 
 from detector.alerts import notification_for
@@ -19,10 +23,12 @@ from detector.config import Config, ConfigError, parse_config
 from detector.engine import Engine
 from detector.model import Notification
 from detector.notify.messages import text
+from detector.service import status_page
+from detector.service.web import gateways_json
 from detector.simulate import Incident, generate
 from detector.source import FrameSource, SqlSource
 
-from .conftest import T0, PaymentsDb, live_ticks
+from .conftest import T0, Clock, PaymentsDb, in_process_daemon, live_ticks
 
 INCIDENT = T0 - timedelta(minutes=40)  # 11:20
 
@@ -92,6 +98,36 @@ def test_a_slow_checkout_fires_latency_breach_with_the_share_of_slow_payments(
     assert f"Slow: {evidence.failures} of {evidence.payments} timed payments" in body
     assert "Failure rate" not in body
     assert "declined" not in body
+
+
+def test_the_api_status_page_and_metrics_show_the_slow_gateway_degraded(
+    sqlite_db: PaymentsDb, tmp_path: Path
+) -> None:
+    _slow_checkout(sqlite_db)
+    config = _config(sqlite_db)
+    clock = Clock(INCIDENT - timedelta(minutes=5))
+    state = f"sqlite:///{tmp_path / 'state.db'}"
+    with (
+        requests.Session() as session,
+        in_process_daemon(config, state, clock, session, io.StringIO()) as daemon,
+    ):
+        while clock.now <= T0:
+            daemon.tick()
+            clock.now += timedelta(minutes=1)
+        snapshot = daemon.snapshot()
+        metrics = daemon.exposition().decode()
+    gateways = {g["gateway"]: g for g in json.loads(gateways_json(snapshot))["gateways"]}
+    assert gateways["stripe"]["status"] == "degraded"
+    assert [a["rule"] for a in gateways["stripe"]["alerts"]] == ["latency_breach"]
+    assert "slower than 2 s" in gateways["stripe"]["reason"]
+    assert gateways["adyen"]["status"] == gateways["paypal"]["status"] == "healthy"
+    page = status_page.render(snapshot)
+    assert "<td>latency_breach</td><td>stripe</td>" in page
+    ratio = re.search(
+        r'detector_evidence_ratio\{gateway="stripe",rule="latency_breach"\} ([\d.]+)', metrics
+    )
+    assert ratio, metrics
+    assert float(ratio.group(1)) >= 1.0
 
 
 def test_latency_back_under_the_threshold_resolves_the_alert(
