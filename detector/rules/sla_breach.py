@@ -66,6 +66,7 @@ class SlaBreach:
     name = "sla_breach"
 
     def settings(self, config: Config) -> BankRule:
+        """The bank's settings: ``detection.sla_breach``."""
         return config.detection.sla_breach
 
     def counted(self, config: Config) -> str:
