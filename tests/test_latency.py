@@ -169,6 +169,37 @@ def test_without_a_latency_column_no_latency_is_read_or_alerted(
     assert not any("latency" in statement for statement in statements)
 
 
+def test_the_threshold_is_a_bound_parameter_of_the_one_counts_query(
+    sqlite_db: PaymentsDb, open_source: Callable[[Config], SqlSource]
+) -> None:
+    _slow_checkout(sqlite_db)
+    config = parse_config(
+        {
+            "source": {"url": sqlite_db.url, "table": sqlite_db.table,
+                       "columns": {"latency_ms": "latency_ms"}},
+            "detection": {"latency": {"threshold": "2500ms"}},
+        },
+        env={},
+    )  # fmt: skip
+    source = open_source(config)
+    executed: list[tuple[str, Any]] = []
+
+    def record(*args: Any) -> None:
+        executed.append((args[2], args[3]))
+
+    sa.event.listen(source.engine, "before_cursor_execute", record)
+    counts = source.read(INCIDENT, INCIDENT + timedelta(minutes=10))
+    (statement, parameters), *_ = executed
+    assert "latency_ms" in statement
+    assert "2500" not in statement
+    assert 2500.0 in parameters
+    # A latency of 3000 ms is above 2.5 s; the pending payments have none.
+    stripe = counts.gateway == "stripe"
+    assert counts.slow[stripe].tolist() == [4] * 10
+    assert counts.timed[stripe].tolist() == [12] * 10
+    assert counts.volume[stripe].tolist() == [13] * 10
+
+
 def test_a_replay_of_a_slow_checkout_sends_what_the_daemon_sends(
     sqlite_db: PaymentsDb, open_source: Callable[[Config], SqlSource]
 ) -> None:
