@@ -138,7 +138,7 @@ class AlertBook:
         self.resolved: dict[str, Resolution] = {}
 
     def _timing(self, rule: str) -> tuple[timedelta, timedelta]:
-        settings = getattr(self.config.detection, rule, None)
+        settings = self.config.detection.settings_of(rule)
         if settings is None:  # source_down: fire and resolve on the tick that sees it
             return timedelta(0), timedelta(0)
         return settings.for_, settings.keep_firing_for

@@ -20,6 +20,7 @@ from detector.lateness import Lateness
 from detector.model import Counts
 from detector.rules import (
     Calibration,
+    LatencyWatch,
     Replay,
     RuleResult,
     VolumeHistory,
@@ -84,6 +85,10 @@ class Engine:
         )
         self.alerts = AlertBook(config)
         self.calibration = Calibration()
+        # latency_breach's window of timed and slow payments, where latency is watched.
+        self.latency = (
+            LatencyWatch(config, self.window.minutes, replay) if config.latency_watched else None
+        )
         self.volume_history: VolumeHistory | None = None
         self.watermark: datetime | None = None  # time up to which payments have been read
         self.last_results: list[RuleResult] = []
@@ -183,6 +188,8 @@ class Engine:
         if self.series is not None:
             self.series.update(epoch_minute(start), end_minute, counts)
             shares = self.series.shares
+        if self.latency is not None:
+            self.latency.update(epoch_minute(start), end_minute, counts)
         # Health and metrics read these: they stay per gateway.
         self.last_results = evaluate(
             self.window,
@@ -194,6 +201,9 @@ class Engine:
             self._restarts(self.window, series=False),
             self.late_minutes(),
         )
+        if self.latency is not None:
+            restarts = self._restarts(self.latency.window, False, LatencyWatch.rule.name)
+            self.last_results.append(self.latency.evaluate(restarts))
         series = (
             {}
             if self.series is None
@@ -232,19 +242,25 @@ class Engine:
             and self.failed_ticks == 0
             and self.late_minutes() is None
             and bool(self.last_results)
-            and self.replay.quiet(ceil_minute(now), [r.rule for r in self.last_results])
+            and self.replay.quiet(
+                ceil_minute(now),
+                [r.rule for r in self.last_results if r.rule != LatencyWatch.rule.name],
+            )
+            and (self.latency is None or self.latency.quiet(ceil_minute(now)))
         )
 
-    def _restarts(self, window: CountWindow, series: bool) -> npt.NDArray[np.int64] | None:
+    def _restarts(
+        self, window: CountWindow, series: bool, rule_name: str = "sla_breach"
+    ) -> npt.NDArray[np.int64] | None:
         """Per row of ``window`` (gateways, or dimension series): the epoch minute after the
-        tick its sla_breach alert last resolved at, from which its evidence counts; None
-        when no row's alert resolved within the window."""
+        tick its ``rule_name`` alert (sla_breach or latency_breach) last resolved at, from
+        which its evidence counts; None when no row's alert resolved within the window."""
         restarts = None
         rows: dict[str, int] | None = None
         for resolution in self.alerts.resolved.values():
             labels = dict(resolution.labels)
             rule, gateway = labels.pop("rule"), labels.pop("gateway", None)
-            if rule != "sla_breach" or gateway is None or bool(labels) != series:
+            if rule != rule_name or gateway is None or bool(labels) != series:
                 continue
             if rows is None:
                 rows = {key: i for i, key in enumerate(window.gateways)}
@@ -291,6 +307,8 @@ class Engine:
         alert, evidence = transition.alert, transition.alert.evidence
         gateway = alert.labels.get("gateway")
         if evidence.value is None or not evidence.window_minutes or gateway is None:
+            return transition
+        if alert.rule == LatencyWatch.rule.name:  # its payments are the timed ones
             return transition
         series = _series_labels(alert.labels)
         window = self.window

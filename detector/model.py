@@ -27,6 +27,10 @@ class Counts:
     the payer or the issuer refused (``source.declines``, ``statuses.declined``), counted in
     ``payments`` but never as failures. Counts built without them have none.
 
+    ``timed`` are the payments with a latency (``source.columns.latency_ms`` not NULL) and
+    ``slow`` those of them slower than ``detection.latency.threshold``; none without the
+    latency column.
+
     Read with dimensions, ``detail`` holds the same payments per (gateway, minute, dimension
     values): rows whose ``values`` hold one column per name in ``dimensions``.
     """
@@ -47,10 +51,13 @@ class Counts:
     invalid_per_minute: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     # Why rows were skipped: ("status 'TIMEOUT'", rows), ("null gateway", rows), ...
     skipped: tuple[tuple[str, int], ...] = ()
+    timed: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    slow: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     def __post_init__(self) -> None:
-        if not self.declines.size and self.minute.size:
-            object.__setattr__(self, "declines", np.zeros_like(self.minute))
+        for name in ("declines", "timed", "slow"):
+            if not getattr(self, name).size and self.minute.size:
+                object.__setattr__(self, name, np.zeros_like(self.minute))
 
     @classmethod
     def empty(cls) -> Counts:
@@ -71,7 +78,14 @@ class Counts:
             dimensions=self.dimensions,
             values=self.values[part] if self.values is not None else None,
             declines=self.declines[part],
+            timed=self.timed[part],
+            slow=self.slow[part],
         )
+
+    def latency(self) -> Counts:
+        """The same rows counting slow payments as failures of the timed ones, so that
+        the SLA machinery watches the latency SLA on them (``latency_breach``)."""
+        return Counts(self.gateway, self.minute, self.timed, self.slow, self.timed)
 
     def by_hour(self) -> Counts:
         """The same payments per (gateway, hour); ``minute`` is the hour's first minute."""
@@ -109,6 +123,8 @@ def grouped(keys: npt.NDArray[np.object_], minute: IntArray, counts: Counts) -> 
         total(counts.failures),
         total(counts.volume),
         declines=total(counts.declines),
+        timed=total(counts.timed),
+        slow=total(counts.slow),
     )
 
 

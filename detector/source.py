@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -208,11 +208,20 @@ _COUNT_COLUMNS = 8
 
 
 class SqlSource(Source):
-    """Reads the configured payments table through SQLAlchemy (SQLite, PostgreSQL, MariaDB)."""
+    """Reads the configured payments table through SQLAlchemy (SQLite, PostgreSQL, MariaDB).
 
-    def __init__(self, engine: Engine, config: SourceConfig):
+    With ``latency_threshold`` (``Config.latency_threshold``) the counts also carry the
+    payments with a latency and those slower than it.
+    """
+
+    def __init__(
+        self, engine: Engine, config: SourceConfig, latency_threshold: timedelta | None = None
+    ):
         self.engine = engine
         self.config = config
+        self._latency_threshold_ms = (
+            None if latency_threshold is None else latency_threshold.total_seconds() * 1000
+        )
         columns = config.columns
         schema, _, name = config.table.rpartition(".")
         self._timestamp = sa.column(columns.timestamp, sa.DateTime())
@@ -233,6 +242,13 @@ class SqlSource(Source):
         self._amount = sa.column(columns.amount, sa.Numeric()) if columns.amount else None
         self._currency = sa.column(columns.currency, sa.String()) if columns.currency else None
         wanted += [c for c in (self._amount, self._currency) if c is not None]
+        self._latency = (
+            sa.column(columns.latency_ms, sa.Float())
+            if columns.latency_ms and self._latency_threshold_ms is not None
+            else None
+        )
+        if self._latency is not None:
+            wanted.append(self._latency)
         self._dimensions = {
             label: sa.column(column, sa.String()) for label, column in columns.dimensions.items()
         }
@@ -269,12 +285,25 @@ class SqlSource(Source):
                 self._count_of_declines(),
                 self._count_of_declined_failures(),
                 *(column.label(f"d{i}") for i, column in enumerate(columns)),
+                *self._latency_counts(),
             )
             .select_from(self.table)
             .where(self._in_window())
             .group_by(self._gateway, minute, *columns)
             .order_by(minute)
         )
+
+    def _latency_counts(self) -> list[ColumnElement[Any]]:
+        """The payments with a latency, and those slower than ``detection.latency.threshold``
+        (a bound parameter); none without ``source.columns.latency_ms``. A NULL latency
+        (a pending payment) is in neither."""
+        if self._latency is None:
+            return []
+        threshold = sa.bindparam("latency_threshold", self._latency_threshold_ms, type_=sa.Float())
+        return [
+            sa.func.count(self._latency).label("timed"),
+            _count_where(self._latency > threshold).label("slow"),
+        ]
 
     def _decline_code(self) -> ColumnElement[bool] | None:
         """Whether a row's error code is a decline's (``source.declines``); None if no code is."""
@@ -323,13 +352,11 @@ class SqlSource(Source):
             "gateway": columns.gateway,
             "status": columns.status,
         }
-        if columns.error_code:
-            names["error_code"] = columns.error_code
-        for label, column in columns.dimensions.items():
-            names[f"dimensions.{label}"] = column
-        for key in ("amount", "currency"):
+        for key in ("error_code", "latency_ms", "amount", "currency"):
             if getattr(columns, key):
                 names[key] = getattr(columns, key)
+        for label, column in columns.dimensions.items():
+            names[f"dimensions.{label}"] = column
         try:
             inspector = sa.inspect(self.engine)
             schema, _, name = self.config.table.rpartition(".")
@@ -476,13 +503,15 @@ class SqlSource(Source):
         invalid_minutes, invalid_per_minute = _per_minute(minute, skipped)
         values = None
         if dimensions:
+            last = _COUNT_COLUMNS + len(dimensions)
             values = np.array(
                 [
-                    [NONE_VALUE if v is None else str(v) for v in row[_COUNT_COLUMNS:]]
+                    [NONE_VALUE if v is None else str(v) for v in row[_COUNT_COLUMNS:last]]
                     for row in rows
                 ],
                 dtype=object,
             ).reshape(len(rows), len(dimensions))[valid]
+        timed, slow = self._latency_arrays(rows, valid)
         return Counts(
             gateway[valid].astype(str).astype(object),
             minute[valid],
@@ -495,7 +524,21 @@ class SqlSource(Source):
             declines=(declined + declined_failed)[valid],
             invalid_minutes=invalid_minutes,
             invalid_per_minute=invalid_per_minute,
+            timed=timed,
+            slow=slow,
         )
+
+    def _latency_arrays(
+        self, rows: Sequence[sa.Row[Any]], valid: npt.NDArray[np.bool_]
+    ) -> tuple[IntArray, IntArray]:
+        """``timed`` and ``slow`` of the rows read; empty where the latency column is not
+        set (the counts then hold zeros)."""
+        if self._latency is None:
+            none = np.zeros(0, dtype=np.int64)
+            return none, none
+        timed = np.array([row.timed or 0 for row in rows], dtype=np.int64)
+        slow = np.array([row.slow or 0 for row in rows], dtype=np.int64)
+        return timed[valid], slow[valid]
 
     def evidence(
         self,

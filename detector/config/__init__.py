@@ -12,8 +12,10 @@ One module per part of the file: :mod:`~detector.config.source` (``source:``, ``
 from detector.config.base import DEFAULT_CONFIG_PATH, ConfigError, parse_duration
 from detector.config.calendar import CalendarConfig, CalendarDay, DeclaredSpan
 from detector.config.detection import (
+    BankRule,
     DetectionConfig,
     GatewayConfig,
+    LatencyRule,
     NoDataRule,
     OutageRule,
     SlaBreachRule,
@@ -60,6 +62,7 @@ __all__ = [
     "TEMPLATE_FIELDS",
     "AlertingConfig",
     "AlertmanagerReceiver",
+    "BankRule",
     "CalendarConfig",
     "CalendarDay",
     "Columns",
@@ -75,6 +78,7 @@ __all__ = [
     "HeartbeatConfig",
     "InhibitRule",
     "LabelMatcher",
+    "LatencyRule",
     "MaintenanceWindow",
     "Matchers",
     "NoDataRule",

@@ -73,6 +73,9 @@ class Columns(FrozenModel):
     gateway: Identifier = "gateway"
     status: Identifier = "status"
     error_code: Identifier | None = "error_code"
+    # How long each payment took, in milliseconds (NULL where unknown, e.g. pending): set,
+    # it enables detection.latency.
+    latency_ms: Identifier | None = None
     # Label name -> column, e.g. {method: payment_method, country: country}: an alert says
     # which combination of them holds most of the excess failures.
     dimensions: dict[Identifier, Identifier] = {}

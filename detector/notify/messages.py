@@ -304,14 +304,17 @@ def facts(n: Notification) -> list[Fact]:
     """The details of ``n`` in reading order, leaving out whatever is unknown."""
     revenue = revenue_phrase(n)
     money = [Fact("revenue_at_risk", "Revenue at risk", revenue)] if revenue else []
-    return _figures(n.evidence) + money + _context(n)
+    return _figures(n.evidence, n.rule == "latency_breach") + money + _context(n)
 
 
-def _figures(e: Evidence) -> list[Fact]:
-    """What was measured: rate, counts, p-value and where the failures are."""
+def _figures(e: Evidence, latency: bool = False) -> list[Fact]:
+    """What was measured: rate, counts, p-value and where the failures are. ``latency``:
+    the rate and counts are of slow payments among those with a latency."""
     out: list[Fact] = []
     rate = rate_phrase(e)
-    if rate is not None:
+    if rate is not None and latency:
+        out.append(Fact("slow_share", "Slow payments", rate))
+    elif rate is not None:
         out.append(Fact("failure_rate", "Failure rate", rate))
     elif e.baseline is not None:
         out.append(Fact("sla", "SLA", percent(e.baseline)))
@@ -322,6 +325,8 @@ def _figures(e: Evidence) -> list[Fact]:
         out.append(
             Fact("volume", "Payments", f"{e.payments}{window}, expected {e.expected_payments:.0f}")
         )
+    elif latency:
+        out.append(Fact("counts", "Slow", f"{e.failures} of {e.payments} timed payments{window}"))
     elif e.payments or e.failures or e.window_minutes:
         declined = f" ({e.declines} declined)" if e.declines else ""
         out.append(
