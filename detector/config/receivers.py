@@ -9,7 +9,14 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, field_validator
 
-from detector.config.base import Duration, FrozenModel, HttpUrl, positive
+from detector.config.base import (
+    Duration,
+    FrozenModel,
+    HttpUrl,
+    at_most,
+    check_http_url,
+    positive,
+)
 
 __all__ = [
     "RECEIVER_TYPES",
@@ -80,9 +87,18 @@ class Templates(FrozenModel):
     text: MessageTemplate | None = None  # the body
 
 
+# A delivery pass waits for each request: a longer deadline would stall every other
+# receiver's alerts behind one that does not answer.
+MAX_TIMEOUT = timedelta(minutes=5)
+
+
 class _Receiver(FrozenModel):
     send_resolved: bool = True
-    timeout: Duration = timedelta(seconds=10)
+    timeout: Annotated[
+        Duration,
+        positive("the timeout must be positive, e.g. 10s"),
+        at_most(MAX_TIMEOUT, "the timeout may be at most 5m"),
+    ] = timedelta(seconds=10)
     templates: Templates = Templates()
 
 
@@ -108,9 +124,9 @@ class SlackReceiver(_Receiver):
 
     @field_validator("url")
     @classmethod
-    def _http(cls, value: SecretStr) -> SecretStr:
-        if not value.get_secret_value().startswith(("http://", "https://")):
-            raise ValueError("the Slack incoming-webhook url must start with https://")
+    def _https(cls, value: SecretStr) -> SecretStr:
+        # The URL is the credential: sent in clear it could be read and reused by anyone.
+        check_http_url(value.get_secret_value(), https=True)
         return value
 
 
