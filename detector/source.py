@@ -25,6 +25,7 @@ from detector.config import SourceConfig
 from detector.db import error_text
 from detector.errors import DetectorError
 from detector.model import Counts, grouped
+from detector.schema import timestamp_problem
 from detector.timeutil import epoch_minute, naive_utc
 
 __all__ = [
@@ -274,7 +275,8 @@ class SqlSource(Source):
         return sa.and_(failed, sa.case((code, 1), else_=0) == 0)
 
     def check(self) -> None:
-        """Fail with a clear message if the table or a configured column does not exist."""
+        """Fail with a clear message if the table or a configured column does not exist, or
+        the timestamp column holds what the database cannot turn into minutes."""
         columns = self.config.columns
         names = {
             "id": columns.id,
@@ -289,8 +291,9 @@ class SqlSource(Source):
         try:
             inspector = sa.inspect(self.engine)
             schema, _, name = self.config.table.rpartition(".")
-            present = {
-                column["name"].lower() for column in inspector.get_columns(name, schema or None)
+            types = {
+                column["name"].lower(): column["type"]
+                for column in inspector.get_columns(name, schema or None)
             }
         except sa.exc.NoSuchTableError as exc:
             raise SchemaError(f"source.table: table {self.config.table!r} does not exist") from exc
@@ -299,11 +302,30 @@ class SqlSource(Source):
                 f"source.url: cannot read the payments database ({error_text(exc)})"
             ) from exc
         for key, column in names.items():
-            if column.lower() not in present:
+            if column.lower() not in types:
                 raise SchemaError(
                     f"source.columns.{key}: column {column!r} not found in table "
-                    f"{self.config.table!r} (it has: {', '.join(sorted(present))})"
+                    f"{self.config.table!r} (it has: {', '.join(sorted(types))})"
                 )
+        problem = timestamp_problem(
+            self.engine.dialect.name,
+            self.config.table,
+            columns.timestamp,
+            types[columns.timestamp.lower()],
+            self._newest_timestamps() if self.engine.dialect.name == "sqlite" else (),
+        )
+        if problem:
+            raise SchemaError(f"source.columns.timestamp: {problem}")
+
+    def _newest_timestamps(self, limit: int = 20) -> list[Any]:
+        """A few of the timestamp column's newest values as stored (SQLite keeps any type)."""
+        raw: sa.ColumnClause[Any] = sa.column(self.config.columns.timestamp)
+        query = sa.select(raw).select_from(self.table).where(raw.is_not(None)).order_by(raw.desc())
+        try:
+            with self.engine.connect() as connection:
+                return list(connection.execute(query.limit(limit)).scalars())
+        except sa.exc.SQLAlchemyError as exc:
+            raise SourceError(f"cannot read payments: {error_text(exc)}") from exc
 
     def read(self, start: datetime, end: datetime, dimensions: tuple[str, ...] = ()) -> Counts:
         query = self._counts_queries.get(dimensions)

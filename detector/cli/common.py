@@ -127,9 +127,11 @@ def open_source(
     try:
         source.check()
     except SchemaError:
+        engine.dispose()
         raise
     except SourceError as exc:
         if strict:
+            engine.dispose()
             raise
         log.warning("%s; will keep retrying every tick", exc)
     return source

@@ -79,7 +79,10 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     config = load(args)
     source = open_source(config, strict=True, name=source_name(args))
-    firing = verdict_table(config, source, args.at or datetime.now(UTC), sys.stdout)
+    try:
+        firing = verdict_table(config, source, args.at or datetime.now(UTC), sys.stdout)
+    finally:
+        source.engine.dispose()
     return EXIT_FIRING if firing else EXIT_OK
 
 
