@@ -15,7 +15,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-__all__ = ["SQLITE_TIMESTAMP", "timestamp_problem"]
+from detector.config import Config
+
+__all__ = ["SQLITE_TIMESTAMP", "data_warnings", "timestamp_problem"]
 
 # What SQLite must hold: UTC text that sorts as time sorts (SQLAlchemy writes this form).
 SQLITE_TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?$")
@@ -98,3 +100,58 @@ def _convert_column(dialect: str, table: str, column: str) -> str:
             "DATETIME(6) (values must first read 'YYYY-MM-DD HH:MM:SS')"
         )
     return "Give it a timestamp type holding UTC."
+
+
+def data_warnings(
+    config: Config,
+    statuses: Sequence[tuple[Any, int]],
+    gateways: Sequence[tuple[Any, int]],
+    span: str,
+) -> list[str]:
+    """What alerts.yaml names that the data never shows, and the reverse: a status value
+    listed under none of ``source.statuses`` (its rows are skipped), a failed or succeeded
+    status that never appears, a gateway under ``gateways:`` that no payment has (names are compared
+    exactly: ``Adyen`` is not ``adyen``). ``statuses``/``gateways``: the values read over
+    ``span`` (e.g. "the last 7 days") with their rows.
+
+    >>> from detector.config import parse_config
+    >>> config = parse_config({"gateways": {"Adyen": {}}}, env={})
+    >>> data_warnings(config, [("succeeded", 9), ("failed", 1)], [("adyen", 10)], "the last 7 days")
+    ["gateways.Adyen: no payment of the last 7 days has gateway 'Adyen'; did you mean 'adyen'?"]
+    """
+    if not statuses and not gateways:
+        return [f"source.table: no payments in {span}; status values and gateway names not checked"]
+    warnings = []
+    listed = config.source.statuses
+    seen_statuses = {str(value) for value, _ in statuses if value is not None}
+    kinds = ("failed", "succeeded", "pending", "declined")
+    for value, rows in statuses:
+        if value is not None and not any(str(value) in getattr(listed, kind) for kind in kinds):
+            warnings.append(
+                f"source.statuses: status {str(value)!r} ({rows} rows in {span}) is listed "
+                "under none of failed, succeeded, pending, declined: its rows are skipped"
+            )
+    every = {status for kind in kinds for status in getattr(listed, kind)}
+    # Only the final outcomes: a week without a pending or declined payment is ordinary.
+    for kind in ("failed", "succeeded"):
+        for status in getattr(listed, kind):
+            if status not in seen_statuses:
+                warnings.append(
+                    f"source.statuses.{kind}: no payment of {span} has status {status!r}"
+                    + _did_you_mean(status, seen_statuses - every)
+                )
+    names = {str(value) for value, _ in gateways if value is not None}
+    for gateway in config.gateways:
+        if gateway not in names:
+            warnings.append(
+                f"gateways.{gateway}: no payment of {span} has gateway {gateway!r}"
+                + _did_you_mean(gateway, names)
+            )
+    return warnings
+
+
+def _did_you_mean(name: str, present: set[str]) -> str:
+    """``; did you mean 'adyen'?`` for a value differing only in case or blanks."""
+    key = name.strip().lower()
+    close = sorted(value for value in present if value.strip().lower() == key)
+    return f"; did you mean {close[0]!r}?" if close else ""
