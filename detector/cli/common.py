@@ -97,8 +97,10 @@ def _url_override(args: argparse.Namespace, option: str, variable: str) -> tuple
     return "", ""
 
 
-def load(args: argparse.Namespace) -> Config:
-    config = load_config(args.config)
+def load(args: argparse.Namespace, *, delivery: bool = True) -> Config:
+    """alerts.yaml with the URL overrides; ``delivery=False``: without the receivers and
+    routes (and so without their secrets), for commands that send nothing."""
+    config = load_config(args.config, delivery=delivery)
     updates: dict[str, object] = {}
     sections = {"source": ("db", "DETECTOR_DB_URL"), "state": ("state", "DETECTOR_STATE_URL")}
     for section, (option, variable) in sections.items():
