@@ -32,6 +32,7 @@ from detector.config.receivers import (
     SlackReceiver,
     Templates,
     WebhookReceiver,
+    standard_webhooks_key,
 )
 from detector.config.routes import (
     GROUP_BY_ALL,
@@ -95,4 +96,5 @@ __all__ = [
     "parse_config",
     "parse_duration",
     "parse_false_alerts",
+    "standard_webhooks_key",
 ]
