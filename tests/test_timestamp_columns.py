@@ -107,15 +107,37 @@ def test_epoch_numbers_in_sqlite_are_refused_naming_unixepoch(
     assert "'unixepoch'" in err
 
 
-@pytest.fixture
-def postgres_table() -> Iterator[tuple[str, str]]:
-    url = _server("postgresql")
+def _server_table(dialect: str) -> Iterator[tuple[str, str]]:
+    url = _server(dialect)
     table = f"payments_{uuid.uuid4().hex[:10]}"
     yield url, table
     engine = sa.create_engine(url)
     with engine.begin() as connection:
         connection.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
     engine.dispose()
+
+
+@pytest.fixture
+def postgres_table() -> Iterator[tuple[str, str]]:
+    yield from _server_table("postgresql")
+
+
+@pytest.fixture
+def mariadb_table() -> Iterator[tuple[str, str]]:
+    yield from _server_table("mariadb")
+
+
+@pytest.mark.database
+def test_a_mariadb_text_column_is_refused_with_the_alter_that_fixes_it(
+    mariadb_table: tuple[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url, table = mariadb_table
+    _text_table(url, table, [f"2026-12-04 21:{m:02d}:45" for m in range(ROWS)])
+
+    assert _check(tmp_path, url, table, "2026-12-04T21:30") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: source.columns.timestamp: column 'created_at' is TEXT, ")
+    assert f"ALTER TABLE {table} MODIFY created_at DATETIME(6)" in err
 
 
 @pytest.mark.database
