@@ -25,6 +25,7 @@ from detector.config import SourceConfig
 from detector.db import error_text
 from detector.errors import DetectorError
 from detector.model import Counts, grouped
+from detector.schema import timestamp_problem
 from detector.timeutil import epoch_minute, naive_utc
 
 __all__ = [
@@ -344,7 +345,8 @@ class SqlSource(Source):
         return sa.and_(failed, sa.case((code, 1), else_=0) == 0)
 
     def check(self) -> None:
-        """Fail with a clear message if the table or a configured column does not exist."""
+        """Fail with a clear message if the table or a configured column does not exist, or
+        the timestamp column holds what the database cannot turn into minutes."""
         columns = self.config.columns
         names = {
             "id": columns.id,
@@ -364,7 +366,6 @@ class SqlSource(Source):
                 column["name"].lower(): column["type"]
                 for column in inspector.get_columns(name, schema or None)
             }
-            present = set(types)
         except sa.exc.NoSuchTableError as exc:
             raise SchemaError(f"source.table: table {self.config.table!r} does not exist") from exc
         except sa.exc.SQLAlchemyError as exc:
@@ -372,10 +373,10 @@ class SqlSource(Source):
                 f"source.url: cannot read the payments database ({error_text(exc)})"
             ) from exc
         for key, column in names.items():
-            if column.lower() not in present:
+            if column.lower() not in types:
                 raise SchemaError(
                     f"source.columns.{key}: column {column!r} not found in table "
-                    f"{self.config.table!r} (it has: {', '.join(sorted(present))})"
+                    f"{self.config.table!r} (it has: {', '.join(sorted(types))})"
                 )
         amount = columns.amount
         if amount and not isinstance(types[amount.lower()], sa.Numeric | sa.Integer):
@@ -383,6 +384,47 @@ class SqlSource(Source):
                 f"source.columns.amount: column {amount!r} is {types[amount.lower()]}, not a "
                 "number; name a numeric column (DECIMAL, NUMERIC, INTEGER, FLOAT)"
             )
+        problem = timestamp_problem(
+            self.engine.dialect.name,
+            self.config.table,
+            columns.timestamp,
+            types[columns.timestamp.lower()],
+            self._newest_timestamps() if self.engine.dialect.name == "sqlite" else (),
+        )
+        if problem:
+            raise SchemaError(f"source.columns.timestamp: {problem}")
+
+    def _newest_timestamps(self, limit: int = 20) -> list[Any]:
+        """A few of the timestamp column's newest values as stored (SQLite keeps any type)."""
+        raw: sa.ColumnClause[Any] = sa.column(self.config.columns.timestamp)
+        query = sa.select(raw).select_from(self.table).where(raw.is_not(None)).order_by(raw.desc())
+        try:
+            with self.engine.connect() as connection:
+                return list(connection.execute(query.limit(limit)).scalars())
+        except sa.exc.SQLAlchemyError as exc:
+            raise SourceError(f"cannot read payments: {error_text(exc)}") from exc
+
+    def values(self, key: str, start: datetime, end: datetime) -> list[tuple[Any, int]]:
+        """The values of the ``gateway`` or ``status`` column in ``[start, end)`` with their
+        rows, most rows first (at most 200)."""
+        column = {"gateway": self._gateway, "status": self._status}[key]
+        rows = sa.func.count().label("rows")
+        query = (
+            sa.select(column, rows)
+            .select_from(self.table)
+            .where(self._in_window())
+            .group_by(column)
+            .order_by(rows.desc())
+            .limit(200)
+        )
+        try:
+            with self.engine.connect() as connection:
+                found = connection.execute(
+                    query, {"start": naive_utc(start), "end": naive_utc(end)}
+                )
+                return [(value, int(count)) for value, count in found]
+        except sa.exc.SQLAlchemyError as exc:
+            raise SourceError(f"cannot read payments: {error_text(exc)}") from exc
 
     def read(self, start: datetime, end: datetime, dimensions: tuple[str, ...] = ()) -> Counts:
         query = self._counts_queries.get(dimensions)

@@ -21,7 +21,10 @@ def _config(**sla_breach: object) -> Config:
         {
             "detection": {"sla_breach": {"for": "2m", "keep_firing_for": "3m", **sla_breach}},
             "alerting": {"repeat_interval": "1h"},
-            "gateways": {"stripe": {"backup": "adyen", "links": ["https://status.example/stripe"]}},
+            "gateways": {
+                "stripe": {"backup": "adyen", "links": ["https://status.example/stripe"]},
+                "adyen": {},
+            },
         },
         env={},
     )

@@ -12,7 +12,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from detector.config import Config, load_config, parse_duration
+from detector.config.lint import label_warnings
 from detector.db import DatabaseUrlError, check_url, connect
+from detector.schema import data_warnings
 from detector.source import SchemaError, SourceError, SqlSource
 
 __all__ = [
@@ -26,6 +28,7 @@ __all__ = [
     "parse_time",
     "setup_logging",
     "source_name",
+    "startup_warnings",
 ]
 
 log = logging.getLogger("detector")
@@ -94,8 +97,10 @@ def _url_override(args: argparse.Namespace, option: str, variable: str) -> tuple
     return "", ""
 
 
-def load(args: argparse.Namespace) -> Config:
-    config = load_config(args.config)
+def load(args: argparse.Namespace, *, delivery: bool = True) -> Config:
+    """alerts.yaml with the URL overrides; ``delivery=False``: without the receivers and
+    routes (and so without their secrets), for commands that send nothing."""
+    config = load_config(args.config, delivery=delivery)
     updates: dict[str, object] = {}
     sections = {"source": ("db", "DETECTOR_DB_URL"), "state": ("state", "DETECTOR_STATE_URL")}
     for section, (option, variable) in sections.items():
@@ -127,12 +132,33 @@ def open_source(
     try:
         source.check()
     except SchemaError:
+        engine.dispose()
         raise
     except SourceError as exc:
         if strict:
+            engine.dispose()
             raise
         log.warning("%s; will keep retrying every tick", exc)
     return source
+
+
+# How far back the status values and gateway names of the data are compared with alerts.yaml.
+CHECKED_SPAN = timedelta(days=7)
+
+
+def startup_warnings(config: Config, source: SqlSource | None, now: datetime) -> list[str]:
+    """What in alerts.yaml can never take effect: labels no alert carries and, with a
+    ``source``, status values and gateway names the last 7 days of payments do not show."""
+    warnings = label_warnings(config)
+    if source is None:
+        return warnings
+    start = now - CHECKED_SPAN
+    try:
+        statuses = source.values("status", start, now)
+        gateways = source.values("gateway", start, now)
+    except SourceError as exc:
+        return [*warnings, f"source.url: {exc}; status values and gateway names not checked"]
+    return warnings + data_warnings(config, statuses, gateways, "the last 7 days")
 
 
 def duration_arg(text: str) -> timedelta:

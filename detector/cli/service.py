@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import socket
 import sys
@@ -18,22 +19,37 @@ from detector.cli.common import (
     open_source,
     parse_time,
     source_name,
+    startup_warnings,
 )
 from detector.config import Config, Route
 
 __all__ = ["register"]
 
+log = logging.getLogger("detector")
+
 
 def cmd_validate(args: argparse.Namespace) -> int:
     config = load(args)
+    source = None
+    if args.db is not None:  # --db, with or without a URL: check against the database too
+        source = open_source(config, strict=True, name=source_name(args))
+    try:
+        warnings = startup_warnings(config, source, datetime.now(UTC))
+    finally:
+        if source is not None:
+            source.engine.dispose()
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
 
     def count(route: Route) -> int:
         return 1 + sum(count(child) for child in route.routes)
 
+    checked = " and the payments table" if source is not None else ""
     print(
         f"{args.config}: OK - {len(config.gateways)} gateway(s) configured, "
         f"{len(config.receivers)} receiver(s), {count(config.route)} route(s), "
-        f"tick every {config.schedule.interval.total_seconds():g}s"
+        f"tick every {config.schedule.interval.total_seconds():g}s{checked}"
+        + (f"; {len(warnings)} warning(s)" if warnings else "")
     )
     return EXIT_OK
 
@@ -47,6 +63,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     config = load(args)
     source = open_source(config, strict=False, bounded=True, name=source_name(args))
+    for warning in startup_warnings(config, source, datetime.now(UTC)):
+        log.warning("%s", warning)
     store = StateStore.open(config.state.url, config.state.query_timeout)
     replica = (
         os.environ.get("DETECTOR_REPLICA_ID")
@@ -79,7 +97,10 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     config = load(args)
     source = open_source(config, strict=True, name=source_name(args))
-    firing = verdict_table(config, source, args.at or datetime.now(UTC), sys.stdout)
+    try:
+        firing = verdict_table(config, source, args.at or datetime.now(UTC), sys.stdout)
+    finally:
+        source.engine.dispose()
     return EXIT_FIRING if firing else EXIT_OK
 
 
@@ -99,4 +120,11 @@ def register(command: Command) -> None:
     check.set_defaults(handler=cmd_check)
 
     validate = command("validate", "check alerts.yaml and print every problem with its key path")
+    validate.add_argument(
+        "--db",
+        nargs="?",
+        const="",
+        help="also check the payments table (columns, types, status values, gateway names) "
+        "in this database; --db alone: in source.url (or DETECTOR_DB_URL)",
+    )
     validate.set_defaults(handler=cmd_validate)

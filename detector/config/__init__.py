@@ -34,6 +34,7 @@ from detector.config.receivers import (
     SlackReceiver,
     Templates,
     WebhookReceiver,
+    standard_webhooks_key,
 )
 from detector.config.routes import (
     GROUP_BY_ALL,
@@ -101,5 +102,6 @@ __all__ = [
     "parse_config",
     "parse_duration",
     "parse_false_alerts",
+    "standard_webhooks_key",
     "trace_link",
 ]

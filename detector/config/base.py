@@ -6,6 +6,7 @@ import re
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
@@ -14,6 +15,7 @@ from detector.errors import DetectorError
 
 __all__ = [
     "DEFAULT_CONFIG_PATH",
+    "MAX_DURATION",
     "ConfigError",
     "Duration",
     "FrozenModel",
@@ -21,6 +23,8 @@ __all__ = [
     "Probability",
     "TimeZone",
     "at_least",
+    "at_most",
+    "check_http_url",
     "parse_duration",
     "positive",
 ]
@@ -41,6 +45,9 @@ class ConfigError(DetectorError):
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+# The longest duration any key takes: past it, time arithmetic leaves the calendar (a
+# window of 1000000w reaches back before year 1) and nothing useful is that long.
+MAX_DURATION = timedelta(days=3650)
 
 
 def parse_duration(value: Any) -> timedelta:
@@ -58,11 +65,16 @@ def parse_duration(value: Any) -> timedelta:
     if isinstance(value, int | float):
         if value < 0:
             raise ValueError("a duration cannot be negative")
-        return timedelta(seconds=value)
-    match = _DURATION.match(str(value))
-    if not match:
-        raise ValueError(f"{value!r} is not a duration; write e.g. 30s, 5m, 2h or 1d")
-    return timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value))
+        if not match:
+            raise ValueError(f"{value!r} is not a duration; write e.g. 30s, 5m, 2h or 1d")
+        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if not seconds <= MAX_DURATION.total_seconds():  # also refuses inf and nan
+        longest = f"{MAX_DURATION.days}d"
+        raise ValueError(f"{value!r} is longer than any setting takes (at most {longest})")
+    return timedelta(seconds=seconds)
 
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
@@ -78,6 +90,11 @@ def at_least(minimum: timedelta, message: str) -> AfterValidator:
     return _refuse(lambda value: value < minimum, message)
 
 
+def at_most(maximum: timedelta, message: str) -> AfterValidator:
+    """Refuse a duration longer than ``maximum``: ``Annotated[Duration, at_most(...)]``."""
+    return _refuse(lambda value: value > maximum, message)
+
+
 def _refuse(wrong: Callable[[timedelta], bool], message: str) -> AfterValidator:
     def check(value: timedelta) -> timedelta:
         if wrong(value):
@@ -90,13 +107,49 @@ def _refuse(wrong: Callable[[timedelta], bool], message: str) -> AfterValidator:
 Probability = Annotated[float, Field(gt=0, lt=1)]
 
 
-def _check_http(value: str) -> str:
-    if not value.startswith(("http://", "https://")):
+_LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def check_http_url(value: str, *, https: bool = False) -> str:
+    """``value`` if it is an absolute http(s) URL that a request can be sent to, else a
+    ``ValueError`` saying what is wrong. The message never repeats the URL: its path or
+    query may be a credential (a Slack incoming webhook's is).
+
+    ``https``: only https, except to this host itself (a local relay, a test server).
+
+    >>> try:
+    ...     check_http_url("http://")
+    ... except ValueError as exc:
+    ...     print(exc)
+    the url has no host name after http://; write e.g. https://hooks.example.com/path
+    """
+    scheme = value.split("://", 1)[0].lower() if "://" in value else ""
+    if scheme not in ("http", "https"):
         raise ValueError("the url must start with http:// or https://")
+    if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ValueError(
+            "the url contains a space or another blank or control character; "
+            "write a space as %20 and remove line breaks"
+        )
+    try:
+        parts = urlsplit(value)
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        raise ValueError(
+            "the url's host or port does not parse; write e.g. https://host:8443/path"
+        ) from None
+    if not host:
+        raise ValueError(
+            f"the url has no host name after {scheme}://; write e.g. https://hooks.example.com/path"
+        )
+    if port == 0:
+        raise ValueError("the url's port must be 1-65535")
+    if https and scheme != "https" and host not in _LOOPBACK_HOSTS:
+        raise ValueError("https is required: the url carries a secret; write https://")
     return value
 
 
-HttpUrl = Annotated[str, BeforeValidator(lambda v: _check_http(str(v)))]
+HttpUrl = Annotated[str, BeforeValidator(lambda v: check_http_url(str(v)))]
 
 
 def _check_zone(value: Any) -> str:

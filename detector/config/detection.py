@@ -14,6 +14,7 @@ from detector.config.base import (
     FrozenModel,
     Probability,
     at_least,
+    at_most,
     parse_duration,
     positive,
 )
@@ -28,6 +29,20 @@ __all__ = [
     "SlaBreachRule",
     "VolumeDropRule",
     "parse_false_alerts",
+]
+
+
+# The rules count whole minutes: a window shorter than one holds nothing to judge (a
+# no_data silence of 0s fires on every gateway), and every window must fit in memory.
+Window = Annotated[
+    Duration,
+    at_least(timedelta(minutes=1), "must be at least 1m: the rules count whole minutes"),
+    at_most(timedelta(days=1), "may be at most 1d"),
+]
+History = Annotated[
+    Duration,
+    at_least(timedelta(minutes=1), "must be at least 1m: the rules count whole minutes"),
+    at_most(timedelta(days=7), "may be at most 7d"),
 ]
 
 
@@ -94,12 +109,12 @@ class BankRule(_Rule):
     rates: tuple[PostChangeRate, ...] = Field(default=("2x", 0.15, 0.5), min_length=1)
     # How far back the CUSUMs look; the slowest useful detection must fit in it.
     history: Annotated[
-        Duration,
+        History,
         at_least(timedelta(hours=1), "the history must be at least 1h (thresholds are set hourly)"),
     ] = timedelta(hours=6)
     # Resolved messages and ``detector check`` show the failure rate over this recent window
     # (a firing message shows it since the estimated start of the breach).
-    window: Duration = timedelta(minutes=30)
+    window: Window = timedelta(minutes=30)
     # An estimated failure rate at this multiple of the SLA makes the alert critical.
     critical_factor: float = Field(default=5.0, gt=1)
 
@@ -151,7 +166,7 @@ class LatencyRule(BankRule):
 class OutageRule(_Rule):
     """Near-total failure in the most recent minutes; fires on the first tick that sees it."""
 
-    window: Duration = timedelta(minutes=5)
+    window: Window = timedelta(minutes=5)
     min_payments: int = Field(default=5, ge=1)
     failure_rate: Probability = 0.9
     keep_firing_for: Duration = timedelta(minutes=2)
@@ -164,8 +179,8 @@ class NoDataRule(_Rule):
     Its per-tick significance is its share of ``detection.false_alerts``.
     """
 
-    silence: Duration = timedelta(minutes=15)
-    history: Duration = timedelta(hours=2)
+    silence: Window = timedelta(minutes=15)
+    history: History = timedelta(hours=2)
     keep_firing_for: Duration = timedelta(0)
 
 
@@ -173,11 +188,11 @@ class VolumeDropRule(_Rule):
     """Payments far below the seasonal expectation for this time of week (in the first week:
     far below the traffic just before the window)."""
 
-    window: Duration = timedelta(minutes=15)
+    window: Window = timedelta(minutes=15)
     # Only a drop below this share of the expectation counts, however significant.
     below: Probability = 0.5
     # In the first week the window is compared with the traffic of this long before it.
-    history: Duration = timedelta(hours=2)
+    history: History = timedelta(hours=2)
 
 
 class DetectionConfig(FrozenModel):

@@ -82,6 +82,15 @@ class Config(FrozenModel):
         for name, gateway in self.gateways.items():
             if gateway.backup == name:
                 raise ValueError(f"gateways.{name}.backup: a gateway cannot be its own backup")
+            # A misspelt backup would be named in every message and handed to failover
+            # routers by /api/v1/gateways: it must be a gateway this file knows.
+            if gateway.backup is not None and gateway.backup not in self.gateways:
+                listed = ", ".join(sorted(self.gateways))
+                raise ValueError(
+                    f"gateways.{name}.backup: {gateway.backup!r} is not listed under gateways: "
+                    f"(listed: {listed}); correct the name, or list it "
+                    f"({gateway.backup}: {{}})"
+                )
         return self
 
     @model_validator(mode="after")

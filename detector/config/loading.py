@@ -21,7 +21,11 @@ from detector.config.base import DEFAULT_CONFIG_PATH, ConfigError
 from detector.config.document import Config
 from detector.config.receivers import RECEIVER_TYPES
 
-__all__ = ["load_config", "parse_config"]
+__all__ = ["DELIVERY_SECTIONS", "load_config", "parse_config"]
+
+# What only sending notifications reads: a replay sends nothing, so it needs none of the
+# receivers' secrets (their environment variables may be set only where the daemon runs).
+DELIVERY_SECTIONS = ("receivers", "route", "routes")
 
 log = logging.getLogger(__name__)
 
@@ -145,15 +149,25 @@ def _explain(error: Any) -> str:
 
 
 def parse_config(
-    data: Any, env: Mapping[str, str] | None = None, source: str = DEFAULT_CONFIG_PATH
+    data: Any,
+    env: Mapping[str, str] | None = None,
+    source: str = DEFAULT_CONFIG_PATH,
+    *,
+    delivery: bool = True,
 ) -> Config:
-    """Validate already-parsed YAML. Raises :class:`ConfigError` listing every problem."""
+    """Validate already-parsed YAML. Raises :class:`ConfigError` listing every problem.
+
+    ``delivery=False`` leaves out :data:`DELIVERY_SECTIONS` (the console receiver takes
+    their place), for commands that send nothing.
+    """
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(
             [("", "the file must hold a mapping of keys such as source:, receivers:")], source
         )
+    if not delivery:
+        data = {key: value for key, value in data.items() if key not in DELIVERY_SECTIONS}
     problems: list[tuple[str, str]] = []
     data = _interpolate(data, "", os.environ if env is None else env, problems)
     try:
@@ -176,9 +190,12 @@ def parse_config(
 
 
 def load_config(
-    path: str | Path = DEFAULT_CONFIG_PATH, env: Mapping[str, str] | None = None
+    path: str | Path = DEFAULT_CONFIG_PATH,
+    env: Mapping[str, str] | None = None,
+    *,
+    delivery: bool = True,
 ) -> Config:
-    """Read and validate an alerts.yaml file."""
+    """Read and validate an alerts.yaml file (``delivery``: as :func:`parse_config`)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -198,4 +215,4 @@ def load_config(
             "alerts reach the console receiver only",
             path,
         )
-    return parse_config(data, env, str(path))
+    return parse_config(data, env, str(path), delivery=delivery)

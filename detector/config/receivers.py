@@ -3,13 +3,29 @@ message templates they share."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import string
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, field_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+)
 
-from detector.config.base import Duration, FrozenModel, HttpUrl, positive
+from detector.config.base import (
+    Duration,
+    FrozenModel,
+    HttpUrl,
+    at_most,
+    check_http_url,
+    positive,
+)
 
 __all__ = [
     "RECEIVER_TYPES",
@@ -22,6 +38,7 @@ __all__ = [
     "SlackReceiver",
     "Templates",
     "WebhookReceiver",
+    "standard_webhooks_key",
 ]
 
 
@@ -81,9 +98,46 @@ class Templates(FrozenModel):
     text: MessageTemplate | None = None  # the body
 
 
+# A delivery pass waits for each request: a longer deadline would stall every other
+# receiver's alerts behind one that does not answer.
+MAX_TIMEOUT = timedelta(minutes=5)
+
+
+def _one_or_two_secrets(value: Any) -> Any:
+    """One secret, or a list of two while receivers switch from the first to the second."""
+    if value is None:
+        return None
+    secrets = list(value) if isinstance(value, list | tuple) else [value]
+    if not 1 <= len(secrets) <= 2 or any(not str(secret) for secret in secrets):
+        raise ValueError(
+            "give one secret, or a list of two while switching (the old and the new): "
+            "requests are then signed with both"
+        )
+    return tuple(str(secret) for secret in secrets)
+
+
+def standard_webhooks_key(secret: str) -> bytes:
+    """The HMAC key of a Standard Webhooks secret ``whsec_<base64>``.
+
+    >>> standard_webhooks_key("whsec_c2VjcmV0")
+    b'secret'
+    """
+    try:
+        return base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(
+            "a Standard Webhooks secret is whsec_ and base64, e.g. whsec_"
+            + base64.b64encode(b"24 random bytes or more").decode()
+        ) from None
+
+
 class _Receiver(FrozenModel):
     send_resolved: bool = True
-    timeout: Duration = timedelta(seconds=10)
+    timeout: Annotated[
+        Duration,
+        positive("the timeout must be positive, e.g. 10s"),
+        at_most(MAX_TIMEOUT, "the timeout may be at most 5m"),
+    ] = timedelta(seconds=10)
     templates: Templates = Templates()
 
 
@@ -98,8 +152,25 @@ class WebhookReceiver(_Receiver):
     # "detector": our versioned document per alert; "alertmanager": Alertmanager's webhook
     # format (version 4), one document per group, for receivers written for Alertmanager.
     format: Literal["detector", "alertmanager"] = "detector"
-    # HMAC-SHA256 key for the X-Detector-Signature header (README: verifying a webhook).
-    signing_secret: SecretStr | None = None
+    # "detector": X-Detector-Timestamp and X-Detector-Signature; "standard-webhooks": the
+    # Standard Webhooks headers (webhook-id, webhook-timestamp, webhook-signature), whose
+    # secrets are written whsec_<base64>.
+    signature: Literal["detector", "standard-webhooks"] = "detector"
+    # HMAC-SHA256 key(s) for the signature headers (docs/receivers.md: verifying a webhook);
+    # two during a rotation: every request is then signed with both.
+    signing_secret: Annotated[
+        tuple[SecretStr, ...] | None, BeforeValidator(_one_or_two_secrets)
+    ] = None
+
+    @field_validator("signing_secret")
+    @classmethod
+    def _standard_secrets(
+        cls, value: tuple[SecretStr, ...] | None, info: ValidationInfo
+    ) -> tuple[SecretStr, ...] | None:
+        if info.data.get("signature") == "standard-webhooks":
+            for secret in value or ():
+                standard_webhooks_key(secret.get_secret_value())
+        return value
 
 
 class SlackReceiver(_Receiver):
@@ -109,9 +180,9 @@ class SlackReceiver(_Receiver):
 
     @field_validator("url")
     @classmethod
-    def _http(cls, value: SecretStr) -> SecretStr:
-        if not value.get_secret_value().startswith(("http://", "https://")):
-            raise ValueError("the Slack incoming-webhook url must start with https://")
+    def _https(cls, value: SecretStr) -> SecretStr:
+        # The URL is the credential: sent in clear it could be read and reused by anyone.
+        check_http_url(value.get_secret_value(), https=True)
         return value
 
 

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BeforeValidator, Field, model_validator
 
-from detector.config.base import Duration, FrozenModel, TimeZone
+from detector.config.base import Duration, FrozenModel, TimeZone, positive
 
 __all__ = [
     "DEFAULT_INHIBIT_RULES",
@@ -98,6 +98,9 @@ class Matchers(FrozenModel):
 # Group by every label: one group per alert.
 GROUP_BY_ALL = "..."
 
+# A reminder interval of zero would send a reminder on every tick.
+RepeatInterval = Annotated[Duration, positive("the repeat interval must be positive, e.g. 4h")]
+
 
 class Route(Matchers):
     """A node of the route tree; unset settings are inherited from the parent route."""
@@ -106,7 +109,7 @@ class Route(Matchers):
     group_by: tuple[str, ...] | None = None
     group_wait: Duration | None = None
     group_interval: Duration | None = None
-    repeat_interval: Duration | None = None
+    repeat_interval: RepeatInterval | None = None
     # Keep looking at later sibling routes after this one matched.
     continue_: bool = Field(default=False, alias="continue")
     routes: tuple[Route, ...] = ()
@@ -206,4 +209,4 @@ class MaintenanceWindow(Matchers):
 
 
 class AlertingConfig(FrozenModel):
-    repeat_interval: Duration = timedelta(hours=4)
+    repeat_interval: RepeatInterval = timedelta(hours=4)

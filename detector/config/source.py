@@ -17,7 +17,7 @@ from pydantic import (
     model_validator,
 )
 
-from detector.config.base import Duration, FrozenModel, positive
+from detector.config.base import Duration, FrozenModel, at_most, positive
 from detector.config.routes import check_regex
 
 __all__ = [
@@ -224,13 +224,21 @@ class SourceConfig(FrozenModel):
 class StateConfig(FrozenModel):
     url: DatabaseUrl = "sqlite:///detector-state.db"
     # Longest a query of the state database (outbox, alerts, lease) may take.
-    query_timeout: Annotated[Duration, positive("the query timeout must be positive")] = timedelta(
-        seconds=10
-    )
+    query_timeout: Annotated[
+        Duration,
+        positive("the query timeout must be positive"),
+        at_most(timedelta(hours=1), "the query timeout may be at most 1h"),
+    ] = timedelta(seconds=10)
 
 
 class ScheduleConfig(FrozenModel):
-    interval: Annotated[Duration, positive("the interval must be positive")] = timedelta(minutes=1)
+    # At most an hour: the rules judge the last minutes on each tick, and an outage shorter
+    # than the interval could pass between two of them.
+    interval: Annotated[
+        Duration,
+        positive("the interval must be positive"),
+        at_most(timedelta(hours=1), "the interval may be at most 1h (1m is usual)"),
+    ] = timedelta(minutes=1)
     # Consecutive failed ticks before the single "source down" alert fires.
     source_down_after: int = Field(default=3, ge=1)
     # On SIGTERM, how long the last delivery passes may take before the process exits.

@@ -58,7 +58,7 @@ def build_receivers(
         elif isinstance(receiver, cfg.EmailReceiver):
             receivers[name] = EmailReceiver(name, receiver)
         elif isinstance(receiver, cfg.PagerDutyReceiver):
-            receivers[name] = PagerDutyReceiver(name, receiver, session)
+            receivers[name] = PagerDutyReceiver(name, receiver, session, config.server)
         elif isinstance(receiver, cfg.AlertmanagerReceiver):
             receivers[name] = AlertmanagerReceiver(name, receiver, session)
         else:  # pragma: no cover - config validation admits only the types above

@@ -21,6 +21,7 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 
+from detector import __version__
 from detector.notify.base import DeliveryError
 from detector.notify.deadline import Deadline
 from detector.notify.redact import redact
@@ -28,6 +29,7 @@ from detector.notify.redact import redact
 __all__ = [
     "BODY_EXCERPT",
     "MAX_RETRY_AFTER",
+    "USER_AGENT",
     "post",
     "redact_url",
     "request",
@@ -35,6 +37,9 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+# Every request says what sent it, so a receiving end can tell the detector's calls apart.
+USER_AGENT = f"payment-failure-detector/{__version__}"
 
 # Enough of an error body to see what the server objected to, not a whole HTML page.
 BODY_EXCERPT = 300
@@ -188,6 +193,7 @@ def request(
     # Errors are raised after the except blocks so that they carry no __context__: the
     # requests exception's text holds the full URL and tracebacks end up in logs.
     failure: DeliveryError | None = None
+    headers = {"User-Agent": USER_AGENT, **(headers or {})}
     deadline = Deadline(timeout)
     try:
         with deadline:

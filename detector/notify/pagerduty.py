@@ -11,8 +11,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import requests
+
 from detector.config import PagerDutyReceiver as PagerDutyReceiverConfig
-from detector.config import Templates
+from detector.config import ServerConfig, Templates
 from detector.model import Notification
 from detector.notify import messages
 from detector.notify.base import HttpReceiver
@@ -25,9 +27,15 @@ CLIENT = "payment-failure-detector"
 
 
 def pagerduty_event(
-    n: Notification, routing_key: str, source: str, templates: Templates | None = None
+    n: Notification,
+    routing_key: str,
+    source: str,
+    templates: Templates | None = None,
+    client_url: str | None = None,
 ) -> dict[str, Any]:
-    """The Events API v2 body for ``n``; ``templates.title`` words its summary."""
+    """The Events API v2 body for ``n``; ``templates.title`` words its summary;
+    ``client_url``: the gateway's row on the status page (``server.external_url``), which
+    PagerDuty links as "View in payment-failure-detector"."""
     event: dict[str, Any] = {
         "routing_key": routing_key,
         "event_action": "resolve" if n.event == "resolved" else "trigger",
@@ -66,6 +74,8 @@ def pagerduty_event(
     if len(event["payload"]["summary"]) > SUMMARY_MAX:
         event["payload"]["summary"] = event["payload"]["summary"][: SUMMARY_MAX - 1] + "…"
     event["client"] = CLIENT
+    if client_url:
+        event["client_url"] = client_url
     links = [{"href": link, "text": link} for link in n.links if link.startswith("http")]
     links += [
         {"href": url, "text": f"logs of payment {i}"}
@@ -78,9 +88,21 @@ def pagerduty_event(
 
 
 class PagerDutyReceiver(HttpReceiver):
-    """Sends each notification as a PagerDuty event; the routing key is a secret."""
+    """Sends each notification as a PagerDuty event; the routing key is a secret.
+    ``server``: where the status page is published (``server.external_url``), for the
+    events' ``client_url``."""
 
     config: PagerDutyReceiverConfig
+
+    def __init__(
+        self,
+        name: str,
+        config: PagerDutyReceiverConfig,
+        session: requests.Session,
+        server: ServerConfig | None = None,
+    ) -> None:
+        super().__init__(name, config, session)
+        self.server = server
 
     def deliver(self, notifications: Sequence[Notification]) -> None:
         key = self.config.routing_key.get_secret_value()
@@ -89,7 +111,13 @@ class PagerDutyReceiver(HttpReceiver):
                 self.session,
                 self.config.url,
                 json_body=pagerduty_event(
-                    notification, key, self.config.source, self.config.templates
+                    notification,
+                    key,
+                    self.config.source,
+                    self.config.templates,
+                    self.server.status_link(notification.labels.get("gateway"))
+                    if self.server
+                    else None,
                 ),
                 timeout=self.timeout,
                 secrets=self.secrets,

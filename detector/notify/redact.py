@@ -65,6 +65,9 @@ def _texts(name: str, value: Any) -> Iterable[tuple[str, str | SecretStr]]:
     elif isinstance(value, dict):
         for item in value.values():
             yield from _texts(name, item)
+    elif isinstance(value, tuple):
+        for item in value:
+            yield from _texts(name, item)
 
 
 def _url_secrets(url: str) -> list[str]:

@@ -1,8 +1,11 @@
 """Generic JSON webhook: POSTs :func:`detector.notify.messages.payload` to a URL, or a group in
-Alertmanager's webhook format (``format: alertmanager``), optionally HMAC-signed."""
+Alertmanager's webhook format (``format: alertmanager``), optionally HMAC-signed: with the
+detector's own headers or as Standard Webhooks (https://www.standardwebhooks.com), with one
+signature per secret while a secret is being replaced."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
@@ -13,14 +16,20 @@ from typing import Any
 import requests
 
 from detector.config import WebhookReceiver as WebhookReceiverConfig
+from detector.config import standard_webhooks_key
 from detector.model import Notification
 from detector.notify import messages
 from detector.notify.base import HttpReceiver
 from detector.notify.http import post
 
-__all__ = ["SIGNATURE_HEADER", "TIMESTAMP_HEADER", "USER_AGENT", "WebhookReceiver", "sign"]
+__all__ = [
+    "SIGNATURE_HEADER",
+    "TIMESTAMP_HEADER",
+    "WebhookReceiver",
+    "sign",
+    "sign_standard",
+]
 
-USER_AGENT = "payment-failure-detector/1"
 SIGNATURE_HEADER = "X-Detector-Signature"
 TIMESTAMP_HEADER = "X-Detector-Timestamp"
 
@@ -36,6 +45,18 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
     """
     mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
     return "sha256=" + mac.hexdigest()
+
+
+def sign_standard(secret: str, message_id: str, timestamp: str, body: bytes) -> str:
+    """``v1,`` and the base64 HMAC-SHA256 of ``id.timestamp.body`` under the key of a
+    ``whsec_`` secret: a Standard Webhooks signature.
+
+    >>> sign_standard("whsec_c2VjcmV0", "msg_1", "1700000000", b"{}")[:12]
+    'v1,A5oIrJxXP'
+    """
+    key = standard_webhooks_key(secret)
+    signed = f"{message_id}.{timestamp}.".encode() + body
+    return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
 
 
 class WebhookReceiver(HttpReceiver):
@@ -62,15 +83,24 @@ class WebhookReceiver(HttpReceiver):
 
     def headers(self, idempotency_key: str, body: bytes) -> dict[str, str]:
         """Request headers; configured ones may override the defaults but not the key."""
-        headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
+        headers = {"Content-Type": "application/json"}
         headers.update({k: v.get_secret_value() for k, v in self.config.headers.items()})
         headers["Idempotency-Key"] = idempotency_key
-        if self.config.signing_secret is not None:
-            timestamp = str(int(self.clock()))
-            headers[TIMESTAMP_HEADER] = timestamp
-            headers[SIGNATURE_HEADER] = sign(
-                self.config.signing_secret.get_secret_value(), timestamp, body
+        if self.config.signing_secret is None:
+            return headers
+        timestamp = str(int(self.clock()))
+        secrets = [secret.get_secret_value() for secret in self.config.signing_secret]
+        # One signature per secret, space-separated: a receiver accepts any that matches,
+        # so it can switch to the new secret whenever it is ready.
+        if self.config.signature == "standard-webhooks":
+            headers["webhook-id"] = idempotency_key  # the same on every retry, as required
+            headers["webhook-timestamp"] = timestamp
+            headers["webhook-signature"] = " ".join(
+                sign_standard(secret, idempotency_key, timestamp, body) for secret in secrets
             )
+        else:
+            headers[TIMESTAMP_HEADER] = timestamp
+            headers[SIGNATURE_HEADER] = " ".join(sign(s, timestamp, body) for s in secrets)
         return headers
 
     def deliver(self, notifications: Sequence[Notification]) -> None:
