@@ -142,7 +142,7 @@ def test_endpoints_and_status_page_during_an_incident_and_after(
         assert metrics[("detector_ticks_total", (("outcome", "ok"),))] >= 1
         assert metrics[("detector_rows_read_total", ())] >= 900
         assert metrics[("detector_leader", ())] == 1
-        assert metrics[("detector_gateway_failure_rate", (("gateway", "stripe"),))] == 0
+        assert metrics[("detector_gateway_failure_ratio", (("gateway", "stripe"),))] == 0
         assert {g: v["status"] for g, v in service.gateways().items()} == {
             "stripe": "healthy",
             "adyen": "healthy",

@@ -92,6 +92,7 @@ class Daemon:
             log.info("restored %d pending/firing alert(s) from the state store", len(alerts))
         self.metrics = Metrics(registry if registry is not None else CollectorRegistry())
         self.registry = self.metrics.registry
+        self.metrics.receivers(receivers)
         self.dispatcher = Dispatcher(
             store, receivers, clock, on_result=self.metrics.notification_result
         )
@@ -528,6 +529,7 @@ class Daemon:
         self.config = config
         self.receivers = receivers
         self.dispatcher.receivers = receivers
+        self.metrics.receivers(receivers)
         self.router = Router(config, receivers)
         self.metrics.reloads.labels("applied").inc()
         log.info(
