@@ -48,7 +48,7 @@ SEVERITIES = ("warning", "critical")
 
 # A `_created` series per counter and histogram doubles their series for a timestamp that
 # Prometheus does not use; process-wide, as the client library keeps it.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 
 class Metrics:
