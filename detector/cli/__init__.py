@@ -1,4 +1,4 @@
-"""The ``detector`` command: run, check, validate, simulate, backtest, demo, silence, notify.
+"""The ``detector`` command: run, check, validate, simulate, backtest, demo, silence, notify, schema
 
 Exit codes: 0 all good, 1 something is firing (``check``), 2 an error (bad config,
 unreadable database, bad arguments). Each module here adds its subcommands with ``register``.
@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from detector import __version__
-from detector.cli import notify, replay, service, state
+from detector.cli import notify, replay, schema, service, state
 from detector.cli.common import EXIT_ERROR, setup_logging
 from detector.config import ConfigError
 from detector.errors import DetectorError
@@ -38,7 +38,7 @@ def _parser() -> argparse.ArgumentParser:
             )
         return sub
 
-    for module in (service, replay, state, notify):
+    for module in (service, replay, state, notify, schema):
         module.register(command)
     return parser
 

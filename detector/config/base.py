@@ -8,7 +8,14 @@ from datetime import timedelta
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+)
 
 from detector.errors import DetectorError
 
@@ -65,7 +72,19 @@ def parse_duration(value: Any) -> timedelta:
     return timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
 
 
-Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+# As the loader reads it, for the JSON Schema of alerts.yaml (``detector schema``).
+DURATION_PATTERN = r"^\s*\d+(\.\d+)?\s*(ms|s|m|h|d|w)\s*$"
+DURATION_SCHEMA = {
+    "anyOf": [
+        {"type": "string", "pattern": DURATION_PATTERN},
+        {"type": "number", "minimum": 0},
+    ],
+    "description": "a duration: a number and a unit (ms, s, m, h, d, w) such as 90s, 5m, 2h, "
+    "1d, or a number of seconds",
+}
+Duration = Annotated[
+    timedelta, BeforeValidator(parse_duration), WithJsonSchema(DURATION_SCHEMA, mode="validation")
+]
 
 
 def positive(message: str) -> AfterValidator:

@@ -1,4 +1,5 @@
-"""The service's one HTTP port: /healthz, /metrics, /api/v1/gateways and the status page.
+"""The service's one HTTP port: /healthz, /metrics, /api/v1/gateways, its OpenAPI document
+and the status page.
 
 :class:`WebApp` is the WSGI application; :class:`WebServer` serves it with waitress from a
 background thread of the daemon: one event loop holds every connection (idle ones cost a
@@ -26,6 +27,7 @@ from waitress.server import TcpWSGIServer, create_server
 from detector.config import ServerConfig
 from detector.errors import DetectorError
 from detector.service.health import gateways_document
+from detector.service.openapi import openapi_json
 from detector.service.snapshot import Snapshot
 from detector.service.status_page import render
 
@@ -62,6 +64,7 @@ class WebApp:
             "/healthz": self._healthz,
             "/metrics": self._metrics,
             "/api/v1/gateways": self._gateways,
+            "/api/v1/openapi.json": self._openapi,
             "/": self._status_page,
         }
         self._rendered: dict[str, tuple[Snapshot, bytes]] = {}
@@ -106,6 +109,9 @@ class WebApp:
 
     def _gateways(self) -> tuple[int, str, bytes]:
         return 200, "application/json", self.rendered("gateways", gateways_json)
+
+    def _openapi(self) -> tuple[int, str, bytes]:
+        return 200, "application/json", openapi_json()
 
     def _status_page(self) -> tuple[int, str, bytes]:
         return 200, "text/html; charset=utf-8", self.rendered("page", render)
