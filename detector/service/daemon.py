@@ -386,7 +386,7 @@ class Daemon:
             self.role,
             self.config,
             health,
-            self.history.snapshot(self.engine.volume_history),
+            self.history.snapshot(self.engine.volume_history, self.last_read),
             self._silences(),
         )
 

@@ -56,7 +56,7 @@ class _Charts:
         self.rate_top = np.minimum(np.maximum(baselines * 3, observed) * 1.1, 1.0)
         self.per_minute = history.volume / history.minutes_per_bucket()
         band = history.expected_band()
-        highest = self.per_minute.max(axis=1, initial=0.0)
+        highest = np.nanmax(self.per_minute, axis=1, initial=0.0)
         if band is not None:
             highest = np.maximum(highest, np.nanmax(band[1], axis=1, initial=0.0))
         self.volume_top = np.maximum(highest * 1.1, 1.0)
