@@ -1,4 +1,4 @@
-"""The HTTP API's OpenAPI 3.1 document (``openapi.yaml`` beside this module), served as
+"""The HTTP API's OpenAPI 3.1 document (``openapi.json`` beside this module), served as
 ``/api/v1/openapi.json`` and printed by ``detector schema --openapi``."""
 
 from __future__ import annotations
@@ -8,15 +8,13 @@ import json
 from importlib import resources
 from typing import Any
 
-import yaml
-
 __all__ = ["openapi_document", "openapi_json"]
 
 
 @functools.cache
 def openapi_document() -> dict[str, Any]:
-    text = resources.files("detector.service").joinpath("openapi.yaml").read_text("utf-8")
-    document: dict[str, Any] = yaml.safe_load(text)
+    text = resources.files("detector.service").joinpath("openapi.json").read_text("utf-8")
+    document: dict[str, Any] = json.loads(text)
     return document
 
 
