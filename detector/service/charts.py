@@ -195,7 +195,8 @@ def svg(
         f'xmlns="http://www.w3.org/2000/svg">{shading}{behind}'
         f'<path d="{path}" fill="none" stroke="{colour}" stroke-width="1.8"/>'
         f'<line x1="0" x2="{WIDTH}" y1="{plot_h}" y2="{plot_h}" stroke="#c4c7cc"/>{_axis(*axis)}'
-        f'<text x="{WIDTH - 4}" y="12" font-size="13" fill="#5b6272" text-anchor="end">'
+        f'<text x="{WIDTH - 4}" y="2" font-size="13" fill="#5b6272" text-anchor="end" '
+        'dominant-baseline="hanging">'
         f"{escape(label)}</text></svg>"
     )
 
