@@ -184,6 +184,9 @@ class AlertBook:
                     and result.holding[row]
                 ):
                     alert.last_active = now  # still as bad: keep_firing_for counts from here
+                    # ...with today's figures, not those of the tick it last crossed the line.
+                    finding = result.finding(row)
+                    alert.summary, alert.evidence = finding.summary, finding.evidence
                     continue
                 cleared[key] = result.finding(row) if row is not None else None
         return self._apply(result.rule, findings, cleared, now)
@@ -258,6 +261,8 @@ class AlertBook:
             del self.alerts[key]
             return None
         if now - alert.last_active < keep_firing_for:
+            if finding is not None:  # still firing, but the text says how things stand now
+                alert.summary, alert.evidence = finding.summary, finding.evidence
             return None
         del self.alerts[key]
         self.resolved[key] = Resolution(dict(alert.labels), now)

@@ -16,7 +16,7 @@ import numpy.typing as npt
 
 from detector.config import Config
 from detector.model import Counts, Notification
-from detector.service.charts import STYLE, line_chart, percent
+from detector.service.charts import STYLE, line_chart, percent, table
 from detector.timeutil import epoch_minute
 
 __all__ = ["alert_hours", "render"]
@@ -100,12 +100,12 @@ def _gateway_section(
     )
     return (
         f'<section class="gw" id="gw-{escape(gateway)}">'
-        f'<div class="head"><span class="name">{escape(gateway)}</span>'
+        f'<div class="head"><h3 class="name">{escape(gateway)}</h3>'
         f'<span class="figures">{percent(overall)} of {total} payments failed &middot; '
         f"SLA {percent(sla)} &middot; {fired} alert(s) fired</span></div>"
         '<div class="charts"><div class="chart">'
-        f"<h3>Failure rate per hour vs SLA {percent(sla)} (dashed); firing alerts shaded</h3>"
-        f'{rate_chart}</div><div class="chart"><h3>Payments per minute, hourly mean</h3>'
+        f"<h4>Failure rate per hour vs SLA {percent(sla)} (dashed); firing alerts shaded</h4>"
+        f'{rate_chart}</div><div class="chart"><h4>Payments per minute, hourly mean</h4>'
         f"{volume_chart}</div></div></section>"
     )
 
@@ -113,15 +113,22 @@ def _gateway_section(
 def _transitions(events: Sequence[Notification]) -> str:
     if not events:
         return '<p class="empty">Nothing would have fired.</p>'
-    body = "".join(
-        f'<tr class="{escape(e.event)}"><td>{escape(e.at)}</td><td>{escape(e.event)}</td>'
-        f"<td>{escape(e.severity)}</td><td>{escape(e.rule)}</td>"
-        f"<td>{escape(e.labels.get('gateway', '-'))}</td><td>{escape(e.summary)}</td></tr>"
-        for e in events
-    )
-    return (
-        "<table><thead><tr><th>at</th><th>event</th><th>severity</th><th>rule</th>"
-        f"<th>gateway</th><th>message</th></tr></thead><tbody>{body}</tbody></table>"
+    return table(
+        ["at", "event", "severity", "rule", "gateway", "message"],
+        (
+            (
+                e.event,
+                [
+                    escape(e.at),
+                    escape(e.event),
+                    escape(e.severity),
+                    escape(e.rule),
+                    escape(e.labels.get("gateway", "-")),
+                    escape(e.summary),
+                ],
+            )
+            for e in events
+        ),
     )
 
 
@@ -168,13 +175,13 @@ def render(
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{escape(title)}</title><style>{STYLE}</style></head><body>"
+        f"<title>{escape(title)}</title><style>{STYLE}</style></head><body><main>"
         f"<h1>{escape(title)}</h1>"
         f'<div class="meta">{firing} alert(s) would have fired on {len(gateways)} gateway(s) '
         f"&middot; budget {budget:g} false alert(s) per gateway per 90 days &middot; "
         f"ticks every {config.schedule.interval.total_seconds() / 60:g} min, through the "
         "daemon's own engine</div>"
-        f"{sections or '<p class=empty>No payments in this range.</p>'}"
+        f"<h2>Gateways</h2>{sections or '<p class=empty>No payments in this range.</p>'}"
         f"<h2>Alert transitions</h2>{_transitions(events)}"
-        "</body></html>"
+        "</main></body></html>"
     )

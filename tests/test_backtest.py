@@ -18,6 +18,7 @@ from detector.engine import Engine
 from detector.simulate import GatewayProfile, Incident, simulate
 from detector.source import SqlSource
 
+from .accessibility import audit, serious
 from .conftest import PaymentsDb, live_ticks
 
 START = datetime(2026, 11, 16, tzinfo=UTC)  # a Monday
@@ -97,7 +98,7 @@ def test_table_format_is_for_people(
 
 @pytest.mark.usefixtures("default_config")
 def test_html_report_charts_every_gateway_and_shades_the_incident(
-    two_days: PaymentsDb, capsys: pytest.CaptureFixture[str]
+    two_days: PaymentsDb, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     page = _backtest(two_days, capsys, "2026-11-16T03:00", "2026-11-18T00:00", "--format", "html")
     sections = _ReportParser.parse(page)
@@ -110,6 +111,12 @@ def test_html_report_charts_every_gateway_and_shades_the_incident(
     assert sections.shaded["adyen"] >= 2
     assert any("adyen" in row and "firing" in row for row in sections.rows)
     assert sections.external == [], "the report must not load anything from the network"
+    # Readable with assistive technology, and on a phone (axe-core in Chromium).
+    for width in (1200, 390):
+        report = audit(page, tmp_path / "axe", width)
+        assert [v["id"] for v in report["violations"]] == [], serious(report)
+        assert report["cells_without_field_name"] == 0
+        assert report["smallest_chart_label"] >= 11
 
 
 class _ReportParser(HTMLParser):

@@ -4,7 +4,6 @@ failed towards ``source_down``, and the API stops vouching for verdicts nobody r
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -27,6 +26,7 @@ from detector.source import SqlSource
 from detector.store import StateStore, StoreError
 
 from .conftest import DIALECTS, T0, Clock, PaymentsDb, _state_url
+from .freezing_proxy import FreezingProxy
 
 TIMEOUT = "no answer within the 1s query timeout"
 
@@ -124,51 +124,10 @@ def test_a_locked_outbox_pauses_delivery_instead_of_hanging_it(
     assert paused.startswith(f"delivery paused: cannot read the outbox: {TIMEOUT} (")
 
 
-class _FreezingProxy:
-    """A TCP proxy on 127.0.0.1 that stops relaying on :meth:`freeze` while keeping every
-    connection open: the network fault no server-side timeout can end."""
-
-    def __init__(self, port: int):
-        self._upstream = port
-        self._frozen = threading.Event()
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self._listener.getsockname()[1]
-        self._sockets: list[socket.socket] = [self._listener]
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def freeze(self) -> None:
-        self._frozen.set()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            server = socket.create_connection(("127.0.0.1", self._upstream))
-            self._sockets += [client, server]
-            for a, b in ((client, server), (server, client)):
-                threading.Thread(target=self._relay, args=(a, b), daemon=True).start()
-
-    def _relay(self, source: socket.socket, target: socket.socket) -> None:
-        try:
-            while data := source.recv(65536):
-                while self._frozen.is_set():
-                    time.sleep(0.05)
-                target.sendall(data)
-        except OSError:
-            return
-
-    def close(self) -> None:
-        self._frozen.clear()
-        for s in self._sockets:
-            s.close()
-
-
 @pytest.mark.parametrize("payments_db", DIALECTS[1:], indirect=True)  # the servers
 def test_a_frozen_connection_fails_the_tick(payments_db: PaymentsDb) -> None:
     upstream = sa.make_url(payments_db.url)
-    proxy = _FreezingProxy(upstream.port or 0)
+    proxy = FreezingProxy(upstream.port or 0)
     config = _config(
         upstream.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False),
         payments_db.table,

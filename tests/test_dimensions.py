@@ -342,9 +342,9 @@ def test_metrics_show_each_series_beside_its_gateway_with_a_label_per_dimension(
     # The last 30 min of card payments: 11 healthy minutes, then 19 with 1 failure in 4.
     assert value("detector_series_payments", gateway="stripe", method="card") == 120
     assert value("detector_series_failures", gateway="stripe", method="card") == 19
-    rate = value("detector_series_failure_rate", gateway="stripe", method="card")
+    rate = value("detector_series_failure_ratio", gateway="stripe", method="card")
     assert rate == pytest.approx(19 / 120)
-    upper = value("detector_series_failure_rate_upper", gateway="stripe", method="card")
+    upper = value("detector_series_failure_upper_bound_ratio", gateway="stripe", method="card")
     assert upper is not None
     assert upper > rate
     assert value("detector_series_payments", gateway="adyen", method="card") == 150

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from .accessibility import audit, serious
 from .conftest import PaymentsDb
 from .daemon_process import LISTEN, DaemonProcess, wait_until
 from .http_recorder import HttpRecorder
@@ -142,7 +143,7 @@ def test_endpoints_and_status_page_during_an_incident_and_after(
         assert metrics[("detector_ticks_total", (("outcome", "ok"),))] >= 1
         assert metrics[("detector_rows_read_total", ())] >= 900
         assert metrics[("detector_leader", ())] == 1
-        assert metrics[("detector_gateway_failure_rate", (("gateway", "stripe"),))] == 0
+        assert metrics[("detector_gateway_failure_ratio", (("gateway", "stripe"),))] == 0
         assert {g: v["status"] for g, v in service.gateways().items()} == {
             "stripe": "healthy",
             "adyen": "healthy",
@@ -181,6 +182,13 @@ def test_endpoints_and_status_page_during_an_incident_and_after(
         assert "not enough history for an expected band (needs a week)" in sections["adyen"]
         assert "CONSOLE" not in browser_log, browser_log
         assert screenshot.stat().st_size > 10_000
+        # axe-core finds nothing in the page as served, on a desktop and on a phone.
+        page = service.get("/").text
+        for width in (1200, 390):
+            report = audit(page, tmp_path / "axe", width)
+            assert [v["id"] for v in report["violations"]] == [], serious(report)
+            assert report["cells_without_field_name"] == 0
+            assert report["smallest_chart_label"] >= 11
 
         # Recovery: stripe succeeds again; the alert resolves and the API says so.
         sqlite_db.add("stripe", _now(), succeeded=600)

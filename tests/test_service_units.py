@@ -516,7 +516,7 @@ def test_metrics_export_how_close_each_detector_is_to_alarm() -> None:
     value = _scrape(metrics)
     assert value("detector_evidence_ratio", {"gateway": "stripe", "rule": "sla_breach"}) == 0.4
     assert value("detector_evidence_ratio", {"gateway": 'a"b', "rule": "sla_breach"}) == 1.2
-    assert value("detector_gateway_failure_rate", {"gateway": 'a"b'}) == 1.0
+    assert value("detector_gateway_failure_ratio", {"gateway": 'a"b'}) == 1.0
     assert value("detector_gateway_status", {"gateway": "stripe", "status": "healthy"}) == 1
     assert value("detector_gateway_status", {"gateway": "stripe", "status": "down"}) == 0
 
@@ -529,8 +529,8 @@ def test_the_registry_passed_in_holds_the_gateway_gauges_that_metrics_serves() -
     metrics.observe_health(gateway_health(window, [], CONFIG), [], [bank])
     labels = {"gateway": "stripe", "rule": "sla_breach"}
     assert registry.get_sample_value("detector_evidence_ratio", labels) == 0.4
-    assert registry.get_sample_value("detector_gateway_failure_rate", {"gateway": "stripe"}) == 0.1
-    assert _scrape(metrics)("detector_gateway_failure_rate", {"gateway": "stripe"}) == 0.1
+    assert registry.get_sample_value("detector_gateway_failure_ratio", {"gateway": "stripe"}) == 0.1
+    assert _scrape(metrics)("detector_gateway_failure_ratio", {"gateway": "stripe"}) == 0.1
     # Their names are taken: nothing else on the registry may export them.
     with pytest.raises(ValueError, match="detector_gateway_status"):
         Gauge("detector_gateway_status", "A clash.", registry=registry)
@@ -559,7 +559,7 @@ def test_metrics_count_ticks_rows_alerts_and_deliveries_per_receiver(
     assert value("detector_rows_read_total") == 100
     assert value("detector_rows_invalid_total") == 3
     assert value("detector_tick_duration_seconds_count") == 1
-    assert value("detector_gateway_failure_rate", {"gateway": "stripe"}) == 1.0
+    assert value("detector_gateway_failure_ratio", {"gateway": "stripe"}) == 1.0
     assert value("detector_gateway_status", {"gateway": "stripe", "status": "down"}) == 1
     assert value("detector_rule_active", {"gateway": "stripe", "rule": "outage"}) == 1
     labels = {"rule": "outage", "state": "firing", "severity": "critical"}

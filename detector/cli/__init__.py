@@ -1,5 +1,5 @@
 """The ``detector`` command: init, run, check, validate, simulate, backtest, demo, silence,
-notify, report.
+notify, report, schema.
 
 Exit codes: 0 all good, 1 something is firing (``check``), 2 an error (bad config,
 unreadable database, bad arguments). Each module here adds its subcommands with ``register``.
@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from detector import __version__
-from detector.cli import notify, replay, report, scaffold, service, state
+from detector.cli import notify, replay, report, scaffold, schema, service, state
 from detector.cli.common import EXIT_ERROR, setup_logging
 from detector.config import ConfigError
 from detector.errors import DetectorError
@@ -39,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
             )
         return sub
 
-    for module in (scaffold, service, replay, state, notify, report):
+    for module in (scaffold, service, replay, state, notify, report, schema):
         module.register(command)
     return parser
 

@@ -7,7 +7,7 @@ import re
 from datetime import timedelta
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, Field, field_validator
+from pydantic import BeforeValidator, Field, WithJsonSchema, field_validator
 
 from detector.config.base import (
     Duration,
@@ -75,7 +75,24 @@ def parse_false_alerts(value: Any) -> float:
     return count / (period.total_seconds() / 60)
 
 
-FalseAlertRate = Annotated[float, BeforeValidator(parse_false_alerts)]
+FalseAlertRate = Annotated[
+    float,
+    BeforeValidator(parse_false_alerts),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {
+                    "type": "string",
+                    "pattern": r"^\s*\d+(\.\d+)?\s+per\s+\d+(\.\d+)?\s*(ms|s|m|h|d|w)\s*$",
+                },
+                {"type": "number", "exclusiveMinimum": 0},
+            ],
+            "description": "a false-alert budget: COUNT per DURATION such as '1 per 90d', or "
+            "false alerts per minute",
+        },
+        mode="validation",
+    ),
+]
 
 
 def _check_post_change_rate(value: Any) -> str | float:
@@ -94,7 +111,21 @@ def _check_post_change_rate(value: Any) -> str | float:
     return float(value)
 
 
-PostChangeRate = Annotated[str | float, BeforeValidator(_check_post_change_rate)]
+PostChangeRate = Annotated[
+    str | float,
+    BeforeValidator(_check_post_change_rate),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "pattern": r"^\s*\d+(\.\d+)?x\s*$"},
+                {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
+            ],
+            "description": "a multiple of the gateway's SLA above 1 such as '2x', or a failure "
+            "rate between 0 and 1",
+        },
+        mode="validation",
+    ),
+]
 
 
 class BankRule(_Rule):

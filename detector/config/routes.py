@@ -12,7 +12,7 @@ from datetime import datetime, time, timedelta
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import BeforeValidator, Field, model_validator
+from pydantic import BeforeValidator, Field, WithJsonSchema, model_validator
 
 from detector.config.base import Duration, FrozenModel, TimeZone, positive
 
@@ -177,6 +177,24 @@ def _parse_clock(value: Any) -> time:
         raise ValueError(f'{value!r} is not a time of day; write it quoted, e.g. "02:30"') from None
 
 
+_DAY = r"([Mm]on|[Tt]ue|[Ww]ed|[Tt]hu|[Ff]ri|[Ss]at|[Ss]un)[a-z]*"
+_DAYS = rf"^\s*{_DAY}(\s*-\s*{_DAY})?\s*$"
+_WEEKDAYS_SCHEMA = {
+    "anyOf": [
+        {"type": "string", "pattern": _DAYS},
+        {"type": "array", "items": {"type": "string", "pattern": _DAYS}},
+    ],
+    "description": "weekdays: mon-fri, or a list such as [sat, sun]",
+}
+_CLOCK_SCHEMA = {
+    "anyOf": [
+        {"type": "string", "pattern": r"^\d{1,2}:\d{2}(:\d{2})?$"},
+        {"type": "integer", "minimum": 0, "maximum": 1439},
+    ],
+    "description": 'a time of day, quoted: "02:30" (unquoted YAML reads it as minutes)',
+}
+
+
 class MaintenanceWindow(Matchers):
     """Recurring quiet hours: alerts matching it notify nobody while it is open.
 
@@ -185,9 +203,11 @@ class MaintenanceWindow(Matchers):
     """
 
     name: str = ""
-    weekdays: Annotated[tuple[int, ...], BeforeValidator(_parse_weekdays)] = tuple(range(7))
-    start: Annotated[time, BeforeValidator(_parse_clock)]
-    end: Annotated[time, BeforeValidator(_parse_clock)]
+    weekdays: Annotated[
+        tuple[int, ...], BeforeValidator(_parse_weekdays), WithJsonSchema(_WEEKDAYS_SCHEMA)
+    ] = tuple(range(7))
+    start: Annotated[time, BeforeValidator(_parse_clock), WithJsonSchema(_CLOCK_SCHEMA)]
+    end: Annotated[time, BeforeValidator(_parse_clock), WithJsonSchema(_CLOCK_SCHEMA)]
     timezone: TimeZone = "UTC"
 
     def is_open(self, now: datetime) -> bool:

@@ -64,6 +64,7 @@ from typing import Any
 from detector.config import GROUP_BY_ALL, Templates
 from detector.model import Evidence, Notification
 from detector.stats.attribution import Attribution
+from detector.stats.binomial import p_value_text
 
 __all__ = [
     "PAYLOAD_VERSION",
@@ -333,7 +334,7 @@ def _figures(e: Evidence, latency: bool = False) -> list[Fact]:
             Fact("counts", "Failures", f"{e.failures} of {e.payments} payments{declined}{window}")
         )
     if e.p_value is not None and math.isfinite(e.p_value):
-        out.append(Fact("p_value", "p-value", f"{e.p_value:.1e}"))
+        out.append(Fact("p_value", "p-value", p_value_text(e.p_value)))
     if e.attribution is not None:
         out.append(Fact("attribution", "Attribution", attribution_phrase(e.attribution)))
     return out

@@ -85,12 +85,19 @@ class Outage:
             n, k = int(recent_payments[i, length - 1]), int(recent_failures[i, length - 1])
             p0 = float(baselines[i])
             end = window.end_minute - offset
-            summary = (
-                f"{name} is down: {k} of {n} payments failed in the last {length} min"
-                if active[i]
-                else f"{name} is no longer down: {k} of {n} payments failed in the "
-                f"last {length} min"
-            ) + late_note(lateness, i, end)
+            if active[i]:
+                summary = f"{name} is down: {k} of {n} payments failed in the last {length} min"
+            elif n == 0:
+                # No verdict on failures without payments: silence is no_data's to report.
+                summary = (
+                    f"{name} went silent: no payments in the last {length} min, so no "
+                    "failure rate to judge (silence is the no_data rule's)"
+                )
+            else:
+                summary = (
+                    f"{name} is no longer down: {k} of {n} payments failed in the last {length} min"
+                )
+            summary += late_note(lateness, i, end)
             p_value = float(binomial_upper_tail(k, n, p0)) if n else None
             return Finding(
                 "outage",

@@ -31,7 +31,7 @@ from detector.rules.verdict import (
     rate_evidence,
     series_name,
 )
-from detector.stats.binomial import binomial_upper_tail
+from detector.stats.binomial import binomial_upper_tail, p_value_clause
 from detector.stats.cusum import CusumBank
 from detector.timeutil import minute_start
 from detector.window import CountWindow
@@ -130,7 +130,7 @@ class SlaBreach:
                 summary = (
                     f"{name}: {percent(rate)} of {n} payments {did} since "
                     f"{since:%H:%M} ({span} min), above the {percent(p0)} SLA "
-                    f"(CUSUM {statistic:.1f} >= {threshold:.1f}, p = {p_value:.1e})"
+                    f"(CUSUM {statistic:.1f} >= {threshold:.1f}, {p_value_clause(p_value)})"
                 )
             elif rate <= p0:
                 summary = (

@@ -21,6 +21,7 @@ from detector.rules.seasonal import VolumeHistory
 from detector.rules.ticks import TickFigures, Windows
 from detector.rules.verdict import BoolArray, Finding, RuleResult
 from detector.rules.volume import mean_before, rate_before, volume_alpha
+from detector.stats.binomial import p_value_clause
 from detector.stats.seasonal import DEFAULT_SIZE, negative_binomial_cdf
 from detector.timeutil import minute_start
 from detector.window import CountWindow
@@ -168,7 +169,7 @@ class VolumeDrop:
                 rate = _per_minute(simple[i] / minutes)
                 basis, notes = f"{rate}/min before it", ["less than a week of history"]
             if active[i]:
-                notes.append(f"p = {chance[i]:.1e}")
+                notes.append(p_value_clause(float(chance[i])))
             summary = (
                 f"{window.gateways[i]}: {int(observed[i])} payments in the last {minutes} min, "
                 f"{share:.0%} of the {basis}"

@@ -6,6 +6,7 @@ gateway over the replayed range) draw with the same functions, vectorised across
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from html import escape
 from typing import Any
@@ -26,6 +27,7 @@ __all__ = [
     "runs",
     "sla_line",
     "svg",
+    "table",
 ]
 
 WIDTH, HEIGHT, PAD = 600, 120, 18  # chart viewBox; PAD leaves room for the time axis
@@ -38,13 +40,14 @@ h1 { font-size: 1.3rem; margin: 0 0 4px; } h2 { font-size: 1.1rem; margin: 24px 
 .gw { background: #fff; border-radius: 8px; padding: 12px; margin: 10px 0;
       box-shadow: 0 1px 2px rgba(0,0,0,.08); }
 .head { display: flex; flex-wrap: wrap; align-items: baseline; gap: 8px 16px; }
-.name { font-weight: 600; font-size: 1.1rem; }
+.name { font-weight: 600; font-size: 1.1rem; margin: 0; }
 .badge { border-radius: 10px; padding: 1px 10px; font-size: .85rem; font-weight: 600; color: #fff; }
-.healthy { background: #1e8e3e; } .degraded { background: #e37400; }
-.down { background: #c5221f; } .unknown { background: #80868b; }
+/* White on each badge keeps a contrast of at least 4.5:1 (WCAG AA for small text). */
+.healthy { background: #137333; } .degraded { background: #a35200; }
+.down { background: #c5221f; } .unknown { background: #5f6368; }
 .figures { color: #3c4043; font-size: .9rem; } .reason { font-size: .9rem; margin: 4px 0; }
 .charts { display: grid; grid-template-columns: 1fr 1fr; gap: 12px; margin-top: 8px; }
-.chart h3 { font-size: .8rem; font-weight: 500; color: #5b6272; margin: 0 0 2px; }
+.chart h4 { font-size: .8rem; font-weight: 500; color: #5b6272; margin: 0 0 2px; }
 svg { width: 100%; height: auto; display: block; background: #fbfbfc; }
 table { width: 100%; border-collapse: collapse; background: #fff; font-size: .9rem; }
 th, td { text-align: left; padding: 6px 8px; border-bottom: 1px solid #e3e5e8;
@@ -54,8 +57,33 @@ th, td { text-align: left; padding: 6px 8px; border-bottom: 1px solid #e3e5e8;
   .charts { grid-template-columns: 1fr; }
   table, tbody, tr, td { display: block; } thead { display: none; }
   tr { border-bottom: 1px solid #e3e5e8; padding: 4px 0; } td { border: none; padding: 2px 8px; }
+  /* Stacked rows keep their field names. */
+  td::before { content: attr(data-label) ": "; font-weight: 600; color: #3c4043; }
+  /* A chart is drawn at about 60% of its 600-unit width here: larger labels stay legible. */
+  svg text { font-size: 22px; }
 }
 """
+
+
+def table(headers: Sequence[str], rows: Iterable[tuple[str, Sequence[str]]]) -> str:
+    """A table of ``(row class, cells as HTML)``; each cell carries its column's name, which
+    a phone shows before the value once the rows stack.
+
+    >>> print(table(["state"], [("alert", ["firing"])]).split("<tbody>")[1])
+    <tr class="alert"><td data-label="state">firing</td></tr></tbody></table>
+    """
+    labels = [escape(h) for h in headers]
+    head = "".join(f'<th scope="col">{label}</th>' for label in labels)
+    body = "".join(
+        (f'<tr class="{escape(css)}">' if css else "<tr>")
+        + "".join(
+            f'<td data-label="{label}">{cell}</td>'
+            for label, cell in zip(labels, cells, strict=True)
+        )
+        + "</tr>"
+        for css, cells in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def percent(value: float | None) -> str:
@@ -167,7 +195,8 @@ def svg(
         f'xmlns="http://www.w3.org/2000/svg">{shading}{behind}'
         f'<path d="{path}" fill="none" stroke="{colour}" stroke-width="1.8"/>'
         f'<line x1="0" x2="{WIDTH}" y1="{plot_h}" y2="{plot_h}" stroke="#c4c7cc"/>{_axis(*axis)}'
-        f'<text x="{WIDTH - 4}" y="12" font-size="13" fill="#5b6272" text-anchor="end">'
+        f'<text x="{WIDTH - 4}" y="2" font-size="13" fill="#5b6272" text-anchor="end" '
+        'dominant-baseline="hanging">'
         f"{escape(label)}</text></svg>"
     )
 

@@ -43,7 +43,7 @@ from detector.service.health import (
 )
 from detector.service.heartbeat import Heartbeat
 from detector.service.history import History
-from detector.service.lease import Lease
+from detector.service.lease import Lease, lease_problem
 from detector.service.metrics import Metrics
 from detector.service.snapshot import Snapshot
 from detector.service.web import WebServer
@@ -93,6 +93,7 @@ class Daemon:
             log.info("restored %d pending/firing alert(s) from the state store", len(alerts))
         self.metrics = Metrics(registry if registry is not None else CollectorRegistry())
         self.registry = self.metrics.registry
+        self.metrics.receivers(receivers)
         self.dispatcher = Dispatcher(
             store, receivers, clock, on_result=self.metrics.notification_result
         )
@@ -105,6 +106,11 @@ class Daemon:
         self.leader = lease is None
         self._lease_lock = threading.Lock()
         self._lease_until = datetime.max.replace(tzinfo=UTC)
+        # Why the last attempt to take or renew the lease failed, if it did; who else holds
+        # it as last read (None: nobody, or unreadable); when the renewal in flight began.
+        self._lease_error: str | None = None
+        self._other_leader: str | None = None
+        self._renewing_since: datetime | None = None
         self.metrics.leader.set(1 if self.leader else 0)
         replica = lease.holder if lease else None
         self.heartbeat = Heartbeat(config.heartbeat, self.metrics.heartbeat_result, replica)
@@ -118,8 +124,9 @@ class Daemon:
         self.last_read: datetime | None = None
         self._tick_started: datetime | None = None  # the tick in flight, if any
         self._snapshot = Snapshot(None, self.role, config, HealthTable.empty(config))
-        # The snapshot served while the verdicts are stale: (published snapshot, reason, it).
-        self._stale: tuple[Snapshot, str, Snapshot] | None = None
+        # The snapshot served when the verdicts are stale or the role changed since it was
+        # published: (published snapshot, stale reason, role, the one served).
+        self._view: tuple[Snapshot, str | None, str, Snapshot] | None = None
 
     def tick(self) -> TickResult:
         """One evaluation, committed to the store with the notifications it causes."""
@@ -243,7 +250,29 @@ class Daemon:
 
     @property
     def role(self) -> str:
-        return "leader" if self.leader else "follower"
+        """``leader`` only while this replica's clock says the lease it last renewed has not
+        expired: a renewal stuck on a frozen state connection does not keep it leading."""
+        return "leader" if self.leader and self.clock() < self._lease_until else "follower"
+
+    @property
+    def lease_holder(self) -> str | None:
+        """The replica leading as far as this one knows (None: nobody, or unknown)."""
+        if self.lease is None:
+            return None
+        return self.lease.holder if self.role == "leader" else self._other_leader
+
+    def leadership_problem(self) -> str | None:
+        """Why nobody may be notifying, as far as this replica can tell (None: fine)."""
+        if self.lease is None:
+            return None
+        return lease_problem(
+            self.clock(),
+            leading=self.leader,
+            until=self._lease_until,
+            renewing_since=self._renewing_since,
+            error=self._lease_error,
+            other=self._other_leader,
+        )
 
     def _hold_lease(self, now: datetime, *, renew_only: bool = False) -> bool:
         """Take or renew the lease; a replica that just took over reloads the stored alerts.
@@ -256,11 +285,17 @@ class Daemon:
         with self._lease_lock:
             if renew_only and not self.leader:
                 return False
+            self._renewing_since = now
             try:
                 held = self.lease.acquire(now)
+                self._lease_error = None
             except StoreError as exc:
                 log.error("%s; acting as a follower until it can be renewed", exc)
                 held = False
+                self._lease_error = str(exc)
+            finally:
+                self._renewing_since = None
+            self._other_leader = None if held else self._read_other_leader(now)
             if held and not self.leader:
                 # Continue exactly where the previous leader's last committed tick left off.
                 _, alerts = self.store.load()
@@ -278,6 +313,15 @@ class Daemon:
                 self._lease_until = now + self.lease.ttl
             self.metrics.leader.set(1 if held else 0)
             return held
+
+    def _read_other_leader(self, now: datetime) -> str | None:
+        assert self.lease is not None
+        try:
+            holder = self.lease.current_holder(now)
+        except StoreError as exc:
+            self._lease_error = self._lease_error or str(exc)
+            return None
+        return holder if holder != self.lease.holder else None
 
     def _renew_lease(self) -> None:
         """Between ticks, so that a long interval never lets the lease lapse."""
@@ -348,7 +392,7 @@ class Daemon:
             self.role,
             self.config,
             health,
-            self.history.snapshot(self.engine.volume_history),
+            self.history.snapshot(self.engine.volume_history, self.last_read),
             self._silences(),
         )
 
@@ -384,9 +428,22 @@ class Daemon:
         than ``server.unhealthy_after`` intervals: a router must not fail over, or stay, on
         a verdict nobody renewed."""
         published = self._snapshot
+        role = self.role
         since = self._stale_since()
-        if since is None:
+        if since is None and published.role == role:
             return published
+        reason = None if since is None else self._stale_reason()
+        view = self._view
+        # Built once per published snapshot, reason and role, so the HTTP server's
+        # rendering cache (keyed on the snapshot) serves it to every client.
+        if view is None or view[0] is not published or view[1:3] != (reason, role):
+            served = replace(published, role=role)
+            if since is not None and reason is not None:
+                served = replace(served, health=published.health.stale(since, reason))
+            view = self._view = (published, reason, role, served)
+        return view[3]
+
+    def _stale_reason(self) -> str:
         read = f"payments last read at {iso_z(self.last_read)}" if self.last_read else "no read"
         started = self._tick_started
         why = (
@@ -394,22 +451,16 @@ class Daemon:
             if started
             else (f"last tick: {self.last_problem}" if self.last_problem else "no tick ran")
         )
-        reason = f"no fresh verdict ({read}, limit {self._fresh_for.total_seconds():.0f}s): {why}"
-        stale = self._stale
-        # Built once per published snapshot and reason, so the HTTP server's rendering
-        # cache (keyed on the snapshot) serves it to every client.
-        if stale is None or stale[0] is not published or stale[1] != reason:
-            health = published.health.stale(since, reason)
-            stale = self._stale = (published, reason, replace(published, health=health))
-        return stale[2]
+        return f"no fresh verdict ({read}, limit {self._fresh_for.total_seconds():.0f}s): {why}"
 
     def exposition(self) -> bytes:
         """``/metrics``."""
+        self.metrics.leader.set(1 if self.role == "leader" else 0)  # a lapsed lease is no lead
         return self.metrics.exposition()
 
     def healthz(self) -> tuple[int, dict[str, object]]:
         last = self.last_tick
-        return liveness(
+        code, body = liveness(
             self.clock(),
             self.started,
             self.last_success,
@@ -421,6 +472,12 @@ class Daemon:
             self.last_problem,
             self._stale_since(),
         )
+        body["lease_holder"] = self.lease_holder
+        problem = self.leadership_problem()
+        if problem is None:
+            return code, body
+        reason = problem if code == 200 else f"{problem}; {body['reason']}"
+        return 503, {**body, "status": "unhealthy", "reason": reason}
 
     def backfill_history(self) -> None:
         """Fill the status page's 24 h charts at start: counts aggregated by the payments
@@ -478,6 +535,7 @@ class Daemon:
         self.config = config
         self.receivers = receivers
         self.dispatcher.receivers = receivers
+        self.metrics.receivers(receivers)
         self.router = Router(config, receivers)
         self.heartbeat.config = config.heartbeat
         self.metrics.reloads.labels("applied").inc()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 
 import numpy as np
 import numpy.typing as npt
@@ -41,16 +42,31 @@ class HistorySnapshot:
     volume: IntArray
     alerting: BoolArray
     seasonal: VolumeHistory | None = None  # the volume rules' history of weeks, if read yet
+    # When the counts were read, in epoch minutes with the fraction: the newest minute is
+    # complete only up to then. None: every minute before end_minute is complete.
+    read_at: float | None = None
 
     def row(self, gateway: str) -> int | None:
         return self.gateways.index(gateway) if gateway in self.gateways else None
 
     def minutes_per_bucket(self) -> npt.NDArray[np.float64]:
-        """Minutes each bucket covers so far (the newest may be partly filled)."""
+        """Minutes each bucket covers so far: the newest may be partly filled, and is NaN
+        while it holds less than a minute (a rate over a few seconds is no figure to draw).
+
+        >>> snap = HistorySnapshot([], 0, 11, *np.zeros((3, 0, 3), dtype=np.int64),
+        ...                        np.zeros((0, 3), dtype=bool), read_at=10.5)
+        >>> snap.minutes_per_bucket().tolist()
+        [5.0, 5.0, nan]
+        >>> from dataclasses import replace
+        >>> replace(snap, read_at=12.5).minutes_per_bucket().tolist()
+        [5.0, 5.0, 2.5]
+        """
         minutes = np.full(self.payments.shape[1], float(BUCKET_MINUTES))
         if minutes.size:
             newest_start = self.first_minute + (minutes.size - 1) * BUCKET_MINUTES
-            minutes[-1] = max(1, min(BUCKET_MINUTES, self.end_minute - newest_start))
+            read = self.end_minute if self.read_at is None else self.read_at
+            covered = min(BUCKET_MINUTES, read - newest_start)
+            minutes[-1] = covered if covered >= 1 else np.nan
         return minutes
 
     def expected_band(self) -> tuple[FloatArray, FloatArray] | None:
@@ -212,9 +228,11 @@ class History:
         if lo < hi:
             self.alerting[row, lo:hi] = True
 
-    def snapshot(self, seasonal: VolumeHistory | None = None) -> HistorySnapshot:
+    def snapshot(
+        self, seasonal: VolumeHistory | None = None, read_at: datetime | None = None
+    ) -> HistorySnapshot:
         """A copy; ``seasonal`` (the engine's volume history of weeks) gives the charts their
-        expected band."""
+        expected band; ``read_at``: when the newest counts were read."""
         return HistorySnapshot(
             list(self.gateways),
             (self.end_bucket - self.buckets) * BUCKET_MINUTES,
@@ -224,4 +242,5 @@ class History:
             self.volume.copy(),
             self.alerting.copy(),
             seasonal,
+            None if read_at is None else read_at.timestamp() / 60,
         )

@@ -17,9 +17,9 @@ from sqlalchemy.engine import Engine
 
 from detector.db import create_tables
 from detector.store import store_errors
-from detector.timeutil import naive_utc
+from detector.timeutil import iso_z, naive_utc
 
-__all__ = ["Lease"]
+__all__ = ["Lease", "lease_problem"]
 
 log = logging.getLogger(__name__)
 
@@ -136,3 +136,44 @@ class Lease:
         if row is None or row.expires_at <= _whole_seconds(now):
             return None
         return str(row.holder)
+
+
+def lease_problem(
+    now: datetime,
+    *,
+    leading: bool,
+    until: datetime,
+    renewing_since: datetime | None,
+    error: str | None,
+    other: str | None,
+) -> str | None:
+    """Why nobody may be notifying, as a replica can tell from its own side; None if it leads
+    or another replica does.
+
+    ``leading``/``until``: this replica took the lease and, by its own clock, holds it until
+    then (``now + ttl`` of its last successful renewal); ``renewing_since``: a renewal in
+    flight; ``error``: why its last attempt to take or renew failed; ``other``: the replica
+    it last read as the holder (None: nobody).
+
+    >>> from datetime import UTC
+    >>> t0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+    >>> print(lease_problem(t0, leading=False, until=t0, renewing_since=None,
+    ...                     error="read-only", other=None))
+    cannot take the leader lease: read-only; no other replica holds it, so nobody notifies
+    >>> lease_problem(t0, leading=False, until=t0, renewing_since=None, error="...", other="b")
+    """
+    if leading and now >= until:
+        waiting = (
+            f"; the renewal started at {iso_z(renewing_since)} has not returned"
+            if renewing_since
+            else ""
+        )
+        return (
+            f"this replica's leader lease lapsed at {iso_z(until)} without a renewal{waiting}: "
+            "it notifies nothing, and no other leader is known"
+        )
+    if not leading and error and other is None:
+        return (
+            f"cannot take the leader lease: {error}; no other replica holds it, so nobody notifies"
+        )
+    return None

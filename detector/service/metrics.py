@@ -18,17 +18,37 @@ from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 import numpy.typing as npt
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 
+from detector import __version__
 from detector.alerts import Alert
 from detector.engine import TickResult
-from detector.rules import RuleResult
+from detector.rules import RULES, RuleResult
 from detector.service.health import STATUSES, HealthTable, SeriesHealth
 
 __all__ = ["LastTickGauges", "Metrics"]
+
+# Every label value each counter can take, exported as 0 from the start: a rate() over a series
+# that appears only at its first increment misses that increment.
+TICK_OUTCOMES = ("ok", "source_error", "store_error", "follower", "skipped")
+DELIVERY_OUTCOMES = ("delivered", "retried", "failed")
+RELOAD_OUTCOMES = ("applied", "rejected")
+ALERT_STATES = ("pending", "firing")
+SEVERITIES = ("warning", "critical")
+
+# A `_created` series per counter and histogram doubles their series for a timestamp that
+# Prometheus does not use; process-wide, as the client library keeps it.
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 
 class Metrics:
@@ -93,8 +113,29 @@ class Metrics:
             ["outcome"],
             registry=registry,
         )
+        self.build_info = Gauge(
+            "detector_build_info",
+            "Always 1; the detector's version as a label.",
+            ["version"],
+            registry=registry,
+        )
+        self.build_info.labels(__version__).set(1)
         self.last_tick = LastTickGauges()
         registry.register(self.last_tick)
+        for outcome in TICK_OUTCOMES:
+            self.ticks.labels(outcome)
+        for outcome in RELOAD_OUTCOMES:
+            self.reloads.labels(outcome)
+        for rule in RULES:
+            for state in ALERT_STATES:
+                for severity in SEVERITIES:
+                    self.alerts.labels(rule.name, state, severity).set(0)
+
+    def receivers(self, names: Iterable[str]) -> None:
+        """Export every delivery outcome of these receivers, at 0 until one happens."""
+        for receiver in names:
+            for outcome in DELIVERY_OUTCOMES:
+                self.notifications.labels(receiver, outcome)
 
     def observe_tick(self, result: TickResult, outcome: str) -> None:
         self.ticks.labels(outcome).inc()
@@ -202,11 +243,11 @@ def _window_help(kind: str, whose: str) -> dict[str, str]:
         f"detector_{kind}_declines": (
             f"Declined payments in {whose} SLA window (final payments, not failures)."
         ),
-        f"detector_{kind}_failure_rate": (
+        f"detector_{kind}_failure_ratio": (
             f"Failures / final payments in {whose} SLA window (NaN without payments)."
         ),
-        f"detector_{kind}_failure_rate_upper": (
-            f"Upper end of the Wilson 95% interval of {whose} failure rate."
+        f"detector_{kind}_failure_upper_bound_ratio": (
+            f"Upper end of the Wilson 95% interval of {whose} failure ratio."
         ),
     }
 
@@ -256,18 +297,19 @@ def _window_families(
     declines: npt.NDArray[np.int64],
     high: npt.NDArray[np.float64],
 ) -> list[GaugeMetricFamily]:
-    """detector_{kind}_payments, _failures, _declines, _failure_rate and _failure_rate_upper:
+    """detector_{kind}_payments, _failures, _declines, _failure_ratio and
+    _failure_upper_bound_ratio:
     the counts of a gateway's or a series' SLA window."""
     return [
         _gauge(f"detector_{kind}_payments", labels, payments.astype(np.float64)),
         _gauge(f"detector_{kind}_failures", labels, failures.astype(np.float64)),
         _gauge(f"detector_{kind}_declines", labels, declines.astype(np.float64)),
         _gauge(
-            f"detector_{kind}_failure_rate",
+            f"detector_{kind}_failure_ratio",
             labels,
             _failure_rate(payments.astype(np.float64), failures),
         ),
-        _gauge(f"detector_{kind}_failure_rate_upper", labels, high),
+        _gauge(f"detector_{kind}_failure_upper_bound_ratio", labels, high),
     ]
 
 

@@ -23,6 +23,7 @@ from detector.service.charts import (
     runs,
     sla_line,
     svg,
+    table,
 )
 from detector.service.health import GatewayHealth
 from detector.service.history import BAND, HistorySnapshot
@@ -32,6 +33,10 @@ from detector.timeutil import short_utc
 __all__ = ["render"]
 
 _NO_HISTORY = '<p class="empty">No history yet.</p>'
+# Reloading on its own is opt-in (WCAG 2.2.1: a reader must be able to stop it).
+_REFRESH = '<meta http-equiv="refresh" content="60">'
+_START_REFRESH = '<a href="/?refresh=1">refresh every minute</a>'
+_STOP_REFRESH = 'refreshes every minute (<a href="/">stop</a>)'
 _BAND_LOW, _BAND_HIGH = (round(q * 100) for q in BAND)
 _BAND_TITLE = (
     f"Expected band: {_BAND_LOW}% to {_BAND_HIGH}% of the payments per minute a 5-minute bucket "
@@ -57,7 +62,7 @@ class _Charts:
         self.rate_top = np.minimum(np.maximum(baselines * 3, observed) * 1.1, 1.0)
         self.per_minute = history.volume / history.minutes_per_bucket()
         band = history.expected_band()
-        highest = self.per_minute.max(axis=1, initial=0.0)
+        highest = np.nanmax(self.per_minute, axis=1, initial=0.0)
         if band is not None:
             highest = np.maximum(highest, np.nanmax(band[1], axis=1, initial=0.0))
         self.volume_top = np.maximum(highest * 1.1, 1.0)
@@ -106,9 +111,9 @@ class _Charts:
         )
         return (
             '<div class="charts"><div class="chart">'
-            f"<h3>Failure rate, 5-min buckets, vs SLA {percent(health.baseline)} (dashed); "
-            "alerts shaded</h3>"
-            f'{rate_chart}</div><div class="chart"><h3>Payments per minute ({expectation})</h3>'
+            f"<h4>Failure rate, 5-min buckets, vs SLA {percent(health.baseline)} (dashed); "
+            "alerts shaded</h4>"
+            f'{rate_chart}</div><div class="chart"><h4>Payments per minute ({expectation})</h4>'
             f"{volume_chart}</div></div>"
         )
 
@@ -128,7 +133,7 @@ def _gateway(health: GatewayHealth, charts: _Charts | None) -> str:
     since = f" since {_when(health.since)}" if health.since else ""
     return (
         f'<section class="gw" id="gw-{escape(health.gateway)}" data-status="{health.status}">'
-        f'<div class="head"><span class="name">{escape(health.gateway)}</span>'
+        f'<div class="head"><h3 class="name">{escape(health.gateway)}</h3>'
         f'<span class="badge {health.status}">{health.status}</span>'
         f'<span class="figures">{percent(health.failure_rate)}{interval} of '
         f"{health.payments} payments{declines} in {health.window_minutes} min &middot; "
@@ -153,36 +158,39 @@ def _alerts_table(snapshot: Snapshot) -> str:
     if not rows:
         return '<p class="empty">No pending or firing alerts.</p>'
     template = snapshot.config.source.trace_url
-    body = "".join(
-        f'<tr class="alert {a.state}"><td>{escape(a.state)}</td><td>{escape(a.severity)}</td>'
-        f"<td>{escape(a.rule)}</td><td>{escape(gateway)}</td><td>{_when(a.since)}</td>"
-        f"<td>{escape(a.summary)}</td>"
-        f'<td class="samples">{_samples(a.sample_payment_ids, template)}</td></tr>'
-        for a, gateway in rows
-    )
-    return (
-        "<table><thead><tr><th>state</th><th>severity</th><th>rule</th><th>gateway</th>"
-        "<th>since</th><th>summary</th><th>sample payments</th></tr></thead>"
-        f"<tbody>{body}</tbody></table>"
+    return table(
+        ["state", "severity", "rule", "gateway", "since", "summary", "sample payments"],
+        (
+            (
+                f"alert {a.state}",
+                [
+                    escape(a.state),
+                    escape(a.severity),
+                    escape(a.rule),
+                    escape(gateway),
+                    _when(a.since),
+                    escape(a.summary),
+                    _samples(a.sample_payment_ids, template),
+                ],
+            )
+            for a, gateway in rows
+        ),
     )
 
 
 def _silences(snapshot: Snapshot) -> str:
     if not snapshot.silences:
         return '<p class="empty">No active silences.</p>'
-    body = "".join(
-        f"<tr><td>{escape(str(s.get('matchers', '')))}</td><td>{escape(str(s.get('until', '')))}"
-        f"</td><td>{escape(str(s.get('comment', '')))}</td></tr>"
-        for s in snapshot.silences
-    )
-    return (
-        "<table><thead><tr><th>matchers</th><th>until</th><th>comment</th></tr></thead>"
-        f"<tbody>{body}</tbody></table>"
+    fields = ("matchers", "until", "comment")
+    return table(
+        fields,
+        (("", [escape(str(s.get(f, ""))) for f in fields]) for s in snapshot.silences),
     )
 
 
-def render(snapshot: Snapshot) -> str:
-    """The whole page for the snapshot."""
+def render(snapshot: Snapshot, *, refresh: bool = False) -> str:
+    """The whole page for the snapshot; with ``refresh`` it reloads itself every minute
+    (``/?refresh=1``: opt-in, and a link turns it off)."""
     counts = {s: sum(h.status == s for h in snapshot.health) for s in ("down", "degraded")}
     title = (
         "All gateways operational"
@@ -198,14 +206,15 @@ def render(snapshot: Snapshot) -> str:
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        '<meta http-equiv="refresh" content="60">'
-        f"<title>Payments: {escape(title)}</title><style>{STYLE}</style></head><body>"
+        f"{_REFRESH if refresh else ''}"
+        f"<title>Payments: {escape(title)}</title><style>{STYLE}</style></head><body><main>"
         f"<h1>{escape(title)}</h1>"
         f'<div class="meta">As of {_when(snapshot.at)} &middot; this replica is the '
-        f"{escape(snapshot.role)} &middot; refreshes every minute &middot; "
+        f"{escape(snapshot.role)} &middot; "
+        f"{_STOP_REFRESH if refresh else _START_REFRESH} &middot; "
         '<a href="/api/v1/gateways">JSON</a> &middot; <a href="/metrics">metrics</a></div>'
-        f"{gateways or '<p class=empty>No gateways seen yet.</p>'}"
+        f"<h2>Gateways</h2>{gateways or '<p class=empty>No gateways seen yet.</p>'}"
         f"<h2>Active alerts</h2>{_alerts_table(snapshot)}"
         f"<h2>Silences</h2>{_silences(snapshot)}"
-        "</body></html>"
+        "</main></body></html>"
     )

@@ -1,4 +1,5 @@
-"""The service's one HTTP port: /healthz, /metrics, /api/v1/gateways and the status page.
+"""The service's one HTTP port: /healthz, /metrics, /api/v1/gateways, its OpenAPI document
+and the status page.
 
 :class:`WebApp` is the WSGI application; :class:`WebServer` serves it with waitress from a
 background thread of the daemon: one event loop holds every connection (idle ones cost a
@@ -10,6 +11,7 @@ tick, so a slow client never holds up a tick and never sees a half-updated windo
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import socket
@@ -26,6 +28,7 @@ from waitress.server import TcpWSGIServer, create_server
 from detector.config import ServerConfig
 from detector.errors import DetectorError
 from detector.service.health import gateways_document
+from detector.service.openapi import openapi_json
 from detector.service.snapshot import Snapshot
 from detector.service.status_page import render
 
@@ -37,6 +40,7 @@ log = logging.getLogger(__name__)
 _CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:"
 _ALLOW = "GET, HEAD"
 _TEXT = "text/plain; charset=utf-8"
+_REFRESHING = "/?refresh=1"  # a route key no request path can be
 
 
 class Provider(Protocol):
@@ -62,14 +66,18 @@ class WebApp:
             "/healthz": self._healthz,
             "/metrics": self._metrics,
             "/api/v1/gateways": self._gateways,
+            "/api/v1/openapi.json": self._openapi,
             "/": self._status_page,
+            _REFRESHING: self._refreshing_status_page,
         }
         self._rendered: dict[str, tuple[Snapshot, bytes]] = {}
         # One lock per view, so a router polling the JSON never waits for a page render.
-        self._locks = {"page": threading.Lock(), "gateways": threading.Lock()}
+        self._locks = {name: threading.Lock() for name in ("page", "refreshing", "gateways")}
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         method, path = environ["REQUEST_METHOD"], environ.get("PATH_INFO") or "/"
+        if path == "/" and "refresh=1" in environ.get("QUERY_STRING", "").split("&"):
+            path = _REFRESHING  # the status page that reloads itself, asked for by the reader
         status, content_type, body = self._answer(method, path)
         headers = [
             ("Content-Type", content_type),
@@ -107,8 +115,15 @@ class WebApp:
     def _gateways(self) -> tuple[int, str, bytes]:
         return 200, "application/json", self.rendered("gateways", gateways_json)
 
+    def _openapi(self) -> tuple[int, str, bytes]:
+        return 200, "application/json", openapi_json()
+
     def _status_page(self) -> tuple[int, str, bytes]:
         return 200, "text/html; charset=utf-8", self.rendered("page", render)
+
+    def _refreshing_status_page(self) -> tuple[int, str, bytes]:
+        page = self.rendered("refreshing", functools.partial(render, refresh=True))
+        return 200, "text/html; charset=utf-8", page
 
     def rendered(self, name: str, render: Callable[[Snapshot], str]) -> bytes:
         """A view of the latest snapshot, rendered on the first request after a tick and

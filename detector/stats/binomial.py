@@ -6,7 +6,17 @@ import numpy as np
 import numpy.typing as npt
 from scipy import special
 
-__all__ = ["binomial_upper_tail", "poisson_zero_probability", "wilson_interval"]
+__all__ = [
+    "binomial_upper_tail",
+    "p_value_clause",
+    "p_value_text",
+    "poisson_zero_probability",
+    "wilson_interval",
+]
+
+# Below this a float64 tail probability is rounding, not a figure: 0.0e+00 would claim
+# certainty.
+P_FLOOR = 1e-300
 
 FloatArray = npt.NDArray[np.float64]
 Z_95 = 1.959963984540054
@@ -60,3 +70,22 @@ def poisson_zero_probability(expected: npt.ArrayLike) -> FloatArray:
     4.5e-05
     """
     return np.exp(-np.asarray(expected, dtype=np.float64))
+
+
+def p_value_text(p: float) -> str:
+    """A p-value as messages show it.
+
+    >>> p_value_text(3.2e-7), p_value_text(0.0), p_value_text(1e-320)
+    ('3.2e-07', '< 1e-300', '< 1e-300')
+    """
+    return f"< {P_FLOOR:.0e}" if p < P_FLOOR else f"{p:.1e}"
+
+
+def p_value_clause(p: float) -> str:
+    """``p = 3.2e-07``, or ``p < 1e-300`` where the tail is below what a float holds.
+
+    >>> p_value_clause(0.0)
+    'p < 1e-300'
+    """
+    text = p_value_text(p)
+    return f"p {text}" if text.startswith("<") else f"p = {text}"
