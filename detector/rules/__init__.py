@@ -25,6 +25,7 @@ from detector.rules.calibration import (
 )
 from detector.rules.no_data import NoData
 from detector.rules.outage import Outage
+from detector.rules.quarter_hours import QuarterHourTable
 from detector.rules.replay import Replay
 from detector.rules.seasonal import VolumeHistory
 from detector.rules.sla_breach import SlaBreach
@@ -44,6 +45,7 @@ __all__ = [
     "SERIES_RULES",
     "Calibration",
     "Finding",
+    "QuarterHourTable",
     "Replay",
     "Rule",
     "RuleContext",
