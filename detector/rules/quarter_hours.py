@@ -140,7 +140,7 @@ class QuarterHourTable:
             payload = np.frombuffer(zlib.decompress(blob), dtype="<i4")
             count = payload.size // (1 + _FIELDS * SLOTS_PER_HOUR)
             numbers = payload[:count]
-            packed.append((start, numbers, payload[count:].reshape(_FIELDS, count, -1)))
+            packed.append((start, numbers, payload[count:].reshape(_FIELDS, count, SLOTS_PER_HOUR)))
             used[numbers] = True
         # Rows in the order the gateways were numbered: first appearance, as when read.
         row_of = np.cumsum(used) - 1
