@@ -1,7 +1,7 @@
 """What the hourly tick and a restart cost, with the volume rules' weeks kept incrementally.
 
 Writes four weeks and a few hours of payments for ``--gateways`` gateways (one payment per
-gateway every ``--every`` minutes, a tenth of them failed) into a database, then measures in
+gateway every ``--every`` minutes, 1% of them failed) into a database, then measures in
 one run, side by side:
 
 - the hourly tick (the first of an hour: it brings the weeks of quarter hours up to date)
@@ -21,6 +21,7 @@ end); without it, temporary SQLite files.
 from __future__ import annotations
 
 import argparse
+import io
 import statistics
 import tempfile
 import time
@@ -32,11 +33,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import requests
 import sqlalchemy as sa
 
 from detector.config import Config, parse_config
 from detector.db import connect
 from detector.engine import Engine
+from detector.notify import build_receivers
 from detector.service.daemon import Daemon
 from detector.simulate import create_schema, write
 from detector.source import SqlSource
@@ -52,13 +55,13 @@ DAYS = 28
 
 def _payments(gateways: int, every: int) -> pd.DataFrame:
     """One payment per gateway every ``every`` minutes over the weeks before ``END``, the
-    gateways' times staggered, a tenth failed."""
+    gateways' times staggered, 1% failed."""
     start = END - timedelta(days=DAYS, hours=2)
     steps = int((END - start) / timedelta(minutes=every))
     offsets = np.arange(steps)[None, :] * every * 60 + np.arange(gateways)[:, None] % (every * 60)
     seconds = offsets.ravel()
     names = np.repeat([f"gw{g:05d}" for g in range(gateways)], steps)
-    failed = np.random.default_rng(1).random(seconds.size) < 0.1
+    failed = np.random.default_rng(1).random(seconds.size) < 0.01
     return pd.DataFrame(
         {
             "id": [f"p{i}" for i in range(seconds.size)],
@@ -102,7 +105,8 @@ def _tick(engine: Engine, at: datetime) -> float:
 def _start(config: Config, source: SqlSource, store: StateStore, at: datetime) -> float:
     """Seconds to start a daemon on ``store`` and run its first tick at ``at``."""
     began = time.perf_counter()
-    Daemon(config, source, store, {}, clock=lambda: at).tick()
+    receivers = build_receivers(config, requests.Session(), io.StringIO())
+    Daemon(config, source, store, receivers, clock=lambda: at).tick()
     return time.perf_counter() - began
 
 
