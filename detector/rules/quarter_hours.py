@@ -118,9 +118,10 @@ class QuarterHourTable:
         start = hour * SLOTS_PER_HOUR - self.first_slot
         block = self.cells[:, :, start : start + SLOTS_PER_HOUR]
         rows = np.flatnonzero(block[3].any(axis=1))
-        for row in rows:
-            ids.setdefault(self.gateways[row], len(ids))
-        numbers = np.array([ids[self.gateways[row]] for row in rows], dtype=np.int32)
+        names = pd.Index(self.gateways)[rows]
+        for name in names.difference(pd.Index(list(ids)), sort=False):  # only the new ones
+            ids[name] = len(ids)
+        numbers = pd.Index(list(ids)).get_indexer(names).astype(np.int32)
         payload = np.concatenate([numbers, block[:, rows].ravel()]).astype("<i4")
         return zlib.compress(payload.tobytes(), 1)
 
