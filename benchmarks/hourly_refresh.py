@@ -9,10 +9,12 @@ one run, side by side:
   tick of an engine made to read the four weeks whole every hour;
 - a restart (a daemon started on the state store a first start left, an hour later: it
   reads the saved weeks back and then only the hours since) against the first start (an
-  empty state store: it reads the weeks whole), medians of ``--repeat``.
+  empty state store: it reads the weeks whole), medians of ``--repeat``;
+- saving and reading back 4 weeks of quarter hours of ``--store-gateways`` busy gateways
+  (made up in memory) in the state store.
 
     .venv/bin/python benchmarks/hourly_refresh.py [--db URL] [--gateways 100 1000]
-        [--every 30] [--repeat 3]
+        [--every 30] [--repeat 3] [--store-gateways 10000]
 
 ``--db`` names a PostgreSQL server's database to create a database next to (dropped at the
 end); without it, temporary SQLite files.
@@ -40,10 +42,13 @@ from detector.config import Config, parse_config
 from detector.db import connect
 from detector.engine import Engine
 from detector.notify import build_receivers
+from detector.rules.quarter_hours import HISTORY_SLOTS, QuarterHourTable
 from detector.service.daemon import Daemon
 from detector.simulate import create_schema, write
 from detector.source import SqlSource
-from detector.store import StateStore
+from detector.stats.seasonal import SLOT_MINUTES
+from detector.store import HistoryUpdate, StateStore
+from detector.timeutil import epoch_minute
 
 __all__ = ["main"]
 
@@ -145,14 +150,47 @@ def _starts(url: str, server: str | None, folder: Path, repeat: int) -> tuple[fl
     return statistics.median(firsts), statistics.median(restarts)
 
 
+def _store_round_trip(gateways: int, server: str | None, folder: Path) -> tuple[float, float, int]:
+    """This process's CPU seconds to save 4 weeks of quarter hours of ``gateways`` busy
+    gateways in a state store and to read them back, and the bytes they take."""
+    rng = np.random.default_rng(2)
+    end = epoch_minute(END) // SLOT_MINUTES
+    names = tuple(f"gw{g:05d}" for g in range(gateways))
+    payments = rng.poisson(rng.uniform(5, 300, (gateways, 1)), (gateways, HISTORY_SLOTS))
+    failures = rng.binomial(payments, 0.01)
+    cells = np.stack([payments, payments, failures, np.ones_like(payments)]).astype(np.int32)
+    table = QuarterHourTable(end, names, cells)
+    with _database(server, folder, "roundtrip") as state:
+        store = StateStore.open(state)
+        began = time.process_time()
+        update = HistoryUpdate("bench", table, table.hours().start)
+        store.save_tick(None, {}, [], END, history=update)
+        saved = time.process_time() - began
+        began = time.process_time()
+        store.load_history("bench")
+        loaded = time.process_time() - began
+        with store.engine.connect() as connection:
+            size = connection.execute(
+                sa.text("SELECT SUM(LENGTH(data)) FROM detector_quarter_hours")
+            ).scalar()
+        store.engine.dispose()
+    return saved, loaded, int(size or 0)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--db", help="a PostgreSQL database URL (default: SQLite files)")
-    parser.add_argument("--gateways", type=int, nargs="+", default=[100, 1000])
+    parser.add_argument("--gateways", type=int, nargs="*", default=[100, 1000])
     parser.add_argument(
         "--every", type=int, default=30, help="minutes between a gateway's payments"
     )
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--store-gateways",
+        type=int,
+        default=10_000,
+        help="gateways of the state store round trip (0: skip it)",
+    )
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="detector-bench-"))
     server = args.db
@@ -178,6 +216,11 @@ def main() -> None:
             print(
                 f"  restart (saved weeks)          {restart:9.2f} s  ratio {restart / first:6.2f}"
             )
+
+    if args.store_gateways:
+        saved, loaded, size = _store_round_trip(args.store_gateways, server, folder)
+        print(f"\nstate store, 4 weeks of {args.store_gateways:,} gateways' quarter hours:")
+        print(f"  {size / 1e6:.1f} MB; saved in {saved:.2f} s, read back in {loaded:.2f} s of CPU")
 
 
 if __name__ == "__main__":
