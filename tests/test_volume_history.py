@@ -16,7 +16,7 @@ from detector.engine import Engine
 from detector.model import Counts
 from detector.rules import VolumeHistory
 from detector.simulate import create_schema
-from detector.source import Source, SqlSource
+from detector.source import FrameSource, Source, SqlSource
 from detector.store import StateStore
 from detector.timeutil import epoch_minute
 
@@ -175,3 +175,32 @@ def test_a_restarted_daemon_reads_back_the_weeks_and_then_only_the_hours_since(
         assert store.load_history(Engine(config, source.source).history_key) is not None
     finally:
         store.engine.dispose()
+
+
+def test_a_reload_keeps_the_weeks_read_unless_the_source_settings_change() -> None:
+    counts = Counts(
+        np.array(["stripe"] * 3, dtype=object),
+        np.array([0, 1, 2]) * 15 + epoch_minute(DAY),
+        np.array([4, 5, 6]),
+        np.array([0, 1, 0]),
+        np.array([4, 5, 6]),
+    )
+    config = parse_config({}, env={})
+    source = Recording(FrameSource(counts))
+    engine = Engine(config, source)
+    engine.tick(DAY + timedelta(hours=5, seconds=30))
+    hour = epoch_minute(DAY) // 60 + 5
+    same = engine.reconfigured(parse_config({"detection": {"false_alerts": 0.5}}, env={}), source)
+    same.tick(DAY + timedelta(hours=5, minutes=1))
+    other = engine.reconfigured(parse_config({"source": {"table": "orders"}}, env={}), source)
+    other.tick(DAY + timedelta(hours=5, minutes=1))
+    weeks = VolumeHistory.hours_needed() * 60
+    # The first read and the reloaded one with another table cover the weeks; the reload
+    # with the same source reads only its last hour again.
+    assert source.spans == [
+        (hour * 60 - weeks, hour * 60),
+        ((hour - 1) * 60, hour * 60),
+        (hour * 60 - weeks, hour * 60),
+    ]
+    assert same.volume_history is not None
+    assert same.volume_history.table.per_slot(["stripe"])[0][1, 0, -20:-17].tolist() == [4, 5, 6]
