@@ -71,6 +71,9 @@ class Alert:
     notified: bool = True
     # Route id -> ISO time that route last notified this alert (for repeat_interval).
     reminded: dict[str, str] = field(default_factory=dict)
+    # A few of its failed payments when it fired, for the status page (the evidence is
+    # each tick's own and has none).
+    sample_payment_ids: tuple[str, ...] = ()
 
     @property
     def rule(self) -> str:
@@ -95,6 +98,7 @@ class Alert:
         data = dict(data)
         for key in ("since", "active_since", "last_active", "fired_at"):
             data[key] = datetime.fromisoformat(data[key]) if data[key] else None
+        data["sample_payment_ids"] = tuple(data["sample_payment_ids"])
         return cls(evidence=Evidence.from_dict(data.pop("evidence")), **data)
 
 

@@ -16,8 +16,8 @@ from datetime import datetime, timedelta
 import numpy as np
 import numpy.typing as npt
 
-from detector.alerts import AlertBook, Transition
-from detector.config import Config
+from detector.alerts import Alert, AlertBook, Transition
+from detector.config import Config, trace_link
 from detector.lateness import Lateness
 from detector.model import Counts
 from detector.rules import (
@@ -34,6 +34,7 @@ from detector.rules.quarter_hours import HISTORY_SLOTS, reread_slots
 from detector.series import DimensionSeries, series_dimensions, series_key
 from detector.source import Source, SourceError
 from detector.stats.attribution import Attribution, attribute
+from detector.stats.revenue import Loss, above_sla, short_of_volume
 from detector.stats.seasonal import SLOT_MINUTES, SLOTS_PER_HOUR
 from detector.timeutil import ceil_minute, epoch_minute, minute_start
 from detector.window import CountWindow
@@ -47,6 +48,10 @@ IntArray = npt.NDArray[np.int64]
 # Rules whose message gains the top error codes, sample payment ids and the dimension values
 # holding the excess failures when they fire.
 _EXPLAINED_RULES = {"sla_breach", "outage"}
+# Rules whose message says the money at risk when they fire (source.columns.amount).
+_VALUED_RULES = {"sla_breach", "outage", "volume_drop"}
+# The traffic whose average payment values the payments a volume drop misses.
+_USUAL_TRAFFIC = timedelta(days=1)
 # The source settings that decide what the quarter hours of the volume history count.
 _HISTORY_SOURCE_KEYS = {"url", "table", "columns", "statuses", "declines"}
 
@@ -336,23 +341,61 @@ class Engine:
         return replace(transition, alert=replace(alert, evidence=evidence))
 
     def _explained(self, transition: Transition) -> Transition:
-        """Add top error codes and sample payment ids to a new firing alert's evidence."""
+        """Add top error codes, sample payment ids (and their log searches) and the money at
+        risk to a new firing alert's evidence."""
         alert = transition.alert
         gateway = alert.labels.get("gateway")
         if transition.event != "firing" or transition.repeat or gateway is None:
             return transition
-        if alert.rule not in _EXPLAINED_RULES:
-            return transition
         # A dimension series' alert is explained by its own payments (method=card only).
         series = _series_labels(alert.labels)
-        codes, ids = self.source.evidence(gateway, alert.since, transition.at, series=series)
-        evidence = replace(
-            alert.evidence,
-            top_error_codes=codes,
-            sample_payment_ids=ids,
-            attribution=self._attribution(gateway, series, alert.since, transition.at),
-        )
+        evidence = alert.evidence
+        if alert.rule in _VALUED_RULES:
+            at_risk = self._revenue_at_risk(alert.rule, gateway, series, alert, transition.at)
+            evidence = replace(evidence, revenue_at_risk=at_risk)
+        if alert.rule in _EXPLAINED_RULES:
+            codes, ids = self.source.evidence(gateway, alert.since, transition.at, series=series)
+            held = self.alerts.alerts.get(alert.fingerprint)
+            if held is not None:
+                held.sample_payment_ids = ids
+            template = self.config.source.trace_url
+            evidence = replace(
+                evidence,
+                top_error_codes=codes,
+                sample_payment_ids=ids,
+                sample_payment_urls=tuple(
+                    url for i in ids if (url := trace_link(template, i)) is not None
+                ),
+                attribution=self._attribution(gateway, series, alert.since, transition.at),
+            )
         return replace(transition, alert=replace(alert, evidence=evidence))
+
+    def _revenue_at_risk(
+        self, rule: str, gateway: str, series: dict[str, str], alert: Alert, end: datetime
+    ) -> tuple[Loss, ...]:
+        """The money failed above the SLA since the alert's start, or for a volume drop the
+        missing payments valued at the day before's average payment; per currency."""
+        e = alert.evidence
+        if rule != "volume_drop":
+            amounts = self.source.amounts(gateway, alert.since, end, series)
+            if amounts is None:
+                return ()
+            sla = e.baseline if e.baseline is not None else self.config.sla_for(gateway)
+            return above_sla(
+                amounts.currency,
+                amounts.failures,
+                amounts.failed_amount,
+                amounts.payments,
+                amounts.amount,
+                sla,
+            )
+        if e.expected_payments is None:
+            return ()
+        usual = self.source.amounts(gateway, alert.since - _USUAL_TRAFFIC, alert.since, series)
+        if usual is None:
+            return ()
+        missing = e.expected_payments - e.payments
+        return short_of_volume(usual.currency, usual.payments, usual.amount, missing)
 
     def _attribution(
         self, gateway: str, series: dict[str, str], start: datetime, end: datetime

@@ -12,6 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 from detector.stats.attribution import Attribution
+from detector.stats.revenue import Loss
 
 __all__ = ["Counts", "Evidence", "Notification", "grouped"]
 
@@ -129,12 +130,17 @@ class Evidence:
     expected_payments: float | None = None  # what volume rules expected in the window
     top_error_codes: tuple[tuple[str, int], ...] = ()
     sample_payment_ids: tuple[str, ...] = ()
+    # The log search of each sample payment id (source.trace_url), in the same order.
+    sample_payment_urls: tuple[str, ...] = ()
     statistic: float | None = None  # sequential test statistic (CUSUM, nats) at the tick
     threshold: float | None = None  # the value of ``statistic`` that fires, from the budget
     dispersion: float | None = None  # beta-binomial rho of the gateway's failures
     magnitude: float | None = None  # estimated failure rate since the change / baseline
     # Which dimension values hold the excess failures (source.columns.dimensions).
     attribution: Attribution | None = None
+    # Money failed above the SLA (or missing volume) since the alert's start, per currency
+    # (source.columns.amount); most money first.
+    revenue_at_risk: tuple[Loss, ...] = ()
 
     @property
     def decline_rate(self) -> float | None:
@@ -147,6 +153,10 @@ class Evidence:
         fields = dict(data)
         fields["top_error_codes"] = tuple(tuple(pair) for pair in fields["top_error_codes"])
         fields["sample_payment_ids"] = tuple(fields["sample_payment_ids"])
+        fields["sample_payment_urls"] = tuple(fields["sample_payment_urls"])
+        fields["revenue_at_risk"] = tuple(
+            Loss.from_dict(loss) for loss in fields["revenue_at_risk"]
+        )
         if fields.get("attribution") is not None:
             fields["attribution"] = Attribution.from_dict(fields["attribution"])
         return cls(**fields)

@@ -29,6 +29,7 @@ from detector.timeutil import epoch_minute, naive_utc
 
 __all__ = [
     "QUARTER_HOUR",
+    "Amounts",
     "Breakdown",
     "FrameSource",
     "SchemaError",
@@ -89,6 +90,17 @@ class Breakdown:
         )
 
 
+@dataclass(frozen=True)
+class Amounts:
+    """A gateway's payments and their money per currency, over a span of time."""
+
+    currency: npt.NDArray[np.object_]  # "" without source.columns.currency; NULL reads "(none)"
+    failures: npt.NDArray[np.float64]  # failed payments, declines excluded
+    failed_amount: npt.NDArray[np.float64]  # their amounts summed
+    payments: npt.NDArray[np.float64]  # final payments (failed + declined + succeeded)
+    amount: npt.NDArray[np.float64]  # their amounts summed
+
+
 class Source(ABC):
     """Where a tick gets its counts from."""
 
@@ -121,6 +133,17 @@ class Source(ABC):
 
     def breakdown(self, gateway: str, start: datetime, end: datetime) -> Breakdown | None:
         """Payments per combination of the configured dimensions; None where not available."""
+        return None
+
+    def amounts(
+        self,
+        gateway: str,
+        start: datetime,
+        end: datetime,
+        series: Mapping[str, str] | None = None,
+    ) -> Amounts | None:
+        """The gateway's payments and money per currency in ``[start, end)``; None where the
+        source has no amounts (``source.columns.amount``) or they could not be read."""
         return None
 
 
@@ -193,6 +216,9 @@ class SqlSource(Source):
         ]
         if self._error_code is not None:
             wanted.append(self._error_code)
+        self._amount = sa.column(columns.amount, sa.Numeric()) if columns.amount else None
+        self._currency = sa.column(columns.currency, sa.String()) if columns.currency else None
+        wanted += [c for c in (self._amount, self._currency) if c is not None]
         self._dimensions = {
             label: sa.column(column, sa.String()) for label, column in columns.dimensions.items()
         }
@@ -286,12 +312,17 @@ class SqlSource(Source):
             names["error_code"] = columns.error_code
         for label, column in columns.dimensions.items():
             names[f"dimensions.{label}"] = column
+        for key in ("amount", "currency"):
+            if getattr(columns, key):
+                names[key] = getattr(columns, key)
         try:
             inspector = sa.inspect(self.engine)
             schema, _, name = self.config.table.rpartition(".")
-            present = {
-                column["name"].lower() for column in inspector.get_columns(name, schema or None)
+            types = {
+                column["name"].lower(): column["type"]
+                for column in inspector.get_columns(name, schema or None)
             }
+            present = set(types)
         except sa.exc.NoSuchTableError as exc:
             raise SchemaError(f"source.table: table {self.config.table!r} does not exist") from exc
         except sa.exc.SQLAlchemyError as exc:
@@ -304,6 +335,12 @@ class SqlSource(Source):
                     f"source.columns.{key}: column {column!r} not found in table "
                     f"{self.config.table!r} (it has: {', '.join(sorted(present))})"
                 )
+        amount = columns.amount
+        if amount and not isinstance(types[amount.lower()], sa.Numeric | sa.Integer):
+            raise SchemaError(
+                f"source.columns.amount: column {amount!r} is {types[amount.lower()]}, not a "
+                "number; name a numeric column (DECIMAL, NUMERIC, INTEGER, FLOAT)"
+            )
 
     def read(self, start: datetime, end: datetime, dimensions: tuple[str, ...] = ()) -> Counts:
         query = self._counts_queries.get(dimensions)
@@ -524,6 +561,52 @@ class SqlSource(Source):
             np.array([row.failed or 0 for row in rows], dtype=np.int64),
         )
 
+    def amounts(
+        self,
+        gateway: str,
+        start: datetime,
+        end: datetime,
+        series: Mapping[str, str] | None = None,
+    ) -> Amounts | None:
+        if self._amount is None:
+            return None
+        statuses = self.config.statuses
+        final = self._status.in_(statuses.failed + statuses.succeeded + statuses.declined)
+        failed = self._technical_failure()
+        currency = self._currency if self._currency is not None else sa.literal("")
+        query = (
+            sa.select(
+                currency.label("currency"),
+                _count_where(failed).label("failures"),
+                sa.func.sum(sa.case((failed, self._amount), else_=0)).label("failed_amount"),
+                _count_where(final).label("payments"),
+                sa.func.sum(sa.case((final, self._amount), else_=0)).label("amount"),
+            )
+            .select_from(self.table)
+            .where(
+                self._in_window(),
+                self._gateway == sa.bindparam("gateway"),
+                *self._in_series(series or {}),
+            )
+            .group_by(*([self._currency] if self._currency is not None else []))
+        )
+        params = {"start": naive_utc(start), "end": naive_utc(end), "gateway": gateway}
+        try:
+            with self.engine.connect() as connection:
+                rows = connection.execute(query, params).all()
+        except sa.exc.SQLAlchemyError as exc:
+            log.warning("could not read the amounts of %s: %s", gateway, error_text(exc))
+            return None
+        figures = np.array([[value or 0 for value in row[1:]] for row in rows], dtype=np.float64)
+        failures, failed_amount, payments, amount = figures.reshape(len(rows), 4).T
+        return Amounts(
+            np.array([NONE_VALUE if r.currency is None else str(r.currency) for r in rows], object),
+            failures,
+            failed_amount,
+            payments,
+            amount,
+        )
+
 
 def _per_minute(minute: IntArray, rows: IntArray) -> tuple[IntArray, IntArray]:
     """``rows`` summed per minute, only the minutes with any: (minutes ascending, sums)."""
@@ -583,3 +666,14 @@ class FrameSource(Source):
         if self._evidence_from is None:
             return None
         return self._evidence_from.breakdown(gateway, start, end)
+
+    def amounts(
+        self,
+        gateway: str,
+        start: datetime,
+        end: datetime,
+        series: Mapping[str, str] | None = None,
+    ) -> Amounts | None:
+        if self._evidence_from is None:
+            return None
+        return self._evidence_from.amounts(gateway, start, end, series)

@@ -83,6 +83,8 @@ class PaymentsDb:
         error_code: str | None = "card_declined",
         method: str | None = "card",
         country: str | None = "US",
+        amount: float = 10,
+        currency: str = "USD",
     ) -> None:
         """Insert rows at ``at`` (a microsecond apart)."""
         statuses: list[tuple[str | None, int]] = [
@@ -102,8 +104,8 @@ class PaymentsDb:
                         "gateway": gateway,
                         "status": status,
                         "error_code": error_code if status == "failed" else None,
-                        "amount": 10,
-                        "currency": "USD",
+                        "amount": amount,
+                        "currency": currency,
                         "method": method,
                         "country": country,
                     }

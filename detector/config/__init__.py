@@ -51,6 +51,7 @@ from detector.config.source import (
     SourceConfig,
     StateConfig,
     Statuses,
+    trace_link,
 )
 
 __all__ = [
@@ -95,4 +96,5 @@ __all__ = [
     "parse_config",
     "parse_duration",
     "parse_false_alerts",
+    "trace_link",
 ]
