@@ -145,8 +145,13 @@ class QuarterHourTable:
             used[numbers] = True
         # Rows in the order the gateways were numbered: first appearance, as when read.
         row_of = np.cumsum(used) - 1
-        cells = np.zeros((_FIELDS, int(used.sum()), HISTORY_SLOTS), dtype=np.int32)
+        # Hour by hour into contiguous blocks, then one copy into the (gateways, slots) layout.
+        hours_held = HISTORY_SLOTS // SLOTS_PER_HOUR
+        grid = np.zeros((_FIELDS, hours_held, int(used.sum()), SLOTS_PER_HOUR), dtype=np.int32)
         for start, numbers, block in packed:
-            cells[:, row_of[numbers], start : start + SLOTS_PER_HOUR] = block
+            grid[:, start // SLOTS_PER_HOUR, row_of[numbers]] = block
+        cells = np.ascontiguousarray(grid.transpose(0, 2, 1, 3)).reshape(
+            _FIELDS, grid.shape[2], HISTORY_SLOTS
+        )
         gateways = tuple(name for name, u in zip(names, used, strict=True) if u)
         return cls(end_slot, gateways, cells)
