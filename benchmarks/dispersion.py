@@ -127,7 +127,7 @@ def calibration_cost(gateways: int, repeats: int = 21) -> tuple[float, float]:
         for arm, history in enumerate((None, engine.volume_history)):
             if history is not None:
                 # Nothing cached but what the volume rules compute for the hour anyway.
-                history = VolumeHistory(history.end_hour, history.counts)
+                history = VolumeHistory(history.end_hour, history.table)
                 history.season(window.gateways)
             began = time.perf_counter()
             calibration.calibrate(window, config, baselines, hour, history=history)

@@ -6,6 +6,8 @@ delivering notifications is the caller's business (the daemon does both, a backt
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import time
 from dataclasses import dataclass, field, replace
@@ -21,6 +23,7 @@ from detector.model import Counts
 from detector.rules import (
     Calibration,
     LatencyWatch,
+    QuarterHourTable,
     Replay,
     RuleResult,
     VolumeHistory,
@@ -28,10 +31,12 @@ from detector.rules import (
     minutes_needed,
     source_down_finding,
 )
+from detector.rules.quarter_hours import HISTORY_SLOTS, reread_slots
 from detector.series import DimensionSeries, series_dimensions, series_key
 from detector.source import Source, SourceError
 from detector.stats.attribution import Attribution, attribute
 from detector.stats.revenue import Loss, above_sla, short_of_volume
+from detector.stats.seasonal import SLOT_MINUTES, SLOTS_PER_HOUR
 from detector.timeutil import ceil_minute, epoch_minute, minute_start
 from detector.window import CountWindow
 
@@ -48,6 +53,8 @@ _EXPLAINED_RULES = {"sla_breach", "outage"}
 _VALUED_RULES = {"sla_breach", "outage", "volume_drop"}
 # The traffic whose average payment values the payments a volume drop misses.
 _USUAL_TRAFFIC = timedelta(days=1)
+# The source settings that decide what the quarter hours of the volume history count.
+_HISTORY_SOURCE_KEYS = {"url", "table", "columns", "statuses", "declines"}
 
 
 def _series_labels(labels: dict[str, str]) -> dict[str, str]:
@@ -90,6 +97,10 @@ class Engine:
             LatencyWatch(config, self.window.minutes, replay) if config.latency_watched else None
         )
         self.volume_history: VolumeHistory | None = None
+        # The weeks of quarter hours the volume history is made of (restored from the state
+        # store, or read), and the first epoch hour of it read since it was last saved.
+        self.quarter_hours: QuarterHourTable | None = None
+        self.history_changed: int | None = None
         self.watermark: datetime | None = None  # time up to which payments have been read
         self.last_results: list[RuleResult] = []
         # The dimension series' sla_breach verdicts of the last tick (rows of series.window).
@@ -111,6 +122,8 @@ class Engine:
         engine.alerts.restore(self.alerts.alerts, self.alerts.resolved)
         engine.failed_ticks, engine._failing_since = self.failed_ticks, self._failing_since
         engine.invalid = self.invalid  # the warm-up read re-reads rows already counted
+        if engine.history_key == self.history_key:  # the same payments, the same weeks
+            engine.quarter_hours, engine.history_changed = self.quarter_hours, self.history_changed
         # What was learnt of late rows holds as long as the cap does.
         if self.lateness and engine.lateness and engine.lateness.cap == self.lateness.cap:
             engine.lateness = self.lateness
@@ -279,18 +292,41 @@ class Engine:
         """The dimension columns each read groups by (those of the dimension series)."""
         return self.series.dimensions if self.series is not None else ()
 
+    @property
+    def history_key(self) -> str:
+        """What the quarter hours were read from: a persisted table of another source (its
+        database, table, columns or statuses) is not this one's."""
+        source = self.config.source
+        read_as = source.model_dump(mode="json", include=_HISTORY_SOURCE_KEYS)
+        return hashlib.sha256(json.dumps(read_as, sort_keys=True).encode()).hexdigest()
+
     def _refresh_history(self, end_minute: int) -> None:
-        """Re-read the volume per quarter hour of the last weeks once an hour (one GROUP BY)."""
+        """Once an hour, bring the volume per quarter hour of the last weeks up to date: one
+        GROUP BY of the quarter hours since the last read, from as far back as rows may
+        arrive late (``source.max_late_arrival``), which replace what was read of them."""
         hour = (end_minute - 1) // 60
         if self.volume_history is not None and self.volume_history.end_hour == hour:
             return
-        start = minute_start((hour - VolumeHistory.hours_needed()) * 60)
+        end_slot = hour * SLOTS_PER_HOUR
+        first_slot = end_slot - HISTORY_SLOTS
+        table = self.quarter_hours
+        if table is not None:
+            late = int(self.config.source.max_late_arrival.total_seconds() // 60)
+            first_slot = max(first_slot, min(table.end_slot, end_slot) - reread_slots(late))
         try:
-            counts = self.source.quarter_hourly(start, minute_start(hour * 60))
+            counts = self.source.quarter_hourly(
+                minute_start(first_slot * SLOT_MINUTES), minute_start(end_slot * SLOT_MINUTES)
+            )
         except SourceError as exc:
             log.warning("could not read the volume history: %s", exc)
             return  # the previous hour's history (or the simple rules) serve meanwhile
-        self.volume_history = VolumeHistory(hour, counts, self.config.calendar)
+        table = (table or QuarterHourTable.empty(end_slot)).updated(first_slot, end_slot, counts)
+        self.quarter_hours = table
+        changed = first_slot // SLOTS_PER_HOUR
+        if self.history_changed is not None:
+            changed = min(changed, self.history_changed)
+        self.history_changed = changed
+        self.volume_history = VolumeHistory(hour, table, self.config.calendar)
 
     def _source_failed(self, now: datetime, error: str, began: float) -> TickResult:
         # Other alerts keep their state: nothing can be concluded about them without data.

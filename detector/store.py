@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.mysql import LONGBLOB
 from sqlalchemy.engine import Engine
 
 from detector.alerting import Delivery, Silence
@@ -26,12 +27,15 @@ from detector.config import LabelMatcher
 from detector.db import connect, create_tables, error_text
 from detector.errors import DetectorError
 from detector.model import Notification
+from detector.rules.quarter_hours import QuarterHourTable
+from detector.stats.seasonal import SLOTS_PER_HOUR
 from detector.timeutil import aware_utc, naive_utc
 
 __all__ = [
     "EPISODE_RETENTION",
     "Episode",
     "FencedOut",
+    "HistoryUpdate",
     "OutboxEntry",
     "StateStore",
     "StoreError",
@@ -119,6 +123,25 @@ _episodes = sa.Table(
     sa.Index("ix_detector_alert_episodes_rule", "rule", "started_at"),
 )
 
+# The volume rules' weeks of quarter hours, an hour a row (QuarterHourTable.pack_hour), and
+# the gateways those rows number. The meta keys history_end (the epoch quarter hour the
+# weeks end at) and history_source (what they were read from) go with them.
+_quarter_hours = sa.Table(
+    "detector_quarter_hours",
+    _metadata,
+    sa.Column("hour", sa.BigInteger, primary_key=True, autoincrement=False),  # epoch hour
+    sa.Column(
+        "data", sa.LargeBinary().with_variant(LONGBLOB(), "mysql", "mariadb"), nullable=False
+    ),
+)
+
+_history_gateways = sa.Table(
+    "detector_history_gateways",
+    _metadata,
+    sa.Column("number", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("name", sa.Text, nullable=False),
+)
+
 
 @dataclass(frozen=True)
 class Episode:
@@ -130,6 +153,16 @@ class Episode:
     severity: str
     started_at: datetime
     ended_at: datetime | None
+
+
+@dataclass(frozen=True)
+class HistoryUpdate:
+    """The quarter hours to save with a tick: ``table`` from epoch hour ``first_hour`` on
+    (what was read since the last save), read from the source ``key`` names."""
+
+    key: str
+    table: QuarterHourTable
+    first_hour: int
 
 
 class StoreError(DetectorError):
@@ -157,6 +190,12 @@ class OutboxEntry:
     notification: Notification
     attempts: int
     group_key: str = ""
+
+
+def _history_meta(connection: sa.Connection) -> dict[str, str]:
+    keys = ["history_end", "history_source"]
+    found = connection.execute(sa.select(_meta.c.key, _meta.c.value).where(_meta.c.key.in_(keys)))
+    return {str(key): str(value) for key, value in found}
 
 
 class StateStore:
@@ -211,6 +250,7 @@ class StateStore:
         fence: Callable[[sa.Connection], bool] | None = None,
         resolved: dict[str, Resolution] | None = None,
         transitions: Sequence[Transition] = (),
+        history: HistoryUpdate | None = None,
     ) -> int:
         """Commit a tick: watermark, alert states, new outbox entries and the episodes its
         ``transitions`` resolved, all or nothing.
@@ -241,6 +281,8 @@ class StateStore:
                         for k, a in alerts.items()
                     ],
                 )
+            if history is not None:
+                self._save_history(connection, history)
             rows = self._outbox_rows(connection, [Delivery(*item) for item in deliveries], now)
             if rows:
                 connection.execute(_outbox.insert(), rows)
@@ -310,6 +352,66 @@ class StateStore:
             key=lambda episode: episode.started_at,
         )
         return found
+
+    # --- the volume history ----------------------------------------------------------------
+
+    def load_history(self, key: str) -> QuarterHourTable | None:
+        """The weeks of quarter hours as last saved, if read from the source ``key`` names."""
+        with store_errors("read the volume history"), self.engine.connect() as connection:
+            meta = _history_meta(connection)
+            if meta.get("history_source") != key or "history_end" not in meta:
+                return None
+            names = connection.execute(
+                sa.select(_history_gateways.c.name).order_by(_history_gateways.c.number)
+            )
+            hours = connection.execute(sa.select(_quarter_hours.c.hour, _quarter_hours.c.data))
+            return QuarterHourTable.unpack(
+                int(meta["history_end"]),
+                list(names.scalars()),
+                [(int(hour), bytes(data)) for hour, data in hours],
+            )
+
+    @staticmethod
+    def _save_history(connection: sa.Connection, update: HistoryUpdate) -> None:
+        """Replace the saved hours from ``update.first_hour`` (or from where the saved weeks
+        end, if earlier) and drop those older than the table's weeks."""
+        table, hours = update.table, update.table.hours()
+        meta = _history_meta(connection)
+        first = max(update.first_hour, hours.start)
+        numbers: dict[str, int] = {}
+        if meta.get("history_source") != update.key or "history_end" not in meta:
+            connection.execute(_quarter_hours.delete())
+            connection.execute(_history_gateways.delete())
+            first = hours.start
+        else:
+            first = max(min(first, int(meta["history_end"]) // SLOTS_PER_HOUR), hours.start)
+            known = connection.execute(
+                sa.select(_history_gateways.c.name, _history_gateways.c.number)
+            )
+            numbers = {str(name): int(number) for name, number in known}
+        connection.execute(
+            _quarter_hours.delete().where(
+                (_quarter_hours.c.hour < hours.start) | (_quarter_hours.c.hour >= first)
+            )
+        )
+        before = len(numbers)
+        rows = [
+            {"hour": hour, "data": table.pack_hour(hour, numbers)}
+            for hour in range(first, hours.stop)
+        ]
+        if rows:
+            connection.execute(_quarter_hours.insert(), rows)
+        added = [{"number": n, "name": name} for name, n in numbers.items() if n >= before]
+        if added:
+            connection.execute(_history_gateways.insert(), added)
+        connection.execute(_meta.delete().where(_meta.c.key.in_(["history_end", "history_source"])))
+        connection.execute(
+            _meta.insert(),
+            [
+                {"key": "history_end", "value": str(table.end_slot)},
+                {"key": "history_source", "value": update.key},
+            ],
+        )
 
     def _outbox_rows(
         self, connection: sa.Connection, deliveries: list[Delivery], now: datetime

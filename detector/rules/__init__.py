@@ -27,6 +27,7 @@ from detector.rules.calibration import (
 from detector.rules.latency import LatencyWatch
 from detector.rules.no_data import NoData
 from detector.rules.outage import Outage
+from detector.rules.quarter_hours import QuarterHourTable
 from detector.rules.replay import Replay
 from detector.rules.seasonal import VolumeHistory
 from detector.rules.sla_breach import SlaBreach
@@ -47,6 +48,7 @@ __all__ = [
     "Calibration",
     "Finding",
     "LatencyWatch",
+    "QuarterHourTable",
     "Replay",
     "Rule",
     "RuleContext",

@@ -9,10 +9,10 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
 
 from detector.config import CalendarConfig
 from detector.model import Counts
+from detector.rules.quarter_hours import HISTORY_SLOTS, QuarterHourTable
 from detector.rules.verdict import BoolArray
 from detector.stats.seasonal import (
     HISTORY_WEEKS,
@@ -137,18 +137,29 @@ class VolumeHistory:
     ----------
     end_hour
         The first epoch hour not included: the current, incomplete one.
-    counts
-        Per (gateway, quarter hour); ``minute`` is the quarter's first minute.
+    quarters
+        The weeks of quarter hours before ``end_hour``, or the counts of them per (gateway,
+        quarter hour; ``minute`` is the quarter's first minute).
     calendar
         The declared days: their expected volume is scaled (or unknown), and they are left
         out of what the other days learn from.
     """
 
     def __init__(
-        self, end_hour: int, counts: Counts, calendar: CalendarConfig | None = None
+        self,
+        end_hour: int,
+        quarters: QuarterHourTable | Counts,
+        calendar: CalendarConfig | None = None,
     ) -> None:
         self.end_hour = end_hour
-        self.counts = counts
+        end_slot = end_hour * SLOTS_PER_HOUR
+        if isinstance(quarters, Counts):
+            quarters = QuarterHourTable.empty(end_slot).updated(
+                end_slot - HISTORY_SLOTS, end_slot, quarters
+            )
+        if quarters.end_slot != end_slot:
+            raise ValueError(f"the quarter hours end at {quarters.end_slot}, not {end_slot}")
+        self.table = quarters
         self.calendar = calendar or CalendarConfig()
         self._seasons: dict[tuple[str, ...], Season] = {}
         self._outcomes: dict[tuple[str, ...], QuarterHours] = {}
@@ -237,21 +248,9 @@ class VolumeHistory:
         """(volume/payments/failures, gateways, slots) over the history, 0 where a quarter
         hour had no row, and the column of each gateway's first row (for the hour)."""
         key = tuple(gateways)
-        if key in self._slots:
-            return self._slots[key]
-        slots = HISTORY_WEEKS * SLOTS_PER_WEEK
-        first = self.end_hour * SLOTS_PER_HOUR - slots
-        column = self.counts.minute // SLOT_MINUTES - first
-        # A hash lookup in C: a Python dict per row cost more than the rest of the hour.
-        rows = pd.Index(gateways).get_indexer(self.counts.gateway).astype(np.int64)
-        keep = (rows >= 0) & (column >= 0) & (column < slots)
-        matrices = np.zeros((3, len(gateways), slots))
-        values = (self.counts.volume, self.counts.payments, self.counts.failures)
-        matrices[:, rows[keep], column[keep]] = np.stack(values)[:, keep]
-        seen = np.full(len(gateways), slots)
-        np.minimum.at(seen, rows[keep], column[keep])
-        self._slots[key] = (matrices, seen)
-        return matrices, seen
+        if key not in self._slots:
+            self._slots[key] = self.table.per_slot(gateways)
+        return self._slots[key]
 
     def _season(self, gateways: list[str]) -> Season:
         slots = HISTORY_WEEKS * SLOTS_PER_WEEK

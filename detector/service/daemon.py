@@ -48,7 +48,7 @@ from detector.service.metrics import Metrics
 from detector.service.snapshot import Snapshot
 from detector.service.web import WebServer
 from detector.source import Source, SourceError
-from detector.store import FencedOut, StateStore, StoreError
+from detector.store import FencedOut, HistoryUpdate, StateStore, StoreError
 from detector.timeutil import epoch_minute, iso_z
 
 __all__ = ["Daemon", "utc_now"]
@@ -86,8 +86,10 @@ class Daemon:
         self.receivers = receivers
         self.clock = clock
         self.engine = Engine(config, source)
-        # The window is refilled from the database on start; only the alerts carry over.
+        # The window is refilled from the database on start; the alerts carry over, and so
+        # do the volume rules' weeks of quarter hours (only the hours since are read).
         _, alerts = store.load()
+        self.engine.quarter_hours = store.load_history(self.engine.history_key)
         self.engine.alerts.restore(alerts, store.resolutions())
         if alerts:
             log.info("restored %d pending/firing alert(s) from the state store", len(alerts))
@@ -144,6 +146,7 @@ class Daemon:
         before = self.engine.alerts.snapshot()
         result = self.engine.tick(now)
         lease = self.lease
+        history = self._history_update()
         try:
             deliveries = self.router.deliveries(
                 result.transitions,
@@ -159,6 +162,7 @@ class Daemon:
                 fence=(lambda connection: lease.fence(connection, now)) if lease else None,
                 resolved=self.engine.alerts.resolved,
                 transitions=result.transitions,
+                history=history,
             )
         except FencedOut:
             self.engine.alerts.restore(before)
@@ -174,6 +178,8 @@ class Daemon:
             log.error("tick %d: %s; the transitions will be retried next tick", tick_id, exc)
             self._publish(result, "store_error", str(exc))
             return result
+        if history is not None:
+            self.engine.history_changed = None
         if result.error:
             log.warning(
                 "tick %d: payments source unreachable (%d tick(s) in a row): %s",
@@ -207,6 +213,13 @@ class Daemon:
         if result.error is None:  # read the payments and saved the state: alive and well
             self.heartbeat.beat(now)
         return result
+
+    def _history_update(self) -> HistoryUpdate | None:
+        """The quarter hours read since the store last saved them, if any."""
+        engine = self.engine
+        if engine.quarter_hours is None or engine.history_changed is None:
+            return None
+        return HistoryUpdate(engine.history_key, engine.quarter_hours, engine.history_changed)
 
     def deliver(self, *, wait: bool = True) -> None:
         """One delivery pass; without ``wait`` it does not wait for a slow receiver."""

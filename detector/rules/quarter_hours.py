@@ -1,0 +1,157 @@
+"""The weeks of payments per (gateway, quarter hour) that the volume rules learn from, kept
+as numpy arrays and brought up to date by reading only the quarter hours since the last
+read (and the recent ones that late rows may still change), never the whole weeks again.
+
+An hour of it packs into a few bytes per gateway (:meth:`QuarterHourTable.pack_hour`), so
+that the state store can keep it and a restarted daemon reads back its weeks instead of
+aggregating them anew.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from detector.model import Counts
+from detector.stats.seasonal import HISTORY_WEEKS, SLOT_MINUTES, SLOTS_PER_HOUR, SLOTS_PER_WEEK
+
+__all__ = ["HISTORY_SLOTS", "QuarterHourTable", "reread_slots"]
+
+HISTORY_SLOTS = HISTORY_WEEKS * SLOTS_PER_WEEK
+# volume, payments, failures, and whether the quarter hour had any row at all (a row of
+# skipped payments only has none of the three, yet marks the gateway as seen).
+_FIELDS = 4
+
+IntArray = npt.NDArray[np.int64]
+
+
+def reread_slots(late_minutes: int) -> int:
+    """Quarter hours before the end of the last read that the next read covers again: rows
+    up to ``late_minutes`` late may have changed them since.
+
+    >>> reread_slots(60), reread_slots(5), reread_slots(0)
+    (4, 1, 0)
+    """
+    return -(-late_minutes // SLOT_MINUTES)
+
+
+@dataclass(frozen=True)
+class QuarterHourTable:
+    """Per gateway (rows, in order of first appearance) and quarter hour (columns, the
+    ``HISTORY_SLOTS`` before epoch quarter hour ``end_slot``): volume, payments, failures,
+    and whether any row was read. Never changed in place: an update makes a new table, so a
+    :class:`~detector.rules.seasonal.VolumeHistory` built on one keeps its hour's figures."""
+
+    end_slot: int
+    gateways: tuple[str, ...]
+    cells: npt.NDArray[np.int32]  # (_FIELDS, gateways, HISTORY_SLOTS)
+
+    @classmethod
+    def empty(cls, end_slot: int) -> QuarterHourTable:
+        return cls(end_slot, (), np.zeros((_FIELDS, 0, HISTORY_SLOTS), dtype=np.int32))
+
+    @property
+    def first_slot(self) -> int:
+        return self.end_slot - HISTORY_SLOTS
+
+    def updated(self, first_slot: int, end_slot: int, counts: Counts) -> QuarterHourTable:
+        """The table moved on to ``end_slot``, its quarter hours from ``first_slot`` replaced
+        by ``counts`` (a read of ``[first_slot, end_slot)`` per quarter hour; ``minute`` is
+        the quarter's first minute). Quarter hours between the old end and ``first_slot``,
+        if any, are left empty: only what was read is known."""
+        gateways = self.gateways + tuple(
+            pd.Index(np.unique(counts.gateway.astype(str))).difference(pd.Index(self.gateways))
+        )
+        cells = np.zeros((_FIELDS, len(gateways), HISTORY_SLOTS), dtype=np.int32)
+        # The columns both tables hold, up to where the read starts.
+        shift = end_slot - self.end_slot
+        keep_end = min(first_slot, end_slot, self.end_slot) - self.first_slot  # old columns
+        keep_start = max(shift, 0)
+        if keep_end > keep_start:
+            rows = len(self.gateways)
+            cells[:, :rows, keep_start - shift : keep_end - shift] = self.cells[
+                :, :, keep_start:keep_end
+            ]
+        table = QuarterHourTable(end_slot, gateways, cells)
+        table._fill(counts)
+        return table
+
+    def _fill(self, counts: Counts) -> None:
+        """Write the rows of ``counts`` into their cells (only on a table just made)."""
+        column = counts.minute // SLOT_MINUTES - self.first_slot
+        # A hash lookup in C: a Python dict per row would cost more than the rest.
+        rows = pd.Index(self.gateways).get_indexer(counts.gateway).astype(np.int64)
+        keep = (rows >= 0) & (column >= 0) & (column < HISTORY_SLOTS)
+        values = np.stack(
+            [counts.volume, counts.payments, counts.failures, np.ones_like(counts.volume)]
+        )
+        self.cells[:, rows[keep], column[keep]] = values[:, keep]
+
+    def per_slot(
+        self, gateways: Sequence[str]
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+        """(volume/payments/failures, ``gateways``, slots), 0 where a quarter hour had no
+        row, and the column of each gateway's first row (``HISTORY_SLOTS`` if none)."""
+        rows = pd.Index(self.gateways).get_indexer(list(gateways)).astype(np.int64)
+        known = rows >= 0
+        matrices = np.zeros((3, len(gateways), HISTORY_SLOTS))
+        matrices[:, known] = self.cells[:3, rows[known]]
+        seen = np.full(len(gateways), HISTORY_SLOTS, dtype=np.int64)
+        present = self.cells[3, rows[known]] > 0
+        seen[known] = np.where(present.any(axis=1), present.argmax(axis=1), HISTORY_SLOTS)
+        return matrices, seen
+
+    # --- persisted per hour ------------------------------------------------------------------
+
+    def hours(self) -> range:
+        """The epoch hours the table holds."""
+        return range(self.first_slot // SLOTS_PER_HOUR, self.end_slot // SLOTS_PER_HOUR)
+
+    def pack_hour(self, hour: int, ids: dict[str, int]) -> bytes:
+        """One hour's cells of the gateways with any row in it, compressed: each gateway as
+        its number in ``ids`` (which gains the gateways it lacks)."""
+        start = hour * SLOTS_PER_HOUR - self.first_slot
+        block = self.cells[:, :, start : start + SLOTS_PER_HOUR]
+        rows = np.flatnonzero(block[3].any(axis=1))
+        names = pd.Index(self.gateways)[rows]
+        for name in names.difference(pd.Index(list(ids)), sort=False):  # only the new ones
+            ids[name] = len(ids)
+        numbers = pd.Index(list(ids)).get_indexer(names).astype(np.int32)
+        payload = np.concatenate([numbers, block[:, rows].ravel()]).astype("<i4")
+        return zlib.compress(payload.tobytes(), 1)
+
+    @classmethod
+    def unpack(
+        cls, end_slot: int, names: Sequence[str], hours: Sequence[tuple[int, bytes]]
+    ) -> QuarterHourTable:
+        """The table ending at ``end_slot`` from packed hours (``pack_hour``), the gateways
+        numbered as in ``names``; hours outside the table are ignored."""
+        table = cls.empty(end_slot)
+        packed: list[tuple[int, npt.NDArray[np.int32], npt.NDArray[np.int32]]] = []
+        used = np.zeros(len(names), dtype=bool)
+        for hour, blob in hours:
+            start = hour * SLOTS_PER_HOUR - table.first_slot
+            if not 0 <= start <= HISTORY_SLOTS - SLOTS_PER_HOUR:
+                continue
+            payload = np.frombuffer(zlib.decompress(blob), dtype="<i4")
+            count = payload.size // (1 + _FIELDS * SLOTS_PER_HOUR)
+            numbers = payload[:count]
+            packed.append((start, numbers, payload[count:].reshape(_FIELDS, count, SLOTS_PER_HOUR)))
+            used[numbers] = True
+        # Rows in the order the gateways were numbered: first appearance, as when read.
+        row_of = np.cumsum(used) - 1
+        # Hour by hour into contiguous blocks, then one copy into the (gateways, slots) layout.
+        hours_held = HISTORY_SLOTS // SLOTS_PER_HOUR
+        grid = np.zeros((_FIELDS, hours_held, int(used.sum()), SLOTS_PER_HOUR), dtype=np.int32)
+        for start, numbers, block in packed:
+            grid[:, start // SLOTS_PER_HOUR, row_of[numbers]] = block
+        cells = np.ascontiguousarray(grid.transpose(0, 2, 1, 3)).reshape(
+            _FIELDS, grid.shape[2], HISTORY_SLOTS
+        )
+        gateways = tuple(name for name, u in zip(names, used, strict=True) if u)
+        return cls(end_slot, gateways, cells)

@@ -1,0 +1,206 @@
+"""The volume rules' weeks of quarter hours: kept up to date by reading only what is new (and
+what late rows may have changed), equal to reading the weeks whole, and read back from the
+state store after a restart."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import requests
+
+from detector.config import Config, parse_config
+from detector.engine import Engine
+from detector.model import Counts
+from detector.rules import VolumeHistory
+from detector.simulate import create_schema
+from detector.source import FrameSource, Source, SqlSource
+from detector.store import StateStore
+from detector.timeutil import epoch_minute
+
+from .conftest import Clock, PaymentsDb, in_process_daemon
+
+DAY = datetime(2026, 3, 2, tzinfo=UTC)
+GATEWAYS = ("stripe", "adyen", "paypal")
+
+
+class Recording:
+    """A source that notes the span of every quarter-hourly read (in epoch minutes)."""
+
+    def __init__(self, source: Source) -> None:
+        self.source = source
+        self.spans: list[tuple[int, int]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.source, name)
+
+    def quarter_hourly(self, start: datetime, end: datetime) -> Counts:
+        self.spans.append((epoch_minute(start), epoch_minute(end)))
+        return self.source.quarter_hourly(start, end)
+
+
+def _insert(db: PaymentsDb, rows: list[dict[str, object]]) -> None:
+    with db.engine.begin() as connection:
+        connection.execute(create_schema(db.engine, db.table).insert(), rows)
+
+
+def _row(gateway: str, at: datetime, status: str) -> dict[str, object]:
+    return {
+        "id": f"pay_{gateway}_{at.timestamp():.6f}_{status}",
+        "created_at": at.astimezone(UTC).replace(tzinfo=None),
+        "gateway": gateway,
+        "status": status,
+        "error_code": "timeout" if status == "failed" else None,
+        "amount": 10,
+        "currency": "USD",
+        "method": "card",
+        "country": "US",
+    }
+
+
+def _seeded_rows(rng: np.random.Generator, start: datetime, hours: int) -> list[dict[str, object]]:
+    """A few payments per gateway and quarter hour (none some quarters), some failed or
+    pending; "paypal" starts a day late."""
+    rows = []
+    for quarter in range(hours * 4):
+        for g, gateway in enumerate(GATEWAYS):
+            at = start + timedelta(minutes=15 * quarter)
+            if gateway == "paypal" and at < start + timedelta(days=1):
+                continue
+            for k in range(int(rng.poisson(3 + g))):
+                status = str(rng.choice(["succeeded", "failed", "pending"], p=[0.8, 0.15, 0.05]))
+                rows.append(_row(gateway, at + timedelta(seconds=k * 7 + g), status))
+    return rows
+
+
+def _full_read(source: Source, hour: int, config: Config) -> VolumeHistory:
+    """The history of the weeks before ``hour`` read whole, as one GROUP BY."""
+    start = datetime.fromtimestamp((hour - VolumeHistory.hours_needed()) * 3600, UTC)
+    counts = source.quarter_hourly(start, datetime.fromtimestamp(hour * 3600, UTC))
+    return VolumeHistory(hour, counts, config.calendar)
+
+
+def _assert_same(kept: VolumeHistory, whole: VolumeHistory, gateways: list[str]) -> None:
+    assert kept.end_hour == whole.end_hour
+    (a, seen_a), (b, seen_b) = kept.table.per_slot(gateways), whole.table.per_slot(gateways)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(seen_a, seen_b)
+    season, expected = kept.season(gateways), whole.season(gateways)
+    np.testing.assert_array_equal(season.usual, expected.usual)
+    np.testing.assert_array_equal(season.levels, expected.levels)
+    np.testing.assert_array_equal(season.size, expected.size)
+
+
+def test_the_hourly_history_read_incrementally_equals_the_weeks_read_whole(
+    payments_db: PaymentsDb, open_source: Callable[[Config], SqlSource]
+) -> None:
+    rng = np.random.default_rng(14)
+    _insert(payments_db, _seeded_rows(rng, DAY, hours=48))
+    # Rows of a status no list names only mark a gateway as seen.
+    _insert(payments_db, [_row("ghost", DAY + timedelta(hours=30, minutes=5), "TIMEOUT")])
+    config = parse_config({"source": {"url": payments_db.url, "table": payments_db.table}}, env={})
+    source = Recording(open_source(config))
+    engine = Engine(config, source)
+    now = DAY + timedelta(hours=40, seconds=30)
+    engine.tick(now)
+    assert engine.volume_history is not None
+    hour = engine.volume_history.end_hour
+    for step in range(1, 4):
+        # Rows 20 minutes late for the quarter hours before the last read's end: within
+        # source.max_late_arrival, so the next hour's read re-reads those quarter hours.
+        late = DAY + timedelta(hours=40 + step - 1) - timedelta(minutes=20)
+        _insert(
+            payments_db, [_row("stripe", late + timedelta(seconds=i), "failed") for i in (1, 2)]
+        )
+        now += timedelta(hours=1)
+        engine.tick(now)
+        assert engine.volume_history.end_hour == hour + step
+        gateways = [*GATEWAYS, "ghost", "nobody"]
+        _assert_same(
+            engine.volume_history, _full_read(source.source, hour + step, config), gateways
+        )
+    # The first read covered the weeks; each later one its hour and the hour before it.
+    assert source.spans == [
+        ((hour - VolumeHistory.hours_needed()) * 60, hour * 60),
+        *(((hour + s - 2) * 60, (hour + s) * 60) for s in range(1, 4)),
+    ]
+
+
+def test_a_restarted_daemon_reads_back_the_weeks_and_then_only_the_hours_since(
+    sqlite_db: PaymentsDb, state_url: str, session: requests.Session
+) -> None:
+    rng = np.random.default_rng(3)
+    _insert(sqlite_db, _seeded_rows(rng, DAY, hours=30))
+    config = parse_config({"source": {"url": sqlite_db.url, "table": sqlite_db.table}}, env={})
+    clock = Clock(DAY + timedelta(hours=26, minutes=10))
+    with in_process_daemon(config, state_url, clock, session) as daemon:
+        daemon.tick()
+        first = daemon.engine.volume_history
+        assert first is not None
+        assert first.end_hour == epoch_minute(clock.now) // 60
+    # Down for two hours, during which more payments arrive.
+    _insert(
+        sqlite_db, [_row("adyen", DAY + timedelta(hours=27, minutes=m), "failed") for m in range(3)]
+    )
+    clock.now += timedelta(hours=2)
+    with in_process_daemon(config, state_url, clock, session) as daemon:
+        restored = daemon.engine.quarter_hours
+        assert restored is not None
+        assert restored.end_slot == first.end_hour * 4
+        source = Recording(daemon.engine.source)
+        daemon.engine.source = source
+        daemon.tick()
+        history = daemon.engine.volume_history
+        assert history is not None
+        assert history.end_hour == first.end_hour + 2
+        # Only the gap since the saved weeks, from as far back as rows may arrive late.
+        assert source.spans == [((first.end_hour - 1) * 60, history.end_hour * 60)]
+        _assert_same(history, _full_read(source.source, history.end_hour, config), list(GATEWAYS))
+    # Another table is another history: the saved weeks are not used for it.
+    other = parse_config(
+        {
+            "source": {
+                "url": sqlite_db.url,
+                "table": sqlite_db.table,
+                "statuses": {"pending": ["pending", "processing"]},
+            }
+        },
+        env={},
+    )
+    store = StateStore.open(state_url)
+    try:
+        assert store.load_history(Engine(other, source.source).history_key) is None
+        assert store.load_history(Engine(config, source.source).history_key) is not None
+    finally:
+        store.engine.dispose()
+
+
+def test_a_reload_keeps_the_weeks_read_unless_the_source_settings_change() -> None:
+    counts = Counts(
+        np.array(["stripe"] * 3, dtype=object),
+        np.array([0, 1, 2]) * 15 + epoch_minute(DAY),
+        np.array([4, 5, 6]),
+        np.array([0, 1, 0]),
+        np.array([4, 5, 6]),
+    )
+    config = parse_config({}, env={})
+    source = Recording(FrameSource(counts))
+    engine = Engine(config, source)
+    engine.tick(DAY + timedelta(hours=5, seconds=30))
+    hour = epoch_minute(DAY) // 60 + 5
+    same = engine.reconfigured(parse_config({"detection": {"false_alerts": 0.5}}, env={}), source)
+    same.tick(DAY + timedelta(hours=5, minutes=1))
+    other = engine.reconfigured(parse_config({"source": {"table": "orders"}}, env={}), source)
+    other.tick(DAY + timedelta(hours=5, minutes=1))
+    weeks = VolumeHistory.hours_needed() * 60
+    # The first read and the reloaded one with another table cover the weeks; the reload
+    # with the same source reads only its last hour again.
+    assert source.spans == [
+        (hour * 60 - weeks, hour * 60),
+        ((hour - 1) * 60, hour * 60),
+        (hour * 60 - weeks, hour * 60),
+    ]
+    assert same.volume_history is not None
+    assert same.volume_history.table.per_slot(["stripe"])[0][1, 0, -20:-17].tolist() == [4, 5, 6]
