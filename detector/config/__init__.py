@@ -52,11 +52,13 @@ from detector.config.source import (
     StateConfig,
     Statuses,
 )
+from detector.config.volumes import VOLUME_LABEL, VolumeConfig
 
 __all__ = [
     "DEFAULT_CONFIG_PATH",
     "GROUP_BY_ALL",
     "TEMPLATE_FIELDS",
+    "VOLUME_LABEL",
     "AlertingConfig",
     "AlertmanagerReceiver",
     "CalendarConfig",
@@ -88,6 +90,7 @@ __all__ = [
     "StateConfig",
     "Statuses",
     "Templates",
+    "VolumeConfig",
     "VolumeDropRule",
     "WebhookReceiver",
     "check_regex",

@@ -103,6 +103,7 @@ def evaluate(
     replay: Replay | None = None,
     restarts: npt.NDArray[np.int64] | None = None,
     lateness: npt.NDArray[np.int64] | None = None,
+    noun: str = "payments",
 ) -> list[RuleResult]:
     """Every enabled rule's verdict on the window as it stands.
 
@@ -111,7 +112,8 @@ def evaluate(
     ``sla_shares`` says how many series share a gateway's sla_breach budget (default 1);
     ``replay`` serves a replayed tick its figures from its hour's, computed at once;
     ``restarts`` says from which epoch minute each gateway's sla_breach evidence counts;
-    ``lateness`` how many minutes late each gateway's rows arrive (None: on time).
+    ``lateness`` how many minutes late each gateway's rows arrive (None: on time);
+    ``noun`` what the rows count, for the messages.
     """
     context = RuleContext(
         config,
@@ -122,6 +124,7 @@ def evaluate(
         sla_shares=_per_row(window.gateways, sla_shares),
         restarts=restarts,
         lateness=lateness,
+        noun=noun,
     )
     return [rule.evaluate(window, context) for rule in _enabled(RULES, config)]
 

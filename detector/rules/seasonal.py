@@ -142,12 +142,19 @@ class VolumeHistory:
     calendar
         The declared days: their expected volume is scaled (or unknown), and they are left
         out of what the other days learn from.
+    weeks
+        How many weeks it holds: the rules' ``HISTORY_WEEKS``, more for a longer chart.
     """
 
     def __init__(
-        self, end_hour: int, counts: Counts, calendar: CalendarConfig | None = None
+        self,
+        end_hour: int,
+        counts: Counts,
+        calendar: CalendarConfig | None = None,
+        weeks: int = HISTORY_WEEKS,
     ) -> None:
         self.end_hour = end_hour
+        self.weeks = weeks
         self.counts = counts
         self.calendar = calendar or CalendarConfig()
         self._seasons: dict[tuple[str, ...], Season] = {}
@@ -239,7 +246,7 @@ class VolumeHistory:
         key = tuple(gateways)
         if key in self._slots:
             return self._slots[key]
-        slots = HISTORY_WEEKS * SLOTS_PER_WEEK
+        slots = self.weeks * SLOTS_PER_WEEK
         first = self.end_hour * SLOTS_PER_HOUR - slots
         column = self.counts.minute // SLOT_MINUTES - first
         # A hash lookup in C: a Python dict per row cost more than the rest of the hour.
@@ -254,7 +261,7 @@ class VolumeHistory:
         return matrices, seen
 
     def _season(self, gateways: list[str]) -> Season:
-        slots = HISTORY_WEEKS * SLOTS_PER_WEEK
+        slots = self.weeks * SLOTS_PER_WEEK
         first = self.end_hour * SLOTS_PER_HOUR - slots
         matrices, seen = self._per_slot(gateways)
         volume = matrices[0].copy()

@@ -28,6 +28,7 @@ from detector.errors import DetectorError
 from detector.service.health import gateways_document
 from detector.service.snapshot import Snapshot
 from detector.service.status_page import render
+from detector.service.volumes_page import render_volumes
 
 __all__ = ["Provider", "WebApp", "WebServer", "gateways_json"]
 
@@ -63,10 +64,15 @@ class WebApp:
             "/metrics": self._metrics,
             "/api/v1/gateways": self._gateways,
             "/": self._status_page,
+            "/volumes": self._volumes_page,
         }
         self._rendered: dict[str, tuple[Snapshot, bytes]] = {}
         # One lock per view, so a router polling the JSON never waits for a page render.
-        self._locks = {"page": threading.Lock(), "gateways": threading.Lock()}
+        self._locks = {
+            "page": threading.Lock(),
+            "gateways": threading.Lock(),
+            "volumes": threading.Lock(),
+        }
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         method, path = environ["REQUEST_METHOD"], environ.get("PATH_INFO") or "/"
@@ -109,6 +115,9 @@ class WebApp:
 
     def _status_page(self) -> tuple[int, str, bytes]:
         return 200, "text/html; charset=utf-8", self.rendered("page", render)
+
+    def _volumes_page(self) -> tuple[int, str, bytes]:
+        return 200, "text/html; charset=utf-8", self.rendered("volumes", render_volumes)
 
     def rendered(self, name: str, render: Callable[[Snapshot], str]) -> bytes:
         """A view of the latest snapshot, rendered on the first request after a tick and
