@@ -151,6 +151,11 @@ def test_a_volume_split_by_country_alerts_per_country(
     # Brazil's silence says its drop (the drop is inhibited), not the drop of the US.
     assert labels == [("no_data", "BR"), ("volume_drop", "US")]
     assert all(r.json()["labels"]["volume"] == "visits" for r in http.requests)
+    titles = sorted(r.json()["title"] for r in http.requests)
+    assert titles == [
+        "[FIRING critical] no_data on visits (country=BR)",
+        "[FIRING warning] volume_drop on visits (country=US)",
+    ]
     assert all("gateway" not in r.json()["labels"] for r in http.requests)
 
 
