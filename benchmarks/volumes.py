@@ -58,7 +58,7 @@ def write_rides(path: Path, counts: Counts) -> str:
         # Timestamps are written as SQLAlchemy writes them, so bound times compare as text.
         connection.exec_driver_sql(
             "WITH RECURSIVE seq(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM seq "
-            "WHERE i < (SELECT MAX(n) FROM per_minute)) "
+            "WHERE i < (SELECT MAX(n + n / 10) FROM per_minute)) "
             "INSERT INTO rides (created_at, status) "
             "SELECT datetime(minute * 60 + i * 59 / (n + n / 10), 'unixepoch') || '.000000', "
             "CASE WHEN i % 11 = 10 THEN 'cancelled' ELSE 'paid' END "

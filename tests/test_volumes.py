@@ -69,6 +69,7 @@ class EventsTable:
 
 @pytest.fixture
 def tables(payments_db: PaymentsDb) -> Iterator[list[EventsTable]]:
+    """The event tables a test makes on a database server, dropped after it."""
     made: list[EventsTable] = []
     yield made
     for table in made:
@@ -298,3 +299,28 @@ def test_the_volumes_page_says_when_no_volume_is_configured(
     assert "/volumes" not in status.text
     assert page.status_code == 200
     assert "No volumes configured" in page.text
+
+
+def test_a_volume_database_that_cannot_be_read_keeps_the_volume_alerts_as_they_are(
+    sqlite_db: PaymentsDb, http: HttpRecorder, tmp_path: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    orders = EventsTable(sqlite_db, "orders")
+    orders.add(T0 - timedelta(hours=3), 160, 12)
+    orders.add(T0 - timedelta(minutes=20), 20, 3)
+    config = _config(sqlite_db, http.url, {"sales": {"table": orders.name}})
+    clock = Clock(T0 - timedelta(minutes=5))  # the last 15 minutes all in the drop
+    state = f"sqlite:///{tmp_path / 'state.db'}"
+    with requests.Session() as session, in_process_daemon(config, state, clock, session) as daemon:
+        daemon.tick()
+        daemon.deliver()
+        orders.drop()
+        for _ in range(10):  # past keep_firing_for: a read failure is no recovery
+            clock.now += timedelta(minutes=1)
+            daemon.tick()
+            daemon.deliver()
+        firing = [a.labels for a in daemon.engine.alerts.alerts.values()]
+    assert [(r.json()["event"], r.json()["rule"]) for r in http.requests] == [
+        ("firing", "volume_drop")
+    ]
+    assert firing == [{"rule": "volume_drop", "volume": "sales"}]
+    assert "volumes.sales: cannot read" in caplog.text
