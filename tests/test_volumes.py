@@ -4,8 +4,9 @@ database and watched by the volume rules, their alerts delivered like the gatewa
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from detector.source import SchemaError
 from detector.volume_source import open_volumes
 
 from .conftest import T0, Clock, PaymentsDb, in_process_daemon
+from .daemon_process import LISTEN, DaemonProcess, wait_until
 from .http_recorder import HttpRecorder
 
 
@@ -324,3 +326,35 @@ def test_a_volume_database_that_cannot_be_read_keeps_the_volume_alerts_as_they_a
     ]
     assert firing == [{"rule": "volume_drop", "volume": "sales"}]
     assert "volumes.sales: cannot read" in caplog.text
+
+
+def test_detector_run_serves_the_volumes_page_and_refuses_a_volume_column_that_is_missing(
+    sqlite_db: PaymentsDb, start_daemon: Callable[..., DaemonProcess], tmp_path: Path
+) -> None:
+    orders = EventsTable(sqlite_db, "orders")
+    orders.add(datetime.now(UTC) - timedelta(hours=3), 180, 2)
+    state = f"sqlite:///{tmp_path / 'state.db'}"
+
+    def config(volume: str) -> Path:
+        path = tmp_path / "alerts.yaml"
+        path.write_text(
+            f"source: {{url: '{sqlite_db.url}', table: {sqlite_db.table}}}\n"
+            f"state: {{url: '{state}'}}\nserver: {{listen: '{LISTEN}'}}\n"
+            f"volumes:\n  sales: {volume}\n"
+        )
+        return path
+
+    service = start_daemon(config(f"{{table: {orders.name}}}"), tmp_path / "run.log")
+    service.wait_ticks(1)
+    page = wait_until(
+        lambda: (p := service.get("/volumes")).status_code == 200 and "<svg" in p.text and p,
+        "the volumes page",
+    )
+    assert '<span class="name">sales</span>' in page.text
+    assert '<a href="/volumes">' in service.get("/").text
+
+    broken = start_daemon(
+        config(f"{{table: {orders.name}, by: [region]}}"), tmp_path / "broken.log", ready=False
+    )
+    assert broken.process.wait(timeout=60) != 0
+    assert "volumes.sales.by[0]: column 'region' not found" in (tmp_path / "broken.log").read_text()
