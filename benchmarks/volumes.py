@@ -4,11 +4,12 @@ The trace (benchmarks/nyc_taxi.py: NYC taxi passengers per 30 minutes, Numenta A
 Benchmark, five labelled anomaly windows) becomes one row per ride in a SQLite table, with a
 tenth as many cancelled rides that ``where: {status: [paid]}`` must leave out. The volume is
 read the way the daemon reads it (:func:`detector.volume_source.open_volumes`: one
-``GROUP BY`` per minute bucket in the database) and replayed through the volume rules as
-the daemon runs them (:func:`detector.volume_source.volume_config`: ``volume_drop`` and
-``no_data``, default alerts.yaml otherwise). Side by side, in the same run, the same counts
-replayed as one gateway's payments (``benchmarks/detection.py``'s taxi part): a volume is a
-gateway with only totals, so the alerts should be the same.
+``GROUP BY`` per minute bucket in the database) and replayed with the settings the daemon
+judges a volume with (:func:`detector.volume_source.volume_config`, default alerts.yaml; the
+failure-rate rules run too in a replay, and find nothing in rows without failures). Side by
+side, in the same run, the same counts replayed as one gateway's payments
+(``benchmarks/detection.py``'s taxi part): a volume is a gateway with only totals, judged
+with the same settings and budget share, so the volume alerts should be the same.
 
     .venv/bin/python benchmarks/volumes.py                 # the whole trace, 5-15 minutes
     .venv/bin/python benchmarks/volumes.py --from 2014-10-01

@@ -19,6 +19,7 @@ from detector.config import Config
 from detector.lateness import Lateness
 from detector.model import Counts
 from detector.rules import (
+    VOLUME_RULES,
     Calibration,
     Replay,
     RuleResult,
@@ -257,6 +258,7 @@ class Engine:
             volumes.volume_history,
             lateness=volumes.late_minutes(),
             noun="events",
+            rules=VOLUME_RULES,
         )
         self.volume_results = {r.rule: r.as_volumes(labels) for r in volumes.last_results}
 

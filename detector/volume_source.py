@@ -167,17 +167,15 @@ def volume_dimensions(labels: Mapping[str, str]) -> dict[str, str]:
 
 
 def volume_config(config: Config) -> Config:
-    """The settings the volumes are judged with: those of the payments, with only the
-    volume rules (``volume_drop``, ``no_data``) and no gateway's own."""
+    """The settings the volumes are read and judged with: those of the payments without
+    the gateways' own settings or dimension series. (The rules keep their settings and
+    their share of the false-alert budget; only the volume rules run on a volume.)"""
     detection = config.detection
-    off = {"enabled": False}
+    series = {"series": ()}
     return config.model_copy(
         update={
             "detection": detection.model_copy(
-                update={
-                    "outage": detection.outage.model_copy(update=off),
-                    "sla_breach": detection.sla_breach.model_copy(update={**off, "series": ()}),
-                }
+                update={"sla_breach": detection.sla_breach.model_copy(update=series)}
             ),
             "gateways": {},
         }

@@ -97,10 +97,10 @@ def test_a_sales_drop_fires_volume_drop_for_sales_and_steady_signups_do_not(
     orders, users = EventsTable(payments_db, "orders"), EventsTable(payments_db, "users")
     tables += [orders, users]
     start = T0 - timedelta(hours=3)
-    # Paid sales fall from 12 to 3 a minute in the last 20 minutes; refunds carry on, and
+    # Paid sales fall from 12 to 1 a minute in the last 20 minutes; refunds carry on, and
     # would hide the drop were ``where`` not applied.
     orders.add(start, 160, 12)
-    orders.add(T0 - timedelta(minutes=20), 20, 3)
+    orders.add(T0 - timedelta(minutes=20), 20, 1)
     orders.add(start, 180, 12, status="refunded")
     users.add(start, 180, 6)
     config = _config(
@@ -132,9 +132,9 @@ def test_a_volume_split_by_country_alerts_per_country(
 ) -> None:
     sessions = EventsTable(sqlite_db, "sessions")
     start = T0 - timedelta(hours=3)
-    # Brazil goes silent for the last half hour; the US falls from 20 to 4 visits a minute.
+    # Brazil goes silent for the last half hour; the US falls from 20 to 2 visits a minute.
     sessions.add(start, 160, 20, country="US")
-    sessions.add(T0 - timedelta(minutes=20), 21, 4, country="US")
+    sessions.add(T0 - timedelta(minutes=20), 21, 2, country="US")
     sessions.add(start, 150, 10, country="BR")
     config = _config(
         sqlite_db,
@@ -308,7 +308,7 @@ def test_a_volume_database_that_cannot_be_read_keeps_the_volume_alerts_as_they_a
 ) -> None:
     orders = EventsTable(sqlite_db, "orders")
     orders.add(T0 - timedelta(hours=3), 160, 12)
-    orders.add(T0 - timedelta(minutes=20), 20, 3)
+    orders.add(T0 - timedelta(minutes=20), 20, 1)
     config = _config(sqlite_db, http.url, {"sales": {"table": orders.name}})
     clock = Clock(T0 - timedelta(minutes=5))  # the last 15 minutes all in the drop
     state = f"sqlite:///{tmp_path / 'state.db'}"

@@ -42,6 +42,7 @@ from detector.window import CountWindow
 __all__ = [
     "RULES",
     "SERIES_RULES",
+    "VOLUME_RULES",
     "Calibration",
     "Finding",
     "Replay",
@@ -67,6 +68,8 @@ RULES: tuple[Rule, ...] = (Outage(), SlaBreach(), NoData(), VolumeDrop())
 # Those that also run on dimension series: a segment fails or is down while its gateway is
 # not. Silence and volume stay per gateway.
 SERIES_RULES: tuple[Rule, ...] = RULES[:2]
+# Those that run on business volumes (``volumes:``), which have totals but no failures.
+VOLUME_RULES: tuple[Rule, ...] = RULES[2:]
 
 
 def minutes_needed(config: Config) -> int:
@@ -104,6 +107,7 @@ def evaluate(
     restarts: npt.NDArray[np.int64] | None = None,
     lateness: npt.NDArray[np.int64] | None = None,
     noun: str = "payments",
+    rules: tuple[Rule, ...] = RULES,
 ) -> list[RuleResult]:
     """Every enabled rule's verdict on the window as it stands.
 
@@ -113,7 +117,8 @@ def evaluate(
     ``replay`` serves a replayed tick its figures from its hour's, computed at once;
     ``restarts`` says from which epoch minute each gateway's sla_breach evidence counts;
     ``lateness`` how many minutes late each gateway's rows arrive (None: on time);
-    ``noun`` what the rows count, for the messages.
+    ``noun`` what the rows count, for the messages; ``rules`` which of :data:`RULES` run
+    (if enabled).
     """
     context = RuleContext(
         config,
@@ -126,7 +131,7 @@ def evaluate(
         lateness=lateness,
         noun=noun,
     )
-    return [rule.evaluate(window, context) for rule in _enabled(RULES, config)]
+    return [rule.evaluate(window, context) for rule in _enabled(rules, config)]
 
 
 def evaluate_series(
