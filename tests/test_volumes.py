@@ -15,6 +15,7 @@ import sqlalchemy as sa
 import yaml
 
 from detector.config import Config, ConfigError, parse_config
+from detector.service.volumes_page import render_volumes
 from detector.service.web import WebServer
 from detector.source import SchemaError
 from detector.volume_source import open_volumes
@@ -148,6 +149,14 @@ def test_a_volume_split_by_country_alerts_per_country(
             daemon.tick()
             daemon.deliver()
             clock.now += timedelta(minutes=1)
+        page = render_volumes(daemon.snapshot())
+    # The page marks each series while it has a firing alert.
+    assert (
+        '<span class="name">visits (country=BR)</span><span class="badge degraded">no_data' in page
+    )
+    assert (
+        '<span class="name">visits (country=US)</span><span class="badge degraded">volume_d' in page
+    )
     labels = sorted(
         (r.json()["labels"]["rule"], r.json()["labels"].get("country")) for r in http.requests
     )

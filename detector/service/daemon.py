@@ -29,12 +29,11 @@ from apscheduler.triggers.interval import IntervalTrigger
 from prometheus_client import CollectorRegistry
 
 from detector.alerting.routing import Router
-from detector.config import VOLUME_LABEL, Config
+from detector.config import Config
 from detector.engine import Engine, TickResult
 from detector.errors import DetectorError
 from detector.notify.base import Receiver
 from detector.notify.dispatch import Dispatcher
-from detector.rules import series_name
 from detector.service.health import (
     HealthTable,
     gateway_health,
@@ -46,12 +45,12 @@ from detector.service.history import History
 from detector.service.lease import Lease
 from detector.service.metrics import Metrics
 from detector.service.snapshot import Snapshot
-from detector.service.volume_charts import VolumeCharts, read_volume_charts
+from detector.service.volume_charts import VolumeCharts, firing_volumes, read_volume_charts
 from detector.service.web import WebServer
 from detector.source import Source, SourceError
 from detector.store import FencedOut, StateStore, StoreError
 from detector.timeutil import epoch_minute, iso_z
-from detector.volume_source import VolumeSource, volume_dimensions
+from detector.volume_source import VolumeSource
 
 __all__ = ["Daemon", "utc_now"]
 
@@ -351,11 +350,7 @@ class Daemon:
             self.history.snapshot(self.engine.volume_history),
             self._silences(),
             self.volume_charts,
-            {
-                series_name(a.labels[VOLUME_LABEL], volume_dimensions(a.labels)): a.rule
-                for a in alerts
-                if a.state == "firing" and VOLUME_LABEL in a.labels
-            },
+            firing_volumes(alerts),
         )
 
     def _refresh_volume_charts(self, now: datetime) -> None:

@@ -14,15 +14,16 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from detector.config import CalendarConfig
-from detector.rules import VolumeHistory
+from detector.alerts import Alert
+from detector.config import VOLUME_LABEL, CalendarConfig
+from detector.rules import VolumeHistory, series_name
 from detector.rules.seasonal import local_offsets
 from detector.service.history import BAND, band_quantile
 from detector.stats.seasonal import SLOTS_PER_HOUR
 from detector.timeutil import minute_start
-from detector.volume_source import VolumeSource
+from detector.volume_source import VolumeSource, volume_dimensions
 
-__all__ = ["CHART_WEEKS", "VolumeCharts", "read_volume_charts"]
+__all__ = ["CHART_WEEKS", "VolumeCharts", "firing_volumes", "read_volume_charts"]
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -98,3 +99,23 @@ def read_volume_charts(
         daily_high,
         last_day,
     )
+
+
+def firing_volumes(alerts: list[Alert]) -> dict[str, str]:
+    """Per volume series with firing alerts (named as the charts name it): their rules.
+
+    >>> from datetime import UTC, datetime
+    >>> from detector.model import Evidence
+    >>> now = datetime(2026, 11, 20, tzinfo=UTC)
+    >>> labels = [{"rule": r, "volume": "visits", "country": "BR"} for r in ("volume_drop",
+    ...           "no_data")]
+    >>> firing_volumes([Alert(r["rule"], r, "firing", "warning", "", now, now, now, Evidence())
+    ...                 for r in labels])
+    {'visits (country=BR)': 'no_data, volume_drop'}
+    """
+    rules: dict[str, list[str]] = {}
+    for alert in alerts:
+        if alert.state == "firing" and VOLUME_LABEL in alert.labels:
+            by = {k: v for k, v in volume_dimensions(alert.labels).items() if k != "rule"}
+            rules.setdefault(series_name(alert.labels[VOLUME_LABEL], by), []).append(alert.rule)
+    return {name: ", ".join(sorted(found)) for name, found in rules.items()}
