@@ -7,6 +7,7 @@ from ``../shared/data/nyc_taxi/`` beside the repository.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,10 +17,10 @@ import numpy as np
 from benchmarks.scoring import FAILURE_RULES, MONTH_DAYS
 from detector.backtest import replay
 from detector.config import Config
-from detector.model import Counts
+from detector.model import Counts, Notification
 from detector.source import FrameSource
 
-__all__ = ["TAXI", "run_taxi", "taxi_counts"]
+__all__ = ["TAXI", "run_taxi", "score_taxi", "taxi_counts"]
 
 TAXI = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "nyc_taxi"
 
@@ -71,12 +72,25 @@ def run_taxi(
     if loaded is None:
         return None
     counts, start, end, windows = loaded
+    return score_taxi(replay(config, FrameSource(counts), start, end), start, end, windows) | {
+        "per_minute": per_minute
+    }
+
+
+def score_taxi(
+    events: Iterable[Notification],
+    start: datetime,
+    end: datetime,
+    windows: list[tuple[datetime, datetime]],
+) -> dict[str, Any]:
+    """Alerts of a replay of the trace from ``start`` to ``end``, inside and outside the
+    labelled ``windows``, counted after the first week."""
     # The first week only teaches a seasonal detector; alerts count after it.
     count_from = start + timedelta(days=7)
     windows = [w for w in windows if w[1] > count_from]
     inside = {i: 0 for i in range(len(windows))}
     outside, outside_failure = 0, 0
-    for event in replay(config, FrameSource(counts), start, end):
+    for event in events:
         at = datetime.fromisoformat(event.at)
         if event.event != "firing" or at < count_from:
             continue
@@ -92,7 +106,6 @@ def run_taxi(
     return {
         "from": start.isoformat(),
         "to": end.isoformat(),
-        "per_minute": per_minute,
         "windows": [
             {"from": lo.isoformat(), "to": hi.isoformat(), "volume_alerts": inside[i]}
             for i, (lo, hi) in enumerate(windows)

@@ -21,6 +21,7 @@ from detector.config import Config, trace_link
 from detector.lateness import Lateness
 from detector.model import Counts
 from detector.rules import (
+    VOLUME_RULES,
     Calibration,
     LatencyWatch,
     QuarterHourTable,
@@ -38,6 +39,7 @@ from detector.stats.attribution import Attribution, attribute
 from detector.stats.revenue import Loss, above_sla, short_of_volume
 from detector.stats.seasonal import SLOT_MINUTES, SLOTS_PER_HOUR
 from detector.timeutil import ceil_minute, epoch_minute, minute_start
+from detector.volume_source import VolumeSource, volume_config
 from detector.window import CountWindow
 
 __all__ = ["Engine", "InvalidRows", "TickResult"]
@@ -82,7 +84,13 @@ class Engine:
     the rules compute an hour of ticks at once; the daemon passes none.
     """
 
-    def __init__(self, config: Config, source: Source, replay: Replay | None = None):
+    def __init__(
+        self,
+        config: Config,
+        source: Source,
+        replay: Replay | None = None,
+        volumes: VolumeSource | None = None,
+    ):
         self.config = config
         self.source = source
         self.replay = replay
@@ -111,14 +119,21 @@ class Engine:
         # source.late_arrival (source.max_late_arrival): None when it may not.
         self.lateness = _lateness_of(config)
         self.invalid = InvalidRows()
+        # The business volumes (``volumes:``): an engine of their own for their reads, window
+        # and history, whose volume verdicts join this one's alerts.
+        self.volumes = Engine(volume_config(config), volumes) if volumes is not None else None
+        self.volume_source = volumes
+        self.volume_results: dict[str, RuleResult] = {}
 
-    def reconfigured(self, config: Config, source: Source) -> Engine:
+    def reconfigured(
+        self, config: Config, source: Source, volumes: VolumeSource | None = None
+    ) -> Engine:
         """A new engine for a reloaded config that carries on this one's alerts and outage count.
 
         Its window starts empty and is refilled by the next tick's warm-up read, since the
         new rules may need a longer look-back.
         """
-        engine = Engine(config, source)
+        engine = Engine(config, source, volumes=volumes)
         engine.alerts.restore(self.alerts.alerts, self.alerts.resolved)
         engine.failed_ticks, engine._failing_since = self.failed_ticks, self._failing_since
         engine.invalid = self.invalid  # the warm-up read re-reads rows already counted
@@ -175,16 +190,11 @@ class Engine:
         late = self.lateness.minutes(self.window.gateways)
         return late if late.any() else None
 
-    def tick(self, now: datetime) -> TickResult:
-        """Read what is new, update the window, evaluate the rules, advance the alerts."""
-        began = time.perf_counter()
+    def read(self, now: datetime) -> tuple[Counts, datetime, int]:
+        """Read what is new into the window (and the volume history, hourly): the counts
+        read, from when, and how many of their skipped rows are new. Raises SourceError."""
         start, end = self._read_range(now)
-        try:
-            counts = self.source.read(start, end, self.dimensions)
-        except SourceError as exc:
-            return self._source_failed(now, str(exc), began)
-        read_seconds = time.perf_counter() - began
-        self.failed_ticks, self._failing_since = 0, None
+        counts = self.source.read(start, end, self.dimensions)
         end_minute = ceil_minute(now)
         self.window.advance(end_minute)
         self._replace(epoch_minute(start), end_minute, counts)
@@ -193,10 +203,23 @@ class Engine:
         )
         self.invalid.forget_before(end_minute - self.window.minutes)
         self.watermark = now
+        self._refresh_history(end_minute)
+        return counts, start, new_invalid
+
+    def tick(self, now: datetime) -> TickResult:
+        """Read what is new, update the window, evaluate the rules, advance the alerts."""
+        began = time.perf_counter()
+        try:
+            counts, start, new_invalid = self.read(now)
+        except SourceError as exc:
+            return self._source_failed(now, str(exc), began)
+        read_seconds = time.perf_counter() - began
+        self.failed_ticks, self._failing_since = 0, None
+        end_minute = ceil_minute(now)
 
         transitions = self.alerts.observe_findings("source_down", [], now)
         self.alerts.forget_resolved_before(minute_start(end_minute - self.window.minutes))
-        self._refresh_history(end_minute)
+        self._tick_volumes(now)
         shares = None
         if self.series is not None:
             self.series.update(epoch_minute(start), end_minute, counts)
@@ -231,6 +254,8 @@ class Engine:
                 if result.rule == "sla_breach":
                     self.last_series = rows
                 result = result.concat(rows)
+            if result.rule in self.volume_results:
+                result = result.concat(self.volume_results[result.rule])
             transitions += self.alerts.observe(result, now)
         return TickResult(
             now,
@@ -241,6 +266,29 @@ class Engine:
             read_seconds=read_seconds,
             seconds=time.perf_counter() - began,
         )
+
+    def _tick_volumes(self, now: datetime) -> None:
+        """The business volumes' verdicts, labelled by volume. When their database cannot
+        be read the last ones stand: nothing can be concluded about them without data."""
+        volumes, source = self.volumes, self.volume_source
+        if volumes is None or source is None:
+            return
+        try:
+            volumes.read(now)
+        except SourceError as exc:
+            log.warning("volumes: %s; their alerts keep their state", exc)
+            return
+        labels = [source.labels[name] for name in volumes.window.gateways]
+        volumes.last_results = evaluate(
+            volumes.window,
+            volumes.config,
+            volumes.calibration,
+            volumes.volume_history,
+            lateness=volumes.late_minutes(),
+            noun="events",
+            rules=VOLUME_RULES,
+        )
+        self.volume_results = {r.rule: r.as_volumes(labels) for r in volumes.last_results}
 
     def quiet(self, now: datetime) -> bool:
         """Whether a tick at ``now`` is known to change nothing, so that a replay may leave it

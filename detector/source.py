@@ -25,7 +25,7 @@ from detector.config import SourceConfig
 from detector.db import error_text
 from detector.errors import DetectorError
 from detector.model import Counts, grouped
-from detector.schema import timestamp_problem
+from detector.table_check import timestamp_problem
 from detector.timeutil import epoch_minute, naive_utc
 
 __all__ = [
@@ -39,6 +39,7 @@ __all__ = [
     "SourceError",
     "SqlSource",
     "skipped_text",
+    "time_bucket",
 ]
 
 log = logging.getLogger(__name__)
@@ -200,6 +201,20 @@ def _bucket_mysql(element: _Bucket, compiler: Any, **kw: Any) -> str:
     return f"(TIMESTAMPDIFF(SECOND, '1970-01-01 00:00:00', {column}) DIV {element.seconds})"
 
 
+_BUCKETS: dict[int, type[_Bucket]] = {
+    1: _MinuteBucket,
+    QUARTER_HOUR: _QuarterHourBucket,
+    DAY: _DayBucket,
+}
+
+
+def time_bucket(column: ColumnElement[Any], minutes: int = 1) -> ColumnElement[int]:
+    """Whole ``minutes``-long buckets (1, ``QUARTER_HOUR`` or ``DAY``) since the epoch of a
+    timestamp column, compiled for SQLite, PostgreSQL and MariaDB: what every count query
+    groups by."""
+    return _BUCKETS[minutes](column)
+
+
 def _count_where(condition: ColumnElement[bool]) -> ColumnElement[Any]:
     return sa.func.sum(sa.case((condition, 1), else_=0))
 
@@ -256,10 +271,12 @@ class SqlSource(Source):
         wanted += self._dimensions.values()
         self.table = sa.table(name, *wanted, schema=schema or None)
         self._counts_queries: dict[tuple[str, ...], sa.Select[Any]] = {
-            (): self._build_counts_query(_MinuteBucket(self._timestamp))
+            (): self._build_counts_query(time_bucket(self._timestamp))
         }
-        self._quarter_hourly_query = self._build_counts_query(_QuarterHourBucket(self._timestamp))
-        self._daily_query = self._build_counts_query(_DayBucket(self._timestamp))
+        self._quarter_hourly_query = self._build_counts_query(
+            time_bucket(self._timestamp, QUARTER_HOUR)
+        )
+        self._daily_query = self._build_counts_query(time_bucket(self._timestamp, DAY))
         # When each reason for skipped rows was last logged (the end of the read).
         self._warned: dict[str, datetime] = {}
 
@@ -270,7 +287,7 @@ class SqlSource(Source):
         )
 
     def _build_counts_query(
-        self, bucket: _Bucket, dimensions: tuple[str, ...] = ()
+        self, bucket: ColumnElement[int], dimensions: tuple[str, ...] = ()
     ) -> sa.Select[Any]:
         statuses = self.config.statuses
         minute = bucket
@@ -429,7 +446,7 @@ class SqlSource(Source):
     def read(self, start: datetime, end: datetime, dimensions: tuple[str, ...] = ()) -> Counts:
         query = self._counts_queries.get(dimensions)
         if query is None:
-            query = self._build_counts_query(_MinuteBucket(self._timestamp), dimensions)
+            query = self._build_counts_query(time_bucket(self._timestamp), dimensions)
             self._counts_queries[dimensions] = query
         counts = self._counts(query, start, end, dimensions)
         if counts.invalid:

@@ -25,6 +25,7 @@ from detector.service.daemon import Daemon
 from detector.simulate import create_schema
 from detector.source import Source, SqlSource
 from detector.store import StateStore
+from detector.volume_source import open_volumes
 
 from .daemon_process import DaemonProcess
 from .http_recorder import HttpRecorder
@@ -248,12 +249,17 @@ def in_process_daemon(
 ) -> Iterator[Daemon]:
     """A daemon ticked and delivered by the test; leaving the block is a crash (no shutdown)."""
     source = SqlSource(connect(config.source.url), config.source, config.latency_threshold)
+    volumes = open_volumes(config, strict=True)
     store = StateStore.open(state_url)
     try:
-        yield Daemon(config, source, store, build_receivers(config, session, stream), clock)
+        yield Daemon(
+            config, source, store, build_receivers(config, session, stream), clock, volumes=volumes
+        )
     finally:
         source.engine.dispose()
         store.engine.dispose()
+        if volumes is not None:
+            volumes.dispose()
 
 
 @pytest.fixture

@@ -36,7 +36,7 @@ class Mutes:
         # Per inhibit rule, its firing sources by their values of the `equal` labels, so
         # that checking an alert costs the number of rules, not the number of alerts.
         self.sources: list[tuple[InhibitRule, dict[tuple[str, ...], list[Alert]]]] = []
-        for rule in config.inhibit_rules:
+        for rule in config.inhibitions:
             by_equal: dict[tuple[str, ...], list[Alert]] = {}
             for source in firing:
                 labels = source.routing_labels

@@ -14,8 +14,8 @@ from typing import Protocol
 from detector.config import Config, load_config, parse_duration
 from detector.config.lint import label_warnings
 from detector.db import DatabaseUrlError, check_url, connect
-from detector.schema import data_warnings
 from detector.source import SchemaError, SourceError, SqlSource
+from detector.table_check import data_warnings
 
 __all__ = [
     "EXIT_ERROR",

@@ -60,11 +60,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     from detector.service.lease import Lease
     from detector.source import Source
     from detector.store import StateStore
+    from detector.volume_source import open_volumes
 
     config = load(args)
     source = open_source(config, strict=False, bounded=True, name=source_name(args))
     for warning in startup_warnings(config, source, datetime.now(UTC)):
         log.warning("%s", warning)
+    volumes = open_volumes(config, strict=False, query_timeout=config.source_query_timeout)
     store = StateStore.open(config.state.url, config.state.query_timeout)
     replica = (
         os.environ.get("DETECTOR_REPLICA_ID")
@@ -86,7 +88,13 @@ def cmd_run(args: argparse.Namespace) -> int:
             return config, source, receivers
 
         daemon = Daemon(
-            config, source, store, build_receivers(config, session), lease=lease, reload=reload
+            config,
+            source,
+            store,
+            build_receivers(config, session),
+            lease=lease,
+            reload=reload,
+            volumes=volumes,
         )
         daemon.run()
     return EXIT_OK

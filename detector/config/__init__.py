@@ -56,11 +56,13 @@ from detector.config.source import (
     Statuses,
     trace_link,
 )
+from detector.config.volumes import VOLUME_LABEL, VolumeConfig
 
 __all__ = [
     "DEFAULT_CONFIG_PATH",
     "GROUP_BY_ALL",
     "TEMPLATE_FIELDS",
+    "VOLUME_LABEL",
     "AlertingConfig",
     "AlertmanagerReceiver",
     "BankRule",
@@ -95,6 +97,7 @@ __all__ = [
     "StateConfig",
     "Statuses",
     "Templates",
+    "VolumeConfig",
     "VolumeDropRule",
     "WebhookReceiver",
     "check_regex",

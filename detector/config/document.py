@@ -19,6 +19,7 @@ from detector.config.routes import (
 )
 from detector.config.service import HaConfig, HeartbeatConfig, ServerConfig
 from detector.config.source import ScheduleConfig, SourceConfig, StateConfig
+from detector.config.volumes import VOLUME_LABEL, VolumeConfig, VolumeName
 
 __all__ = ["Config"]
 
@@ -43,6 +44,7 @@ class Config(FrozenModel):
     route: Route = Route(receivers=("console",))
     inhibit_rules: tuple[InhibitRule, ...] = DEFAULT_INHIBIT_RULES
     maintenance_windows: tuple[MaintenanceWindow, ...] = ()
+    volumes: dict[VolumeName, VolumeConfig] = {}
 
     @model_validator(mode="after")
     def _routes_name_receivers(self) -> Config:
@@ -110,6 +112,21 @@ class Config(FrozenModel):
         if self.source.query_timeout is not None:
             return self.source.query_timeout
         return min(MAX_DEFAULT_QUERY_TIMEOUT, self.schedule.interval / 2)
+
+    @property
+    def inhibitions(self) -> tuple[InhibitRule, ...]:
+        """``inhibit_rules`` as applied: a rule whose alerts must share their ``gateway``
+        must share their business volume too (its name and ``by`` values), which a
+        volume's alert carries in the gateway's stead."""
+        subject = (VOLUME_LABEL, *sorted({c for v in self.volumes.values() for c in v.by}))
+        if not self.volumes:
+            return self.inhibit_rules
+        return tuple(
+            rule.model_copy(update={"equal": (*rule.equal, *subject)})
+            if "gateway" in rule.equal
+            else rule
+            for rule in self.inhibit_rules
+        )
 
     def sla_for(self, gateway: str) -> float:
         override = self.gateways.get(gateway)

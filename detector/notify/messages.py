@@ -61,7 +61,7 @@ from html import escape
 from string import Template
 from typing import Any
 
-from detector.config import GROUP_BY_ALL, Templates
+from detector.config import GROUP_BY_ALL, VOLUME_LABEL, Templates
 from detector.model import Evidence, Notification
 from detector.stats.attribution import Attribution
 from detector.stats.binomial import p_value_text
@@ -236,12 +236,15 @@ def samples(e: Evidence) -> list[tuple[str, str | None]]:
 
 
 def _series(n: Notification) -> str:
-    """``"stripe"``, ``"stripe (method=card)"`` or ``""`` when no gateway is involved."""
-    extra = ", ".join(f"{k}={v}" for k, v in sorted(n.labels.items()) if k not in _TITLE_LABELS)
+    """``"stripe"``, ``"stripe (method=card)"``, a business volume's ``"visits
+    (country=BR)"``, or ``""`` when neither is involved."""
     gateway = n.labels.get("gateway", "")
-    if gateway and extra:
-        return f"{gateway} ({extra})"
-    return gateway or (f"({extra})" if extra else "")
+    subject = gateway or n.labels.get(VOLUME_LABEL, "")
+    named = _TITLE_LABELS if gateway else _TITLE_LABELS | {VOLUME_LABEL}
+    extra = ", ".join(f"{k}={v}" for k, v in sorted(n.labels.items()) if k not in named)
+    if subject and extra:
+        return f"{subject} ({extra})"
+    return subject or (f"({extra})" if extra else "")
 
 
 def template_fields(n: Notification) -> dict[str, str]:

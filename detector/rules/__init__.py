@@ -45,6 +45,7 @@ from detector.window import CountWindow
 __all__ = [
     "RULES",
     "SERIES_RULES",
+    "VOLUME_RULES",
     "Calibration",
     "Finding",
     "LatencyWatch",
@@ -72,6 +73,8 @@ RULES: tuple[Rule, ...] = (Outage(), SlaBreach(), NoData(), VolumeDrop())
 # Those that also run on dimension series: a segment fails or is down while its gateway is
 # not. Silence and volume stay per gateway.
 SERIES_RULES: tuple[Rule, ...] = RULES[:2]
+# Those that run on business volumes (``volumes:``), which have totals but no failures.
+VOLUME_RULES: tuple[Rule, ...] = RULES[2:]
 
 
 def minutes_needed(config: Config) -> int:
@@ -117,6 +120,8 @@ def evaluate(
     replay: Replay | None = None,
     restarts: npt.NDArray[np.int64] | None = None,
     lateness: npt.NDArray[np.int64] | None = None,
+    noun: str = "payments",
+    rules: tuple[Rule, ...] = RULES,
 ) -> list[RuleResult]:
     """Every enabled rule's verdict on the window as it stands.
 
@@ -125,7 +130,9 @@ def evaluate(
     ``sla_shares`` says how many series share a gateway's sla_breach budget (default 1);
     ``replay`` serves a replayed tick its figures from its hour's, computed at once;
     ``restarts`` says from which epoch minute each gateway's sla_breach evidence counts;
-    ``lateness`` how many minutes late each gateway's rows arrive (None: on time).
+    ``lateness`` how many minutes late each gateway's rows arrive (None: on time);
+    ``noun`` what the rows count, for the messages; ``rules`` which of :data:`RULES` run
+    (if enabled).
     """
     context = RuleContext(
         config,
@@ -136,8 +143,9 @@ def evaluate(
         sla_shares=_per_row(window.gateways, sla_shares),
         restarts=restarts,
         lateness=lateness,
+        noun=noun,
     )
-    return [rule.evaluate(window, context) for rule in _enabled(RULES, config)]
+    return [rule.evaluate(window, context) for rule in _enabled(rules, config)]
 
 
 def evaluate_series(

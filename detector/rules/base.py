@@ -56,6 +56,9 @@ class RuleContext:
     restarts: npt.NDArray[np.int64] | None = None
     # Per row: how many minutes late its rows arrive; None where none arrive late.
     lateness: npt.NDArray[np.int64] | None = None
+    # What the rows count, as the volume rules' messages say: payments, or a business
+    # volume's events.
+    noun: str = "payments"
 
     def figures(
         self,

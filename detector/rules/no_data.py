@@ -98,11 +98,12 @@ class NoData:
                 "(less than a week of history)"
             )
             summary = (
-                f"{window.gateways[i]} is silent: no payments for "
+                f"{window.gateways[i]} is silent: no {context.noun} for "
                 f"{max(int(silent_for[i]), silence)} min where "
                 f"{expected[i]:.0f} were expected {basis}"
                 if active[i]
-                else f"{window.gateways[i]}: {int(recent[i])} payments in the last {silence} min"
+                else f"{window.gateways[i]}: {int(recent[i])} {context.noun} in the last "
+                f"{silence} min"
             )
             return Finding(
                 "no_data",

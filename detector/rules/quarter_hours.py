@@ -43,21 +43,26 @@ def reread_slots(late_minutes: int) -> int:
 @dataclass(frozen=True)
 class QuarterHourTable:
     """Per gateway (rows, in order of first appearance) and quarter hour (columns, the
-    ``HISTORY_SLOTS`` before epoch quarter hour ``end_slot``): volume, payments, failures,
+    ``slots`` before epoch quarter hour ``end_slot``, the rules' ``HISTORY_SLOTS`` unless a
+    longer chart asks for more): volume, payments, failures,
     and whether any row was read. Never changed in place: an update makes a new table, so a
     :class:`~detector.rules.seasonal.VolumeHistory` built on one keeps its hour's figures."""
 
     end_slot: int
     gateways: tuple[str, ...]
-    cells: npt.NDArray[np.int32]  # (_FIELDS, gateways, HISTORY_SLOTS)
+    cells: npt.NDArray[np.int32]  # (_FIELDS, gateways, slots)
 
     @classmethod
-    def empty(cls, end_slot: int) -> QuarterHourTable:
-        return cls(end_slot, (), np.zeros((_FIELDS, 0, HISTORY_SLOTS), dtype=np.int32))
+    def empty(cls, end_slot: int, slots: int = HISTORY_SLOTS) -> QuarterHourTable:
+        return cls(end_slot, (), np.zeros((_FIELDS, 0, slots), dtype=np.int32))
+
+    @property
+    def slots(self) -> int:
+        return int(self.cells.shape[2])
 
     @property
     def first_slot(self) -> int:
-        return self.end_slot - HISTORY_SLOTS
+        return self.end_slot - self.slots
 
     def updated(self, first_slot: int, end_slot: int, counts: Counts) -> QuarterHourTable:
         """The table moved on to ``end_slot``, its quarter hours from ``first_slot`` replaced
@@ -67,7 +72,7 @@ class QuarterHourTable:
         gateways = self.gateways + tuple(
             pd.Index(np.unique(counts.gateway.astype(str))).difference(pd.Index(self.gateways))
         )
-        cells = np.zeros((_FIELDS, len(gateways), HISTORY_SLOTS), dtype=np.int32)
+        cells = np.zeros((_FIELDS, len(gateways), self.slots), dtype=np.int32)
         # The columns both tables hold, up to where the read starts.
         shift = end_slot - self.end_slot
         keep_end = min(first_slot, end_slot, self.end_slot) - self.first_slot  # old columns
@@ -86,7 +91,7 @@ class QuarterHourTable:
         column = counts.minute // SLOT_MINUTES - self.first_slot
         # A hash lookup in C: a Python dict per row would cost more than the rest.
         rows = pd.Index(self.gateways).get_indexer(counts.gateway).astype(np.int64)
-        keep = (rows >= 0) & (column >= 0) & (column < HISTORY_SLOTS)
+        keep = (rows >= 0) & (column >= 0) & (column < self.slots)
         values = np.stack(
             [counts.volume, counts.payments, counts.failures, np.ones_like(counts.volume)]
         )
@@ -96,14 +101,14 @@ class QuarterHourTable:
         self, gateways: Sequence[str]
     ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
         """(volume/payments/failures, ``gateways``, slots), 0 where a quarter hour had no
-        row, and the column of each gateway's first row (``HISTORY_SLOTS`` if none)."""
+        row, and the column of each gateway's first row (``slots`` if none)."""
         rows = pd.Index(self.gateways).get_indexer(list(gateways)).astype(np.int64)
         known = rows >= 0
-        matrices = np.zeros((3, len(gateways), HISTORY_SLOTS))
+        matrices = np.zeros((3, len(gateways), self.slots))
         matrices[:, known] = self.cells[:3, rows[known]]
-        seen = np.full(len(gateways), HISTORY_SLOTS, dtype=np.int64)
+        seen = np.full(len(gateways), self.slots, dtype=np.int64)
         present = self.cells[3, rows[known]] > 0
-        seen[known] = np.where(present.any(axis=1), present.argmax(axis=1), HISTORY_SLOTS)
+        seen[known] = np.where(present.any(axis=1), present.argmax(axis=1), self.slots)
         return matrices, seen
 
     # --- persisted per hour ------------------------------------------------------------------

@@ -12,7 +12,7 @@ import numpy.typing as npt
 
 from detector.config import CalendarConfig
 from detector.model import Counts
-from detector.rules.quarter_hours import HISTORY_SLOTS, QuarterHourTable
+from detector.rules.quarter_hours import QuarterHourTable
 from detector.rules.verdict import BoolArray
 from detector.stats.seasonal import (
     HISTORY_WEEKS,
@@ -143,6 +143,9 @@ class VolumeHistory:
     calendar
         The declared days: their expected volume is scaled (or unknown), and they are left
         out of what the other days learn from.
+    weeks
+        With counts, how many weeks to hold: the rules' ``HISTORY_WEEKS``, more for a longer
+        chart (a table holds its own).
     """
 
     def __init__(
@@ -150,16 +153,19 @@ class VolumeHistory:
         end_hour: int,
         quarters: QuarterHourTable | Counts,
         calendar: CalendarConfig | None = None,
+        weeks: int = HISTORY_WEEKS,
     ) -> None:
         self.end_hour = end_hour
         end_slot = end_hour * SLOTS_PER_HOUR
         if isinstance(quarters, Counts):
-            quarters = QuarterHourTable.empty(end_slot).updated(
-                end_slot - HISTORY_SLOTS, end_slot, quarters
+            slots = weeks * SLOTS_PER_WEEK
+            quarters = QuarterHourTable.empty(end_slot, slots).updated(
+                end_slot - slots, end_slot, quarters
             )
         if quarters.end_slot != end_slot:
             raise ValueError(f"the quarter hours end at {quarters.end_slot}, not {end_slot}")
         self.table = quarters
+        self.weeks = quarters.slots // SLOTS_PER_WEEK
         self.calendar = calendar or CalendarConfig()
         self._seasons: dict[tuple[str, ...], Season] = {}
         self._outcomes: dict[tuple[str, ...], QuarterHours] = {}
@@ -253,7 +259,7 @@ class VolumeHistory:
         return self._slots[key]
 
     def _season(self, gateways: list[str]) -> Season:
-        slots = HISTORY_WEEKS * SLOTS_PER_WEEK
+        slots = self.weeks * SLOTS_PER_WEEK
         first = self.end_hour * SLOTS_PER_HOUR - slots
         matrices, seen = self._per_slot(gateways)
         volume = matrices[0].copy()

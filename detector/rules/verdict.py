@@ -9,7 +9,7 @@ built for the gateways the alert lifecycle asks about.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Literal
 
@@ -66,17 +66,32 @@ class RuleResult:
     # Rows whose firing alert stays firing though ``active`` no longer holds (a weaker
     # condition that opens no alert); None where the rule has none.
     holding: BoolArray | None = None
+    # Rows that are business volumes (``volumes:``), labelled by their series alone.
+    volumes: BoolArray | None = None
 
     def finding(self, index: int) -> Finding:
         return self.build(index)
 
     def identity(self, index: int) -> dict[str, str]:
         """The labels of the alert row ``index`` would raise: rule, gateway and series."""
-        return {
-            "rule": self.rule,
-            "gateway": self.gateways[index],
-            **(self.series[index] if self.series else {}),
-        }
+        gateway = {}
+        if self.volumes is None or not self.volumes[index]:
+            gateway = {"gateway": self.gateways[index]}
+        return {"rule": self.rule, **gateway, **(self.series[index] if self.series else {})}
+
+    def as_volumes(self, labels: list[dict[str, str]]) -> RuleResult:
+        """This result with its rows as business volumes, each labelled ``labels[row]``
+        (``{volume: visits, country: BR}``) instead of by a gateway."""
+
+        def build(index: int) -> Finding:
+            return replace(self.build(index), gateway=None, series=labels[index])
+
+        return replace(
+            self,
+            build=build,
+            series=labels,
+            volumes=np.ones(len(self.gateways), dtype=bool),
+        )
 
     def concat(self, other: RuleResult) -> RuleResult:
         """One result for the rows of both, e.g. the gateways and their dimension series."""
@@ -95,6 +110,8 @@ class RuleResult:
             build,
             evidence_ratio=ratio,
             series=(self.series or [{}] * first) + (other.series or [{}] * len(other.gateways)),
+            holding=_joined(self.holding, other.holding, first, len(other.gateways)),
+            volumes=_joined(self.volumes, other.volumes, first, len(other.gateways)),
         )
 
 
@@ -105,6 +122,20 @@ class SeriesRows:
     gateways: list[str]  # the gateway of each row
     labels: list[dict[str, str]]  # e.g. {"method": "card"}
     watched: BoolArray  # enough traffic to be tested (``series_min_payments``)
+
+
+def _joined(
+    first: BoolArray | None, second: BoolArray | None, rows: int, other_rows: int
+) -> BoolArray | None:
+    """Two per-row flags as one, False for the rows of a result without them."""
+    if first is None and second is None:
+        return None
+    return np.concatenate(
+        [
+            np.zeros(rows, dtype=bool) if first is None else first,
+            np.zeros(other_rows, dtype=bool) if second is None else second,
+        ]
+    )
 
 
 def series_name(gateway: str, labels: Mapping[str, str]) -> str:

@@ -171,7 +171,8 @@ class VolumeDrop:
             if active[i]:
                 notes.append(p_value_clause(float(chance[i])))
             summary = (
-                f"{window.gateways[i]}: {int(observed[i])} payments in the last {minutes} min, "
+                f"{window.gateways[i]}: {int(observed[i])} {context.noun} in the last "
+                f"{minutes} min, "
                 f"{share:.0%} of the {basis}"
                 + (f" ({', '.join(notes)})" if notes else "")
                 + late_note(lateness, i, end)

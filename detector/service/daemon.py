@@ -46,10 +46,12 @@ from detector.service.history import History
 from detector.service.lease import Lease, lease_problem
 from detector.service.metrics import Metrics
 from detector.service.snapshot import Snapshot
+from detector.service.volume_charts import VolumeCharts, firing_volumes, read_volume_charts
 from detector.service.web import WebServer
 from detector.source import Source, SourceError
 from detector.store import FencedOut, HistoryUpdate, StateStore, StoreError
 from detector.timeutil import epoch_minute, iso_z
+from detector.volume_source import VolumeSource
 
 __all__ = ["Daemon", "utc_now"]
 
@@ -80,12 +82,13 @@ class Daemon:
         lease: Lease | None = None,
         registry: CollectorRegistry | None = None,
         reload: Reloader | None = None,
+        volumes: VolumeSource | None = None,
     ):
         self.config = config
         self.store = store
         self.receivers = receivers
         self.clock = clock
-        self.engine = Engine(config, source)
+        self.engine = Engine(config, source, volumes=volumes)
         # The window is refilled from the database on start; the alerts carry over, and so
         # do the volume rules' weeks of quarter hours (only the hours since are read).
         _, alerts = store.load()
@@ -129,6 +132,7 @@ class Daemon:
         # The snapshot served when the verdicts are stale or the role changed since it was
         # published: (published snapshot, stale reason, role, the one served).
         self._view: tuple[Snapshot, str | None, str, Snapshot] | None = None
+        self.volume_charts: VolumeCharts | None = None
 
     def tick(self) -> TickResult:
         """One evaluation, committed to the store with the notifications it causes."""
@@ -400,6 +404,7 @@ class Daemon:
             self.metrics.outbox_depth.set(self.store.outbox_depth())
         except StoreError as exc:
             log.debug("outbox depth unavailable: %s", exc)
+        self._refresh_volume_charts(result.at)
         self._snapshot = Snapshot(
             result.at,
             self.role,
@@ -407,7 +412,22 @@ class Daemon:
             health,
             self.history.snapshot(self.engine.volume_history, self.last_read),
             self._silences(),
+            self.volume_charts,
+            firing_volumes(alerts),
         )
+
+    def _refresh_volume_charts(self, now: datetime) -> None:
+        """Re-read the ``/volumes`` charts once an hour (one GROUP BY per volume)."""
+        source = self.engine.volume_source
+        hour = epoch_minute(now) // 60
+        if source is None or (
+            self.volume_charts is not None and self.volume_charts.end_hour == hour
+        ):
+            return
+        try:
+            self.volume_charts = read_volume_charts(source, self.config.calendar, hour)
+        except SourceError as exc:
+            log.warning("could not read the volumes' charts: %s", exc)
 
     def _silences(self) -> list[dict[str, Any]]:
         """The silences in force now, as the status page lists them."""
@@ -541,10 +561,10 @@ class Daemon:
             self.metrics.reloads.labels("rejected").inc()
             log.error("config reload rejected, the running config stays in force: %s", exc)
             return
-        for key in ("state", "server", "ha"):
+        for key in ("state", "server", "ha", "volumes"):
             if getattr(config, key) != getattr(self.config, key):
                 log.warning("config reload: changes to %s: take effect only after a restart", key)
-        self.engine = self.engine.reconfigured(config, source)
+        self.engine = self.engine.reconfigured(config, source, self.engine.volume_source)
         self.config = config
         self.receivers = receivers
         self.dispatcher.receivers = receivers

@@ -21,7 +21,7 @@ from detector.model import Counts
 from detector.rules import VolumeHistory
 from detector.window import CountWindow, shift_out
 
-__all__ = ["BAND", "BUCKET_MINUTES", "History", "HistorySnapshot"]
+__all__ = ["BAND", "BUCKET_MINUTES", "History", "HistorySnapshot", "band_quantile"]
 
 BUCKET_MINUTES = 5
 BAND = (0.05, 0.95)  # the quantiles of the expected volume the charts shade
@@ -91,12 +91,12 @@ class HistorySnapshot:
         return low, high
 
 
-def _quantile(q: float, mean: FloatArray, size: FloatArray) -> FloatArray:
+def band_quantile(q: float, mean: FloatArray, size: FloatArray) -> FloatArray:
     """The ``q`` quantile of a negative binomial of this mean and size (the parametrisation
     of the volume rules' ``negative_binomial_cdf``: ``var = m + m^2 / r``); NaN where the
     mean is.
 
-    >>> _quantile(0.95, np.array([10.0, 0.0, np.nan]), np.array(5.0)).tolist()
+    >>> band_quantile(0.95, np.array([10.0, 0.0, np.nan]), np.array(5.0)).tolist()
     [20.0, 0.0, nan]
     """
     m = np.maximum(mean, 0.0)
@@ -116,7 +116,7 @@ def _hourly_band(
             return band
     expected, size = seasonal.expected_hours(list(gateways), first_hour)
     mean = expected * (BUCKET_MINUTES / 60)
-    band = [_quantile(q, mean, size[:, None]) / BUCKET_MINUTES for q in BAND]
+    band = [band_quantile(q, mean, size[:, None]) / BUCKET_MINUTES for q in BAND]
     _band_cache[:] = [(seasonal, gateways, first_hour, band)]
     return band
 

@@ -13,6 +13,7 @@ from typing import Any
 from detector.config import Config
 from detector.service.health import HealthTable
 from detector.service.history import HistorySnapshot
+from detector.service.volume_charts import VolumeCharts
 
 __all__ = ["Snapshot"]
 
@@ -28,3 +29,7 @@ class Snapshot:
     history: HistorySnapshot | None = None
     # Silences in force, as dicts of matchers, until and comment.
     silences: list[dict[str, Any]] = field(default_factory=list)
+    # The business volumes' charts (``/volumes``), read hourly; None before the first read.
+    volumes: VolumeCharts | None = None
+    # Per volume series firing an alert: the rule, e.g. {"sales": "volume_drop"}.
+    volume_alerts: dict[str, str] = field(default_factory=dict)

@@ -203,6 +203,7 @@ def render(snapshot: Snapshot, *, refresh: bool = False) -> str:
         baselines = np.array([config.sla_for(g) for g in snapshot.history.gateways])
         charts = _Charts(snapshot.history, baselines)
     gateways = "".join(_gateway(h, charts) for h in snapshot.health)
+    volumes = ' &middot; <a href="/volumes">business volumes</a>' if snapshot.config.volumes else ""
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
@@ -212,7 +213,8 @@ def render(snapshot: Snapshot, *, refresh: bool = False) -> str:
         f'<div class="meta">As of {_when(snapshot.at)} &middot; this replica is the '
         f"{escape(snapshot.role)} &middot; "
         f"{_STOP_REFRESH if refresh else _START_REFRESH} &middot; "
-        '<a href="/api/v1/gateways">JSON</a> &middot; <a href="/metrics">metrics</a></div>'
+        '<a href="/api/v1/gateways">JSON</a> &middot; <a href="/metrics">metrics</a>'
+        f"{volumes}</div>"
         f"<h2>Gateways</h2>{gateways or '<p class=empty>No gateways seen yet.</p>'}"
         f"<h2>Active alerts</h2>{_alerts_table(snapshot)}"
         f"<h2>Silences</h2>{_silences(snapshot)}"

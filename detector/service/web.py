@@ -31,6 +31,7 @@ from detector.service.health import gateways_document
 from detector.service.openapi import openapi_json
 from detector.service.snapshot import Snapshot
 from detector.service.status_page import render
+from detector.service.volumes_page import render_volumes
 
 __all__ = ["Provider", "WebApp", "WebServer", "gateways_json"]
 
@@ -69,10 +70,13 @@ class WebApp:
             "/api/v1/openapi.json": self._openapi,
             "/": self._status_page,
             _REFRESHING: self._refreshing_status_page,
+            "/volumes": self._volumes_page,
         }
         self._rendered: dict[str, tuple[Snapshot, bytes]] = {}
         # One lock per view, so a router polling the JSON never waits for a page render.
-        self._locks = {name: threading.Lock() for name in ("page", "refreshing", "gateways")}
+        self._locks = {
+            name: threading.Lock() for name in ("page", "refreshing", "gateways", "volumes")
+        }
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         method, path = environ["REQUEST_METHOD"], environ.get("PATH_INFO") or "/"
@@ -124,6 +128,9 @@ class WebApp:
     def _refreshing_status_page(self) -> tuple[int, str, bytes]:
         page = self.rendered("refreshing", functools.partial(render, refresh=True))
         return 200, "text/html; charset=utf-8", page
+
+    def _volumes_page(self) -> tuple[int, str, bytes]:
+        return 200, "text/html; charset=utf-8", self.rendered("volumes", render_volumes)
 
     def rendered(self, name: str, render: Callable[[Snapshot], str]) -> bytes:
         """A view of the latest snapshot, rendered on the first request after a tick and
