@@ -25,12 +25,14 @@ from detector.config import SourceConfig
 from detector.db import error_text
 from detector.errors import DetectorError
 from detector.model import Counts, grouped
+from detector.source_arrays import read_columns
 from detector.timeutil import epoch_minute, naive_utc
 
 __all__ = [
     "QUARTER_HOUR",
     "Breakdown",
     "FrameSource",
+    "ReadFailed",
     "SchemaError",
     "Source",
     "SourceError",
@@ -47,6 +49,12 @@ QUARTER_HOUR = 15
 
 class SourceError(DetectorError):
     """The payments database could not be read."""
+
+
+class ReadFailed(SourceError):
+    """Reading the payments failed for a reason other than the database's answer: out of
+    memory, or a bug. Reported like an unreachable database (``source_down``), with the
+    cause in the message, rather than escaping the tick."""
 
 
 class SchemaError(SourceError):
@@ -399,31 +407,35 @@ class SqlSource(Source):
         dimensions: tuple[str, ...] = (),
     ) -> Counts:
         params = {"start": naive_utc(start), "end": naive_utc(end)}
+        kinds = "t" + "i" * (_COUNT_COLUMNS - 1) + "t" * len(dimensions)
         try:
             with self.engine.connect() as connection:
-                rows = connection.execute(query, params).all()
+                columns = read_columns(connection, query, params, kinds)
         except sa.exc.SQLAlchemyError as exc:
             raise SourceError(f"cannot read payments: {error_text(exc)}") from exc
-        if not rows:
+        except MemoryError as exc:
+            raise ReadFailed(
+                f"cannot read payments: out of memory holding the counts from {start:%F %R} to "
+                f"{end:%F %R}; give the detector more memory (docs/operations.md, sizing)"
+            ) from exc
+        except Exception as exc:
+            log.exception("reading the payments failed unexpectedly")
+            raise ReadFailed(f"cannot read payments: {type(exc).__name__}: {exc}") from exc
+        if not columns.rows:
             return Counts.empty()
-        gateway = np.array([row.gateway for row in rows], dtype=object)
-        minute = np.array([row.minute for row in rows], dtype=np.int64)
-        table = np.array([[value or 0 for value in row[2:_COUNT_COLUMNS]] for row in rows])
-        all_rows, failed, succeeded, pending, declined, declined_failed = table.astype(np.int64).T
-        valid = gateway != None  # noqa: E711 - elementwise test of an object array
+        gateway = columns.text(0)
+        minute = columns.integers[:, 0]
+        all_rows, failed, succeeded, pending, declined, declined_failed = columns.integers[:, 1:].T
+        valid = columns.codes[0] >= 0
         skipped = np.where(valid, all_rows - failed - succeeded - pending - declined, all_rows)
         invalid_minutes, invalid_per_minute = _per_minute(minute, skipped)
         values = None
         if dimensions:
-            values = np.array(
-                [
-                    [NONE_VALUE if v is None else str(v) for v in row[_COUNT_COLUMNS:]]
-                    for row in rows
-                ],
-                dtype=object,
-            ).reshape(len(rows), len(dimensions))[valid]
+            values = np.column_stack(
+                [columns.text(1 + i, null=NONE_VALUE)[valid] for i in range(len(dimensions))]
+            )
         return Counts(
-            gateway[valid].astype(str).astype(object),
+            gateway[valid],
             minute[valid],
             (failed + succeeded + declined)[valid],
             (failed - declined_failed)[valid],
