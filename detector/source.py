@@ -424,26 +424,27 @@ class SqlSource(Source):
         if not columns.rows:
             return Counts.empty()
         gateway = columns.text(0)
-        minute = columns.integers[:, 0]
-        all_rows, failed, succeeded, pending, declined, declined_failed = columns.integers[:, 1:].T
+        minute, all_rows, failed, succeeded, pending, declined, declined_failed = columns.integers
         valid = columns.codes[0] >= 0
         skipped = np.where(valid, all_rows - failed - succeeded - pending - declined, all_rows)
         invalid_minutes, invalid_per_minute = _per_minute(minute, skipped)
+        # A read without bad rows keeps its arrays as they are, copying none.
+        keep = slice(None) if valid.all() else valid
         values = None
         if dimensions:
             values = np.column_stack(
-                [columns.text(1 + i, null=NONE_VALUE)[valid] for i in range(len(dimensions))]
+                [columns.text(1 + i, null=NONE_VALUE)[keep] for i in range(len(dimensions))]
             )
         return Counts(
-            gateway[valid],
-            minute[valid],
-            (failed + succeeded + declined)[valid],
-            (failed - declined_failed)[valid],
-            (failed + succeeded + pending + declined)[valid],
+            gateway[keep],
+            minute[keep],
+            (failed + succeeded + declined)[keep],
+            (failed - declined_failed)[keep],
+            (failed + succeeded + pending + declined)[keep],
             int(skipped.sum()),
             dimensions=dimensions,
             values=values,
-            declines=(declined + declined_failed)[valid],
+            declines=(declined + declined_failed)[keep],
             invalid_minutes=invalid_minutes,
             invalid_per_minute=invalid_per_minute,
         )

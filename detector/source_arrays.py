@@ -59,18 +59,19 @@ class Columns:
 
     codes: list[CodeArray]
     names: list[ObjectArray]
-    integers: IntArray  # (rows, integer columns)
+    # One array per integer column: a column kept (as a Counts' minutes) holds no other.
+    integers: list[IntArray]
 
     @property
     def rows(self) -> int:
-        return int(self.integers.shape[0])
+        return int(self.integers[0].size) if self.integers else int(self.codes[0].size)
 
     def text(self, column: int, null: object = None) -> ObjectArray:
         """Text column ``column`` as one object per row (the distinct values shared), NULL
         read as ``null``.
 
         >>> c = Columns([np.array([1, -1, 1], dtype=np.int32)],
-        ...             [np.array(["a", "b"], dtype=object)], np.zeros((3, 0), dtype=np.int64))
+        ...             [np.array(["a", "b"], dtype=object)], [])
         >>> c.text(0, null="(none)").tolist()
         ['b', '(none)', 'b']
         """
@@ -144,20 +145,29 @@ def _joined(chunks: Iterator[_Chunk], kinds: str) -> Columns:
     texts = [i for i, kind in enumerate(kinds) if kind == "t"]
     integers = [i for i, kind in enumerate(kinds) if kind == "i"]
     collectors: list[_Collector] | None = None
-    parts: list[IntArray] = []
+    parts: list[list[IntArray]] = [[] for _ in integers]
     for chunk, escaped in chunks:
         if collectors is None:
             collectors = [_Collector(escaped) for _ in texts]
         for collector, column in zip(collectors, texts, strict=True):
             collector.add(chunk[column])
-        parts.append(np.column_stack([chunk[column] for column in integers]))
+        for part, column in zip(parts, integers, strict=True):
+            part.append(chunk[column])
     if collectors is None:
         collectors = [_Collector(False) for _ in texts]
     return Columns(
-        [np.concatenate(c.codes) if c.codes else np.zeros(0, dtype=np.int32) for c in collectors],
+        [_concatenated(c.codes, np.int32) for c in collectors],
         [c.names() for c in collectors],
-        np.concatenate(parts) if parts else np.zeros((0, len(integers)), dtype=np.int64),
+        [_concatenated(part, np.int64) for part in parts],
     )
+
+
+def _concatenated(parts: list[npt.NDArray[Any]], dtype: type[Any]) -> npt.NDArray[Any]:
+    """The chunks of one column as one array, each released once joined: a read's peak
+    holds one column twice, not all of them."""
+    whole = np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
+    parts.clear()
+    return whole
 
 
 def _cursor_chunks(
