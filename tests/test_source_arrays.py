@@ -122,6 +122,20 @@ def test_a_seeded_table_reads_exactly_its_counts_in_any_chunk_size(
     assert {key[0] for key in got} == {"stripe", "adyen", "pay\tpal", "back\\slash"}
 
 
+def test_the_rows_read_share_one_object_per_gateway_name(
+    payments_db: PaymentsDb,
+    open_source: Callable[[Config], SqlSource],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What keeps a read at a few bytes per row: no string is made per row, across chunks."""
+    monkeypatch.setattr(source_arrays, "CHUNK_ROWS", 7)
+    monkeypatch.setattr(source_arrays, "_COPY_CHUNK_BYTES", 64)
+    _seed(payments_db, rows=300)
+    counts = open_source(_config(payments_db)).read(T0, T0 + timedelta(minutes=MINUTES))
+    assert counts.gateway.size > 50
+    assert len({id(name) for name in counts.gateway}) == 4
+
+
 def test_an_empty_range_reads_no_rows(
     payments_db: PaymentsDb, open_source: Callable[[Config], SqlSource]
 ) -> None:
