@@ -222,17 +222,16 @@ def _copy_chunks(
             pending = bytearray()
             for block in copy:
                 pending += block
-                if len(pending) >= _COPY_CHUNK_BYTES:
-                    cut = pending.rindex(b"\n") + 1
+                cut = pending.rfind(b"\n") + 1 if len(pending) >= _COPY_CHUNK_BYTES else 0
+                if cut:  # whole lines only: a line ends at every unescaped newline
                     yield _parsed(bytes(pending[:cut]), names, dtypes), True
                     del pending[:cut]
             if pending:
                 yield _parsed(bytes(pending), names, dtypes), True
     except connection.dialect.loaded_dbapi.Error as exc:
-        # Outside SQLAlchemy's execution: the connection may be broken (the watchdog shuts
-        # its socket), so the pool must not hand it out again.
-        connection.invalidate(exc)
-        raise sa.exc.OperationalError(statement, bound, exc) from exc
+        # Handled as SQLAlchemy handles a failed statement: the handle_error hooks (a query
+        # timeout says so), a broken connection (the watchdog shuts its socket) invalidated.
+        connection._handle_dbapi_exception(exc, statement, bound, None, None)
     finally:
         connection.dispatch.after_cursor_execute(connection, None, statement, bound, None, False)
 
