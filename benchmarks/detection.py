@@ -130,20 +130,21 @@ def calibrate_oracle(
     days: int,
     seed: int,
     budget_days: float = BUDGET_DAYS,
+    p0: float = SLA,
 ) -> dict[tuple[float, float], float]:
     """CUSUM threshold per (volume, post-change rate) for the budget (1 false alert per
-    ``budget_days``) at exactly the SLA.
+    ``budget_days``) at exactly the SLA ``p0``.
 
     ``days`` simulated days per volume, cut into 30-day streams of the same diurnal and
-    weekly profile, binomial failures at exactly p0 = SLA.
+    weekly profile, binomial failures at exactly ``p0``.
     """
     thresholds = {}
     streams = max(days // 30, 1)
     for volume in volumes:
-        profiles = [GatewayProfile(f"cal-{i}", volume, SLA) for i in range(streams)]
+        profiles = [GatewayProfile(f"cal-{i}", volume, p0) for i in range(streams)]
         counts = minute_counts(START, START + timedelta(days=30), profiles, seed=seed)
         for rate in rates:
-            increments = cusum_increments(counts.payments, counts.failures, SLA, rate)
+            increments = cusum_increments(counts.payments, counts.failures, p0, rate)
             maxima = first_passage_maxima(increments)
             thresholds[volume, rate] = calibrate_cusum(maxima, budget_days * 1440)
     return thresholds
@@ -152,15 +153,18 @@ def calibrate_oracle(
 # --- running the detectors ----------------------------------------------------------------
 
 
-def our_alerts(scenarios: ScenarioSet, config: Config) -> list[list[tuple[int, str]]]:
+def our_alerts(
+    scenarios: ScenarioSet, config: Config, slow: npt.NDArray[np.int64] | None = None
+) -> list[list[tuple[int, str]]]:
     """(column, rule) of each of our firing events, per scenario row; column = minutes from
-    the start of the counts to the tick that fired."""
+    the start of the counts to the tick that fired. ``slow``: the slow payments of each
+    minute, for the latency rule."""
     counts = scenarios.counts
     start = counts.start.replace(tzinfo=UTC)
     end = start + timedelta(minutes=counts.payments.shape[1])
     row = {name: i for i, name in enumerate(counts.gateways)}
     alerts: list[list[tuple[int, str]]] = [[] for _ in counts.gateways]
-    for event in replay(config, FrameSource(counts.to_counts()), start, end):
+    for event in replay(config, FrameSource(counts.to_counts(slow)), start, end):
         gateway = event.labels.get("gateway")
         if event.event != "firing" or gateway not in row:
             continue

@@ -61,6 +61,7 @@ class IncidentKind:
     volume_factor: float | None = None
     ramp: bool = False
     decline_rate: float | None = None
+    latency: float | None = None  # the p95 latency (ms) during a slow checkout
 
 
 INCIDENT_KINDS = (
@@ -145,6 +146,7 @@ def _incidents_of(kind: IncidentKind, gateway: str, start: datetime) -> list[Inc
                 failure_rate=kind.failure_rate,
                 volume_factor=kind.volume_factor,
                 decline_rate=kind.decline_rate,
+                latency=kind.latency,
             )
         ]
     assert kind.failure_rate is not None

@@ -71,6 +71,9 @@ class Alert:
     notified: bool = True
     # Route id -> ISO time that route last notified this alert (for repeat_interval).
     reminded: dict[str, str] = field(default_factory=dict)
+    # A few of its failed payments when it fired, for the status page (the evidence is
+    # each tick's own and has none).
+    sample_payment_ids: tuple[str, ...] = ()
 
     @property
     def rule(self) -> str:
@@ -95,6 +98,7 @@ class Alert:
         data = dict(data)
         for key in ("since", "active_since", "last_active", "fired_at"):
             data[key] = datetime.fromisoformat(data[key]) if data[key] else None
+        data["sample_payment_ids"] = tuple(data["sample_payment_ids"])
         return cls(evidence=Evidence.from_dict(data.pop("evidence")), **data)
 
 
@@ -134,7 +138,7 @@ class AlertBook:
         self.resolved: dict[str, Resolution] = {}
 
     def _timing(self, rule: str) -> tuple[timedelta, timedelta]:
-        settings = getattr(self.config.detection, rule, None)
+        settings = self.config.detection.settings_of(rule)
         if settings is None:  # source_down: fire and resolve on the tick that sees it
             return timedelta(0), timedelta(0)
         return settings.for_, settings.keep_firing_for

@@ -14,12 +14,13 @@ from datetime import datetime, timedelta
 import numpy as np
 import numpy.typing as npt
 
-from detector.alerts import AlertBook, Transition
-from detector.config import Config
+from detector.alerts import Alert, AlertBook, Transition
+from detector.config import Config, trace_link
 from detector.lateness import Lateness
 from detector.model import Counts
 from detector.rules import (
     Calibration,
+    LatencyWatch,
     Replay,
     RuleResult,
     VolumeHistory,
@@ -30,6 +31,7 @@ from detector.rules import (
 from detector.series import DimensionSeries, series_dimensions, series_key
 from detector.source import Source, SourceError
 from detector.stats.attribution import Attribution, attribute
+from detector.stats.revenue import Loss, above_sla, short_of_volume
 from detector.timeutil import ceil_minute, epoch_minute, minute_start
 from detector.window import CountWindow
 
@@ -42,6 +44,10 @@ IntArray = npt.NDArray[np.int64]
 # Rules whose message gains the top error codes, sample payment ids and the dimension values
 # holding the excess failures when they fire.
 _EXPLAINED_RULES = {"sla_breach", "outage"}
+# Rules whose message says the money at risk when they fire (source.columns.amount).
+_VALUED_RULES = {"sla_breach", "outage", "volume_drop"}
+# The traffic whose average payment values the payments a volume drop misses.
+_USUAL_TRAFFIC = timedelta(days=1)
 
 
 def _series_labels(labels: dict[str, str]) -> dict[str, str]:
@@ -79,6 +85,10 @@ class Engine:
         )
         self.alerts = AlertBook(config)
         self.calibration = Calibration()
+        # latency_breach's window of timed and slow payments, where latency is watched.
+        self.latency = (
+            LatencyWatch(config, self.window.minutes, replay) if config.latency_watched else None
+        )
         self.volume_history: VolumeHistory | None = None
         self.watermark: datetime | None = None  # time up to which payments have been read
         self.last_results: list[RuleResult] = []
@@ -178,6 +188,8 @@ class Engine:
         if self.series is not None:
             self.series.update(epoch_minute(start), end_minute, counts)
             shares = self.series.shares
+        if self.latency is not None:
+            self.latency.update(epoch_minute(start), end_minute, counts)
         # Health and metrics read these: they stay per gateway.
         self.last_results = evaluate(
             self.window,
@@ -189,6 +201,9 @@ class Engine:
             self._restarts(self.window, series=False),
             self.late_minutes(),
         )
+        if self.latency is not None:
+            restarts = self._restarts(self.latency.window, False, LatencyWatch.rule.name)
+            self.last_results.append(self.latency.evaluate(restarts))
         series = (
             {}
             if self.series is None
@@ -227,19 +242,25 @@ class Engine:
             and self.failed_ticks == 0
             and self.late_minutes() is None
             and bool(self.last_results)
-            and self.replay.quiet(ceil_minute(now), [r.rule for r in self.last_results])
+            and self.replay.quiet(
+                ceil_minute(now),
+                [r.rule for r in self.last_results if r.rule != LatencyWatch.rule.name],
+            )
+            and (self.latency is None or self.latency.quiet(ceil_minute(now)))
         )
 
-    def _restarts(self, window: CountWindow, series: bool) -> npt.NDArray[np.int64] | None:
+    def _restarts(
+        self, window: CountWindow, series: bool, rule_name: str = "sla_breach"
+    ) -> npt.NDArray[np.int64] | None:
         """Per row of ``window`` (gateways, or dimension series): the epoch minute after the
-        tick its sla_breach alert last resolved at, from which its evidence counts; None
-        when no row's alert resolved within the window."""
+        tick its ``rule_name`` alert (sla_breach or latency_breach) last resolved at, from
+        which its evidence counts; None when no row's alert resolved within the window."""
         restarts = None
         rows: dict[str, int] | None = None
         for resolution in self.alerts.resolved.values():
             labels = dict(resolution.labels)
             rule, gateway = labels.pop("rule"), labels.pop("gateway", None)
-            if rule != "sla_breach" or gateway is None or bool(labels) != series:
+            if rule != rule_name or gateway is None or bool(labels) != series:
                 continue
             if rows is None:
                 rows = {key: i for i, key in enumerate(window.gateways)}
@@ -287,6 +308,8 @@ class Engine:
         gateway = alert.labels.get("gateway")
         if evidence.value is None or not evidence.window_minutes or gateway is None:
             return transition
+        if alert.rule == LatencyWatch.rule.name:  # its payments are the timed ones
+            return transition
         series = _series_labels(alert.labels)
         window = self.window
         key = gateway
@@ -300,23 +323,61 @@ class Engine:
         return replace(transition, alert=replace(alert, evidence=evidence))
 
     def _explained(self, transition: Transition) -> Transition:
-        """Add top error codes and sample payment ids to a new firing alert's evidence."""
+        """Add top error codes, sample payment ids (and their log searches) and the money at
+        risk to a new firing alert's evidence."""
         alert = transition.alert
         gateway = alert.labels.get("gateway")
         if transition.event != "firing" or transition.repeat or gateway is None:
             return transition
-        if alert.rule not in _EXPLAINED_RULES:
-            return transition
         # A dimension series' alert is explained by its own payments (method=card only).
         series = _series_labels(alert.labels)
-        codes, ids = self.source.evidence(gateway, alert.since, transition.at, series=series)
-        evidence = replace(
-            alert.evidence,
-            top_error_codes=codes,
-            sample_payment_ids=ids,
-            attribution=self._attribution(gateway, series, alert.since, transition.at),
-        )
+        evidence = alert.evidence
+        if alert.rule in _VALUED_RULES:
+            at_risk = self._revenue_at_risk(alert.rule, gateway, series, alert, transition.at)
+            evidence = replace(evidence, revenue_at_risk=at_risk)
+        if alert.rule in _EXPLAINED_RULES:
+            codes, ids = self.source.evidence(gateway, alert.since, transition.at, series=series)
+            held = self.alerts.alerts.get(alert.fingerprint)
+            if held is not None:
+                held.sample_payment_ids = ids
+            template = self.config.source.trace_url
+            evidence = replace(
+                evidence,
+                top_error_codes=codes,
+                sample_payment_ids=ids,
+                sample_payment_urls=tuple(
+                    url for i in ids if (url := trace_link(template, i)) is not None
+                ),
+                attribution=self._attribution(gateway, series, alert.since, transition.at),
+            )
         return replace(transition, alert=replace(alert, evidence=evidence))
+
+    def _revenue_at_risk(
+        self, rule: str, gateway: str, series: dict[str, str], alert: Alert, end: datetime
+    ) -> tuple[Loss, ...]:
+        """The money failed above the SLA since the alert's start, or for a volume drop the
+        missing payments valued at the day before's average payment; per currency."""
+        e = alert.evidence
+        if rule != "volume_drop":
+            amounts = self.source.amounts(gateway, alert.since, end, series)
+            if amounts is None:
+                return ()
+            sla = e.baseline if e.baseline is not None else self.config.sla_for(gateway)
+            return above_sla(
+                amounts.currency,
+                amounts.failures,
+                amounts.failed_amount,
+                amounts.payments,
+                amounts.amount,
+                sla,
+            )
+        if e.expected_payments is None:
+            return ()
+        usual = self.source.amounts(gateway, alert.since - _USUAL_TRAFFIC, alert.since, series)
+        if usual is None:
+            return ()
+        missing = e.expected_payments - e.payments
+        return short_of_volume(usual.currency, usual.payments, usual.amount, missing)
 
     def _attribution(
         self, gateway: str, series: dict[str, str], start: datetime, end: datetime

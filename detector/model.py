@@ -12,6 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 from detector.stats.attribution import Attribution
+from detector.stats.revenue import Loss
 
 __all__ = ["Counts", "Evidence", "Notification", "grouped"]
 
@@ -25,6 +26,10 @@ class Counts:
     ``failures`` are the gateway's (technical) failures; ``declines`` are the final payments
     the payer or the issuer refused (``source.declines``, ``statuses.declined``), counted in
     ``payments`` but never as failures. Counts built without them have none.
+
+    ``timed`` are the payments with a latency (``source.columns.latency_ms`` not NULL) and
+    ``slow`` those of them slower than ``detection.latency.threshold``; none without the
+    latency column.
 
     Read with dimensions, ``detail`` holds the same payments per (gateway, minute, dimension
     values): rows whose ``values`` hold one column per name in ``dimensions``.
@@ -46,10 +51,13 @@ class Counts:
     invalid_per_minute: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     # Why rows were skipped: ("status 'TIMEOUT'", rows), ("null gateway", rows), ...
     skipped: tuple[tuple[str, int], ...] = ()
+    timed: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    slow: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     def __post_init__(self) -> None:
-        if not self.declines.size and self.minute.size:
-            object.__setattr__(self, "declines", np.zeros_like(self.minute))
+        for name in ("declines", "timed", "slow"):
+            if not getattr(self, name).size and self.minute.size:
+                object.__setattr__(self, name, np.zeros_like(self.minute))
 
     @classmethod
     def empty(cls) -> Counts:
@@ -70,7 +78,14 @@ class Counts:
             dimensions=self.dimensions,
             values=self.values[part] if self.values is not None else None,
             declines=self.declines[part],
+            timed=self.timed[part],
+            slow=self.slow[part],
         )
+
+    def latency(self) -> Counts:
+        """The same rows counting slow payments as failures of the timed ones, so that
+        the SLA machinery watches the latency SLA on them (``latency_breach``)."""
+        return Counts(self.gateway, self.minute, self.timed, self.slow, self.timed)
 
     def by_hour(self) -> Counts:
         """The same payments per (gateway, hour); ``minute`` is the hour's first minute."""
@@ -108,6 +123,8 @@ def grouped(keys: npt.NDArray[np.object_], minute: IntArray, counts: Counts) -> 
         total(counts.failures),
         total(counts.volume),
         declines=total(counts.declines),
+        timed=total(counts.timed),
+        slow=total(counts.slow),
     )
 
 
@@ -129,12 +146,17 @@ class Evidence:
     expected_payments: float | None = None  # what volume rules expected in the window
     top_error_codes: tuple[tuple[str, int], ...] = ()
     sample_payment_ids: tuple[str, ...] = ()
+    # The log search of each sample payment id (source.trace_url), in the same order.
+    sample_payment_urls: tuple[str, ...] = ()
     statistic: float | None = None  # sequential test statistic (CUSUM, nats) at the tick
     threshold: float | None = None  # the value of ``statistic`` that fires, from the budget
     dispersion: float | None = None  # beta-binomial rho of the gateway's failures
     magnitude: float | None = None  # estimated failure rate since the change / baseline
     # Which dimension values hold the excess failures (source.columns.dimensions).
     attribution: Attribution | None = None
+    # Money failed above the SLA (or missing volume) since the alert's start, per currency
+    # (source.columns.amount); most money first.
+    revenue_at_risk: tuple[Loss, ...] = ()
 
     @property
     def decline_rate(self) -> float | None:
@@ -147,6 +169,10 @@ class Evidence:
         fields = dict(data)
         fields["top_error_codes"] = tuple(tuple(pair) for pair in fields["top_error_codes"])
         fields["sample_payment_ids"] = tuple(fields["sample_payment_ids"])
+        fields["sample_payment_urls"] = tuple(fields["sample_payment_urls"])
+        fields["revenue_at_risk"] = tuple(
+            Loss.from_dict(loss) for loss in fields["revenue_at_risk"]
+        )
         if fields.get("attribution") is not None:
             fields["attribution"] = Attribution.from_dict(fields["attribution"])
         return cls(**fields)

@@ -29,7 +29,9 @@ from detector.source_arrays import read_columns
 from detector.timeutil import epoch_minute, naive_utc
 
 __all__ = [
+    "DAY",
     "QUARTER_HOUR",
+    "Amounts",
     "Breakdown",
     "FrameSource",
     "ReadFailed",
@@ -45,6 +47,8 @@ log = logging.getLogger(__name__)
 IntArray = npt.NDArray[np.int64]
 # Minutes in the buckets the seasonal volume history is aggregated to.
 QUARTER_HOUR = 15
+# Minutes in a (UTC) day, the buckets of the SLA report.
+DAY = 24 * 60
 
 
 class SourceError(DetectorError):
@@ -97,6 +101,17 @@ class Breakdown:
         )
 
 
+@dataclass(frozen=True)
+class Amounts:
+    """A gateway's payments and their money per currency, over a span of time."""
+
+    currency: npt.NDArray[np.object_]  # "" without source.columns.currency; NULL reads "(none)"
+    failures: npt.NDArray[np.float64]  # failed payments, declines excluded
+    failed_amount: npt.NDArray[np.float64]  # their amounts summed
+    payments: npt.NDArray[np.float64]  # final payments (failed + declined + succeeded)
+    amount: npt.NDArray[np.float64]  # their amounts summed
+
+
 class Source(ABC):
     """Where a tick gets its counts from."""
 
@@ -111,6 +126,11 @@ class Source(ABC):
     def quarter_hourly(self, start: datetime, end: datetime) -> Counts:
         """Counts per (gateway, quarter hour) for whole quarters in ``[start, end)``."""
         return self.read(start, end).by_buckets(QUARTER_HOUR)
+
+    def daily(self, start: datetime, end: datetime) -> Counts:
+        """Counts per (gateway, UTC day) for whole days in ``[start, end)``; ``minute`` is
+        the day's first minute."""
+        return self.read(start, end).by_buckets(DAY)
 
     def evidence(
         self,
@@ -131,6 +151,17 @@ class Source(ABC):
         """Payments per combination of the configured dimensions; None where not available."""
         return None
 
+    def amounts(
+        self,
+        gateway: str,
+        start: datetime,
+        end: datetime,
+        series: Mapping[str, str] | None = None,
+    ) -> Amounts | None:
+        """The gateway's payments and money per currency in ``[start, end)``; None where the
+        source has no amounts (``source.columns.amount``) or they could not be read."""
+        return None
+
 
 class _Bucket(FunctionElement[int]):
     """Whole ``seconds``-long buckets since the epoch of a timestamp column, per dialect."""
@@ -149,6 +180,12 @@ class _QuarterHourBucket(_Bucket):
     inherit_cache = True
     name = "quarter_hour_bucket"
     seconds = QUARTER_HOUR * 60
+
+
+class _DayBucket(_Bucket):
+    inherit_cache = True
+    name = "day_bucket"
+    seconds = DAY * 60
 
 
 @compiles(_Bucket, "sqlite")
@@ -179,11 +216,20 @@ _COUNT_COLUMNS = 8
 
 
 class SqlSource(Source):
-    """Reads the configured payments table through SQLAlchemy (SQLite, PostgreSQL, MariaDB)."""
+    """Reads the configured payments table through SQLAlchemy (SQLite, PostgreSQL, MariaDB).
 
-    def __init__(self, engine: Engine, config: SourceConfig):
+    With ``latency_threshold`` (``Config.latency_threshold``) the counts also carry the
+    payments with a latency and those slower than it.
+    """
+
+    def __init__(
+        self, engine: Engine, config: SourceConfig, latency_threshold: timedelta | None = None
+    ):
         self.engine = engine
         self.config = config
+        self._latency_threshold_ms = (
+            None if latency_threshold is None else latency_threshold.total_seconds() * 1000
+        )
         columns = config.columns
         schema, _, name = config.table.rpartition(".")
         self._timestamp = sa.column(columns.timestamp, sa.DateTime())
@@ -201,6 +247,16 @@ class SqlSource(Source):
         ]
         if self._error_code is not None:
             wanted.append(self._error_code)
+        self._amount = sa.column(columns.amount, sa.Numeric()) if columns.amount else None
+        self._currency = sa.column(columns.currency, sa.String()) if columns.currency else None
+        wanted += [c for c in (self._amount, self._currency) if c is not None]
+        self._latency = (
+            sa.column(columns.latency_ms, sa.Float())
+            if columns.latency_ms and self._latency_threshold_ms is not None
+            else None
+        )
+        if self._latency is not None:
+            wanted.append(self._latency)
         self._dimensions = {
             label: sa.column(column, sa.String()) for label, column in columns.dimensions.items()
         }
@@ -210,6 +266,7 @@ class SqlSource(Source):
             (): self._build_counts_query(_MinuteBucket(self._timestamp))
         }
         self._quarter_hourly_query = self._build_counts_query(_QuarterHourBucket(self._timestamp))
+        self._daily_query = self._build_counts_query(_DayBucket(self._timestamp))
         # When each reason for skipped rows was last logged (the end of the read).
         self._warned: dict[str, datetime] = {}
 
@@ -236,12 +293,25 @@ class SqlSource(Source):
                 self._count_of_declines(),
                 self._count_of_declined_failures(),
                 *(column.label(f"d{i}") for i, column in enumerate(columns)),
+                *self._latency_counts(),
             )
             .select_from(self.table)
             .where(self._in_window())
             .group_by(self._gateway, minute, *columns)
             .order_by(minute)
         )
+
+    def _latency_counts(self) -> list[ColumnElement[Any]]:
+        """The payments with a latency, and those slower than ``detection.latency.threshold``
+        (a bound parameter); none without ``source.columns.latency_ms``. A NULL latency
+        (a pending payment) is in neither."""
+        if self._latency is None:
+            return []
+        threshold = sa.bindparam("latency_threshold", self._latency_threshold_ms, type_=sa.Float())
+        return [
+            sa.func.count(self._latency).label("timed"),
+            _count_where(self._latency > threshold).label("slow"),
+        ]
 
     def _decline_code(self) -> ColumnElement[bool] | None:
         """Whether a row's error code is a decline's (``source.declines``); None if no code is."""
@@ -290,16 +360,19 @@ class SqlSource(Source):
             "gateway": columns.gateway,
             "status": columns.status,
         }
-        if columns.error_code:
-            names["error_code"] = columns.error_code
+        for key in ("error_code", "latency_ms", "amount", "currency"):
+            if getattr(columns, key):
+                names[key] = getattr(columns, key)
         for label, column in columns.dimensions.items():
             names[f"dimensions.{label}"] = column
         try:
             inspector = sa.inspect(self.engine)
             schema, _, name = self.config.table.rpartition(".")
-            present = {
-                column["name"].lower() for column in inspector.get_columns(name, schema or None)
+            types = {
+                column["name"].lower(): column["type"]
+                for column in inspector.get_columns(name, schema or None)
             }
+            present = set(types)
         except sa.exc.NoSuchTableError as exc:
             raise SchemaError(f"source.table: table {self.config.table!r} does not exist") from exc
         except sa.exc.SQLAlchemyError as exc:
@@ -312,6 +385,12 @@ class SqlSource(Source):
                     f"source.columns.{key}: column {column!r} not found in table "
                     f"{self.config.table!r} (it has: {', '.join(sorted(present))})"
                 )
+        amount = columns.amount
+        if amount and not isinstance(types[amount.lower()], sa.Numeric | sa.Integer):
+            raise SchemaError(
+                f"source.columns.amount: column {amount!r} is {types[amount.lower()]}, not a "
+                "number; name a numeric column (DECIMAL, NUMERIC, INTEGER, FLOAT)"
+            )
 
     def read(self, start: datetime, end: datetime, dimensions: tuple[str, ...] = ()) -> Counts:
         query = self._counts_queries.get(dimensions)
@@ -336,11 +415,20 @@ class SqlSource(Source):
         )
 
     def quarter_hourly(self, start: datetime, end: datetime) -> Counts:
-        counts = self._counts(self._quarter_hourly_query, start, end)
+        return self._bucketed(self._quarter_hourly_query, QUARTER_HOUR, start, end)
+
+    def daily(self, start: datetime, end: datetime) -> Counts:
+        return self._bucketed(self._daily_query, DAY, start, end)
+
+    def _bucketed(
+        self, query: sa.Select[Any], minutes: int, start: datetime, end: datetime
+    ) -> Counts:
+        """Counts of a query grouped by ``minutes``-long buckets, ``minute`` in minutes."""
+        counts = self._counts(query, start, end)
         return replace(
             counts,
-            minute=counts.minute * QUARTER_HOUR,
-            invalid_minutes=counts.invalid_minutes * QUARTER_HOUR,
+            minute=counts.minute * minutes,
+            invalid_minutes=counts.invalid_minutes * minutes,
         )
 
     def _skipped(self, start: datetime, end: datetime) -> tuple[tuple[str, int], ...]:
@@ -407,7 +495,9 @@ class SqlSource(Source):
         dimensions: tuple[str, ...] = (),
     ) -> Counts:
         params = {"start": naive_utc(start), "end": naive_utc(end)}
-        kinds = "t" + "i" * (_COUNT_COLUMNS - 1) + "t" * len(dimensions)
+        # The latency counts, where read, follow the dimension values.
+        latency = "ii" if self._latency is not None else ""
+        kinds = "t" + "i" * (_COUNT_COLUMNS - 1) + "t" * len(dimensions) + latency
         try:
             with self.engine.connect() as connection:
                 columns = read_columns(connection, query, params, kinds)
@@ -424,12 +514,16 @@ class SqlSource(Source):
         if not columns.rows:
             return Counts.empty()
         gateway = columns.text(0)
-        minute, all_rows, failed, succeeded, pending, declined, declined_failed = columns.integers
+        integers = columns.integers
+        minute, all_rows, failed, succeeded, pending, declined, declined_failed = integers[:7]
         valid = columns.codes[0] >= 0
         skipped = np.where(valid, all_rows - failed - succeeded - pending - declined, all_rows)
         invalid_minutes, invalid_per_minute = _per_minute(minute, skipped)
         # A read without bad rows keeps its arrays as they are, copying none.
         keep = slice(None) if valid.all() else valid
+        # Empty where the latency column is not set: the counts then hold zeros.
+        none = np.zeros(0, dtype=np.int64)
+        timed, slow = (c[keep] for c in integers[7:]) if latency else (none, none)
         values = None
         if dimensions:
             values = np.column_stack(
@@ -447,6 +541,8 @@ class SqlSource(Source):
             declines=(declined + declined_failed)[keep],
             invalid_minutes=invalid_minutes,
             invalid_per_minute=invalid_per_minute,
+            timed=timed,
+            slow=slow,
         )
 
     def evidence(
@@ -537,6 +633,52 @@ class SqlSource(Source):
             np.array([row.failed or 0 for row in rows], dtype=np.int64),
         )
 
+    def amounts(
+        self,
+        gateway: str,
+        start: datetime,
+        end: datetime,
+        series: Mapping[str, str] | None = None,
+    ) -> Amounts | None:
+        if self._amount is None:
+            return None
+        statuses = self.config.statuses
+        final = self._status.in_(statuses.failed + statuses.succeeded + statuses.declined)
+        failed = self._technical_failure()
+        currency = self._currency if self._currency is not None else sa.literal("")
+        query = (
+            sa.select(
+                currency.label("currency"),
+                _count_where(failed).label("failures"),
+                sa.func.sum(sa.case((failed, self._amount), else_=0)).label("failed_amount"),
+                _count_where(final).label("payments"),
+                sa.func.sum(sa.case((final, self._amount), else_=0)).label("amount"),
+            )
+            .select_from(self.table)
+            .where(
+                self._in_window(),
+                self._gateway == sa.bindparam("gateway"),
+                *self._in_series(series or {}),
+            )
+            .group_by(*([self._currency] if self._currency is not None else []))
+        )
+        params = {"start": naive_utc(start), "end": naive_utc(end), "gateway": gateway}
+        try:
+            with self.engine.connect() as connection:
+                rows = connection.execute(query, params).all()
+        except sa.exc.SQLAlchemyError as exc:
+            log.warning("could not read the amounts of %s: %s", gateway, error_text(exc))
+            return None
+        figures = np.array([[value or 0 for value in row[1:]] for row in rows], dtype=np.float64)
+        failures, failed_amount, payments, amount = figures.reshape(len(rows), 4).T
+        return Amounts(
+            np.array([NONE_VALUE if r.currency is None else str(r.currency) for r in rows], object),
+            failures,
+            failed_amount,
+            payments,
+            amount,
+        )
+
 
 def _per_minute(minute: IntArray, rows: IntArray) -> tuple[IntArray, IntArray]:
     """``rows`` summed per minute, only the minutes with any: (minutes ascending, sums)."""
@@ -596,3 +738,14 @@ class FrameSource(Source):
         if self._evidence_from is None:
             return None
         return self._evidence_from.breakdown(gateway, start, end)
+
+    def amounts(
+        self,
+        gateway: str,
+        start: datetime,
+        end: datetime,
+        series: Mapping[str, str] | None = None,
+    ) -> Amounts | None:
+        if self._evidence_from is None:
+            return None
+        return self._evidence_from.amounts(gateway, start, end, series)

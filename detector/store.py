@@ -1,5 +1,5 @@
-"""Persisted state: the watermark, the alerts, the delivery outbox and the silences, in one
-SQL database that every replica shares.
+"""Persisted state: the watermark, the alerts, the delivery outbox, the silences and the
+history of resolved alert episodes, in one SQL database that every replica shares.
 
 A tick's alert changes and the notifications they cause are written in one transaction,
 so a crash either loses both (the tick is redone after restart) or keeps both (the
@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from detector.alerting import Delivery, Silence
-from detector.alerts import Alert, Resolution
+from detector.alerts import Alert, Resolution, Transition
 from detector.config import LabelMatcher
 from detector.db import connect, create_tables, error_text
 from detector.errors import DetectorError
@@ -29,6 +29,8 @@ from detector.model import Notification
 from detector.timeutil import aware_utc, naive_utc
 
 __all__ = [
+    "EPISODE_RETENTION",
+    "Episode",
     "FencedOut",
     "OutboxEntry",
     "StateStore",
@@ -95,6 +97,39 @@ _silences = sa.Table(
     sa.Column("comment", sa.Text, nullable=False),
     sa.Column("created_at", sa.DateTime, nullable=False),
 )
+
+
+# Resolved episodes are what the monthly SLA report counts breaches from: a year of
+# reports, and the month that is still being claimed.
+EPISODE_RETENTION = timedelta(days=400)
+
+# One row per alert from its start to its resolution: what the SLA report reads.
+_episodes = sa.Table(
+    "detector_alert_episodes",
+    _metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("fingerprint", sa.String(32), nullable=False),
+    sa.Column("rule", sa.String(64), nullable=False),
+    sa.Column("gateway", sa.String(200), nullable=True),
+    sa.Column("labels", sa.Text, nullable=False),
+    sa.Column("severity", sa.String(16), nullable=False),
+    sa.Column("started_at", sa.DateTime, nullable=False),
+    sa.Column("fired_at", sa.DateTime, nullable=True),
+    sa.Column("resolved_at", sa.DateTime, nullable=False, index=True),
+    sa.Index("ix_detector_alert_episodes_rule", "rule", "started_at"),
+)
+
+
+@dataclass(frozen=True)
+class Episode:
+    """An alert from the estimated start of its condition to its resolution (``None``:
+    still firing)."""
+
+    rule: str
+    labels: dict[str, str]
+    severity: str
+    started_at: datetime
+    ended_at: datetime | None
 
 
 class StoreError(DetectorError):
@@ -175,8 +210,10 @@ class StateStore:
         now: datetime,
         fence: Callable[[sa.Connection], bool] | None = None,
         resolved: dict[str, Resolution] | None = None,
+        transitions: Sequence[Transition] = (),
     ) -> int:
-        """Commit a tick: watermark, alert states and new outbox entries, all or nothing.
+        """Commit a tick: watermark, alert states, new outbox entries and the episodes its
+        ``transitions`` resolved, all or nothing.
 
         Returns how many outbox entries were added (a delivery already queued is not
         queued twice). ``fence``, run first in the same transaction, may refuse the write
@@ -207,7 +244,72 @@ class StateStore:
             rows = self._outbox_rows(connection, [Delivery(*item) for item in deliveries], now)
             if rows:
                 connection.execute(_outbox.insert(), rows)
+            self._record_episodes(connection, transitions, now)
         return len(rows)
+
+    @staticmethod
+    def _record_episodes(
+        connection: sa.Connection, transitions: Sequence[Transition], now: datetime
+    ) -> None:
+        """Store the episodes that resolved; those older than :data:`EPISODE_RETENTION`
+        go when new ones come (so a quiet tick writes nothing)."""
+        ended = [t.alert for t in transitions if t.event == "resolved"]
+        if not ended:
+            return
+        connection.execute(
+            _episodes.insert(),
+            [
+                {
+                    "fingerprint": alert.fingerprint,
+                    "rule": alert.rule,
+                    "gateway": alert.labels.get("gateway"),
+                    "labels": json.dumps(alert.labels, sort_keys=True),
+                    "severity": alert.severity,
+                    "started_at": naive_utc(alert.since),
+                    "fired_at": naive_utc(alert.fired_at) if alert.fired_at else None,
+                    "resolved_at": naive_utc(now),
+                }
+                for alert in ended
+            ],
+        )
+        connection.execute(
+            _episodes.delete().where(_episodes.c.resolved_at < naive_utc(now - EPISODE_RETENTION))
+        )
+
+    def episodes(self, rules: Sequence[str], start: datetime, end: datetime) -> list[Episode]:
+        """Episodes of these rules that overlap ``[start, end)``: the resolved ones stored,
+        then the alerts firing now; each by start time."""
+        query = (
+            sa.select(_episodes)
+            .where(
+                _episodes.c.rule.in_(list(rules)),
+                _episodes.c.started_at < naive_utc(end),
+                _episodes.c.resolved_at > naive_utc(start),
+            )
+            .order_by(_episodes.c.started_at, _episodes.c.id)
+        )
+        with store_errors("read the alert history"), self.engine.connect() as connection:
+            rows = connection.execute(query).mappings().all()
+        found = [
+            Episode(
+                row["rule"],
+                json.loads(row["labels"]),
+                row["severity"],
+                aware_utc(row["started_at"]),
+                aware_utc(row["resolved_at"]),
+            )
+            for row in rows
+        ]
+        _, alerts = self.load()
+        found += sorted(
+            (
+                Episode(alert.rule, dict(alert.labels), alert.severity, alert.since, None)
+                for alert in alerts.values()
+                if alert.state == "firing" and alert.rule in rules and alert.since < end
+            ),
+            key=lambda episode: episode.started_at,
+        )
+        return found
 
     def _outbox_rows(
         self, connection: sa.Connection, deliveries: list[Delivery], now: datetime

@@ -83,8 +83,11 @@ class PaymentsDb:
         error_code: str | None = "card_declined",
         method: str | None = "card",
         country: str | None = "US",
+        amount: float = 10,
+        currency: str = "USD",
+        latency_ms: int | None = None,
     ) -> None:
-        """Insert rows at ``at`` (a microsecond apart)."""
+        """Insert rows at ``at`` (a microsecond apart); pending rows have no latency."""
         statuses: list[tuple[str | None, int]] = [
             ("succeeded", succeeded),
             ("failed", failed),
@@ -102,10 +105,11 @@ class PaymentsDb:
                         "gateway": gateway,
                         "status": status,
                         "error_code": error_code if status == "failed" else None,
-                        "amount": 10,
-                        "currency": "USD",
+                        "amount": amount,
+                        "currency": currency,
                         "method": method,
                         "country": country,
+                        "latency_ms": None if status == "pending" else latency_ms,
                     }
                 )
         if rows:
@@ -122,8 +126,11 @@ class PaymentsDb:
         *,
         method: str = "card",
         country: str = "US",
+        latency_ms: int | None = None,
+        slow: int = 0,
     ) -> None:
-        """``per_minute`` payments each minute, ``failed`` of them failed, for ``minutes``."""
+        """``per_minute`` payments each minute, ``failed`` of them failed, for ``minutes``;
+        each takes ``latency_ms``, and ``slow`` of them (the last ones) ten times that."""
         rows = []
         table = create_schema(self.engine, self.table)
         for m in range(minutes):
@@ -141,6 +148,9 @@ class PaymentsDb:
                         "currency": "USD",
                         "method": method,
                         "country": country,
+                        "latency_ms": None
+                        if latency_ms is None
+                        else latency_ms * (10 if j >= per_minute - slow else 1),
                     }
                 )
         with self.engine.begin() as connection:
@@ -196,7 +206,7 @@ def open_source() -> Iterator[Callable[[Config], SqlSource]]:
     opened: list[SqlSource] = []
 
     def open_(config: Config) -> SqlSource:
-        source = SqlSource(connect(config.source.url), config.source)
+        source = SqlSource(connect(config.source.url), config.source, config.latency_threshold)
         opened.append(source)
         return source
 
@@ -237,7 +247,7 @@ def in_process_daemon(
     stream: TextIO | None = None,
 ) -> Iterator[Daemon]:
     """A daemon ticked and delivered by the test; leaving the block is a crash (no shutdown)."""
-    source = SqlSource(connect(config.source.url), config.source)
+    source = SqlSource(connect(config.source.url), config.source, config.latency_threshold)
     store = StateStore.open(state_url)
     try:
         yield Daemon(config, source, store, build_receivers(config, session, stream), clock)

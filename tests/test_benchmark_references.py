@@ -244,7 +244,9 @@ def test_delays_count_the_first_relevant_alert_from_the_incident_start() -> None
     step = Scenario("a", "step 5x SLA", "failure", 10.0, 0.01, 0.0, 0, 1500, 1500, 1740, 0.1)
     drop = Scenario("b", "silence for 45 min", "volume", 10.0, 0.01, 0.0, 0, 1600, 1600, 1645)
     scenarios = ScenarioSet(
-        (step, drop), MinuteCounts(("a", "b"), START, zeros, zeros, zeros, zeros), 1440
+        (step, drop),
+        MinuteCounts(("a", "b"), START, zeros, zeros, zeros, zeros, zeros.astype(float)),
+        1440,
     )
     ours = [
         # A false alert the day before, a volume alert that says nothing of the failure rate,

@@ -38,6 +38,17 @@ def test_a_trickling_answer_is_cut_off_when_the_timeout_is_used_up(
     assert len(http.requests) == 1
 
 
+def test_an_answer_cut_off_after_its_status_line_is_not_a_delivery(
+    http: HttpRecorder, session: requests.Session
+) -> None:
+    # About the 17 bytes of "HTTP/1.0 200 OK\r\n" arrive before the deadline, no header.
+    http.trickle = 0.1
+    receiver = WebhookReceiver("slow", webhook(http.url, timeout="1.8s"), session)
+    with pytest.raises(DeliveryError) as caught:
+        receiver.send(firing())
+    assert str(caught.value) == f"POST {http.url}: no complete response within 1.8s"
+
+
 def _two_hooks(db: PaymentsDb, slow: HttpRecorder, healthy: HttpRecorder) -> dict[str, object]:
     return {
         "source": {"url": db.url, "table": db.table},

@@ -75,6 +75,7 @@ def test_columns_hold_what_the_payments_table_expects() -> None:
         "currency",
         "method",
         "country",
+        "latency_ms",
     ]
     assert frame["created_at"].dt.tz is None
     assert frame["created_at"].min() >= MONDAY
@@ -89,6 +90,8 @@ def test_columns_hold_what_the_payments_table_expects() -> None:
     assert (frame["amount"] > 0).all()
     assert (frame["amount"].round(2) == frame["amount"]).all()
     assert frame["id"].str.len().max() <= 40
+    assert frame.loc[frame["status"] == "pending", "latency_ms"].isna().all()
+    assert (frame.loc[frame["status"] != "pending", "latency_ms"] > 0).all()
 
 
 def test_default_gateways_stay_below_the_sla_with_their_own_error_codes() -> None:

@@ -1,4 +1,5 @@
-"""The ``detector`` command: run, check, validate, simulate, backtest, demo, silence, notify.
+"""The ``detector`` command: run, check, validate, simulate, backtest, demo, silence, notify,
+report.
 
 Exit codes: 0 all good, 1 something is firing (``check``), 2 an error (bad config,
 unreadable database, bad arguments). Each module here adds its subcommands with ``register``.
@@ -11,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from detector import __version__
-from detector.cli import notify, replay, service, state
+from detector.cli import notify, replay, report, service, state
 from detector.cli.common import EXIT_ERROR, setup_logging
 from detector.config import ConfigError
 from detector.errors import DetectorError
@@ -38,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
             )
         return sub
 
-    for module in (service, replay, state, notify):
+    for module in (service, replay, state, notify, report):
         module.register(command)
     return parser
 

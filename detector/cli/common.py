@@ -123,7 +123,7 @@ def open_source(
     ``name``: the key or option that gave the URL, for its errors."""
     timeout = config.source_query_timeout if bounded else None
     engine = connect(config.source.url, query_timeout=timeout, name=name)
-    source = SqlSource(engine, config.source)
+    source = SqlSource(engine, config.source, config.latency_threshold)
     try:
         source.check()
     except SchemaError:

@@ -12,8 +12,10 @@ One module per part of the file: :mod:`~detector.config.source` (``source:``, ``
 from detector.config.base import DEFAULT_CONFIG_PATH, ConfigError, parse_duration
 from detector.config.calendar import CalendarConfig, CalendarDay, DeclaredSpan
 from detector.config.detection import (
+    BankRule,
     DetectionConfig,
     GatewayConfig,
+    LatencyRule,
     NoDataRule,
     OutageRule,
     SlaBreachRule,
@@ -43,7 +45,7 @@ from detector.config.routes import (
     Route,
     check_regex,
 )
-from detector.config.service import HaConfig, ServerConfig
+from detector.config.service import HaConfig, HeartbeatConfig, ServerConfig
 from detector.config.source import (
     Columns,
     Declines,
@@ -51,6 +53,7 @@ from detector.config.source import (
     SourceConfig,
     StateConfig,
     Statuses,
+    trace_link,
 )
 
 __all__ = [
@@ -59,6 +62,7 @@ __all__ = [
     "TEMPLATE_FIELDS",
     "AlertingConfig",
     "AlertmanagerReceiver",
+    "BankRule",
     "CalendarConfig",
     "CalendarDay",
     "Columns",
@@ -71,8 +75,10 @@ __all__ = [
     "EmailReceiver",
     "GatewayConfig",
     "HaConfig",
+    "HeartbeatConfig",
     "InhibitRule",
     "LabelMatcher",
+    "LatencyRule",
     "MaintenanceWindow",
     "Matchers",
     "NoDataRule",
@@ -95,4 +101,5 @@ __all__ = [
     "parse_config",
     "parse_duration",
     "parse_false_alerts",
+    "trace_link",
 ]

@@ -9,11 +9,20 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Field, field_validator
 
-from detector.config.base import Duration, FrozenModel, Probability, at_least, parse_duration
+from detector.config.base import (
+    Duration,
+    FrozenModel,
+    Probability,
+    at_least,
+    parse_duration,
+    positive,
+)
 
 __all__ = [
+    "BankRule",
     "DetectionConfig",
     "GatewayConfig",
+    "LatencyRule",
     "NoDataRule",
     "OutageRule",
     "SlaBreachRule",
@@ -73,8 +82,9 @@ def _check_post_change_rate(value: Any) -> str | float:
 PostChangeRate = Annotated[str | float, BeforeValidator(_check_post_change_rate)]
 
 
-class SlaBreachRule(_Rule):
-    """Bank of binomial CUSUMs against the SLA; thresholds come from ``false_alerts``."""
+class BankRule(_Rule):
+    """Settings of a bank of binomial CUSUMs against a share of payments (an SLA);
+    thresholds come from ``false_alerts``."""
 
     # The CUSUM has already weighed the evidence: waiting longer only adds delay.
     for_: Duration = Field(default=timedelta(0), alias="for")
@@ -92,6 +102,16 @@ class SlaBreachRule(_Rule):
     window: Duration = timedelta(minutes=30)
     # An estimated failure rate at this multiple of the SLA makes the alert critical.
     critical_factor: float = Field(default=5.0, gt=1)
+
+    def post_change_rates(self, sla: float) -> list[float]:
+        """The bank's rates for a gateway with this SLA (those not above it are dropped)."""
+        rates = [sla * float(r[:-1]) if isinstance(r, str) else r for r in self.rates]
+        return [min(r, 0.999) for r in rates if r > sla]
+
+
+class SlaBreachRule(BankRule):
+    """Bank of binomial CUSUMs against the failure SLA."""
+
     # Also watch each gateway per value of these dimensions (names from
     # source.columns.dimensions): [[method], [country]] adds (stripe, method=card), ...
     series: tuple[tuple[str, ...], ...] = ()
@@ -110,10 +130,22 @@ class SlaBreachRule(_Rule):
             raise ValueError("a series is listed twice")
         return value
 
-    def post_change_rates(self, sla: float) -> list[float]:
-        """The bank's rates for a gateway with this SLA (those not above it are dropped)."""
-        rates = [sla * float(r[:-1]) if isinstance(r, str) else r for r in self.rates]
-        return [min(r, 0.999) for r in rates if r > sla]
+
+class LatencyRule(BankRule):
+    """``latency_breach``: more payments slower than ``threshold`` than the latency SLA
+    allows, by the same bank of CUSUMs as ``sla_breach``. Active only where
+    ``source.columns.latency_ms`` names the latency column."""
+
+    # A payment slower than this is a slow payment.
+    threshold: Annotated[Duration, positive("the latency threshold must be positive")] = timedelta(
+        seconds=2
+    )
+    # The share of payments that may be slow (per gateway: gateways.<name>.latency_sla).
+    sla: Probability = 0.05
+
+    @property
+    def threshold_ms(self) -> float:
+        return self.threshold.total_seconds() * 1000
 
 
 class OutageRule(_Rule):
@@ -156,9 +188,17 @@ class DetectionConfig(FrozenModel):
     outage: OutageRule = OutageRule()
     no_data: NoDataRule = NoDataRule()
     volume_drop: VolumeDropRule = VolumeDropRule()
+    latency: LatencyRule = LatencyRule()
+
+    def settings_of(self, rule: str) -> _Rule | None:
+        """The settings of the rule of this name (``latency_breach``'s are ``latency``);
+        None for a rule without settings (``source_down``)."""
+        settings = getattr(self, "latency" if rule == "latency_breach" else rule, None)
+        return settings if isinstance(settings, _Rule) else None
 
 
 class GatewayConfig(FrozenModel):
     sla: Probability | None = None
+    latency_sla: Probability | None = None  # overrides detection.latency.sla
     backup: str | None = None
     links: tuple[str, ...] = ()

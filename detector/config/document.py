@@ -17,7 +17,7 @@ from detector.config.routes import (
     MaintenanceWindow,
     Route,
 )
-from detector.config.service import HaConfig, ServerConfig
+from detector.config.service import HaConfig, HeartbeatConfig, ServerConfig
 from detector.config.source import ScheduleConfig, SourceConfig, StateConfig
 
 __all__ = ["Config"]
@@ -38,6 +38,7 @@ class Config(FrozenModel):
     alerting: AlertingConfig = AlertingConfig()
     server: ServerConfig = ServerConfig()
     ha: HaConfig = HaConfig()
+    heartbeat: HeartbeatConfig | None = None
     receivers: dict[str, ReceiverConfig] = {"console": ConsoleReceiver(type="console")}
     route: Route = Route(receivers=("console",))
     inhibit_rules: tuple[InhibitRule, ...] = DEFAULT_INHIBIT_RULES
@@ -104,3 +105,20 @@ class Config(FrozenModel):
     def sla_for(self, gateway: str) -> float:
         override = self.gateways.get(gateway)
         return override.sla if override and override.sla is not None else self.detection.sla
+
+    @property
+    def latency_watched(self) -> bool:
+        """Whether ``latency_breach`` runs: the latency column is set and the rule enabled."""
+        return self.source.columns.latency_ms is not None and self.detection.latency.enabled
+
+    @property
+    def latency_threshold(self) -> timedelta | None:
+        """What the source counts slow payments against; None where latency is not watched."""
+        return self.detection.latency.threshold if self.latency_watched else None
+
+    def latency_sla_for(self, gateway: str) -> float:
+        """The share of the gateway's payments that may be slower than the threshold."""
+        override = self.gateways.get(gateway)
+        if override and override.latency_sla is not None:
+            return override.latency_sla
+        return self.detection.latency.sla

@@ -85,6 +85,10 @@ def _read_yaml(text: str, source: str) -> Any:
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
+# References that a key fills in itself rather than from the environment.
+_PLACEHOLDERS = {"source.trace_url": ("payment_id",)}
+
+
 def _interpolate(
     node: Any, path: str, env: Mapping[str, str], problems: list[tuple[str, str]]
 ) -> Any:
@@ -101,6 +105,8 @@ def _interpolate(
 
     def substitute(match: re.Match[str]) -> str:
         name, default = match.group(1), match.group(2)
+        if name in _PLACEHOLDERS.get(path, ()):
+            return match.group(0)  # filled in later, per message
         if name in env:
             return env[name]
         if default is not None:

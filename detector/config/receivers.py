@@ -43,6 +43,7 @@ TEMPLATE_FIELDS = (
     "labels",
     "fingerprint",
     "attribution",
+    "revenue_at_risk",
 )
 
 

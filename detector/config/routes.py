@@ -126,10 +126,10 @@ class InhibitRule(FrozenModel):
 
 
 DEFAULT_INHIBIT_RULES = (
-    # An outage explains the same gateway's SLA breach and silence.
+    # An outage explains the same gateway's SLA breaches and silence.
     InhibitRule(
         source_match={"rule": "outage"},
-        target_match_re={"rule": "sla_breach|no_data"},
+        target_match_re={"rule": "sla_breach|latency_breach|no_data"},
         equal=("gateway",),
     ),
     # A silent gateway's volume has dropped too: one alert says it.
@@ -141,7 +141,7 @@ DEFAULT_INHIBIT_RULES = (
     # Without data nothing can be said about any gateway.
     InhibitRule(
         source_match={"rule": "source_down"},
-        target_match_re={"rule": "outage|sla_breach|no_data|volume_drop"},
+        target_match_re={"rule": "outage|sla_breach|latency_breach|no_data|volume_drop"},
     ),
 )
 

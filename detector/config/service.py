@@ -1,16 +1,17 @@
-"""The detector as a service: the HTTP endpoint (``server:``) and the leader lease (``ha:``)."""
+"""The detector as a service: the HTTP endpoint (``server:``), the leader lease (``ha:``) and
+the dead-man's-switch ping (``heartbeat:``)."""
 
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import quote
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 
-from detector.config.base import Duration, FrozenModel, HttpUrl, at_least
+from detector.config.base import Duration, FrozenModel, HttpUrl, at_least, positive
 
-__all__ = ["HaConfig", "ServerConfig"]
+__all__ = ["HaConfig", "HeartbeatConfig", "ServerConfig"]
 
 
 class ServerConfig(FrozenModel):
@@ -66,3 +67,29 @@ class HaConfig(FrozenModel):
     ] = timedelta(seconds=30)
     # Identifies this replica in the lease row; default hostname:pid.
     replica_id: str | None = Field(default=None, min_length=1, max_length=200)
+
+
+class HeartbeatConfig(FrozenModel):
+    """A dead-man's switch (healthchecks.io, Cronitor, ...): the leader requests ``url``
+    after a successful tick, at most once per ``every``, so the switch alerts when the
+    detector itself stops."""
+
+    # The ping URL grants the right to report the check healthy: a secret, like a webhook's
+    # (write it as ${HEARTBEAT_URL}).
+    url: SecretStr
+    every: Annotated[Duration, positive("the heartbeat interval must be positive")] = timedelta(
+        minutes=1
+    )
+    # GET by default; POST sends a small JSON document (the tick's time and the replica).
+    method: Literal["GET", "POST"] = "GET"
+    # The whole request, connect to last byte; it runs beside the ticks, never inside one.
+    timeout: Annotated[Duration, positive("the heartbeat timeout must be positive")] = timedelta(
+        seconds=10
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().startswith(("http://", "https://")):
+            raise ValueError("the heartbeat url must start with http:// or https://")
+        return value

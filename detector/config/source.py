@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from pydantic import (
     AfterValidator,
@@ -30,6 +31,7 @@ __all__ = [
     "StateConfig",
     "Statuses",
     "TableName",
+    "trace_link",
 ]
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$")
@@ -71,9 +73,22 @@ class Columns(FrozenModel):
     gateway: Identifier = "gateway"
     status: Identifier = "status"
     error_code: Identifier | None = "error_code"
+    # How long each payment took, in milliseconds (NULL where unknown, e.g. pending): set,
+    # it enables detection.latency.
+    latency_ms: Identifier | None = None
     # Label name -> column, e.g. {method: payment_method, country: country}: an alert says
     # which combination of them holds most of the excess failures.
     dimensions: dict[Identifier, Identifier] = {}
+    # A numeric column with each payment's amount: firing alerts then say how much money
+    # failed above the SLA (or fell short of the expected volume), per currency.
+    amount: Identifier | None = None
+    currency: Identifier | None = None  # the amount's currency code; none: one currency
+
+    @model_validator(mode="after")
+    def _currency_needs_amount(self) -> Columns:
+        if self.currency is not None and self.amount is None:
+            raise ValueError("currency: a currency column needs the amount column; set amount")
+        return self
 
     @field_validator("dimensions")
     @classmethod
@@ -126,6 +141,32 @@ class Declines(FrozenModel):
         return bool(self.error_codes) or self.error_code_match is not None
 
 
+# What a trace URL template must hold: where each sample payment id goes.
+TRACE_ID = "${payment_id}"
+
+
+def _check_trace_url(value: Any) -> str:
+    url = str(value)
+    if not url.startswith(("http://", "https://")):
+        raise ValueError(f"{url!r}: the log search must be an http:// or https:// URL")
+    if TRACE_ID not in url:
+        raise ValueError(f"{url!r}: put {TRACE_ID} where the payment id goes in the URL")
+    return url
+
+
+def trace_link(template: str | None, payment_id: str) -> str | None:
+    """The log search for one payment: its id URL-encoded into ``source.trace_url``.
+
+    >>> trace_link("https://logs.example.com/search?q=${payment_id}", "pay 1&x")
+    'https://logs.example.com/search?q=pay%201%26x'
+    >>> trace_link(None, "pay_1") is None
+    True
+    """
+    if template is None:
+        return None
+    return template.replace(TRACE_ID, quote(payment_id, safe=""))
+
+
 def _database_url(value: Any) -> str:
     # Imported here: reading the configuration loads the database layer only when a URL
     # is given, so the detection code stays free of it.
@@ -150,6 +191,9 @@ class SourceConfig(FrozenModel):
     # The furthest back a tick re-reads for late rows; equal to late_arrival, the re-read
     # stays late_arrival and every minute is judged as it stands.
     max_late_arrival: Duration = timedelta(minutes=60)
+    # A log search for one payment, e.g. "https://logs.example.com/search?q=${payment_id}":
+    # each sample failed payment id in a message links to it.
+    trace_url: Annotated[str, BeforeValidator(_check_trace_url)] | None = None
     # How much history a fresh start reads to fill its windows.
     warmup: Duration = timedelta(hours=3)
     # Longest a payments query may run or wait for a lock before its tick counts as failed;

@@ -1,4 +1,5 @@
-"""The one HTTP POST every HTTP receiver uses, with failures mapped to :class:`DeliveryError`.
+"""The one HTTP request every HTTP receiver (and the heartbeat) makes, with failures mapped
+to :class:`DeliveryError`.
 
 URLs of incoming webhooks are credentials (anyone holding a Slack webhook URL can post to the
 channel), so messages name only the scheme and host of a URL, never its path or query, and
@@ -24,7 +25,14 @@ from detector.notify.base import DeliveryError
 from detector.notify.deadline import Deadline
 from detector.notify.redact import redact
 
-__all__ = ["BODY_EXCERPT", "MAX_RETRY_AFTER", "post", "redact_url", "retry_after_delay"]
+__all__ = [
+    "BODY_EXCERPT",
+    "MAX_RETRY_AFTER",
+    "post",
+    "redact_url",
+    "request",
+    "retry_after_delay",
+]
 
 log = logging.getLogger(__name__)
 
@@ -93,17 +101,16 @@ def _excerpt(response: requests.Response, url: str, secrets: Iterable[str]) -> s
 def _failure(
     exc: requests.RequestException, where: str, timeout: float, *, expired: bool
 ) -> DeliveryError:
-    """What a request that raised ``exc`` tells the dispatcher (the text holds no URL path)."""
+    """What a request that raised ``exc`` tells the dispatcher (the text holds no URL path);
+    ``where`` is the method and the redacted URL."""
     if expired or isinstance(exc, requests.Timeout):
         # An expired deadline shut the socket down, whatever requests made of that.
-        return DeliveryError(
-            f"POST {where}: no complete response within {timeout:g}s", retryable=True
-        )
+        return DeliveryError(f"{where}: no complete response within {timeout:g}s", retryable=True)
     if isinstance(exc, requests.ConnectionError):
         reason = _root_cause(exc)
-        return DeliveryError(f"POST {where}: cannot connect ({reason})", retryable=True)
+        return DeliveryError(f"{where}: cannot connect ({reason})", retryable=True)
     # Malformed URL, unsupported scheme and the like: only the config can fix these.
-    return DeliveryError(f"POST {where}: request failed ({type(exc).__name__})", retryable=False)
+    return DeliveryError(f"{where}: request failed ({type(exc).__name__})", retryable=False)
 
 
 # A destination may ask for a pause, but not park the alerts it is sent for hours.
@@ -143,7 +150,31 @@ def post(
     timeout: float,
     secrets: Iterable[str] = (),
 ) -> requests.Response:
-    """POST and return the 2xx response, or raise :class:`DeliveryError`.
+    """POST and return the 2xx response, or raise :class:`DeliveryError` (see :func:`request`)."""
+    return request(
+        session,
+        "POST",
+        url,
+        json_body=json_body,
+        data=data,
+        headers=headers,
+        timeout=timeout,
+        secrets=secrets,
+    )
+
+
+def request(
+    session: requests.Session,
+    method: str,
+    url: str,
+    *,
+    json_body: Any = None,
+    data: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    timeout: float,
+    secrets: Iterable[str] = (),
+) -> requests.Response:
+    """Send ``method`` and return the 2xx response, or raise :class:`DeliveryError`.
 
     ``timeout`` bounds the whole request when ``session`` went through
     :func:`~detector.notify.deadline.use_deadlines` (every receiver's session does);
@@ -153,14 +184,15 @@ def post(
     statuses (the request itself is wrong, so resending it cannot help) and bad URLs.
     Redirects are not followed: a webhook that moved is a configuration error.
     """
-    where = redact_url(url)
+    where = f"{method} {redact_url(url)}"
     # Errors are raised after the except blocks so that they carry no __context__: the
     # requests exception's text holds the full URL and tracebacks end up in logs.
     failure: DeliveryError | None = None
     deadline = Deadline(timeout)
     try:
         with deadline:
-            response = session.post(
+            response = session.request(
+                method,
                 url,
                 json=json_body,
                 data=data,
@@ -170,6 +202,14 @@ def post(
             )
     except requests.RequestException as exc:
         failure = _failure(exc, where, timeout, expired=deadline.expired)
+    else:
+        if deadline.expired:
+            # The shut-down socket read as the end of the answer: a status line cut short
+            # of its headers and body is no answer.
+            response.close()
+            failure = DeliveryError(
+                f"{where}: no complete response within {timeout:g}s", retryable=True
+            )
     if failure is not None:
         raise failure
 
@@ -183,7 +223,7 @@ def post(
         retry_after = response.headers.get("Retry-After")
         hint = f" (Retry-After: {retry_after})" if retry_after else ""
         raise DeliveryError(
-            f"POST {where}: {described}{hint}: {body}",
+            f"{where}: {described}{hint}: {body}",
             retryable=True,
             retry_after=retry_after_delay(retry_after, datetime.now(UTC)),
         )
@@ -191,7 +231,7 @@ def post(
         location = response.headers.get("Location")
         target = redact_url(urljoin(url, location)) if location else "an unknown location"
         raise DeliveryError(
-            f"POST {where}: {described} redirect to {target}; configure the final URL",
+            f"{where}: {described} redirect to {target}; configure the final URL",
             retryable=False,
         )
-    raise DeliveryError(f"POST {where}: {described}: {body}", retryable=False)
+    raise DeliveryError(f"{where}: {described}: {body}", retryable=False)

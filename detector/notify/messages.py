@@ -26,6 +26,12 @@ The webhook document (:func:`payload`), version ``"1"``::
         "expected_payments": float | null,
         "top_error_codes": [{"code": str, "count": int}],
         "sample_payment_ids": [str],
+        "samples": [{"id": str, "url": str | null}],   # url: source.trace_url's log search
+        "revenue_at_risk": [               # source.columns.amount; most money first
+          {"currency": str,                # "" without source.columns.currency
+           "amount": float,                # failed above the SLA / missing, since "since"
+           "payments": int}                # the failed (or missing) payments it is in
+        ],
         "attribution": null | {            # where the excess failures are (dimensions)
           "segment": {str: str},           # e.g. {"method": "card", "country": "BR"};
                                            # {} when spread over them like the payments
@@ -75,6 +81,8 @@ __all__ = [
     "payload",
     "percent",
     "rate_phrase",
+    "revenue_phrase",
+    "samples",
     "template_fields",
     "text",
     "title",
@@ -180,6 +188,52 @@ def attribution_document(attribution: Attribution | None) -> dict[str, Any] | No
     }
 
 
+def _money(currency: str, amount: float) -> str:
+    """``EUR 12,340`` or ``EUR 12,340.50``; no code for the one unnamed currency."""
+    figure = f"{amount:,.0f}" if amount == round(amount) else f"{amount:,.2f}"
+    return f"{currency} {figure}" if currency else figure
+
+
+def revenue_phrase(n: Notification) -> str | None:
+    """``EUR 12,340 in 187 failed payments above the 2.0% SLA since 10:42 UTC``, one part
+    per currency; None without amounts.
+
+    >>> from detector.stats.revenue import Loss
+    >>> e = Evidence(baseline=0.02, revenue_at_risk=(Loss("EUR", 12340.0, 187),
+    ...              Loss("", 80.5, 1)))
+    >>> print(revenue_phrase(Notification("firing", "f", "k", "sla_breach", "warning", {},
+    ...     "", "2026-11-20T10:50:00Z", "2026-11-20T10:42:00Z", evidence=e)))
+    EUR 12,340 in 187 failed payments, 80.50 in 1 failed payment above the 2.0% SLA since 10:42 UTC
+    """
+    e = n.evidence
+    if not e.revenue_at_risk:
+        return None
+    kind = "payment" if n.rule == "volume_drop" else "failed payment"
+    parts = ", ".join(
+        f"{_money(loss.currency, loss.amount)} in {loss.payments} {kind}"
+        + ("" if loss.payments == 1 else "s")
+        for loss in e.revenue_at_risk
+    )
+    if n.rule == "volume_drop":
+        what = "short of the expected volume"
+    elif e.baseline is not None:
+        what = f"above the {percent(e.baseline)} SLA"
+    else:
+        what = "above the SLA"
+    try:
+        since = f" since {datetime.fromisoformat(n.since):%H:%M} UTC"
+    except ValueError:
+        since = ""
+    return f"{parts} {what}{since}"
+
+
+def samples(e: Evidence) -> list[tuple[str, str | None]]:
+    """Each sample failed payment id with its log search (``source.trace_url``), if any."""
+    urls: list[str | None] = list(e.sample_payment_urls)
+    urls += [None] * (len(e.sample_payment_ids) - len(urls))
+    return list(zip(e.sample_payment_ids, urls, strict=False))
+
+
 def _series(n: Notification) -> str:
     """``"stripe"``, ``"stripe (method=card)"`` or ``""`` when no gateway is involved."""
     extra = ", ".join(f"{k}={v}" for k, v in sorted(n.labels.items()) if k not in _TITLE_LABELS)
@@ -209,6 +263,7 @@ def template_fields(n: Notification) -> dict[str, str]:
         "labels": facts_by_key.get("labels", ""),
         "fingerprint": n.fingerprint,
         "attribution": facts_by_key.get("attribution", ""),
+        "revenue_at_risk": facts_by_key.get("revenue_at_risk", ""),
     }
 
 
@@ -247,14 +302,19 @@ def _elapsed(since: str, at: str) -> timedelta | None:
 
 def facts(n: Notification) -> list[Fact]:
     """The details of ``n`` in reading order, leaving out whatever is unknown."""
-    return _figures(n.evidence) + _context(n)
+    revenue = revenue_phrase(n)
+    money = [Fact("revenue_at_risk", "Revenue at risk", revenue)] if revenue else []
+    return _figures(n.evidence, n.rule == "latency_breach") + money + _context(n)
 
 
-def _figures(e: Evidence) -> list[Fact]:
-    """What was measured: rate, counts, p-value and where the failures are."""
+def _figures(e: Evidence, latency: bool = False) -> list[Fact]:
+    """What was measured: rate, counts, p-value and where the failures are. ``latency``:
+    the rate and counts are of slow payments among those with a latency."""
     out: list[Fact] = []
     rate = rate_phrase(e)
-    if rate is not None:
+    if rate is not None and latency:
+        out.append(Fact("slow_share", "Slow payments", rate))
+    elif rate is not None:
         out.append(Fact("failure_rate", "Failure rate", rate))
     elif e.baseline is not None:
         out.append(Fact("sla", "SLA", percent(e.baseline)))
@@ -265,6 +325,8 @@ def _figures(e: Evidence) -> list[Fact]:
         out.append(
             Fact("volume", "Payments", f"{e.payments}{window}, expected {e.expected_payments:.0f}")
         )
+    elif latency:
+        out.append(Fact("counts", "Slow", f"{e.failures} of {e.payments} timed payments{window}"))
     elif e.payments or e.failures or e.window_minutes:
         declined = f" ({e.declines} declined)" if e.declines else ""
         out.append(
@@ -292,7 +354,8 @@ def _context(n: Notification) -> list[Fact]:
         codes = ", ".join(f"{code} ({count})" for code, count in e.top_error_codes)
         out.append(Fact("error_codes", "Top error codes", codes))
     if e.sample_payment_ids:
-        out.append(Fact("sample_ids", "Sample payment ids", ", ".join(e.sample_payment_ids)))
+        ids = ", ".join(f"{i} ({url})" if url else i for i, url in samples(e))
+        out.append(Fact("sample_ids", "Sample payment ids", ids))
     if n.backup_gateway:
         if n.event == "resolved":
             out.append(
@@ -327,6 +390,11 @@ _COLOURS = {"critical": "#b00020", "warning": "#b26a00", "resolved": "#1b7f3b"}
 
 
 def _html_value(fact: Fact, n: Notification) -> str:
+    if fact.key == "sample_ids":
+        return ", ".join(
+            f'<a href="{escape(url)}">{escape(i)}</a>' if url else escape(i)
+            for i, url in samples(n.evidence)
+        )
     if fact.key != "links":
         return escape(fact.value)
     anchors = []
@@ -434,6 +502,8 @@ def payload(n: Notification, templates: Templates | None = None) -> dict[str, An
         {"code": code, "count": count} for code, count in n.evidence.top_error_codes
     ]
     evidence["sample_payment_ids"] = list(n.evidence.sample_payment_ids)
+    del evidence["sample_payment_urls"]  # paired with their ids in "samples"
+    evidence["samples"] = [{"id": i, "url": url} for i, url in samples(n.evidence)]
     evidence["attribution"] = attribution_document(n.evidence.attribution)
     return {
         "version": PAYLOAD_VERSION,
@@ -490,6 +560,9 @@ def alertmanager_alert(
     }
     if n.evidence.attribution is not None:
         alert["annotations"]["attribution"] = attribution_phrase(n.evidence.attribution)
+    revenue = revenue_phrase(n)
+    if revenue:
+        alert["annotations"]["revenue_at_risk"] = revenue
     if n.event == "resolved":
         alert["endsAt"] = _am_time(n.at)
     elif ends_at is not None:

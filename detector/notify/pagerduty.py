@@ -46,6 +46,9 @@ def pagerduty_event(
     }
     if n.evidence.attribution is not None:
         custom_details["attribution"] = messages.attribution_phrase(n.evidence.attribution)
+    revenue = messages.revenue_phrase(n)
+    if revenue:
+        custom_details["revenue_at_risk"] = revenue
     event["payload"] = {
         "summary": (
             messages.title(n, templates)
@@ -64,6 +67,11 @@ def pagerduty_event(
         event["payload"]["summary"] = event["payload"]["summary"][: SUMMARY_MAX - 1] + "…"
     event["client"] = CLIENT
     links = [{"href": link, "text": link} for link in n.links if link.startswith("http")]
+    links += [
+        {"href": url, "text": f"logs of payment {i}"}
+        for i, url in messages.samples(n.evidence)
+        if url
+    ]
     if links:
         event["links"] = links
     return event

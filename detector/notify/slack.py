@@ -33,7 +33,16 @@ GROUP_ALERTS_MAX = 45
 DETAIL_LINE_MAX = 590
 
 # Facts shown side by side as fields, in this order; the rest go in a section below them.
-_FIELD_KEYS = ("failure_rate", "sla", "counts", "volume", "p_value", "since", "backup")
+_FIELD_KEYS = (
+    "failure_rate",
+    "sla",
+    "counts",
+    "volume",
+    "revenue_at_risk",
+    "p_value",
+    "since",
+    "backup",
+)
 _DETAIL_KEYS = ("attribution", "at", "error_codes", "sample_ids", "links")
 
 
@@ -57,10 +66,11 @@ def _emoji(n: Notification) -> str:
     return ":rotating_light:" if n.severity == "critical" else ":warning:"
 
 
-def _link(url: str) -> str:
+def _link(url: str, label: str | None = None) -> str:
+    """``<url>`` or ``<url|label>``; a URL Slack cannot quote, or not a web link, as text."""
     if url.startswith(("http://", "https://")) and not any(c in url for c in "<>|"):
-        return f"<{url}>"
-    return _escape(url)
+        return f"<{url}|{_escape(label)}>" if label else f"<{url}>"
+    return _escape(label or url)
 
 
 def _fallback(n: Notification, templates: Templates | None) -> str:
@@ -82,11 +92,17 @@ def _details(n: Notification, facts: dict[str, messages.Fact]) -> str:
         if fact is None:
             continue
         head = f"*{fact.label}:* "
-        if key == "links":
+        if key == "links" or (key == "sample_ids" and n.evidence.sample_payment_urls):
             # Whole links only: half a URL is worse than a missing one.
+            if key == "links":
+                links, sep = [_link(url) for url in n.links], " "
+            else:
+                samples = messages.samples(n.evidence)
+                links = [_link(url, i) if url else _escape(i) for i, url in samples]
+                sep = ", "
             line = head
-            for url in n.links:
-                candidate = f"{line} {_link(url)}" if line != head else line + _link(url)
+            for link in links:
+                candidate = f"{line}{sep}{link}" if line != head else line + link
                 if len(candidate) > DETAIL_LINE_MAX:
                     break
                 line = candidate
@@ -177,6 +193,9 @@ def slack_group_message(
         rate = messages.rate_phrase(n.evidence)
         if rate:
             lines.append(f"Failure rate {_escape(rate)}")
+        revenue = messages.revenue_phrase(n)
+        if revenue:
+            lines.append(f"Revenue at risk: {_escape(revenue)}")
         if n.backup_gateway and n.event == "firing":
             lines.append(f"Fail over to backup: {_escape(n.backup_gateway)}")
         blocks.append(

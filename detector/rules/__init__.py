@@ -1,10 +1,11 @@
 """Turns a window of counts into verdicts per gateway per rule, with their evidence.
 
-One module per rule (:mod:`.outage`, :mod:`.sla_breach`, :mod:`.no_data`,
-:mod:`.volume_drop`), each a :class:`~detector.rules.base.Rule` evaluated on the window and
-a :class:`~detector.rules.base.RuleContext`. The SLA bank's hourly thresholds come from
-:mod:`.calibration`, the volume rules' weeks of history from :mod:`.seasonal`, and a
-replay's hour-at-once serving from :mod:`.replay`.
+One module per rule (:mod:`.outage`, :mod:`.sla_breach` with ``latency_breach``,
+:mod:`.no_data`, :mod:`.volume_drop`), each a :class:`~detector.rules.base.Rule` evaluated
+on the window and a :class:`~detector.rules.base.RuleContext`. The SLA bank's hourly
+thresholds come from :mod:`.calibration`, the volume rules' weeks of history from
+:mod:`.seasonal`, and a replay's hour-at-once serving from :mod:`.replay`;
+``latency_breach``'s window of timed and slow payments is :class:`.latency.LatencyWatch`'s.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from detector.rules.calibration import (
     calibrate,
     calibration_history,
 )
+from detector.rules.latency import LatencyWatch
 from detector.rules.no_data import NoData
 from detector.rules.outage import Outage
 from detector.rules.replay import Replay
@@ -44,6 +46,7 @@ __all__ = [
     "SERIES_RULES",
     "Calibration",
     "Finding",
+    "LatencyWatch",
     "Replay",
     "Rule",
     "RuleContext",
@@ -72,7 +75,13 @@ SERIES_RULES: tuple[Rule, ...] = RULES[:2]
 def minutes_needed(config: Config) -> int:
     """How many minute buckets the enabled rules look back over."""
     detection = config.detection
+    latency = (
+        (minutes_of(detection.latency.history), minutes_of(detection.latency.window))
+        if config.latency_watched
+        else ()
+    )
     return max(
+        *latency,
         minutes_of(detection.sla_breach.history),
         minutes_of(detection.sla_breach.window),
         minutes_of(detection.outage.window),
@@ -90,8 +99,11 @@ def _per_row(
 
 
 def _enabled(rules: tuple[Rule, ...], config: Config) -> list[Rule]:
-    # Each rule's settings are under its own name in ``detection``.
-    return [rule for rule in rules if getattr(config.detection, rule.name).enabled]
+    return [
+        rule
+        for rule in rules
+        if (settings := config.detection.settings_of(rule.name)) is not None and settings.enabled
+    ]
 
 
 def evaluate(

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from detector.config import Config
+from detector.config import BankRule, Config
 from detector.rules.seasonal import VolumeHistory
 from detector.rules.verdict import BoolArray
 from detector.stats.calibration import estimate_dispersion, quantise_up, threshold_for
@@ -39,12 +39,15 @@ _ANY_VOLUME = tuple(2.0**k for k in range(-2, 11))
 def budget_shares(config: Config) -> int:
     """How many detectors share a gateway's false-alert budget equally.
 
-    Every bank member of ``sla_breach`` for a gateway, ``no_data`` and ``volume_drop`` each
-    get one share. ``outage`` needs none: 90% of at least 5 payments failing at a 2% SLA
-    has odds below 1e-13 a tick.
+    Every bank member of ``sla_breach`` and of ``latency_breach`` (where latency is
+    watched) for a gateway, ``no_data`` and ``volume_drop`` each get one share.
+    ``outage`` needs none: 90% of at least 5 payments failing at a 2% SLA has odds below
+    1e-13 a tick.
     """
     detection = config.detection
     members = len(detection.sla_breach.rates) if detection.sla_breach.enabled else 0
+    if config.latency_watched:
+        members += len(detection.latency.rates)
     volume_rules = int(detection.no_data.enabled) + int(detection.volume_drop.enabled)
     return max(members + volume_rules, 1)
 
@@ -95,10 +98,12 @@ class Calibration:
         shares: npt.NDArray[np.float64] | None = None,
         watched: BoolArray | None = None,
         history: VolumeHistory | None = None,
+        rule: BankRule | None = None,
     ) -> Thresholds:
         """``shares``: per row, how many series share its sla_breach budget (default 1);
         ``watched``: the rows tested at all (default every one); ``history``: the rows'
-        quarter hours of the last weeks, for their dispersion (rows are gateways)."""
+        quarter hours of the last weeks, for their dispersion (rows are gateways);
+        ``rule``: the bank's settings (default ``detection.sla_breach``)."""
         hour = (window.end_minute - 1) // 60
         key = (
             hour,
@@ -109,7 +114,9 @@ class Calibration:
         )
         if self._current is not None and self._key == key:
             return self._current
-        self._current = calibrate(window, config, baselines, hour, shares, watched, history=history)
+        self._current = calibrate(
+            window, config, baselines, hour, shares, watched, history=history, rule=rule
+        )
         self._key = key
         return self._current
 
@@ -143,6 +150,7 @@ def calibrate(
     shares: npt.NDArray[np.float64] | None = None,
     watched: BoolArray | None = None,
     history: VolumeHistory | None = None,
+    rule: BankRule | None = None,
 ) -> Thresholds:
     """Per row: dispersion and volume of the history before ``hour``, then thresholds.
 
@@ -150,7 +158,7 @@ def calibrate(
     of it; rows not ``watched`` get no threshold (they never alarm). With ``history`` (the
     rows are gateways), the dispersion also draws on their quarter hours of the last weeks.
     """
-    rule = config.detection.sla_breach
+    rule = config.detection.sla_breach if rule is None else rule
     recent = calibration_history(window, hour)
     payments, failures = window.payments[:, recent], window.failures[:, recent]
     # Traffic swings through the day, and the members react to it in opposite ways: at low

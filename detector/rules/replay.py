@@ -43,6 +43,10 @@ class Replay:
         self._final = final
         self._hour: HourOfWindows | None = None
 
+    def latency(self) -> Replay:
+        """The replay of the latency counts (slow payments as failures of the timed ones)."""
+        return Replay(self._final.latency())
+
     def served(self, window: CountWindow) -> Served | None:
         """The hour of windows this one belongs to, and its index there, if it holds exactly
         the final counts (then every rule is served its figures from the hour's, computed at

@@ -1,9 +1,14 @@
-"""``sla_breach``: a failure rate significantly above the SLA, by a bank of CUSUMs.
+"""``sla_breach``: a failure rate significantly above the SLA, by a bank of CUSUMs; and
+``latency_breach``: the same test of the share of payments slower than a threshold.
 
 Each member of the bank watches for one post-change failure rate (``detection.sla_breach
 .rates``) with the hourly thresholds of :mod:`detector.rules.calibration`; the rule fires
 where any member reaches its threshold. It runs on the gateways and on their dimension
 series (``context.series``).
+
+``latency_breach`` runs on a window whose "payments" are those with a latency and whose
+"failures" are the slow ones (:meth:`~detector.model.Counts.latency`), with the latency
+SLA as baselines (``detection.latency``): everything else is ``sla_breach``'s.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import numpy.typing as npt
 
+from detector.config import BankRule, Config
 from detector.rules.base import RuleContext, minutes_of
 from detector.rules.calibration import Thresholds
 from detector.rules.ticks import TickFigures
@@ -30,7 +36,7 @@ from detector.stats.cusum import CusumBank
 from detector.timeutil import minute_start
 from detector.window import CountWindow
 
-__all__ = ["BankFigures", "SlaBreach", "bank_figures"]
+__all__ = ["BankFigures", "LatencyBreach", "SlaBreach", "bank_figures", "latency_text"]
 
 
 @dataclass(frozen=True)
@@ -59,9 +65,22 @@ class SlaBreach:
 
     name = "sla_breach"
 
+    def settings(self, config: Config) -> BankRule:
+        """The bank's settings: ``detection.sla_breach``."""
+        return config.detection.sla_breach
+
+    def counted(self, config: Config) -> str:
+        """What the payments of the watched count did: "failed"."""
+        return "failed"
+
+    def share(self, config: Config, rate: float) -> str:
+        """The watched share as a message says it: "failure rate 2.1%"."""
+        return f"failure rate {percent(rate)}"
+
     def evaluate(self, window: CountWindow, context: RuleContext) -> RuleResult:
         config, baselines, rows = context.config, context.baselines, context.series
-        rule = config.detection.sla_breach
+        rule = self.settings(config)
+        did = self.counted(config)
         limits = context.calibration.thresholds(
             window,
             config,
@@ -69,6 +88,7 @@ class SlaBreach:
             context.sla_shares,
             None if rows is None else rows.watched,
             context.history,
+            rule,
         )
         gateways = window.gateways if rows is None else rows.gateways
         labels: list[dict[str, str]] = [{}] * len(gateways) if rows is None else rows.labels
@@ -108,19 +128,19 @@ class SlaBreach:
             severity: Severity = "critical" if estimate >= rule.critical_factor * p0 else "warning"
             if active[i]:
                 summary = (
-                    f"{name}: {percent(rate)} of {n} payments failed since "
+                    f"{name}: {percent(rate)} of {n} payments {did} since "
                     f"{since:%H:%M} ({span} min), above the {percent(p0)} SLA "
                     f"(CUSUM {statistic:.1f} >= {threshold:.1f}, p = {p_value:.1e})"
                 )
             elif rate <= p0:
                 summary = (
-                    f"{name}: failure rate {percent(rate)} over the last {span} min, "
+                    f"{name}: {self.share(config, rate)} over the last {span} min, "
                     f"back within the {percent(p0)} SLA"
                 )
             else:
                 # The evidence of a breach has faded, but no recent stretch is under the SLA yet.
                 summary = (
-                    f"{name}: failure rate {percent(rate)} over the last {span} min, "
+                    f"{name}: {self.share(config, rate)} over the last {span} min, "
                     f"no longer clearly above the {percent(p0)} SLA "
                     f"(CUSUM {statistic:.1f} < {threshold:.1f})"
                 )
@@ -131,7 +151,7 @@ class SlaBreach:
                 dispersion=float(limits.rho[i]),
                 magnitude=float(estimate / p0),
             )
-            return Finding("sla_breach", gateways[i], severity, summary, since, evidence, labels[i])
+            return Finding(self.name, gateways[i], severity, summary, since, evidence, labels[i])
 
         return RuleResult(
             self.name,
@@ -141,6 +161,30 @@ class SlaBreach:
             evidence_ratio=figures.closest,
             series=None if rows is None else rows.labels,
         )
+
+
+class LatencyBreach(SlaBreach):
+    """The ``latency_breach`` rule: ``sla_breach`` on the slow share of the timed payments."""
+
+    name = "latency_breach"
+
+    def settings(self, config: Config) -> BankRule:
+        return config.detection.latency
+
+    def counted(self, config: Config) -> str:
+        return f"slower than {latency_text(config.detection.latency.threshold_ms)}"
+
+    def share(self, config: Config, rate: float) -> str:
+        return f"{percent(rate)} of payments {self.counted(config)}"
+
+
+def latency_text(ms: float) -> str:
+    """A latency threshold as people say it.
+
+    >>> latency_text(2000), latency_text(1500), latency_text(800)
+    ('2 s', '1.5 s', '800 ms')
+    """
+    return f"{ms / 1000:g} s" if ms >= 1000 else f"{ms:g} ms"
 
 
 def _recovered_span(window: CountWindow, i: int, longest: int, p0: float) -> slice:

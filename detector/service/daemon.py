@@ -41,6 +41,7 @@ from detector.service.health import (
     series_health,
     stale_since,
 )
+from detector.service.heartbeat import Heartbeat
 from detector.service.history import History
 from detector.service.lease import Lease
 from detector.service.metrics import Metrics
@@ -105,6 +106,8 @@ class Daemon:
         self._lease_lock = threading.Lock()
         self._lease_until = datetime.max.replace(tzinfo=UTC)
         self.metrics.leader.set(1 if self.leader else 0)
+        replica = lease.holder if lease else None
+        self.heartbeat = Heartbeat(config.heartbeat, self.metrics.heartbeat_result, replica)
         self._reload = reload
         self._reload_requested = threading.Event()
         self.history = History()
@@ -148,6 +151,7 @@ class Daemon:
                 now,
                 fence=(lambda connection: lease.fence(connection, now)) if lease else None,
                 resolved=self.engine.alerts.resolved,
+                transitions=result.transitions,
             )
         except FencedOut:
             self.engine.alerts.restore(before)
@@ -193,6 +197,8 @@ class Daemon:
             )
         self.last_tick = result
         self._publish(result, "source_error" if result.error else "ok")
+        if result.error is None:  # read the payments and saved the state: alive and well
+            self.heartbeat.beat(now)
         return result
 
     def deliver(self, *, wait: bool = True) -> None:
@@ -473,6 +479,7 @@ class Daemon:
         self.receivers = receivers
         self.dispatcher.receivers = receivers
         self.router = Router(config, receivers)
+        self.heartbeat.config = config.heartbeat
         self.metrics.reloads.labels("applied").inc()
         log.info(
             "config reloaded: %d gateway(s) configured, receivers: %s",
@@ -575,6 +582,7 @@ class Daemon:
         scheduler.shutdown(wait=True)  # lets the tick in flight finish
         self._flush()  # what that tick queued, within the grace period
         self._release_lease()
+        self.heartbeat.close()
         if server is not None:
             server.stop()
         log.info("detector stopped")

@@ -6,7 +6,8 @@ the answer goes out as ``/api/v1/gateways`` JSON or as a row of the status page.
 Status, worst first:
 
 - ``down``: an ``outage`` or ``no_data`` alert is firing for the gateway: fail over now.
-- ``degraded``: another alert (``sla_breach``) is firing: failures above the SLA; or an
+- ``degraded``: another alert is firing (``sla_breach``: failures above the SLA;
+  ``latency_breach``: too many slow payments; ``volume_drop``); or an
   ``outage`` of one of its dimension series (``segments_down`` lists them): the rest of
   the gateway still works, so it is no reason to fail all of it over.
 - ``unknown``: no verdict possible: the payments source cannot be read, fewer final

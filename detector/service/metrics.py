@@ -87,6 +87,12 @@ class Metrics:
             ["outcome"],
             registry=registry,
         )
+        self.heartbeats = Counter(
+            "detector_heartbeat_pings",
+            "Pings of the dead-man's switch (heartbeat.url) by outcome (ok, failed).",
+            ["outcome"],
+            registry=registry,
+        )
         self.last_tick = LastTickGauges()
         registry.register(self.last_tick)
 
@@ -131,6 +137,9 @@ class Metrics:
 
     def notification_result(self, receiver: str, outcome: str) -> None:
         self.notifications.labels(receiver, outcome).inc()
+
+    def heartbeat_result(self, outcome: str) -> None:
+        self.heartbeats.labels(outcome).inc()
 
 
 class LastTickGauges(Collector):

@@ -12,6 +12,7 @@ from html import escape
 import numpy as np
 import numpy.typing as npt
 
+from detector.config import trace_link
 from detector.service.charts import (
     STYLE,
     WIDTH,
@@ -137,19 +138,32 @@ def _gateway(health: GatewayHealth, charts: _Charts | None) -> str:
     )
 
 
+def _samples(ids: tuple[str, ...], template: str | None) -> str:
+    """Sample failed payment ids, each a link to its log search where one is configured."""
+    return ", ".join(
+        f'<a href="{escape(url)}">{escape(i)}</a>'
+        if (url := trace_link(template, i)) is not None
+        else escape(i)
+        for i in ids
+    )
+
+
 def _alerts_table(snapshot: Snapshot) -> str:
     rows = [(alert, h.gateway) for h in snapshot.health for alert in h.alerts]
     if not rows:
         return '<p class="empty">No pending or firing alerts.</p>'
+    template = snapshot.config.source.trace_url
     body = "".join(
         f'<tr class="alert {a.state}"><td>{escape(a.state)}</td><td>{escape(a.severity)}</td>'
         f"<td>{escape(a.rule)}</td><td>{escape(gateway)}</td><td>{_when(a.since)}</td>"
-        f"<td>{escape(a.summary)}</td></tr>"
+        f"<td>{escape(a.summary)}</td>"
+        f'<td class="samples">{_samples(a.sample_payment_ids, template)}</td></tr>'
         for a, gateway in rows
     )
     return (
         "<table><thead><tr><th>state</th><th>severity</th><th>rule</th><th>gateway</th>"
-        f"<th>since</th><th>summary</th></tr></thead><tbody>{body}</tbody></table>"
+        "<th>since</th><th>summary</th><th>sample payments</th></tr></thead>"
+        f"<tbody>{body}</tbody></table>"
     )
 
 

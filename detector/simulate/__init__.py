@@ -9,7 +9,9 @@ Traffic model, per gateway and UTC minute:
   (or the incident's), drawn per minute from a Beta distribution when ``dispersion_rho > 0``
   so failures come in bursts as they do in real traffic (beta-binomial counts);
 - failures caused by an incident carry ``gateway_timeout``; the others carry the gateway's
-  usual error codes; a small share of payments is still ``pending`` (no error code).
+  usual error codes; a small share of payments is still ``pending`` (no error code);
+- each final payment takes a log-normal latency (median 300 ms, p95 about 680 ms; an
+  incident's ``latency`` sets the p95), pending ones have none.
 
 Each UTC day is drawn from its own random stream (seed, day), so a range gives the same
 payments whether it is generated in one call or day by day, which is how `simulate` keeps
@@ -19,8 +21,9 @@ and `generate` expands the very same counts into payment rows.
 
 >>> from datetime import datetime
 >>> frame = generate(datetime(2026, 11, 20, 18), datetime(2026, 11, 20, 18, 10), seed=1)
->>> list(frame.columns)
-['id', 'created_at', 'gateway', 'status', 'error_code', 'amount', 'currency', 'method', 'country']
+>>> list(frame.columns)  # doctest: +NORMALIZE_WHITESPACE
+['id', 'created_at', 'gateway', 'status', 'error_code', 'amount', 'currency', 'method',
+ 'country', 'latency_ms']
 >>> frame.equals(generate(datetime(2026, 11, 20, 18), datetime(2026, 11, 20, 18, 10), seed=1))
 True
 """

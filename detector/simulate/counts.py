@@ -39,9 +39,15 @@ class MinuteCounts:
     failures: npt.NDArray[np.int64]  # declines excluded
     pending: npt.NDArray[np.int64]
     declines: npt.NDArray[np.int64]
+    # The p95 latency (ms) of each minute's payments: the share slower than a threshold is
+    # simulate.latency.slow_share(threshold, p95).
+    latency_p95: npt.NDArray[np.float64]
 
-    def to_counts(self) -> Counts:
+    def to_counts(self, slow: npt.NDArray[np.int64] | None = None) -> Counts:
         """The rows a payments source returns for these minutes: sorted by minute, none empty.
+
+        ``slow``: the final payments of each minute slower than a latency threshold (see
+        ``latency_p95``); every final payment has a latency.
 
         >>> counts = minute_counts(datetime(2026, 11, 20, 18), datetime(2026, 11, 20, 18, 5))
         >>> rows = counts.to_counts()
@@ -60,6 +66,8 @@ class MinuteCounts:
             self.failures[row, minute],
             volume[row, minute],
             declines=self.declines[row, minute],
+            timed=self.payments[row, minute] if slow is not None else np.zeros(0, np.int64),
+            slow=slow[row, minute] if slow is not None else np.zeros(0, np.int64),
         )
 
 
@@ -91,6 +99,7 @@ def minute_counts(
     stop = max(-(-epoch_us(end) // US_PER_MINUTE), first)
     start_us, end_us = first * US_PER_MINUTE, stop * US_PER_MINUTE
     parts: list[list[npt.NDArray[np.int64]]] = [[], [], [], []]
+    latency: list[npt.NDArray[np.float64]] = []
     for day_us in days_touched(start_us, end_us):
         draw = draw_day_counts(day_us, traffic)
         lo = max(start_us - day_us, 0) // US_PER_MINUTE
@@ -98,6 +107,7 @@ def minute_counts(
         matrices = (draw.payments, draw.failures, draw.pending, draw.declines)
         for part, matrix in zip(parts, matrices, strict=True):
             part.append(matrix[:, lo:hi])
+        latency.append(draw.latency_p95[:, lo:hi])
     payments, failures, pending, declines = (
         np.concatenate(part, axis=1)
         if part
@@ -111,4 +121,7 @@ def minute_counts(
         failures,
         pending,
         declines,
+        np.concatenate(latency, axis=1)
+        if latency
+        else np.zeros((len(traffic.gateways), 0), dtype=np.float64),
     )

@@ -15,7 +15,7 @@ _SPAN_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 _SPAN = re.compile(rf"(?:{_SPAN_PART.pattern})+")
 _EFFECT_WORDS = {"outage": ("failure_rate", 1.0), "silence": ("volume_factor", 0.0)}
 _SYNTAX = "GATEWAY:START:DURATION:EFFECT, e.g. adyen:+5d14h:45m:failure_rate=0.12"
-_NUMERIC_EFFECTS = ("failure_rate", "volume_factor", "decline_rate")
+_NUMERIC_EFFECTS = ("failure_rate", "volume_factor", "decline_rate", "latency")
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,9 @@ class Incident:
     decline_rate : float, optional
         Share of the payments that do not fail which are declined during the incident (a
         decline wave), in place of the gateway's usual share and its swing.
+    latency : float, optional
+        The p95 latency of the payments in milliseconds during the incident (a slow
+        checkout), e.g. 3000; healthy payments have a p95 of about 680 ms.
     """
 
     gateway: str
@@ -50,11 +53,12 @@ class Incident:
     failure_rate: float | None = None
     volume_factor: float | None = None
     decline_rate: float | None = None
+    latency: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "start", naive_utc(self.start))
         problem = _incident_problem(
-            self.duration, self.failure_rate, self.volume_factor, self.decline_rate
+            self.duration, self.failure_rate, self.volume_factor, self.decline_rate, self.latency
         )
         if problem:
             raise ValueError(f"incident on {self.gateway}: {problem}")
@@ -72,8 +76,9 @@ class Incident:
           offset from ``default_start`` (the simulation start) such as ``+5d14h`` or ``+90m``.
         - DURATION is a span such as ``45m``, ``2h``, ``1d`` or ``1h30m``.
         - EFFECT is ``failure_rate=P`` (0 to 1), ``volume_factor=F`` (0 or more),
-          ``decline_rate=P`` (0 to 1), ``outage`` (failure_rate=1) or ``silence``
-          (volume_factor=0); join several with a comma.
+          ``decline_rate=P`` (0 to 1), ``latency=MS`` (the p95 latency in milliseconds),
+          ``outage`` (failure_rate=1) or ``silence`` (volume_factor=0); join several with a
+          comma.
 
         >>> start = datetime(2026, 11, 16)
         >>> Incident.parse("adyen:2026-11-20T14:00:45m:failure_rate=0.12", start).end
@@ -130,8 +135,8 @@ def _read_start(text: str, default_start: datetime) -> datetime:
 
 
 def _read_effects(text: str) -> dict[str, float | None]:
-    """``failure_rate=P``, ``volume_factor=F``, ``decline_rate=P``, ``outage`` or
-    ``silence``, comma-joined."""
+    """``failure_rate=P``, ``volume_factor=F``, ``decline_rate=P``, ``latency=MS``,
+    ``outage`` or ``silence``, comma-joined."""
     effects: dict[str, float | None] = dict.fromkeys(_NUMERIC_EFFECTS)
     for effect in text.split(","):
         kind, equals, value = (word.strip() for word in effect.partition("="))
@@ -145,7 +150,7 @@ def _read_effects(text: str) -> dict[str, float | None]:
         else:
             raise _Unreadable(
                 f"effect {effect!r} is not one of failure_rate=P, volume_factor=F, "
-                "decline_rate=P, outage or silence"
+                "decline_rate=P, latency=MS, outage or silence"
             )
         if effects[kind] is not None:
             raise _Unreadable(f"{kind} is given twice")
@@ -158,12 +163,15 @@ def _incident_problem(
     failure_rate: float | None,
     volume_factor: float | None,
     decline_rate: float | None = None,
+    latency: float | None = None,
 ) -> str | None:
     """What is wrong with these incident settings, as a sentence; ``None`` if nothing."""
     if duration <= timedelta(0):
         return "the duration must be positive"
-    if failure_rate is None and volume_factor is None and decline_rate is None:
-        return "set a failure_rate, a volume_factor, a decline_rate or several"
+    if failure_rate is None and volume_factor is None and decline_rate is None and latency is None:
+        return "set a failure_rate, a volume_factor, a decline_rate, a latency or several"
+    if latency is not None and not latency > 0:
+        return f"latency must be a positive number of milliseconds, not {latency}"
     if decline_rate is not None and not 0 <= decline_rate <= 1:
         return f"decline_rate must be between 0 and 1, not {decline_rate}"
     if failure_rate is not None and not 0 <= failure_rate <= 1:

@@ -12,6 +12,7 @@ import pandas as pd
 
 from detector.simulate.gateways import DEFAULT_GATEWAYS, GatewayProfile
 from detector.simulate.incidents import Incident
+from detector.simulate.latency import draw_latencies
 from detector.simulate.schema import PAYMENT_COLUMNS
 from detector.simulate.traffic import (
     MINUTES_PER_DAY,
@@ -73,8 +74,8 @@ def generate(
     pandas.DataFrame
         Columns ``id`` (``pay_{seed}_{YYYYMMDD}_{n}``), ``created_at`` (naive UTC,
         microseconds), ``gateway``, ``status`` (succeeded, failed or pending),
-        ``error_code`` (failed rows only), ``amount``, ``currency``, ``method``, ``country``;
-        the label columns are categoricals.
+        ``error_code`` (failed rows only), ``amount``, ``currency``, ``method``, ``country``,
+        ``latency_ms`` (NULL for pending rows); the label columns are categoricals.
     """
     start, end, traffic = checked_arguments(start, end, gateways, incidents, seed, pending_share)
     categories = _categories(traffic.gateways)
@@ -85,7 +86,7 @@ def generate(
         inside = (day["created_at"] >= start_us) & (day["created_at"] < end_us)
         days.append({name: values[inside] for name, values in day.items()})
     if not days:
-        empty = {"id": np.str_, "amount": np.float64}
+        empty = {"id": np.str_, "amount": np.float64, "latency_ms": np.float64}
         days.append(
             {name: np.empty(0, dtype=empty.get(name, np.int64)) for name in PAYMENT_COLUMNS}
         )
@@ -97,7 +98,10 @@ def generate(
             else columns[name]
             for name in PAYMENT_COLUMNS
         }
-        | {"created_at": columns["created_at"].astype("datetime64[us]")}
+        | {
+            "created_at": columns["created_at"].astype("datetime64[us]"),
+            "latency_ms": pd.array(columns["latency_ms"], dtype="Int64"),
+        }
     )
 
 
@@ -173,6 +177,10 @@ def _generate_day(
     usd_amount = np.maximum(rng.lognormal(mean=3.4, sigma=1.0, size=size), 0.5)
     amount = np.round(usd_amount * _USD_RATE[currency], 2)
     method = _draw(rng, [weight for _, weight in _METHODS], size)
+    # Latencies from a stream of their own, so that adding them changes no other draw.
+    latency_rng = np.random.default_rng([traffic.seed, day.toordinal(), 2])
+    latency = draw_latencies(latency_rng, draw.latency_p95.ravel()[cell])
+    latency[status == _STATUSES.index("pending")] = np.nan
 
     sequence = np.strings.zfill(np.arange(size).astype(np.str_), 7)
     return {
@@ -185,6 +193,7 @@ def _generate_day(
         "currency": currency,
         "method": method,
         "country": country,
+        "latency_ms": latency,
     }
 
 

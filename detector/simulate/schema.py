@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Column, DateTime, Engine, Index, MetaData, Numeric, String, Table
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Engine,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+)
 from sqlalchemy.dialects import mysql
 
 __all__ = ["PAYMENT_COLUMNS", "create_schema", "payments_table"]
@@ -26,6 +36,7 @@ def payments_table(table: str) -> Table:
         Column("currency", String(3)),
         Column("method", String(16)),
         Column("country", String(2)),
+        Column("latency_ms", Integer, nullable=True),  # NULL while pending
         # Index names are per schema in PostgreSQL, so they carry the table name.
         Index(f"ix_{name}_created_at", "created_at"),
         Index(f"ix_{name}_gateway_created_at", "gateway", "created_at"),

@@ -18,6 +18,7 @@ from scipy.interpolate import CubicSpline
 
 from detector.simulate.gateways import GatewayProfile
 from detector.simulate.incidents import Incident
+from detector.simulate.latency import HEALTHY_P95_MS
 from detector.simulate.seasons import Seasons
 from detector.timeutil import naive_utc
 
@@ -128,6 +129,7 @@ class DayCounts:
     incident_share: npt.NDArray[np.float64]  # share of the failures the incident causes
     declines: npt.NDArray[np.int64]  # of the payments that did not fail
     decline_rng: np.random.Generator  # the declines' own stream, to draw their codes from
+    latency_p95: npt.NDArray[np.float64]  # p95 latency (ms) of the payments of each minute
 
 
 def draw_day_counts(day_us: int, traffic: Traffic) -> DayCounts:
@@ -148,6 +150,7 @@ def draw_day_counts(day_us: int, traffic: Traffic) -> DayCounts:
     incident_share = np.zeros_like(failure_p)
     # The decline share an incident sets (a decline wave); NaN: the gateway's usual one.
     decline_wave = np.full_like(failure_p, np.nan)
+    latency_p95 = np.full_like(failure_p, HEALTHY_P95_MS)
     for incident in traffic.incidents:
         first = _minute_at_or_after(incident.start, day_us)
         stop = _minute_at_or_after(incident.end, day_us)
@@ -162,6 +165,8 @@ def draw_day_counts(day_us: int, traffic: Traffic) -> DayCounts:
             incident_share[row, minutes] = excess / incident.failure_rate if excess else 0.0
         if incident.decline_rate is not None:
             decline_wave[row, minutes] = incident.decline_rate
+        if incident.latency is not None:
+            latency_p95[row, minutes] = incident.latency
 
     # Beta-distributed minute probabilities with the same mean make failures bursty.
     rho = np.broadcast_to(np.array([g.dispersion_rho for g in gateways])[:, None], volume.shape)
@@ -184,7 +189,9 @@ def draw_day_counts(day_us: int, traffic: Traffic) -> DayCounts:
         swing = np.array([g.decline_swing for g in gateways])[:, None]
         share = decline_rate * (1 + swing * _DECLINE_CYCLE[None, :])
         declines = decline_rng.binomial(payments - failures, np.where(waves, decline_wave, share))
-    return DayCounts(rng, payments, failures, pending, incident_share, declines, decline_rng)
+    return DayCounts(
+        rng, payments, failures, pending, incident_share, declines, decline_rng, latency_p95
+    )
 
 
 def epoch_us(moment: datetime) -> int:

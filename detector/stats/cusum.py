@@ -245,5 +245,7 @@ def cusum_bank(
 def member_weights(p0: FloatArray, p1: FloatArray) -> tuple[FloatArray, FloatArray]:
     """Per-failure and per-success weights of each (series, member); 0 where ``p1 <= p0``."""
     usable = p1 > p0[:, None]
-    a, b = log_likelihood_weights(p0[:, None], np.where(usable, p1, 2 * p0[:, None]))
+    # Any rate between p0 and 1 stands in for the unused members (an SLA of 50% or more
+    # has no 2x); their weights are discarded.
+    a, b = log_likelihood_weights(p0[:, None], np.where(usable, p1, (1 + p0[:, None]) / 2))
     return np.where(usable, a, 0.0), np.where(usable, b, 0.0)
