@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -25,6 +25,7 @@ from detector.config import SourceConfig
 from detector.db import error_text
 from detector.errors import DetectorError
 from detector.model import Counts, grouped
+from detector.source_arrays import read_columns
 from detector.table_check import timestamp_problem
 from detector.timeutil import epoch_minute, naive_utc
 
@@ -34,6 +35,7 @@ __all__ = [
     "Amounts",
     "Breakdown",
     "FrameSource",
+    "ReadFailed",
     "SchemaError",
     "Source",
     "SourceError",
@@ -53,6 +55,12 @@ DAY = 24 * 60
 
 class SourceError(DetectorError):
     """The payments database could not be read."""
+
+
+class ReadFailed(SourceError):
+    """Reading the payments failed for a reason other than the database's answer: out of
+    memory, or a bug. Reported like an unreachable database (``source_down``), with the
+    cause in the message, rather than escaping the tick."""
 
 
 class SchemaError(SourceError):
@@ -546,58 +554,55 @@ class SqlSource(Source):
         dimensions: tuple[str, ...] = (),
     ) -> Counts:
         params = {"start": naive_utc(start), "end": naive_utc(end)}
+        # The latency counts, where read, follow the dimension values.
+        latency = "ii" if self._latency is not None else ""
+        kinds = "t" + "i" * (_COUNT_COLUMNS - 1) + "t" * len(dimensions) + latency
         try:
             with self.engine.connect() as connection:
-                rows = connection.execute(query, params).all()
+                columns = read_columns(connection, query, params, kinds)
         except sa.exc.SQLAlchemyError as exc:
             raise SourceError(f"cannot read payments: {error_text(exc)}") from exc
-        if not rows:
+        except MemoryError as exc:
+            raise ReadFailed(
+                f"cannot read payments: out of memory holding the counts from {start:%F %R} to "
+                f"{end:%F %R}; give the detector more memory (docs/operations.md, sizing)"
+            ) from exc
+        except Exception as exc:
+            log.exception("reading the payments failed unexpectedly")
+            raise ReadFailed(f"cannot read payments: {type(exc).__name__}: {exc}") from exc
+        if not columns.rows:
             return Counts.empty()
-        gateway = np.array([row.gateway for row in rows], dtype=object)
-        minute = np.array([row.minute for row in rows], dtype=np.int64)
-        table = np.array([[value or 0 for value in row[2:_COUNT_COLUMNS]] for row in rows])
-        all_rows, failed, succeeded, pending, declined, declined_failed = table.astype(np.int64).T
-        valid = gateway != None  # noqa: E711 - elementwise test of an object array
+        gateway = columns.text(0)
+        integers = columns.integers
+        minute, all_rows, failed, succeeded, pending, declined, declined_failed = integers[:7]
+        valid = columns.codes[0] >= 0
         skipped = np.where(valid, all_rows - failed - succeeded - pending - declined, all_rows)
         invalid_minutes, invalid_per_minute = _per_minute(minute, skipped)
+        # A read without bad rows keeps its arrays as they are, copying none.
+        keep = slice(None) if valid.all() else valid
+        # Empty where the latency column is not set: the counts then hold zeros.
+        none = np.zeros(0, dtype=np.int64)
+        timed, slow = (c[keep] for c in integers[7:]) if latency else (none, none)
         values = None
         if dimensions:
-            last = _COUNT_COLUMNS + len(dimensions)
-            values = np.array(
-                [
-                    [NONE_VALUE if v is None else str(v) for v in row[_COUNT_COLUMNS:last]]
-                    for row in rows
-                ],
-                dtype=object,
-            ).reshape(len(rows), len(dimensions))[valid]
-        timed, slow = self._latency_arrays(rows, valid)
+            values = np.column_stack(
+                [columns.text(1 + i, null=NONE_VALUE)[keep] for i in range(len(dimensions))]
+            )
         return Counts(
-            gateway[valid].astype(str).astype(object),
-            minute[valid],
-            (failed + succeeded + declined)[valid],
-            (failed - declined_failed)[valid],
-            (failed + succeeded + pending + declined)[valid],
+            gateway[keep],
+            minute[keep],
+            (failed + succeeded + declined)[keep],
+            (failed - declined_failed)[keep],
+            (failed + succeeded + pending + declined)[keep],
             int(skipped.sum()),
             dimensions=dimensions,
             values=values,
-            declines=(declined + declined_failed)[valid],
+            declines=(declined + declined_failed)[keep],
             invalid_minutes=invalid_minutes,
             invalid_per_minute=invalid_per_minute,
             timed=timed,
             slow=slow,
         )
-
-    def _latency_arrays(
-        self, rows: Sequence[sa.Row[Any]], valid: npt.NDArray[np.bool_]
-    ) -> tuple[IntArray, IntArray]:
-        """``timed`` and ``slow`` of the rows read; empty where the latency column is not
-        set (the counts then hold zeros)."""
-        if self._latency is None:
-            none = np.zeros(0, dtype=np.int64)
-            return none, none
-        timed = np.array([row.timed or 0 for row in rows], dtype=np.int64)
-        slow = np.array([row.slow or 0 for row in rows], dtype=np.int64)
-        return timed[valid], slow[valid]
 
     def evidence(
         self,
