@@ -17,10 +17,9 @@ import numpy as np
 import numpy.typing as npt
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
-from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import ColumnElement
-from sqlalchemy.sql.functions import FunctionElement
 
+from detector.buckets import DAY, QUARTER_HOUR, time_bucket
 from detector.config import SourceConfig
 from detector.db import error_text
 from detector.errors import DetectorError
@@ -30,8 +29,6 @@ from detector.table_check import timestamp_problem
 from detector.timeutil import epoch_minute, naive_utc
 
 __all__ = [
-    "DAY",
-    "QUARTER_HOUR",
     "Amounts",
     "Breakdown",
     "FrameSource",
@@ -41,16 +38,11 @@ __all__ = [
     "SourceError",
     "SqlSource",
     "skipped_text",
-    "time_bucket",
 ]
 
 log = logging.getLogger(__name__)
 
 IntArray = npt.NDArray[np.int64]
-# Minutes in the buckets the seasonal volume history is aggregated to.
-QUARTER_HOUR = 15
-# Minutes in a (UTC) day, the buckets of the SLA report.
-DAY = 24 * 60
 
 
 class SourceError(DetectorError):
@@ -163,64 +155,6 @@ class Source(ABC):
         """The gateway's payments and money per currency in ``[start, end)``; None where the
         source has no amounts (``source.columns.amount``) or they could not be read."""
         return None
-
-
-class _Bucket(FunctionElement[int]):
-    """Whole ``seconds``-long buckets since the epoch of a timestamp column, per dialect."""
-
-    type = sa.BigInteger()
-    inherit_cache = True
-    seconds = 60
-
-
-class _MinuteBucket(_Bucket):
-    inherit_cache = True
-    name = "minute_bucket"
-
-
-class _QuarterHourBucket(_Bucket):
-    inherit_cache = True
-    name = "quarter_hour_bucket"
-    seconds = QUARTER_HOUR * 60
-
-
-class _DayBucket(_Bucket):
-    inherit_cache = True
-    name = "day_bucket"
-    seconds = DAY * 60
-
-
-@compiles(_Bucket, "sqlite")
-def _bucket_sqlite(element: _Bucket, compiler: Any, **kw: Any) -> str:
-    column = compiler.process(element.clauses, **kw)
-    return f"(CAST(strftime('%s', {column}) AS INTEGER) / {element.seconds})"
-
-
-@compiles(_Bucket, "postgresql")
-def _bucket_postgresql(element: _Bucket, compiler: Any, **kw: Any) -> str:
-    column = compiler.process(element.clauses, **kw)
-    return f"CAST(FLOOR(EXTRACT(EPOCH FROM {column}) / {element.seconds}) AS BIGINT)"
-
-
-@compiles(_Bucket, "mysql")
-@compiles(_Bucket, "mariadb")
-def _bucket_mysql(element: _Bucket, compiler: Any, **kw: Any) -> str:
-    column = compiler.process(element.clauses, **kw)
-    return f"(TIMESTAMPDIFF(SECOND, '1970-01-01 00:00:00', {column}) DIV {element.seconds})"
-
-
-_BUCKETS: dict[int, type[_Bucket]] = {
-    1: _MinuteBucket,
-    QUARTER_HOUR: _QuarterHourBucket,
-    DAY: _DayBucket,
-}
-
-
-def time_bucket(column: ColumnElement[Any], minutes: int = 1) -> ColumnElement[int]:
-    """Whole ``minutes``-long buckets (1, ``QUARTER_HOUR`` or ``DAY``) since the epoch of a
-    timestamp column, compiled for SQLite, PostgreSQL and MariaDB: what every count query
-    groups by."""
-    return _BUCKETS[minutes](column)
 
 
 def _count_where(condition: ColumnElement[bool]) -> ColumnElement[Any]:

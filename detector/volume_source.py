@@ -1,7 +1,7 @@
 """The only SQL against the business-volume tables (``volumes:``): rows per (series, minute).
 
 Each volume is one ``GROUP BY`` in its database, on the same per-dialect minute buckets as
-the payments (:func:`~detector.source.time_bucket`), with its ``where`` values bound. Its
+the payments (:func:`~detector.buckets.time_bucket`), with its ``where`` values bound. Its
 series (the volume, or one per combination of its ``by`` values) read as a gateway whose
 every row is a payment, so that the volume rules take them as they are.
 """
@@ -18,11 +18,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.sql.elements import ColumnElement
 
+from detector.buckets import QUARTER_HOUR, time_bucket
 from detector.config import VOLUME_LABEL, Config, VolumeConfig
 from detector.db import connect, error_text
 from detector.model import Counts
 from detector.rules import series_name
-from detector.source import NONE_VALUE, QUARTER_HOUR, SchemaError, Source, SourceError, time_bucket
+from detector.source import NONE_VALUE, SchemaError, Source, SourceError
 from detector.timeutil import naive_utc
 
 __all__ = [
