@@ -162,7 +162,7 @@ def test_the_schema_accepts_the_shipped_alerts_yaml_and_what_the_loader_reads() 
         "detection": {
             "false_alerts": "2 per 30d",
             "sla_breach": {"rates": ["3x", 0.2], "history": "1w"},
-            "outage": {"window": "500ms"},
+            "outage": {"window": "90s"},
         },
     }
     parse_config(accepted, env={})

@@ -122,7 +122,7 @@ def test_the_api_status_page_and_metrics_show_the_slow_gateway_degraded(
     assert "slower than 2 s" in gateways["stripe"]["reason"]
     assert gateways["adyen"]["status"] == gateways["paypal"]["status"] == "healthy"
     page = status_page.render(snapshot)
-    assert "<td>latency_breach</td><td>stripe</td>" in page
+    assert '<td data-label="rule">latency_breach</td><td data-label="gateway">stripe</td>' in page
     ratio = re.search(
         r'detector_evidence_ratio\{gateway="stripe",rule="latency_breach"\} ([\d.]+)', metrics
     )
