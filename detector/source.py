@@ -585,6 +585,7 @@ class SqlSource(Source):
             invalid_per_minute=invalid_per_minute,
             timed=timed,
             slow=slow,
+            unlisted=skipped[valid],
         )
 
     def _latency_arrays(
