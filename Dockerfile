@@ -1,7 +1,13 @@
 # The detector as a service. Build: docker build -t payment-failure-detector .
 # Volumes: /etc/detector (alerts.yaml, read-only) and /var/lib/detector (SQLite state, unless
 # DETECTOR_STATE_URL points at a shared database, as it must for several replicas).
-FROM python:3.11-slim
+# Reproducible builds pin the base image by digest. Resolve the tag's digest with
+#   docker buildx imagetools inspect python:3.11-slim --format '{{json .Manifest.Digest}}'
+# (or: skopeo inspect --format '{{.Digest}}' docker://docker.io/library/python:3.11-slim)
+# and build with --build-arg BASE_IMAGE=python:3.11-slim@sha256:<digest>, or write it here.
+# The Python minor version must stay the one requirements.lock was compiled with (3.11).
+ARG BASE_IMAGE=python:3.11-slim
+FROM ${BASE_IMAGE}
 
 RUN groupadd --gid 10001 detector \
     && useradd --create-home --uid 10001 --gid 10001 detector \
@@ -9,9 +15,13 @@ RUN groupadd --gid 10001 detector \
     && chown detector:detector /var/lib/detector
 
 WORKDIR /opt/detector
+# The runtime dependencies and the build backend exactly as locked, each file checked against
+# its hash; then the detector itself, built without fetching anything else.
+COPY requirements.lock ./
+RUN pip install --no-cache-dir --require-hashes -r requirements.lock
 COPY pyproject.toml README.md LICENSE ./
 COPY detector ./detector
-RUN pip install --no-cache-dir . && rm -rf /root/.cache
+RUN pip install --no-cache-dir --no-deps --no-build-isolation . && rm -rf /root/.cache
 
 # Numeric, so that Kubernetes' runAsNonRoot can verify it without reading /etc/passwd.
 USER 10001:10001

@@ -33,6 +33,7 @@ from detector.rules import (
     source_down_finding,
 )
 from detector.rules.quarter_hours import HISTORY_SLOTS, reread_slots
+from detector.rules.unmapped import UnmappedStatuses
 from detector.series import DimensionSeries, series_dimensions, series_key
 from detector.source import Source, SourceError
 from detector.stats.attribution import Attribution, attribute
@@ -119,6 +120,7 @@ class Engine:
         # source.late_arrival (source.max_late_arrival): None when it may not.
         self.lateness = _lateness_of(config)
         self.invalid = InvalidRows()
+        self.unmapped = UnmappedStatuses(list(config.gateways))
         # The business volumes (``volumes:``): an engine of their own for their reads, window
         # and history, whose volume verdicts join this one's alerts.
         self.volumes = Engine(volume_config(config), volumes) if volumes is not None else None
@@ -218,6 +220,10 @@ class Engine:
         end_minute = ceil_minute(now)
 
         transitions = self.alerts.observe_findings("source_down", [], now)
+        self.unmapped.update(epoch_minute(start), end_minute, counts)
+        transitions += self.alerts.observe_findings(
+            UnmappedStatuses.rule, self.unmapped.findings(now), now
+        )
         self.alerts.forget_resolved_before(minute_start(end_minute - self.window.minutes))
         self._tick_volumes(now)
         shares = None

@@ -53,9 +53,12 @@ class Counts:
     skipped: tuple[tuple[str, int], ...] = ()
     timed: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     slow: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    # Rows of the bucket's gateway whose status is listed under none of source.statuses
+    # (skipped, so in no other count): what the unmapped_statuses alert measures.
+    unlisted: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     def __post_init__(self) -> None:
-        for name in ("declines", "timed", "slow"):
+        for name in ("declines", "timed", "slow", "unlisted"):
             if not getattr(self, name).size and self.minute.size:
                 object.__setattr__(self, name, np.zeros_like(self.minute))
 
@@ -80,6 +83,7 @@ class Counts:
             declines=self.declines[part],
             timed=self.timed[part],
             slow=self.slow[part],
+            unlisted=self.unlisted[part],
         )
 
     def latency(self) -> Counts:
@@ -125,6 +129,7 @@ def grouped(keys: npt.NDArray[np.object_], minute: IntArray, counts: Counts) -> 
         declines=total(counts.declines),
         timed=total(counts.timed),
         slow=total(counts.slow),
+        unlisted=total(counts.unlisted),
     )
 
 

@@ -536,6 +536,7 @@ class SqlSource(Source):
             invalid_per_minute=invalid_per_minute,
             timed=timed,
             slow=slow,
+            unlisted=skipped[valid],
         )
 
     def evidence(

@@ -135,3 +135,33 @@ def test_the_read_says_why_and_in_which_minutes_rows_were_skipped(
     assert counts.skipped == (("null gateway", 4), ("status 'TIMEOUT'", 3), ("status NULL", 1))
     minutes = (counts.invalid_minutes - epoch_minute(T0)).tolist()
     assert (minutes, counts.invalid_per_minute.tolist()) == ([0, 2], [3, 5])
+
+
+def test_a_large_share_of_unmapped_statuses_raises_one_warning_until_it_drops(
+    sqlite_db: PaymentsDb, tmp_path: Path
+) -> None:
+    # stripe: 3 of every 10 rows TIMEOUT, listed under no source.statuses; adyen: clean.
+    sqlite_db.steady("adyen", T0 - timedelta(minutes=90), minutes=150, per_minute=10)
+    sqlite_db.steady("stripe", T0 - timedelta(minutes=90), minutes=150, per_minute=7)
+    for minute in range(90):
+        sqlite_db.add("stripe", T0 - timedelta(minutes=minute, seconds=-10), other={"TIMEOUT": 3})
+    clock = Clock(T0 - timedelta(minutes=30, seconds=-30))
+    state = f"sqlite:///{tmp_path / 'state.db'}"
+    with (
+        requests.Session() as session,
+        in_process_daemon(_config(sqlite_db), state, clock, session) as daemon,
+    ):
+        seen = []
+        for _ in range(100):  # TIMEOUT rows stop at T0: their share is gone an hour later
+            result = daemon.tick()
+            seen += [t for t in result.transitions if t.alert.rule == "unmapped_statuses"]
+            clock.now += timedelta(minutes=1)
+    assert [(t.event, t.alert.labels.get("gateway"), t.alert.severity) for t in seen] == [
+        ("firing", "stripe", "warning"),
+        ("resolved", "stripe", "warning"),
+    ]
+    firing = seen[0].alert.summary
+    assert firing.startswith("30.2% of the rows of the last hour (180 of 597) have a status")
+    assert "status 'TIMEOUT': " in firing
+    # The share falls below 5% about 57 minutes after the last TIMEOUT row.
+    assert T0 + timedelta(minutes=50) < seen[1].at < T0 + timedelta(minutes=62)

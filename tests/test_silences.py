@@ -108,3 +108,23 @@ def test_expiring_an_unknown_silence_exits_2(
     state = f"sqlite:///{tmp_path / 'state.db'}"
     assert main(["silence", "expire", "nope", "--state", state]) == 2
     assert "no silence 'nope'" in capsys.readouterr().err
+
+
+def test_a_silence_on_a_label_no_alert_carries_is_added_with_a_warning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = f"sqlite:///{tmp_path / 'state.db'}"
+    add = ["silence", "add", "--state", state, "--for", "1h", "--comment", "x"]
+    assert main([*add, "--match", "gatway=stripe", "--matcher", "rule=outage"]) == 0
+    out, err = capsys.readouterr()
+    assert " added: gatway=stripe" in out
+    [warning] = err.splitlines()  # rule is a label alerts carry: no word on it
+    assert warning.startswith("warning: --match: label 'gatway' is carried by no alert")
+    assert "gateway" in warning.split("alerts carry: ")[1]
+    assert main([*add, "--match", "gateway=stripe"]) == 0
+    assert capsys.readouterr().err == ""
+    store = StateStore.open(state)
+    try:
+        assert len(store.silences(not_ended_at=datetime.now(UTC))) == 2
+    finally:
+        store.engine.dispose()

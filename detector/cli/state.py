@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -11,6 +12,7 @@ from pydantic import ValidationError
 
 from detector.cli.common import EXIT_OK, Command, duration_arg, load, parse_time
 from detector.config import LabelMatcher, check_regex
+from detector.config.lint import unknown_label_warnings
 from detector.timeutil import short_utc
 
 __all__ = ["register"]
@@ -51,6 +53,12 @@ def cmd_silence(args: argparse.Namespace) -> int:
                 raise ValueError(
                     "a silence without --match, --match-re or --matcher would mute every alert"
                 )
+            # Still added: the label may be one a configuration to come gives its alerts.
+            found = [("--match", label) for label in match]
+            found += [("--match-re", label) for label in match_re]
+            found += [("--matcher", m.name) for m in matchers]
+            for warning in unknown_label_warnings(config, found):
+                print(f"warning: {warning}", file=sys.stderr)
             starts = args.start or now
             silence = store.add_silence(
                 match,

@@ -12,7 +12,7 @@ from detector.config.document import Config
 from detector.config.routes import GROUP_BY_ALL, Matchers, Route
 from detector.config.source import RESERVED_LABELS
 
-__all__ = ["alert_labels", "label_warnings"]
+__all__ = ["alert_labels", "label_warnings", "unknown_label_warnings"]
 
 
 def alert_labels(config: Config) -> frozenset[str]:
@@ -39,8 +39,6 @@ def label_warnings(config: Config) -> list[str]:
     >>> label_warnings(config)  # doctest: +ELLIPSIS
     ["route.routes[0].match: label 'gatway' is carried by no alert (alerts carry: ...)"]
     """
-    known = alert_labels(config)
-    carried = ", ".join(sorted(known))
     found: list[tuple[str, str]] = []
     for path, route in _routes(config.route, "route"):
         found += [(f"{path}.match", label) for label in route.match]
@@ -62,10 +60,17 @@ def label_warnings(config: Config) -> list[str]:
         found += [(f"{path}.equal", label) for label in rule.equal]
     for index, window in enumerate(config.maintenance_windows):
         found += [(f"maintenance_windows[{index}]", label) for label in _matched_labels(window)]
-    warnings = []
-    for path, label in found:
-        if label not in known:
-            warnings.append(
-                f"{path}: label {label!r} is carried by no alert (alerts carry: {carried})"
-            )
+    return unknown_label_warnings(config, found)
+
+
+def unknown_label_warnings(config: Config, found: list[tuple[str, str]]) -> list[str]:
+    """``where: label ... is carried by no alert`` for each (where, label) of ``found``
+    naming a label no alert of ``config`` carries; ``detector silence add`` warns with it too."""
+    known = alert_labels(config)
+    carried = ", ".join(sorted(known))
+    warnings = [
+        f"{path}: label {label!r} is carried by no alert (alerts carry: {carried})"
+        for path, label in found
+        if label not in known
+    ]
     return list(dict.fromkeys(warnings))
