@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
+from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Any, TextIO
 
@@ -106,6 +107,7 @@ def to_record(event: Notification) -> dict[str, Any]:
         "magnitude": evidence.magnitude,
         "dispersion": evidence.dispersion,
         "attribution": messages.attribution_document(evidence.attribution),
+        "revenue_at_risk": [asdict(loss) for loss in evidence.revenue_at_risk],
     }
 
 
