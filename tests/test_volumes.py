@@ -14,6 +14,7 @@ import requests
 import sqlalchemy as sa
 import yaml
 
+from detector.cli import main
 from detector.config import Config, ConfigError, parse_config
 from detector.service.volumes_page import render_volumes
 from detector.service.web import WebServer
@@ -412,3 +413,37 @@ def test_the_volumes_page_in_chromium_shows_both_charts_and_passes_axe_on_deskto
         assert report["violations"] == [], serious(report)
         assert report["cells_without_field_name"] == 0
         assert report["smallest_chart_label"] >= 11
+
+
+def test_detector_check_prints_each_volume_series_and_exits_1_on_a_sales_drop(
+    sqlite_db: PaymentsDb, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    orders, users = EventsTable(sqlite_db, "orders"), EventsTable(sqlite_db, "users")
+    start = T0 - timedelta(hours=3)
+    orders.add(start, 160, 12)
+    orders.add(T0 - timedelta(minutes=20), 20, 1)  # sales fall from 12 to 1 a minute
+    users.add(start, 180, 6)
+    config = tmp_path / "alerts.yaml"
+    config.write_text(
+        f"source: {{url: '{sqlite_db.url}', table: {sqlite_db.table}}}\n"
+        f"volumes:\n  sales: {{table: {orders.name}}}\n  signups: {{table: {users.name}}}\n"
+    )
+    args = ["check", "--config", str(config), "--at", T0.isoformat()]
+    assert main(args) == 1
+    out = capsys.readouterr().out
+    volumes = out.split("\nvolume ")[1].splitlines()
+    assert volumes[0].split() == ["events", "verdict", "(last", "15", "min)"]
+    assert volumes[1].split() == ["sales", "15", "FIRING:", "volume_drop"]
+    assert volumes[2].split() == ["signups", "90", "healthy"]
+
+    # Steady sign-ups alone: nothing fires.
+    config.write_text(
+        f"source: {{url: '{sqlite_db.url}', table: {sqlite_db.table}}}\n"
+        f"volumes:\n  signups: {{table: {users.name}}}\n"
+    )
+    assert main(args) == 0
+    assert capsys.readouterr().out.split("\nvolume ")[1].splitlines()[1].split() == [
+        "signups",
+        "90",
+        "healthy",
+    ]
