@@ -82,11 +82,11 @@ def _volume_verdicts(config: Config, engine: Engine, out: TextIO) -> bool:
     minutes = max(1, int(config.detection.volume_drop.window.total_seconds() // 60))
     events = window.volume[:, window.recent(minutes)].sum(axis=1)
     active: dict[str, list[str]] = {name: [] for name in window.gateways}
-    for rule, verdict in engine.volume_results.items():
-        for index in np.flatnonzero(verdict.active):
+    for rule, result in engine.volume_results.items():
+        for index in np.flatnonzero(result.active):
             active[window.gateways[int(index)]].append(rule)
     out.write(f"\n{'volume':<30} {'events':>9}  verdict (last {minutes} min)\n")
     for i, name in enumerate(window.gateways):
-        verdict = "FIRING: " + ", ".join(active[name]) if active[name] else "healthy"
-        out.write(f"{name:<30} {int(events[i]):>9}  {verdict}\n")
+        line = "FIRING: " + ", ".join(active[name]) if active[name] else "healthy"
+        out.write(f"{name:<30} {int(events[i]):>9}  {line}\n")
     return any(active.values())
