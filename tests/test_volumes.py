@@ -3,6 +3,7 @@ database and watched by the volume rules, their alerts delivered like the gatewa
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -446,4 +447,40 @@ def test_detector_check_prints_each_volume_series_and_exits_1_on_a_sales_drop(
         "signups",
         "90",
         "healthy",
+    ]
+
+
+def test_backtest_replays_the_volumes_and_names_the_sales_drop(
+    sqlite_db: PaymentsDb, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    orders, users = EventsTable(sqlite_db, "orders"), EventsTable(sqlite_db, "users")
+    start = T0 - timedelta(hours=3)
+    # Sales fall from 12 to 1 a minute for 20 minutes, then recover; sign-ups are steady.
+    orders.add(start, 150, 12)
+    orders.add(T0 - timedelta(minutes=30), 20, 1)
+    orders.add(T0 - timedelta(minutes=10), 60, 12)
+    users.add(start, 240, 6)
+    config = tmp_path / "alerts.yaml"
+    config.write_text(
+        f"source: {{url: '{sqlite_db.url}', table: {sqlite_db.table}}}\n"
+        "detection: {volume_drop: {for: 0s, keep_firing_for: 0s}}\n"
+        f"volumes:\n  sales: {{table: {orders.name}}}\n  signups: {{table: {users.name}}}\n"
+    )
+    window = ["--start", (T0 - timedelta(hours=1)).isoformat(), "--end", T0.isoformat()]
+    assert main(["backtest", "--config", str(config), *window]) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    volume = [(r["event"], r["labels"]) for r in records if "volume" in r["labels"]]
+    assert volume == [
+        ("firing", {"rule": "volume_drop", "severity": "warning", "volume": "sales"}),
+        ("resolved", {"rule": "volume_drop", "severity": "warning", "volume": "sales"}),
+    ]
+    firing = next(r for r in records if r["labels"].get("volume") == "sales")
+    drop = T0 - timedelta(minutes=30)
+    assert drop < datetime.fromisoformat(firing["at"]) < drop + timedelta(minutes=20)
+
+    assert main(["backtest", "--config", str(config), *window, "--format", "table"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert [line.split()[1:5] for line in table if " sales " in line] == [
+        ["firing", "warning", "volume_drop", "sales"],
+        ["resolved", "warning", "volume_drop", "sales"],
     ]
