@@ -28,7 +28,15 @@ from detector.source import FrameSource, Source
 from detector.timeutil import floor_minute
 from detector.volume_source import VolumeSource
 
-__all__ = ["BacktestEvent", "aggregate", "replay", "to_record", "write_jsonl", "write_table"]
+__all__ = [
+    "BacktestEvent",
+    "aggregate",
+    "replay",
+    "subject",
+    "to_record",
+    "write_jsonl",
+    "write_table",
+]
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +146,7 @@ def _rate(value: float | None) -> str:
     return "-" if value is None else f"{value:.1%}"
 
 
-def _subject(labels: dict[str, str]) -> str:
+def subject(labels: dict[str, str]) -> str:
     """The gateway an alert is about, or the business volume."""
     return labels.get("gateway") or labels.get("volume") or "-"
 
@@ -159,7 +167,7 @@ def write_table(events: Iterator[Notification], out: TextIO) -> int:
         )
         out.write(
             f"{event.at:<21} {event.event:<9} {event.severity:<9} {event.rule:<11} "
-            f"{_subject(event.labels):<12} {_rate(evidence.value):>7} "
+            f"{subject(event.labels):<12} {_rate(evidence.value):>7} "
             f"{_rate(evidence.baseline):>6} {counts:>16}\n"
             f"{'':<21} {event.summary}\n"
         )

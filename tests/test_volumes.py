@@ -484,3 +484,8 @@ def test_backtest_replays_the_volumes_and_names_the_sales_drop(
         ["firing", "warning", "volume_drop", "sales"],
         ["resolved", "warning", "volume_drop", "sales"],
     ]
+
+    assert main(["backtest", "--config", str(config), *window, "--format", "html"]) == 0
+    rows = [row for row in capsys.readouterr().out.split("<tr") if "volume_drop" in row]
+    assert len(rows) == 2
+    assert all('>volume_drop</td><td data-label="gateway">sales</td>' in row for row in rows)
