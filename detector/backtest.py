@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
+from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Any, TextIO
 
@@ -25,12 +26,31 @@ from detector.rules import Replay, VolumeHistory, minutes_needed
 from detector.series import series_dimensions
 from detector.source import FrameSource, Source
 from detector.timeutil import floor_minute
+from detector.volume_source import VolumeSource
 
-__all__ = ["BacktestEvent", "aggregate", "replay", "to_record", "write_jsonl", "write_table"]
+__all__ = [
+    "BacktestEvent",
+    "aggregate",
+    "replay",
+    "subject",
+    "to_record",
+    "write_jsonl",
+    "write_table",
+]
 
 log = logging.getLogger(__name__)
 
 BacktestEvent = Notification
+
+
+def _history_start(config: Config, start: datetime) -> datetime:
+    """The first minute a replay from ``start`` reads: the rules' look-back before it."""
+    history = max(
+        config.source.warmup,
+        timedelta(minutes=minutes_needed(config)),
+        timedelta(hours=VolumeHistory.hours_needed() + 1),  # the seasonal volume rules' weeks
+    )
+    return floor_minute(start) - history
 
 
 def aggregate(config: Config, source: Source, start: datetime, end: datetime) -> FrameSource:
@@ -38,31 +58,34 @@ def aggregate(config: Config, source: Source, start: datetime, end: datetime) ->
 
     Given a :class:`FrameSource` (already aggregated) this only takes a slice of it.
     """
-    history = max(
-        config.source.warmup,
-        timedelta(minutes=minutes_needed(config)),
-        timedelta(hours=VolumeHistory.hours_needed() + 1),  # the seasonal volume rules' weeks
-    )
-    first = floor_minute(start) - history
+    first = _history_start(config, start)
     log.info("aggregating payments from %s to %s", first, end)
     counts = source.read(first, end, series_dimensions(config))
     return FrameSource(counts, evidence_from=source)
 
 
 def replay(
-    config: Config, source: Source, start: datetime, end: datetime
+    config: Config,
+    source: Source,
+    start: datetime,
+    end: datetime,
+    volumes: VolumeSource | None = None,
 ) -> Iterator[Notification]:
     """Tick from ``start`` to ``end`` at the configured interval; yield every alert transition.
 
     Ticks fall on whole minutes so each one sees exactly the complete minutes before it.
     Repeat reminders are not transitions and are left out. ``source`` is usually a
     :class:`SqlSource`; a :class:`FrameSource` of counts made in memory replays without SQL.
+    With ``volumes`` (``volumes:``) the business volumes are counted once too and judged
+    every tick as the daemon judges them.
     """
     interval = config.schedule.interval
     first_tick = floor_minute(start)
     frame = aggregate(config, source, start, end)
+    if volumes is not None:
+        volumes.aggregate(_history_start(config, start), end)
     # Every tick's counts are known in advance: the rules are computed an hour at a time.
-    engine = Engine(config, frame, replay=Replay(frame.counts))
+    engine = Engine(config, frame, replay=Replay(frame.counts), volumes=volumes)
     now, ticks, quiet = first_tick, 0, 0
     while now <= end:
         ticks += 1
@@ -106,6 +129,7 @@ def to_record(event: Notification) -> dict[str, Any]:
         "magnitude": evidence.magnitude,
         "dispersion": evidence.dispersion,
         "attribution": messages.attribution_document(evidence.attribution),
+        "revenue_at_risk": [asdict(loss) for loss in evidence.revenue_at_risk],
     }
 
 
@@ -120,6 +144,11 @@ def write_jsonl(events: Iterator[Notification], out: TextIO) -> int:
 
 def _rate(value: float | None) -> str:
     return "-" if value is None else f"{value:.1%}"
+
+
+def subject(labels: dict[str, str]) -> str:
+    """The gateway an alert is about, or the business volume."""
+    return labels.get("gateway") or labels.get("volume") or "-"
 
 
 def write_table(events: Iterator[Notification], out: TextIO) -> int:
@@ -138,7 +167,7 @@ def write_table(events: Iterator[Notification], out: TextIO) -> int:
         )
         out.write(
             f"{event.at:<21} {event.event:<9} {event.severity:<9} {event.rule:<11} "
-            f"{event.labels.get('gateway', '-'):<12} {_rate(evidence.value):>7} "
+            f"{subject(event.labels):<12} {_rate(evidence.value):>7} "
             f"{_rate(evidence.baseline):>6} {counts:>16}\n"
             f"{'':<21} {event.summary}\n"
         )

@@ -1,4 +1,5 @@
-"""``detector check``: one evaluation as of a moment, one verdict line per gateway."""
+"""``detector check``: one evaluation as of a moment, one verdict line per gateway and per
+business volume series (``volumes:``)."""
 
 from __future__ import annotations
 
@@ -12,17 +13,25 @@ from detector.engine import Engine
 from detector.rules import series_name
 from detector.source import Source, SourceError, skipped_text
 from detector.stats.binomial import wilson_interval
+from detector.volume_source import VolumeSource
 
 __all__ = ["verdict_table"]
 
 
-def verdict_table(config: Config, source: Source, at: datetime, out: TextIO) -> bool:
+def verdict_table(
+    config: Config,
+    source: Source,
+    at: datetime,
+    out: TextIO,
+    volumes: VolumeSource | None = None,
+) -> bool:
     """Write each gateway's counts, failure rate with its 95% interval, SLA, decline share
-    and verdict over the SLA window before ``at`` to ``out``; True if any rule fires.
+    and verdict over the SLA window before ``at`` to ``out``, then each business volume
+    series' events and verdict; True if any rule fires.
 
     Raises :class:`~detector.source.SourceError` when the payments cannot be read.
     """
-    engine = Engine(config, source)
+    engine = Engine(config, source, volumes=volumes)
     result = engine.tick(at)
     if result.error:
         raise SourceError(result.error)
@@ -59,4 +68,25 @@ def verdict_table(config: Config, source: Source, at: datetime, out: TextIO) -> 
         )
     if result.invalid_rows:
         out.write(f"{result.invalid_rows} row(s) skipped: {skipped_text(result.skipped)}\n")
-    return any(breached.values())
+    volumes_firing = _volume_verdicts(config, engine, out)
+    return any(breached.values()) or volumes_firing
+
+
+def _volume_verdicts(config: Config, engine: Engine, out: TextIO) -> bool:
+    """The volumes' lines: events over ``volume_drop.window`` and the volume rules active
+    for each series, as the engine's volume path judged them this tick."""
+    volumes = engine.volumes
+    if volumes is None:
+        return False
+    window = volumes.window
+    minutes = max(1, int(config.detection.volume_drop.window.total_seconds() // 60))
+    events = window.volume[:, window.recent(minutes)].sum(axis=1)
+    active: dict[str, list[str]] = {name: [] for name in window.gateways}
+    for rule, result in engine.volume_results.items():
+        for index in np.flatnonzero(result.active):
+            active[window.gateways[int(index)]].append(rule)
+    out.write(f"\n{'volume':<30} {'events':>9}  verdict (last {minutes} min)\n")
+    for i, name in enumerate(window.gateways):
+        line = "FIRING: " + ", ".join(active[name]) if active[name] else "healthy"
+        out.write(f"{name:<30} {int(events[i]):>9}  {line}\n")
+    return any(active.values())

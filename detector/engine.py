@@ -299,12 +299,14 @@ class Engine:
     def quiet(self, now: datetime) -> bool:
         """Whether a tick at ``now`` is known to change nothing, so that a replay may leave it
         out: no alert is open and the replay's hour of windows says that no rule is active
-        for any gateway then. (Dimension series have verdicts of their own: never quiet.)
+        for any gateway then. (Dimension series and business volumes have verdicts of their
+        own: never quiet.)
         The next tick's read reaches back to the watermark and covers the minutes left out,
         as after a tick the daemon missed."""
         return (
             self.replay is not None
             and self.series is None
+            and self.volumes is None
             and not self.alerts.alerts
             and self.failed_ticks == 0
             and self.late_minutes() is None

@@ -14,6 +14,7 @@ from html import escape
 import numpy as np
 import numpy.typing as npt
 
+from detector.backtest import subject
 from detector.config import Config
 from detector.model import Counts, Notification
 from detector.service.charts import STYLE, line_chart, percent, table
@@ -123,7 +124,7 @@ def _transitions(events: Sequence[Notification]) -> str:
                     escape(e.event),
                     escape(e.severity),
                     escape(e.rule),
-                    escape(e.labels.get("gateway", "-")),
+                    escape(subject(e.labels)),
                     escape(e.summary),
                 ],
             )

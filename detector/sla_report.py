@@ -353,12 +353,12 @@ def render_html(report: SlaReport) -> str:
     title = escape(_title(report))
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>{title}</title><style>{_STYLE}</style></head><body>\n"
+        f"<title>{title}</title><style>{_STYLE}</style></head><body><main>\n"
         f"<h1>{title}</h1>\n<p>{escape(_period(report))}. Failures are technical failures "
         "(declines excluded); minutes in breach are the time an "
         f"{' or '.join(BREACH_RULES)} alert was active.</p>\n"
         f"<table><thead><tr>{head}</tr></thead><tbody>\n{body}\n</tbody></table>\n"
-        "</body></html>\n"
+        "</main></body></html>\n"
     )
 
 

@@ -23,7 +23,7 @@ from detector.config import VOLUME_LABEL, Config, VolumeConfig
 from detector.db import connect, error_text
 from detector.model import Counts
 from detector.rules import series_name
-from detector.source import NONE_VALUE, SchemaError, Source, SourceError
+from detector.source import NONE_VALUE, FrameSource, SchemaError, Source, SourceError
 from detector.timeutil import naive_utc
 
 __all__ = [
@@ -122,6 +122,12 @@ class VolumeSource(Source):
     def __init__(self, tables: list[VolumeTable]):
         self.tables = tables
         self.labels: dict[str, dict[str, str]] = {}  # series name -> alert labels
+        self._frame: FrameSource | None = None
+
+    def aggregate(self, start: datetime, end: datetime) -> None:
+        """Count every minute of ``[start, end)`` now, one query per volume, and serve the
+        reads from those counts: a backtest's ticks then cost no query each."""
+        self._frame = FrameSource(self._counts(start, end, 1))
 
     def check(self) -> None:
         for table in self.tables:
@@ -133,9 +139,13 @@ class VolumeSource(Source):
             engine.dispose()
 
     def read(self, start: datetime, end: datetime, dimensions: tuple[str, ...] = ()) -> Counts:
+        if self._frame is not None:
+            return self._frame.read(start, end)
         return self._counts(start, end, 1)
 
     def quarter_hourly(self, start: datetime, end: datetime) -> Counts:
+        if self._frame is not None:
+            return self._frame.quarter_hourly(start, end)
         return self._counts(start, end, QUARTER_HOUR)
 
     def _counts(self, start: datetime, end: datetime, minutes: int) -> Counts:
@@ -152,10 +162,13 @@ class VolumeSource(Source):
                 rows.append(int(row.rows))
         if not names:
             return Counts.empty()
-        count = np.array(rows, dtype=np.int64)
+        # Sorted by minute across the tables, as Counts are (``between`` bisects them).
+        minute = np.array(buckets, dtype=np.int64)
+        order = np.argsort(minute, kind="stable")
+        count = np.array(rows, dtype=np.int64)[order]
         return Counts(
-            np.array(names, dtype=object),
-            np.array(buckets, dtype=np.int64),
+            np.array(names, dtype=object)[order],
+            minute[order],
             count,
             np.zeros_like(count),
             count,

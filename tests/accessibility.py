@@ -1,4 +1,5 @@
-"""axe-core in Debian's headless Chromium: the accessibility checks of a page as served.
+"""Debian's headless Chromium: a page as it renders (its DOM and a screenshot), and
+axe-core's accessibility checks of a page as served.
 
 axe-core comes from the npm registry (``.ci/run`` unpacks it into ``.cache/axe-core``, or set
 ``DETECTOR_AXE_JS``). The page's own Content-Security-Policy forbids scripts, so axe runs on
@@ -14,13 +15,15 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
-__all__ = ["audit", "serious"]
+__all__ = ["ARTIFACTS", "audit", "render", "serious"]
 
 REPO = Path(__file__).resolve().parents[1]
+# Screenshots of the pages, kept for a reader of the test run (CI uploads the folder).
+ARTIFACTS = REPO / "test-artifacts"
 AXE = Path(os.environ.get("DETECTOR_AXE_JS") or REPO / ".cache/axe-core/axe.min.js")
 
 # What a reader meets beyond axe's rules: the smallest chart label in CSS pixels, and cells
@@ -62,16 +65,23 @@ addEventListener("message", function (event) {{
 """
 
 
-def _browser() -> str:
+def _unavailable(problem: str) -> NoReturn:
+    if os.environ.get("DETECTOR_REQUIRE_BROWSER") == "1":
+        pytest.fail(problem)
+    pytest.skip(problem)
+
+
+def _chromium() -> str:
     browser = shutil.which("chromium")
-    problem = None if browser else "Debian's chromium is not installed (.ci/run installs it)"
-    if browser and not AXE.is_file():
-        problem = f"axe-core is not at {AXE} (.ci/run fetches it from the npm registry)"
-    if problem:
-        if os.environ.get("DETECTOR_REQUIRE_BROWSER") == "1":
-            pytest.fail(problem)
-        pytest.skip(problem)
-    assert browser is not None
+    if browser is None:
+        _unavailable("Debian's chromium is not installed (.ci/run installs it)")
+    return browser
+
+
+def _browser() -> str:
+    browser = _chromium()
+    if not AXE.is_file():
+        _unavailable(f"axe-core is not at {AXE} (.ci/run fetches it from the npm registry)")
     return browser
 
 
@@ -113,3 +123,31 @@ def serious(report: dict[str, Any]) -> list[str]:
         for v in report["violations"]
         if v["impact"] in ("critical", "serious")
     ]
+
+
+def render(url: str, screenshot: Path, profile: Path) -> tuple[str, str]:
+    """The DOM of ``url`` as Chromium renders it and Chromium's log, with a 1200 px wide
+    screenshot written to ``screenshot``; no browser download, no network but 127.0.0.1."""
+    browser = _chromium()
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={profile}",
+        "--enable-logging=stderr",
+        "--v=0",
+    ]
+    dom = subprocess.run(
+        [browser, *flags, "--dump-dom", url], capture_output=True, text=True, timeout=120
+    )
+    shot = subprocess.run(
+        [browser, *flags, "--window-size=1200,1500", f"--screenshot={screenshot}", url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return dom.stdout, dom.stderr + shot.stderr

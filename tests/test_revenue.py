@@ -181,6 +181,28 @@ def test_slack_and_the_webhook_say_the_exact_money_failed_above_the_sla(
     assert any(line in _slack_text(message) for message in slack)
 
 
+def test_backtest_json_lines_carry_the_same_money_as_the_webhook(
+    sqlite_db: PaymentsDb, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    rows = _incident(sqlite_db)
+    config = tmp_path / "alerts.yaml"
+    columns = {"amount": "amount", "currency": "currency"}
+    config.write_text(
+        json.dumps({"source": {"url": sqlite_db.url, "table": sqlite_db.table, "columns": columns}})
+    )
+    start, end = (T0 - timedelta(minutes=5)).isoformat(), (T0 + timedelta(minutes=10)).isoformat()
+    args = ["backtest", "--config", str(config), "--start", start, "--end", end]
+    assert main(args) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    (breach,) = [r for r in records if r["rule"] == "sla_breach" and r["event"] == "firing"]
+    expected = _expected(rows, breach["since"], breach["at"], 0.02)
+    at_risk = {
+        loss["currency"]: (loss["amount"], loss["payments"]) for loss in breach["revenue_at_risk"]
+    }
+    assert at_risk == expected
+    assert min(amount for amount, _ in expected.values()) > 50
+
+
 def test_trace_links_arrive_in_slack_the_webhook_a_mail_and_the_status_page(
     sqlite_db: PaymentsDb, http: HttpRecorder, tmp_path: Path
 ) -> None:

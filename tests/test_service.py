@@ -5,11 +5,8 @@ replicas sharing a state database on SQLite, PostgreSQL and MariaDB."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import signal
-import subprocess
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,13 +14,10 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from .accessibility import audit, serious
+from .accessibility import ARTIFACTS, audit, render, serious
 from .conftest import PaymentsDb
 from .daemon_process import LISTEN, DaemonProcess, wait_until
 from .http_recorder import HttpRecorder
-
-REPO = Path(__file__).resolve().parents[1]
-ARTIFACTS = REPO / "test-artifacts"
 
 
 def _now() -> datetime:
@@ -90,38 +84,6 @@ def _metrics(service: DaemonProcess) -> dict[tuple[str, tuple[tuple[str, str], .
 # --- one replica: the endpoints, the status page, the logs -----------------------------------
 
 
-def _chromium(url: str, screenshot: Path, profile: Path) -> tuple[str, str]:
-    """The rendered DOM and Chromium's log; no browser download, no network but 127.0.0.1."""
-    browser = shutil.which("chromium")
-    if browser is None:
-        message = "Debian's chromium is not installed (.ci/run installs it)"
-        if os.environ.get("DETECTOR_REQUIRE_BROWSER") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
-    flags = [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        f"--user-data-dir={profile}",
-        "--enable-logging=stderr",
-        "--v=0",
-    ]
-    dom = subprocess.run(
-        [browser, *flags, "--dump-dom", url], capture_output=True, text=True, timeout=120
-    )
-    shot = subprocess.run(
-        [browser, *flags, "--window-size=1200,1500", f"--screenshot={screenshot}", url],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    return dom.stdout, dom.stderr + shot.stderr
-
-
 @pytest.mark.slow
 def test_endpoints_and_status_page_during_an_incident_and_after(
     sqlite_db: PaymentsDb, start_daemon: Callable[..., DaemonProcess], tmp_path: Path
@@ -167,7 +129,7 @@ def test_endpoints_and_status_page_during_an_incident_and_after(
         ARTIFACTS.mkdir(exist_ok=True)
         screenshot = ARTIFACTS / "status-page.png"
         screenshot.unlink(missing_ok=True)
-        dom, browser_log = _chromium(service.url + "/", screenshot, tmp_path / "chromium")
+        dom, browser_log = render(service.url + "/", screenshot, tmp_path / "chromium")
         for gateway, status in (("stripe", "down"), ("adyen", "healthy"), ("paypal", "healthy")):
             assert f'id="gw-{gateway}" data-status="{status}"' in dom
         assert '<tr class="alert firing">' in dom

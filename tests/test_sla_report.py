@@ -25,6 +25,7 @@ from detector.sla_report import sla_report
 from detector.stats.binomial import wilson_interval
 from detector.store import StateStore
 
+from .accessibility import ARTIFACTS, audit, render, serious
 from .conftest import T0, Clock, PaymentsDb, _state_url, in_process_daemon
 
 OCT = datetime(2026, 10, 1, tzinfo=UTC)
@@ -210,6 +211,29 @@ def test_table_and_html_show_the_figures(october: Path, capsys: pytest.CaptureFi
         "<td>2026-10-20: 9.09% (5/55)</td></tr>"
     ) in page
     assert "<tr><td>acme</td><td>314</td><td>9</td><td>2.87%</td>" in page
+
+
+# Once, on SQLite: the browser sees the same page whatever database the figures came from.
+@pytest.mark.parametrize("payments_db", ["sqlite"], indirect=True)
+def test_the_html_report_in_chromium_shows_the_table_and_passes_axe_on_desktop_and_phone(
+    october: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    page = _report(october, "html", capsys)
+    report = tmp_path / "sla-2026-10.html"
+    report.write_text(page, encoding="utf-8")
+    ARTIFACTS.mkdir(exist_ok=True)
+    screenshot = ARTIFACTS / "sla-report.png"
+    screenshot.unlink(missing_ok=True)
+    dom, browser_log = render(report.as_uri(), screenshot, tmp_path / "chromium")
+    rows = re.findall(r"<tr( class=\"missed\")?><td>(\w+)</td>", dom)
+    assert rows == [("", "acme"), (' class="missed"', "zeta")]
+    assert dom.count("<th>") == 10
+    assert "CONSOLE" not in browser_log, browser_log
+    assert screenshot.stat().st_size > 10_000
+    for width in (1200, 390):
+        found = audit(page, tmp_path / "axe", width)
+        assert found["violations"] == [], serious(found)
+        assert found["cells_without_field_name"] == 0
 
 
 def test_a_bad_month_is_an_error(october: Path, capsys: pytest.CaptureFixture[str]) -> None:

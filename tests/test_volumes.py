@@ -3,6 +3,7 @@ database and watched by the volume rules, their alerts delivered like the gatewa
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -14,12 +15,14 @@ import requests
 import sqlalchemy as sa
 import yaml
 
+from detector.cli import main
 from detector.config import Config, ConfigError, parse_config
 from detector.service.volumes_page import render_volumes
 from detector.service.web import WebServer
 from detector.source import SchemaError
 from detector.volume_source import open_volumes
 
+from .accessibility import ARTIFACTS, audit, render, serious
 from .conftest import T0, Clock, PaymentsDb, in_process_daemon
 from .daemon_process import LISTEN, DaemonProcess, wait_until
 from .http_recorder import HttpRecorder
@@ -151,12 +154,8 @@ def test_a_volume_split_by_country_alerts_per_country(
             clock.now += timedelta(minutes=1)
         page = render_volumes(daemon.snapshot())
     # The page marks each series while it has a firing alert.
-    assert (
-        '<span class="name">visits (country=BR)</span><span class="badge degraded">no_data' in page
-    )
-    assert (
-        '<span class="name">visits (country=US)</span><span class="badge degraded">volume_d' in page
-    )
+    assert '<h3 class="name">visits (country=BR)</h3><span class="badge degraded">no_data' in page
+    assert '<h3 class="name">visits (country=US)</h3><span class="badge degraded">volume_d' in page
     labels = sorted(
         (r.json()["labels"]["rule"], r.json()["labels"].get("country")) for r in http.requests
     )
@@ -240,11 +239,10 @@ volumes:
     assert config.volumes["visits"].by == ("country",)
 
 
-def test_the_volumes_page_charts_each_volume_per_day_and_per_hour_against_its_band(
-    sqlite_db: PaymentsDb, http: HttpRecorder, tmp_path: Any
-) -> None:
-    orders = EventsTable(sqlite_db, "orders")
-    # Nine weeks of sales, one every 5 minutes by day and one every 20 minutes at night.
+def _nine_weeks_of_sales(db: PaymentsDb) -> EventsTable:
+    """Nine weeks of paid sales up to T0, one every 5 minutes by day and one every 20 minutes
+    at night."""
+    orders = EventsTable(db, "orders")
     start = T0 - timedelta(weeks=9)
     rows = []
     for hour in range(9 * 7 * 24):
@@ -256,6 +254,13 @@ def test_the_volumes_page_charts_each_volume_per_day_and_per_hour_against_its_ba
         ]
     with orders.engine.begin() as connection:
         connection.execute(orders.table.insert(), rows)
+    return orders
+
+
+def test_the_volumes_page_charts_each_volume_per_day_and_per_hour_against_its_band(
+    sqlite_db: PaymentsDb, http: HttpRecorder, tmp_path: Any
+) -> None:
+    orders = _nine_weeks_of_sales(sqlite_db)
     config = _config(
         sqlite_db, http.url, {"sales": {"table": orders.name, "where": {"status": ["paid"]}}}
     )
@@ -276,7 +281,7 @@ def test_the_volumes_page_charts_each_volume_per_day_and_per_hour_against_its_ba
     assert page.status_code == 200
     assert page.headers["Content-Type"].startswith("text/html")
     html = page.text
-    assert '<span class="name">sales</span>' in html
+    assert '<h3 class="name">sales</h3>' in html
     # Two charts (per day, per hour), each with a line and the expected band.
     assert html.count("<svg") == 2
     assert html.count('class="expected-band"') == 2
@@ -359,7 +364,7 @@ def test_detector_run_serves_the_volumes_page_and_refuses_a_volume_column_that_i
         lambda: (p := service.get("/volumes")).status_code == 200 and "<svg" in p.text and p,
         "the volumes page",
     )
-    assert '<span class="name">sales</span>' in page.text
+    assert '<h3 class="name">sales</h3>' in page.text
     assert '<a href="/volumes">' in service.get("/").text
 
     broken = start_daemon(
@@ -367,3 +372,120 @@ def test_detector_run_serves_the_volumes_page_and_refuses_a_volume_column_that_i
     )
     assert broken.process.wait(timeout=60) != 0
     assert "volumes.sales.by[0]: column 'region' not found" in (tmp_path / "broken.log").read_text()
+
+
+def test_the_volumes_page_in_chromium_shows_both_charts_and_passes_axe_on_desktop_and_phone(
+    sqlite_db: PaymentsDb, http: HttpRecorder, tmp_path: Path
+) -> None:
+    orders = _nine_weeks_of_sales(sqlite_db)
+    signups = EventsTable(sqlite_db, "users")
+    signups.add(T0 - timedelta(hours=3), 180, 2)  # under a week: no band yet
+    config = _config(
+        sqlite_db, http.url, {"sales": {"table": orders.name}, "signups": {"table": signups.name}}
+    )
+    state = f"sqlite:///{tmp_path / 'state.db'}"
+    ARTIFACTS.mkdir(exist_ok=True)
+    screenshot = ARTIFACTS / "volumes-page.png"
+    screenshot.unlink(missing_ok=True)
+    with (
+        requests.Session() as session,
+        in_process_daemon(config, state, Clock(T0), session) as daemon,
+    ):
+        daemon.tick()
+        server = WebServer(("127.0.0.1", 0), daemon, config.server).start()
+        try:
+            url = "http://{}:{}/volumes".format(*server.address)
+            page = session.get(url, timeout=10).text
+            dom, browser_log = render(url, screenshot, tmp_path / "chromium")
+        finally:
+            server.stop()
+    sections = {
+        name: dom.split(f'<h3 class="name">{name}</h3>')[1].split("</section>")[0]
+        for name in ("sales", "signups")
+    }
+    # Each volume: a chart per day and one per hour; sales drawn against its band.
+    assert all(section.count("<svg") == 2 for section in sections.values())
+    assert sections["sales"].count('class="expected-band"') == 2
+    assert "no expectation yet (needs a week of history)" in sections["signups"]
+    assert "CONSOLE" not in browser_log, browser_log
+    assert screenshot.stat().st_size > 10_000
+    for width in (1200, 390):
+        report = audit(page, tmp_path / "axe", width)
+        assert report["violations"] == [], serious(report)
+        assert report["cells_without_field_name"] == 0
+        assert report["smallest_chart_label"] >= 11
+
+
+def test_detector_check_prints_each_volume_series_and_exits_1_on_a_sales_drop(
+    sqlite_db: PaymentsDb, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    orders, users = EventsTable(sqlite_db, "orders"), EventsTable(sqlite_db, "users")
+    start = T0 - timedelta(hours=3)
+    orders.add(start, 160, 12)
+    orders.add(T0 - timedelta(minutes=20), 20, 1)  # sales fall from 12 to 1 a minute
+    users.add(start, 180, 6)
+    config = tmp_path / "alerts.yaml"
+    config.write_text(
+        f"source: {{url: '{sqlite_db.url}', table: {sqlite_db.table}}}\n"
+        f"volumes:\n  sales: {{table: {orders.name}}}\n  signups: {{table: {users.name}}}\n"
+    )
+    args = ["check", "--config", str(config), "--at", T0.isoformat()]
+    assert main(args) == 1
+    out = capsys.readouterr().out
+    volumes = out.split("\nvolume ")[1].splitlines()
+    assert volumes[0].split() == ["events", "verdict", "(last", "15", "min)"]
+    assert volumes[1].split() == ["sales", "15", "FIRING:", "volume_drop"]
+    assert volumes[2].split() == ["signups", "90", "healthy"]
+
+    # Steady sign-ups alone: nothing fires.
+    config.write_text(
+        f"source: {{url: '{sqlite_db.url}', table: {sqlite_db.table}}}\n"
+        f"volumes:\n  signups: {{table: {users.name}}}\n"
+    )
+    assert main(args) == 0
+    assert capsys.readouterr().out.split("\nvolume ")[1].splitlines()[1].split() == [
+        "signups",
+        "90",
+        "healthy",
+    ]
+
+
+def test_backtest_replays_the_volumes_and_names_the_sales_drop(
+    sqlite_db: PaymentsDb, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    orders, users = EventsTable(sqlite_db, "orders"), EventsTable(sqlite_db, "users")
+    start = T0 - timedelta(hours=3)
+    # Sales fall from 12 to 1 a minute for 20 minutes, then recover; sign-ups are steady.
+    orders.add(start, 150, 12)
+    orders.add(T0 - timedelta(minutes=30), 20, 1)
+    orders.add(T0 - timedelta(minutes=10), 60, 12)
+    users.add(start, 240, 6)
+    config = tmp_path / "alerts.yaml"
+    config.write_text(
+        f"source: {{url: '{sqlite_db.url}', table: {sqlite_db.table}}}\n"
+        "detection: {volume_drop: {for: 0s, keep_firing_for: 0s}}\n"
+        f"volumes:\n  sales: {{table: {orders.name}}}\n  signups: {{table: {users.name}}}\n"
+    )
+    window = ["--start", (T0 - timedelta(hours=1)).isoformat(), "--end", T0.isoformat()]
+    assert main(["backtest", "--config", str(config), *window]) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    volume = [(r["event"], r["labels"]) for r in records if "volume" in r["labels"]]
+    assert volume == [
+        ("firing", {"rule": "volume_drop", "severity": "warning", "volume": "sales"}),
+        ("resolved", {"rule": "volume_drop", "severity": "warning", "volume": "sales"}),
+    ]
+    firing = next(r for r in records if r["labels"].get("volume") == "sales")
+    drop = T0 - timedelta(minutes=30)
+    assert drop < datetime.fromisoformat(firing["at"]) < drop + timedelta(minutes=20)
+
+    assert main(["backtest", "--config", str(config), *window, "--format", "table"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert [line.split()[1:5] for line in table if " sales " in line] == [
+        ["firing", "warning", "volume_drop", "sales"],
+        ["resolved", "warning", "volume_drop", "sales"],
+    ]
+
+    assert main(["backtest", "--config", str(config), *window, "--format", "html"]) == 0
+    rows = [row for row in capsys.readouterr().out.split("<tr") if "volume_drop" in row]
+    assert len(rows) == 2
+    assert all('>volume_drop</td><td data-label="gateway">sales</td>' in row for row in rows)

@@ -41,18 +41,24 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 def cmd_backtest(args: argparse.Namespace) -> int:
     from detector.backtest import aggregate, replay, write_jsonl, write_table
+    from detector.volume_source import open_volumes
 
     config = load(args, delivery=False)
     source = open_source(config, strict=True, name=source_name(args))
+    volumes = open_volumes(config, strict=True)
     began = time.perf_counter()
-    if args.format == "html":
-        counts = aggregate(config, source, args.start, args.end)
-        events = list(replay(config, counts, args.start, args.end))
-        sys.stdout.write(_report(config, counts, events, args.start, args.end))
-        count = len(events)
-    else:
-        writer = write_jsonl if args.format == "jsonl" else write_table
-        count = writer(replay(config, source, args.start, args.end), sys.stdout)
+    try:
+        if args.format == "html":
+            counts = aggregate(config, source, args.start, args.end)
+            events = list(replay(config, counts, args.start, args.end, volumes))
+            sys.stdout.write(_report(config, counts, events, args.start, args.end))
+            count = len(events)
+        else:
+            writer = write_jsonl if args.format == "jsonl" else write_table
+            count = writer(replay(config, source, args.start, args.end, volumes), sys.stdout)
+    finally:
+        if volumes is not None:
+            volumes.dispose()
     log.info("backtest: %d transition(s) in %.1fs", count, time.perf_counter() - began)
     return EXIT_OK
 

@@ -102,13 +102,19 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from detector.check import verdict_table
+    from detector.volume_source import open_volumes
 
     config = load(args)
     source = open_source(config, strict=True, name=source_name(args))
+    volumes = None
     try:
-        firing = verdict_table(config, source, args.at or datetime.now(UTC), sys.stdout)
+        volumes = open_volumes(config, strict=True)
+        at = args.at or datetime.now(UTC)
+        firing = verdict_table(config, source, at, sys.stdout, volumes)
     finally:
         source.engine.dispose()
+        if volumes is not None:
+            volumes.dispose()
     return EXIT_FIRING if firing else EXIT_OK
 
 

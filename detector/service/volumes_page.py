@@ -68,12 +68,12 @@ def _volumes(charts: VolumeCharts, firing: dict[str, str]) -> str:
         )
         sections.append(
             f'<section class="gw volume" id="volume-{i}"><div class="head">'
-            f'<span class="name">{escape(name)}</span>{badge}'
+            f'<h3 class="name">{escape(name)}</h3>{badge}'
             f'<span class="figures">{figures}</span></div>'
-            '<div class="charts"><div class="chart"><h3>Per day, last '
-            f"{CHART_WEEKS} weeks, vs the expected {_BAND_LOW}-{_BAND_HIGH}% band (blue)</h3>"
-            f'{daily[i]}</div><div class="chart"><h3>Per hour, last {CHART_WEEKS} weeks, '
-            f"vs the expected band</h3>{hourly[i]}</div></div></section>"
+            '<div class="charts"><div class="chart"><h4>Per day, last '
+            f"{CHART_WEEKS} weeks, vs the expected {_BAND_LOW}-{_BAND_HIGH}% band (blue)</h4>"
+            f'{daily[i]}</div><div class="chart"><h4>Per hour, last {CHART_WEEKS} weeks, '
+            f"vs the expected band</h4>{hourly[i]}</div></div></section>"
         )
     return "".join(sections) or '<p class="empty">No rows counted yet.</p>'
 
@@ -85,16 +85,15 @@ def render_volumes(snapshot: Snapshot) -> str:
     elif snapshot.volumes is None:
         body = '<p class="empty">Not read yet.</p>'
     else:
-        body = _volumes(snapshot.volumes, snapshot.volume_alerts)
+        body = "<h2>Volumes</h2>" + _volumes(snapshot.volumes, snapshot.volume_alerts)
     when = f"{short_utc(snapshot.at)} UTC" if snapshot.at else "-"
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        '<meta http-equiv="refresh" content="300">'
-        f"<title>Business volumes</title><style>{STYLE}</style></head><body>"
+        f"<title>Business volumes</title><style>{STYLE}</style></head><body><main>"
         "<h1>Business volumes</h1>"
         f'<div class="meta">As of {when} &middot; counts per day and per hour, each against '
         "the band the volume rules expect for that time of the week &middot; "
         '<a href="/">status page</a></div>'
-        f"{body}</body></html>"
+        f"{body}</main></body></html>"
     )
