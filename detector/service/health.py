@@ -284,11 +284,18 @@ def series_health(window: CountWindow, verdicts: RuleResult, config: Config) -> 
     """``window``: the dimension series' count window; ``verdicts``: their sla_breach result
     of the same tick, row for row. A series that saw no payment in the whole window (the
     count window keeps every row it ever saw) is left out, which keeps the metrics to the
-    series that exist now."""
+    series that exist now; of those, the ``server.series_metrics_limit`` worst are kept (the
+    condition holding first, then by evidence ratio, then by the upper end of the failure
+    rate's interval), in window order."""
     rows = len(verdicts.gateways)
     seen = np.flatnonzero(window.volume[:rows].sum(axis=1) > 0)
     recent = _recent(window, config)
     ratio = verdicts.evidence_ratio
+    limit = config.server.series_metrics_limit
+    if seen.size > limit:
+        evidence = ratio[seen] if ratio is not None else np.zeros(seen.size)
+        worst = np.lexsort((-recent.high[seen], -evidence, ~verdicts.active[seen]))
+        seen = np.sort(seen[worst[:limit]])
     labels = verdicts.series or [{}] * rows
     return SeriesHealth(
         [verdicts.gateways[i] for i in seen],
