@@ -106,10 +106,13 @@ def measure(count: int, repeat: int, rng: np.random.Generator) -> tuple[float, .
     # The daemon's start-up backfill lists the gateways as the database returns them, which
     # need not be the window's order: reversed here, so the history maps one to the other.
     day = engine.source.read(NOW - timedelta(hours=24), NOW)
-    reverse = slice(None, None, -1)
     history.backfill(
         Counts(
-            *(a[reverse] for a in (day.gateway, day.minute, day.payments, day.failures, day.volume))
+            day.gateway[::-1],
+            day.minute[::-1],
+            day.payments[::-1],
+            day.failures[::-1],
+            day.volume[::-1],
         ),
         epoch_minute(NOW),
     )
