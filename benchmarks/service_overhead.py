@@ -86,7 +86,8 @@ def _median_after(setup: Callable[[], object], action: Callable[[], object], rep
 
 
 def measure(count: int, repeat: int, rng: np.random.Generator) -> tuple[float, ...]:
-    """Median seconds of: one tick; publishing it; then the first /metrics scrape, the first
+    """Median seconds of: one tick; refreshing the 24 h history from it; publishing it
+    (history included); then the first /metrics scrape, the first
     /api/v1/gateways poll and the first page view after it (each is rendered once a tick
     and served from memory until the next)."""
     config = parse_config({}, env={})
@@ -102,7 +103,19 @@ def measure(count: int, repeat: int, rng: np.random.Generator) -> tuple[float, .
     seasonal.expected_hours(engine.window.gateways, epoch_minute(NOW) // 60 - 24)
     history = History()
     metrics = Metrics(CollectorRegistry())
-    history.backfill(engine.source.read(NOW - timedelta(hours=24), NOW), epoch_minute(NOW))
+    # The daemon's start-up backfill lists the gateways as the database returns them, which
+    # need not be the window's order: reversed here, so the history maps one to the other.
+    day = engine.source.read(NOW - timedelta(hours=24), NOW)
+    history.backfill(
+        Counts(
+            day.gateway[::-1],
+            day.minute[::-1],
+            day.payments[::-1],
+            day.failures[::-1],
+            day.volume[::-1],
+        ),
+        epoch_minute(NOW),
+    )
     latest: list[Snapshot] = []
 
     def publish() -> None:
@@ -115,6 +128,7 @@ def measure(count: int, repeat: int, rng: np.random.Generator) -> tuple[float, .
 
     return (
         tick,
+        _median_seconds(lambda: history.update(engine.window, []), repeat),
         _median_seconds(publish, repeat),
         _median_after(publish, metrics.exposition, repeat),
         _median_after(publish, lambda: gateways_json(latest[0]), repeat),
@@ -129,14 +143,16 @@ def main() -> None:
     args = parser.parse_args()
     rng = np.random.default_rng(1)
     print(
-        f"{'gateways':>8} {'tick ms':>8} {'publish ms':>11} {'publish/tick':>13} "
+        f"{'gateways':>8} {'tick ms':>8} {'history ms':>11} {'history/tick':>13} "
+        f"{'publish ms':>11} {'publish/tick':>13} "
         f"{'/metrics ms':>12} {'JSON ms':>8} {'page ms':>8} {'all/tick':>9}"
     )
     for count in args.gateways:
-        tick, publish, scrape, document, page = measure(count, args.repeat, rng)
+        tick, history, publish, scrape, document, page = measure(count, args.repeat, rng)
         every = (publish + scrape + document + page) / tick
         print(
-            f"{count:>8} {tick * 1e3:>8.2f} {publish * 1e3:>11.2f} {publish / tick:>13.2f} "
+            f"{count:>8} {tick * 1e3:>8.2f} {history * 1e3:>11.2f} {history / tick:>13.3f} "
+            f"{publish * 1e3:>11.2f} {publish / tick:>13.2f} "
             f"{scrape * 1e3:>12.2f} {document * 1e3:>8.2f} {page * 1e3:>8.2f} {every:>9.1f}"
         )
 

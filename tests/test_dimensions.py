@@ -367,6 +367,59 @@ def test_metrics_show_each_series_beside_its_gateway_with_a_label_per_dimension(
     assert listed == {card, wallet, adyen_card}
 
 
+@pytest.mark.parametrize("limit", [0, 1])
+def test_metrics_show_only_the_worst_series_up_to_the_limit(
+    sqlite_db: PaymentsDb, tmp_path: Path, limit: int
+) -> None:
+    """server.series_metrics_limit keeps a scrape bounded however many series there are:
+    the series whose condition holds come first; the gateways' metrics are all there."""
+    hour_ago = T0 - timedelta(hours=1)
+    sqlite_db.steady("stripe", hour_ago, minutes=80, per_minute=40, method="wallet")
+    sqlite_db.steady("stripe", hour_ago, minutes=60, per_minute=4, method="card")
+    sqlite_db.steady("stripe", T0, minutes=20, per_minute=4, failed=1, method="card")
+    sqlite_db.steady("adyen", hour_ago, minutes=80, per_minute=5, method="card")
+    config = parse_config(
+        {
+            "source": {
+                "url": sqlite_db.url,
+                "table": sqlite_db.table,
+                "columns": {"dimensions": {"method": "method"}},
+            },
+            "detection": {"sla_breach": {"series": [["method"]]}},
+            "server": {"series_metrics_limit": limit},
+        },
+        env={},
+    )
+    clock = Clock(T0)
+    state = f"sqlite:///{tmp_path / 'state.db'}"
+    with requests.Session() as session, in_process_daemon(config, state, clock, session) as daemon:
+        server = WebServer(("127.0.0.1", 0), daemon).start()
+        try:
+            for _ in range(20):
+                daemon.tick()
+                clock.now += timedelta(minutes=1)
+            text = requests.get("http://{}:{}/metrics".format(*server.address), timeout=10).text
+        finally:
+            server.stop()
+    labelled = {
+        (sample.name, tuple(sorted(sample.labels.items())))
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if "gateway" in sample.labels
+    }
+    series = {labels for name, labels in labelled if name == "detector_series_payments"}
+    by_dimension = {
+        tuple(pair for pair in labels if pair[0] != "rule")
+        for _, labels in labelled
+        if any(key == "method" for key, _ in labels)
+    }
+    gateways = {labels for name, labels in labelled if name == "detector_gateway_payments"}
+    card = (("gateway", "stripe"), ("method", "card"))
+    assert series == by_dimension == ({card} if limit else set())  # in every family
+    assert gateways == {(("gateway", "adyen"),), (("gateway", "stripe"),)}
+    assert (("detector_rule_active", (*card, ("rule", "sla_breach"))) in labelled) == bool(limit)
+
+
 def _detail(minutes: int, rows: dict[tuple[str, str], tuple[int, int]]) -> Counts:
     """Per-minute counts by (gateway, method): ``(payments, failures)`` each minute."""
     first = epoch_minute(T0) - minutes

@@ -187,6 +187,50 @@ def test_history_buckets_sum_the_minutes_the_window_wholly_covers(
     assert snap.end_minute == end_minute
 
 
+def test_history_is_the_same_whatever_order_the_window_lists_its_gateways() -> None:
+    """The backfill and the window may list gateways in different orders, and a new gateway
+    may appear between ticks: each gateway's buckets and alert shading stay its own."""
+    rng = np.random.default_rng(14)
+    names = [f"gw{i:02d}" for i in range(12)]
+    end = 29_000_000
+    minute = np.repeat(np.arange(end - 600, end, dtype=np.int64), len(names))
+    volume = rng.poisson(20, size=minute.size).astype(np.int64)
+    backfill = Counts(
+        np.tile(np.array(names, dtype=object), 600), minute, volume, volume // 7, volume
+    )
+
+    def run(order: list[str]) -> dict[str, tuple[list[int], list[bool]]]:
+        history = History()
+        history.backfill(backfill, end)
+        window = CountWindow(30, gateways=order)
+        for tick in range(1, 13):  # two quarter hours of ticks, a new gateway halfway
+            if tick == 7:
+                window.replace(
+                    end + tick - 1,
+                    end + tick,
+                    Counts(
+                        np.array(["late"], dtype=object),
+                        *np.array([[end + tick - 1], [5], [1], [5]]),
+                    ),
+                )
+            window.advance(end + tick)
+            rows = [window.row(g) for g in names]
+            window.payments[rows, -1] = np.arange(len(names)) + tick
+            history.update(window, firing=[names[tick % len(names)]])
+        snap = history.snapshot()
+        return {
+            g: (snap.payments[i].tolist(), snap.alerting[i].tolist())
+            for i, g in enumerate(snap.gateways)
+        }
+
+    in_order = run(names)
+    shuffled = run([str(g) for g in rng.permutation(names)])
+    assert shuffled == in_order
+    assert set(in_order) == {*names, "late"}
+    # The newest bucket holds minutes end+10 to end+14: ticks 11 and 12 fired gw11 and gw00.
+    assert [g for g, (_, shaded) in in_order.items() if shaded[-1]] == ["gw00", "gw11"]
+
+
 # --- the lease on SQLite, PostgreSQL and MariaDB ------------------------------------------------
 
 

@@ -33,6 +33,10 @@ class ServerConfig(FrozenModel):
     ] = timedelta(seconds=30)
     # /healthz turns 503 once the last successful tick is this many intervals old.
     unhealthy_after: float = Field(default=3, gt=1)
+    # /metrics shows the detector_series_* gauges (and the rule gauges of dimension series)
+    # of this many series at most, the worst first: thousands of series would make every
+    # scrape megabytes. 0: none.
+    series_metrics_limit: int = Field(default=100, ge=0)
     # Where people reach the status page (behind a proxy, say); every message links to the
     # gateway's row there.
     external_url: HttpUrl | None = None

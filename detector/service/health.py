@@ -173,6 +173,24 @@ class HealthTable(Sequence[GatewayHealth]):
     def rows(self) -> list[GatewayHealth]:
         return [self._row(i) for i in range(len(self.gateways))]
 
+    def pick(self, indices: Iterable[int]) -> list[GatewayHealth]:
+        """The rows at these indices, built without building the others."""
+        built = self.__dict__.get("rows")  # built already for another view of this tick
+        return [built[i] if built is not None else self._row(int(i)) for i in indices]
+
+    def matching(self, statuses: Iterable[str] = (), text: str = "") -> npt.NDArray[np.intp]:
+        """Indices of the gateways with one of ``statuses`` (any if none) whose name holds
+        ``text`` (case-insensitive)."""
+        keep = np.ones(len(self.gateways), dtype=np.bool_)
+        if wanted := [STATUSES.index(s) for s in statuses]:
+            keep &= np.isin(self.status, wanted)
+        if text:
+            needle = text.casefold()
+            keep &= np.fromiter(
+                (needle in g.casefold() for g in self.gateways), np.bool_, keep.size
+            )
+        return np.flatnonzero(keep)
+
     def _row(self, i: int) -> GatewayHealth:
         gateway = self.gateways[i]
         mine = self.alerts.get(gateway, [])
@@ -266,11 +284,18 @@ def series_health(window: CountWindow, verdicts: RuleResult, config: Config) -> 
     """``window``: the dimension series' count window; ``verdicts``: their sla_breach result
     of the same tick, row for row. A series that saw no payment in the whole window (the
     count window keeps every row it ever saw) is left out, which keeps the metrics to the
-    series that exist now."""
+    series that exist now; of those, the ``server.series_metrics_limit`` worst are kept (the
+    condition holding first, then by evidence ratio, then by the upper end of the failure
+    rate's interval), in window order."""
     rows = len(verdicts.gateways)
     seen = np.flatnonzero(window.volume[:rows].sum(axis=1) > 0)
     recent = _recent(window, config)
     ratio = verdicts.evidence_ratio
+    limit = config.server.series_metrics_limit
+    if seen.size > limit:
+        evidence = ratio[seen] if ratio is not None else np.zeros(seen.size)
+        worst = np.lexsort((-recent.high[seen], -evidence, ~verdicts.active[seen]))
+        seen = np.sort(seen[worst[:limit]])
     labels = verdicts.series or [{}] * rows
     return SeriesHealth(
         [verdicts.gateways[i] for i in seen],
@@ -341,15 +366,25 @@ def gateway_health(
 
 
 def gateways_document(
-    health: Sequence[GatewayHealth], at: datetime | None, role: str
+    health: Sequence[GatewayHealth],
+    at: datetime | None,
+    role: str,
+    chosen: Iterable[int] | None = None,
 ) -> dict[str, Any]:
-    """The ``/api/v1/gateways`` JSON document (see README "HTTP API")."""
-    statuses = {h.gateway: h.status for h in health}
+    """The ``/api/v1/gateways`` JSON document (see README "HTTP API"): every gateway, or
+    those at the indices ``chosen`` of a :class:`HealthTable` (their backups' status is
+    still looked up among all)."""
+    if isinstance(health, HealthTable):
+        statuses = dict(zip(health.gateways, (STATUSES[s] for s in health.status), strict=True))
+        shown = health.pick(range(len(health)) if chosen is None else chosen)
+    else:
+        statuses = {h.gateway: h.status for h in health}
+        shown = list(health)
     return {
         "version": API_VERSION,
         "at": _iso(at),
         "role": role,
-        "gateways": [h.to_dict(statuses) for h in health],
+        "gateways": [h.to_dict(statuses) for h in shown],
     }
 
 

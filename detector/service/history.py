@@ -10,11 +10,13 @@ the seasonal rules expected in each bucket (the band behind the volume chart).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import cached_property
 
 import numpy as np
 import numpy.typing as npt
+import pandas as pd
 from scipy import stats
 
 from detector.model import Counts
@@ -47,7 +49,24 @@ class HistorySnapshot:
     read_at: float | None = None
 
     def row(self, gateway: str) -> int | None:
-        return self.gateways.index(gateway) if gateway in self.gateways else None
+        return self._rows.get(gateway)
+
+    @cached_property
+    def _rows(self) -> dict[str, int]:
+        return {g: i for i, g in enumerate(self.gateways)}
+
+    def select(self, gateways: Iterable[str]) -> HistorySnapshot:
+        """The rows of these gateways (those in the history), in this order: a page draws
+        the charts of the gateways it shows, not of every one."""
+        rows = [r for g in gateways if (r := self.row(g)) is not None]
+        return replace(
+            self,
+            gateways=[self.gateways[r] for r in rows],
+            payments=self.payments[rows],
+            failures=self.failures[rows],
+            volume=self.volume[rows],
+            alerting=self.alerting[rows],
+        )
 
     def minutes_per_bucket(self) -> npt.NDArray[np.float64]:
         """Minutes each bucket covers so far: the newest may be partly filled, and is NaN
@@ -57,7 +76,6 @@ class HistorySnapshot:
         ...                        np.zeros((0, 3), dtype=bool), read_at=10.5)
         >>> snap.minutes_per_bucket().tolist()
         [5.0, 5.0, nan]
-        >>> from dataclasses import replace
         >>> replace(snap, read_at=12.5).minutes_per_bucket().tolist()
         [5.0, 5.0, 2.5]
         """
@@ -139,6 +157,9 @@ class History:
     def __init__(self, buckets: int = 24 * 60 // BUCKET_MINUTES):
         self.buckets = buckets
         self.gateways: list[str] = []
+        self._index: dict[str, int] = {}  # gateway -> row
+        self._last_asked: list[str] = []
+        self._last_rows: IntArray = np.zeros(0, dtype=np.int64)
         self.end_bucket = 0  # exclusive: the newest bucket is end_bucket - 1
         self.end_minute = 0
         empty = np.zeros((0, buckets), dtype=np.int64)
@@ -146,18 +167,31 @@ class History:
         self.alerting = np.zeros((0, buckets), dtype=np.bool_)
 
     def _rows(self, gateways: list[str]) -> IntArray:
+        """Each gateway's row (see ``_lookup``) for a list the window gives every tick.
+
+        The window lists its gateways in the order it first read them, which need not be
+        the order of the rows here (the start-up backfill adds them as the database lists
+        them): the last answer is kept, so a tick with the same gateways as the one before
+        costs one list comparison.
+        """
         if gateways == self.gateways:  # the usual case: the same gateways, tick after tick
             return np.arange(len(gateways), dtype=np.int64)
-        new = [g for g in dict.fromkeys(gateways) if g not in self.gateways]
+        if gateways != self._last_asked:
+            self._last_asked, self._last_rows = list(gateways), self._lookup(gateways)
+        return self._last_rows
+
+    def _lookup(self, gateways: list[str]) -> IntArray:
+        """Each gateway's row, adding rows for gateways not seen yet."""
+        new = [g for g in dict.fromkeys(gateways) if g not in self._index]
         if new:
+            self._index.update((g, len(self.gateways) + i) for i, g in enumerate(new))
             self.gateways += new
             grow = np.zeros((len(new), self.buckets), dtype=np.int64)
             self.payments = np.vstack([self.payments, grow])
             self.failures = np.vstack([self.failures, grow])
             self.volume = np.vstack([self.volume, grow])
             self.alerting = np.vstack([self.alerting, grow.astype(np.bool_)])
-        index = {g: i for i, g in enumerate(self.gateways)}
-        return np.fromiter((index[g] for g in gateways), dtype=np.int64)
+        return np.fromiter(map(self._index.__getitem__, gateways), np.int64, len(gateways))
 
     def _advance(self, end_bucket: int) -> None:
         shift = end_bucket - self.end_bucket
@@ -190,7 +224,9 @@ class History:
         """Load per-minute counts (e.g. the last 24 h read from the database at start-up)."""
         self._advance(-(-end_minute // BUCKET_MINUTES))
         self.end_minute = max(self.end_minute, end_minute)
-        rows = self._rows(counts.gateway.tolist())
+        # One lookup per gateway, not per row: the rows are many minutes of each gateway.
+        codes, names = pd.factorize(counts.gateway)
+        rows = self._lookup(names.tolist())[codes] if codes.size else codes.astype(np.int64)
         self._set(rows, counts.minute, counts.payments, counts.failures, counts.volume)
 
     def update(self, window: CountWindow, firing: Iterable[str] = ()) -> None:
@@ -216,12 +252,12 @@ class History:
             # The newest bucket may be partly filled: zero-pad it to whole buckets and sum.
             padded = np.pad(counts[:, minutes], ((0, 0), (0, pad)))
             matrix[target] = padded.reshape(len(rows), buckets - skip, BUCKET_MINUTES).sum(axis=2)
-        alerting = self._rows(list(firing))
+        alerting = self._lookup(list(firing))
         self.alerting[alerting, -1] = True
 
     def mark_alerting(self, gateway: str, first_minute: int, end_minute: int) -> None:
         """Shade the buckets that overlap ``first_minute <= minute < end_minute``."""
-        (row,) = self._rows([gateway])
+        (row,) = self._lookup([gateway])
         start = self.end_bucket - self.buckets
         lo = max(first_minute // BUCKET_MINUTES - start, 0)
         hi = min(-(-end_minute // BUCKET_MINUTES) - start, self.buckets)

@@ -6,8 +6,10 @@ page works on an isolated network and from a phone.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from html import escape
+from urllib.parse import urlencode
 
 import numpy as np
 import numpy.typing as npt
@@ -25,12 +27,16 @@ from detector.service.charts import (
     svg,
     table,
 )
-from detector.service.health import GatewayHealth
+from detector.service.health import STATUSES, GatewayHealth
 from detector.service.history import BAND, HistorySnapshot
 from detector.service.snapshot import Snapshot
 from detector.timeutil import short_utc
 
-__all__ = ["render"]
+__all__ = ["PAGE_SIZE", "render"]
+
+PAGE_SIZE = 100  # gateways a page shows, each with two charts
+WORST_FIRST = ("down", "degraded", "unknown", "healthy")
+_RANK = np.array([WORST_FIRST.index(s) for s in STATUSES])  # status index -> place on the page
 
 _NO_HISTORY = '<p class="empty">No history yet.</p>'
 # Reloading on its own is opt-in (WCAG 2.2.1: a reader must be able to stop it).
@@ -188,21 +194,73 @@ def _silences(snapshot: Snapshot) -> str:
     )
 
 
-def render(snapshot: Snapshot, *, refresh: bool = False) -> str:
-    """The whole page for the snapshot; with ``refresh`` it reloads itself every minute
-    (``/?refresh=1``: opt-in, and a link turns it off)."""
-    counts = {s: sum(h.status == s for h in snapshot.health) for s in ("down", "degraded")}
+def _summary(snapshot: Snapshot) -> str:
+    counts = np.bincount(snapshot.health.status, minlength=len(STATUSES))
+    parts = [f"{counts[STATUSES.index(s)]} {s}" for s in WORST_FIRST]
+    return f'<p class="summary">{len(snapshot.health)} gateways: {" &middot; ".join(parts)}</p>'
+
+
+def _search(query: str, refresh: bool) -> str:
+    """A plain GET form: it works without script, and the answer has its own address."""
+    keep = '<input type="hidden" name="refresh" value="1">' if refresh else ""
+    return (
+        '<form class="search" method="get" action="/" role="search">'
+        '<label for="q">Find gateways whose name contains</label> '
+        f'<input id="q" name="q" type="search" value="{escape(query, quote=True)}">{keep} '
+        '<button type="submit">Find</button></form>'
+    )
+
+
+def _link(page: int, query: str, refresh: bool) -> str:
+    params = {"refresh": "1"} if refresh else {}
+    params |= {"q": query} if query else {}
+    params |= {"page": str(page)} if page > 1 else {}
+    return escape("/?" + urlencode(params) if params else "/", quote=True)
+
+
+def _pages(
+    page: int, pages: int, first: int, shown: int, total: int, link: Callable[[int], str]
+) -> str:
+    if total <= PAGE_SIZE:
+        return ""
+    previous = f'<a href="{link(page - 1)}" rel="prev">previous</a> ' if page > 1 else ""
+    following = f' <a href="{link(page + 1)}" rel="next">next</a>' if page < pages else ""
+    return (
+        f'<nav class="pages" aria-label="Pages of gateways">{previous}gateways {first + 1}-'
+        f"{first + shown} of {total} (page {page} of {pages}){following}</nav>"
+    )
+
+
+def render(snapshot: Snapshot, *, refresh: bool = False, page: int = 1, query: str = "") -> str:
+    """The page for the snapshot: a summary, then the gateways worst first (down, degraded,
+    unknown, healthy), ``PAGE_SIZE`` a page (``/?page=N``) with the charts of those shown,
+    only those whose name holds ``query`` (``/?q=``); with ``refresh`` it reloads itself
+    every minute (``/?refresh=1``: opt-in, and a link turns it off)."""
+    health = snapshot.health
+    counts = {s: int(np.sum(health.status == STATUSES.index(s))) for s in ("down", "degraded")}
     title = (
         "All gateways operational"
         if not counts["down"] and not counts["degraded"]
         else f"{counts['down']} down, {counts['degraded']} degraded"
     )
+    found = health.matching(text=query)
+    found = found[np.argsort(_RANK[health.status[found]], kind="stable")]
+    pages = max(-(-found.size // PAGE_SIZE), 1)
+    page = min(max(page, 1), pages)
+    first = (page - 1) * PAGE_SIZE
+    shown = health.pick(found[first : first + PAGE_SIZE])
     charts = None
     if snapshot.history is not None:
-        config = snapshot.config
-        baselines = np.array([config.sla_for(g) for g in snapshot.history.gateways])
-        charts = _Charts(snapshot.history, baselines)
-    gateways = "".join(_gateway(h, charts) for h in snapshot.health)
+        history = snapshot.history.select(h.gateway for h in shown)
+        baselines = np.array([snapshot.config.sla_for(g) for g in history.gateways])
+        charts = _Charts(history, baselines)
+    nav = _pages(page, pages, first, len(shown), found.size, lambda n: _link(n, query, refresh))
+    if shown:
+        gateways = nav + "".join(_gateway(h, charts) for h in shown) + nav
+    elif query:
+        gateways = f'<p class="empty">No gateway name contains "{escape(query)}".</p>'
+    else:
+        gateways = '<p class="empty">No gateways seen yet.</p>'
     volumes = ' &middot; <a href="/volumes">business volumes</a>' if snapshot.config.volumes else ""
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
@@ -214,8 +272,8 @@ def render(snapshot: Snapshot, *, refresh: bool = False) -> str:
         f"{escape(snapshot.role)} &middot; "
         f"{_STOP_REFRESH if refresh else _START_REFRESH} &middot; "
         '<a href="/api/v1/gateways">JSON</a> &middot; <a href="/metrics">metrics</a>'
-        f"{volumes}</div>"
-        f"<h2>Gateways</h2>{gateways or '<p class=empty>No gateways seen yet.</p>'}"
+        f"{volumes}</div>{_summary(snapshot)}"
+        f"<h2>Gateways</h2>{_search(query, refresh)}{gateways}"
         f"<h2>Active alerts</h2>{_alerts_table(snapshot)}"
         f"<h2>Silences</h2>{_silences(snapshot)}"
         "</main></body></html>"

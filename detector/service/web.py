@@ -16,9 +16,10 @@ import json
 import logging
 import socket
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from http import HTTPStatus
 from typing import Any, Protocol
+from urllib.parse import parse_qs
 from wsgiref.types import StartResponse, WSGIEnvironment
 
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -27,7 +28,7 @@ from waitress.server import TcpWSGIServer, create_server
 
 from detector.config import ServerConfig
 from detector.errors import DetectorError
-from detector.service.health import gateways_document
+from detector.service.health import STATUSES, gateways_document
 from detector.service.openapi import openapi_json
 from detector.service.snapshot import Snapshot
 from detector.service.status_page import render
@@ -42,6 +43,7 @@ _CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:"
 _ALLOW = "GET, HEAD"
 _TEXT = "text/plain; charset=utf-8"
 _REFRESHING = "/?refresh=1"  # a route key no request path can be
+Query = dict[str, str]  # the query string's parameters, the last value of each
 
 
 class Provider(Protocol):
@@ -52,9 +54,19 @@ class Provider(Protocol):
     def healthz(self) -> tuple[int, dict[str, Any]]: ...
 
 
-def gateways_json(snapshot: Snapshot) -> str:
-    """``/api/v1/gateways`` (compact: with ``indent`` the json module drops its C encoder)."""
-    document = gateways_document(snapshot.health, snapshot.at, snapshot.role)
+def gateways_json(
+    snapshot: Snapshot, statuses: Sequence[str] = (), gateway: str | None = None
+) -> str:
+    """``/api/v1/gateways``, every gateway or those with one of ``statuses`` / this name
+    (compact: with ``indent`` the json module drops its C encoder)."""
+    health = snapshot.health
+    if statuses or gateway is not None:
+        chosen = health.matching(statuses)
+        if gateway is not None:
+            chosen = chosen[[health.gateways[i] == gateway for i in chosen]]
+        document = gateways_document(health, snapshot.at, snapshot.role, chosen)
+    else:
+        document = gateways_document(health, snapshot.at, snapshot.role)
     return json.dumps(document, separators=(",", ":")) + "\n"
 
 
@@ -63,7 +75,7 @@ class WebApp:
 
     def __init__(self, provider: Provider):
         self.provider = provider
-        self._routes: dict[str, Callable[[], tuple[int, str, bytes]]] = {
+        self._routes: dict[str, Callable[[Query], tuple[int, str, bytes]]] = {
             "/healthz": self._healthz,
             "/metrics": self._metrics,
             "/api/v1/gateways": self._gateways,
@@ -80,9 +92,10 @@ class WebApp:
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         method, path = environ["REQUEST_METHOD"], environ.get("PATH_INFO") or "/"
-        if path == "/" and "refresh=1" in environ.get("QUERY_STRING", "").split("&"):
+        query = {k: v[-1] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
+        if path == "/" and query.get("refresh") == "1":
             path = _REFRESHING  # the status page that reloads itself, asked for by the reader
-        status, content_type, body = self._answer(method, path)
+        status, content_type, body = self._answer(method, path, query)
         headers = [
             ("Content-Type", content_type),
             ("Content-Length", str(len(body))),
@@ -95,14 +108,14 @@ class WebApp:
         log.debug("http: %s %s %d", method, path, status)
         return [b"" if method == "HEAD" else body]
 
-    def _answer(self, method: str, path: str) -> tuple[int, str, bytes]:
+    def _answer(self, method: str, path: str, query: Query) -> tuple[int, str, bytes]:
         route = self._routes.get(path)
         if route is None:
             return 404, _TEXT, b"not found\n"
         if method not in ("GET", "HEAD"):
             return 405, _TEXT, f"method not allowed: {path} answers {_ALLOW}\n".encode()
         try:
-            return route()
+            return route(query)
         except Exception:  # a rendering bug must not take the endpoint down
             log.exception("%s %s failed", method, path)
             return 500, _TEXT, b"internal error\n"
@@ -110,26 +123,40 @@ class WebApp:
     def _json(self, status: int, document: dict[str, Any]) -> tuple[int, str, bytes]:
         return status, "application/json", (json.dumps(document, indent=1) + "\n").encode()
 
-    def _healthz(self) -> tuple[int, str, bytes]:
+    def _healthz(self, query: Query) -> tuple[int, str, bytes]:
         return self._json(*self.provider.healthz())
 
-    def _metrics(self) -> tuple[int, str, bytes]:
+    def _metrics(self, query: Query) -> tuple[int, str, bytes]:
         return 200, CONTENT_TYPE_LATEST, self.provider.exposition()
 
-    def _gateways(self) -> tuple[int, str, bytes]:
-        return 200, "application/json", self.rendered("gateways", gateways_json)
+    def _gateways(self, query: Query) -> tuple[int, str, bytes]:
+        if "status" not in query and "gateway" not in query:
+            return 200, "application/json", self.rendered("gateways", gateways_json)
+        statuses = [s for s in query.get("status", "").split(",") if s]
+        if unknown := sorted(set(statuses) - set(STATUSES)):
+            wrong = ", ".join(unknown)
+            return self._json(400, {"error": f"unknown status {wrong}: one of {STATUSES}"})
+        body = gateways_json(self.provider.snapshot(), statuses, query.get("gateway"))
+        return 200, "application/json", body.encode()
 
-    def _openapi(self) -> tuple[int, str, bytes]:
+    def _openapi(self, query: Query) -> tuple[int, str, bytes]:
         return 200, "application/json", openapi_json()
 
-    def _status_page(self) -> tuple[int, str, bytes]:
-        return 200, "text/html; charset=utf-8", self.rendered("page", render)
+    def _status_page(self, query: Query, refresh: bool = False) -> tuple[int, str, bytes]:
+        text, page = query.get("q", "").strip(), query.get("page", "1")
+        if not text and page == "1":  # the page most readers open: rendered once a tick
+            view = functools.partial(render, refresh=refresh)
+            body = self.rendered("refreshing" if refresh else "page", view)
+        else:
+            number = int(page) if page.isdigit() else 1
+            snapshot = self.provider.snapshot()
+            body = render(snapshot, refresh=refresh, page=number, query=text).encode()
+        return 200, "text/html; charset=utf-8", body
 
-    def _refreshing_status_page(self) -> tuple[int, str, bytes]:
-        page = self.rendered("refreshing", functools.partial(render, refresh=True))
-        return 200, "text/html; charset=utf-8", page
+    def _refreshing_status_page(self, query: Query) -> tuple[int, str, bytes]:
+        return self._status_page(query, refresh=True)
 
-    def _volumes_page(self) -> tuple[int, str, bytes]:
+    def _volumes_page(self, query: Query) -> tuple[int, str, bytes]:
         return 200, "text/html; charset=utf-8", self.rendered("volumes", render_volumes)
 
     def rendered(self, name: str, render: Callable[[Snapshot], str]) -> bytes:
