@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import timedelta
+from itertools import pairwise
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -50,7 +51,8 @@ class ConfigError(DetectorError):
         super().__init__("\n".join(lines))
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
+_DURATION = re.compile(r"^\s*(?:\d+(?:\.\d+)?\s*(?:ms|s|m|h|d|w)\s*)+$")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 # The longest duration any key takes: past it, time arithmetic leaves the calendar (a
 # window of 1000000w reaches back before year 1) and nothing useful is that long.
@@ -58,12 +60,19 @@ MAX_DURATION = timedelta(days=3650)
 
 
 def parse_duration(value: Any) -> timedelta:
-    """Parse ``"90s"``, ``"5m"``, ``"2h"``, ``"1d"``, ``"1w"`` or a number of seconds.
+    """Parse ``"90s"``, ``"5m"``, ``"2h"``, ``"1d"``, ``"1w"``, a compound of them from the
+    largest unit down as Prometheus writes it (``"1h30m"``), or a number of seconds.
 
     >>> parse_duration("5m")
     datetime.timedelta(seconds=300)
+    >>> parse_duration("1h30m")
+    datetime.timedelta(seconds=5400)
     >>> parse_duration(90)
     datetime.timedelta(seconds=90)
+    >>> parse_duration("30m1h")
+    Traceback (most recent call last):
+    ...
+    ValueError: '30m1h' is not a duration; write e.g. 30s, 5m, 2h, 1d or 1h30m
     """
     if isinstance(value, timedelta):
         return value
@@ -74,10 +83,12 @@ def parse_duration(value: Any) -> timedelta:
             raise ValueError("a duration cannot be negative")
         seconds = float(value)
     else:
-        match = _DURATION.match(str(value))
-        if not match:
-            raise ValueError(f"{value!r} is not a duration; write e.g. 30s, 5m, 2h or 1d")
-        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        parts = _DURATION_PART.findall(str(value)) if _DURATION.match(str(value)) else []
+        sizes = [_UNIT_SECONDS[unit] for _, unit in parts]
+        # Each unit at most once, from the largest down: "30m1h" is more likely a typo.
+        if not parts or any(a <= b for a, b in pairwise(sizes)):
+            raise ValueError(f"{value!r} is not a duration; write e.g. 30s, 5m, 2h, 1d or 1h30m")
+        seconds = sum(float(number) * _UNIT_SECONDS[unit] for number, unit in parts)
     if not seconds <= MAX_DURATION.total_seconds():  # also refuses inf and nan
         longest = f"{MAX_DURATION.days}d"
         raise ValueError(f"{value!r} is longer than any setting takes (at most {longest})")
@@ -85,14 +96,14 @@ def parse_duration(value: Any) -> timedelta:
 
 
 # As the loader reads it, for the JSON Schema of alerts.yaml (``detector schema``).
-DURATION_PATTERN = r"^\s*\d+(\.\d+)?\s*(ms|s|m|h|d|w)\s*$"
+DURATION_PATTERN = r"^\s*(\d+(\.\d+)?\s*(ms|s|m|h|d|w)\s*)+$"
 DURATION_SCHEMA = {
     "anyOf": [
         {"type": "string", "pattern": DURATION_PATTERN},
         {"type": "number", "minimum": 0},
     ],
     "description": "a duration: a number and a unit (ms, s, m, h, d, w) such as 90s, 5m, 2h, "
-    "1d, or a number of seconds",
+    "1d, units combined from the largest down such as 1h30m, or a number of seconds",
 }
 Duration = Annotated[
     timedelta, BeforeValidator(parse_duration), WithJsonSchema(DURATION_SCHEMA, mode="validation")
