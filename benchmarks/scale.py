@@ -29,10 +29,11 @@ import argparse
 import io
 import os
 import statistics
+import sys
 import tempfile
 import time
 import tracemalloc
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -42,6 +43,10 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
+if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.timing import seconds
 from detector.config import Config, parse_config
 from detector.db import connect
 from detector.engine import Engine
@@ -113,12 +118,13 @@ def _fill(url: str, name: str, gateways: int, days: float, per_minute: int) -> i
         dbapi: Any = connection.connection.dbapi_connection
         for frame in _payments(gateways, days, per_minute):
             rows += len(frame)
+            columns = ", ".join(frame.columns)  # the rest (latency_ms) stays NULL
             if engine.dialect.name == "postgresql":
                 text = io.StringIO()
                 frame.to_csv(text, header=False, index=False, date_format="%Y-%m-%d %H:%M:%S.%f")
                 with (
                     dbapi.cursor() as cursor,
-                    cursor.copy(f"COPY {name} FROM STDIN (FORMAT csv)") as copy,
+                    cursor.copy(f"COPY {name} ({columns}) FROM STDIN (FORMAT csv)") as copy,
                 ):
                     copy.write(text.getvalue())
             else:
@@ -126,7 +132,7 @@ def _fill(url: str, name: str, gateways: int, days: float, per_minute: int) -> i
                 frame = frame.astype(object).where(frame.notna(), None)
                 marks = ", ".join("?" * len(frame.columns))
                 dbapi.executemany(
-                    f"INSERT INTO {name} VALUES ({marks})",  # noqa: S608 - our own table name
+                    f"INSERT INTO {name} ({columns}) VALUES ({marks})",  # noqa: S608 - our own table name
                     frame.itertuples(index=False, name=None),
                 )
         for index in table.indexes:
@@ -167,12 +173,6 @@ def _first_reads(engine: Engine, source: SqlSource, now: datetime) -> list[Any]:
     ]
 
 
-def _timed(action: Callable[..., object], *args: Any) -> float:
-    began = time.perf_counter()
-    action(*args)
-    return time.perf_counter() - began
-
-
 @dataclass
 class Figures:
     first: float
@@ -195,15 +195,15 @@ def _measure(config: Config, source: SqlSource, repeat: int, ticks: int) -> Figu
     for _ in range(repeat):
         engine = Engine(config, source)
         reads = _first_reads(engine, source, FIRST_TICK)
-        bare = _timed(_bare, source, reads)
-        firsts.append((bare, _timed(engine.tick, FIRST_TICK)))
-        read_ratios.append(_timed(_read, source, reads) / _timed(_bare, source, reads))
+        bare = seconds(_bare, source, reads)
+        firsts.append((bare, seconds(engine.tick, FIRST_TICK)))
+        read_ratios.append(seconds(_read, source, reads) / seconds(_bare, source, reads))
         now = FIRST_TICK
         for _ in range(ticks):
             now += config.schedule.interval
             start, end = engine._read_range(now)
             read = [(source._counts_queries[()], start, end)]
-            steadies.append((_timed(_bare, source, read), _timed(engine.tick, now)))
+            steadies.append((seconds(_bare, source, read), seconds(engine.tick, now)))
     return Figures(
         statistics.median(t for _, t in firsts),
         statistics.median(b for b, _ in firsts),
