@@ -19,12 +19,16 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import tempfile
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.timing import seconds
 from detector.config import parse_config
 from detector.db import connect
 from detector.simulate import Incident, simulate
@@ -33,12 +37,6 @@ from detector.source import SqlSource
 __all__ = ["main"]
 
 START = datetime(2026, 11, 2, tzinfo=UTC)
-
-
-def _seconds(action: Callable[[], object]) -> float:
-    began = time.perf_counter()
-    action()
-    return time.perf_counter() - began
 
 
 def main() -> None:
@@ -70,14 +68,14 @@ def main() -> None:
     times: dict[str, list[float]] = {name: [] for name in actions}
     for _ in range(args.repeat):
         for name, action in actions.items():
-            times[name].append(_seconds(action))
+            times[name].append(seconds(action))
     source.engine.dispose()
 
     base = times["evidence of the hour"]
     print(f"\nmedian of {args.repeat} alternating runs; ratio to the evidence query")
-    for name, seconds in times.items():
-        ratio = statistics.median(s / b for s, b in zip(seconds, base, strict=True))
-        print(f"  {name:<28} {statistics.median(seconds) * 1000:8.2f} ms   {ratio:6.2f}")
+    for name, runs in times.items():
+        ratio = statistics.median(s / b for s, b in zip(runs, base, strict=True))
+        print(f"  {name:<28} {statistics.median(runs) * 1000:8.2f} ms   {ratio:6.2f}")
 
 
 if __name__ == "__main__":

@@ -18,12 +18,16 @@ from __future__ import annotations
 import argparse
 import random
 import statistics
+import sys
 import tempfile
 import time
-from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
+if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.timing import wall_and_cpu
 from detector.alerts import Alert, Transition, fingerprint
 from detector.config import parse_config
 from detector.db import connect
@@ -39,13 +43,6 @@ YEAR = 2026
 MONTHS = [f"{YEAR}-{month:02d}" for month in range(1, 13)]
 GATEWAYS = 50
 EPISODES_PER_MONTH = 4
-
-
-def _timed(action: Callable[[], object]) -> tuple[float, float]:
-    """Elapsed and CPU seconds of one run."""
-    wall, cpu = time.perf_counter(), time.process_time()
-    action()
-    return time.perf_counter() - wall, time.process_time() - cpu
 
 
 def _episodes(names: list[str], seed: int) -> list[Transition]:
@@ -135,7 +132,7 @@ def main() -> None:
         for month in MONTHS:
             render(sla_report(config, source, store, month, now), "html")
 
-    runs = [(_timed(aggregations), _timed(reports)) for _ in range(args.repeat)]
+    runs = [(wall_and_cpu(aggregations), wall_and_cpu(reports)) for _ in range(args.repeat)]
     sql = statistics.median(b[0] for b, _ in runs)
     whole = statistics.median(m[0] for _, m in runs)
     ratio = statistics.median(m[0] / b[0] for b, m in runs)

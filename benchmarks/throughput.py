@@ -22,12 +22,17 @@ from __future__ import annotations
 import argparse
 import logging
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.timing import seconds, wall_and_cpu
 from detector.backtest import aggregate, replay
 from detector.config import Config, parse_config
 from detector.db import connect
@@ -40,21 +45,8 @@ __all__ = ["main"]
 START = datetime(2026, 11, 2, tzinfo=UTC)
 
 
-def _seconds(action: Callable[[], object]) -> float:
-    began = time.perf_counter()
-    action()
-    return time.perf_counter() - began
-
-
 def _median_seconds(action: Callable[[], object], repeat: int) -> float:
-    return statistics.median(_seconds(action) for _ in range(repeat))
-
-
-def _timed(action: Callable[[], object]) -> tuple[float, float]:
-    """Elapsed and CPU seconds of one run."""
-    wall, cpu = time.perf_counter(), time.process_time()
-    action()
-    return time.perf_counter() - wall, time.process_time() - cpu
+    return statistics.median(seconds(action) for _ in range(repeat))
 
 
 def _side_by_side(
@@ -62,7 +54,7 @@ def _side_by_side(
 ) -> tuple[float, float, float, float]:
     """Median elapsed seconds of each action, and the medians of their ratios in elapsed and
     in CPU time, the two run alternately."""
-    runs = [(_timed(baseline), _timed(measured)) for _ in range(repeat)]
+    runs = [(wall_and_cpu(baseline), wall_and_cpu(measured)) for _ in range(repeat)]
     return (
         statistics.median(b[0] for b, _ in runs),
         statistics.median(m[0] for _, m in runs),
@@ -92,8 +84,8 @@ def _phases(config: Config, source: SqlSource, end: datetime) -> None:
     logger.setLevel(logging.INFO)
     try:
         frame: list[FrameSource] = []
-        aggregation = _seconds(lambda: frame.append(aggregate(config, source, START, end)))
-        ticks = _seconds(lambda: list(replay(config, frame[0], START, end)))
+        aggregation = seconds(lambda: frame.append(aggregate(config, source, START, end)))
+        ticks = seconds(lambda: list(replay(config, frame[0], START, end)))
     finally:
         logger.removeHandler(catcher)
         logger.setLevel(level)
@@ -117,8 +109,8 @@ def main() -> None:
         "adyen", START + timedelta(days=3, hours=14), timedelta(hours=1), failure_rate=0.1
     )
     rows = simulate(url, START, args.days, incidents=[incident], seed=1)
-    seconds = time.perf_counter() - began
-    print(f"wrote {rows:,} payments over {args.days:g} days in {seconds:.1f}s ({url})")
+    took = time.perf_counter() - began
+    print(f"wrote {rows:,} payments over {args.days:g} days in {took:.1f}s ({url})")
 
     config: Config = parse_config({"source": {"url": url}}, env={})
     source = SqlSource(connect(url), config.source)
