@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -37,6 +37,7 @@ __all__ = [
     "Source",
     "SourceError",
     "SqlSource",
+    "check_at_start",
     "skipped_text",
 ]
 
@@ -155,6 +156,19 @@ class Source(ABC):
         """The gateway's payments and money per currency in ``[start, end)``; None where the
         source has no amounts (``source.columns.amount``) or they could not be read."""
         return None
+
+
+def check_at_start(check: Callable[[], None], dispose: Callable[[], None], *, strict: bool) -> None:
+    """Run a source's start-up ``check``: a missing table or column is always fatal, an
+    unreachable database only if ``strict`` (otherwise it is logged and every tick retries).
+    What is fatal first closes the source's connections (``dispose``)."""
+    try:
+        check()
+    except SourceError as exc:
+        if strict or isinstance(exc, SchemaError):
+            dispose()
+            raise
+        log.warning("%s; will keep retrying every tick", exc)
 
 
 def _count_where(condition: ColumnElement[bool]) -> ColumnElement[Any]:

@@ -8,7 +8,6 @@ every row is a payment, so that the volume rules take them as they are.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,7 +22,14 @@ from detector.config import VOLUME_LABEL, Config, VolumeConfig
 from detector.db import connect, error_text
 from detector.model import Counts
 from detector.rules import series_name
-from detector.source import NONE_VALUE, FrameSource, SchemaError, Source, SourceError
+from detector.source import (
+    NONE_VALUE,
+    FrameSource,
+    SchemaError,
+    Source,
+    SourceError,
+    check_at_start,
+)
 from detector.timeutil import naive_utc
 
 __all__ = [
@@ -33,8 +39,6 @@ __all__ = [
     "volume_config",
     "volume_dimensions",
 ]
-
-log = logging.getLogger(__name__)
 
 
 class VolumeTable:
@@ -212,14 +216,5 @@ def open_volumes(
             engines[url] = connect(url, query_timeout=query_timeout, name=key)
         tables.append(VolumeTable(name, volume, engines[url]))
     source = VolumeSource(tables)
-    try:
-        source.check()
-    except SchemaError:
-        source.dispose()
-        raise
-    except SourceError as exc:
-        if strict:
-            source.dispose()
-            raise
-        log.warning("%s; will keep retrying every tick", exc)
+    check_at_start(source.check, source.dispose, strict=strict)
     return source

@@ -14,7 +14,7 @@ from typing import Protocol
 from detector.config import Config, load_config, parse_duration
 from detector.config.lint import label_warnings
 from detector.db import DatabaseUrlError, check_url, connect
-from detector.source import SchemaError, SourceError, SqlSource
+from detector.source import SourceError, SqlSource, check_at_start
 from detector.table_check import data_warnings
 
 __all__ = [
@@ -31,7 +31,6 @@ __all__ = [
     "startup_warnings",
 ]
 
-log = logging.getLogger("detector")
 
 EXIT_OK, EXIT_FIRING, EXIT_ERROR = 0, 1, 2
 
@@ -129,16 +128,7 @@ def open_source(
     timeout = config.source_query_timeout if bounded else None
     engine = connect(config.source.url, query_timeout=timeout, name=name)
     source = SqlSource(engine, config.source, config.latency_threshold)
-    try:
-        source.check()
-    except SchemaError:
-        engine.dispose()
-        raise
-    except SourceError as exc:
-        if strict:
-            engine.dispose()
-            raise
-        log.warning("%s; will keep retrying every tick", exc)
+    check_at_start(source.check, engine.dispose, strict=strict)
     return source
 
 
