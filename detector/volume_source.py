@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.sql.elements import ColumnElement
@@ -30,6 +31,7 @@ from detector.source import (
     SourceError,
     check_at_start,
 )
+from detector.source_arrays import read_columns
 from detector.timeutil import naive_utc
 
 __all__ = [
@@ -39,6 +41,9 @@ __all__ = [
     "volume_config",
     "volume_dimensions",
 ]
+
+
+IntArray = npt.NDArray[np.int64]
 
 
 class VolumeTable:
@@ -59,6 +64,8 @@ class VolumeTable:
             for i, (column, values) in enumerate(config.where.items())
         ]
         self._queries = {minutes: self._counts_query(minutes) for minutes in (1, QUARTER_HOUR)}
+        # The alert labels of each series name read so far.
+        self.series: dict[str, dict[str, str]] = {}
 
     def _counts_query(self, minutes: int) -> sa.Select[Any]:
         bucket = time_bucket(self._timestamp, minutes)
@@ -88,14 +95,36 @@ class VolumeTable:
             },
         }
 
-    def read(self, start: datetime, end: datetime, minutes: int = 1) -> list[Any]:
-        """Rows (minute bucket, rows, by values...) of ``[start, end)``."""
+    def read(
+        self, start: datetime, end: datetime, minutes: int = 1
+    ) -> tuple[IntArray, IntArray, npt.NDArray[np.object_]]:
+        """Of ``[start, end)``, per row of the result: its minute bucket, its rows and its
+        series' name (the series' labels are kept in ``series``), read into arrays."""
         params = {"start": naive_utc(start), "end": naive_utc(end)}
+        kinds = "ii" + "t" * len(self.config.by)
         try:
             with self.engine.connect() as connection:
-                return list(connection.execute(self._queries[minutes], params).all())
+                columns = read_columns(connection, self._queries[minutes], params, kinds)
         except sa.exc.SQLAlchemyError as exc:
             raise SourceError(f"volumes.{self.name}: cannot read: {error_text(exc)}") from exc
+        bucket, rows = columns.integers[:2]
+        if not self.config.by:
+            labels = self.labels(())
+            name = series_name(self.name, volume_dimensions(labels))
+            self.series.setdefault(name, labels)
+            return bucket, rows, np.full(bucket.size, name, dtype=object)
+        # One name per distinct combination of ``by`` values, not per row.
+        codes = np.stack(columns.codes, axis=1)
+        distinct, which = np.unique(codes, axis=0, return_inverse=True)
+        names = np.empty(len(distinct), dtype=object)
+        for i, combination in enumerate(distinct):
+            values = tuple(
+                None if code < 0 else columns.names[j][code] for j, code in enumerate(combination)
+            )
+            labels = self.labels(values)
+            names[i] = series_name(self.name, volume_dimensions(labels))
+            self.series.setdefault(names[i], labels)
+        return bucket, rows, names[which.ravel()]
 
     def check(self) -> None:
         """Fail with the key path if the table or a configured column does not exist."""
@@ -153,25 +182,17 @@ class VolumeSource(Source):
         return self._counts(start, end, QUARTER_HOUR)
 
     def _counts(self, start: datetime, end: datetime, minutes: int) -> Counts:
-        names: list[str] = []
-        buckets: list[int] = []
-        rows: list[int] = []
+        reads = [table.read(start, end, minutes) for table in self.tables]
         for table in self.tables:
-            for row in table.read(start, end, minutes):
-                labels = table.labels(tuple(row[2:]))
-                name = series_name(table.name, volume_dimensions(labels))
-                self.labels.setdefault(name, labels)
-                names.append(name)
-                buckets.append(int(row.minute) * minutes)
-                rows.append(int(row.rows))
-        if not names:
+            self.labels.update(table.series)
+        if not any(bucket.size for bucket, _, _ in reads):
             return Counts.empty()
         # Sorted by minute across the tables, as Counts are (``between`` bisects them).
-        minute = np.array(buckets, dtype=np.int64)
+        minute = np.concatenate([bucket for bucket, _, _ in reads]) * minutes
         order = np.argsort(minute, kind="stable")
-        count = np.array(rows, dtype=np.int64)[order]
+        count = np.concatenate([rows for _, rows, _ in reads])[order]
         return Counts(
-            np.array(names, dtype=object)[order],
+            np.concatenate([names for _, _, names in reads])[order],
             minute[order],
             count,
             np.zeros_like(count),
