@@ -24,7 +24,7 @@ from detector.model import Notification
 from detector.notify import messages
 from detector.rules import Replay, VolumeHistory, minutes_needed
 from detector.series import series_dimensions
-from detector.source import FrameSource, Source
+from detector.source import FrameSource, Source, SqlSource
 from detector.timeutil import floor_minute
 from detector.volume_source import VolumeSource
 
@@ -32,6 +32,7 @@ __all__ = [
     "BacktestEvent",
     "aggregate",
     "replay",
+    "replay_as_visible",
     "subject",
     "to_record",
     "write_jsonl",
@@ -97,6 +98,34 @@ def replay(
                     yield notification_for(transition, config)
         now += interval
     log.info("replayed %d ticks (%d known quiet and left out)", ticks, quiet)
+
+
+def replay_as_visible(
+    config: Config,
+    source: SqlSource,
+    start: datetime,
+    end: datetime,
+    volumes: VolumeSource | None = None,
+) -> Iterator[Notification]:
+    """Tick as the daemon would have, each tick reading the table as it stood then.
+
+    ``source`` is opened ``as_visible``: each tick's reads count the rows inserted by the
+    tick and the statuses they had then (:mod:`detector.visibility`). Nothing is known in
+    advance, so every tick reads its look-back from the database, as the daemon does, and
+    the engine runs without a :class:`Replay`: this costs what the daemon's ticks cost.
+    Business volumes (``volumes``) are read as their tables stand.
+    """
+    interval = config.schedule.interval
+    engine = Engine(config, source, volumes=volumes)
+    now, ticks = floor_minute(start), 0
+    while now <= end:
+        source.as_of = now
+        ticks += 1
+        for transition in engine.tick(now).transitions:
+            if not transition.repeat:
+                yield notification_for(transition, config)
+        now += interval
+    log.info("replayed %d ticks as the table stood at each", ticks)
 
 
 def to_record(event: Notification) -> dict[str, Any]:

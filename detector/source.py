@@ -27,6 +27,7 @@ from detector.model import Counts, grouped
 from detector.source_arrays import read_columns
 from detector.table_check import timestamp_problem
 from detector.timeutil import epoch_minute, naive_utc
+from detector.visibility import AS_OF, Visibility
 
 __all__ = [
     "Amounts",
@@ -183,14 +184,24 @@ class SqlSource(Source):
     """Reads the configured payments table through SQLAlchemy (SQLite, PostgreSQL, MariaDB).
 
     With ``latency_threshold`` (``Config.latency_threshold``) the counts also carry the
-    payments with a latency and those slower than it.
+    payments with a latency and those slower than it. ``as_visible`` reads the table as it
+    stood at ``as_of`` (``source.columns.inserted_at``/``updated_at``, see
+    :mod:`detector.visibility`).
     """
 
     def __init__(
-        self, engine: Engine, config: SourceConfig, latency_threshold: timedelta | None = None
+        self,
+        engine: Engine,
+        config: SourceConfig,
+        latency_threshold: timedelta | None = None,
+        *,
+        as_visible: bool = False,
     ):
         self.engine = engine
         self.config = config
+        self._visibility = Visibility(config) if as_visible else None
+        # The moment an as-visible source reads the table as of; None: each read's end.
+        self.as_of: datetime | None = None
         self._latency_threshold_ms = (
             None if latency_threshold is None else latency_threshold.total_seconds() * 1000
         )
@@ -198,7 +209,9 @@ class SqlSource(Source):
         schema, _, name = config.table.rpartition(".")
         self._timestamp = sa.column(columns.timestamp, sa.DateTime())
         self._gateway = sa.column(columns.gateway, sa.String())
-        self._status = sa.column(columns.status, sa.String())
+        # The status column as stored, and the status counted (as_of's, where as visible).
+        self._stored_status = status = sa.column(columns.status, sa.String())
+        self._status: ColumnElement[Any] = status
         self._id = sa.column(columns.id, sa.String())
         self._error_code = (
             sa.column(columns.error_code, sa.String()) if columns.error_code else None
@@ -206,7 +219,7 @@ class SqlSource(Source):
         wanted: list[sa.ColumnClause[Any]] = [
             self._timestamp,
             self._gateway,
-            self._status,
+            status,
             self._id,
         ]
         if self._error_code is not None:
@@ -214,18 +227,26 @@ class SqlSource(Source):
         self._amount = sa.column(columns.amount, sa.Numeric()) if columns.amount else None
         self._currency = sa.column(columns.currency, sa.String()) if columns.currency else None
         wanted += [c for c in (self._amount, self._currency) if c is not None]
-        self._latency = (
+        latency = (
             sa.column(columns.latency_ms, sa.Float())
             if columns.latency_ms and self._latency_threshold_ms is not None
             else None
         )
-        if self._latency is not None:
-            wanted.append(self._latency)
+        if latency is not None:
+            wanted.append(latency)
+        self._latency: ColumnElement[Any] | None = latency
         self._dimensions = {
             label: sa.column(column, sa.String()) for label, column in columns.dimensions.items()
         }
         wanted += self._dimensions.values()
+        if self._visibility is not None:
+            wanted += self._visibility.columns
         self.table = sa.table(name, *wanted, schema=schema or None)
+        if self._visibility is not None:
+            # Every query below counts the status (and latency) a row had at as_of.
+            self._status = self._visibility.status(self._status)
+            if self._latency is not None:
+                self._latency = self._visibility.settled_value(self._latency)
         self._counts_queries: dict[tuple[str, ...], sa.Select[Any]] = {
             (): self._build_counts_query(time_bucket(self._timestamp))
         }
@@ -240,7 +261,15 @@ class SqlSource(Source):
         return sa.and_(
             self._timestamp >= sa.bindparam("start", type_=sa.DateTime()),
             self._timestamp < sa.bindparam("end", type_=sa.DateTime()),
+            *([self._visibility.visible()] if self._visibility is not None else []),
         )
+
+    def _params(self, start: datetime, end: datetime, **more: Any) -> dict[str, Any]:
+        """The bound values of a query of ``[start, end)`` (and the moment read as of)."""
+        params = {"start": naive_utc(start), "end": naive_utc(end), **more}
+        if self._visibility is not None:
+            params[AS_OF] = naive_utc(self.as_of or end)
+        return params
 
     def _build_counts_query(
         self, bucket: ColumnElement[int], dimensions: tuple[str, ...] = ()
@@ -332,6 +361,7 @@ class SqlSource(Source):
                 names[key] = getattr(columns, key)
         for label, column in columns.dimensions.items():
             names[f"dimensions.{label}"] = column
+        names.update(self._time_columns())
         try:
             inspector = sa.inspect(self.engine)
             schema, _, name = self.config.table.rpartition(".")
@@ -357,19 +387,33 @@ class SqlSource(Source):
                 f"source.columns.amount: column {amount!r} is {types[amount.lower()]}, not a "
                 "number; name a numeric column (DECIMAL, NUMERIC, INTEGER, FLOAT)"
             )
-        problem = timestamp_problem(
-            self.engine.dialect.name,
-            self.config.table,
-            columns.timestamp,
-            types[columns.timestamp.lower()],
-            self._newest_timestamps() if self.engine.dialect.name == "sqlite" else (),
-        )
-        if problem:
-            raise SchemaError(f"source.columns.timestamp: {problem}")
+        self._check_times(types)
 
-    def _newest_timestamps(self, limit: int = 20) -> list[Any]:
-        """A few of the timestamp column's newest values as stored (SQLite keeps any type)."""
-        raw: sa.ColumnClause[Any] = sa.column(self.config.columns.timestamp)
+    def _check_times(self, types: Mapping[str, Any]) -> None:
+        """Fail if a time column read holds what the database cannot compare as time."""
+        for key, column in self._time_columns().items():
+            problem = timestamp_problem(
+                self.engine.dialect.name,
+                self.config.table,
+                column,
+                types[column.lower()],
+                self._newest_timestamps(column) if self.engine.dialect.name == "sqlite" else (),
+            )
+            if problem:
+                raise SchemaError(f"source.columns.{key}: {problem}")
+
+    def _time_columns(self) -> dict[str, str]:
+        """The time columns read, by key: the timestamp, and the insert and update times
+        where the table is read as visible."""
+        columns = self.config.columns
+        keys = ["timestamp"]
+        if self._visibility is not None:
+            keys += [key for key in ("inserted_at", "updated_at") if getattr(columns, key)]
+        return {key: getattr(columns, key) for key in keys}
+
+    def _newest_timestamps(self, column: str, limit: int = 20) -> list[Any]:
+        """A few of a time column's newest values as stored (SQLite keeps any type)."""
+        raw: sa.ColumnClause[Any] = sa.column(column)
         query = sa.select(raw).select_from(self.table).where(raw.is_not(None)).order_by(raw.desc())
         try:
             with self.engine.connect() as connection:
@@ -380,7 +424,7 @@ class SqlSource(Source):
     def values(self, key: str, start: datetime, end: datetime) -> list[tuple[Any, int]]:
         """The values of the ``gateway`` or ``status`` column in ``[start, end)`` with their
         rows, most rows first (at most 200)."""
-        column = {"gateway": self._gateway, "status": self._status}[key]
+        column = {"gateway": self._gateway, "status": self._stored_status}[key]
         rows = sa.func.count().label("rows")
         query = (
             sa.select(column, rows)
@@ -392,9 +436,7 @@ class SqlSource(Source):
         )
         try:
             with self.engine.connect() as connection:
-                found = connection.execute(
-                    query, {"start": naive_utc(start), "end": naive_utc(end)}
-                )
+                found = connection.execute(query, self._params(start, end))
                 return [(value, int(count)) for value, count in found]
         except sa.exc.SQLAlchemyError as exc:
             raise SourceError(f"cannot read payments: {error_text(exc)}") from exc
@@ -447,15 +489,17 @@ class SqlSource(Source):
         unlisted = sa.or_(self._status.is_(None), self._status.not_in(listed))
         query = (
             sa.select(
-                self._status.label("status"),
+                self._stored_status.label("status"),
                 sa.func.count().label("rows"),
                 _count_where(unlisted).label("unlisted"),
             )
             .select_from(self.table)
             .where(self._in_window(), sa.or_(self._gateway.is_(None), unlisted))
-            .group_by(self._status)
+            # The stored value names the group (a GROUP BY of the as-visible CASE, which
+            # binds parameters, is not the selected expression to PostgreSQL).
+            .group_by(self._stored_status)
         )
-        params = {"start": naive_utc(start), "end": naive_utc(end)}
+        params = self._params(start, end)
         try:
             with self.engine.connect() as connection:
                 found = connection.execute(query, params).all()
@@ -501,7 +545,7 @@ class SqlSource(Source):
         end: datetime,
         dimensions: tuple[str, ...] = (),
     ) -> Counts:
-        params = {"start": naive_utc(start), "end": naive_utc(end)}
+        params = self._params(start, end)
         # The latency counts, where read, follow the dimension values.
         latency = "ii" if self._latency is not None else ""
         kinds = "t" + "i" * (_COUNT_COLUMNS - 1) + "t" * len(dimensions) + latency
@@ -567,7 +611,7 @@ class SqlSource(Source):
             self._technical_failure(),
             *self._in_series(series or {}),
         )
-        params = {"start": naive_utc(start), "end": naive_utc(end), "gateway": gateway}
+        params = self._params(start, end, gateway=gateway)
         ids_query = (
             sa.select(self._id)
             .select_from(self.table)
@@ -623,7 +667,7 @@ class SqlSource(Source):
             .where(self._in_window(), self._gateway == sa.bindparam("gateway"))
             .group_by(*columns)
         )
-        params = {"start": naive_utc(start), "end": naive_utc(end), "gateway": gateway}
+        params = self._params(start, end, gateway=gateway)
         try:
             with self.engine.connect() as connection:
                 rows = connection.execute(query, params).all()
@@ -670,7 +714,7 @@ class SqlSource(Source):
             )
             .group_by(*([self._currency] if self._currency is not None else []))
         )
-        params = {"start": naive_utc(start), "end": naive_utc(end), "gateway": gateway}
+        params = self._params(start, end, gateway=gateway)
         try:
             with self.engine.connect() as connection:
                 rows = connection.execute(query, params).all()

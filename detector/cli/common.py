@@ -120,14 +120,20 @@ def source_name(args: argparse.Namespace) -> str:
 
 
 def open_source(
-    config: Config, *, strict: bool, bounded: bool = False, name: str = "source.url"
+    config: Config,
+    *,
+    strict: bool,
+    bounded: bool = False,
+    name: str = "source.url",
+    as_visible: bool = False,
 ) -> SqlSource:
     """The payments source; a missing table/column is always fatal, an outage only if strict.
     ``bounded``: every query ends within ``source.query_timeout`` (the daemon's ticks);
-    ``name``: the key or option that gave the URL, for its errors."""
+    ``name``: the key or option that gave the URL, for its errors; ``as_visible``: reads the
+    table as it stood at the source's ``as_of`` (``backtest --as-visible``)."""
     timeout = config.source_query_timeout if bounded else None
     engine = connect(config.source.url, query_timeout=timeout, name=name)
-    source = SqlSource(engine, config.source, config.latency_threshold)
+    source = SqlSource(engine, config.source, config.latency_threshold, as_visible=as_visible)
     check_at_start(source.check, engine.dispose, strict=strict)
     return source
 

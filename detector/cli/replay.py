@@ -10,7 +10,15 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from detector.cli.common import EXIT_OK, Command, load, open_source, parse_time, source_name
+from detector.cli.common import (
+    EXIT_ERROR,
+    EXIT_OK,
+    Command,
+    load,
+    open_source,
+    parse_time,
+    source_name,
+)
 from detector.config import Config, load_config
 from detector.model import Notification
 from detector.source import FrameSource
@@ -40,22 +48,41 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
-    from detector.backtest import aggregate, replay, write_jsonl, write_table
+    from detector.backtest import aggregate, replay, replay_as_visible, write_jsonl, write_table
     from detector.volume_source import open_volumes
 
     config = load(args, delivery=False)
-    source = open_source(config, strict=True, name=source_name(args))
+    columns = config.source.columns
+    if args.as_visible and columns.inserted_at is None and columns.updated_at is None:
+        print(
+            "error: --as-visible: set source.columns.inserted_at (when each row was written) "
+            "and/or source.columns.updated_at (when a pending row settled) in alerts.yaml",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
+    source = open_source(config, strict=True, name=source_name(args), as_visible=args.as_visible)
     volumes = open_volumes(config, strict=True)
     began = time.perf_counter()
     try:
         if args.format == "html":
+            # The charts show the table as it stands at the end; the alerts, with
+            # --as-visible, what each tick saw.
             counts = aggregate(config, source, args.start, args.end)
-            events = list(replay(config, counts, args.start, args.end, volumes))
+            events = list(
+                replay_as_visible(config, source, args.start, args.end, volumes)
+                if args.as_visible
+                else replay(config, counts, args.start, args.end, volumes)
+            )
             sys.stdout.write(_report(config, counts, events, args.start, args.end))
             count = len(events)
         else:
             writer = write_jsonl if args.format == "jsonl" else write_table
-            count = writer(replay(config, source, args.start, args.end, volumes), sys.stdout)
+            replayed = (
+                replay_as_visible(config, source, args.start, args.end, volumes)
+                if args.as_visible
+                else replay(config, source, args.start, args.end, volumes)
+            )
+            count = writer(replayed, sys.stdout)
     finally:
         if volumes is not None:
             volumes.dispose()
@@ -183,6 +210,13 @@ def register(command: Command) -> None:
         default="jsonl",
         help="jsonl: one JSON object per transition; table: for people; html: a report with "
         "charts per gateway (write it to a file: > report.html)",
+    )
+    backtest.add_argument(
+        "--as-visible",
+        action="store_true",
+        help="replay what the daemon would have seen at each tick: rows by their insert time "
+        "(source.columns.inserted_at), statuses pending until their update time "
+        "(source.columns.updated_at); reads the database every tick, as the daemon does",
     )
     backtest.set_defaults(handler=cmd_backtest)
 

@@ -83,6 +83,10 @@ class Columns(FrozenModel):
     # failed above the SLA (or fell short of the expected volume), per currency.
     amount: Identifier | None = None
     currency: Identifier | None = None  # the amount's currency code; none: one currency
+    # When each row was written, and last changed (a pending payment settling): set, they
+    # let `detector backtest --as-visible` replay what the table showed at each tick.
+    inserted_at: Identifier | None = None
+    updated_at: Identifier | None = None
 
     @model_validator(mode="after")
     def _currency_needs_amount(self) -> Columns:
@@ -206,6 +210,15 @@ class SourceConfig(FrozenModel):
             raise ValueError(
                 "source.declines: decline error codes need the error code column; "
                 "set source.columns.error_code"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _settling_needs_pending(self) -> SourceConfig:
+        if self.columns.updated_at is not None and not self.statuses.pending:
+            raise ValueError(
+                "source.columns.updated_at: a row not updated yet was pending; list its "
+                "status under source.statuses.pending"
             )
         return self
 
