@@ -155,3 +155,17 @@ def test_run_with_a_broken_config_exits_2_before_starting(tmp_path: Path) -> Non
     )
     assert finished.returncode == 2
     assert "schedule.interval" in finished.stderr
+
+
+def test_insert_and_update_time_columns_are_identifiers_and_an_update_needs_a_pending_status() -> (
+    None
+):
+    ((path, message),) = _problems({"source": {"columns": {"inserted_at": "written at"}}})
+    assert path == "source.columns.inserted_at"
+    assert "not a plain SQL identifier" in message
+
+    ((path, message),) = _problems(
+        {"source": {"columns": {"updated_at": "settled_at"}, "statuses": {"pending": []}}}
+    )
+    assert "source.columns.updated_at: a row not updated yet was pending" in f"{path}: {message}"
+    assert "source.statuses.pending" in message
