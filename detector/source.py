@@ -495,8 +495,8 @@ class SqlSource(Source):
             )
             .select_from(self.table)
             .where(self._in_window(), sa.or_(self._gateway.is_(None), unlisted))
-            # The stored value names the group (a GROUP BY of the as-visible CASE, which
-            # binds parameters, is not the selected expression to PostgreSQL).
+            # Named by the value stored, also where the status counted is the one a row
+            # had at as_of (a row not settled then counts as pending, never as skipped).
             .group_by(self._stored_status)
         )
         params = self._params(start, end)

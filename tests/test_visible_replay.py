@@ -56,10 +56,7 @@ class ProductionWrites:
     def __init__(
         self, db: PaymentsDb, frame: pd.DataFrame, inserted: np.ndarray, settled: np.ndarray
     ):
-        with db.engine.begin() as connection:
-            for column in ("inserted_at", "updated_at"):
-                kind = _TIME_TYPES[db.dialect]
-                connection.execute(sa.text(f"ALTER TABLE {db.table} ADD {column} {kind}"))
+        _add_time_columns(db)
         self.table = payments_table(db.table)
         for column in ("inserted_at", "updated_at"):
             self.table.append_column(sa.Column(column, sa.DateTime()))
@@ -108,6 +105,14 @@ class ProductionWrites:
             "latency_ms": row["latency_ms"],
             "updated_at": _python(self._settled[i]),
         }
+
+
+def _add_time_columns(db: PaymentsDb) -> None:
+    """Add the insert and update time columns to the simulator's payments table."""
+    with db.engine.begin() as connection:
+        for column in ("inserted_at", "updated_at"):
+            kind = _TIME_TYPES[db.dialect]
+            connection.execute(sa.text(f"ALTER TABLE {db.table} ADD {column} {kind}"))
 
 
 def _python(moment: np.datetime64) -> datetime:
@@ -190,37 +195,41 @@ def test_live_ticks_raise_the_alerts_of_the_final_table_and_as_visible_replays_t
     assert [n.to_json() for n in visible] == [n.to_json() for n in live]
 
 
-def test_as_visible_sees_a_pending_row_as_pending_until_its_update(
-    sqlite_db: PaymentsDb,
+def test_as_visible_counts_a_row_from_its_insert_and_its_status_from_its_update(
+    payments_db: PaymentsDb,
 ) -> None:
     at = DAY + timedelta(hours=10)
-    sqlite_db.add("stripe", at, failed=6)
-    with sqlite_db.engine.begin() as connection:
-        connection.execute(sa.text("ALTER TABLE payments ADD inserted_at DATETIME"))
-        connection.execute(sa.text("ALTER TABLE payments ADD updated_at DATETIME"))
-        # Written half a minute in, settled (failed) 10 minutes later.
+    payments_db.add("stripe", at, failed=6, other={"TIMEOUT": 2}, error_code="gateway_timeout")
+    _add_time_columns(payments_db)
+    with payments_db.engine.begin() as connection:
+        # Written half a minute in, settled 10 minutes later.
         connection.execute(
-            sa.text("UPDATE payments SET inserted_at = :i, updated_at = :u"),
-            {"i": "2026-11-17 10:00:30.000000", "u": "2026-11-17 10:10:00.000000"},
+            sa.text(f"UPDATE {payments_db.table} SET inserted_at = :i, updated_at = :u"),
+            {"i": datetime(2026, 11, 17, 10, 0, 30), "u": datetime(2026, 11, 17, 10, 10)},
         )
-    config = _config(sqlite_db)
+    config = _config(payments_db)
     source = SqlSource(connect(config.source.url), config.source, as_visible=True)
+    minute = (at, at + timedelta(minutes=1))
     try:
-        source.as_of = at + timedelta(minutes=5)
-        before = source.read(at, at + timedelta(minutes=1))
-        source.as_of = at + timedelta(minutes=10)
-        after = source.read(at, at + timedelta(minutes=1))
         source.as_of = at
-        unwritten = source.read(at, at + timedelta(minutes=1))
+        unwritten = source.read(*minute)
+        source.as_of = at + timedelta(minutes=5)
+        pending = source.read(*minute)
+        pending_evidence = source.evidence("stripe", *minute)
+        source.as_of = at + timedelta(minutes=10)
+        settled = source.read(*minute)
+        settled_evidence = source.evidence("stripe", *minute)
     finally:
         source.engine.dispose()
-    assert (before.volume.tolist(), before.payments.tolist(), before.failures.tolist()) == (
-        [6],
-        [0],
-        [0],
-    )
-    assert (after.payments.tolist(), after.failures.tolist()) == ([6], [6])
     assert unwritten.volume.tolist() == []
+    # Written, not settled: all 8 rows are pending traffic, none final, none skipped.
+    assert (pending.volume.tolist(), pending.payments.tolist(), pending.invalid) == ([8], [0], 0)
+    assert pending_evidence == ((), ())
+    assert (settled.payments.tolist(), settled.failures.tolist()) == ([6], [6])
+    assert settled.skipped == (("status 'TIMEOUT'", 2),)
+    codes, ids = settled_evidence
+    assert codes == (("gateway_timeout", 6),)
+    assert len(ids) == 5
 
 
 def test_backtest_as_visible_from_the_command_line(
