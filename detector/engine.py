@@ -54,6 +54,8 @@ IntArray = npt.NDArray[np.int64]
 _EXPLAINED_RULES = {"sla_breach", "outage"}
 # Rules whose message says the money at risk when they fire (source.columns.amount).
 _VALUED_RULES = {"sla_breach", "outage", "volume_drop"}
+# Rules whose alert a segment's incident may explain: those judging the failure rate.
+_SEGMENT_EXPLAINED_RULES = {"sla_breach", "outage"}
 # The traffic whose average payment values the payments a volume drop misses.
 _USUAL_TRAFFIC = timedelta(days=1)
 # The source settings that decide what the quarter hours of the volume history count.
@@ -271,6 +273,30 @@ class Engine:
             skipped=counts.skipped,
             read_seconds=read_seconds,
             seconds=time.perf_counter() - began,
+        )
+
+    def explains(self, source: Alert, target: Alert) -> bool:
+        """Whether ``source``'s incident explains ``target``, so that an inhibit rule
+        pairing them may mute it. A segment's alert (a dimension series') explains an alert
+        of its gateway, or of another of its segments, only when the target's payments
+        outside the segment would not breach on their own
+        (:meth:`~detector.series.DimensionSeries.explains`); the failure rate of those
+        payments is all the windows know, so it explains no other rule's alert. What the
+        rule's matchers pair otherwise (the gateway's outage and its breach) is explained."""
+        segment = _series_labels(source.labels)
+        gateway = source.labels.get("gateway")
+        if not segment or gateway is None or target.labels.get("gateway") != gateway:
+            return True
+        if self.series is None or target.rule not in _SEGMENT_EXPLAINED_RULES:
+            return False
+        rate = target.evidence.baseline
+        return self.series.explains(
+            gateway,
+            segment,
+            _series_labels(target.labels),
+            target.since,
+            self.config.sla_for(gateway) if rate is None else rate,
+            self.window,
         )
 
     def _tick_volumes(self, now: datetime) -> None:
