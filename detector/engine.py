@@ -39,7 +39,7 @@ from detector.source import Source, SourceError
 from detector.stats.attribution import Attribution, attribute
 from detector.stats.revenue import Loss, above_sla, short_of_volume
 from detector.stats.seasonal import SLOT_MINUTES, SLOTS_PER_HOUR
-from detector.timeutil import ceil_minute, epoch_minute, minute_start
+from detector.timeutil import ceil_minute, epoch_minute, iso_z, minute_start
 from detector.volume_source import VolumeSource, volume_config
 from detector.window import CountWindow
 
@@ -54,8 +54,12 @@ IntArray = npt.NDArray[np.int64]
 _EXPLAINED_RULES = {"sla_breach", "outage"}
 # Rules whose message says the money at risk when they fire (source.columns.amount).
 _VALUED_RULES = {"sla_breach", "outage", "volume_drop"}
+# Rules whose alert a segment's incident may explain: those judging the failure rate.
+_SEGMENT_EXPLAINED_RULES = {"sla_breach", "outage"}
 # The traffic whose average payment values the payments a volume drop misses.
 _USUAL_TRAFFIC = timedelta(days=1)
+# The quarter hours of the volume history one query reads: a UTC day.
+HISTORY_CHUNK_SLOTS = 24 * SLOTS_PER_HOUR
 # The source settings that decide what the quarter hours of the volume history count.
 _HISTORY_SOURCE_KEYS = {"url", "table", "columns", "statuses", "declines"}
 
@@ -273,6 +277,30 @@ class Engine:
             seconds=time.perf_counter() - began,
         )
 
+    def explains(self, source: Alert, target: Alert) -> bool:
+        """Whether ``source``'s incident explains ``target``, so that an inhibit rule
+        pairing them may mute it. A segment's alert (a dimension series') explains an alert
+        of its gateway, or of another of its segments, only when the target's payments
+        outside the segment would not breach on their own
+        (:meth:`~detector.series.DimensionSeries.explains`); the failure rate of those
+        payments is all the windows know, so it explains no other rule's alert. What the
+        rule's matchers pair otherwise (the gateway's outage and its breach) is explained."""
+        segment = _series_labels(source.labels)
+        gateway = source.labels.get("gateway")
+        if not segment or gateway is None or target.labels.get("gateway") != gateway:
+            return True
+        if self.series is None or target.rule not in _SEGMENT_EXPLAINED_RULES:
+            return False
+        rate = target.evidence.baseline
+        return self.series.explains(
+            gateway,
+            segment,
+            _series_labels(target.labels),
+            target.since,
+            self.config.sla_for(gateway) if rate is None else rate,
+            self.window,
+        )
+
     def _tick_volumes(self, now: datetime) -> None:
         """The business volumes' verdicts, labelled by volume. When their database cannot
         be read the last ones stand: nothing can be concluded about them without data."""
@@ -357,9 +385,15 @@ class Engine:
         return hashlib.sha256(json.dumps(read_as, sort_keys=True).encode()).hexdigest()
 
     def _refresh_history(self, end_minute: int) -> None:
-        """Once an hour, bring the volume per quarter hour of the last weeks up to date: one
+        """Once an hour, bring the volume per quarter hour of the last weeks up to date: a
         GROUP BY of the quarter hours since the last read, from as far back as rows may
-        arrive late (``source.max_late_arrival``), which replace what was read of them."""
+        arrive late (``source.max_late_arrival``), which replace what was read of them.
+
+        The read is one query per UTC day (:data:`HISTORY_CHUNK_SLOTS`), oldest first,
+        each kept as it comes: the weeks of a first read fit the query timeout a day at a
+        time where a four-week GROUP BY on a large table or a loaded database may not, and
+        when one day fails the next tick reads on from it. The rules and the status page's
+        expected band use the history once it reaches the hour."""
         hour = (end_minute - 1) // 60
         if self.volume_history is not None and self.volume_history.end_hour == hour:
             return
@@ -369,19 +403,31 @@ class Engine:
         if table is not None:
             late = int(self.config.source.max_late_arrival.total_seconds() // 60)
             first_slot = max(first_slot, min(table.end_slot, end_slot) - reread_slots(late))
-        try:
-            counts = self.source.quarter_hourly(
-                minute_start(first_slot * SLOT_MINUTES), minute_start(end_slot * SLOT_MINUTES)
-            )
-        except SourceError as exc:
-            log.warning("could not read the volume history: %s", exc)
-            return  # the previous hour's history (or the simple rules) serve meanwhile
-        table = (table or QuarterHourTable.empty(end_slot)).updated(first_slot, end_slot, counts)
-        self.quarter_hours = table
-        changed = first_slot // SLOTS_PER_HOUR
-        if self.history_changed is not None:
-            changed = min(changed, self.history_changed)
-        self.history_changed = changed
+        chunk = first_slot
+        while chunk < end_slot:
+            chunk_end = min(end_slot, (chunk // HISTORY_CHUNK_SLOTS + 1) * HISTORY_CHUNK_SLOTS)
+            try:
+                counts = self.source.quarter_hourly(
+                    minute_start(chunk * SLOT_MINUTES), minute_start(chunk_end * SLOT_MINUTES)
+                )
+            except SourceError as exc:
+                log.warning(
+                    "could not read the volume history from %s on: %s",
+                    iso_z(minute_start(chunk * SLOT_MINUTES)),
+                    exc,
+                )
+                return  # the previous hour's history (or the simple rules) serve meanwhile
+            table = (table or QuarterHourTable.empty(chunk_end)).updated(chunk, chunk_end, counts)
+            self.quarter_hours = table
+            changed = chunk // SLOTS_PER_HOUR
+            if self.history_changed is not None:
+                changed = min(changed, self.history_changed)
+            self.history_changed = changed
+            chunk = chunk_end
+        if table is None:
+            return
+        if table.end_slot != end_slot:  # nothing to re-read of a table from a later hour
+            table = self.quarter_hours = table.updated(end_slot, end_slot, Counts.empty())
         self.volume_history = VolumeHistory(hour, table, self.config.calendar)
 
     def _source_failed(self, now: datetime, error: str, began: float) -> TickResult:

@@ -51,6 +51,8 @@ class Counts:
     invalid_per_minute: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     # Why rows were skipped: ("status 'TIMEOUT'", rows), ("null gateway", rows), ...
     skipped: tuple[tuple[str, int], ...] = ()
+    # The same per gateway, for the status values only: ("stripe", "status 'TIMEOUT'", rows).
+    unlisted_values: tuple[tuple[str, str, int], ...] = ()
     timed: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     slow: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     # Rows of the bucket's gateway whose status is listed under none of source.statuses

@@ -142,14 +142,20 @@ class Overlaps:
             self._gateways = np.concatenate([self._gateways, added])
             self._values = np.concatenate([self._values, values])
 
-    def excess(self, gateway: str, labels: Mapping[str, str], start: int, rate: float) -> float:
-        """Failures above ``rate`` of ``gateway``'s payments with all of ``labels``, from
+    def counts(self, gateway: str, labels: Mapping[str, str], start: int) -> tuple[int, int]:
+        """The payments and failures of ``gateway``'s payments with all of ``labels``, from
         column ``start`` of the window on."""
         rows = self._gateways == gateway
         for name, value in labels.items():
             rows &= self._values[:, self.dimensions.index(name)] == value
         payments = int(self.window.payments[rows, start:].sum())
-        return int(self.window.failures[rows, start:].sum()) - rate * payments
+        return payments, int(self.window.failures[rows, start:].sum())
+
+    def excess(self, gateway: str, labels: Mapping[str, str], start: int, rate: float) -> float:
+        """Failures above ``rate`` of ``gateway``'s payments with all of ``labels``, from
+        column ``start`` of the window on."""
+        payments, failures = self.counts(gateway, labels, start)
+        return failures - rate * payments
 
 
 class DimensionSeries:
@@ -210,6 +216,48 @@ class DimensionSeries:
         """``result`` less the new alerts :func:`hold_back` holds back, as ``book`` stands."""
         return hold_back(result, self.window, gateways, book, self.overlaps)
 
+    def explains(
+        self,
+        gateway: str,
+        segment: Mapping[str, str],
+        target: Mapping[str, str],
+        since: datetime,
+        rate: float,
+        gateways: CountWindow,
+    ) -> bool:
+        """Whether an incident of ``gateway``'s ``segment`` (a series' labels) explains a
+        failure-rate alert of its ``target`` series ({} for the gateway itself) since
+        ``since``: the target's payments outside the segment do not fail significantly
+        more often than ``rate`` (:data:`ALONE_P_VALUE`). ``gateways`` covers the same
+        minutes as the series' window.
+
+        The gateway's breach during Brazil's outage is Brazil's when the rest of the
+        gateway is healthy, and an incident of its own when the rest fails too.
+        """
+        if segment.items() <= target.items():
+            return True  # the target's payments are all the segment's
+        if any(target.get(key, value) != value for key, value in segment.items()):
+            return False  # e.g. country=BR and country=US share no payment
+        start = max(0, epoch_minute(since) - (self.window.end_minute - self.window.minutes))
+        if target:
+            total = _row_counts(self.window, series_key(gateway, target), start)
+            if self.overlaps is None:  # one grouping: its series either match or never meet
+                return False
+            shared = self.overlaps.counts(gateway, {**target, **segment}, start)
+        else:
+            total = _row_counts(gateways, gateway, start)
+            shared = _row_counts(self.window, series_key(gateway, segment), start)
+        payments, failures = total[0] - shared[0], total[1] - shared[1]
+        return float(binomial_upper_tail(failures, payments, rate)) >= ALONE_P_VALUE
+
+
+def _row_counts(window: CountWindow, key: str, start: int) -> tuple[int, int]:
+    """The payments and failures of ``window``'s row ``key`` from column ``start`` on."""
+    row = window.row(key)
+    if row is None:
+        return 0, 0
+    return int(window.payments[row, start:].sum()), int(window.failures[row, start:].sum())
+
 
 # A series opens an alert only when its failures since its change are this unlikely at the
 # failure rate of the rest of its gateway over the same minutes (or the SLA, if higher).
@@ -221,6 +269,13 @@ CONFINED_P_VALUE = 1e-4
 # A series opens no alert while an overlapping series' alert holds at least this share of
 # its failures above the SLA: most of its incident is already told.
 EXPLAINED_SHARE = 0.5
+
+# The rest of a gateway (or series) outside a segment in an incident breaches on its own,
+# so that the segment's alert does not explain (and mute) the gateway's, when its failures
+# since the gateway's alert began are this unlikely at the SLA. Strict, because the test is
+# repeated every tick while the segment's incident lasts and one chance pass notifies the
+# gateway's alert; an unrelated breach of the rest passes it within minutes.
+ALONE_P_VALUE = 1e-3
 
 # The series rules whose alerts tell an incident that an overlapping series would repeat.
 _TELLING_RULES = ("sla_breach", "outage")

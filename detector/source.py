@@ -448,7 +448,8 @@ class SqlSource(Source):
             self._counts_queries[dimensions] = query
         counts = self._counts(query, start, end, dimensions)
         if counts.invalid:
-            counts = replace(counts, skipped=self._skipped(start, end))
+            skipped, per_gateway = self._skipped(start, end)
+            counts = replace(counts, skipped=skipped, unlisted_values=per_gateway)
             self._warn_skipped(counts.skipped, start, end)
         if not dimensions:
             return counts
@@ -460,6 +461,7 @@ class SqlSource(Source):
             invalid_minutes=counts.invalid_minutes,
             invalid_per_minute=counts.invalid_per_minute,
             skipped=counts.skipped,
+            unlisted_values=counts.unlisted_values,
             detail=counts,
         )
 
@@ -480,15 +482,19 @@ class SqlSource(Source):
             invalid_minutes=counts.invalid_minutes * minutes,
         )
 
-    def _skipped(self, start: datetime, end: datetime) -> tuple[tuple[str, int], ...]:
+    def _skipped(
+        self, start: datetime, end: datetime
+    ) -> tuple[tuple[tuple[str, int], ...], tuple[tuple[str, str, int], ...]]:
         """Why the rows of ``[start, end)`` that a read skipped were skipped: each status
         value listed under none of ``source.statuses`` with its rows, then the rows with a
-        null gateway (and a listed status); most rows first."""
+        null gateway (and a listed status); most rows first. And the status values per
+        gateway: (gateway, reason, rows), most rows first within each gateway."""
         statuses = self.config.statuses
         listed = statuses.failed + statuses.succeeded + statuses.pending + statuses.declined
         unlisted = sa.or_(self._status.is_(None), self._status.not_in(listed))
         query = (
             sa.select(
+                self._gateway.label("gateway"),
                 self._stored_status.label("status"),
                 sa.func.count().label("rows"),
                 _count_where(unlisted).label("unlisted"),
@@ -497,7 +503,7 @@ class SqlSource(Source):
             .where(self._in_window(), sa.or_(self._gateway.is_(None), unlisted))
             # Named by the value stored, also where the status counted is the one a row
             # had at as_of (a row not settled then counts as pending, never as skipped).
-            .group_by(self._stored_status)
+            .group_by(self._gateway, self._stored_status)
         )
         params = self._params(start, end)
         try:
@@ -505,17 +511,26 @@ class SqlSource(Source):
                 found = connection.execute(query, params).all()
         except sa.exc.SQLAlchemyError as exc:
             log.warning("could not read the skipped status values: %s", error_text(exc))
-            return ()
+            return (), ()
         # Whether a status is listed is the database's answer (its collation decides).
-        reasons = [
-            (f"status {_status_text(row.status)}", int(row.unlisted))
+        per_gateway = [
+            (str(row.gateway), f"status {_status_text(row.status)}", int(row.unlisted))
             for row in found
-            if row.unlisted
+            if row.unlisted and row.gateway is not None
         ]
+        totals: dict[str, int] = {}
+        for row in found:
+            if row.unlisted:
+                reason = f"status {_status_text(row.status)}"
+                totals[reason] = totals.get(reason, 0) + int(row.unlisted)
+        reasons = list(totals.items())
         null_gateway = sum(int(row.rows) - int(row.unlisted or 0) for row in found)
         if null_gateway:
             reasons.append(("null gateway", null_gateway))
-        return tuple(sorted(reasons, key=lambda reason: (-reason[1], reason[0])))
+        return (
+            tuple(sorted(reasons, key=lambda reason: (-reason[1], reason[0]))),
+            tuple(sorted(per_gateway, key=lambda value: (value[0], -value[2], value[1]))),
+        )
 
     def _warn_skipped(
         self, skipped: tuple[tuple[str, int], ...], start: datetime, end: datetime

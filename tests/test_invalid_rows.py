@@ -133,6 +133,11 @@ def test_the_read_says_why_and_in_which_minutes_rows_were_skipped(
     counts = open_source(_config(payments_db)).read(T0, T0 + timedelta(minutes=3))
     assert counts.invalid == 8
     assert counts.skipped == (("null gateway", 4), ("status 'TIMEOUT'", 3), ("status NULL", 1))
+    # Per gateway, the status values alone (the null gateway's TIMEOUT row is no gateway's).
+    assert counts.unlisted_values == (
+        ("stripe", "status 'TIMEOUT'", 2),
+        ("stripe", "status NULL", 1),
+    )
     minutes = (counts.invalid_minutes - epoch_minute(T0)).tolist()
     assert (minutes, counts.invalid_per_minute.tolist()) == ([0, 2], [3, 5])
 
@@ -165,3 +170,30 @@ def test_a_large_share_of_unmapped_statuses_raises_one_warning_until_it_drops(
     assert "status 'TIMEOUT': " in firing
     # The share falls below 5% about 57 minutes after the last TIMEOUT row.
     assert T0 + timedelta(minutes=50) < seen[1].at < T0 + timedelta(minutes=62)
+
+
+def test_each_gateway_s_unmapped_statuses_warning_names_its_own_values(
+    sqlite_db: PaymentsDb, tmp_path: Path
+) -> None:
+    # stripe: 3 of every 10 rows TIMEOUT; adyen: 2 of every 10 ERR_5XX; neither listed. The
+    # last hour (59 of those minutes) has 590 rows of each, the first read all of them.
+    for minute in range(1, 61):
+        at = T0 - timedelta(minutes=minute)
+        sqlite_db.add("stripe", at, succeeded=7, other={"TIMEOUT": 3})
+        sqlite_db.add("adyen", at, succeeded=8, other={"ERR_5XX": 2})
+    clock = Clock(T0 + timedelta(seconds=30))
+    state = f"sqlite:///{tmp_path / 'state.db'}"
+    with (
+        requests.Session() as session,
+        in_process_daemon(_config(sqlite_db), state, clock, session) as daemon,
+    ):
+        result = daemon.tick()
+    summaries = {
+        t.alert.labels["gateway"]: t.alert.summary
+        for t in result.transitions
+        if t.alert.rule == "unmapped_statuses"
+    }
+    assert summaries["stripe"].startswith("30.0% of the rows of the last hour (177 of 590)")
+    assert summaries["stripe"].endswith("last read: status 'TIMEOUT': 180 rows")
+    assert summaries["adyen"].startswith("20.0% of the rows of the last hour (118 of 590)")
+    assert summaries["adyen"].endswith("last read: status 'ERR_5XX': 120 rows")

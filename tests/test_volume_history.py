@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,8 +16,9 @@ from detector.config import Config, parse_config
 from detector.engine import Engine
 from detector.model import Counts
 from detector.rules import VolumeHistory
+from detector.service.web import WebServer
 from detector.simulate import create_schema
-from detector.source import FrameSource, Source, SqlSource
+from detector.source import FrameSource, Source, SourceError, SqlSource
 from detector.store import StateStore
 from detector.timeutil import epoch_minute
 
@@ -26,19 +28,44 @@ DAY = datetime(2026, 3, 2, tzinfo=UTC)
 GATEWAYS = ("stripe", "adyen", "paypal")
 
 
+MINUTES_A_DAY = 24 * 60
+
+
 class Recording:
-    """A source that notes the span of every quarter-hourly read (in epoch minutes)."""
+    """A source that notes the span of every quarter-hourly read (in epoch minutes), and
+    fails those it is told to (:attr:`failing`: from their start) and, as a query timeout
+    would, those longer than :attr:`longest` minutes."""
 
     def __init__(self, source: Source) -> None:
         self.source = source
-        self.spans: list[tuple[int, int]] = []
+        self.queries: list[tuple[int, int]] = []
+        self.failing: set[int] = set()
+        self.longest: int | None = None
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.source, name)
 
     def quarter_hourly(self, start: datetime, end: datetime) -> Counts:
-        self.spans.append((epoch_minute(start), epoch_minute(end)))
+        span = (epoch_minute(start), epoch_minute(end))
+        self.queries.append(span)
+        too_long = self.longest is not None and span[1] - span[0] > self.longest
+        if too_long or span[0] in self.failing:
+            self.failing.discard(span[0])
+            raise SourceError("query timed out after 0.5s")
         return self.source.quarter_hourly(start, end)
+
+    @property
+    def spans(self) -> list[tuple[int, int]]:
+        """The reads, a read of several days (one query per UTC day, each ending at
+        midnight or at the read's end) as one span."""
+        spans: list[tuple[int, int]] = []
+        for first, end in self.queries:
+            assert first < end <= (first // MINUTES_A_DAY + 1) * MINUTES_A_DAY
+            if spans and spans[-1][1] == first and first % MINUTES_A_DAY == 0:
+                spans[-1] = (spans[-1][0], end)
+            else:
+                spans.append((first, end))
+        return spans
 
 
 def _insert(db: PaymentsDb, rows: list[dict[str, object]]) -> None:
@@ -204,3 +231,48 @@ def test_a_reload_keeps_the_weeks_read_unless_the_source_settings_change() -> No
     ]
     assert same.volume_history is not None
     assert same.volume_history.table.per_slot(["stripe"])[0][1, 0, -20:-17].tolist() == [4, 5, 6]
+
+
+def test_weeks_of_history_that_no_query_could_read_whole_are_read_a_day_at_a_time(
+    sqlite_db: PaymentsDb, tmp_path: Path, session: requests.Session
+) -> None:
+    """On a large table or a loaded database a four-week GROUP BY may not fit the query
+    timeout; a day does. A day that fails is read on the next tick, and the days before it
+    are not read again."""
+    rng = np.random.default_rng(5)
+    _insert(sqlite_db, _seeded_rows(rng, DAY - timedelta(days=8), hours=8 * 24 + 10))
+    config = parse_config({"source": {"url": sqlite_db.url, "table": sqlite_db.table}}, env={})
+    clock = Clock(DAY + timedelta(hours=10, seconds=30))
+    state = f"sqlite:///{tmp_path / 'state.db'}"
+    with in_process_daemon(config, state, clock, session) as daemon:
+        server = WebServer(("127.0.0.1", 0), daemon).start()
+        try:
+            source = Recording(daemon.engine.source)
+            source.longest = 2 * MINUTES_A_DAY
+            daemon.engine.source = source
+            failing = epoch_minute(DAY - timedelta(days=3))
+            source.failing.add(failing)
+            daemon.tick()
+            assert daemon.engine.volume_history is None
+            assert "expected-band" not in _stripe_on_the_status_page(server)
+
+            clock.now += timedelta(seconds=10)
+            daemon.tick()
+            history = daemon.engine.volume_history
+            assert history is not None
+            _assert_same(history, _full_read(source.source, history.end_hour, config), ["stripe"])
+            assert 'class="expected-band"' in _stripe_on_the_status_page(server)
+        finally:
+            server.stop()
+    weeks = VolumeHistory.hours_needed() * 60
+    end = history.end_hour * 60
+    # The weeks up to the day that failed; from that day on (with the quarter hours late
+    # rows may change) on the next tick.
+    assert source.spans == [(end - weeks, failing + MINUTES_A_DAY), (failing - 60, end)]
+    assert all(b - a <= MINUTES_A_DAY for a, b in source.queries)
+
+
+def _stripe_on_the_status_page(server: WebServer) -> str:
+    host, port = server.address
+    page = requests.get(f"http://{host}:{port}/", timeout=10).text
+    return page.split('id="gw-stripe"')[1].split("</section>")[0]

@@ -6,7 +6,7 @@ Muting holds back notifications only; the alert keeps its lifecycle. See
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 
 from detector.alerting.matchers import labels_match
@@ -28,11 +28,23 @@ class Mutes:
         Silences from the state store (ended ones are ignored).
     firing
         The alerts firing now: the possible sources of inhibition.
+    explains
+        ``explains(source, target)``: whether the source's incident explains the target,
+        which an inhibit rule pairing them then mutes (the engine's
+        :meth:`~detector.engine.Engine.explains`: a segment's outage mutes its gateway's
+        breach only when the rest of the gateway would not breach). Every pair by default.
     """
 
-    def __init__(self, config: Config, silences: Sequence[Silence], firing: Sequence[Alert]):
+    def __init__(
+        self,
+        config: Config,
+        silences: Sequence[Silence],
+        firing: Sequence[Alert],
+        explains: Callable[[Alert, Alert], bool] | None = None,
+    ):
         self.config = config
         self.silences = silences
+        self.explains = explains
         # Per inhibit rule, its firing sources by their values of the `equal` labels, so
         # that checking an alert costs the number of rules, not the number of alerts.
         self.sources: list[tuple[InhibitRule, dict[tuple[str, ...], list[Alert]]]] = []
@@ -62,7 +74,9 @@ class Mutes:
             ):
                 continue
             for source in by_equal.get(_values(labels, rule.equal), ()):
-                if source.fingerprint != alert.fingerprint:
+                if source.fingerprint == alert.fingerprint:
+                    continue
+                if self.explains is None or self.explains(source, alert):
                     pairs = ", ".join(f"{k}={v}" for k, v in sorted(source.labels.items()))
                     return f"inhibited by firing {pairs}"
         return None

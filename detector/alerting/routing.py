@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import NamedTuple
@@ -138,9 +138,13 @@ class Router:
         alerts: Mapping[str, Alert],
         now: datetime,
         silences: Sequence[Silence] = (),
+        explains: Callable[[Alert, Alert], bool] | None = None,
     ) -> list[Delivery]:
-        """What this tick sends. Updates ``alerts`` (who was told, when) in place."""
-        mutes = Mutes(self.config, silences, [a for a in alerts.values() if a.state == "firing"])
+        """What this tick sends. Updates ``alerts`` (who was told, when) in place.
+        ``explains``: which firing alert's incident explains which other's (see
+        :class:`~detector.alerting.mute.Mutes`)."""
+        firing = [a for a in alerts.values() if a.state == "firing"]
+        mutes = Mutes(self.config, silences, firing, explains)
         out: list[Delivery] = []
         for transition in transitions:
             alert = transition.alert

@@ -35,8 +35,9 @@ class UnmappedStatuses:
     def __init__(self, gateways: list[str]):
         # payments: every row of the gateway, failures: those with an unlisted status.
         self.window = CountWindow(_MINUTES, gateways=gateways)
-        # The unlisted status values and their rows, as the last read that had any named them.
-        self.values: tuple[tuple[str, int], ...] = ()
+        # Per gateway, its unlisted status values and their rows, as the last read that had
+        # any of its rows named them.
+        self.values: dict[str, tuple[tuple[str, int], ...]] = {}
 
     def update(self, first_minute: int, end_minute: int, counts: Counts) -> None:
         """Take a read of ``[first_minute, end_minute)``."""
@@ -47,16 +48,16 @@ class UnmappedStatuses:
             end_minute,
             Counts(counts.gateway, counts.minute, every, counts.unlisted, every),
         )
-        named = tuple((r, n) for r, n in counts.skipped if r.startswith("status "))
-        if named:
-            self.values = named
+        named: dict[str, list[tuple[str, int]]] = {}
+        for gateway, reason, rows in counts.unlisted_values:
+            named.setdefault(gateway, []).append((reason, rows))
+        self.values.update((gateway, tuple(values)) for gateway, values in named.items())
 
     def findings(self, now: datetime) -> list[Finding]:
         """A warning for each gateway above :data:`UNMAPPED_SHARE`."""
         rows = self.window.payments.sum(axis=1)
         unlisted = self.window.failures.sum(axis=1)
         share = np.divide(unlisted, rows, out=np.zeros(len(rows)), where=rows > 0)
-        named = ", ".join(f"{reason}: {n} rows" for reason, n in self.values)
         return [
             Finding(
                 self.rule,
@@ -64,10 +65,15 @@ class UnmappedStatuses:
                 "warning",
                 f"{percent(float(share[i]))} of the rows of the last hour ({unlisted[i]} of "
                 f"{rows[i]}) have a status listed under none of source.statuses, so no rule "
-                f"counts them; last read: {named or 'no value named'}",
+                f"counts them; last read: {self._named(gateway)}",
                 now,
                 Evidence(),
             )
             for i, gateway in enumerate(self.window.gateways)
             if share[i] > UNMAPPED_SHARE
         ]
+
+    def _named(self, gateway: str) -> str:
+        """The gateway's unlisted values and their rows, as the last read naming any read them."""
+        values = self.values.get(gateway, ())
+        return ", ".join(f"{reason}: {n} rows" for reason, n in values) or "no value named"

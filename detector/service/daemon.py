@@ -157,6 +157,7 @@ class Daemon:
                 self.engine.alerts.alerts,
                 now,
                 self.store.silences(not_ended_at=now),
+                self.engine.explains,
             )
             queued = self.store.save_tick(
                 self.engine.watermark,
