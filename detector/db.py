@@ -62,8 +62,8 @@ _MYSQL_LOST_CONNECTION = 2013
 
 
 class DatabaseUrlError(DetectorError, ValueError):
-    """A database URL that cannot work: unreadable, an unknown database or driver, or a
-    SQLite source file that does not exist."""
+    """A database URL that cannot work: unreadable, an unknown database or driver, a
+    SQLite or DuckDB source file that does not exist, or DuckDB for the state."""
 
 
 def check_url(url: str, *, state: bool = False) -> sa.URL:
@@ -175,15 +175,10 @@ def connect(
     """
     name = name or ("source.url" if read_only else "state.url")
     try:
-        parsed = check_url(url)
+        parsed = check_url(url, state=not read_only)
     except DatabaseUrlError as exc:
         raise DatabaseUrlError(f"{name}: {exc}") from None
     backend = parsed.get_backend_name()
-    if not read_only and backend in _SOURCE_ONLY:
-        raise DatabaseUrlError(
-            f"{name}: {backend}:// can hold the payments (source.url) but not the "
-            "detector's state; use SQLite, PostgreSQL or MariaDB for it"
-        )
     if read_only:
         parsed = _existing_file(parsed, name)
     connect_args = _session_arguments(backend, parsed, read_only)

@@ -102,7 +102,8 @@ def _convert_column(dialect: str, table: str, column: str) -> str:
     if dialect == "duckdb":
         return (
             f"Convert it: ALTER TABLE {table} ALTER {column} TYPE TIMESTAMPTZ USING "
-            f"CAST({column} AS TIMESTAMPTZ) (text without an offset is read as UTC)"
+            f"CAST({column} AS TIMESTAMPTZ) (after SET TimeZone = 'UTC', text without an "
+            "offset is read as UTC)"
         )
     return "Give it a timestamp type holding UTC."
 
