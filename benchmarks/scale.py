@@ -3,7 +3,8 @@ bare SQL each needs, and the memory they take.
 
 Writes ``--days`` of payments (default 2: the volume history then holds two of its four
 weeks) for ``--gateways`` gateways, ``--per-minute`` payments each a minute, into SQLite
-(executemany) and PostgreSQL (COPY), then measures on each, side by side in one run:
+(executemany), PostgreSQL (COPY) or DuckDB (a file, inserted from the frames), then measures
+on each, side by side in one run:
 
 - first tick: a fresh engine's first tick, the whole of a first ``detector check`` or a
   daemon's start (the warm-up read of ``source.warmup`` per minute, the volume history per
@@ -19,8 +20,8 @@ included) in a separate run: the peak during the first tick and a steady tick, a
 the engine holds afterwards per gateway; and the peak of the larger of the first tick's two
 reads alone.
 
-    .venv/bin/python benchmarks/scale.py [--gateways 100 1000 10000] [--dialects sqlite postgresql]
-        [--days 2] [--per-minute 1] [--repeat 3] [--ticks 10]
+    .venv/bin/python benchmarks/scale.py [--gateways 100 1000 10000]
+        [--dialects sqlite postgresql duckdb] [--days 2] [--per-minute 1] [--repeat 3] [--ticks 10]
 """
 
 from __future__ import annotations
@@ -127,6 +128,12 @@ def _fill(url: str, name: str, gateways: int, days: float, per_minute: int) -> i
                     cursor.copy(f"COPY {name} ({columns}) FROM STDIN (FORMAT csv)") as copy,
                 ):
                     copy.write(text.getvalue())
+            elif engine.dialect.name == "duckdb":
+                dbapi.register("frame", frame)  # DuckDB scans the pandas frame itself
+                connection.exec_driver_sql(
+                    f"INSERT INTO {name} ({columns}) SELECT {columns} FROM frame"  # noqa: S608
+                )
+                dbapi.unregister("frame")
             else:
                 frame["created_at"] = frame["created_at"].dt.strftime("%Y-%m-%d %H:%M:%S.%f")
                 frame = frame.astype(object).where(frame.notna(), None)
@@ -245,7 +252,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gateways", type=int, nargs="+", default=[100])
     parser.add_argument(
-        "--dialects", nargs="+", choices=["sqlite", "postgresql"], default=["sqlite", "postgresql"]
+        "--dialects",
+        nargs="+",
+        choices=["sqlite", "postgresql", "duckdb"],
+        default=["sqlite", "postgresql"],
     )
     parser.add_argument("--days", type=float, default=2.0)
     parser.add_argument("--per-minute", type=int, default=1)
@@ -265,7 +275,11 @@ def main() -> None:
     for gateways in args.gateways:
         for dialect in args.dialects:
             name = f"scale_payments_{gateways}"
-            url = POSTGRES_URL if dialect == "postgresql" else f"sqlite:///{folder / name}.db"
+            url = {
+                "postgresql": POSTGRES_URL,
+                "sqlite": f"sqlite:///{folder / name}.db",
+                "duckdb": f"duckdb:///{folder / name}.duckdb",
+            }[dialect]
             began = time.perf_counter()
             rows = _fill(url, name, gateways, args.days, args.per_minute)
             print(

@@ -1,5 +1,5 @@
 """Time buckets for the count queries: whole minutes, quarter hours or days since the
-epoch of a timestamp column, compiled for SQLite, PostgreSQL and MariaDB, so that every
+epoch of a timestamp column, compiled for SQLite, PostgreSQL, MariaDB and DuckDB, so that every
 ``GROUP BY`` on time runs in the database."""
 
 from __future__ import annotations
@@ -56,6 +56,14 @@ def _bucket_postgresql(element: _Bucket, compiler: Any, **kw: Any) -> str:
     return f"CAST(FLOOR(EXTRACT(EPOCH FROM {column}) / {element.seconds}) AS BIGINT)"
 
 
+@compiles(_Bucket, "duckdb")
+def _bucket_duckdb(element: _Bucket, compiler: Any, **kw: Any) -> str:
+    # epoch() is the seconds (with their fraction) of a TIMESTAMP read as UTC, or of the
+    # instant of a TIMESTAMPTZ.
+    column = compiler.process(element.clauses, **kw)
+    return f"CAST(FLOOR(epoch({column}) / {element.seconds}) AS BIGINT)"
+
+
 @compiles(_Bucket, "mysql")
 @compiles(_Bucket, "mariadb")
 def _bucket_mysql(element: _Bucket, compiler: Any, **kw: Any) -> str:
@@ -72,6 +80,6 @@ _BUCKETS: dict[int, type[_Bucket]] = {
 
 def time_bucket(column: ColumnElement[Any], minutes: int = 1) -> ColumnElement[int]:
     """Whole ``minutes``-long buckets (1, ``QUARTER_HOUR`` or ``DAY``) since the epoch of a
-    timestamp column, compiled for SQLite, PostgreSQL and MariaDB: what every count query
+    timestamp column, compiled for SQLite, PostgreSQL, MariaDB and DuckDB: what every count query
     groups by."""
     return _BUCKETS[minutes](column)

@@ -27,6 +27,7 @@ __all__ = [
     "connect",
     "create_tables",
     "error_text",
+    "table_columns",
 ]
 
 # The URL schemes that work with the drivers the detector installs, for the databases
@@ -42,6 +43,8 @@ _URL_FORMS = (
     "sqlite:///payments.db for a SQLite file, postgresql+psycopg://USER@HOST/DATABASE "
     "or mysql+pymysql://USER@HOST/DATABASE"
 )
+# Databases that may hold the payments but not the detector's own state.
+_SOURCE_ONLY = {"duckdb"}
 
 # Replicas racing to create the tables: how often one that lost tries again.
 _CREATE_ATTEMPTS = 5
@@ -59,14 +62,14 @@ _MYSQL_LOST_CONNECTION = 2013
 
 
 class DatabaseUrlError(DetectorError, ValueError):
-    """A database URL that cannot work: unreadable, an unknown database or driver, or a
-    SQLite source file that does not exist."""
+    """A database URL that cannot work: unreadable, an unknown database or driver, a
+    SQLite or DuckDB source file that does not exist, or DuckDB for the state."""
 
 
-def check_url(url: str) -> sa.URL:
+def check_url(url: str, *, state: bool = False) -> sa.URL:
     """``url`` parsed, once its dialect and driver load; else :class:`DatabaseUrlError`
     saying what to write instead. The message never repeats the URL, which may hold a
-    password."""
+    password. ``state``: the URL of the detector's own tables, which DuckDB cannot hold."""
     try:
         parsed = sa.make_url(url)
     except sa.exc.ArgumentError:
@@ -78,9 +81,22 @@ def check_url(url: str) -> sa.URL:
             "mysql+pymysql://USER@HOST/DATABASE)"
         ) from None
     scheme = parsed.drivername
+    if state and parsed.get_backend_name() in _SOURCE_ONLY:
+        # Checked before the driver loads: the answer does not depend on what is installed.
+        raise DatabaseUrlError(
+            f"{scheme}:// can hold the payments (source.url) but not the detector's state "
+            "(alerts, outbox, lease: many small writes from several replicas); write "
+            "sqlite:///detector-state.db, postgresql+psycopg://USER@HOST/DATABASE or "
+            "mysql+pymysql://USER@HOST/DATABASE"
+        )
     try:
         parsed.get_dialect().import_dbapi()
     except (sa.exc.NoSuchModuleError, ImportError):
+        if parsed.get_backend_name() == "duckdb":
+            raise DatabaseUrlError(
+                "duckdb:// needs the DuckDB driver: pip install "
+                "'payment-failure-detector[duckdb]' (duckdb and duckdb-engine)"
+            ) from None
         instead = _WORKING_SCHEMES.get(scheme) or _WORKING_SCHEMES.get(parsed.get_backend_name())
         if instead and instead != scheme:
             raise DatabaseUrlError(
@@ -94,26 +110,38 @@ def check_url(url: str) -> sa.URL:
     return parsed
 
 
-def _sqlite_file(url: sa.URL) -> str | None:
-    """The file of a SQLite URL naming a plain path (not memory, not a ``file:`` URI)."""
-    if url.get_backend_name() != "sqlite" or "uri" in url.query:
+def _database_file(url: sa.URL) -> str | None:
+    """The file of a SQLite or DuckDB URL naming a plain path (not memory, not a ``file:``
+    URI, not a MotherDuck ``md:`` database)."""
+    backend = url.get_backend_name()
+    if backend not in {"sqlite", "duckdb"} or "uri" in url.query:
         return None
     database = url.database or ""
-    return None if database in {"", ":memory:"} else database
+    if database in {"", ":memory:"} or (backend == "duckdb" and database.startswith("md:")):
+        return None
+    return database
 
 
-def _read_only_sqlite(url: sa.URL, name: str) -> sa.URL:
-    """The SQLite source opened with ``mode=ro``: a mistyped path fails instead of
-    creating an empty database."""
-    path = _sqlite_file(url)
+def _existing_file(url: sa.URL, name: str) -> sa.URL:
+    """The payments source of a SQLite or DuckDB file, which must exist: it is opened read
+    only (SQLite with ``mode=ro``), so a mistyped path fails instead of creating an empty
+    database."""
+    path = _database_file(url)
     if path is None:
         return url
     if not Path(path).is_file():
-        raise DatabaseUrlError(
-            f"{name}: the SQLite file {path} does not exist (the payments source is opened "
-            "read-only and never created); check the path, e.g. sqlite:///payments.db for "
-            "payments.db in the current folder"
+        kind, example = (
+            ("SQLite", "sqlite:///payments.db")
+            if url.get_backend_name() == "sqlite"
+            else ("DuckDB", "duckdb:///payments.duckdb")
         )
+        raise DatabaseUrlError(
+            f"{name}: the {kind} file {path} does not exist (the payments source is opened "
+            f"read-only and never created); check the path, e.g. {example} for "
+            f"{example.rpartition('/')[2]} in the current folder"
+        )
+    if url.get_backend_name() == "duckdb":
+        return url
     return url.set(database=f"file:{quote(path)}", query={**url.query, "mode": "ro", "uri": "true"})
 
 
@@ -138,7 +166,7 @@ def connect(
     name: str | None = None,
 ) -> Engine:
     """An engine whose sessions run in UTC and, for the payments source, read only (a
-    SQLite source must exist: it is opened with ``mode=ro``).
+    SQLite or DuckDB source file must exist: it is opened read-only).
 
     With ``query_timeout`` every statement ends within about that long, answered or not:
     it fails with :class:`QueryTimeout` (see :func:`_bound_statements`). ``name``: the key
@@ -147,30 +175,25 @@ def connect(
     """
     name = name or ("source.url" if read_only else "state.url")
     try:
-        parsed = check_url(url)
+        parsed = check_url(url, state=not read_only)
     except DatabaseUrlError as exc:
         raise DatabaseUrlError(f"{name}: {exc}") from None
-    if read_only:
-        parsed = _read_only_sqlite(parsed, name)
-    connect_args: dict[str, Any] = {}
     backend = parsed.get_backend_name()
-    if backend == "postgresql":
-        # connect_args replaces the URL's own ?options= (e.g. a search_path): keep them.
-        own = parsed.query.get("options", "")
-        options = " ".join([*([own] if isinstance(own, str) else own), "-c timezone=UTC"]).strip()
-        if read_only:
-            options += " -c default_transaction_read_only=on"
-        connect_args["options"] = options
-        connect_args["connect_timeout"] = 10
-    elif backend in {"mysql", "mariadb"}:
-        connect_args["init_command"] = "SET time_zone = '+00:00'"
-        connect_args["connect_timeout"] = 10
+    if read_only:
+        parsed = _existing_file(parsed, name)
+    connect_args = _session_arguments(backend, parsed, read_only)
     if query_timeout is not None:
         connect_args.update(_timeout_arguments(backend, query_timeout, connect_args))
     # The ping on checkout must not hang on a frozen connection: _bound_statements pings
     # PostgreSQL under its watchdog instead.
     watched = query_timeout is not None and backend == "postgresql"
-    engine = sa.create_engine(parsed, connect_args=connect_args, pool_pre_ping=not watched)
+    # A DuckDB file admits one writing process, and none while another process has it open
+    # (even read-only): the detector opens it for each read only, leaving it to its writer
+    # in between.
+    pool = {"poolclass": sa.pool.NullPool} if backend == "duckdb" else {}
+    engine = sa.create_engine(parsed, connect_args=connect_args, pool_pre_ping=not watched, **pool)
+    if backend == "duckdb":
+        sa.event.listen(engine, "connect", _duckdb_in_utc)
     guard = {"sqlite": "PRAGMA query_only = ON", "mysql": "SET SESSION TRANSACTION READ ONLY"}
     statement = guard.get("mysql" if backend == "mariadb" else backend)
     if read_only and statement:
@@ -184,6 +207,31 @@ def connect(
     if query_timeout is not None:
         _bound_statements(engine, backend, query_timeout)
     return engine
+
+
+def _session_arguments(backend: str, url: sa.URL, read_only: bool) -> dict[str, Any]:
+    """Driver arguments that pin a session to UTC and, for the payments source, read only."""
+    if backend == "postgresql":
+        # connect_args replaces the URL's own ?options= (e.g. a search_path): keep them.
+        own = url.query.get("options", "")
+        options = " ".join([*([own] if isinstance(own, str) else own), "-c timezone=UTC"]).strip()
+        if read_only:
+            options += " -c default_transaction_read_only=on"
+        return {"options": options, "connect_timeout": 10}
+    if backend in {"mysql", "mariadb"}:
+        return {"init_command": "SET time_zone = '+00:00'", "connect_timeout": 10}
+    if backend == "duckdb":
+        return {"read_only": read_only}  # the time zone is set once connected
+    return {}
+
+
+def _duckdb_in_utc(dbapi_connection: Any, _record: Any) -> None:
+    """DuckDB: read TIMESTAMPTZ columns and compare them with the (naive UTC) bounds in UTC.
+    The time zone is the ICU extension's setting; without it DuckDB has UTC only."""
+    if dbapi_connection.execute(
+        "SELECT count(*) FROM duckdb_extensions() WHERE extension_name = 'icu' AND loaded"
+    ).fetchone()[0]:
+        dbapi_connection.execute("SET TimeZone = 'UTC'")
 
 
 def _client_deadline(timeout: timedelta) -> float:
@@ -239,6 +287,7 @@ def _bound_statements(engine: Engine, backend: str, timeout: timedelta) -> None:
       ``lock_wait_timeout`` per session, and PyMySQL's read and write timeouts.
     - SQLite: the busy timeout (at connect) for another connection's lock, and a progress
       handler that interrupts a statement running past its deadline.
+    - DuckDB: a watchdog that interrupts the statement at its deadline.
     """
     seconds = timeout.total_seconds()
     watch = _dialect_hooks(engine, backend, timeout)
@@ -277,7 +326,7 @@ def _bound_statements(engine: Engine, backend: str, timeout: timedelta) -> None:
 
 def _dialect_hooks(engine: Engine, backend: str, timeout: timedelta) -> float | None:
     """Register the dialect's own limits; the seconds after which a statement's watchdog
-    shuts its connection, for a driver without a read timeout (else None)."""
+    stops it, for a driver without a read timeout (else None)."""
     if backend == "sqlite":
         sa.event.listen(engine, "connect", _interrupt_past_deadline)
     elif backend in {"mysql", "mariadb"}:
@@ -287,6 +336,8 @@ def _dialect_hooks(engine: Engine, backend: str, timeout: timedelta) -> float | 
         watch = _client_deadline(timeout)
         sa.event.listen(engine, "checkout", functools.partial(_watched_ping, seconds=watch))
         return watch
+    elif backend == "duckdb":
+        return timeout.total_seconds()  # in process: no server of its own to answer first
     return None
 
 
@@ -342,11 +393,16 @@ def _is_timeout(backend: str, context: sa.engine.ExceptionContext) -> bool:
 
 
 class _Watchdog:
-    """Shuts down a connection's socket unless :meth:`disarm` comes first; the blocked
-    read then fails at once as a lost connection, which the pool discards."""
+    """Stops a connection's statement unless :meth:`disarm` comes first: PostgreSQL's by
+    shutting down the connection's socket (the blocked read then fails at once as a lost
+    connection, which the pool discards), DuckDB's by interrupting it."""
 
     def __init__(self, dbapi_connection: Any, seconds: float):
-        self._fd = dbapi_connection.fileno()
+        self._stop = (
+            dbapi_connection.interrupt
+            if hasattr(dbapi_connection, "interrupt")
+            else functools.partial(_shut_socket, dbapi_connection.fileno())
+        )
         self._lock = threading.Lock()
         self._armed = True
         self.fired = False
@@ -360,10 +416,7 @@ class _Watchdog:
                 return
             self._armed = False
             self.fired = True
-            # A duplicate descriptor: shutting it down ends the connection's socket for
-            # every descriptor, closing it leaves the driver's own descriptor to the driver.
-            with socket.socket(fileno=os.dup(self._fd)) as duplicate:
-                duplicate.shutdown(socket.SHUT_RDWR)
+            self._stop()
 
     def disarm(self) -> bool:
         """Stop the timer; whether it had already fired."""
@@ -373,10 +426,84 @@ class _Watchdog:
         return self.fired
 
 
+def _shut_socket(fd: int) -> None:
+    # A duplicate descriptor: shutting it down ends the connection's socket for every
+    # descriptor, closing it leaves the driver's own descriptor to the driver.
+    with socket.socket(fileno=os.dup(fd)) as duplicate:
+        duplicate.shutdown(socket.SHUT_RDWR)
+
+
 def _disarm(info: dict[Any, Any]) -> bool:
     """Stop the watchdog of the connection with ``info``; whether it had fired."""
     watchdog = info.pop(_WATCHDOG, None)
     return watchdog.disarm() if watchdog is not None else False
+
+
+def table_columns(engine: Engine, table: str) -> dict[str, Any]:
+    """The columns of ``table`` (``name`` or ``schema.name``), lower-cased, with their types
+    as the database declares them; :class:`sqlalchemy.exc.NoSuchTableError` if it has none.
+
+    DuckDB's are read from its ``information_schema`` (a view over Parquet files counts as
+    a table): duckdb-engine's reflection asks PostgreSQL's catalogue for more than DuckDB
+    provides.
+    """
+    schema, _, name = table.rpartition(".")
+    if engine.dialect.name != "duckdb":
+        columns = sa.inspect(engine).get_columns(name, schema or None)
+        return {column["name"].lower(): column["type"] for column in columns}
+    query = sa.text(
+        "SELECT column_name, data_type FROM information_schema.columns "
+        "WHERE table_name = :name AND table_schema = coalesce(:schema, current_schema()) "
+        "ORDER BY ordinal_position"
+    )
+    with engine.connect() as connection:
+        rows = connection.execute(query, {"name": name, "schema": schema or None}).all()
+    if not rows:
+        raise sa.exc.NoSuchTableError(table)
+    return {str(column).lower(): _duckdb_type(str(kind)) for column, kind in rows}
+
+
+# DuckDB's integer types, as information_schema names them.
+_DUCKDB_INTEGERS = {
+    "TINYINT",
+    "SMALLINT",
+    "INTEGER",
+    "BIGINT",
+    "HUGEINT",
+    "UTINYINT",
+    "USMALLINT",
+    "UINTEGER",
+    "UBIGINT",
+    "UHUGEINT",
+}
+
+
+class _Declared(sa.types.UserDefinedType[Any]):
+    """A DuckDB type the detector reads as it stands, printed under its own name."""
+
+    cache_ok = True
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def get_col_spec(self, **_: Any) -> str:
+        return self.name
+
+
+def _duckdb_type(name: str) -> sa.types.TypeEngine[Any]:
+    """The SQLAlchemy type of a DuckDB column type, as far as the detector tells them apart.
+
+    >>> [str(_duckdb_type(t)) for t in ("TIMESTAMP WITH TIME ZONE", "DECIMAL(12,2)", "DATE")]
+    ['TIMESTAMP', 'NUMERIC', 'DATE']
+    """
+    base = name.split("(")[0].strip().upper()
+    if base.startswith("TIMESTAMP"):
+        return sa.TIMESTAMP(timezone="TIME ZONE" in base)
+    if base in {"DECIMAL", "NUMERIC", "DOUBLE", "FLOAT", "REAL"}:
+        return sa.Numeric()
+    if base in _DUCKDB_INTEGERS:
+        return sa.Integer()
+    return _Declared(name)
 
 
 def create_tables(engine: Engine, metadata: sa.MetaData) -> None:

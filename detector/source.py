@@ -21,7 +21,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from detector.buckets import DAY, QUARTER_HOUR, time_bucket
 from detector.config import SourceConfig
-from detector.db import error_text
+from detector.db import error_text, table_columns
 from detector.errors import DetectorError
 from detector.model import Counts, grouped
 from detector.source_arrays import read_columns
@@ -363,12 +363,7 @@ class SqlSource(Source):
             names[f"dimensions.{label}"] = column
         names.update(self._time_columns())
         try:
-            inspector = sa.inspect(self.engine)
-            schema, _, name = self.config.table.rpartition(".")
-            types = {
-                column["name"].lower(): column["type"]
-                for column in inspector.get_columns(name, schema or None)
-            }
+            types = table_columns(self.engine, self.config.table)
         except sa.exc.NoSuchTableError as exc:
             raise SchemaError(f"source.table: table {self.config.table!r} does not exist") from exc
         except sa.exc.SQLAlchemyError as exc:

@@ -10,6 +10,8 @@ one chunk in flight.
 - PostgreSQL (psycopg 3): ``COPY (SELECT ...) TO STDOUT``, whose text is parsed by
   pandas' C reader chunk by chunk; no Python object is made per row. The parameters are
   bound by psycopg, as for any statement.
+- DuckDB: its own result, a pandas frame of about ``CHUNK_ROWS`` rows at a time
+  (``fetch_df_chunk``): columnar from the engine to the arrays, no tuple per row.
 - Any other database: the driver's cursor, ``fetchmany`` a chunk at a time (server-side
   where the dialect streams, as PyMySQL's unbuffered cursor does).
 """
@@ -35,6 +37,8 @@ ObjectArray = npt.NDArray[np.object_]
 
 # Rows converted at once by the cursor path; about 10 MB of tuples in flight.
 CHUNK_ROWS = 50_000
+# DuckDB's vectors (2,048 rows each) per chunk: about CHUNK_ROWS rows.
+_DUCKDB_VECTORS = 25
 # Bytes of COPY text parsed at once (about 300,000 rows of counts).
 _COPY_CHUNK_BYTES = 8 << 20
 # COPY's text format: tab-separated, NULL as \N, special characters backslash-escaped.
@@ -92,6 +96,8 @@ def read_columns(
     """
     if connection.dialect.name == "postgresql" and connection.dialect.driver == "psycopg":
         chunks = _copy_chunks(connection, query, params, kinds)
+    elif connection.dialect.name == "duckdb":
+        chunks = _duckdb_chunks(connection, query, params, kinds)
     else:
         chunks = _cursor_chunks(connection, query, params, kinds)
     return _joined(chunks, kinds)
@@ -195,6 +201,40 @@ def _cursor_chunks(
                 if kind == "i":
                     column = np.where(column == None, 0, column).astype(np.int64)  # noqa: E711
                 columns.append(column)
+            yield columns, False
+    finally:
+        result.close()
+
+
+def _duckdb_chunks(
+    connection: sa.Connection, query: sa.Select[Any], params: Mapping[str, Any], kinds: str
+) -> Iterator[_Chunk]:
+    """DuckDB: the result as pandas frames of ``_DUCKDB_VECTORS`` vectors each."""
+    result = connection.execute(query, dict(params))
+    # duckdb-engine's cursor passes attributes through to the DuckDB connection, which
+    # holds the result of the statement just run.
+    cursor: Any = result.cursor
+    try:
+        while True:
+            try:
+                frame = cursor.fetch_df_chunk(_DUCKDB_VECTORS)
+            except connection.dialect.loaded_dbapi.Error as exc:
+                # As SQLAlchemy handles a failed statement: its handle_error hooks run.
+                connection._handle_dbapi_exception(exc, str(query), dict(params), cursor, None)
+            if frame.empty:
+                break
+            columns: list[npt.NDArray[Any]] = []
+            for name, kind in zip(frame.columns, kinds, strict=True):
+                column = frame[name]
+                if kind == "t":
+                    columns.append(column.to_numpy(dtype=object))
+                elif pd.api.types.is_integer_dtype(column.dtype):
+                    columns.append(column.to_numpy(dtype=np.int64))
+                else:  # a SUM is a HUGEINT, read as float64 (exact below 2**53), NULL as NaN
+                    columns.append(
+                        np.nan_to_num(column.to_numpy(dtype=np.float64)).astype(np.int64)
+                    )
+            del frame
             yield columns, False
     finally:
         result.close()

@@ -99,6 +99,12 @@ def _convert_column(dialect: str, table: str, column: str) -> str:
             f"Convert it to DATETIME(6) holding UTC: ALTER TABLE {table} MODIFY {column} "
             "DATETIME(6) (values must first read 'YYYY-MM-DD HH:MM:SS')"
         )
+    if dialect == "duckdb":
+        return (
+            f"Convert it: ALTER TABLE {table} ALTER {column} TYPE TIMESTAMPTZ USING "
+            f"CAST({column} AS TIMESTAMPTZ) (after SET TimeZone = 'UTC', text without an "
+            "offset is read as UTC)"
+        )
     return "Give it a timestamp type holding UTC."
 
 

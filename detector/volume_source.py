@@ -20,7 +20,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from detector.buckets import QUARTER_HOUR, time_bucket
 from detector.config import VOLUME_LABEL, Config, VolumeConfig
-from detector.db import connect, error_text
+from detector.db import connect, error_text, table_columns
 from detector.model import Counts
 from detector.rules import series_name
 from detector.source import (
@@ -130,13 +130,11 @@ class VolumeTable:
         """Fail with the key path if the table or a configured column does not exist."""
         key = f"volumes.{self.name}"
         try:
-            schema, _, name = self.config.table.rpartition(".")
-            columns = sa.inspect(self.engine).get_columns(name, schema or None)
+            present = set(table_columns(self.engine, self.config.table))
         except sa.exc.NoSuchTableError as exc:
             raise SchemaError(f"{key}.table: table {self.config.table!r} does not exist") from exc
         except sa.exc.SQLAlchemyError as exc:
             raise SourceError(f"{key}: cannot read its database ({error_text(exc)})") from exc
-        present = {column["name"].lower() for column in columns}
         wanted = {"timestamp": self.config.timestamp}
         wanted |= {f"where.{column}": column for column in self.config.where}
         wanted |= {f"by[{i}]": column for i, column in enumerate(self.config.by)}

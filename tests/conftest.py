@@ -1,5 +1,5 @@
-"""Shared fixtures: the three real databases, explicit payment rows, a fixed clock, the
-daemon in-process and as a subprocess."""
+"""Shared fixtures: the three real databases (and DuckDB for the payments), explicit payment
+rows, a fixed clock, the daemon in-process and as a subprocess."""
 
 from __future__ import annotations
 
@@ -47,6 +47,9 @@ DIALECTS = [
     pytest.param("postgresql", marks=pytest.mark.database),
     pytest.param("mariadb", marks=pytest.mark.database),
 ]
+# The databases the payments are read from: those above, and DuckDB (a file, no server),
+# which holds no state.
+SOURCE_DIALECTS = [*DIALECTS, "duckdb"]
 
 T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)  # a Friday noon: the tests' "now"
 
@@ -170,29 +173,46 @@ def _server(dialect: str) -> str:
     return url
 
 
+def _duckdb(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, sa.Engine]:
+    """A DuckDB file and an engine writing it that holds the file only while it writes:
+    the detector's read-only engine opens the same file in between."""
+    try:
+        import duckdb_engine  # noqa: F401
+    except ImportError:
+        message = "duckdb-engine is not installed (pip install -e '.[test]')"
+        if REQUIRE_SERVERS:
+            pytest.fail(message)
+        pytest.skip(message)
+    url = f"duckdb:///{tmp_path_factory.mktemp('db') / 'payments.duckdb'}"
+    return url, sa.create_engine(url, poolclass=sa.pool.NullPool)
+
+
 def _database(dialect: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PaymentsDb]:
     table = "payments"
     if dialect == "sqlite":
         url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'payments.db'}"
+        engine = sa.create_engine(url)
+    elif dialect == "duckdb":
+        url, engine = _duckdb(tmp_path_factory)
     else:
         url = _server(dialect)
         table = f"payments_{uuid.uuid4().hex[:10]}"
-    engine = sa.create_engine(url)
+        engine = sa.create_engine(url)
     create_schema(engine, table)
     try:
         yield PaymentsDb(dialect, url, table, engine)
     finally:
-        if dialect != "sqlite":
+        if dialect not in {"sqlite", "duckdb"}:
             with engine.begin() as connection:
                 connection.execute(sa.text(f"DROP TABLE {table}"))
         engine.dispose()
 
 
-@pytest.fixture(params=DIALECTS)
+@pytest.fixture(params=SOURCE_DIALECTS)
 def payments_db(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[PaymentsDb]:
-    """The same test on SQLite, PostgreSQL and MariaDB."""
+    """The same test on SQLite, PostgreSQL, MariaDB and DuckDB."""
     yield from _database(request.param, tmp_path_factory)
 
 

@@ -67,6 +67,7 @@ def locked(engine: sa.Engine, table: str) -> Iterator[None]:
             holder.rollback()
 
 
+@pytest.mark.parametrize("payments_db", DIALECTS, indirect=True)  # DuckDB locks no table
 def test_a_locked_payments_table_fails_the_tick_and_raises_source_down(
     payments_db: PaymentsDb,
 ) -> None:

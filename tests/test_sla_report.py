@@ -33,8 +33,10 @@ OCT = datetime(2026, 10, 1, tzinfo=UTC)
 
 @pytest.fixture
 def state(payments_db: PaymentsDb, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A fresh state database on the payments database's server."""
-    yield from _state_url(payments_db.dialect, tmp_path_factory)
+    """A fresh state database on the payments database's server (SQLite beside DuckDB,
+    which holds no state)."""
+    dialect = "sqlite" if payments_db.dialect == "duckdb" else payments_db.dialect
+    yield from _state_url(dialect, tmp_path_factory)
 
 
 def _resolved(

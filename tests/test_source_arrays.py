@@ -114,6 +114,7 @@ def test_a_seeded_table_reads_exactly_its_counts_in_any_chunk_size(
     if chunks == "tiny":  # every chunk boundary, mid-line ones of COPY's text included
         monkeypatch.setattr(source_arrays, "CHUNK_ROWS", 7)
         monkeypatch.setattr(source_arrays, "_COPY_CHUNK_BYTES", 64)
+        monkeypatch.setattr(source_arrays, "_DUCKDB_VECTORS", 1)  # 2,048 rows
     rows = _seed(payments_db)
     expected, skipped = _expected(rows)
     got, invalid = _read(open_source(_config(payments_db)))

@@ -37,7 +37,7 @@ class EventsTable:
         self.table = sa.Table(
             self.name,
             sa.MetaData(),
-            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+            # No generated id: DuckDB has no SERIAL, and the detector reads none.
             sa.Column("created_at", sa.DateTime, nullable=False, index=True),
             sa.Column("status", sa.String(20)),
             sa.Column("country", sa.String(2)),

@@ -107,7 +107,7 @@ def load(args: argparse.Namespace, *, delivery: bool = True) -> Config:
         if not url:
             continue
         try:
-            check_url(url)
+            check_url(url, state=section == "state")
         except DatabaseUrlError as exc:
             raise DatabaseUrlError(f"{name}: {exc}") from None
         updates[section] = getattr(config, section).model_copy(update={"url": url})

@@ -180,7 +180,16 @@ def _database_url(value: Any) -> str:
     return str(value)
 
 
+def _state_url(value: Any) -> str:
+    from detector.db import check_url
+
+    check_url(str(value), state=True)
+    return str(value)
+
+
 DatabaseUrl = Annotated[str, AfterValidator(_database_url)]
+# The detector's own tables: any database URL but DuckDB's.
+StateUrl = Annotated[str, AfterValidator(_state_url)]
 
 
 class SourceConfig(FrozenModel):
@@ -235,7 +244,7 @@ class SourceConfig(FrozenModel):
 
 
 class StateConfig(FrozenModel):
-    url: DatabaseUrl = "sqlite:///detector-state.db"
+    url: StateUrl = "sqlite:///detector-state.db"
     # Longest a query of the state database (outbox, alerts, lease) may take.
     query_timeout: Annotated[
         Duration,
