@@ -44,7 +44,12 @@ INCIDENTS = [
     Incident("stripe", DAY + timedelta(hours=12), timedelta(minutes=15), failure_rate=1.0),
     Incident("adyen", DAY + timedelta(hours=11), timedelta(minutes=45), failure_rate=0.12),
 ]
-_TIME_TYPES = {"sqlite": "DATETIME", "postgresql": "TIMESTAMP", "mariadb": "DATETIME(6)"}
+_TIME_TYPES = {
+    "sqlite": "DATETIME",
+    "postgresql": "TIMESTAMP",
+    "mariadb": "DATETIME(6)",
+    "duckdb": "TIMESTAMP",
+}
 _MINUTE = np.timedelta64(60_000_000, "us")
 
 
