@@ -97,7 +97,9 @@ class Engine:
         self.replay = replay
         self.window = CountWindow(minutes_needed(config), gateways=config.gateways)
         self.series = (
-            DimensionSeries(config, self.window.minutes) if series_dimensions(config) else None
+            DimensionSeries(config, self.window.minutes, replay)
+            if series_dimensions(config)
+            else None
         )
         self.alerts = AlertBook(config)
         self.calibration = Calibration()
@@ -298,14 +300,13 @@ class Engine:
 
     def quiet(self, now: datetime) -> bool:
         """Whether a tick at ``now`` is known to change nothing, so that a replay may leave it
-        out: no alert is open and the replay's hour of windows says that no rule is active
-        for any gateway then. (Dimension series and business volumes have verdicts of their
+        out: no alert is open and the replay's hours of windows say that no rule is active
+        for any gateway or dimension series then. (Business volumes have verdicts of their
         own: never quiet.)
         The next tick's read reaches back to the watermark and covers the minutes left out,
         as after a tick the daemon missed."""
         return (
             self.replay is not None
-            and self.series is None
             and self.volumes is None
             and not self.alerts.alerts
             and self.failed_ticks == 0
@@ -316,6 +317,7 @@ class Engine:
                 [r.rule for r in self.last_results if r.rule != LatencyWatch.rule.name],
             )
             and (self.latency is None or self.latency.quiet(ceil_minute(now)))
+            and (self.series is None or self.series.quiet(ceil_minute(now)))
         )
 
     def _restarts(

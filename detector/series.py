@@ -37,6 +37,7 @@ from detector.model import Counts, grouped
 from detector.rules import (
     Calibration,
     Finding,
+    Replay,
     RuleResult,
     SeriesRows,
     calibration_history,
@@ -160,22 +161,31 @@ class DimensionSeries:
     :meth:`hold_back` on each of them just before the alert book takes it.
     """
 
-    def __init__(self, config: Config, minutes: int):
+    def __init__(self, config: Config, minutes: int, replay: Replay | None = None):
         self.config = config
         self.groupings = config.detection.sla_breach.series
         self.dimensions = series_dimensions(config)
         self.window = CountWindow(minutes)
+        # In a replay, the series' counts cut from the final ones, so that their rules
+        # compute an hour of ticks at once as the gateways' do.
+        self.replay = None if replay is None else replay.derived(self._of_read)
+        self._rules: list[str] = []  # the series rules evaluated at the last tick
         # Series of one grouping never share a payment; those of two groupings may.
         self.overlaps = Overlaps(self.dimensions, minutes) if len(self.groupings) > 1 else None
         self.calibration = Calibration()
         self.rows = SeriesRows([], [], np.zeros(0, dtype=bool))
         self._parsed: dict[str, tuple[str, dict[str, str]]] = {}
 
+    def _of_read(self, counts: Counts) -> Counts:
+        """The series' counts in a read (from its ``detail``)."""
+        detail = counts.detail if counts.detail is not None else Counts.empty()
+        return series_counts(detail, self.groupings)
+
     def update(self, first_minute: int, end_minute: int, counts: Counts) -> None:
         """Take the series' share of a read (its ``detail``) for the same minutes."""
         self.window.advance(end_minute)
+        self.window.replace(first_minute, end_minute, self._of_read(counts))
         detail = counts.detail if counts.detail is not None else Counts.empty()
-        self.window.replace(first_minute, end_minute, series_counts(detail, self.groupings))
         if self.overlaps is not None:
             self.overlaps.update(first_minute, end_minute, detail)
         for key in self.window.gateways:
@@ -202,9 +212,25 @@ class DimensionSeries:
         """Per series rule, its verdicts on the series before :meth:`hold_back`;
         ``restarts``: per series, the epoch minute its sla_breach evidence counts from."""
         results = evaluate_series(
-            self.window, self.config, self.calibration, self.rows, self.shares, restarts
+            self.window,
+            self.config,
+            self.calibration,
+            self.rows,
+            self.shares,
+            restarts,
+            self.replay,
         )
+        self._rules = [result.rule for result in results]
         return {result.rule: result for result in results}
+
+    def quiet(self, end_minute: int) -> bool:
+        """Whether a replay knows that no series rule is active for any series in the window
+        ending before ``end_minute`` (see :meth:`Replay.quiet`)."""
+        return (
+            self.replay is not None
+            and bool(self._rules)
+            and self.replay.quiet(end_minute, self._rules)
+        )
 
     def hold_back(self, result: RuleResult, gateways: CountWindow, book: AlertBook) -> RuleResult:
         """``result`` less the new alerts :func:`hold_back` holds back, as ``book`` stands."""
