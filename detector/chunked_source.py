@@ -111,6 +111,7 @@ class ChunkedSource(Source):
         self.chunk_minutes = chunk_minutes or CHUNK_MINUTES
         self._chunks: list[_Chunk] = []
         self._loaded_end = first_minute
+        self._last = ceil_minute(end)  # after the range's last (maybe partial) minute
         self._quarters: Counts | None = None
         self.chunks_read = 0
         self.peak_rows = 0  # the most rows held at once, detail included
@@ -151,7 +152,7 @@ class ChunkedSource(Source):
         return counts if derive is None else derive(counts)
 
     def _load_until(self, end_minute: int) -> None:
-        last = ceil_minute(self.end)
+        last = self._last
         target = min(end_minute, last)
         if self._loaded_end >= target:
             return

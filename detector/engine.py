@@ -230,7 +230,9 @@ class Engine:
         self._tick_volumes(now)
         shares = None
         if self.series is not None:
-            self.series.update(epoch_minute(start), end_minute, counts)
+            # A replay's reads are its final counts: the series' are cut from its own.
+            read_end = epoch_minute(now) if self.replay is not None else None
+            self.series.update(epoch_minute(start), end_minute, counts, read_end)
             shares = self.series.shares
         if self.latency is not None:
             self.latency.update(epoch_minute(start), end_minute, counts)

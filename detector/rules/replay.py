@@ -60,6 +60,10 @@ class Replay:
         final = self._final
         return Replay(derive(final) if isinstance(final, Counts) else final.derived(derive))
 
+    def final(self, first_minute: int, end_minute: int) -> Counts:
+        """The final counts of ``[first_minute, end_minute)``: what a replayed read returns."""
+        return self._final.between(first_minute, end_minute)
+
     def latency(self) -> Replay:
         """The replay of the latency counts (slow payments as failures of the timed ones)."""
         return self.derived(Counts.latency)
