@@ -312,7 +312,6 @@ class Engine:
             and self.volumes is None
             and not self.alerts.alerts
             and self.failed_ticks == 0
-            and self.late_minutes() is None
             and bool(self.last_results)
             and self.replay.quiet(
                 ceil_minute(now),
@@ -320,6 +319,8 @@ class Engine:
             )
             and (self.latency is None or self.latency.quiet(ceil_minute(now)))
             and (self.series is None or self.series.quiet(ceil_minute(now)))
+            # Last: it looks at every gateway, the checks before at a flag each.
+            and self.late_minutes() is None
         )
 
     def _restarts(
