@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -35,27 +34,43 @@ __all__ = ["main"]
 START = datetime(2026, 10, 5, tzinfo=UTC)
 
 
-def _resident_kb() -> int:
-    """This process's resident memory now, in KB."""
-    pages = int(Path("/proc/self/statm").read_text().split()[1])
-    return pages * resource.getpagesize() // 1024
+def _memory_kb(field: str) -> int:
+    """A memory figure of this process from /proc (VmRSS: resident now, VmHWM: its peak).
+
+    Not ``getrusage``: its peak survives ``exec``, so a child would inherit its parent's."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no {field} in /proc/self/status")
 
 
 def _measure(url: str, days: float) -> None:
     """Replay ``days`` in this process; print its figures as one JSON line."""
     config = parse_config({"source": {"url": url}}, env={})
     source = SqlSource(connect(url), config.source)
-    before = _resident_kb()
+    before = _memory_kb("VmRSS")
     began = time.perf_counter()
     events = list(replay(config, source, START, START + timedelta(days=days)))
     seconds = time.perf_counter() - began
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KB on Linux
+    peak = _memory_kb("VmHWM")
     source.engine.dispose()
     print(
         json.dumps(
             {"days": days, "added_mb": (peak - before) / 1024, "s": seconds, "n": len(events)}
         )
     )
+
+
+def _replayed(url: str, days: float) -> dict[str, float]:
+    """The figures of replaying ``days`` in a fresh process."""
+    out = subprocess.run(
+        [sys.executable, __file__, "--db", url, "--measure", str(days)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    figures: dict[str, float] = json.loads(out.strip().splitlines()[-1])
+    return figures
 
 
 def main() -> None:
@@ -79,13 +94,7 @@ def main() -> None:
     print(f"wrote {rows:,} payments over {longest:g} days in {time.perf_counter() - began:.0f}s")
     print(f"\n{'range':>8} {'memory added':>13} {'replay':>9} {'transitions':>12}")
     for days in args.days:
-        out = subprocess.run(
-            [sys.executable, __file__, "--db", url, "--measure", str(days)],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout
-        figures = json.loads(out.strip().splitlines()[-1])
+        figures = _replayed(url, days)
         print(
             f"{days:>6g} d {figures['added_mb']:>10.0f} MB {figures['s']:>7.1f} s "
             f"{figures['n']:>12}"
