@@ -1,11 +1,14 @@
 """Replays history through the daemon's own engine in simulated time; never notifies.
 
-The history is aggregated by the database once (one ``GROUP BY gateway, minute`` over the
-whole range); each simulated tick is then served from those counts, so a replay costs
-about what that one query costs. Knowing every tick's counts in advance, the rules compute
-an hour of ticks at once, and a tick they show to change nothing (no rule active for any
-gateway, no alert open) is left out: the next tick's read covers its minutes, as the daemon's
-does after a missed tick, and the transitions are exactly those of ticking every interval.
+The history is aggregated by the database a day at a time (one ``GROUP BY gateway, minute``
+per day, :class:`~detector.chunked_source.ChunkedSource`), and the weeks before the range
+that the seasonal volume history needs once per quarter hour; each simulated tick is then
+served from those counts, so a replay costs about what those queries cost, and holds a day
+and the rules' look-back whatever the range. Knowing every tick's counts in advance, the
+rules compute an hour of ticks at once, and a tick they show to change nothing (no rule
+active for any gateway or dimension series, no alert open) is left out: the next tick's read
+covers its minutes, as the daemon's does after a missed tick, and the transitions are
+exactly those of ticking every interval.
 """
 
 from __future__ import annotations
@@ -13,26 +16,31 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any, TextIO
 
 from detector.alerts import notification_for
+from detector.chunked_source import ChunkedSource
 from detector.config import Config
 from detector.engine import Engine
 from detector.model import Notification
 from detector.notify import messages
 from detector.rules import Replay, VolumeHistory, minutes_needed
+from detector.rules.quarter_hours import HISTORY_SLOTS
 from detector.series import series_dimensions
 from detector.source import FrameSource, Source, SqlSource
-from detector.timeutil import floor_minute
+from detector.stats.seasonal import SLOT_MINUTES
+from detector.timeutil import epoch_minute, floor_minute
 from detector.volume_source import VolumeSource
 
 __all__ = [
     "BacktestEvent",
+    "Reads",
     "aggregate",
     "replay",
     "replay_as_visible",
+    "streamed",
     "subject",
     "to_record",
     "write_jsonl",
@@ -52,6 +60,44 @@ def _history_start(config: Config, start: datetime) -> datetime:
         timedelta(hours=VolumeHistory.hours_needed() + 1),  # the seasonal volume rules' weeks
     )
     return floor_minute(start) - history
+
+
+@dataclass(frozen=True)
+class Reads:
+    """The counts a replay from ``start`` reads: per quarter hour from ``quarters_from``
+    (the seasonal volume history's weeks), per minute from ``minutes_from`` (the rules'
+    look-back, on a whole hour) to the end; epoch minutes."""
+
+    quarters_from: int
+    minutes_from: int
+    # How far before the newest minute read a tick's reads reach back.
+    look_back: int
+
+    @classmethod
+    def of(cls, config: Config, start: datetime) -> Reads:
+        first_tick = epoch_minute(start)
+        history = max(int(config.source.warmup.total_seconds() // 60) + 1, minutes_needed(config))
+        # The first tick's hour is the one its last complete minute falls in.
+        first_hour = (first_tick - 1) // 60 * 60
+        minutes_from = (first_hour - history) // 60 * 60
+        late = int(config.source.max_late_arrival.total_seconds() // 60)
+        # A window, the hour a replay computes ahead, and the quarter hours late rows change.
+        look_back = max(history, late + SLOT_MINUTES) + 2 * 60
+        return cls(first_hour - HISTORY_SLOTS * SLOT_MINUTES, minutes_from, look_back)
+
+
+def streamed(config: Config, source: Source, start: datetime, end: datetime) -> ChunkedSource:
+    """The source a replay from ``start`` to ``end`` reads through: ``source`` a day at a
+    time (see :class:`Reads`)."""
+    reads = Reads.of(config, start)
+    return ChunkedSource(
+        source,
+        series_dimensions(config),
+        reads.quarters_from,
+        reads.minutes_from,
+        end,
+        reads.look_back,
+    )
 
 
 def aggregate(config: Config, source: Source, start: datetime, end: datetime) -> FrameSource:
@@ -82,11 +128,11 @@ def replay(
     """
     interval = config.schedule.interval
     first_tick = floor_minute(start)
-    frame = aggregate(config, source, start, end)
+    frames = streamed(config, source, start, end)
     if volumes is not None:
         volumes.aggregate(_history_start(config, start), end)
     # Every tick's counts are known in advance: the rules are computed an hour at a time.
-    engine = Engine(config, frame, replay=Replay(frame.counts), volumes=volumes)
+    engine = Engine(config, frames, replay=Replay(frames), volumes=volumes)
     now, ticks, quiet = first_tick, 0, 0
     while now <= end:
         ticks += 1
@@ -97,7 +143,14 @@ def replay(
                 if not transition.repeat:
                     yield notification_for(transition, config)
         now += interval
-    log.info("replayed %d ticks (%d known quiet and left out)", ticks, quiet)
+    log.info(
+        "replayed %d ticks (%d known quiet and left out) from %d reads of payments, "
+        "holding at most %d rows of counts",
+        ticks,
+        quiet,
+        frames.chunks_read,
+        frames.peak_rows,
+    )
 
 
 def replay_as_visible(

@@ -101,7 +101,9 @@ class Engine:
         self.replay = replay
         self.window = CountWindow(minutes_needed(config), gateways=config.gateways)
         self.series = (
-            DimensionSeries(config, self.window.minutes) if series_dimensions(config) else None
+            DimensionSeries(config, self.window.minutes, replay)
+            if series_dimensions(config)
+            else None
         )
         self.alerts = AlertBook(config)
         self.calibration = Calibration()
@@ -232,7 +234,9 @@ class Engine:
         self._tick_volumes(now)
         shares = None
         if self.series is not None:
-            self.series.update(epoch_minute(start), end_minute, counts)
+            # A replay's reads are its final counts: the series' are cut from its own.
+            read_end = epoch_minute(now) if self.replay is not None else None
+            self.series.update(epoch_minute(start), end_minute, counts, read_end)
             shares = self.series.shares
         if self.latency is not None:
             self.latency.update(epoch_minute(start), end_minute, counts)
@@ -326,24 +330,25 @@ class Engine:
 
     def quiet(self, now: datetime) -> bool:
         """Whether a tick at ``now`` is known to change nothing, so that a replay may leave it
-        out: no alert is open and the replay's hour of windows says that no rule is active
-        for any gateway then. (Dimension series and business volumes have verdicts of their
+        out: no alert is open and the replay's hours of windows say that no rule is active
+        for any gateway or dimension series then. (Business volumes have verdicts of their
         own: never quiet.)
         The next tick's read reaches back to the watermark and covers the minutes left out,
         as after a tick the daemon missed."""
         return (
             self.replay is not None
-            and self.series is None
             and self.volumes is None
             and not self.alerts.alerts
             and self.failed_ticks == 0
-            and self.late_minutes() is None
             and bool(self.last_results)
             and self.replay.quiet(
                 ceil_minute(now),
                 [r.rule for r in self.last_results if r.rule != LatencyWatch.rule.name],
             )
             and (self.latency is None or self.latency.quiet(ceil_minute(now)))
+            and (self.series is None or self.series.quiet(ceil_minute(now)))
+            # Last: it looks at every gateway, the checks before at a flag each.
+            and self.late_minutes() is None
         )
 
     def _restarts(

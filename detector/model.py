@@ -14,7 +14,7 @@ import numpy.typing as npt
 from detector.stats.attribution import Attribution
 from detector.stats.revenue import Loss
 
-__all__ = ["Counts", "Evidence", "Notification", "grouped"]
+__all__ = ["Counts", "Evidence", "Notification", "grouped", "grouped_by_index"]
 
 IntArray = npt.NDArray[np.int64]
 
@@ -115,8 +115,17 @@ def grouped(keys: npt.NDArray[np.object_], minute: IntArray, counts: Counts) -> 
     if not minute.size:
         return Counts.empty()
     names, key_index = np.unique(keys.astype(str), return_inverse=True)
+    return grouped_by_index(names, key_index.ravel(), minute, counts)
+
+
+def grouped_by_index(
+    names: npt.NDArray[Any], key_index: IntArray, minute: IntArray, counts: Counts
+) -> Counts:
+    """:func:`grouped` with each row's key given as its index in ``names`` (sorted, distinct)."""
+    if not minute.size:
+        return Counts.empty()
     first = int(minute.min())
-    cells, where = np.unique((minute - first) * len(names) + key_index.ravel(), return_inverse=True)
+    cells, where = np.unique((minute - first) * len(names) + key_index, return_inverse=True)
     where = where.ravel()
 
     def total(values: IntArray) -> IntArray:

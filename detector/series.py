@@ -30,13 +30,15 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import pandas as pd
 
 from detector.alerts import AlertBook, fingerprint
 from detector.config import Config
-from detector.model import Counts, grouped
+from detector.model import Counts, grouped_by_index
 from detector.rules import (
     Calibration,
     Finding,
+    Replay,
     RuleResult,
     SeriesRows,
     calibration_history,
@@ -92,17 +94,36 @@ def series_counts(detail: Counts, groupings: tuple[tuple[str, ...], ...]) -> Cou
     """
     if detail.values is None or not detail.minute.size:
         return Counts.empty()
+    # Each row's gateway and values as integers (hashing, no sorting of strings).
+    gateway = _factorized(detail.gateway)
+    values = [_factorized(detail.values[:, i]) for i in range(len(detail.dimensions))]
     parts = []
     for grouping in groupings:
         columns = [detail.dimensions.index(label) for label in grouping]
-        cells = np.column_stack([detail.gateway, detail.values[:, columns]]).astype(str)
+        cell = gateway[0].astype(np.int64)
+        for i in columns:
+            cell = cell * len(values[i][1]) + values[i][0]
         # One key per distinct series, not per row: a tick reads a row per series and minute.
-        distinct, where = np.unique(cells, axis=0, return_inverse=True)
+        distinct, where = np.unique(cell, return_inverse=True)
+        first = np.zeros(distinct.size, dtype=np.int64)
+        first[where.ravel()] = np.arange(cell.size)
         keys = np.array(
-            [series_key(cell[0], dict(zip(grouping, cell[1:], strict=True))) for cell in distinct],
+            [
+                series_key(
+                    str(gateway[1][gateway[0][row]]),
+                    {
+                        label: str(values[i][1][values[i][0][row]])
+                        for label, i in zip(grouping, columns, strict=True)
+                    },
+                )
+                for row in first
+            ],
             dtype=object,
         )
-        parts.append(grouped(keys[where.ravel()], detail.minute, detail))
+        names, key_index = np.unique(keys.astype(str), return_inverse=True)
+        parts.append(
+            grouped_by_index(names, key_index.ravel()[where.ravel()], detail.minute, detail)
+        )
     order = np.argsort(np.concatenate([part.minute for part in parts]), kind="stable")
 
     def joined(column: str) -> npt.NDArray[Any]:
@@ -118,20 +139,48 @@ def series_counts(detail: Counts, groupings: tuple[tuple[str, ...], ...]) -> Cou
     )
 
 
+def _factorized(
+    column: npt.NDArray[Any],
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.str_]]:
+    """Each row's value as an integer, and the text of each integer: rows whose values
+    read the same as text share one."""
+    codes, uniques = pd.factorize(column, use_na_sentinel=False)
+    names, merged = np.unique(np.array([str(u) for u in uniques], dtype=str), return_inverse=True)
+    return np.asarray(merged.ravel()[codes], dtype=np.int64), names
+
+
 class Overlaps:
     """What overlapping series share: per-minute counts per gateway and every series
     dimension at once (stripe, method=card, country=BR), for the payments of
-    ``method=card`` that are also ``country=BR``."""
+    ``method=card`` that are also ``country=BR``.
 
-    def __init__(self, dimensions: tuple[str, ...], minutes: int):
+    In a replay (``replay``) they are not kept: :meth:`excess`, seldom asked, cuts what it
+    needs from the final counts' detail, which is what the window would hold."""
+
+    def __init__(self, dimensions: tuple[str, ...], minutes: int, replay: Replay | None = None):
         self.dimensions = dimensions
         self.window = CountWindow(minutes)
+        self.replay = replay
+        # In a replay: the window's first minute and the end of what was read into it.
+        self._replayed: tuple[int, int] | None = None
         self._gateways = np.zeros(0, dtype=object)
         self._values = np.zeros((0, len(dimensions)), dtype=object)
 
-    def update(self, first_minute: int, end_minute: int, detail: Counts) -> None:
+    def counts_of(self, counts: Counts) -> Counts:
+        """The counts of a read (from its ``detail``) per gateway and every dimension."""
+        detail = counts.detail if counts.detail is not None else Counts.empty()
+        return series_counts(detail, (self.dimensions,))
+
+    def update(
+        self, first_minute: int, end_minute: int, counts: Counts, read_end: int | None = None
+    ) -> None:
+        """Take a read's counts for the minutes it covers (in a replay, ``read_end``: the
+        minute before which it counted)."""
+        if self.replay is not None and read_end is not None:
+            self._replayed = (end_minute - self.window.minutes, read_end)
+            return
         self.window.advance(end_minute)
-        self.window.replace(first_minute, end_minute, series_counts(detail, (self.dimensions,)))
+        self.window.replace(first_minute, end_minute, self.counts_of(counts))
         known = len(self._gateways)
         if known < len(self.window.gateways):  # a window only ever adds rows
             parsed = [_parse_key(key) for key in self.window.gateways[known:]]
@@ -145,6 +194,15 @@ class Overlaps:
     def counts(self, gateway: str, labels: Mapping[str, str], start: int) -> tuple[int, int]:
         """The payments and failures of ``gateway``'s payments with all of ``labels``, from
         column ``start`` of the window on."""
+        if self.replay is not None and self._replayed is not None:
+            first, end = self._replayed
+            detail = self.replay.final(first + start, end).detail
+            if detail is None or detail.values is None:
+                return 0, 0
+            rows = detail.gateway == gateway
+            for name, value in labels.items():
+                rows &= detail.values[:, detail.dimensions.index(name)] == value
+            return int(detail.payments[rows].sum()), int(detail.failures[rows].sum())
         rows = self._gateways == gateway
         for name, value in labels.items():
             rows &= self._values[:, self.dimensions.index(name)] == value
@@ -166,24 +224,43 @@ class DimensionSeries:
     :meth:`hold_back` on each of them just before the alert book takes it.
     """
 
-    def __init__(self, config: Config, minutes: int):
+    def __init__(self, config: Config, minutes: int, replay: Replay | None = None):
         self.config = config
         self.groupings = config.detection.sla_breach.series
         self.dimensions = series_dimensions(config)
         self.window = CountWindow(minutes)
         # Series of one grouping never share a payment; those of two groupings may.
-        self.overlaps = Overlaps(self.dimensions, minutes) if len(self.groupings) > 1 else None
+        self.overlaps = (
+            Overlaps(self.dimensions, minutes, replay) if len(self.groupings) > 1 else None
+        )
+        # In a replay, the series' counts cut from the final ones, so that their rules
+        # compute an hour of ticks at once as the gateways' do; and each read's are cut
+        # from them too, rather than counted anew every tick.
+        self.replay = None if replay is None else replay.derived(self._of_read)
+        self._rules: list[str] = []  # the series rules evaluated at the last tick
         self.calibration = Calibration()
         self.rows = SeriesRows([], [], np.zeros(0, dtype=bool))
         self._parsed: dict[str, tuple[str, dict[str, str]]] = {}
 
-    def update(self, first_minute: int, end_minute: int, counts: Counts) -> None:
-        """Take the series' share of a read (its ``detail``) for the same minutes."""
-        self.window.advance(end_minute)
+    def _of_read(self, counts: Counts) -> Counts:
+        """The series' counts in a read (from its ``detail``)."""
         detail = counts.detail if counts.detail is not None else Counts.empty()
-        self.window.replace(first_minute, end_minute, series_counts(detail, self.groupings))
+        return series_counts(detail, self.groupings)
+
+    def update(
+        self, first_minute: int, end_minute: int, counts: Counts, read_end: int | None = None
+    ) -> None:
+        """Take the series' share of a read (its ``detail``) for the same minutes; in a
+        replay, ``read_end`` is the minute before which the read counted (its end, floored)."""
+        self.window.advance(end_minute)
+        series = (
+            self.replay.final(first_minute, read_end)
+            if self.replay is not None and read_end is not None
+            else self._of_read(counts)
+        )
+        self.window.replace(first_minute, end_minute, series)
         if self.overlaps is not None:
-            self.overlaps.update(first_minute, end_minute, detail)
+            self.overlaps.update(first_minute, end_minute, counts, read_end)
         for key in self.window.gateways:
             if key not in self._parsed:
                 self._parsed[key] = _parse_key(key)
@@ -208,9 +285,25 @@ class DimensionSeries:
         """Per series rule, its verdicts on the series before :meth:`hold_back`;
         ``restarts``: per series, the epoch minute its sla_breach evidence counts from."""
         results = evaluate_series(
-            self.window, self.config, self.calibration, self.rows, self.shares, restarts
+            self.window,
+            self.config,
+            self.calibration,
+            self.rows,
+            self.shares,
+            restarts,
+            self.replay,
         )
+        self._rules = [result.rule for result in results]
         return {result.rule: result for result in results}
+
+    def quiet(self, end_minute: int) -> bool:
+        """Whether a replay knows that no series rule is active for any series in the window
+        ending before ``end_minute`` (see :meth:`Replay.quiet`)."""
+        return (
+            self.replay is not None
+            and bool(self._rules)
+            and self.replay.quiet(end_minute, self._rules)
+        )
 
     def hold_back(self, result: RuleResult, gateways: CountWindow, book: AlertBook) -> RuleResult:
         """``result`` less the new alerts :func:`hold_back` holds back, as ``book`` stands."""

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import pandas as pd
 
 from detector.model import Counts
 
@@ -15,6 +16,8 @@ __all__ = ["CountWindow", "shift_out"]
 IntArray = npt.NDArray[np.int64]
 # Payments, failures, volume and declines.
 _COUNTS = 4
+# Up to this many rows, a read's gateways are looked up one by one.
+_FEW_ROWS = 64
 
 
 def shift_out(matrices: Iterable[npt.NDArray[Any]], shift: int) -> None:
@@ -86,9 +89,20 @@ class CountWindow:
         shift_out((self._buckets.reshape(-1, self.minutes),), shift)
         self.end_minute = end_minute
 
+    def _rows_of(self, gateways: npt.NDArray[np.object_]) -> IntArray:
+        """The row of each of ``gateways``, adding those the window lacks (in the order
+        they first appear)."""
+        if gateways.size <= _FEW_ROWS:  # a live tick's read: a dict is quicker than hashing
+            self._add(gateways.tolist())
+            return np.array([self._index[g] for g in gateways.tolist()], dtype=np.int64)
+        codes, names = pd.factorize(gateways)  # names in the order they first appear
+        self._add(names.tolist())
+        rows: IntArray = np.array([self._index[g] for g in names.tolist()], dtype=np.int64)
+        return np.asarray(rows[codes], dtype=np.int64)
+
     def replace(self, first_minute: int, end_minute: int, counts: Counts) -> None:
         """Set the buckets ``first_minute <= minute < end_minute`` to ``counts``."""
-        self._add(counts.gateway.tolist())
+        rows = self._rows_of(counts.gateway)
         start = self.end_minute - self.minutes
         lo = max(first_minute, start) - start
         hi = min(end_minute, self.end_minute) - start
@@ -101,8 +115,8 @@ class CountWindow:
         # A tick reads exactly the minutes it replaces: then every row is kept as it is.
         inside = lo <= column.min() and column.max() < hi
         keep = slice(None) if inside else (column >= lo) & (column < hi)
-        rows = [self._index[g] for g in counts.gateway[keep]]
-        if not rows:
+        rows = rows[keep]
+        if not rows.size:
             return
         # Buckets are unique per (gateway, minute), so plain assignment is exact.
         self._buckets[:, rows, column[keep]] = (

@@ -155,13 +155,15 @@ def evaluate_series(
     rows: SeriesRows,
     sla_shares: Mapping[str, int],
     restarts: npt.NDArray[np.int64] | None = None,
+    replay: Replay | None = None,
 ) -> list[RuleResult]:
     """The verdicts of the enabled :data:`SERIES_RULES` on dimension series, whose rows
-    ``rows`` describes."""
+    ``rows`` describes; ``replay`` (of the series' counts) as in :func:`evaluate`."""
     context = RuleContext(
         config,
         np.array([config.sla_for(g) for g in rows.gateways], dtype=np.float64),
         calibration,
+        served=None if replay is None else replay.served(window),
         sla_shares=_per_row(rows.gateways, sla_shares),
         series=rows,
         restarts=restarts,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TypeVar, cast
+from typing import Protocol, TypeVar, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -24,10 +24,20 @@ from detector.rules.verdict import BoolArray
 from detector.stats.cusum import CusumBank
 from detector.window import CountWindow
 
-__all__ = ["HourOfWindows", "Replay", "Served"]
+__all__ = ["FinalCounts", "HourOfWindows", "Replay", "Served"]
 
 Figures = TypeVar("Figures", bound=TickFigures)
 IntArray = npt.NDArray[np.int64]
+
+
+class FinalCounts(Protocol):
+    """Final counts served a span of minutes at a time (a backtest's, read in chunks)."""
+
+    def between(self, first_minute: int, end_minute: int) -> Counts: ...
+
+    def derived(self, derive: Callable[[Counts], Counts]) -> FinalCounts:
+        """The counts ``derive`` makes from these, row-wise per minute."""
+        ...
 
 
 class Replay:
@@ -36,16 +46,27 @@ class Replay:
     Parameters
     ----------
     final
-        Every count the replay's ticks will read, as they stand at its end.
+        Every count the replay's ticks will read, as they stand at its end: all of them, or
+        served a span at a time.
     """
 
-    def __init__(self, final: Counts) -> None:
+    def __init__(self, final: Counts | FinalCounts) -> None:
         self._final = final
         self._hour: HourOfWindows | None = None
 
+    def derived(self, derive: Callable[[Counts], Counts]) -> Replay:
+        """The replay of the counts ``derive`` makes from the final ones, row-wise per minute
+        (the dimension series' counts)."""
+        final = self._final
+        return Replay(derive(final) if isinstance(final, Counts) else final.derived(derive))
+
+    def final(self, first_minute: int, end_minute: int) -> Counts:
+        """The final counts of ``[first_minute, end_minute)``: what a replayed read returns."""
+        return self._final.between(first_minute, end_minute)
+
     def latency(self) -> Replay:
         """The replay of the latency counts (slow payments as failures of the timed ones)."""
-        return Replay(self._final.latency())
+        return self.derived(Counts.latency)
 
     def served(self, window: CountWindow) -> Served | None:
         """The hour of windows this one belongs to, and its index there, if it holds exactly
@@ -112,7 +133,7 @@ class HourOfWindows:
         self._busy: dict[str, list[bool]] = {}
 
     @classmethod
-    def of(cls, final: Counts, window: CountWindow, hour: int) -> HourOfWindows:
+    def of(cls, final: Counts | FinalCounts, window: CountWindow, hour: int) -> HourOfWindows:
         last_end = hour * 60 + cls.ticks
         span = CountWindow(window.minutes + cls.ticks - 1, window.gateways)
         span.advance(last_end)
