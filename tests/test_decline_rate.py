@@ -19,6 +19,8 @@ from detector.rules import QuarterHourTable
 from detector.simulate import GatewayProfile, Incident, minute_counts
 from detector.source import FrameSource
 
+from .conftest import live_ticks
+
 START = datetime(2026, 11, 2, tzinfo=UTC)  # a Monday
 DAYS = 15
 # Judged from the second week on: the usual share needs a week of history.
@@ -89,6 +91,16 @@ def test_a_decline_wave_raises_a_decline_rate_warning_with_the_share_now_and_usu
 
 def test_a_decline_wave_raises_no_failure_rate_alert(notifications: list[Notification]) -> None:
     assert [n.summary for n in notifications if n.rule != "decline_rate"] == []
+
+
+def test_replay_makes_exactly_the_decline_rate_transitions_of_live_ticks(
+    source: FrameSource,
+) -> None:
+    config = parse_config(DECLINES_COUNTED, env={})
+    begin, end = WAVE_START - timedelta(minutes=30), WAVE_START + timedelta(hours=2)
+    replayed = [n.to_json() for n in replay(config, source, begin, end)]
+    assert replayed == live_ticks(config, source, begin, end)
+    assert sum('"rule": "decline_rate"' in n for n in replayed) == 4  # two waves, each resolved
 
 
 def test_without_declines_counted_the_rule_stays_silent(source: FrameSource) -> None:
