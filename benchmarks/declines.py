@@ -26,8 +26,8 @@ Told apart, the declines leave exactly the payments and technical failures a tab
 declines holds (the simulator draws them from a stream of their own), so ``ours`` is also
 what the detector does on the same traffic with no declines at all.
 
-    .venv/bin/python benchmarks/declines.py --quick   # under 2 minutes on 2 cores
-    .venv/bin/python benchmarks/declines.py           # more seeds and healthy days, ~5 minutes
+    .venv/bin/python benchmarks/declines.py --quick   # ~5 minutes on a loaded 2-core machine
+    .venv/bin/python benchmarks/declines.py           # more seeds and healthy days, ~27 minutes
 """
 
 from __future__ import annotations

@@ -84,6 +84,7 @@ def decline_waves(windows: Windows, config: Config, history: VolumeHistory | Non
         column = np.clip(column, 0, baseline.usual.shape[1] - 1)
         usual = baseline.usual[:, column].T
         seen = baseline.seen
+    # Rows without a usual share are not judged: any finite stand-in keeps the maths quiet.
     limit = decline_limit(np.where(np.isfinite(usual), usual, 0.5), config)
     declines = np.stack([windows.recent(windows.declines, s) for s in spans])
     payments = np.stack([windows.recent(windows.payments, s) for s in spans])
