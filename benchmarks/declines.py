@@ -5,12 +5,17 @@ technical failures run at 1.5% and whose declines average 6% with a diurnal swin
 03:00 UTC, 3% at 15:00). Incidents: technical failures 1.5% -> 6% for an hour, starting at
 times of day spread over the 24 hours, after a day of history. Healthy runs: the same
 gateways without an incident, counted from their second day. Decline waves: the decline
-share jumps to 25% for two hours (an issuer or fraud problem), at times spread over the day.
+share jumps from its usual 6% to 20% for an hour (an issuer or fraud problem), at times
+spread over the day, after a week of history (``decline_rate`` learns the usual share of
+each time of the week from past weeks).
 
 On exactly the same counts, side by side:
 
 - ``ours``: the default alerts.yaml with the declines told apart (``source.declines`` or
-  ``statuses.declined``: the source's counts then hold them apart from the failures);
+  ``statuses.declined``: the source's counts then hold them apart from the failures), so
+  ``decline_rate`` runs and takes its share of the false-alert budget;
+- ``decline_rate off``: the same with ``detection.decline_rate.enabled: false`` (its share
+  goes back to the other rules), to show what that share costs them;
 - ``oracle``: the binomial CUSUM on the technical failures told the true post-change rate
   (6%), its threshold calibrated by simulation at exactly the SLA to the false-alert budget;
 - ``as failures``: ours on the same table read without a declines setting (its share of
@@ -21,8 +26,8 @@ Told apart, the declines leave exactly the payments and technical failures a tab
 declines holds (the simulator draws them from a stream of their own), so ``ours`` is also
 what the detector does on the same traffic with no declines at all.
 
-    .venv/bin/python benchmarks/declines.py --quick   # under 2 minutes on 2 cores
-    .venv/bin/python benchmarks/declines.py           # more seeds and healthy days, ~5 minutes
+    .venv/bin/python benchmarks/declines.py --quick   # ~5 minutes on a loaded 2-core machine
+    .venv/bin/python benchmarks/declines.py           # more seeds and healthy days, ~27 minutes
 """
 
 from __future__ import annotations
@@ -62,6 +67,7 @@ __all__ = [
     "FULL",
     "QUICK",
     "Mode",
+    "decline_rate_figures",
     "declines_as_failures",
     "failure_alerts_during_waves",
     "firing_share",
@@ -76,8 +82,13 @@ TECHNICAL_RATE = 0.015
 DECLINE_RATE = 0.06
 VOLUMES = (8.0, 30.0)
 INCIDENT = IncidentKind("technical 1.5% -> 6% for 1 h", "failure", 60, failure_rate=0.06)
-# An issuer or fraud problem: not the gateway's, so no failure-rate alert may fire.
-DECLINE_WAVE = IncidentKind("decline wave to 25% for 2 h", "declines", 120, decline_rate=0.25)
+# An issuer or fraud problem: not the gateway's, so no failure-rate alert may fire, and
+# decline_rate should.
+DECLINE_WAVE = IncidentKind("decline wave 6% -> 20% for 1 h", "declines", 60, decline_rate=0.20)
+# decline_rate compares with the same time of the past weeks: it judges from the second week.
+WAVE_HISTORY_DAYS = 7
+# The declines as a source with a status of their own for them reads them.
+DECLINES_COUNTED: dict[str, Any] = {"source": {"statuses": {"declined": ["declined"]}}}
 # The workaround without a declines setting: an SLA high enough for declines + failures.
 RAISED_SLA = 0.10
 
@@ -130,9 +141,8 @@ def oracle_alerts(
     return cusum_alerts(increments, limits)
 
 
-def failure_alerts_during_waves(scenarios: ScenarioSet, config: Config) -> int:
+def failure_alerts_during_waves(scenarios: ScenarioSet, alerts: list[list[tuple[int, str]]]) -> int:
     """Our failure-rate alerts (sla_breach, outage) fired during a wave or the hour after."""
-    alerts = our_alerts(scenarios, config)
     count = 0
     for scenario, mine in zip(scenarios.scenarios, alerts, strict=True):
         assert scenario.incident_minute is not None
@@ -144,6 +154,55 @@ def failure_alerts_during_waves(scenarios: ScenarioSet, config: Config) -> int:
             and scenario.incident_minute < minute <= scenario.end_minute + 60
         )
     return count
+
+
+def decline_rate_figures(
+    waves: ScenarioSet,
+    wave_alerts: list[list[tuple[int, str]]],
+    healthy: ScenarioSet,
+    healthy_alerts: list[list[tuple[int, str]]],
+) -> dict[str, Any]:
+    """decline_rate's waves caught within the wave, its median delay (minutes from the
+    wave's start to the tick that fired), and its false alerts on healthy gateways per
+    gateway-month of the days it judges (from the second week on)."""
+    delays: list[float] = []
+    for scenario, mine in zip(waves.scenarios, wave_alerts, strict=True):
+        assert scenario.incident_minute is not None
+        assert scenario.end_minute is not None
+        hits = [
+            minute
+            for minute, rule in mine
+            if rule == "decline_rate" and scenario.incident_minute < minute <= scenario.end_minute
+        ]
+        delays.append(min(hits) - scenario.incident_minute if hits else np.inf)
+    judged_from = WAVE_HISTORY_DAYS * 1440
+    false = sum(
+        1
+        for mine in healthy_alerts
+        for minute, rule in mine
+        if rule == "decline_rate" and minute > judged_from
+    )
+    judged_days = (healthy.counts.payments.shape[1] - judged_from) / 1440
+    months = judged_days * len(healthy.scenarios) / MONTH_DAYS
+    caught = np.isfinite(delays)
+    by_volume: dict[float, dict[str, Any]] = {}
+    for volume in VOLUMES:
+        at_volume = np.array(
+            [d for s, d in zip(waves.scenarios, delays, strict=True) if s.volume == volume]
+        )
+        hit = at_volume[np.isfinite(at_volume)]
+        by_volume[volume] = {
+            "waves": int(at_volume.size),
+            "caught": int(hit.size),
+            "median_delay": float(np.median(hit)) if hit.size else None,
+        }
+    return {
+        "waves": by_volume,
+        "caught": int(caught.sum()),
+        "false_alerts": false,
+        "gateway_months": round(months, 2),
+        "false_per_gateway_month": false / months if months else None,
+    }
 
 
 def firing_share(scenarios: ScenarioSet, config: Config) -> float:
@@ -188,7 +247,10 @@ def run(mode: Mode, seed: int, out: Any) -> dict[str, Any]:
     def progress(step: str) -> None:
         print(f"[{time.perf_counter() - began:6.1f}s] {step}", file=sys.stderr, flush=True)
 
-    ours = parse_config({}, env={})
+    ours = parse_config(DECLINES_COUNTED, env={})
+    off = parse_config(
+        {**DECLINES_COUNTED, "detection": {"decline_rate": {"enabled": False}}}, env={}
+    )
     raised = parse_config({"detection": {"sla": RAISED_SLA}}, env={})
     assert INCIDENT.failure_rate is not None
     thresholds = calibrate_oracle(VOLUMES, [INCIDENT.failure_rate], mode.calibration_days, seed)
@@ -209,6 +271,8 @@ def run(mode: Mode, seed: int, out: Any) -> dict[str, Any]:
         {"oracle": oracle_alerts(incidents, thresholds)},
         incident_tallies,
     )
+    off_tallies: dict[tuple[str, float], dict[str, Tally]] = {}
+    score_incidents(incidents, our_alerts(incidents, off), {}, off_tallies)
     merged = declines_as_failures(incidents)
     raised_tallies: dict[tuple[str, float], dict[str, Tally]] = {}
     score_incidents(merged, our_alerts(merged, raised), {}, raised_tallies)
@@ -216,9 +280,10 @@ def run(mode: Mode, seed: int, out: Any) -> dict[str, Any]:
 
     healthy = healthy_scenarios(mode, seed)
     quiet_tallies: dict[tuple[str, float, float, float], dict[str, Tally]] = {}
+    healthy_alerts = our_alerts(healthy, ours)
     score_quiet(
         healthy,
-        our_alerts(healthy, ours),
+        healthy_alerts,
         {"oracle": oracle_alerts(healthy, thresholds)},
         quiet_tallies,
         river_minutes=0,
@@ -238,13 +303,16 @@ def run(mode: Mode, seed: int, out: Any) -> dict[str, Any]:
         kinds=(DECLINE_WAVE,),
         baseline=TECHNICAL_RATE,
         decline_rate=DECLINE_RATE,
+        history_days=WAVE_HISTORY_DAYS,
     )
+    ours_on_waves = our_alerts(waves, ours)
     wave_alerts = {
-        "ours": failure_alerts_during_waves(waves, ours),
+        "ours": failure_alerts_during_waves(waves, ours_on_waves),
         f"as failures, SLA {RAISED_SLA:.0%}": failure_alerts_during_waves(
-            declines_as_failures(waves), raised
+            declines_as_failures(waves), our_alerts(declines_as_failures(waves), raised)
         ),
     }
+    decline_rate = decline_rate_figures(waves, ours_on_waves, healthy, healthy_alerts)
     progress("decline waves replayed")
 
     def summaries(tallies: dict[Any, dict[str, Tally]], key: Any, names: dict[str, str]) -> Any:
@@ -257,6 +325,7 @@ def run(mode: Mode, seed: int, out: Any) -> dict[str, Any]:
                 **summaries(
                     incident_tallies, (INCIDENT.name, volume), {"ours": "ours", "oracle": "oracle"}
                 ),
+                **summaries(off_tallies, (INCIDENT.name, volume), {"decline_rate off": "ours"}),
                 **summaries(
                     raised_tallies,
                     (INCIDENT.name, volume),
@@ -276,6 +345,7 @@ def run(mode: Mode, seed: int, out: Any) -> dict[str, Any]:
         "healthy_firing_share": shares,
         "decline_waves": len(waves.scenarios),
         "failure_alerts_during_decline_waves": wave_alerts,
+        "decline_rate": decline_rate,
         "seconds": round(time.perf_counter() - began, 1),
     }
     _print(result, mode, out)
@@ -321,7 +391,20 @@ def _print(result: dict[str, Any], mode: Mode, out: Any) -> None:
     )
     alerts = result["failure_alerts_during_decline_waves"].items()
     out.write(", ".join(f"{n} {v}" for n, v in alerts))
-    out.write(f"\n\n{result['seconds']:.0f} s\n")
+    figures = result["decline_rate"]
+    out.write(
+        f"\n\ndecline_rate on the same {result['decline_waves']} waves (after a week of history):\n"
+    )
+    out.write(f"{'payments/min':<14}{'caught / waves':>16}{'median delay (min)':>20}\n")
+    for volume, wave in figures["waves"].items():
+        delay = "-" if wave["median_delay"] is None else f"{wave['median_delay']:.0f}"
+        out.write(f"{volume:<14.0f}{wave['caught']:>9}/{wave['waves']:<6}{delay:>20}\n")
+    out.write(
+        "decline_rate false alerts on the healthy gateways (diurnal swing of declines), "
+        f"from their second week: {figures['false_alerts']} in {figures['gateway_months']} "
+        f"gateway-months = {figures['false_per_gateway_month']:.2f} per gateway-month\n"
+    )
+    out.write(f"\n{result['seconds']:.0f} s\n")
 
 
 def main(argv: list[str] | None = None) -> int:

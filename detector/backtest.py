@@ -194,6 +194,8 @@ def to_record(event: Notification) -> dict[str, Any]:
         "baseline": evidence.baseline,
         "payments": evidence.payments,
         "failures": evidence.failures,
+        "declines": evidence.declines,
+        "usual_decline_rate": evidence.usual_decline_rate,
         "interval": (
             [evidence.interval_low, evidence.interval_high]
             if evidence.interval_low is not None

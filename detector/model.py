@@ -157,6 +157,8 @@ class Evidence:
     # Declined payments (part of ``payments``) in the same minutes: the last
     # ``window_minutes`` before the tick.
     declines: int = 0
+    # decline_rate: the gateway's usual share of declines for this time of the week.
+    usual_decline_rate: float | None = None
     window_minutes: int = 0
     p_value: float | None = None
     expected_payments: float | None = None  # what volume rules expected in the window

@@ -121,6 +121,23 @@ def test_each_gateway_gets_the_status_a_router_acts_on() -> None:
     assert document["at"] == "2026-11-20T12:00:00Z"
 
 
+def test_a_decline_wave_is_no_reason_to_route_around_the_gateway() -> None:
+    window = _window({"stripe": (400, 8), "adyen": (400, 40)})
+    alerts = [
+        _alert("decline_rate", "stripe", severity="warning"),
+        _alert("decline_rate", "adyen", severity="warning"),
+        _alert("sla_breach", "adyen", severity="warning"),
+    ]
+    health = {h.gateway: h for h in gateway_health(window, alerts, CONFIG)}
+    assert {g: h.status for g, h in health.items()} == {"stripe": "healthy", "adyen": "degraded"}
+    assert (
+        health["stripe"].reason == "failure rate within the SLA; decline wave: stripe: decline_rate"
+    )
+    assert health["adyen"].reason == "adyen: sla_breach"
+    document = gateways_document(list(health.values()), T0, "leader")
+    assert [a["rule"] for a in document["gateways"][0]["alerts"]] == ["decline_rate"]
+
+
 def test_an_unreadable_source_makes_every_gateway_unknown() -> None:
     window = _window({"stripe": (100, 0), "adyen": (400, 8)})
     health = gateway_health(window, [_alert("outage", "stripe")], CONFIG, "connection refused")

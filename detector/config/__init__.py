@@ -13,6 +13,7 @@ from detector.config.base import DEFAULT_CONFIG_PATH, ConfigError, parse_duratio
 from detector.config.calendar import CalendarConfig, CalendarDay, DeclaredSpan
 from detector.config.detection import (
     BankRule,
+    DeclineRateRule,
     DetectionConfig,
     GatewayConfig,
     LatencyRule,
@@ -73,6 +74,7 @@ __all__ = [
     "ConfigError",
     "ConsoleReceiver",
     "DeclaredSpan",
+    "DeclineRateRule",
     "Declines",
     "DetectionConfig",
     "EmailReceiver",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, WithJsonSchema, field_validator
 
@@ -21,6 +21,7 @@ from detector.config.base import (
 
 __all__ = [
     "BankRule",
+    "DeclineRateRule",
     "DetectionConfig",
     "GatewayConfig",
     "LatencyRule",
@@ -226,6 +227,28 @@ class VolumeDropRule(_Rule):
     history: History = timedelta(hours=2)
 
 
+class DeclineRateRule(_Rule):
+    """The share of final payments declined (``source.declines``, ``statuses.declined``)
+    far above its usual share for this time of the week: a decline wave, an issuer's or a
+    fraud screen's problem rather than the gateway's. Silent where no declines are counted.
+
+    Its per-tick significance is its share of ``detection.false_alerts``.
+    """
+
+    # The longest stretch of recent minutes tested; its half and its quarter are tested too.
+    window: Annotated[
+        Window, at_least(timedelta(minutes=4), "must be at least 4m (its quarter is tested)")
+    ] = timedelta(hours=1)
+    # Only a share above this multiple of the usual share counts, however significant ...
+    above: float = Field(default=1.5, gt=1)
+    # ... and at least this much above the usual share (a share of final payments).
+    min_increase: float = Field(default=0.02, ge=0, lt=1)
+    severity: Literal["warning", "critical"] = "warning"
+    # A wave's share stays high for the window's length after it ends; this bridges its
+    # noisy last minutes.
+    keep_firing_for: Duration = timedelta(minutes=15)
+
+
 class DetectionConfig(FrozenModel):
     sla: Probability = 0.02
     # False alerts tolerated per gateway, all rules together; every threshold derives from it.
@@ -234,6 +257,7 @@ class DetectionConfig(FrozenModel):
     outage: OutageRule = OutageRule()
     no_data: NoDataRule = NoDataRule()
     volume_drop: VolumeDropRule = VolumeDropRule()
+    decline_rate: DeclineRateRule = DeclineRateRule()
     latency: LatencyRule = LatencyRule()
 
     def settings_of(self, rule: str) -> _Rule | None:

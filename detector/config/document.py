@@ -138,6 +138,14 @@ class Config(FrozenModel):
         return self.source.columns.latency_ms is not None and self.detection.latency.enabled
 
     @property
+    def declines_watched(self) -> bool:
+        """Whether ``decline_rate`` runs: the source counts declines (``source.declines`` or
+        ``statuses.declined``) and the rule is enabled."""
+        source = self.source
+        counted = source.declines.configured or bool(source.statuses.declined)
+        return counted and self.detection.decline_rate.enabled
+
+    @property
     def latency_threshold(self) -> timedelta | None:
         """What the source counts slow payments against; None where latency is not watched."""
         return self.detection.latency.threshold if self.latency_watched else None

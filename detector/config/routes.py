@@ -144,7 +144,9 @@ DEFAULT_INHIBIT_RULES = (
     # Without data nothing can be said about any gateway.
     InhibitRule(
         source_match={"rule": "source_down"},
-        target_match_re={"rule": "outage|sla_breach|latency_breach|no_data|volume_drop"},
+        target_match_re={
+            "rule": "outage|sla_breach|latency_breach|no_data|volume_drop|decline_rate"
+        },
     ),
 )
 

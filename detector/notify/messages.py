@@ -22,6 +22,7 @@ The webhook document (:func:`payload`), version ``"1"``::
         "baseline": float | null,          # SLA failure rate 0..1
         "payments": int, "failures": int, "window_minutes": int,
         "declines": int,                   # declined payments, part of payments, not failures
+        "usual_decline_rate": float | null,  # decline_rate: the usual share at this hour
         "p_value": float | null,
         "expected_payments": float | null,
         "top_error_codes": [{"code": str, "count": int}],
@@ -308,7 +309,32 @@ def facts(n: Notification) -> list[Fact]:
     """The details of ``n`` in reading order, leaving out whatever is unknown."""
     revenue = revenue_phrase(n)
     money = [Fact("revenue_at_risk", "Revenue at risk", revenue)] if revenue else []
+    if n.rule == "decline_rate":
+        return _decline_figures(n.evidence) + _context(n)
     return _figures(n.evidence, n.rule == "latency_breach") + money + _context(n)
+
+
+def _decline_figures(e: Evidence) -> list[Fact]:
+    """A decline wave's figures: the share now against the usual one, the counts, the
+    p-value.
+
+    >>> [f.value for f in _decline_figures(Evidence(payments=450, declines=64,
+    ...     usual_decline_rate=0.061, window_minutes=15, p_value=2e-9))]
+    ['14.2% (usual 6.1% at this hour)', '64 of 450 payments in the last 15 min', '2.0e-09']
+    """
+    out: list[Fact] = []
+    if e.payments:
+        share = percent(e.declines / e.payments)
+        if e.usual_decline_rate is not None:
+            share += f" (usual {percent(e.usual_decline_rate)} at this hour)"
+        out.append(Fact("decline_share", "Declines", share))
+    window = (
+        f" in the last {duration(timedelta(minutes=e.window_minutes))}" if e.window_minutes else ""
+    )
+    out.append(Fact("counts", "Declined", f"{e.declines} of {e.payments} payments{window}"))
+    if e.p_value is not None and math.isfinite(e.p_value):
+        out.append(Fact("p_value", "p-value", p_value_text(e.p_value)))
+    return out
 
 
 def _figures(e: Evidence, latency: bool = False) -> list[Fact]:

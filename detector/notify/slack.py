@@ -36,6 +36,7 @@ DETAIL_LINE_MAX = 590
 _FIELD_KEYS = (
     "failure_rate",
     "sla",
+    "decline_share",
     "counts",
     "volume",
     "revenue_at_risk",

@@ -1,10 +1,11 @@
 """Turns a window of counts into verdicts per gateway per rule, with their evidence.
 
 One module per rule (:mod:`.outage`, :mod:`.sla_breach` with ``latency_breach``,
-:mod:`.no_data`, :mod:`.volume_drop`), each a :class:`~detector.rules.base.Rule` evaluated
-on the window and a :class:`~detector.rules.base.RuleContext`. The SLA bank's hourly
-thresholds come from :mod:`.calibration`, the volume rules' weeks of history from
-:mod:`.seasonal`, and a replay's hour-at-once serving from :mod:`.replay`;
+:mod:`.no_data`, :mod:`.volume_drop`, :mod:`.decline_rate`), each a
+:class:`~detector.rules.base.Rule` evaluated on the window and a
+:class:`~detector.rules.base.RuleContext`. The SLA bank's hourly
+thresholds come from :mod:`.calibration`, the volume rules' (and ``decline_rate``'s)
+weeks of history from :mod:`.seasonal`, and a replay's hour-at-once serving from :mod:`.replay`;
 ``latency_breach``'s window of timed and slow payments is :class:`.latency.LatencyWatch`'s.
 """
 
@@ -24,6 +25,7 @@ from detector.rules.calibration import (
     calibrate,
     calibration_history,
 )
+from detector.rules.decline_rate import DeclineRate
 from detector.rules.latency import LatencyWatch
 from detector.rules.no_data import NoData
 from detector.rules.outage import Outage
@@ -69,12 +71,12 @@ __all__ = [
 ]
 
 # In the order their verdicts are reported.
-RULES: tuple[Rule, ...] = (Outage(), SlaBreach(), NoData(), VolumeDrop())
+RULES: tuple[Rule, ...] = (Outage(), SlaBreach(), NoData(), VolumeDrop(), DeclineRate())
 # Those that also run on dimension series: a segment fails or is down while its gateway is
-# not. Silence and volume stay per gateway.
+# not. Silence, volume and declines stay per gateway.
 SERIES_RULES: tuple[Rule, ...] = RULES[:2]
 # Those that run on business volumes (``volumes:``), which have totals but no failures.
-VOLUME_RULES: tuple[Rule, ...] = RULES[2:]
+VOLUME_RULES: tuple[Rule, ...] = RULES[2:4]
 
 
 def minutes_needed(config: Config) -> int:
@@ -92,6 +94,7 @@ def minutes_needed(config: Config) -> int:
         minutes_of(detection.outage.window),
         minutes_of(detection.no_data.silence) + minutes_of(detection.no_data.history),
         minutes_of(detection.volume_drop.window) + minutes_of(detection.volume_drop.history),
+        minutes_of(detection.decline_rate.window),
     )
 
 

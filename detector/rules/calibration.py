@@ -40,7 +40,8 @@ def budget_shares(config: Config) -> int:
     """How many detectors share a gateway's false-alert budget equally.
 
     Every bank member of ``sla_breach`` and of ``latency_breach`` (where latency is
-    watched) for a gateway, ``no_data`` and ``volume_drop`` each get one share.
+    watched) for a gateway, ``no_data``, ``volume_drop`` and ``decline_rate`` (where the
+    source counts declines) each get one share.
     ``outage`` needs none: 90% of at least 5 payments failing at a 2% SLA has odds below
     1e-13 a tick.
     """
@@ -49,7 +50,7 @@ def budget_shares(config: Config) -> int:
     if config.latency_watched:
         members += len(detection.latency.rates)
     volume_rules = int(detection.no_data.enabled) + int(detection.volume_drop.enabled)
-    return max(members + volume_rules, 1)
+    return max(members + volume_rules + int(config.declines_watched), 1)
 
 
 @dataclass(frozen=True)

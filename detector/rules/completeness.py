@@ -31,7 +31,7 @@ def judged_earlier(
     >>> from detector.rules.outage import outages
     >>> from detector.config import Config
     >>> counts = np.array([[9, 9, 0, 0, 0, 0, 0, 0]])  # all failed, 6 empty minutes since
-    >>> windows = Windows(["a"], counts, counts, counts, np.array([8]), 8, 100)
+    >>> windows = Windows(["a"], counts, counts, counts, 0 * counts, np.array([8]), 8, 100)
     >>> [judged_earlier(windows, np.array([s]), lambda w: outages(w, Config())).active.item()
     ...  for s in (0, 6)]
     [False, True]

@@ -23,9 +23,10 @@ from detector.stats.seasonal import HISTORY_WEEKS, SLOT_MINUTES, SLOTS_PER_HOUR,
 __all__ = ["HISTORY_SLOTS", "QuarterHourTable", "reread_slots"]
 
 HISTORY_SLOTS = HISTORY_WEEKS * SLOTS_PER_WEEK
-# volume, payments, failures, and whether the quarter hour had any row at all (a row of
-# skipped payments only has none of the three, yet marks the gateway as seen).
-_FIELDS = 4
+# volume, payments, failures, declines, and whether the quarter hour had any row at all (a
+# row of skipped payments only has none of the others, yet marks the gateway as seen).
+_VALUES = 4
+_FIELDS = _VALUES + 1
 
 IntArray = npt.NDArray[np.int64]
 
@@ -44,7 +45,7 @@ def reread_slots(late_minutes: int) -> int:
 class QuarterHourTable:
     """Per gateway (rows, in order of first appearance) and quarter hour (columns, the
     ``slots`` before epoch quarter hour ``end_slot``, the rules' ``HISTORY_SLOTS`` unless a
-    longer chart asks for more): volume, payments, failures,
+    longer chart asks for more): volume, payments, failures, declines,
     and whether any row was read. Never changed in place: an update makes a new table, so a
     :class:`~detector.rules.seasonal.VolumeHistory` built on one keeps its hour's figures."""
 
@@ -93,21 +94,27 @@ class QuarterHourTable:
         rows = pd.Index(self.gateways).get_indexer(counts.gateway).astype(np.int64)
         keep = (rows >= 0) & (column >= 0) & (column < self.slots)
         values = np.stack(
-            [counts.volume, counts.payments, counts.failures, np.ones_like(counts.volume)]
+            [
+                counts.volume,
+                counts.payments,
+                counts.failures,
+                counts.declines,
+                np.ones_like(counts.volume),
+            ]
         )
         self.cells[:, rows[keep], column[keep]] = values[:, keep]
 
     def per_slot(
         self, gateways: Sequence[str]
     ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
-        """(volume/payments/failures, ``gateways``, slots), 0 where a quarter hour had no
-        row, and the column of each gateway's first row (``slots`` if none)."""
+        """(volume/payments/failures/declines, ``gateways``, slots), 0 where a quarter hour
+        had no row, and the column of each gateway's first row (``slots`` if none)."""
         rows = pd.Index(self.gateways).get_indexer(list(gateways)).astype(np.int64)
         known = rows >= 0
-        matrices = np.zeros((3, len(gateways), self.slots))
-        matrices[:, known] = self.cells[:3, rows[known]]
+        matrices = np.zeros((_VALUES, len(gateways), self.slots))
+        matrices[:, known] = self.cells[:_VALUES, rows[known]]
         seen = np.full(len(gateways), self.slots, dtype=np.int64)
-        present = self.cells[3, rows[known]] > 0
+        present = self.cells[_VALUES, rows[known]] > 0
         seen[known] = np.where(present.any(axis=1), present.argmax(axis=1), self.slots)
         return matrices, seen
 
@@ -122,7 +129,7 @@ class QuarterHourTable:
         its number in ``ids`` (which gains the gateways it lacks)."""
         start = hour * SLOTS_PER_HOUR - self.first_slot
         block = self.cells[:, :, start : start + SLOTS_PER_HOUR]
-        rows = np.flatnonzero(block[3].any(axis=1))
+        rows = np.flatnonzero(block[_VALUES].any(axis=1))
         names = pd.Index(self.gateways)[rows]
         for name in names.difference(pd.Index(list(ids)), sort=False):  # only the new ones
             ids[name] = len(ids)

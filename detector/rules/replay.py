@@ -124,6 +124,7 @@ class HourOfWindows:
             span.payments[:rows],
             span.failures[:rows],
             span.volume[:rows],
+            span.declines[:rows],
             np.arange(minutes, span.minutes + 1),
             minutes,
             span.end_minute,

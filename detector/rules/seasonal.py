@@ -27,6 +27,7 @@ from detector.timeutil import epoch_minute
 
 __all__ = [
     "DISPERSION_HISTORY_DAYS",
+    "DeclineBaseline",
     "Expectation",
     "HourlyExpectation",
     "QuarterHours",
@@ -125,6 +126,24 @@ class Expectation:
     held: BoolArray  # (ticks, gateways): ... one of unknown effect (no seasonal expectation)
 
 
+@dataclass(frozen=True)
+class DeclineBaseline:
+    """Each gateway's usual decline share for the quarter hours of the current hour and of
+    the hour before (:meth:`VolumeHistory.decline_baseline`)."""
+
+    first_slot: int  # epoch quarter hour of ``usual``'s first column
+    usual: npt.NDArray[np.float64]  # (gateways, 2 * SLOTS_PER_HOUR); NaN without a usable week
+    seen: BoolArray  # the gateway had any decline in the weeks of history
+
+
+# A quarter hour of the week is compared with the same quarter hours of the past weeks and
+# this many either side of them: over 75 minutes the diurnal swing of the share is small,
+# and a gateway of a few payments a minute has a few hundred of them a week to go on.
+DECLINE_NEIGHBOURS = 2
+# A past week with fewer final payments around the quarter hour says too little of its share.
+DECLINE_MIN_WEEK_PAYMENTS = 30
+
+
 # Per gateway and hour the payments expected, and per gateway the negative-binomial size.
 HourlyExpectation = tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]
 
@@ -173,6 +192,7 @@ class VolumeHistory:
             tuple[str, ...], tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]
         ] = {}
         self._expected: dict[tuple[tuple[str, ...], int], HourlyExpectation] = {}
+        self._declines: dict[tuple[str, ...], DeclineBaseline] = {}
         # no_data and volume_drop usually look at the same span (15 min): computed once a tick.
         self._last_span: tuple[tuple[object, ...], Expectation] | None = None
 
@@ -199,6 +219,36 @@ class VolumeHistory:
                 days >= DISPERSION_HISTORY_DAYS,
             )
         return self._outcomes[key]
+
+    def decline_baseline(self, gateways: list[str]) -> DeclineBaseline:
+        """Each gateway's usual decline share for each quarter hour of the current hour and
+        the hour before: per past week, the share of its final payments declined over the
+        same quarter hour of the week and the ``DECLINE_NEIGHBOURS`` either side; then the
+        median over the weeks, so that one week's wave does not lift the usual share."""
+        key = tuple(gateways)
+        if key not in self._declines:
+            matrices, _ = self._per_slot(gateways)
+            payments, declines = matrices[1], matrices[3]
+            slots = payments.shape[1]
+            first_slot = self.end_hour * SLOTS_PER_HOUR - SLOTS_PER_HOUR
+            # (quarter hours, weeks, neighbours): the history's columns of each comparison.
+            own = slots - SLOTS_PER_HOUR + np.arange(2 * SLOTS_PER_HOUR)
+            weeks = np.arange(1, max(self.weeks, 1) + 1) * SLOTS_PER_WEEK
+            near = np.arange(-DECLINE_NEIGHBOURS, DECLINE_NEIGHBOURS + 1)
+            columns = own[:, None, None] - weeks[None, :, None] + near[None, None, :]
+            inside = (columns >= 0) & (columns < slots)
+            clipped = np.clip(columns, 0, max(slots - 1, 0))
+            week_payments = np.where(inside, payments[:, clipped], 0.0).sum(axis=3)
+            week_declines = np.where(inside, declines[:, clipped], 0.0).sum(axis=3)
+            usable = week_payments >= DECLINE_MIN_WEEK_PAYMENTS
+            shares = np.where(usable, week_declines / np.maximum(week_payments, 1.0), np.nan)
+            usual = np.full(shares.shape[:2], np.nan)
+            known = usable.any(axis=2)
+            usual[known] = np.nanmedian(shares[known], axis=1)
+            self._declines[key] = DeclineBaseline(
+                first_slot, usual, np.asarray(declines.sum(axis=1) > 0, dtype=bool)
+            )
+        return self._declines[key]
 
     def span_expectation(
         self, gateways: list[str], end: npt.NDArray[np.int64], minutes: int

@@ -33,6 +33,7 @@ class Windows:
     payments: npt.NDArray[np.int64]  # (rows, columns)
     failures: npt.NDArray[np.int64]
     volume: npt.NDArray[np.int64]
+    declines: npt.NDArray[np.int64]  # part of the payments
     ends: npt.NDArray[np.int64]  # (ticks,), ascending
     minutes: int
     end_minute: int  # epoch minute after the last column
@@ -45,6 +46,7 @@ class Windows:
             window.payments,
             window.failures,
             window.volume,
+            window.declines,
             one,
             window.minutes,
             window.end_minute,

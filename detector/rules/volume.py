@@ -14,7 +14,8 @@ __all__ = ["mean_before", "rate_before", "volume_alpha"]
 
 
 def volume_alpha(config: Config) -> float:
-    """Each tick is one chance of a false alert: a volume rule's share of the budget per tick."""
+    """Each tick is one chance of a false alert: a volume rule's (or ``decline_rate``'s)
+    share of the budget per tick."""
     return (
         config.detection.false_alerts
         / budget_shares(config)

@@ -10,6 +10,9 @@ Status, worst first:
   ``latency_breach``: too many slow payments; ``volume_drop``); or an
   ``outage`` of one of its dimension series (``segments_down`` lists them): the rest of
   the gateway still works, so it is no reason to fail all of it over.
+- ``decline_rate`` (a decline wave, the issuers' or the fraud screen's doing) leaves the
+  status as it is: the gateway itself works, failing it over would not help. The reason of a
+  healthy gateway says it, and its alert is listed.
 - ``unknown``: no verdict possible: the payments source cannot be read, fewer final
   payments than ``detection.sla_breach.min_payments`` in the window, or the last verdicts
   are older than ``server.unhealthy_after`` intervals (no tick has read the payments since:
@@ -54,6 +57,8 @@ STATUSES: tuple[Status, ...] = ("healthy", "degraded", "down", "unknown")
 # Below this many final payments in the window, "healthy" would be a guess: say unknown.
 MIN_PAYMENTS_TO_JUDGE = 10
 _DOWN_RULES = {"outage", "no_data"}
+# Alerts that are no reason to route around the gateway: it works, its payers' issuers decline.
+_NOT_THE_GATEWAYS = {"decline_rate"}
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -194,7 +199,7 @@ class HealthTable(Sequence[GatewayHealth]):
     def _row(self, i: int) -> GatewayHealth:
         gateway = self.gateways[i]
         mine = self.alerts.get(gateway, [])
-        firing = [a for a in mine if a.state == "firing"]
+        firing = [a for a in mine if a.state == "firing" and a.rule not in _NOT_THE_GATEWAYS]
         n, k = int(self.payments[i]), int(self.failures[i])
         status = STATUSES[self.status[i]]
         since = None
@@ -213,6 +218,9 @@ class HealthTable(Sequence[GatewayHealth]):
             reason = f"not firing yet: {pending[0].summary}"
         else:
             reason = "failure rate within the SLA"
+            waves = [a for a in mine if a.state == "firing" and a.rule in _NOT_THE_GATEWAYS]
+            if waves:
+                reason += f"; decline wave: {waves[0].summary}"
         settings = self.config.gateways.get(gateway)
         expected = float(self.expected[i])
         return GatewayHealth(
@@ -338,7 +346,12 @@ def gateway_health(
     row = dict(zip(window.gateways, range(count), strict=True))
     down = np.zeros(count, dtype=bool)
     firing = np.zeros(count, dtype=bool)
-    for alert in (a for mine in by_gateway.values() for a in mine if a.state == "firing"):
+    for alert in (
+        a
+        for mine in by_gateway.values()
+        for a in mine
+        if a.state == "firing" and a.rule not in _NOT_THE_GATEWAYS
+    ):
         i = row.get(alert.labels["gateway"])
         if i is not None:
             firing[i] = True
