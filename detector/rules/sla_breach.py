@@ -21,6 +21,7 @@ import numpy.typing as npt
 from detector.config import BankRule, Config
 from detector.rules.base import RuleContext, minutes_of
 from detector.rules.calibration import Thresholds
+from detector.rules.completeness import complete_minutes
 from detector.rules.ticks import TickFigures
 from detector.rules.verdict import (
     BoolArray,
@@ -81,6 +82,8 @@ class SlaBreach:
         config, baselines, rows = context.config, context.baselines, context.series
         rule = self.settings(config)
         did = self.counted(config)
+        # Judged up to the newest complete minute: late rows would still change the rate.
+        window = complete_minutes(window, context.lateness)
         limits = context.calibration.thresholds(
             window,
             config,
