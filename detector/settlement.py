@@ -26,7 +26,7 @@ import numpy.typing as npt
 from detector.lateness import HALF_LIFE_MINUTES, pack_state, unpack_state
 from detector.window import CountWindow
 
-__all__ = ["MIN_ROWS", "SETTLED_SHARE", "Settlement"]
+__all__ = ["MIN_ROWS", "SETTLED_SHARE", "SIGNIFICANT", "Settlement"]
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -38,6 +38,9 @@ SETTLED_SHARE = 0.01
 # An age is judged by its pending share once this many rows (decayed) were seen at it, so
 # a few pending rows of a quiet gateway do not make every minute look unsettled.
 MIN_ROWS = 30.0
+# How many standard deviations (Poisson) more pending rows than a settled minute holds make
+# an age unsettled.
+SIGNIFICANT = 3.0
 
 
 class Settlement:
@@ -126,7 +129,9 @@ class Settlement:
             share = np.where(seen, pending / np.maximum(rows, 1e-12), np.nan)
         # The share that never settles: the lowest seen at any age (abandoned payments).
         floor = np.nanmin(np.where(seen.any(axis=1, keepdims=True), share, 0.0), axis=1)
-        unsettled = seen & (share - floor[:, None] > SETTLED_SHARE)
+        # Significantly so: a few pending rows more at one age of a quiet gateway are noise.
+        allowed = (floor[:, None] + SETTLED_SHARE) * rows
+        unsettled = seen & (pending - allowed > SIGNIFICANT * np.sqrt(allowed + 1))
         last = share.shape[1] - np.argmax(unsettled[:, ::-1], axis=1)
         ages[known] = np.where(unsettled.any(axis=1), np.minimum(last, self.cap), 0)
         return ages
