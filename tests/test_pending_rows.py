@@ -16,9 +16,11 @@ from detector.backtest import replay
 from detector.config import Config, parse_config
 from detector.engine import Engine
 from detector.model import Notification
+from detector.rules import evaluate
 from detector.simulate import GatewayProfile, Incident, generate
 from detector.simulate.arrivals import Arrivals, batched, settled_late
 from detector.source import SqlSource
+from detector.window import CountWindow
 
 from .conftest import Clock, PaymentsDb, in_process_daemon
 
@@ -103,3 +105,22 @@ def test_a_restarted_daemon_keeps_what_it_learnt_of_rows_copied_in_batches(
     # Restarted at 11:12, the tick before a batch lands: its first ticks already know that
     # the newest ten minutes are not written yet (84 rows in 15 minutes where 169 are usual).
     assert run(30) == []
+
+
+def test_sla_breach_judges_the_minutes_up_to_the_newest_complete_one() -> None:
+    # 30% failing for half an hour; the failed rows of the newest 10 minutes, written 10
+    # minutes late, are not there yet.
+    window = CountWindow(60, ["stripe"])
+    window.advance(29_000_000)  # 21:20 UTC
+    window.payments[:] = window.volume[:] = 20
+    window.failures[:, -40:-10] = 6
+
+    as_they_stand = {r.rule: r for r in evaluate(window, Config())}["sla_breach"]
+    complete = {r.rule: r for r in evaluate(window, Config(), lateness=np.array([10]))}
+    breach = complete["sla_breach"]
+
+    assert not as_they_stand.active[0]
+    assert breach.active[0]
+    assert breach.build(0).summary.endswith(
+        "(rows arrive up to 10 min late; judged up to 21:10 UTC)"
+    )
