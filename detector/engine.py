@@ -18,7 +18,7 @@ import numpy.typing as npt
 
 from detector.alerts import Alert, AlertBook, Transition
 from detector.config import Config, trace_link
-from detector.lateness import Lateness
+from detector.lateness import PROBE_EVERY, Lateness
 from detector.model import Counts
 from detector.rules import (
     VOLUME_RULES,
@@ -35,6 +35,7 @@ from detector.rules import (
 from detector.rules.quarter_hours import HISTORY_SLOTS, reread_slots
 from detector.rules.unmapped import UnmappedStatuses
 from detector.series import DimensionSeries, series_dimensions, series_key
+from detector.settlement import Settlement
 from detector.source import Source, SourceError
 from detector.stats.attribution import Attribution, attribute
 from detector.stats.revenue import Loss, above_sla, short_of_volume
@@ -125,6 +126,9 @@ class Engine:
         # How late each gateway's rows arrive, where the read may reach further back than
         # source.late_arrival (source.max_late_arrival): None when it may not.
         self.lateness = _lateness_of(config)
+        # How fast each gateway's pending rows settle, learnt where the re-read may reach
+        # back far enough to see them settle (as lateness).
+        self.settlement = None if self.lateness is None else Settlement(self.lateness.cap)
         self.invalid = InvalidRows()
         self.unmapped = UnmappedStatuses(list(config.gateways))
         # The business volumes (``volumes:``): an engine of their own for their reads, window
@@ -149,7 +153,7 @@ class Engine:
             engine.quarter_hours, engine.history_changed = self.quarter_hours, self.history_changed
         # What was learnt of late rows holds as long as the cap does.
         if self.lateness and engine.lateness and engine.lateness.cap == self.lateness.cap:
-            engine.lateness = self.lateness
+            engine.lateness, engine.settlement = self.lateness, self.settlement
         return engine
 
     def _read_range(self, now: datetime) -> tuple[datetime, datetime]:
@@ -171,24 +175,43 @@ class Engine:
         if self.lateness.probes(end_minute):
             return timedelta(minutes=self.lateness.cap)
         late = self.lateness.minutes(self.window.gateways)
+        if self.settlement is not None:
+            # Minutes are re-read until they settle, so that they are judged as they end up.
+            late = np.maximum(late, self.settlement.settle_ages(self.window.gateways))
         return max(floor, timedelta(minutes=int(late.max(initial=0))))
 
     def _replace(self, first_minute: int, end_minute: int, counts: Counts) -> None:
         """Put the counts read into the window, and learn from how much the minutes read
-        before have grown since (rows that arrived late)."""
-        if self.lateness is None or self.watermark is None:
-            self.window.replace(first_minute, end_minute, counts)
+        before have grown since (rows that arrived late) and how many of their rows are
+        still pending (how fast they settle)."""
+        window = self.window
+        if self.lateness is None or self.settlement is None:
+            window.replace(first_minute, end_minute, counts)
             return
-        columns = slice(first_minute - end_minute + self.window.minutes, self.window.minutes)
-        before = self.window.volume[:, columns].copy()
-        self.window.replace(first_minute, end_minute, counts)
-        after = self.window.volume[:, columns]
-        before = np.vstack([before, np.zeros((len(after) - len(before), before.shape[1]), int)])
+        columns = slice(first_minute - end_minute + window.minutes, window.minutes)
+        before = [c[:, columns].copy() for c in (window.payments, window.failures, window.volume)]
+        window.replace(first_minute, end_minute, counts)  # may add gateways: new arrays
+        after = [c[:, columns] for c in (window.payments, window.failures, window.volume)]
+        grown = len(window.gateways) - len(before[0])
+        before = [np.vstack([b, np.zeros((grown, b.shape[1]), np.int64)]) for b in before]
         # The minute a tick ended inside was not read whole: its later rows are on time.
-        read_before = epoch_minute(self.watermark)
-        self.lateness.observe(
-            self.window.gateways, end_minute, first_minute, read_before, before, after
+        read_before = None if self.watermark is None else epoch_minute(self.watermark)
+        gateways = window.gateways
+        self.settlement.observe(
+            gateways,
+            end_minute,
+            first_minute,
+            read_before,
+            (before[0], after[0]),
+            (before[1], after[1]),
+            (before[2], after[2]),
+            # A first read sees each age once, for the ticks that did not watch them.
+            weight=PROBE_EVERY if read_before is None else 1.0,
         )
+        if read_before is not None:
+            self.lateness.observe(
+                gateways, end_minute, first_minute, read_before, before[2], after[2]
+            )
 
     def late_minutes(self) -> npt.NDArray[np.int64] | None:
         """Per gateway of the window: how many minutes late its rows arrive; None when
@@ -197,6 +220,29 @@ class Engine:
             return None
         late = self.lateness.minutes(self.window.gateways)
         return late if late.any() else None
+
+    def learnt(self) -> dict[str, str]:
+        """What was learnt of the rows' lateness and settlement, as texts for the state
+        store, so that a restarted daemon does not start from nothing (see
+        :meth:`restore_learnt`); empty where nothing is learnt."""
+        if self.lateness is None or self.settlement is None:
+            return {}
+        return {"lateness": self.lateness.to_text(), "settlement": self.settlement.to_text()}
+
+    def restore_learnt(self, texts: dict[str, str]) -> None:
+        """Take what :meth:`learnt` saved, where it was learnt with the same cap."""
+        if self.lateness is None or self.settlement is None:
+            return
+        cap = self.lateness.cap
+        lateness = Lateness.from_text(texts.get("lateness", ""), cap)
+        settlement = Settlement.from_text(texts.get("settlement", ""), cap)
+        if lateness is not None and settlement is not None:
+            self.lateness, self.settlement = lateness, settlement
+
+    def judged_window(self) -> CountWindow:
+        """The window the failure-rate rules judge: the minutes not settled yet with their
+        pending rows counted (see :class:`~detector.settlement.Settlement`)."""
+        return self.window if self.settlement is None else self.settlement.judged(self.window)
 
     def read(self, now: datetime) -> tuple[Counts, datetime, int]:
         """Read what is new into the window (and the volume history, hourly): the counts
@@ -242,7 +288,7 @@ class Engine:
             self.latency.update(epoch_minute(start), end_minute, counts)
         # Health and metrics read these: they stay per gateway.
         self.last_results = evaluate(
-            self.window,
+            self.judged_window(),
             self.config,
             self.calibration,
             self.volume_history,
@@ -347,8 +393,9 @@ class Engine:
             )
             and (self.latency is None or self.latency.quiet(ceil_minute(now)))
             and (self.series is None or self.series.quiet(ceil_minute(now)))
-            # Last: it looks at every gateway, the checks before at a flag each.
+            # Last: they look at every gateway, the checks before at a flag each.
             and self.late_minutes() is None
+            and self.judged_window() is self.window
         )
 
     def _restarts(

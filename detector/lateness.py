@@ -11,10 +11,23 @@ rules judge the minutes it says are complete.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
+import zlib
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["HALF_LIFE_MINUTES", "PROBE_EVERY", "QUANTILE", "Lateness"]
+__all__ = [
+    "HALF_LIFE_MINUTES",
+    "PROBE_EVERY",
+    "QUANTILE",
+    "Lateness",
+    "pack_state",
+    "unpack_state",
+]
 
 IntArray = npt.NDArray[np.int64]
 
@@ -107,6 +120,30 @@ class Lateness:
         """Whether the tick ending at ``end_minute`` re-reads up to the cap."""
         return end_minute % PROBE_EVERY == 0
 
+    def to_text(self) -> str:
+        """The estimate as a short text for the state store."""
+        return pack_state(
+            {
+                "cap": self.cap,
+                "end": self._end_minute,
+                "gateways": self.gateways,
+                "weights": self._weights,
+            }
+        )
+
+    @classmethod
+    def from_text(cls, text: str, cap: int) -> Lateness | None:
+        """The estimate :meth:`to_text` wrote, if it was learnt with the same cap (None
+        otherwise: a fresh one learns again)."""
+        data = unpack_state(text)
+        if data is None or data.get("cap") != cap:
+            return None
+        lateness = cls(cap)
+        lateness._grow(list(data["gateways"]))
+        lateness._weights = np.array(data["weights"], dtype=float).reshape(-1, cap + 1)
+        lateness._end_minute = data["end"]
+        return lateness
+
     def _grow(self, gateways: list[str]) -> None:
         new = [g for g in dict.fromkeys(gateways) if g not in self._index]
         for gateway in new:
@@ -114,3 +151,26 @@ class Lateness:
             self.gateways.append(gateway)
         if new:
             self._weights = np.vstack([self._weights, np.zeros((len(new), self.cap + 1))])
+
+
+def pack_state(data: dict[str, Any]) -> str:
+    """``data`` as JSON (arrays to 3 decimals: decayed row counts need no more), zlib'd and
+    base64'd: a few hundred bytes per gateway for the state store.
+
+    >>> unpack_state(pack_state({"cap": 2, "weights": np.array([[1.23456, 0.0, 2.0]])}))
+    {'cap': 2, 'weights': [[1.235, 0.0, 2.0]]}
+    """
+    plain = {
+        key: np.round(value, 3).tolist() if isinstance(value, np.ndarray) else value
+        for key, value in data.items()
+    }
+    return base64.b64encode(zlib.compress(json.dumps(plain).encode(), 9)).decode()
+
+
+def unpack_state(text: str) -> dict[str, Any] | None:
+    """What :func:`pack_state` wrote; None for text it cannot have written."""
+    try:
+        data = json.loads(zlib.decompress(base64.b64decode(text)))
+    except (ValueError, zlib.error, binascii.Error):
+        return None
+    return data if isinstance(data, dict) else None

@@ -135,6 +135,10 @@ _quarter_hours = sa.Table(
     ),
 )
 
+# Meta keys of what the engine learnt of the payments table (how late its rows arrive, how
+# fast they settle): "learnt." and the estimate's name, a compressed text each.
+_LEARNT_PREFIX = "learnt."
+
 _history_gateways = sa.Table(
     "detector_history_gateways",
     _metadata,
@@ -251,9 +255,13 @@ class StateStore:
         resolved: dict[str, Resolution] | None = None,
         transitions: Sequence[Transition] = (),
         history: HistoryUpdate | None = None,
+        learnt: dict[str, str] | None = None,
     ) -> int:
         """Commit a tick: watermark, alert states, new outbox entries and the episodes its
         ``transitions`` resolved, all or nothing.
+
+        ``learnt``: what the engine learnt of its rows' lateness and settlement
+        (:meth:`~detector.engine.Engine.learnt`), replacing what was saved.
 
         Returns how many outbox entries were added (a delivery already queued is not
         queued twice). ``fence``, run first in the same transaction, may refuse the write
@@ -283,6 +291,13 @@ class StateStore:
                 )
             if history is not None:
                 self._save_history(connection, history)
+            if learnt:
+                keys = [_LEARNT_PREFIX + name for name in learnt]
+                connection.execute(_meta.delete().where(_meta.c.key.in_(keys)))
+                connection.execute(
+                    _meta.insert(),
+                    [{"key": _LEARNT_PREFIX + k, "value": v} for k, v in learnt.items()],
+                )
             rows = self._outbox_rows(connection, [Delivery(*item) for item in deliveries], now)
             if rows:
                 connection.execute(_outbox.insert(), rows)
@@ -352,6 +367,14 @@ class StateStore:
             key=lambda episode: episode.started_at,
         )
         return found
+
+    def load_learnt(self) -> dict[str, str]:
+        """What the engine learnt of its rows' lateness and settlement, as last saved."""
+        with store_errors("read the state database"), self.engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(_meta.c.key, _meta.c.value).where(_meta.c.key.startswith(_LEARNT_PREFIX))
+            ).all()
+        return {str(key)[len(_LEARNT_PREFIX) :]: str(value) for key, value in rows}
 
     # --- the volume history ----------------------------------------------------------------
 

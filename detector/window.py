@@ -126,6 +126,13 @@ class CountWindow:
             counts.declines[keep],
         )
 
+    def copy(self) -> CountWindow:
+        """A window of the same gateways and minutes whose counts are a copy of these."""
+        twin = CountWindow(self.minutes)
+        twin.gateways, twin._index, twin.end_minute = self.gateways, self._index, self.end_minute
+        twin._store(self._buckets.copy())
+        return twin
+
     def matches(self, other: CountWindow, offset: int) -> bool:
         """Whether ``other``, from its column ``offset`` on, holds this window's counts (its
         gateways first, in the same order; it may have more)."""

@@ -16,8 +16,9 @@ import numpy.typing as npt
 
 from detector.rules.ticks import TickFigures, Windows
 from detector.timeutil import minute_start
+from detector.window import CountWindow
 
-__all__ = ["judged_earlier", "late_note", "trailing_empty"]
+__all__ = ["complete_minutes", "judged_earlier", "late_note", "trailing_empty"]
 
 Figures = TypeVar("Figures", bound=TickFigures)
 
@@ -53,6 +54,26 @@ def judged_earlier(
             values[:, rows] = getattr(other, field.name)[:, rows]
         combined[field.name] = values
     return replace(first, **combined)
+
+
+def complete_minutes(window: CountWindow, lateness: npt.NDArray[np.int64] | None) -> CountWindow:
+    """The window with each row's newest ``lateness[i]`` minutes emptied of payments, for a
+    rule that judges a failure rate on complete minutes only: a minute still missing its
+    late rows has a rate they would change (the window itself where none arrive late).
+
+    >>> window = CountWindow(3, ["a"]); window.advance(10); window.payments[:] = 5
+    >>> complete_minutes(window, np.array([2])).payments.tolist()
+    [[5, 0, 0]]
+    """
+    if lateness is None or not lateness.any():
+        return window
+    newest = min(int(lateness.max()), window.minutes)
+    age = np.arange(newest)[::-1]  # of each of the newest columns
+    late = age[None, :] < lateness[:, None]
+    complete = window.copy()
+    for counts in (complete.payments, complete.failures, complete.declines):
+        counts[:, window.minutes - newest :][late] = 0
+    return complete
 
 
 def trailing_empty(

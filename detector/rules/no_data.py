@@ -80,8 +80,9 @@ class NoData:
         config, history = context.config, context.history
         rule = config.detection.no_data
         silence, hours = minutes_of(rule.silence), minutes_of(rule.history)
+        # Judged on the minutes whose rows have arrived: a batch not yet written is no silence.
         figures = context.figures(
-            window, self.name, history, lambda w: silences(w, config, history)
+            window, self.name, history, lambda w: silences(w, config, history), context.lateness
         )
         recent, silent_for, expected = figures.recent, figures.silent_for, figures.expected
         chance, seasonal, active = figures.chance, figures.seasonal, figures.active

@@ -21,6 +21,7 @@ import numpy.typing as npt
 from detector.config import BankRule, Config
 from detector.rules.base import RuleContext, minutes_of
 from detector.rules.calibration import Thresholds
+from detector.rules.completeness import complete_minutes, late_note
 from detector.rules.ticks import TickFigures
 from detector.rules.verdict import (
     BoolArray,
@@ -81,6 +82,9 @@ class SlaBreach:
         config, baselines, rows = context.config, context.baselines, context.series
         rule = self.settings(config)
         did = self.counted(config)
+        # Judged up to the newest complete minute: late rows would still change the rate.
+        lateness = context.lateness
+        window = complete_minutes(window, lateness)
         limits = context.calibration.thresholds(
             window,
             config,
@@ -151,6 +155,8 @@ class SlaBreach:
                 dispersion=float(limits.rho[i]),
                 magnitude=float(estimate / p0),
             )
+            if lateness is not None:
+                summary += late_note(lateness, i, window.end_minute - int(lateness[i]))
             return Finding(self.name, gateways[i], severity, summary, since, evidence, labels[i])
 
         return RuleResult(

@@ -50,7 +50,7 @@ from detector.service.volume_charts import VolumeCharts, firing_volumes, read_vo
 from detector.service.web import WebServer
 from detector.source import Source, SourceError
 from detector.store import FencedOut, HistoryUpdate, StateStore, StoreError
-from detector.timeutil import epoch_minute, iso_z
+from detector.timeutil import ceil_minute, epoch_minute, iso_z
 from detector.volume_source import VolumeSource
 
 __all__ = ["Daemon", "utc_now"]
@@ -59,9 +59,18 @@ log = logging.getLogger(__name__)
 
 DELIVERY_INTERVAL = timedelta(seconds=1)
 HISTORY = timedelta(hours=24)
+# Minutes between saves of the lateness and settlement estimates: a few hundred bytes per
+# gateway, so not every tick.
+LEARNT_EVERY = 10
 
 # Builds what a SIGHUP reload swaps in: the new config, its source and its receivers.
 Reloader = Callable[[], tuple[Config, Source, Mapping[str, Receiver]]]
+
+
+def _saves_learnt(now: datetime) -> bool:
+    """Whether the tick at ``now`` saves what the engine learnt of lateness and settlement:
+    every ``LEARNT_EVERY`` minutes (a restart loses at most those minutes of it)."""
+    return ceil_minute(now) % LEARNT_EVERY == 0
 
 
 def utc_now() -> datetime:
@@ -93,6 +102,9 @@ class Daemon:
         # do the volume rules' weeks of quarter hours (only the hours since are read).
         _, alerts = store.load()
         self.engine.quarter_hours = store.load_history(self.engine.history_key)
+        # And what was learnt of how late the rows arrive and how fast they settle, so that
+        # the first ticks judge the newest minutes as the last ones before the restart did.
+        self.engine.restore_learnt(store.load_learnt())
         self.engine.alerts.restore(alerts, store.resolutions())
         if alerts:
             log.info("restored %d pending/firing alert(s) from the state store", len(alerts))
@@ -168,6 +180,7 @@ class Daemon:
                 resolved=self.engine.alerts.resolved,
                 transitions=result.transitions,
                 history=history,
+                learnt=self.engine.learnt() if _saves_learnt(now) else None,
             )
         except FencedOut:
             self.engine.alerts.restore(before)

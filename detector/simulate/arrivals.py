@@ -1,10 +1,12 @@
 """When simulated payments reach the table: late failed rows and batched inserts.
 
 Production tables are not written at each payment's ``created_at``: a timeout reaper writes
-failed rows minutes later, a job copies rows in batches every few minutes. These functions
-give each row of a :func:`~detector.simulate.generate` frame its insert time, and
-:class:`Arrivals` writes the rows as a simulated clock passes their insert times, so that
-the detector's ticks read what production would show them.
+failed rows minutes later, a job copies rows in batches every few minutes, successes stay
+``pending`` until the payment settles. These functions give each row of a
+:func:`~detector.simulate.generate` frame its insert time (or settle time), and
+:class:`Arrivals` writes the rows as a simulated clock passes their insert times and
+updates pending rows to their final status as it passes their settle times, so that the
+detector's ticks read what production would show them.
 
 >>> from datetime import datetime
 >>> from detector.simulate import generate
@@ -23,12 +25,14 @@ from typing import TypeVar
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from detector.simulate.database import write
+from detector.simulate.schema import payments_table
 from detector.timeutil import naive_utc
 
-__all__ = ["Arrivals", "Times", "batched", "failed_late"]
+__all__ = ["Arrivals", "Times", "batched", "failed_late", "settled_late"]
 
 Times = npt.NDArray[np.datetime64]
 Seen = TypeVar("Seen")
@@ -56,22 +60,72 @@ def batched(frame: pd.DataFrame, every_minutes: int, offset_minutes: int = 0) ->
     return at
 
 
-class Arrivals:
-    """The rows of ``frame``, written to ``table`` as their insert times ``at`` pass."""
+def settled_late(frame: pd.DataFrame, median_minutes: float, seed: int) -> Times:
+    """Settle times where succeeded rows stay ``pending`` for an exponential time of median
+    ``median_minutes`` after their ``created_at``, and every other row is final at once."""
+    created = frame["created_at"].to_numpy(dtype="datetime64[us]")
+    rng = np.random.default_rng(seed)
+    delay_us = rng.exponential(median_minutes / np.log(2), len(frame)) * _MINUTE_US
+    succeeded = (frame["status"] == "succeeded").to_numpy()
+    settled: Times = created + np.where(succeeded, delay_us, 0).astype("timedelta64[us]")
+    return settled
 
-    def __init__(self, engine: Engine, table: str, frame: pd.DataFrame, at: Times) -> None:
+
+class Arrivals:
+    """The rows of ``frame``, written to ``table`` as their insert times ``at`` pass; with
+    ``settled``, a row inserted before its settle time is written ``pending`` and updated to
+    its status once that time passes."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        table: str,
+        frame: pd.DataFrame,
+        at: Times,
+        settled: Times | None = None,
+    ) -> None:
         order = np.argsort(at, kind="stable")
         self.engine, self.table = engine, table
         self._frame = frame.iloc[order].reset_index(drop=True)
         self._at = at[order]
         self._written = 0
+        # Rows to update to their final status, by settle time: (settle time, id, status).
+        self._settles: list[tuple[np.datetime64, str, str]] = []
+        self._settled_at = None if settled is None else settled[order]
 
     def until(self, moment: datetime) -> int:
-        """Write every row inserted before ``moment`` not written yet; how many were."""
-        end = int(np.searchsorted(self._at, np.datetime64(naive_utc(moment), "us")))
+        """Write every row inserted before ``moment`` not written yet, and settle the
+        pending rows whose settle time has passed; how many rows were written."""
+        limit = np.datetime64(naive_utc(moment), "us")
+        end = int(np.searchsorted(self._at, limit))
         rows = self._frame.iloc[self._written : end]
+        if self._settled_at is not None and len(rows):
+            settle = self._settled_at[self._written : end]
+            pending = settle > self._at[self._written : end]
+            rows = rows.copy()
+            self._settles += zip(
+                settle[pending], rows["id"][pending], rows["status"][pending], strict=True
+            )
+            self._settles.sort(key=lambda item: item[0])
+            rows.loc[pending, "status"] = "pending"
         self._written = max(self._written, end)
-        return write(self.engine, rows, self.table) if len(rows) else 0
+        written = write(self.engine, rows, self.table) if len(rows) else 0
+        self._settle(limit)
+        return written
+
+    def _settle(self, limit: np.datetime64) -> None:
+        due = sum(1 for at, _, _ in self._settles if at < limit)  # they are sorted
+        done, self._settles = self._settles[:due], self._settles[due:]
+        if not done:
+            return
+        table = payments_table(self.table)
+        update = (
+            table.update()
+            .where(table.c.id == sa.bindparam("row_id"))
+            .values(status=sa.bindparam("final"))
+        )
+        with self.engine.begin() as connection:
+            connection.execute(update, [{"row_id": i, "final": status} for _, i, status in done])
 
     def ticked(
         self,
