@@ -382,7 +382,9 @@ class Engine:
         if self.history_changed is not None:
             changed = min(changed, self.history_changed)
         self.history_changed = changed
-        self.volume_history = VolumeHistory(hour, table, self.config.calendar)
+        self.volume_history = VolumeHistory(
+            hour, table, self.config.calendar, previous=self.volume_history
+        )
 
     def _source_failed(self, now: datetime, error: str, began: float) -> TickResult:
         # Other alerts keep their state: nothing can be concluded about them without data.
