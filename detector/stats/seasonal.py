@@ -119,10 +119,15 @@ def seasonal_profile(
     needed, where = np.unique(
         np.concatenate([columns - 1, columns, columns + 1]), return_inverse=True
     )
-    wide = _same_slot_mean(volume, needed, offsets)[:, where.reshape(3, columns.size)]
-    known = np.isfinite(wide)
-    mean = np.where(known, wide, 0.0).sum(axis=1) / np.maximum(known.sum(axis=1), 1)
-    return np.asarray(np.where(known[:, 1], mean, np.nan), dtype=np.float64)
+    usual = np.empty((volume.shape[0], columns.size))
+    # Series are independent: a block at a time keeps the temporaries (several times the
+    # history's size) from growing with the series.
+    for rows in _blocks(volume.shape[0]):
+        wide = _same_slot_mean(volume[rows], needed, offsets)[:, where.reshape(3, columns.size)]
+        known = np.isfinite(wide)
+        mean = np.where(known, wide, 0.0).sum(axis=1) / np.maximum(known.sum(axis=1), 1)
+        usual[rows] = np.where(known[:, 1], mean, np.nan)
+    return usual
 
 
 # The clocks move a slot's same local time of the week by at most this many slots.
