@@ -79,6 +79,7 @@ def _payments(gateways: int, every: int) -> pd.DataFrame:
             "currency": "EUR",
             "method": "card",
             "country": "DE",
+            "latency_ms": np.nan,  # latency is not watched here
         }
     )
 

@@ -480,7 +480,9 @@ class Engine:
             return
         if table.end_slot != end_slot:  # nothing to re-read of a table from a later hour
             table = self.quarter_hours = table.updated(end_slot, end_slot, Counts.empty())
-        self.volume_history = VolumeHistory(hour, table, self.config.calendar)
+        self.volume_history = VolumeHistory(
+            hour, table, self.config.calendar, previous=self.volume_history
+        )
 
     def _source_failed(self, now: datetime, error: str, began: float) -> TickResult:
         # Other alerts keep their state: nothing can be concluded about them without data.

@@ -31,7 +31,13 @@ from detector.stats.calibration import (
     increment_distribution,
     threshold_for,
 )
-from detector.stats.cusum import cusum_bank, dispersion_factor, log_likelihood_weights
+from detector.stats.cusum import (
+    cusum_bank,
+    dispersion_factor,
+    excursions_reaching,
+    log_likelihood_weights,
+    member_weights,
+)
 from detector.stats.seasonal import (
     DAY_SLOTS,
     SLOTS_PER_WEEK,
@@ -925,3 +931,23 @@ def test_quarter_hourly_history_from_sql_equals_the_backtest_path(
     stripe = [(m, "stripe", 45, 45, 15) for m in range(-180, -30, 15)]
     adyen = [(-75, "adyen", 20, 20, 0), (-60, "adyen", 20, 20, 0)]
     assert rows(from_sql) == rows(from_minutes) == sorted(stripe + adyen)
+
+
+def test_the_calibration_screen_marks_the_minutes_where_the_bank_stands_at_its_level() -> None:
+    # The screen of the hourly calibration, a block of series at a time, marks exactly the
+    # minutes where the whole bank's statistic (every column an end) reaches the level.
+    rng = np.random.default_rng(11)
+    payments = rng.poisson(rng.uniform(0.5, 60, (7, 1)), (7, 400))
+    failures = rng.binomial(payments, np.where(np.arange(400) % 150 < 40, 0.08, 0.02))
+    p0 = np.full(7, 0.02)
+    p1 = np.tile([0.04, 0.1, 0.5, 0.0], (7, 1))  # the last member unused
+    rho = np.array([0.0, 0.002, 0.005, 0.0, 0.01, 0.0, 0.001])
+    levels = np.tile([3.0, 5.0, 8.0, np.inf], (7, 1))
+    bank = cusum_bank(
+        failures, payments, p0, p1, rho, np.full(p1.shape, np.inf), ends=np.arange(1, 401)
+    )
+    expected = (bank.statistics >= levels).any(axis=2).T
+    reached = excursions_reaching(failures, payments, rho, member_weights(p0, p1), levels, 3)
+    assert expected.any()
+    assert not expected.all()
+    np.testing.assert_array_equal(reached, expected)

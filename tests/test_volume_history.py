@@ -12,10 +12,11 @@ from typing import Any
 import numpy as np
 import requests
 
-from detector.config import Config, parse_config
+from detector.config import CalendarConfig, Config, parse_config
 from detector.engine import Engine
 from detector.model import Counts
 from detector.rules import VolumeHistory
+from detector.rules.quarter_hours import HISTORY_SLOTS, QuarterHourTable
 from detector.service.web import WebServer
 from detector.simulate import create_schema
 from detector.source import FrameSource, Source, SourceError, SqlSource
@@ -276,3 +277,48 @@ def _stripe_on_the_status_page(server: WebServer) -> str:
     host, port = server.address
     page = requests.get(f"http://{host}:{port}/", timeout=10).text
     return page.split('id="gw-stripe"')[1].split("</section>")[0]
+
+
+def test_an_hour_on_the_seasonal_fit_from_the_hour_before_equals_one_fitted_anew() -> None:
+    # Five weeks of quarter hours, gateways starting at different times, a time zone with a
+    # change of the clocks and declared days; each hour the last hour's quarter hours
+    # change (late rows). The history made from the hour before reuses its usual volumes,
+    # and must give exactly what a history fitted from nothing gives.
+    rng = np.random.default_rng(21)
+    names = [f"gw{g}" for g in range(12)]
+    end_hour = epoch_minute(datetime(2026, 3, 30, 6, tzinfo=UTC)) // 60
+    calendar = CalendarConfig.model_validate(
+        {
+            "timezone": "Europe/Berlin",
+            "days": [{"date": "2026-03-20", "volume": 2}, {"date": "2026-03-25"}],
+        }
+    )
+    first_slot = end_hour * 4 - HISTORY_SLOTS
+    hours = 6
+    daily = 1 + 0.5 * np.sin(np.arange(HISTORY_SLOTS + 4 * hours) / 96 * 2 * np.pi)
+    volume = rng.poisson(rng.uniform(0.5, 40, (len(names), 1)) * daily)
+    starts = rng.integers(0, 3000, len(names))
+    starts[:4] = 0
+    # One gateway's only early quarter hour leaves the weeks in the second hour: the empty
+    # days after it become unknown (before its first payment), not zero.
+    starts[4], volume[4, :3000] = 2, 0
+    volume[4, 2] = 5
+    previous = None
+    for hour in range(end_hour, end_hour + hours):
+        offset = hour * 4 - HISTORY_SLOTS - first_slot
+        columns = np.arange(offset, offset + HISTORY_SLOTS)
+        cells = np.zeros((5, len(names), HISTORY_SLOTS), dtype=np.int32)
+        counts = volume[:, columns] + (columns >= columns[-4]) * (hour - end_hour)
+        present = (columns[None, :] >= starts[:, None]) & (counts > 0)
+        cells[0] = cells[1] = np.where(present, counts, 0)
+        cells[4] = present  # volume, payments, failures, declines, any row
+        table = QuarterHourTable(hour * 4, tuple(names), cells)
+        kept = VolumeHistory(hour, table, calendar, previous=previous)
+        anew = VolumeHistory(hour, table, calendar)
+        season, expected = kept.season(names), anew.season(names)
+        np.testing.assert_array_equal(season.usual, expected.usual)
+        np.testing.assert_array_equal(season.levels, expected.levels)
+        np.testing.assert_array_equal(season.size, expected.size)
+        assert np.isfinite(season.usual).any()
+        assert np.isnan(season.usual).any()
+        previous = kept

@@ -12,7 +12,7 @@ from detector.config import BankRule, Config
 from detector.rules.seasonal import VolumeHistory
 from detector.rules.verdict import BoolArray
 from detector.stats.calibration import estimate_dispersion, quantise_up, threshold_for
-from detector.stats.cusum import CusumBank, cusum_bank, member_weights
+from detector.stats.cusum import CusumBank, excursions_reaching, member_weights
 from detector.stats.seasonal import SLOT_MINUTES
 from detector.window import CountWindow
 
@@ -246,17 +246,13 @@ def calibrate(
         """Bins where the bank (at ``first``; bins of ``minutes`` minutes) stands at half its
         threshold or more: a breach or its aftermath."""
         usable = np.isfinite(limits)
-        bank = cusum_bank(
+        return excursions_reaching(
             failures,
             payments,
-            baselines,
-            np.where(usable, post_change, 0.0),
             first / minutes,  # a bin's variance: 1 + (N - 1) rho / minutes (estimate_dispersion)
-            np.full(limits.shape, np.inf),
-            ends=np.arange(1, payments.shape[1] + 1),  # the statistic at every bin
+            member_weights(baselines, np.where(usable, post_change, 0.0)),
+            0.5 * np.where(usable, limits, np.inf),
         )
-        half = 0.5 * np.where(usable, limits, np.inf)
-        return np.asarray((bank.statistics >= half).any(axis=2).T, dtype=bool)
 
     rho_q = dispersion(
         screen(failures, payments),

@@ -22,6 +22,7 @@ from detector.stats.seasonal import (
     level_factor,
     seasonal_profile,
     tail_matched_size,
+    updated_profile,
 )
 from detector.timeutil import epoch_minute
 
@@ -94,7 +95,7 @@ class Season:
     level: npt.NDArray[np.float64]  # today's level against the usual
     size: npt.NDArray[np.float64]  # negative-binomial size of the quarter-hour noise
     weeks: npt.NDArray[np.int64]  # whole weeks of history
-    levels: npt.NDArray[np.float64]  # the level at every slot boundary of the history
+    levels: npt.NDArray[np.float64]  # the level at the start of every hour of the history
     seen: npt.NDArray[np.int64]  # column of each gateway's first known slot
     # Per column of ``usual``: the declared days' factor (1 ordinary, NaN unknown effect).
     scale: npt.NDArray[np.float64]
@@ -165,7 +166,14 @@ class VolumeHistory:
     weeks
         With counts, how many weeks to hold: the rules' ``HISTORY_WEEKS``, more for a longer
         chart (a table holds its own).
+    previous
+        The history of an earlier hour: the usual volume of the quarter hours whose weeks
+        before did not change since is taken from it rather than computed again.
     """
+
+    # Per gateway list: the history's first slot, the calendar's time zone, the ordinary
+    # days' volume and the usual volume it gave (what the next hour's history starts from).
+    _Profile = tuple[int, str, npt.NDArray[np.float64], npt.NDArray[np.float64]]
 
     def __init__(
         self,
@@ -173,6 +181,7 @@ class VolumeHistory:
         quarters: QuarterHourTable | Counts,
         calendar: CalendarConfig | None = None,
         weeks: int = HISTORY_WEEKS,
+        previous: VolumeHistory | None = None,
     ) -> None:
         self.end_hour = end_hour
         end_slot = end_hour * SLOTS_PER_HOUR
@@ -187,6 +196,9 @@ class VolumeHistory:
         self.weeks = quarters.slots // SLOTS_PER_WEEK
         self.calendar = calendar or CalendarConfig()
         self._seasons: dict[tuple[str, ...], Season] = {}
+        self._profiles: dict[tuple[str, ...], VolumeHistory._Profile] = {}
+        # Only the earlier hour's profiles are kept, never that history: no chain of hours.
+        self._earlier = {} if previous is None else previous._profiles
         self._outcomes: dict[tuple[str, ...], QuarterHours] = {}
         self._slots: dict[
             tuple[str, ...], tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]
@@ -324,23 +336,51 @@ class VolumeHistory:
         offsets = None
         if self.calendar.timezone != "UTC":
             offsets = local_offsets(self.calendar, first, slots + SLOTS_PER_HOUR + 1)
-        usual = seasonal_profile(ordinary, np.arange(slots + SLOTS_PER_HOUR), offsets)
-        level = level_factor(ordinary, usual[:, :slots])
+        usual = self._profile(tuple(gateways), first, ordinary, offsets)
+        # The level is measured at the start of each hour: what the rules use during it.
+        hour_starts = np.arange(0, slots + 1, SLOTS_PER_HOUR)
+        level = level_factor(ordinary, usual[:, :slots], hour_starts)
         if self.calendar.days:
             # Within a declared day of known effect the level also counts the day's own
             # hours against the scaled expectation, so that a factor declared too high or
             # too low is corrected within hours; the next day does not see them.
-            own = level_factor(volume / scale[:slots], usual[:, :slots])
-            boundary = np.arange(slots + 1)
-            before = np.concatenate([[1.0], scale[:slots]])
-            within = np.isfinite(before) & (before != 1.0) & (scale[boundary] == before)
+            own = level_factor(volume / scale[:slots], usual[:, :slots], hour_starts)
+            before = np.concatenate([[1.0], scale[:slots]])[hour_starts]
+            within = np.isfinite(before) & (before != 1.0) & (scale[hour_starts] == before)
             level = np.where(within[None, :], own, level)
         # The noise: every past slot against the expectation the rule had for it then (each
         # hour's level is the one measured at its start), fitted on the lower tail.
-        hour_start = np.arange(slots) // SLOTS_PER_HOUR * SLOTS_PER_HOUR
-        replayed = usual[:, :slots] * level[:, hour_start]
+        replayed = usual[:, :slots] * np.repeat(level[:, :-1], SLOTS_PER_HOUR, axis=1)
         size = tail_matched_size(ordinary, replayed)
-        return Season(first, usual, level[:, slots], size, weeks, level, seen, scale)
+        return Season(first, usual, level[:, -1], size, weeks, level, seen, scale)
+
+    def _profile(
+        self,
+        key: tuple[str, ...],
+        first: int,
+        ordinary: npt.NDArray[np.float64],
+        offsets: npt.NDArray[np.int64] | None,
+    ) -> npt.NDArray[np.float64]:
+        """The usual volume of every slot of the history and of the current hour, from the
+        earlier hour's where the same gateways had one (only what changed is computed)."""
+        slots = ordinary.shape[1]
+        columns = np.arange(slots + SLOTS_PER_HOUR)
+        earlier = self._earlier.get(key)
+        self._earlier = {}  # used once: the earlier hour's arrays are not held beyond it
+        shift = -1 if earlier is None else first - earlier[0]
+        if earlier is None or earlier[1] != self.calendar.timezone or not 0 <= shift < slots:
+            usual = seasonal_profile(ordinary, columns, offsets)
+        else:
+            before = earlier[2][:, shift:]
+            kept = before.shape[1]
+            same = (ordinary[:, :kept] == before) | (
+                np.isnan(ordinary[:, :kept]) & np.isnan(before)
+            )
+            changed = np.ones(slots, dtype=bool)
+            changed[:kept] = ~same.all(axis=0)
+            usual = updated_profile(ordinary, earlier[3], shift, changed, offsets)
+        self._profiles[key] = (first, self.calendar.timezone, ordinary, usual)
+        return usual
 
     # --- for the status page's expected band ------------------------------------------------
 
@@ -368,6 +408,6 @@ class VolumeHistory:
         # During an hour the rule expected its slots' usual volume times the level measured
         # at the hour's start (as the noise fit replays it), once it had a week of history.
         scaled = season.usual[:, slots] * season.scale[slots]
-        expected = scaled.sum(axis=2) * season.levels[:, start]
+        expected = scaled.sum(axis=2) * season.levels[:, start // SLOTS_PER_HOUR]
         week_then = start[None, :] - season.seen[:, None] >= SLOTS_PER_WEEK
         return np.where(week_then, expected, np.nan), season.size

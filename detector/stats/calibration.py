@@ -41,6 +41,7 @@ _MIN_STATES, _MAX_STATES = 200, 1_000
 # No threshold below this (odds of 7 to 1): where a single in-control minute can almost never
 # raise the statistic, the budget alone would allow any tiny evidence to alarm.
 MIN_THRESHOLD = 2.0
+_BLOCK_SERIES = 256  # rows of a dispersion estimate computed together
 
 
 def quantise_up(value: float, steps_per_octave: int, smallest: float) -> float:
@@ -268,6 +269,21 @@ def estimate_dispersion(
     >>> round(float(estimate_dispersion(bins(k), bins(n), minutes_per_bin=5)[0]), 3)
     0.004
     """
+    if failures.shape[0] > _BLOCK_SERIES:
+        # Each row's estimate is its own: a block of rows at a time keeps the temporaries
+        # (several float copies of four weeks of quarter hours) from growing with the rows.
+        return np.concatenate(
+            [
+                estimate_dispersion(
+                    failures[start : start + _BLOCK_SERIES],
+                    payments[start : start + _BLOCK_SERIES],
+                    None if exclude is None else exclude[start : start + _BLOCK_SERIES],
+                    minutes_per_bin,
+                    min_z,
+                )
+                for start in range(0, failures.shape[0], _BLOCK_SERIES)
+            ]
+        )
     usable = (payments > 0) if exclude is None else (payments > 0) & ~exclude
     include = usable
     rho = np.zeros(failures.shape[0])

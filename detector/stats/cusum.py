@@ -31,6 +31,7 @@ __all__ = [
     "CusumBank",
     "cusum_bank",
     "dispersion_factor",
+    "excursions_reaching",
     "log_likelihood_weights",
     "member_weights",
 ]
@@ -240,6 +241,38 @@ def cusum_bank(
     ([[5.47, 0.0]], 2, 5)
     """
     return CusumBank(failures, payments, rho, member_weights(p0, p1), cap, window, ends)
+
+
+def excursions_reaching(
+    failures: npt.NDArray[np.int64],
+    payments: npt.NDArray[np.int64],
+    rho: FloatArray,
+    weights: tuple[FloatArray, FloatArray],
+    levels: FloatArray,
+    block: int = 256,
+) -> npt.NDArray[np.bool_]:
+    """(series, columns): after which columns some member's CUSUM, started at 0 at the first
+    column with no window and no ceiling, stands at its ``levels`` (series, members) or more.
+
+    The statistics of every column of :class:`CusumBank` (``ends`` at every column), without
+    holding them: a block of series at a time, so memory does not grow with the series.
+
+    >>> k = np.array([[0, 0, 3, 4, 5]]); n = np.array([[50, 50, 50, 50, 50]])
+    >>> w = member_weights(np.array([0.02]), np.array([[0.04]]))
+    >>> excursions_reaching(k, n, np.zeros(1), w, np.array([[2.0]])).tolist()
+    [[False, False, False, True, True]]
+    """
+    reached = np.zeros(failures.shape, dtype=bool)
+    for start in range(0, failures.shape[0], block):
+        rows = slice(start, start + block)
+        increments = _fixed_increments(
+            failures[rows], payments[rows], rho[rows], (weights[0][rows], weights[1][rows])
+        )
+        total = np.cumsum(increments, axis=2)
+        lowest = np.minimum(np.minimum.accumulate(total, axis=2), 0)  # from a leading 0
+        statistics = (total - lowest) * UNIT
+        reached[rows] = (statistics >= levels[rows][:, :, None]).any(axis=1)
+    return reached
 
 
 def member_weights(p0: FloatArray, p1: FloatArray) -> tuple[FloatArray, FloatArray]:

@@ -28,6 +28,7 @@ __all__ = [
     "negative_binomial_cdf",
     "seasonal_profile",
     "tail_matched_size",
+    "updated_profile",
 ]
 
 FloatArray = npt.NDArray[np.float64]
@@ -118,14 +119,80 @@ def seasonal_profile(
     needed, where = np.unique(
         np.concatenate([columns - 1, columns, columns + 1]), return_inverse=True
     )
-    wide = _same_slot_mean(volume, needed, offsets)[:, where.reshape(3, columns.size)]
-    known = np.isfinite(wide)
-    mean = np.where(known, wide, 0.0).sum(axis=1) / np.maximum(known.sum(axis=1), 1)
-    return np.asarray(np.where(known[:, 1], mean, np.nan), dtype=np.float64)
+    usual = np.empty((volume.shape[0], columns.size))
+    # Series are independent: a block at a time keeps the temporaries (several times the
+    # history's size) from growing with the series.
+    for rows in _blocks(volume.shape[0]):
+        wide = _same_slot_mean(volume[rows], needed, offsets)[:, where.reshape(3, columns.size)]
+        known = np.isfinite(wide)
+        mean = np.where(known, wide, 0.0).sum(axis=1) / np.maximum(known.sum(axis=1), 1)
+        usual[rows] = np.where(known[:, 1], mean, np.nan)
+    return usual
 
 
-def level_factor(volume: FloatArray, usual: FloatArray) -> FloatArray:
-    """Today's level at each column boundary ``t`` (0 .. columns): how the ``LEVEL_SLOTS``
+# The clocks move a slot's same local time of the week by at most this many slots.
+_CLOCK_MARGIN = 2 * SLOTS_PER_HOUR
+
+
+def updated_profile(
+    volume: FloatArray,
+    earlier: FloatArray,
+    shift: int,
+    changed: npt.NDArray[np.bool_],
+    offsets: npt.NDArray[np.int64] | None = None,
+) -> FloatArray:
+    """``seasonal_profile(volume, np.arange(earlier.shape[1]), offsets)``, recomputing only
+    the columns whose inputs differ from those of ``earlier``: the same profile of a history
+    that started ``shift`` slots earlier, where ``changed`` marks the columns of ``volume``
+    that differ from that history's (the new quarter hours are always changed).
+
+    A slot's usual volume only reads its own and its neighbours' same slot of earlier weeks:
+    an hour on, only the slots a week (two, three, four) after a changed or dropped quarter
+    hour, and the new ones, need it again; the rest are the same numbers.
+
+    >>> rng = np.random.default_rng(5)
+    >>> v = rng.poisson(20.0, (2, 4 * SLOTS_PER_WEEK + 4)).astype(float)
+    >>> full = seasonal_profile(v, np.arange(4 * SLOTS_PER_WEEK + 8))
+    >>> now = v[:, 4:]; changed = np.zeros(now.shape[1], dtype=bool); changed[-4:] = True
+    >>> again = updated_profile(now, full[:, :-4], 4, changed)
+    >>> bool(np.array_equal(again, seasonal_profile(now, np.arange(full.shape[1] - 4)),
+    ...                     equal_nan=True))
+    True
+    """
+    columns = earlier.shape[1]
+    if not 0 <= shift < volume.shape[1]:
+        return seasonal_profile(volume, np.arange(columns), offsets)
+    # Sources by their column, from before the dropped quarter hours to past the history.
+    lead = HISTORY_WEEKS * SLOTS_PER_WEEK + shift + 2 * _CLOCK_MARGIN + 2
+    stale = np.zeros(lead + volume.shape[1] + _CLOCK_MARGIN + 1, dtype=bool)
+    stale[lead - shift : lead] = True  # dropped: no longer inside the history
+    stale[lead : lead + _CLOCK_MARGIN] = True  # the first columns (clipped clock offsets)
+    stale[lead : lead + volume.shape[1]] |= changed
+    # Near a stale source, for the clocks' offsets: a running count over a 2-margin span.
+    count = np.concatenate([[0], np.cumsum(stale)])
+    start = np.clip(np.arange(stale.size) - _CLOCK_MARGIN, 0, stale.size)
+    stop = np.clip(np.arange(stale.size) + _CLOCK_MARGIN + 1, 0, stale.size)
+    near = count[stop] - count[start] > 0
+    # The same-slot means of columns -1 .. columns (each column averages its neighbours').
+    targets = np.arange(-1, columns + 1)
+    mean_stale = np.zeros(targets.size, dtype=bool)
+    for weeks_back in range(1, HISTORY_WEEKS + 1):
+        mean_stale |= near[targets - weeks_back * SLOTS_PER_WEEK + lead]
+    redo = mean_stale[:-2] | mean_stale[1:-1] | mean_stale[2:]
+    redo[columns - shift :] = True  # beyond the earlier profile
+    usual = np.empty((volume.shape[0], columns))
+    usual[:, : columns - shift] = earlier[:, shift:]
+    again = np.flatnonzero(redo)
+    if again.size:
+        usual[:, again] = seasonal_profile(volume, again, offsets)
+    return usual
+
+
+def level_factor(
+    volume: FloatArray, usual: FloatArray, boundaries: npt.NDArray[np.int64] | None = None
+) -> FloatArray:
+    """Today's level at each column boundary ``t`` in ``boundaries`` (default every one, 0 ..
+    columns): how the ``LEVEL_SLOTS``
     slots before ``t`` compared with their usual volume, shrunk towards 1 and clipped; but
     never above the median of the week's days' levels (the 24 hours before ``t``, ``t`` minus
     a day, ... six days back). A day far above its usual (a sale, a campaign) thus does not
@@ -139,15 +206,36 @@ def level_factor(volume: FloatArray, usual: FloatArray) -> FloatArray:
     >>> level_factor(sale, np.full((1, 96 * 4), 10.0))[0, -1]  # the night after the sale
     np.float64(1.0)
     """
+    if boundaries is None:
+        boundaries = np.arange(volume.shape[1] + 1)
     usable = np.isfinite(volume) & np.isfinite(usual)
-    recent = _window_level(volume, usual, usable, LEVEL_SLOTS)
-    daily = _window_level(volume, usual, usable, DAY_SLOTS)
+    # Running sums from a leading 0: any window's sum is a difference of two of their columns.
+    actual, expected = (
+        np.concatenate(
+            [np.zeros((values.shape[0], 1)), np.cumsum(np.where(usable, values, 0.0), axis=1)],
+            axis=1,
+        )
+        for values in (volume, usual)
+    )
+    recent = _window_level(actual, expected, boundaries, LEVEL_SLOTS)
     days_back = np.arange(7)[:, None] * DAY_SLOTS
-    boundary = np.arange(volume.shape[1] + 1)[None, :] - days_back  # (7, boundaries)
+    boundary = boundaries[None, :] - days_back  # (7, boundaries)
+    needed, where = np.unique(np.maximum(boundary, 0), return_inverse=True)
+    daily = _window_level(actual, expected, needed, DAY_SLOTS)
     inside = boundary >= DAY_SLOTS  # whole days only (the first day's boundaries use it)
     inside[0] = True
-    past = np.where(inside[None, :, :], daily[:, np.maximum(boundary, 0)], np.nan)
-    return np.asarray(np.minimum(recent, _median_of_known(past)), dtype=np.float64)
+    # The (series, 7, boundaries) medians are the largest arrays of the seasonal fit: they
+    # are taken a block of series at a time, so memory stays flat as series grow.
+    level = np.empty(recent.shape)
+    for rows in _blocks(volume.shape[0]):
+        past = np.where(inside[None, :, :], daily[rows][:, where.reshape(boundary.shape)], np.nan)
+        level[rows] = np.minimum(recent[rows], _median_of_known(past))
+    return level
+
+
+def _blocks(series: int, size: int = 256) -> list[slice]:
+    """Consecutive blocks of at most ``size`` rows."""
+    return [slice(start, min(start + size, series)) for start in range(0, series, size)]
 
 
 def _median_of_known(values: FloatArray) -> FloatArray:
@@ -168,19 +256,15 @@ def _median_of_known(values: FloatArray) -> FloatArray:
 
 
 def _window_level(
-    volume: FloatArray, usual: FloatArray, usable: npt.NDArray[np.bool_], slots: int
+    actual: FloatArray, expected: FloatArray, boundaries: npt.NDArray[np.int64], slots: int
 ) -> FloatArray:
-    """At each column boundary: the ``slots`` slots before it against their usual volume,
-    shrunk towards 1 by ``LEVEL_PRIOR_PAYMENTS`` and clipped to ``LEVEL_RANGE``."""
-
-    def window_sums(values: FloatArray) -> FloatArray:
-        total = np.cumsum(np.where(usable, values, 0.0), axis=1)
-        total = np.concatenate([np.zeros((values.shape[0], 1)), total], axis=1)
-        shifted = np.concatenate([np.zeros((values.shape[0], slots)), total[:, :-slots]], axis=1)
-        return np.asarray(total - shifted[:, : total.shape[1]], dtype=np.float64)
-
-    actual, expected = window_sums(volume), window_sums(usual)
-    level = (actual + LEVEL_PRIOR_PAYMENTS) / (expected + LEVEL_PRIOR_PAYMENTS)
+    """At each of ``boundaries``: the ``slots`` slots before it against their usual volume
+    (from running sums of both over the usable slots), shrunk towards 1 by
+    ``LEVEL_PRIOR_PAYMENTS`` and clipped to ``LEVEL_RANGE``."""
+    start = np.maximum(boundaries - slots, 0)  # the running sums start at 0
+    seen = actual[:, boundaries] - actual[:, start]
+    usual = expected[:, boundaries] - expected[:, start]
+    level = (seen + LEVEL_PRIOR_PAYMENTS) / (usual + LEVEL_PRIOR_PAYMENTS)
     return np.asarray(np.clip(level, *LEVEL_RANGE), dtype=np.float64)
 
 
