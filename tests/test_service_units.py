@@ -569,7 +569,7 @@ def test_metrics_export_how_close_each_detector_is_to_alarm() -> None:
 def test_every_gateway_is_in_every_gateway_family_once_and_promtool_accepts_it() -> None:
     """The gauges are written straight from the tick's arrays: each gateway, quoted names
     and gateways without payments (NaN ratio) included, once per family."""
-    names = [f"gw{i:04d}" for i in range(600)] + ['back\\slash', "new\nline", 'quo"te']
+    names = [f"gw{i:04d}" for i in range(600)] + ["back\\slash", "new\nline", 'quo"te']
     window = _window({name: (40, i % 5) for i, name in enumerate(names)})
     window.payments[3, -1] = window.failures[3, -1] = 0  # gw0003: no ratio
     ratio = np.linspace(0, 2, len(names))
