@@ -34,12 +34,12 @@ from detector.config import parse_config
 from detector.engine import Engine
 from detector.model import Counts
 from detector.rules import VolumeHistory
+from detector.service.gateways_api import gateways_json
 from detector.service.health import gateway_health
 from detector.service.history import History
 from detector.service.metrics import Metrics
 from detector.service.snapshot import Snapshot
 from detector.service.status_page import render
-from detector.service.web import gateways_json
 from detector.source import FrameSource
 from detector.stats.seasonal import SLOT_MINUTES, SLOTS_PER_HOUR
 from detector.timeutil import epoch_minute

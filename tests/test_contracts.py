@@ -121,6 +121,10 @@ def test_every_answer_of_a_live_daemon_matches_the_openapi_document(
     failing = get("/api/v1/gateways?status=down,degraded")
     assert [g["gateway"] for g in failing["gateways"]] == ["stripe"]
     assert get("/api/v1/gateways?gateway=adyen")["gateways"][0]["gateway"] == "adyen"
+    paged = get("/api/v1/gateways?limit=1")
+    assert ([g["gateway"] for g in paged["gateways"]], paged["next"]) == (["adyen"], "adyen")
+    assert get("/api/v1/gateways?limit=1&after=adyen")["next"] is None
+    assert "whole number" in get("/api/v1/gateways?limit=0")["error"]
     assert "unknown status sideways" in get("/api/v1/gateways?status=sideways")["error"]
     clock.now += timedelta(minutes=10)  # no tick since: stale verdicts, unhealthy
     stale = get("/healthz"), get("/api/v1/gateways")

@@ -24,7 +24,7 @@ from detector.engine import Engine
 from detector.model import Notification
 from detector.notify.messages import text
 from detector.service import status_page
-from detector.service.web import gateways_json
+from detector.service.gateways_api import gateways_json
 from detector.simulate import Incident, generate
 from detector.source import FrameSource, SqlSource
 

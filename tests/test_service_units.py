@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -580,6 +581,40 @@ def test_metrics_export_how_close_each_detector_is_to_alarm() -> None:
     assert value("detector_gateway_failure_ratio", {"gateway": 'a"b'}) == 1.0
     assert value("detector_gateway_status", {"gateway": "stripe", "status": "healthy"}) == 1
     assert value("detector_gateway_status", {"gateway": "stripe", "status": "down"}) == 0
+
+
+def test_every_gateway_is_in_every_gateway_family_once_and_promtool_accepts_it() -> None:
+    """The gauges are written straight from the tick's arrays: each gateway, quoted names
+    and gateways without payments (NaN ratio) included, once per family."""
+    names = [f"gw{i:04d}" for i in range(600)] + ["back\\slash", "new\nline", 'quo"te']
+    window = _window({name: (40, i % 5) for i, name in enumerate(names)})
+    window.payments[3, -1] = window.failures[3, -1] = 0  # gw0003: no ratio
+    ratio = np.linspace(0, 2, len(names))
+    rules = [_rule("sla_breach", window.gateways, evidence_ratio=ratio), _rule("no_data", names)]
+    metrics = Metrics(CollectorRegistry())
+    metrics.observe_health(gateway_health(window, [], CONFIG), [], rules)
+    text = metrics.exposition().decode()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    for family in ("payments", "failures", "declines", "failure_ratio"):
+        gateways = [s.labels["gateway"] for s in families[f"detector_gateway_{family}"].samples]
+        assert gateways == names
+    status = families["detector_gateway_status"].samples
+    assert len(status) == 4 * len(names)
+    assert {s.labels["status"] for s in status if s.value == 1} == {"healthy", "unknown"}
+    value = _scrape(metrics)
+    assert value("detector_gateway_failures", {"gateway": "gw0007"}) == 2
+    assert np.isnan(value("detector_gateway_failure_ratio", {"gateway": "gw0003"}) or 0)
+    assert value("detector_gateway_payments", {"gateway": 'quo"te'}) == 40
+    assert value("detector_gateway_payments", {"gateway": "new\nline"}) == 40
+    assert value("detector_evidence_ratio", {"gateway": 'quo"te', "rule": "sla_breach"}) == 2
+    assert value("detector_rule_active", {"gateway": "back\\slash", "rule": "no_data"}) == 0
+    assert len(families["detector_rule_active"].samples) == 2 * len(names)
+    promtool = shutil.which("promtool")
+    if promtool is not None:
+        lint = subprocess.run(
+            [promtool, "check", "metrics"], input=text, capture_output=True, text=True, check=False
+        )
+        assert (lint.returncode, lint.stdout + lint.stderr) == (0, "")
 
 
 def test_the_registry_passed_in_holds_the_gateway_gauges_that_metrics_serves() -> None:

@@ -118,3 +118,37 @@ def test_routers_can_ask_for_some_statuses_or_one_gateway(
     wrong = session.get(f"{url}/api/v1/gateways?status=down,sideways", timeout=10)
     assert wrong.status_code == 400
     assert "unknown status sideways" in wrong.json()["error"]
+
+
+def test_routers_can_page_through_the_gateways_in_name_order(
+    site: tuple[requests.Session, str],
+) -> None:
+    session, url = site
+    every = session.get(f"{url}/api/v1/gateways", timeout=10).json()["gateways"]
+    pages, after = [], None
+    while True:
+        params = {"limit": 40, **({"after": after} if after is not None else {})}
+        page = session.get(f"{url}/api/v1/gateways", params=params, timeout=10).json()
+        pages.append([g["gateway"] for g in page["gateways"]])
+        after = page["next"]
+        if after is None:
+            break
+        assert after == pages[-1][-1]
+    assert [len(p) for p in pages] == [40] * 3 + [len(every) - 120]
+    assert [name for page in pages for name in page] == sorted(g["gateway"] for g in every)
+    by_name = {g["gateway"]: g for g in every}
+    page = session.get(f"{url}/api/v1/gateways?limit=2&after=gw148", timeout=10).json()
+    assert page["gateways"] == [by_name["gw149"], by_name["zz-broken-1"]]
+    assert page["next"] == "zz-broken-1"
+    # A filter first, then the page; a cursor that is no gateway's name still places the page.
+    down = session.get(f"{url}/api/v1/gateways?status=down&limit=1&after=zz", timeout=10).json()
+    assert ([g["gateway"] for g in down["gateways"]], down["next"]) == (
+        ["zz-broken-1"],
+        "zz-broken-1",
+    )
+    last = session.get(f"{url}/api/v1/gateways?status=down&after=zz-broken-1", timeout=10).json()
+    assert ([g["gateway"] for g in last["gateways"]], last["next"]) == (["zz-broken-2"], None)
+    for wrong in ("0", "-3", "ten"):
+        answer = session.get(f"{url}/api/v1/gateways?limit={wrong}", timeout=10)
+        assert answer.status_code == 400
+        assert "a whole number from 1" in answer.json()["error"]

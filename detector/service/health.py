@@ -22,6 +22,7 @@ Status, worst first:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -196,21 +197,28 @@ class HealthTable(Sequence[GatewayHealth]):
             )
         return np.flatnonzero(keep)
 
+    @cached_property
+    def _columns(self) -> _Columns:
+        return _Columns.of(self)
+
     def _row(self, i: int) -> GatewayHealth:
         gateway = self.gateways[i]
+        columns = self._columns
         mine = self.alerts.get(gateway, [])
         firing = [a for a in mine if a.state == "firing" and a.rule not in _NOT_THE_GATEWAYS]
-        n, k = int(self.payments[i]), int(self.failures[i])
-        status = STATUSES[self.status[i]]
+        n, k = columns.payments[i], columns.failures[i]
+        status = columns.status[i]
         since = None
         if self.stale_reason:
             reason = self.stale_reason
         elif self.source_error:
             reason = f"payments source unreachable: {self.source_error}"
         elif status == "down":
+            firing = [a for a in mine if a.state == "firing"]
             down = [a for a in firing if a.rule in _DOWN_RULES and not _series_labels(a)]
             reason, since = down[0].summary, down[0].since
         elif status == "degraded":
+            firing = [a for a in mine if a.state == "firing"]
             reason, since = firing[0].summary, firing[0].since
         elif status == "unknown":
             reason = f"{n} final payment(s) in the last {self.window_minutes} min: too few to judge"
@@ -222,7 +230,7 @@ class HealthTable(Sequence[GatewayHealth]):
             if waves:
                 reason += f"; decline wave: {waves[0].summary}"
         settings = self.config.gateways.get(gateway)
-        expected = float(self.expected[i])
+        expected = columns.expected[i]
         return GatewayHealth(
             gateway=gateway,
             status=status,
@@ -231,15 +239,43 @@ class HealthTable(Sequence[GatewayHealth]):
             payments=n,
             failures=k,
             failure_rate=k / n if n else None,
-            declines=int(self.declines[i]),
-            interval=(float(self.low[i]), float(self.high[i])) if n else None,
+            declines=columns.declines[i],
+            interval=(columns.low[i], columns.high[i]) if n else None,
             baseline=self.config.sla_for(gateway),
-            volume=int(self.volume[i]),
-            expected_volume=expected if np.isfinite(expected) else None,
+            volume=columns.volume[i],
+            expected_volume=expected if math.isfinite(expected) else None,
             window_minutes=self.window_minutes,
             backup=settings.backup if settings else None,
             alerts=mine,
             stale_since=self.stale_since,
+        )
+
+
+@dataclass(frozen=True)
+class _Columns:
+    """A :class:`HealthTable`'s arrays as Python lists, converted once for all its rows
+    (indexing a numpy array element by element costs more than the rest of a row)."""
+
+    status: list[Status]
+    payments: list[int]
+    failures: list[int]
+    declines: list[int]
+    volume: list[int]
+    low: list[float]
+    high: list[float]
+    expected: list[float]
+
+    @classmethod
+    def of(cls, table: HealthTable) -> _Columns:
+        return cls(
+            [STATUSES[s] for s in table.status.tolist()],
+            table.payments.tolist(),
+            table.failures.tolist(),
+            table.declines.tolist(),
+            table.volume.tolist(),
+            table.low.tolist(),
+            table.high.tolist(),
+            table.expected.tolist(),
         )
 
 

@@ -1,8 +1,9 @@
 """Prometheus metrics of the service, registered on a registry the caller passes in.
 
 The per-gateway gauges are not registry children: :class:`LastTickGauges`, a custom
-collector on the same registry, builds them from the tick's arrays on the first scrape
-after the tick, which keeps publishing a tick independent of the number of gateways.
+collector on the same registry, writes them from the tick's arrays on the first scrape
+after the tick, which keeps publishing a tick independent of the number of gateways and a
+scrape of 10,000 gateways well under a second.
 
 Dimension series (``detection.sla_breach.series``) carry one label per dimension, as their
 alerts do: ``detector_evidence_ratio{gateway="stripe",rule="sla_breach",method="card"}``.
@@ -13,8 +14,9 @@ each payment once.
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -27,8 +29,8 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
-from prometheus_client.samples import Sample
 
 from detector import __version__
 from detector.alerts import Alert
@@ -167,9 +169,11 @@ class Metrics:
 
     def exposition(self) -> bytes:
         """``/metrics``: what ``generate_latest(registry)`` gives, except that the last
-        tick's gauges come last and are formatted once a tick rather than on every scrape
+        tick's gauges come last and are written once a tick rather than on every scrape
         (they are most of the text: thousands of samples at a few hundred gateways)."""
-        return generate_latest(_WithoutLastTick(self.registry)) + self.last_tick.exposition()
+        with self.last_tick.appended_after():
+            rest = generate_latest(self.registry)
+        return rest + self.last_tick.exposition()
 
     def _alert_series(self) -> Iterable[tuple[str, str, str]]:
         for metric in self.alerts.collect():
@@ -186,54 +190,53 @@ class Metrics:
 class LastTickGauges(Collector):
     """The per-gateway and per-series gauges of the last tick.
 
-    Built from the tick's arrays on the first collection after :meth:`update` and reused
-    until the next one, rather than kept as thousands of labelled gauge children.
+    Written straight from the tick's arrays into the text format on the first scrape after
+    :meth:`update` (a line per sample, no object per sample: 10,000 gateways are about
+    170,000 samples) and served as those bytes until the next tick. :meth:`collect` reads the
+    same text back, for the registry's own readers (``get_sample_value``).
     """
 
     def __init__(self) -> None:
-        # Reentrant: exposition() formats the families through collect().
-        self._lock = threading.RLock()
+        self._lock = threading.Lock()
         self._health: HealthTable | None = None
         self._results: list[RuleResult] = []
         self._series: SeriesHealth | None = None
-        self._families: list[GaugeMetricFamily] | None = None
         self._text: bytes | None = None
+        # Set while Metrics.exposition formats the rest of the registry, in that thread only.
+        self._appended = threading.local()
 
     def update(
         self, health: HealthTable, results: Iterable[RuleResult], series: SeriesHealth | None
     ) -> None:
         with self._lock:
             self._health, self._results, self._series = health, list(results), series
-            self._families = self._text = None
-
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        with self._lock:
-            if self._families is None:
-                self._families = _gateway_families(self._health, self._results, self._series)
-            families = self._families
-        return iter(families)
+            self._text = None
 
     def exposition(self) -> bytes:
-        """The families in the text format, formatted on the first call after a tick."""
+        """The families in the text format, written on the first call after a tick."""
         with self._lock:
             if self._text is None:
-                self._text = generate_latest(self)
+                self._text = _exposition(self._health, self._results, self._series).encode()
             return self._text
+
+    @contextlib.contextmanager
+    def appended_after(self) -> Iterator[None]:
+        """Within it, this thread's collections of the registry leave these families out,
+        as the caller appends :meth:`exposition` itself."""
+        self._appended.active = True
+        try:
+            yield
+        finally:
+            self._appended.active = False
+
+    def collect(self) -> Iterator[Metric]:
+        if getattr(self._appended, "active", False):
+            return iter(())
+        return iter(text_string_to_metric_families(self.exposition().decode()))
 
     def describe(self) -> Iterator[GaugeMetricFamily]:
         """The families' names, so a registry can refuse a collector that clashes with them."""
         return iter(GaugeMetricFamily(name, help_) for name, help_ in _HELP.items())
-
-
-class _WithoutLastTick:
-    """A registry's metrics but those of :class:`LastTickGauges` (whose names ``describe``
-    reserves in the registry, so no other collector has them)."""
-
-    def __init__(self, registry: CollectorRegistry):
-        self.registry = registry
-
-    def collect(self) -> Iterator[Metric]:
-        return (metric for metric in self.registry.collect() if metric.name not in _HELP)
 
 
 def _window_help(kind: str, whose: str) -> dict[str, str]:
@@ -267,54 +270,58 @@ _HELP = {
 }
 
 
-def _add_samples(
-    family: GaugeMetricFamily,
-    labels: Sequence[dict[str, str]],
-    values: npt.NDArray[np.float64],
-) -> None:
-    """One sample per label set. The label names vary within a family (a dimension series
-    adds its own), which ``add_metric``'s fixed label names cannot express."""
-    name = family.name
-    family.samples.extend(
-        Sample(name, label_set, value)
-        for label_set, value in zip(labels, values.tolist(), strict=True)
-    )
+def _quoted(value: str) -> str:
+    """A label value as the text format quotes it (backslash, newline, double quote)."""
+    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
 
 
-def _gauge(
-    name: str, labels: Sequence[dict[str, str]], values: npt.NDArray[np.float64]
-) -> GaugeMetricFamily:
-    family = GaugeMetricFamily(name, _HELP[name])
-    _add_samples(family, labels, values)
-    return family
+def _label_text(labels: Mapping[str, str]) -> str:
+    """``a="x",b="y"``: label names sorted, as prometheus_client writes them."""
+    return ",".join(f'{name}="{_quoted(value)}"' for name, value in sorted(labels.items()))
+
+
+def _numbers(values: npt.ArrayLike) -> list[str]:
+    """Sample values as the text format writes them: Python's shortest float text, and
+    NaN, +Inf, -Inf."""
+    floats = np.asarray(values, dtype=np.float64)
+    texts = list(map(repr, floats.tolist()))
+    for i in np.flatnonzero(~np.isfinite(floats)).tolist():
+        texts[i] = "NaN" if np.isnan(floats[i]) else ("+Inf" if floats[i] > 0 else "-Inf")
+    return texts
+
+
+def _family(name: str, labels: Sequence[str], values: npt.ArrayLike) -> str:
+    """A gauge family in the text format; ``labels`` are the samples' ``_label_text``."""
+    help_ = _HELP[name].replace("\\", r"\\").replace("\n", r"\n")
+    lines = [
+        f"{name}{{{label}}} {value}\n"
+        for label, value in zip(labels, _numbers(values), strict=True)
+    ]
+    return f"# HELP {name} {help_}\n# TYPE {name} gauge\n" + "".join(lines)
 
 
 def _window_families(
     kind: str,
-    labels: Sequence[dict[str, str]],
+    labels: Sequence[str],
     payments: npt.NDArray[np.int64],
     failures: npt.NDArray[np.int64],
     declines: npt.NDArray[np.int64],
     high: npt.NDArray[np.float64],
-) -> list[GaugeMetricFamily]:
+) -> list[str]:
     """detector_{kind}_payments, _failures, _declines, _failure_ratio and
     _failure_upper_bound_ratio:
     the counts of a gateway's or a series' SLA window."""
     return [
-        _gauge(f"detector_{kind}_payments", labels, payments.astype(np.float64)),
-        _gauge(f"detector_{kind}_failures", labels, failures.astype(np.float64)),
-        _gauge(f"detector_{kind}_declines", labels, declines.astype(np.float64)),
-        _gauge(
-            f"detector_{kind}_failure_ratio",
-            labels,
-            _failure_rate(payments.astype(np.float64), failures),
-        ),
-        _gauge(f"detector_{kind}_failure_upper_bound_ratio", labels, high),
+        _family(f"detector_{kind}_payments", labels, payments),
+        _family(f"detector_{kind}_failures", labels, failures),
+        _family(f"detector_{kind}_declines", labels, declines),
+        _family(f"detector_{kind}_failure_ratio", labels, _failure_rate(payments, failures)),
+        _family(f"detector_{kind}_failure_upper_bound_ratio", labels, high),
     ]
 
 
 def _failure_rate(
-    payments: npt.NDArray[np.float64], failures: npt.NDArray[np.int64]
+    payments: npt.NDArray[np.int64], failures: npt.NDArray[np.int64]
 ) -> npt.NDArray[np.float64]:
     rate: npt.NDArray[np.float64] = np.divide(
         failures, payments, out=np.full(payments.shape, np.nan), where=payments > 0
@@ -322,41 +329,56 @@ def _failure_rate(
     return rate
 
 
-def _gateway_families(
+def _exposition(
     health: HealthTable | None, results: list[RuleResult], series: SeriesHealth | None = None
-) -> list[GaugeMetricFamily]:
+) -> str:
+    """Every per-gateway and per-series family of the tick, in the text format."""
     if health is None or not len(health):
-        return []
-    gateway = [{"gateway": g} for g in health.gateways]
-    status = [{"gateway": g, "status": s} for g in health.gateways for s in STATUSES]
-    current = (health.status[:, None] == np.arange(len(STATUSES))).astype(np.float64)
-    active = GaugeMetricFamily("detector_rule_active", _HELP["detector_rule_active"])
-    ratio = GaugeMetricFamily("detector_evidence_ratio", _HELP["detector_evidence_ratio"])
+        return ""
+    gateway = {g: f'gateway="{_quoted(g)}"' for g in health.gateways}
+    named = [gateway[g] for g in health.gateways]
+    status = [f'{g},status="{s}"' for g in named for s in STATUSES]
+    current = health.status[:, None] == np.arange(len(STATUSES))
+    # Label names in sorted order, as _label_text writes them: gateway, rule.
+    active_labels: list[str] = []
+    active_values: list[npt.NDArray[np.float64]] = []
+    ratio_labels: list[str] = []
+    ratio_values: list[npt.NDArray[np.float64]] = []
     for r in results:
-        by_rule = [{"gateway": g, "rule": r.rule} for g in r.gateways]
-        _add_samples(active, by_rule, r.active.astype(np.float64))
+        rule = f',rule="{_quoted(r.rule)}"'
+        by_rule = [(gateway.get(g) or f'gateway="{_quoted(g)}"') + rule for g in r.gateways]
+        active_labels += by_rule
+        active_values.append(r.active.astype(np.float64))
         if r.evidence_ratio is not None:
-            _add_samples(ratio, by_rule, r.evidence_ratio)
+            ratio_labels += by_rule
+            ratio_values.append(np.asarray(r.evidence_ratio, dtype=np.float64))
     series_families = []
     if series is not None and series.gateways:
         # Dimension names are Prometheus label names, none of them "gateway" or "rule" (the
         # config checks both).
         labels = [
-            {"gateway": g, **values}
+            _label_text({"gateway": g, **values})
             for g, values in zip(series.gateways, series.labels, strict=True)
         ]
-        by_rule = [{**label_set, "rule": "sla_breach"} for label_set in labels]
-        _add_samples(active, by_rule, series.active.astype(np.float64))
-        _add_samples(ratio, by_rule, series.evidence_ratio)
+        by_rule = [
+            _label_text({"gateway": g, **values, "rule": "sla_breach"})
+            for g, values in zip(series.gateways, series.labels, strict=True)
+        ]
+        active_labels += by_rule
+        active_values.append(series.active.astype(np.float64))
+        ratio_labels += by_rule
+        ratio_values.append(np.asarray(series.evidence_ratio, dtype=np.float64))
         series_families = _window_families(
             "series", labels, series.payments, series.failures, series.declines, series.high
         )
-    return [
-        *_window_families(
-            "gateway", gateway, health.payments, health.failures, health.declines, health.high
-        ),
-        _gauge("detector_gateway_status", status, current.ravel()),
-        active,
-        ratio,
-        *series_families,
-    ]
+    return "".join(
+        [
+            *_window_families(
+                "gateway", named, health.payments, health.failures, health.declines, health.high
+            ),
+            _family("detector_gateway_status", status, current.ravel()),
+            _family("detector_rule_active", active_labels, np.concatenate([[], *active_values])),
+            _family("detector_evidence_ratio", ratio_labels, np.concatenate([[], *ratio_values])),
+            *series_families,
+        ]
+    )

@@ -16,7 +16,7 @@ import json
 import logging
 import socket
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from typing import Any, Protocol
 from urllib.parse import parse_qs
@@ -28,13 +28,14 @@ from waitress.server import TcpWSGIServer, create_server
 
 from detector.config import ServerConfig
 from detector.errors import DetectorError
-from detector.service.health import STATUSES, gateways_document
+from detector.service.gateways_api import GatewaysAnswers
+from detector.service.health import STATUSES
 from detector.service.openapi import openapi_json
 from detector.service.snapshot import Snapshot
 from detector.service.status_page import render
 from detector.service.volumes_page import render_volumes
 
-__all__ = ["Provider", "WebApp", "WebServer", "gateways_json"]
+__all__ = ["Provider", "WebApp", "WebServer"]
 
 log = logging.getLogger(__name__)
 
@@ -54,22 +55,6 @@ class Provider(Protocol):
     def healthz(self) -> tuple[int, dict[str, Any]]: ...
 
 
-def gateways_json(
-    snapshot: Snapshot, statuses: Sequence[str] = (), gateway: str | None = None
-) -> str:
-    """``/api/v1/gateways``, every gateway or those with one of ``statuses`` / this name
-    (compact: with ``indent`` the json module drops its C encoder)."""
-    health = snapshot.health
-    if statuses or gateway is not None:
-        chosen = health.matching(statuses)
-        if gateway is not None:
-            chosen = chosen[[health.gateways[i] == gateway for i in chosen]]
-        document = gateways_document(health, snapshot.at, snapshot.role, chosen)
-    else:
-        document = gateways_document(health, snapshot.at, snapshot.role)
-    return json.dumps(document, separators=(",", ":")) + "\n"
-
-
 class WebApp:
     """The WSGI application: every route answers GET and HEAD, other methods get 405."""
 
@@ -85,6 +70,7 @@ class WebApp:
             "/volumes": self._volumes_page,
         }
         self._rendered: dict[str, tuple[Snapshot, bytes]] = {}
+        self._answers: tuple[Snapshot, GatewaysAnswers] | None = None
         # One lock per view, so a router polling the JSON never waits for a page render.
         self._locks = {
             name: threading.Lock() for name in ("page", "refreshing", "gateways", "volumes")
@@ -130,14 +116,29 @@ class WebApp:
         return 200, CONTENT_TYPE_LATEST, self.provider.exposition()
 
     def _gateways(self, query: Query) -> tuple[int, str, bytes]:
-        if "status" not in query and "gateway" not in query:
-            return 200, "application/json", self.rendered("gateways", gateways_json)
         statuses = [s for s in query.get("status", "").split(",") if s]
         if unknown := sorted(set(statuses) - set(STATUSES)):
             wrong = ", ".join(unknown)
             return self._json(400, {"error": f"unknown status {wrong}: one of {STATUSES}"})
-        body = gateways_json(self.provider.snapshot(), statuses, query.get("gateway"))
-        return 200, "application/json", body.encode()
+        limit = query.get("limit")
+        if limit is not None and not (limit.isdigit() and int(limit) > 0):
+            return self._json(400, {"error": f"limit {limit!r}: a whole number from 1"})
+        answers = self._gateways_answers()
+        body = answers.answer(
+            statuses,
+            query.get("gateway"),
+            int(limit) if limit is not None else None,
+            query.get("after"),
+        )
+        return 200, "application/json", body
+
+    def _gateways_answers(self) -> GatewaysAnswers:
+        """The latest snapshot's answers, written on the first request after a tick."""
+        snapshot = self.provider.snapshot()
+        with self._locks["gateways"]:
+            if self._answers is None or self._answers[0] is not snapshot:
+                self._answers = (snapshot, GatewaysAnswers(snapshot))
+            return self._answers[1]
 
     def _openapi(self, query: Query) -> tuple[int, str, bytes]:
         return 200, "application/json", openapi_json()
