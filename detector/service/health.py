@@ -214,11 +214,9 @@ class HealthTable(Sequence[GatewayHealth]):
         elif self.source_error:
             reason = f"payments source unreachable: {self.source_error}"
         elif status == "down":
-            firing = [a for a in mine if a.state == "firing"]
             down = [a for a in firing if a.rule in _DOWN_RULES and not _series_labels(a)]
             reason, since = down[0].summary, down[0].since
         elif status == "degraded":
-            firing = [a for a in mine if a.state == "firing"]
             reason, since = firing[0].summary, firing[0].since
         elif status == "unknown":
             reason = f"{n} final payment(s) in the last {self.window_minutes} min: too few to judge"
