@@ -49,7 +49,8 @@ from detector.service.snapshot import Snapshot
 from detector.service.volume_charts import VolumeCharts, firing_volumes, read_volume_charts
 from detector.service.web import WebServer
 from detector.source import Source, SourceError
-from detector.store import FencedOut, HistoryUpdate, StateStore, StoreError
+from detector.store import FencedOut, StateStore, StoreError
+from detector.store_history import HistoryUpdate
 from detector.timeutil import ceil_minute, epoch_minute, iso_z
 from detector.volume_source import VolumeSource
 
