@@ -37,7 +37,8 @@ __all__ = [
     "skipped_text",
 ]
 
-log = logging.getLogger(__name__)
+# These reads' log lines are the payments source's: they name its logger, as operators filter.
+log = logging.getLogger("detector.source")
 
 IntArray = npt.NDArray[np.int64]
 
