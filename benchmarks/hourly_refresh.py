@@ -47,7 +47,8 @@ from detector.service.daemon import Daemon
 from detector.simulate import create_schema, write
 from detector.source import SqlSource
 from detector.stats.seasonal import SLOT_MINUTES
-from detector.store import HistoryUpdate, StateStore
+from detector.store import StateStore
+from detector.store_history import HistoryUpdate
 from detector.timeutil import epoch_minute
 
 __all__ = ["main"]

@@ -11,7 +11,8 @@ import numpy as np
 from detector.config import Config
 from detector.engine import Engine
 from detector.rules import series_name
-from detector.source import Source, SourceError, skipped_text
+from detector.source import Source, SourceError
+from detector.source_details import skipped_text
 from detector.stats.binomial import wilson_interval
 from detector.volume_source import VolumeSource
 

@@ -21,7 +21,8 @@ import numpy as np
 
 from detector.buckets import QUARTER_HOUR
 from detector.model import Counts
-from detector.source import Amounts, Breakdown, Source
+from detector.source import Source
+from detector.source_details import Amounts, Breakdown
 from detector.timeutil import ceil_minute, epoch_minute, minute_start
 
 __all__ = ["CHUNK_MINUTES", "ChunkedSource", "joined"]

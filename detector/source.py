@@ -1,4 +1,7 @@
-"""The only SQL code: per-(gateway, minute) payment counts from the user's payments table.
+"""The payments table's counts per (gateway, minute) and the start-up check of the table.
+
+The follow-up reads about one gateway (evidence, breakdown, amounts, skipped rows) are in
+:mod:`detector.source_details`, on the columns and conditions a :class:`SqlSource` builds.
 
 The database does the aggregation (``GROUP BY gateway, minute`` over an indexed time range
 with bound parameters); Python only receives one row per gateway and minute.
@@ -9,7 +12,7 @@ from __future__ import annotations
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,19 +22,19 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.sql.elements import ColumnElement
 
+from detector import source_details
 from detector.buckets import DAY, QUARTER_HOUR, time_bucket
 from detector.config import SourceConfig
 from detector.db import error_text, table_columns
 from detector.errors import DetectorError
 from detector.model import Counts, grouped
 from detector.source_arrays import read_columns
+from detector.source_details import NONE_VALUE, Amounts, Breakdown, count_where, skipped_text
 from detector.table_check import timestamp_problem
 from detector.timeutil import epoch_minute, naive_utc
 from detector.visibility import AS_OF, Visibility
 
 __all__ = [
-    "Amounts",
-    "Breakdown",
     "FrameSource",
     "ReadFailed",
     "SchemaError",
@@ -39,7 +42,6 @@ __all__ = [
     "SourceError",
     "SqlSource",
     "check_at_start",
-    "skipped_text",
 ]
 
 log = logging.getLogger(__name__)
@@ -63,49 +65,6 @@ class SchemaError(SourceError):
 
 # The least time between two warnings about rows skipped for the same reason.
 _SKIPPED_WARNING_EVERY = timedelta(hours=1)
-
-# How a NULL error code or dimension value reads.
-NONE_VALUE = "(none)"
-
-
-@dataclass(frozen=True)
-class Breakdown:
-    """A gateway's final and failed payments per combination of dimension values."""
-
-    dimensions: tuple[str, ...]  # label names, in the order of ``values``' columns
-    values: npt.NDArray[np.object_]  # (combinations, dimensions); NULL reads "(none)"
-    payments: IntArray  # final payments (failed + declined + succeeded)
-    failures: IntArray  # declines excluded
-
-    def within(self, series: Mapping[str, str]) -> Breakdown:
-        """Only the combinations with these values, over the other dimensions.
-
-        >>> b = Breakdown(("method", "country"), np.array([["card", "BR"], ["wallet", "BR"]],
-        ...               dtype=object), np.array([10, 5]), np.array([3, 0]))
-        >>> b.within({"method": "card"}).values.tolist()
-        [['BR']]
-        """
-        keep = np.ones(len(self.payments), dtype=bool)
-        for label, value in series.items():
-            keep &= self.values[:, self.dimensions.index(label)] == value
-        rest = [i for i, label in enumerate(self.dimensions) if label not in series]
-        return Breakdown(
-            tuple(self.dimensions[i] for i in rest),
-            self.values[keep][:, rest],
-            self.payments[keep],
-            self.failures[keep],
-        )
-
-
-@dataclass(frozen=True)
-class Amounts:
-    """A gateway's payments and their money per currency, over a span of time."""
-
-    currency: npt.NDArray[np.object_]  # "" without source.columns.currency; NULL reads "(none)"
-    failures: npt.NDArray[np.float64]  # failed payments, declines excluded
-    failed_amount: npt.NDArray[np.float64]  # their amounts summed
-    payments: npt.NDArray[np.float64]  # final payments (failed + declined + succeeded)
-    amount: npt.NDArray[np.float64]  # their amounts summed
 
 
 class Source(ABC):
@@ -170,10 +129,6 @@ def check_at_start(check: Callable[[], None], dispose: Callable[[], None], *, st
             dispose()
             raise
         log.warning("%s; will keep retrying every tick", exc)
-
-
-def _count_where(condition: ColumnElement[bool]) -> ColumnElement[Any]:
-    return sa.func.sum(sa.case((condition, 1), else_=0))
 
 
 # Columns of a counts query before the dimension values.
@@ -282,9 +237,9 @@ class SqlSource(Source):
                 self._gateway.label("gateway"),
                 minute.label("minute"),
                 sa.func.count().label("all_rows"),
-                _count_where(self._status.in_(statuses.failed)).label("failed"),
-                _count_where(self._status.in_(statuses.succeeded)).label("succeeded"),
-                _count_where(self._status.in_(statuses.pending)).label("pending"),
+                count_where(self._status.in_(statuses.failed)).label("failed"),
+                count_where(self._status.in_(statuses.succeeded)).label("succeeded"),
+                count_where(self._status.in_(statuses.pending)).label("pending"),
                 self._count_of_declines(),
                 self._count_of_declined_failures(),
                 *(column.label(f"d{i}") for i, column in enumerate(columns)),
@@ -305,7 +260,7 @@ class SqlSource(Source):
         threshold = sa.bindparam("latency_threshold", self._latency_threshold_ms, type_=sa.Float())
         return [
             sa.func.count(self._latency).label("timed"),
-            _count_where(self._latency > threshold).label("slow"),
+            count_where(self._latency > threshold).label("slow"),
         ]
 
     def _decline_code(self) -> ColumnElement[bool] | None:
@@ -327,7 +282,7 @@ class SqlSource(Source):
         declined = self.config.statuses.declined
         if not declined:
             return sa.literal_column("0").label("declined")
-        return _count_where(self._status.in_(declined)).label("declined")
+        return count_where(self._status.in_(declined)).label("declined")
 
     def _count_of_declined_failures(self) -> ColumnElement[Any]:
         """Rows with a failed status whose error code makes them declines."""
@@ -335,7 +290,7 @@ class SqlSource(Source):
         if code is None:
             return sa.literal_column("0").label("declined_failed")
         failed = self._status.in_(self.config.statuses.failed)
-        return _count_where(sa.and_(failed, code)).label("declined_failed")
+        return count_where(sa.and_(failed, code)).label("declined_failed")
 
     def _technical_failure(self) -> ColumnElement[bool]:
         """A failed payment that is not a decline: what counts against the SLA."""
@@ -443,7 +398,7 @@ class SqlSource(Source):
             self._counts_queries[dimensions] = query
         counts = self._counts(query, start, end, dimensions)
         if counts.invalid:
-            skipped, per_gateway = self._skipped(start, end)
+            skipped, per_gateway = source_details.skipped_rows(self, start, end)
             counts = replace(counts, skipped=skipped, unlisted_values=per_gateway)
             self._warn_skipped(counts.skipped, start, end)
         if not dimensions:
@@ -475,56 +430,6 @@ class SqlSource(Source):
             counts,
             minute=counts.minute * minutes,
             invalid_minutes=counts.invalid_minutes * minutes,
-        )
-
-    def _skipped(
-        self, start: datetime, end: datetime
-    ) -> tuple[tuple[tuple[str, int], ...], tuple[tuple[str, str, int], ...]]:
-        """Why the rows of ``[start, end)`` that a read skipped were skipped: each status
-        value listed under none of ``source.statuses`` with its rows, then the rows with a
-        null gateway (and a listed status); most rows first. And the status values per
-        gateway: (gateway, reason, rows), most rows first within each gateway."""
-        statuses = self.config.statuses
-        listed = statuses.failed + statuses.succeeded + statuses.pending + statuses.declined
-        unlisted = sa.or_(self._status.is_(None), self._status.not_in(listed))
-        query = (
-            sa.select(
-                self._gateway.label("gateway"),
-                self._stored_status.label("status"),
-                sa.func.count().label("rows"),
-                _count_where(unlisted).label("unlisted"),
-            )
-            .select_from(self.table)
-            .where(self._in_window(), sa.or_(self._gateway.is_(None), unlisted))
-            # Named by the value stored, also where the status counted is the one a row
-            # had at as_of (a row not settled then counts as pending, never as skipped).
-            .group_by(self._gateway, self._stored_status)
-        )
-        params = self._params(start, end)
-        try:
-            with self.engine.connect() as connection:
-                found = connection.execute(query, params).all()
-        except sa.exc.SQLAlchemyError as exc:
-            log.warning("could not read the skipped status values: %s", error_text(exc))
-            return (), ()
-        # Whether a status is listed is the database's answer (its collation decides).
-        per_gateway = [
-            (str(row.gateway), f"status {_status_text(row.status)}", int(row.unlisted))
-            for row in found
-            if row.unlisted and row.gateway is not None
-        ]
-        totals: dict[str, int] = {}
-        for row in found:
-            if row.unlisted:
-                reason = f"status {_status_text(row.status)}"
-                totals[reason] = totals.get(reason, 0) + int(row.unlisted)
-        reasons = list(totals.items())
-        null_gateway = sum(int(row.rows) - int(row.unlisted or 0) for row in found)
-        if null_gateway:
-            reasons.append(("null gateway", null_gateway))
-        return (
-            tuple(sorted(reasons, key=lambda reason: (-reason[1], reason[0]))),
-            tuple(sorted(per_gateway, key=lambda value: (value[0], -value[2], value[1]))),
         )
 
     def _warn_skipped(
@@ -615,85 +520,10 @@ class SqlSource(Source):
         limit: int = 5,
         series: Mapping[str, str] | None = None,
     ) -> tuple[tuple[tuple[str, int], ...], tuple[str, ...]]:
-        failed = sa.and_(
-            self._in_window(),
-            self._gateway == sa.bindparam("gateway"),
-            self._technical_failure(),
-            *self._in_series(series or {}),
-        )
-        params = self._params(start, end, gateway=gateway)
-        ids_query = (
-            sa.select(self._id)
-            .select_from(self.table)
-            .where(failed)
-            .order_by(self._timestamp.desc())
-            .limit(limit)
-        )
-        try:
-            with self.engine.connect() as connection:
-                codes: tuple[tuple[str, int], ...] = ()
-                if self._error_code is not None:
-                    count = sa.func.count().label("n")
-                    codes_query = (
-                        sa.select(self._error_code, count)
-                        .select_from(self.table)
-                        .where(failed)
-                        .group_by(self._error_code)
-                        .order_by(count.desc())
-                        .limit(limit)
-                    )
-                    codes = tuple(
-                        (str(code) if code is not None else NONE_VALUE, int(n))
-                        for code, n in connection.execute(codes_query, params)
-                    )
-                ids = tuple(str(row[0]) for row in connection.execute(ids_query, params))
-        except sa.exc.SQLAlchemyError as exc:
-            log.warning("could not read evidence for %s: %s", gateway, error_text(exc))
-            return (), ()
-        return codes, ids
-
-    def _in_series(self, series: Mapping[str, str]) -> list[ColumnElement[bool]]:
-        """Conditions on the dimension columns; the values are bound, "(none)" is NULL."""
-        return [
-            self._dimensions[label].is_(None)
-            if value == NONE_VALUE
-            else self._dimensions[label] == sa.bindparam(f"series_{i}", value)
-            for i, (label, value) in enumerate(sorted(series.items()))
-        ]
+        return source_details.evidence(self, gateway, start, end, limit, series)
 
     def breakdown(self, gateway: str, start: datetime, end: datetime) -> Breakdown | None:
-        if not self._dimensions:
-            return None
-        statuses = self.config.statuses
-        final = statuses.failed + statuses.succeeded + statuses.declined
-        columns = list(self._dimensions.values())
-        query = (
-            sa.select(
-                *(column.label(f"d{i}") for i, column in enumerate(columns)),
-                _count_where(self._status.in_(final)).label("payments"),
-                _count_where(self._technical_failure()).label("failed"),
-            )
-            .select_from(self.table)
-            .where(self._in_window(), self._gateway == sa.bindparam("gateway"))
-            .group_by(*columns)
-        )
-        params = self._params(start, end, gateway=gateway)
-        try:
-            with self.engine.connect() as connection:
-                rows = connection.execute(query, params).all()
-        except sa.exc.SQLAlchemyError as exc:
-            log.warning("could not read the dimensions of %s: %s", gateway, error_text(exc))
-            return None
-        values = np.array(
-            [[NONE_VALUE if v is None else str(v) for v in row[: len(columns)]] for row in rows],
-            dtype=object,
-        ).reshape(len(rows), len(columns))
-        return Breakdown(
-            tuple(self._dimensions),
-            values,
-            np.array([row.payments or 0 for row in rows], dtype=np.int64),
-            np.array([row.failed or 0 for row in rows], dtype=np.int64),
-        )
+        return source_details.breakdown(self, gateway, start, end)
 
     def amounts(
         self,
@@ -702,44 +532,7 @@ class SqlSource(Source):
         end: datetime,
         series: Mapping[str, str] | None = None,
     ) -> Amounts | None:
-        if self._amount is None:
-            return None
-        statuses = self.config.statuses
-        final = self._status.in_(statuses.failed + statuses.succeeded + statuses.declined)
-        failed = self._technical_failure()
-        currency = self._currency if self._currency is not None else sa.literal("")
-        query = (
-            sa.select(
-                currency.label("currency"),
-                _count_where(failed).label("failures"),
-                sa.func.sum(sa.case((failed, self._amount), else_=0)).label("failed_amount"),
-                _count_where(final).label("payments"),
-                sa.func.sum(sa.case((final, self._amount), else_=0)).label("amount"),
-            )
-            .select_from(self.table)
-            .where(
-                self._in_window(),
-                self._gateway == sa.bindparam("gateway"),
-                *self._in_series(series or {}),
-            )
-            .group_by(*([self._currency] if self._currency is not None else []))
-        )
-        params = self._params(start, end, gateway=gateway)
-        try:
-            with self.engine.connect() as connection:
-                rows = connection.execute(query, params).all()
-        except sa.exc.SQLAlchemyError as exc:
-            log.warning("could not read the amounts of %s: %s", gateway, error_text(exc))
-            return None
-        figures = np.array([[value or 0 for value in row[1:]] for row in rows], dtype=np.float64)
-        failures, failed_amount, payments, amount = figures.reshape(len(rows), 4).T
-        return Amounts(
-            np.array([NONE_VALUE if r.currency is None else str(r.currency) for r in rows], object),
-            failures,
-            failed_amount,
-            payments,
-            amount,
-        )
+        return source_details.amounts(self, gateway, start, end, series)
 
 
 def _per_minute(minute: IntArray, rows: IntArray) -> tuple[IntArray, IntArray]:
@@ -747,19 +540,6 @@ def _per_minute(minute: IntArray, rows: IntArray) -> tuple[IntArray, IntArray]:
     minutes, where = np.unique(minute, return_inverse=True)
     sums = np.bincount(where.ravel(), weights=rows, minlength=minutes.size).astype(np.int64)
     return minutes[sums > 0], sums[sums > 0]
-
-
-def _status_text(status: object) -> str:
-    return "NULL" if status is None else repr(str(status))
-
-
-def skipped_text(skipped: tuple[tuple[str, int], ...]) -> str:
-    """The reasons rows were skipped, for a log line or ``detector check``.
-
-    >>> skipped_text((("status 'TIMEOUT'", 40), ("null gateway", 3)))
-    "status 'TIMEOUT': 40 rows, null gateway: 3 rows"
-    """
-    return ", ".join(f"{reason}: {rows} rows" for reason, rows in skipped)
 
 
 class FrameSource(Source):

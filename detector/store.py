@@ -4,6 +4,9 @@ history of resolved alert episodes, in one SQL database that every replica share
 A tick's alert changes and the notifications they cause are written in one transaction,
 so a crash either loses both (the tick is redone after restart) or keeps both (the
 outbox delivers them): never a transition without its notification or the other way round.
+
+The tables are declared in :mod:`detector.store_tables`; the volume history and the learnt
+estimates a tick saves with it are read and written by :mod:`detector.store_history`.
 """
 
 from __future__ import annotations
@@ -18,9 +21,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.mysql import LONGBLOB
 from sqlalchemy.engine import Engine
 
+from detector import store_history
+from detector import store_tables as tables
 from detector.alerting import Delivery, Silence
 from detector.alerts import Alert, Resolution, Transition
 from detector.config import LabelMatcher
@@ -28,14 +32,13 @@ from detector.db import connect, create_tables, error_text
 from detector.errors import DetectorError
 from detector.model import Notification
 from detector.rules.quarter_hours import QuarterHourTable
-from detector.stats.seasonal import SLOTS_PER_HOUR
+from detector.store_history import HistoryUpdate
 from detector.timeutil import aware_utc, naive_utc
 
 __all__ = [
     "EPISODE_RETENTION",
     "Episode",
     "FencedOut",
-    "HistoryUpdate",
     "OutboxEntry",
     "StateStore",
     "StoreError",
@@ -44,107 +47,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-_metadata = sa.MetaData()
-
-_meta = sa.Table(
-    "detector_meta",
-    _metadata,
-    sa.Column("key", sa.String(64), primary_key=True),
-    sa.Column("value", sa.Text, nullable=False),
-)
-
-_alerts = sa.Table(
-    "detector_alerts",
-    _metadata,
-    sa.Column("fingerprint", sa.String(32), primary_key=True),
-    sa.Column("data", sa.Text, nullable=False),
-)
-
-_outbox = sa.Table(
-    "detector_outbox",
-    _metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("receiver", sa.String(100), nullable=False),
-    # Entries of one receiver with the same group key are sent as one message.
-    sa.Column("group_key", sa.String(64), nullable=False, default=""),
-    sa.Column("idempotency_key", sa.String(200), nullable=False),
-    sa.Column("payload", sa.Text, nullable=False),
-    sa.Column("created_at", sa.DateTime, nullable=False),
-    sa.Column("next_attempt_at", sa.DateTime, nullable=False, index=True),
-    sa.Column("attempts", sa.Integer, nullable=False, default=0),
-    sa.Column("delivered_at", sa.DateTime, nullable=True),
-    sa.Column("failed_at", sa.DateTime, nullable=True),
-    sa.Column("last_error", sa.Text, nullable=True),
-    sa.UniqueConstraint("receiver", "idempotency_key", name="uq_detector_outbox_delivery"),
-    sa.Index("ix_detector_outbox_group", "receiver", "group_key"),
-)
-
-# One row per attempt at sending an outbox entry: when, how it went, what the receiver said.
-_attempts = sa.Table(
-    "detector_delivery_attempts",
-    _metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("outbox_id", sa.Integer, nullable=False, index=True),
-    sa.Column("attempted_at", sa.DateTime, nullable=False),
-    sa.Column("outcome", sa.String(16), nullable=False),  # delivered, retried, failed
-    sa.Column("error", sa.Text, nullable=True),
-)
-
-_silences = sa.Table(
-    "detector_silences",
-    _metadata,
-    sa.Column("id", sa.String(36), primary_key=True),
-    sa.Column("matchers", sa.Text, nullable=False),  # {"match": {...}, "match_re": {...}}
-    sa.Column("starts_at", sa.DateTime, nullable=False),
-    sa.Column("ends_at", sa.DateTime, nullable=False, index=True),
-    sa.Column("created_by", sa.String(100), nullable=False),
-    sa.Column("comment", sa.Text, nullable=False),
-    sa.Column("created_at", sa.DateTime, nullable=False),
-)
-
-
 # Resolved episodes are what the monthly SLA report counts breaches from: a year of
 # reports, and the month that is still being claimed.
 EPISODE_RETENTION = timedelta(days=400)
-
-# One row per alert from its start to its resolution: what the SLA report reads.
-_episodes = sa.Table(
-    "detector_alert_episodes",
-    _metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("fingerprint", sa.String(32), nullable=False),
-    sa.Column("rule", sa.String(64), nullable=False),
-    sa.Column("gateway", sa.String(200), nullable=True),
-    sa.Column("labels", sa.Text, nullable=False),
-    sa.Column("severity", sa.String(16), nullable=False),
-    sa.Column("started_at", sa.DateTime, nullable=False),
-    sa.Column("fired_at", sa.DateTime, nullable=True),
-    sa.Column("resolved_at", sa.DateTime, nullable=False, index=True),
-    sa.Index("ix_detector_alert_episodes_rule", "rule", "started_at"),
-)
-
-# The volume rules' weeks of quarter hours, an hour a row (QuarterHourTable.pack_hour), and
-# the gateways those rows number. The meta keys history_end (the epoch quarter hour the
-# weeks end at) and history_source (what they were read from) go with them.
-_quarter_hours = sa.Table(
-    "detector_quarter_hours",
-    _metadata,
-    sa.Column("hour", sa.BigInteger, primary_key=True, autoincrement=False),  # epoch hour
-    sa.Column(
-        "data", sa.LargeBinary().with_variant(LONGBLOB(), "mysql", "mariadb"), nullable=False
-    ),
-)
-
-# Meta keys of what the engine learnt of the payments table (how late its rows arrive, how
-# fast they settle): "learnt." and the estimate's name, a compressed text each.
-_LEARNT_PREFIX = "learnt."
-
-_history_gateways = sa.Table(
-    "detector_history_gateways",
-    _metadata,
-    sa.Column("number", sa.Integer, primary_key=True, autoincrement=False),
-    sa.Column("name", sa.Text, nullable=False),
-)
 
 
 @dataclass(frozen=True)
@@ -157,16 +62,6 @@ class Episode:
     severity: str
     started_at: datetime
     ended_at: datetime | None
-
-
-@dataclass(frozen=True)
-class HistoryUpdate:
-    """The quarter hours to save with a tick: ``table`` from epoch hour ``first_hour`` on
-    (what was read since the last save), read from the source ``key`` names."""
-
-    key: str
-    table: QuarterHourTable
-    first_hour: int
 
 
 class StoreError(DetectorError):
@@ -196,19 +91,13 @@ class OutboxEntry:
     group_key: str = ""
 
 
-def _history_meta(connection: sa.Connection) -> dict[str, str]:
-    keys = ["history_end", "history_source"]
-    found = connection.execute(sa.select(_meta.c.key, _meta.c.value).where(_meta.c.key.in_(keys)))
-    return {str(key): str(value) for key, value in found}
-
-
 class StateStore:
     """The detector's own tables (``detector_*``), created on first use."""
 
     def __init__(self, engine: Engine):
         self.engine = engine
         try:
-            create_tables(engine, _metadata)
+            create_tables(engine, tables.metadata)
         except sa.exc.SQLAlchemyError as exc:
             raise StoreError(
                 f"state.url: cannot open the state database ({exc.__class__.__name__}: "
@@ -227,9 +116,9 @@ class StateStore:
         """The watermark and the alerts as the last committed tick left them."""
         with store_errors("read the state database"), self.engine.connect() as connection:
             value = connection.execute(
-                sa.select(_meta.c.value).where(_meta.c.key == "watermark")
+                sa.select(tables.meta.c.value).where(tables.meta.c.key == "watermark")
             ).scalar()
-            rows = connection.execute(sa.select(_alerts.c.data)).scalars().all()
+            rows = connection.execute(sa.select(tables.alerts.c.data)).scalars().all()
         alerts = {}
         for text in rows:
             alert = Alert.from_dict(json.loads(text))
@@ -240,7 +129,7 @@ class StateStore:
         """When each alert whose evidence may still be in the count window last resolved."""
         with store_errors("read the state database"), self.engine.connect() as connection:
             value = connection.execute(
-                sa.select(_meta.c.value).where(_meta.c.key == "resolved")
+                sa.select(tables.meta.c.value).where(tables.meta.c.key == "resolved")
             ).scalar()
         marks = json.loads(value) if value else {}
         return {key: Resolution.from_dict(mark) for key, mark in marks.items()}
@@ -272,35 +161,32 @@ class StateStore:
             if fence is not None and not fence(connection):
                 raise FencedOut("this replica no longer holds the leader lease")
             if watermark is not None:
-                connection.execute(_meta.delete().where(_meta.c.key == "watermark"))
+                connection.execute(tables.meta.delete().where(tables.meta.c.key == "watermark"))
                 connection.execute(
-                    _meta.insert().values(key="watermark", value=watermark.isoformat())
+                    tables.meta.insert().values(key="watermark", value=watermark.isoformat())
                 )
             if resolved is not None:
                 marks = {key: mark.to_dict() for key, mark in resolved.items()}
-                connection.execute(_meta.delete().where(_meta.c.key == "resolved"))
-                connection.execute(_meta.insert().values(key="resolved", value=json.dumps(marks)))
-            connection.execute(_alerts.delete())
+                connection.execute(tables.meta.delete().where(tables.meta.c.key == "resolved"))
+                connection.execute(
+                    tables.meta.insert().values(key="resolved", value=json.dumps(marks))
+                )
+            connection.execute(tables.alerts.delete())
             if alerts:
                 connection.execute(
-                    _alerts.insert(),
+                    tables.alerts.insert(),
                     [
                         {"fingerprint": k, "data": json.dumps(a.to_dict())}
                         for k, a in alerts.items()
                     ],
                 )
             if history is not None:
-                self._save_history(connection, history)
+                store_history.save_history(connection, history)
             if learnt:
-                keys = [_LEARNT_PREFIX + name for name in learnt]
-                connection.execute(_meta.delete().where(_meta.c.key.in_(keys)))
-                connection.execute(
-                    _meta.insert(),
-                    [{"key": _LEARNT_PREFIX + k, "value": v} for k, v in learnt.items()],
-                )
+                store_history.save_learnt(connection, learnt)
             rows = self._outbox_rows(connection, [Delivery(*item) for item in deliveries], now)
             if rows:
-                connection.execute(_outbox.insert(), rows)
+                connection.execute(tables.outbox.insert(), rows)
             self._record_episodes(connection, transitions, now)
         return len(rows)
 
@@ -314,7 +200,7 @@ class StateStore:
         if not ended:
             return
         connection.execute(
-            _episodes.insert(),
+            tables.episodes.insert(),
             [
                 {
                     "fingerprint": alert.fingerprint,
@@ -330,20 +216,22 @@ class StateStore:
             ],
         )
         connection.execute(
-            _episodes.delete().where(_episodes.c.resolved_at < naive_utc(now - EPISODE_RETENTION))
+            tables.episodes.delete().where(
+                tables.episodes.c.resolved_at < naive_utc(now - EPISODE_RETENTION)
+            )
         )
 
     def episodes(self, rules: Sequence[str], start: datetime, end: datetime) -> list[Episode]:
         """Episodes of these rules that overlap ``[start, end)``: the resolved ones stored,
         then the alerts firing now; each by start time."""
         query = (
-            sa.select(_episodes)
+            sa.select(tables.episodes)
             .where(
-                _episodes.c.rule.in_(list(rules)),
-                _episodes.c.started_at < naive_utc(end),
-                _episodes.c.resolved_at > naive_utc(start),
+                tables.episodes.c.rule.in_(list(rules)),
+                tables.episodes.c.started_at < naive_utc(end),
+                tables.episodes.c.resolved_at > naive_utc(start),
             )
-            .order_by(_episodes.c.started_at, _episodes.c.id)
+            .order_by(tables.episodes.c.started_at, tables.episodes.c.id)
         )
         with store_errors("read the alert history"), self.engine.connect() as connection:
             rows = connection.execute(query).mappings().all()
@@ -371,70 +259,14 @@ class StateStore:
     def load_learnt(self) -> dict[str, str]:
         """What the engine learnt of its rows' lateness and settlement, as last saved."""
         with store_errors("read the state database"), self.engine.connect() as connection:
-            rows = connection.execute(
-                sa.select(_meta.c.key, _meta.c.value).where(_meta.c.key.startswith(_LEARNT_PREFIX))
-            ).all()
-        return {str(key)[len(_LEARNT_PREFIX) :]: str(value) for key, value in rows}
+            return store_history.load_learnt(connection)
 
     # --- the volume history ----------------------------------------------------------------
 
     def load_history(self, key: str) -> QuarterHourTable | None:
         """The weeks of quarter hours as last saved, if read from the source ``key`` names."""
         with store_errors("read the volume history"), self.engine.connect() as connection:
-            meta = _history_meta(connection)
-            if meta.get("history_source") != key or "history_end" not in meta:
-                return None
-            names = connection.execute(
-                sa.select(_history_gateways.c.name).order_by(_history_gateways.c.number)
-            )
-            hours = connection.execute(sa.select(_quarter_hours.c.hour, _quarter_hours.c.data))
-            return QuarterHourTable.unpack(
-                int(meta["history_end"]),
-                list(names.scalars()),
-                [(int(hour), bytes(data)) for hour, data in hours],
-            )
-
-    @staticmethod
-    def _save_history(connection: sa.Connection, update: HistoryUpdate) -> None:
-        """Replace the saved hours from ``update.first_hour`` (or from where the saved weeks
-        end, if earlier) and drop those older than the table's weeks."""
-        table, hours = update.table, update.table.hours()
-        meta = _history_meta(connection)
-        first = max(update.first_hour, hours.start)
-        numbers: dict[str, int] = {}
-        if meta.get("history_source") != update.key or "history_end" not in meta:
-            connection.execute(_quarter_hours.delete())
-            connection.execute(_history_gateways.delete())
-            first = hours.start
-        else:
-            first = max(min(first, int(meta["history_end"]) // SLOTS_PER_HOUR), hours.start)
-            known = connection.execute(
-                sa.select(_history_gateways.c.name, _history_gateways.c.number)
-            )
-            numbers = {str(name): int(number) for name, number in known}
-        connection.execute(
-            _quarter_hours.delete().where(
-                (_quarter_hours.c.hour < hours.start) | (_quarter_hours.c.hour >= first)
-            )
-        )
-        before = len(numbers)
-        rows = [
-            {"hour": hour, "data": table.pack_hour(hour, numbers)}
-            for hour in range(first, hours.stop)
-        ]
-        if rows:
-            connection.execute(_quarter_hours.insert(), rows)
-        added = [{"number": n, "name": name} for name, n in numbers.items() if n >= before]
-        if added:
-            connection.execute(_history_gateways.insert(), added)
-        connection.execute(_meta.delete().where(_meta.c.key.in_(["history_end", "history_source"])))
-        connection.execute(
-            _meta.insert(),
-            [
-                {"key": "history_end", "value": str(table.end_slot)},
-                {"key": "history_source", "value": update.key},
-            ],
-        )
+            return store_history.load_history(connection, key)
 
     def _outbox_rows(
         self, connection: sa.Connection, deliveries: list[Delivery], now: datetime
@@ -445,8 +277,8 @@ class StateStore:
         for start in range(0, len(keys), 500):  # bound the number of bound parameters
             chunk = keys[start : start + 500]
             found = connection.execute(
-                sa.select(_outbox.c.receiver, _outbox.c.idempotency_key).where(
-                    _outbox.c.idempotency_key.in_(chunk)
+                sa.select(tables.outbox.c.receiver, tables.outbox.c.idempotency_key).where(
+                    tables.outbox.c.idempotency_key.in_(chunk)
                 )
             )
             queued.update((row.receiver, row.idempotency_key) for row in found)
@@ -476,18 +308,20 @@ class StateStore:
     @staticmethod
     def _send_at(connection: sa.Connection, delivery: Delivery, now: datetime) -> datetime:
         """When a new entry goes out: with its group's waiting batch, else per group timing."""
-        in_group = (_outbox.c.receiver == delivery.receiver) & (
-            _outbox.c.group_key == delivery.group_key
+        in_group = (tables.outbox.c.receiver == delivery.receiver) & (
+            tables.outbox.c.group_key == delivery.group_key
         )
         waiting = connection.execute(
-            sa.select(sa.func.min(_outbox.c.next_attempt_at)).where(
-                in_group, _outbox.c.delivered_at.is_(None), _outbox.c.failed_at.is_(None)
+            sa.select(sa.func.min(tables.outbox.c.next_attempt_at)).where(
+                in_group,
+                tables.outbox.c.delivered_at.is_(None),
+                tables.outbox.c.failed_at.is_(None),
             )
         ).scalar()
         if waiting is not None:
             return aware_utc(waiting)
         last_sent = connection.execute(
-            sa.select(sa.func.max(_outbox.c.delivered_at)).where(in_group)
+            sa.select(sa.func.max(tables.outbox.c.delivered_at)).where(in_group)
         ).scalar()
         if last_sent is not None and now - aware_utc(last_sent) < delivery.group_interval:
             return aware_utc(last_sent) + delivery.group_interval
@@ -499,18 +333,18 @@ class StateStore:
         """Undelivered entries whose next attempt is due, oldest first."""
         query = (
             sa.select(
-                _outbox.c.id,
-                _outbox.c.receiver,
-                _outbox.c.payload,
-                _outbox.c.attempts,
-                _outbox.c.group_key,
+                tables.outbox.c.id,
+                tables.outbox.c.receiver,
+                tables.outbox.c.payload,
+                tables.outbox.c.attempts,
+                tables.outbox.c.group_key,
             )
             .where(
-                _outbox.c.delivered_at.is_(None),
-                _outbox.c.failed_at.is_(None),
-                _outbox.c.next_attempt_at <= naive_utc(now),
+                tables.outbox.c.delivered_at.is_(None),
+                tables.outbox.c.failed_at.is_(None),
+                tables.outbox.c.next_attempt_at <= naive_utc(now),
             )
-            .order_by(_outbox.c.id)
+            .order_by(tables.outbox.c.id)
             .limit(limit)
         )
         with store_errors("read the outbox"), self.engine.connect() as connection:
@@ -538,12 +372,12 @@ class StateStore:
         with store_errors("record a delivery attempt"), self.engine.begin() as connection:
             for entry in entries:
                 connection.execute(
-                    _outbox.update()
-                    .where(_outbox.c.id == entry.id)
+                    tables.outbox.update()
+                    .where(tables.outbox.c.id == entry.id)
                     .values(attempts=entry.attempts + 1, last_error=error, **values)
                 )
             connection.execute(
-                _attempts.insert(),
+                tables.attempts.insert(),
                 [
                     {
                         "outbox_id": entry.id,
@@ -570,8 +404,8 @@ class StateStore:
         """Entries still waiting to be delivered."""
         query = (
             sa.select(sa.func.count())
-            .select_from(_outbox)
-            .where(_outbox.c.delivered_at.is_(None), _outbox.c.failed_at.is_(None))
+            .select_from(tables.outbox)
+            .where(tables.outbox.c.delivered_at.is_(None), tables.outbox.c.failed_at.is_(None))
         )
         with store_errors("read the outbox"), self.engine.connect() as connection:
             return int(connection.execute(query).scalar() or 0)
@@ -579,9 +413,9 @@ class StateStore:
     def notified_since(self, moment: datetime) -> list[Notification]:
         """Notifications queued since ``moment``, once each (not once per receiver), in order."""
         query = (
-            sa.select(_outbox.c.idempotency_key, _outbox.c.payload)
-            .where(_outbox.c.created_at >= naive_utc(moment))
-            .order_by(_outbox.c.id)
+            sa.select(tables.outbox.c.idempotency_key, tables.outbox.c.payload)
+            .where(tables.outbox.c.created_at >= naive_utc(moment))
+            .order_by(tables.outbox.c.id)
         )
         with store_errors("read the outbox"), self.engine.connect() as connection:
             rows = connection.execute(query).all()
@@ -592,8 +426,14 @@ class StateStore:
         """Every outbox entry with its outcome and ``history``, the list of its attempts as
         ``(time, outcome, error)`` (for `detector outbox` and the tests)."""
         with store_errors("read the outbox"), self.engine.connect() as connection:
-            rows = connection.execute(sa.select(_outbox).order_by(_outbox.c.id)).mappings().all()
-            attempts = connection.execute(sa.select(_attempts).order_by(_attempts.c.id)).mappings()
+            rows = (
+                connection.execute(sa.select(tables.outbox).order_by(tables.outbox.c.id))
+                .mappings()
+                .all()
+            )
+            attempts = connection.execute(
+                sa.select(tables.attempts).order_by(tables.attempts.c.id)
+            ).mappings()
             history: dict[int, list[tuple[datetime, str, str | None]]] = {}
             for attempt in attempts:
                 history.setdefault(attempt["outbox_id"], []).append(
@@ -639,7 +479,7 @@ class StateStore:
         stored = {"match": match, "match_re": match_re, "matchers": [str(m) for m in matchers]}
         with store_errors("save the silence"), self.engine.begin() as connection:
             connection.execute(
-                _silences.insert().values(
+                tables.silences.insert().values(
                     id=silence.id,
                     matchers=json.dumps(stored, sort_keys=True),
                     starts_at=naive_utc(starts_at),
@@ -653,9 +493,11 @@ class StateStore:
 
     def silences(self, *, not_ended_at: datetime | None = None) -> list[Silence]:
         """Every silence, or those not yet ended at ``not_ended_at``, by start time."""
-        query = sa.select(_silences).order_by(_silences.c.starts_at, _silences.c.id)
+        query = sa.select(tables.silences).order_by(
+            tables.silences.c.starts_at, tables.silences.c.id
+        )
         if not_ended_at is not None:
-            query = query.where(_silences.c.ends_at > naive_utc(not_ended_at))
+            query = query.where(tables.silences.c.ends_at > naive_utc(not_ended_at))
         with store_errors("read silences"), self.engine.connect() as connection:
             rows = connection.execute(query).mappings().all()
         found = []
@@ -680,8 +522,10 @@ class StateStore:
         """End a silence now; False if there is no such silence or it has ended already."""
         with store_errors("expire the silence"), self.engine.begin() as connection:
             result = connection.execute(
-                _silences.update()
-                .where(_silences.c.id == silence_id, _silences.c.ends_at > naive_utc(now))
+                tables.silences.update()
+                .where(
+                    tables.silences.c.id == silence_id, tables.silences.c.ends_at > naive_utc(now)
+                )
                 .values(ends_at=naive_utc(now))
             )
         return bool(result.rowcount)

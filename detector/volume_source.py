@@ -24,7 +24,6 @@ from detector.db import connect, error_text, table_columns
 from detector.model import Counts
 from detector.rules import series_name
 from detector.source import (
-    NONE_VALUE,
     FrameSource,
     SchemaError,
     Source,
@@ -32,6 +31,7 @@ from detector.source import (
     check_at_start,
 )
 from detector.source_arrays import read_columns
+from detector.source_details import NONE_VALUE
 from detector.timeutil import naive_utc
 
 __all__ = [

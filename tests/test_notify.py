@@ -20,6 +20,7 @@ from detector.notify import (
     EmailReceiver,
     SlackReceiver,
     WebhookReceiver,
+    alertmanager_format,
     build_receivers,
 )
 from detector.notify import messages as fmt
@@ -240,7 +241,7 @@ def test_every_receiver_says_where_the_excess_failures_are() -> None:
         "method": "card",
         "country": "BR",
     }
-    annotations = fmt.alertmanager_alert(n)["annotations"]
+    annotations = alertmanager_format.alertmanager_alert(n)["annotations"]
     assert annotations["attribution"] == CARD_BR_LINE
     assert CARD_BR_LINE in annotations["description"]
     assert fmt.template_fields(n)["attribution"] == CARD_BR_LINE
@@ -265,7 +266,7 @@ def test_no_attribution_line_without_one() -> None:
     n = firing()
     assert "Attribution" not in fmt.text(n)
     assert fmt.payload(n)["evidence"]["attribution"] is None
-    assert "attribution" not in fmt.alertmanager_alert(n)["annotations"]
+    assert "attribution" not in alertmanager_format.alertmanager_alert(n)["annotations"]
     assert "attribution" not in pagerduty_event(n, "key", "detector")["payload"]["custom_details"]
 
 

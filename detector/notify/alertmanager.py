@@ -21,7 +21,7 @@ import requests
 
 from detector.config import AlertmanagerReceiver as AlertmanagerReceiverConfig
 from detector.model import Notification
-from detector.notify import messages
+from detector.notify import alertmanager_format
 from detector.notify.base import HttpReceiver
 from detector.notify.http import post
 from detector.timeutil import iso_z
@@ -51,7 +51,7 @@ class AlertmanagerReceiver(HttpReceiver):
         for n in notifications:
             if _escalated(n):
                 out.append(
-                    messages.alertmanager_alert(
+                    alertmanager_format.alertmanager_alert(
                         _before_escalation(n),
                         None,
                         self.config.generator_url,
@@ -62,7 +62,7 @@ class AlertmanagerReceiver(HttpReceiver):
             ends = at + ENDS_AFTER_INTERVALS * self.config.resend_interval
             ends_at = iso_z(ends)
             out.append(
-                messages.alertmanager_alert(
+                alertmanager_format.alertmanager_alert(
                     n, ends_at, self.config.generator_url, self.config.templates
                 )
             )

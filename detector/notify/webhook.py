@@ -18,7 +18,7 @@ import requests
 from detector.config import WebhookReceiver as WebhookReceiverConfig
 from detector.config import standard_webhooks_key
 from detector.model import Notification
-from detector.notify import messages
+from detector.notify import alertmanager_format, messages
 from detector.notify.base import HttpReceiver
 from detector.notify.http import post
 
@@ -107,7 +107,7 @@ class WebhookReceiver(HttpReceiver):
         if self.config.format == "alertmanager":
             keys = "\n".join(n.idempotency_key for n in notifications)
             key = notifications[0].idempotency_key if len(notifications) == 1 else _digest(keys)
-            document = messages.alertmanager_webhook(
+            document = alertmanager_format.alertmanager_webhook(
                 notifications, self.name, self.config.templates
             )
             self._post(document, key)

@@ -43,13 +43,15 @@ from detector.service.health import (
 )
 from detector.service.heartbeat import Heartbeat
 from detector.service.history import History
-from detector.service.lease import Lease, lease_problem
+from detector.service.leadership import Leadership
+from detector.service.lease import Lease
 from detector.service.metrics import Metrics
 from detector.service.snapshot import Snapshot
 from detector.service.volume_charts import VolumeCharts, firing_volumes, read_volume_charts
 from detector.service.web import WebServer
 from detector.source import Source, SourceError
-from detector.store import FencedOut, HistoryUpdate, StateStore, StoreError
+from detector.store import FencedOut, StateStore, StoreError
+from detector.store_history import HistoryUpdate
 from detector.timeutil import ceil_minute, epoch_minute, iso_z
 from detector.volume_source import VolumeSource
 
@@ -118,17 +120,8 @@ class Daemon:
         self._tick_ids = itertools.count(1)
         self._stop = threading.Event()
         self.last_tick: TickResult | None = None
-        # Without a lease (tests, one-off use) this process is always the one that notifies.
         self.lease = lease
-        self.leader = lease is None
-        self._lease_lock = threading.Lock()
-        self._lease_until = datetime.max.replace(tzinfo=UTC)
-        # Why the last attempt to take or renew the lease failed, if it did; who else holds
-        # it as last read (None: nobody, or unreadable); when the renewal in flight began.
-        self._lease_error: str | None = None
-        self._other_leader: str | None = None
-        self._renewing_since: datetime | None = None
-        self.metrics.leader.set(1 if self.leader else 0)
+        self.leadership = Leadership(lease, clock, self.metrics.leader, self._take_over)
         replica = lease.holder if lease else None
         self.heartbeat = Heartbeat(config.heartbeat, self.metrics.heartbeat_result, replica)
         self._reload = reload
@@ -157,7 +150,7 @@ class Daemon:
             self._tick_started = None
 
     def _tick(self, tick_id: int, now: datetime) -> TickResult:
-        if not self._hold_lease(now):
+        if not self.leadership.hold(now):
             return self._follow(tick_id, now)
         before = self.engine.alerts.snapshot()
         result = self.engine.tick(now)
@@ -184,9 +177,7 @@ class Daemon:
             )
         except FencedOut:
             self.engine.alerts.restore(before)
-            with self._lease_lock:
-                self.leader = False
-                self.metrics.leader.set(0)
+            self.leadership.lost()
             log.warning("tick %d: lost the leader lease mid-tick; not saved, following", tick_id)
             self._publish(result, "follower")
             return result
@@ -242,7 +233,7 @@ class Daemon:
     def deliver(self, *, wait: bool = True) -> None:
         """One delivery pass; without ``wait`` it does not wait for a slow receiver."""
         # A leader whose renewals failed stops sending before anyone else may take over.
-        if not self.leader or self.clock() >= self._lease_until:
+        if not self.leadership.leading():
             return
         try:
             if self.dispatcher.deliver_due(wait=wait).delivered:
@@ -283,80 +274,32 @@ class Daemon:
     def role(self) -> str:
         """``leader`` only while this replica's clock says the lease it last renewed has not
         expired: a renewal stuck on a frozen state connection does not keep it leading."""
-        return "leader" if self.leader and self.clock() < self._lease_until else "follower"
+        return self.leadership.role
 
     @property
     def lease_holder(self) -> str | None:
         """The replica leading as far as this one knows (None: nobody, or unknown)."""
-        if self.lease is None:
-            return None
-        return self.lease.holder if self.role == "leader" else self._other_leader
+        return self.leadership.holder
 
     def leadership_problem(self) -> str | None:
         """Why nobody may be notifying, as far as this replica can tell (None: fine)."""
-        if self.lease is None:
-            return None
-        return lease_problem(
-            self.clock(),
-            leading=self.leader,
-            until=self._lease_until,
-            renewing_since=self._renewing_since,
-            error=self._lease_error,
-            other=self._other_leader,
-        )
+        return self.leadership.problem()
 
-    def _hold_lease(self, now: datetime, *, renew_only: bool = False) -> bool:
-        """Take or renew the lease; a replica that just took over reloads the stored alerts.
-
-        Only the tick thread takes the lease (``renew_only`` is for the renewal job), so the
-        engine's state is never swapped under a tick in flight.
-        """
-        if self.lease is None:
-            return True
-        with self._lease_lock:
-            if renew_only and not self.leader:
-                return False
-            self._renewing_since = now
-            try:
-                held = self.lease.acquire(now)
-                self._lease_error = None
-            except StoreError as exc:
-                log.error("%s; acting as a follower until it can be renewed", exc)
-                held = False
-                self._lease_error = str(exc)
-            finally:
-                self._renewing_since = None
-            self._other_leader = None if held else self._read_other_leader(now)
-            if held and not self.leader:
-                # Continue exactly where the previous leader's last committed tick left off.
-                _, alerts = self.store.load()
-                self.engine.alerts.restore(alerts, self.store.resolutions())
-                log.info(
-                    "became the leader (replica %s, term %s); continuing from %d stored alert(s)",
-                    self.lease.holder,
-                    self.lease.term,
-                    len(alerts),
-                )
-            elif not held and self.leader:
-                log.warning("lost the leader lease; following from now on")
-            self.leader = held
-            if held:
-                self._lease_until = now + self.lease.ttl
-            self.metrics.leader.set(1 if held else 0)
-            return held
-
-    def _read_other_leader(self, now: datetime) -> str | None:
+    def _take_over(self) -> None:
+        """Continue exactly where the previous leader's last committed tick left off."""
         assert self.lease is not None
-        try:
-            holder = self.lease.current_holder(now)
-        except StoreError as exc:
-            self._lease_error = self._lease_error or str(exc)
-            return None
-        return holder if holder != self.lease.holder else None
+        _, alerts = self.store.load()
+        self.engine.alerts.restore(alerts, self.store.resolutions())
+        log.info(
+            "became the leader (replica %s, term %s); continuing from %d stored alert(s)",
+            self.lease.holder,
+            self.lease.term,
+            len(alerts),
+        )
 
     def _renew_lease(self) -> None:
         """Between ticks, so that a long interval never lets the lease lapse."""
-        self._hold_lease(self.clock(), renew_only=True)
+        self.leadership.hold(self.clock(), renew_only=True)
 
     def _follow(self, tick_id: int, now: datetime) -> TickResult:
         """Evaluate without notifying, from the leader's stored alerts, to serve the API."""
@@ -605,7 +548,7 @@ class Daemon:
         while True:
             self.deliver(wait=False)  # a receiver still sending must not outlast the grace
             remaining = deadline - time.monotonic()
-            if not self.leader or remaining <= 0:
+            if not self.leadership.leader or remaining <= 0:
                 break
             try:  # a retry that falls due before the deadline is still worth waiting for
                 if not self.store.due(self.clock() + timedelta(seconds=remaining)):
@@ -618,19 +561,8 @@ class Daemon:
             waiting = self.store.outbox_depth()
         except StoreError:
             return
-        if waiting and self.leader:
+        if waiting and self.leadership.leader:
             log.warning("%d notification(s) still queued; the next leader sends them", waiting)
-
-    def _release_lease(self) -> None:
-        if self.lease is None or not self.leader:
-            return
-        try:
-            self.lease.release()
-        except StoreError as exc:
-            log.warning("%s; a follower takes over when it expires", exc)
-            return
-        self.leader = False
-        log.info("released the leader lease")
 
     def run(self, *, install_signal_handlers: bool = True) -> None:
         """Tick every interval until stopped by SIGTERM/SIGINT or :meth:`stop`."""
@@ -686,7 +618,7 @@ class Daemon:
         self._stop.wait()
         scheduler.shutdown(wait=True)  # lets the tick in flight finish
         self._flush()  # what that tick queued, within the grace period
-        self._release_lease()
+        self.leadership.release()
         self.heartbeat.close()
         if server is not None:
             server.stop()
