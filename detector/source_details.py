@@ -163,7 +163,9 @@ def evidence(
         sa.select(source._id)
         .select_from(source.table)
         .where(failed)
-        .order_by(source._timestamp.desc())
+        # The id breaks ties: a parallel engine (DuckDB) returns tied rows in any order,
+        # and a replay must name the same payments as the live tick did.
+        .order_by(source._timestamp.desc(), source._id.desc())
         .limit(limit)
     )
     try:
@@ -176,7 +178,7 @@ def evidence(
                     .select_from(source.table)
                     .where(failed)
                     .group_by(source._error_code)
-                    .order_by(count.desc())
+                    .order_by(count.desc(), source._error_code)
                     .limit(limit)
                 )
                 codes = tuple(
