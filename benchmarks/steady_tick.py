@@ -18,8 +18,8 @@ import cProfile
 import pstats
 import statistics
 import sys
-from functools import partial
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import numpy as np
