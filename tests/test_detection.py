@@ -32,6 +32,8 @@ from detector.stats.calibration import (
     threshold_for,
 )
 from detector.stats.cusum import (
+    CusumBank,
+    LiveIncrements,
     cusum_bank,
     dispersion_factor,
     excursions_reaching,
@@ -120,6 +122,37 @@ def test_the_windows_of_many_ticks_at_once_equal_each_window_alone_bit_for_bit(
         for s, m in ((0, 0), (1, 1)):
             assert together.start(s, m, j) == alone.start(s, m)
     assert (together.statistics == np.where(np.isfinite(cap), cap, 0)).any()  # ceilings hit
+
+
+@pytest.mark.parametrize("rho", [0.0, 0.004])
+def test_a_live_bank_kept_from_tick_to_tick_equals_the_window_computed_afresh(
+    rho: float,
+) -> None:
+    # A daemon keeps its increments between ticks and computes only the new and re-read
+    # minutes: each tick's statistics must be the fresh window's, bit for bit, through
+    # late rows rewriting old minutes, a skipped tick, restarts and the spare columns'
+    # wrap-around.
+    rng = np.random.default_rng(11)
+    n = rng.poisson([[2.0], [30.0]], size=(2, 400))
+    rate = np.full((2, 400), 0.02)
+    rate[:, 150:200] = 0.3
+    k = rng.binomial(n, rate)
+    weights = member_weights(np.array([0.02, 0.02]), np.array([[0.04, 0.5], [0.15, 0.5]]))
+    rho_rows, cap = np.full(2, rho), np.array([[9.0, 6.0], [7.0, np.inf]])
+    window, live, highest = 90, LiveIncrements(spare=7), 0.0
+    for end in [*range(window, 200), *range(202, 400)]:  # one tick skipped
+        f, p = k[:, end - window : end].copy(), n[:, end - window : end].copy()
+        if end % 5 == 0:  # rows arriving late change a minute read before
+            p[0, -3] += 4
+            f[0, -3] += 2
+        first = np.array([end - window - 1, 160 - (end - window)])  # a restart at 160
+        kept = live.of(f, p, rho_rows, weights, end)
+        fresh = CusumBank(f, p, rho_rows, weights, cap, first=first)
+        bank = CusumBank(f, p, rho_rows, weights, cap, first=first, increments=kept)
+        assert np.array_equal(bank.statistics, fresh.statistics)
+        assert bank.start(1, 0) == fresh.start(1, 0)
+        highest = max(highest, float(bank.statistics.max()))
+    assert highest >= 6.0  # the incident reaches a ceiling
 
 
 def _simulated_run_lengths(

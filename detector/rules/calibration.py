@@ -12,7 +12,7 @@ from detector.config import BankRule, Config
 from detector.rules.seasonal import VolumeHistory
 from detector.rules.verdict import BoolArray
 from detector.stats.calibration import estimate_dispersion, quantise_up, threshold_for
-from detector.stats.cusum import CusumBank, excursions_reaching, member_weights
+from detector.stats.cusum import CusumBank, LiveIncrements, excursions_reaching, member_weights
 from detector.stats.seasonal import SLOT_MINUTES
 from detector.window import CountWindow
 
@@ -73,10 +73,17 @@ class Thresholds:
         window: int | None = None,
         ends: npt.NDArray[np.int64] | None = None,
         first: npt.NDArray[np.int64] | None = None,
+        live: tuple[LiveIncrements, int] | None = None,
     ) -> CusumBank:
         """The CUSUM bank of these thresholds on the counts, each row counting from its
-        column in ``first`` (see :class:`~detector.stats.cusum.CusumBank`)."""
-        return CusumBank(failures, payments, self.rho, self.weights, self.cap, window, ends, first)
+        column in ``first`` (see :class:`~detector.stats.cusum.CusumBank`); ``live``: the
+        increments kept from tick to tick of a window ending before that epoch minute."""
+        increments = None
+        if live is not None:
+            increments = live[0].of(failures, payments, self.rho, self.weights, live[1])
+        return CusumBank(
+            failures, payments, self.rho, self.weights, self.cap, window, ends, first, increments
+        )
 
 
 class Calibration:
@@ -90,6 +97,7 @@ class Calibration:
     def __init__(self) -> None:
         self._current: Thresholds | None = None
         self._key: tuple[object, ...] = ()
+        self._live: dict[str, LiveIncrements] = {}
 
     def thresholds(
         self,
@@ -120,6 +128,10 @@ class Calibration:
         )
         self._key = key
         return self._current
+
+    def live(self, rule: str) -> LiveIncrements:
+        """``rule``'s bank increments, kept from tick to tick of a live window."""
+        return self._live.setdefault(rule, LiveIncrements())
 
 
 def _hourly_levels(payments: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:

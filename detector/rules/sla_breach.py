@@ -102,7 +102,9 @@ class SlaBreach:
             bank, this = served.bank(limits, restarts), served.index
         else:
             first = None if restarts is None else restarts - (window.end_minute - window.minutes)
-            bank, this = limits.bank(window.failures, window.payments, first=first), 0
+            live = (context.calibration.live(self.name), window.end_minute)
+            bank = limits.bank(window.failures, window.payments, first=first, live=live)
+            this = 0
         # The bank is the same object while the thresholds and the restarts stay the same.
         figures = context.figures(window, self.name, bank, lambda _: bank_figures(bank, limits))
         statistics, active, leader = figures.statistics, figures.active, figures.leader

@@ -27,8 +27,11 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
+from detector.stats.sliding import SlidingColumns
+
 __all__ = [
     "CusumBank",
+    "LiveIncrements",
     "cusum_bank",
     "dispersion_factor",
     "excursions_reaching",
@@ -90,20 +93,25 @@ class CusumBank:
         window: int | None = None,
         ends: Sequence[int] | IntArray | None = None,
         first: IntArray | None = None,
+        increments: IntArray | None = None,
     ):
         columns = failures.shape[1]
         self.window = columns if window is None else window
         self.ends = np.array([columns] if ends is None else ends, dtype=np.int64)
-        self._increments = _fixed_increments(failures, payments, rho, weights)
-        if first is not None:
+        if increments is None:
+            increments = _fixed_increments(failures, payments, rho, weights)
+        elif first is not None and first.max(initial=0) > 0:
+            increments = increments.copy()  # the caller's are kept for the next tick
+        if first is not None and first.max(initial=0) > 0:
             before = np.arange(columns)[None, :] < first[:, None]
-            self._increments[np.broadcast_to(before[:, None, :], self._increments.shape)] = 0
+            increments[np.broadcast_to(before[:, None, :], increments.shape)] = 0
+        self._increments = increments
         ceiling = np.floor(np.minimum(cap, _CLIP_NATS) / UNIT)
         self._cap = np.where(np.isfinite(cap), ceiling, _NO_CAP).astype(np.int64)
         # C[s, m, t]: the cumulative sum from a leading 0. Without its ceiling, the window's
         # statistic is C at its end minus the least C within it.
-        total = np.zeros((*self._increments.shape[:2], columns + 1), dtype=np.int64)
-        np.cumsum(self._increments, axis=2, out=total[:, :, 1:])
+        total = np.zeros((*increments.shape[:2], columns + 1), dtype=np.int64)
+        np.cumsum(increments, axis=2, out=total[:, :, 1:])
         lowest = np.minimum.accumulate(total, axis=2)
         if self.ends.max() <= self.window:  # every window starts at the first column
             floor = lowest[:, :, self.ends]
@@ -139,6 +147,69 @@ class CusumBank:
         """First column of the window's current excursion: after the last minute at 0."""
         at_zero = np.flatnonzero(self._path(end % self.ends.size, series, member) <= 0)
         return int(at_zero[-1]) + 1 if at_zero.size else 0
+
+
+class LiveIncrements:
+    """A live window's fixed-point increments, kept from tick to tick.
+
+    Each minute's increments are a function of its counts (and the hour's weights) alone,
+    so a tick computes only those of the minutes whose counts changed, the new minutes and
+    the re-read ones, and gets the same numbers as the whole window computed afresh. The
+    columns move on with spare columns (:class:`SlidingColumns`), so a tick costs its new
+    minutes, not a copy of the window.
+    """
+
+    # Counts of a column that has not been computed: no count is negative.
+    _UNKNOWN = -1
+
+    def __init__(self, spare: int = 60) -> None:
+        self._spare = spare
+        self._key: tuple[object, ...] = (None, None, None)
+        self._end = 0
+        self._counts: SlidingColumns | None = None  # (2, series, minutes): failures, payments
+        self._increments: SlidingColumns | None = None  # (series, members, minutes)
+
+    def of(
+        self,
+        failures: npt.NDArray[np.int64],
+        payments: npt.NDArray[np.int64],
+        rho: FloatArray,
+        weights: tuple[FloatArray, FloatArray],
+        end: int,
+    ) -> IntArray:
+        """(series, members, minutes): the increments of the counts of the window that ends
+        before the epoch minute ``end``. Not to be changed by the caller."""
+        # The weights and dispersion are the same objects for an hour (``Thresholds``).
+        key = (rho, weights[0], weights[1])
+        shift = end - self._end
+        counts, increments = self._counts, self._increments
+        if (
+            counts is None
+            or increments is None
+            or any(a is not b for a, b in zip(key, self._key, strict=True))
+            or counts.columns.shape[1:] != failures.shape
+            or shift < 0
+        ):
+            both = np.stack([failures, payments])
+            counts = SlidingColumns.holding(both, self._spare, self._UNKNOWN)
+            increments = SlidingColumns.holding(
+                _fixed_increments(failures, payments, rho, weights), self._spare
+            )
+            self._counts, self._increments, self._key = counts, increments, key
+        else:
+            counts.slide(shift)
+            increments.slide(shift)
+            known = counts.columns
+            changed = ((known[0] != failures) | (known[1] != payments)).any(axis=0)
+            if changed.any():
+                lo = int(np.argmax(changed))
+                increments.columns[:, :, lo:] = _fixed_increments(
+                    failures[:, lo:], payments[:, lo:], rho, weights
+                )
+                known[0, :, lo:] = failures[:, lo:]
+                known[1, :, lo:] = payments[:, lo:]
+        self._end = end
+        return increments.columns
 
 
 def _fixed_increments(
