@@ -255,7 +255,9 @@ def test_weeks_of_history_that_no_query_could_read_whole_are_read_a_day_at_a_tim
             source.failing.add(failing)
             daemon.tick()
             assert daemon.engine.volume_history is None
-            assert "expected-band" not in _stripe_on_the_status_page(server)
+            loading = _stripe_on_the_status_page(server)
+            assert "expected-band" not in loading
+            assert "the weeks of volume history are still being read" in loading
 
             clock.now += timedelta(seconds=10)
             daemon.tick()

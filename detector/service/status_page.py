@@ -68,6 +68,9 @@ class _Charts:
         self.rate_top = np.minimum(np.maximum(baselines * 3, observed) * 1.1, 1.0)
         self.per_minute = history.volume / history.minutes_per_bucket()
         band = history.expected_band()
+        # None until the engine's weeks of volume history are read (a day per query, on
+        # the first ticks): no gateway's band is known yet, whatever its history.
+        self.band_loading = band is None
         highest = np.nanmax(self.per_minute, axis=1, initial=0.0)
         if band is not None:
             highest = np.maximum(highest, np.nanmax(band[1], axis=1, initial=0.0))
@@ -113,6 +116,8 @@ class _Charts:
         expectation = (
             f"vs the expected {_BAND_LOW}-{_BAND_HIGH}% band (blue{usual})"
             if band
+            else "the weeks of volume history are still being read"
+            if self.band_loading
             else "not enough history for an expected band (needs a week)"
         )
         return (
