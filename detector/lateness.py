@@ -24,6 +24,7 @@ __all__ = [
     "HALF_LIFE_MINUTES",
     "PROBE_EVERY",
     "QUANTILE",
+    "DecayingPerGateway",
     "Lateness",
     "pack_state",
     "unpack_state",
@@ -43,7 +44,47 @@ QUANTILE = 0.999
 HALF_LIFE_MINUTES = 180.0
 
 
-class Lateness:
+class DecayingPerGateway:
+    """Per gateway (rows, in order of first appearance), arrays of observations that lose
+    half their weight every ``HALF_LIFE_MINUTES``: what :class:`Lateness` and
+    :class:`~detector.settlement.Settlement` both learn from the ticks' re-reads. A subclass
+    names its arrays (gateways first) in ``_ARRAYS``."""
+
+    _ARRAYS: tuple[str, ...] = ()
+
+    def __init__(self, cap: int) -> None:
+        if cap < 1:
+            raise ValueError("the cap must be at least one minute")
+        self.cap = cap
+        self.gateways: list[str] = []
+        self._index: dict[str, int] = {}
+        self._end_minute: int | None = None  # the end of the last tick's read
+
+    def _advance(self, gateways: list[str], end_minute: int) -> IntArray:
+        """Decay the observations to the tick ending at ``end_minute``; the rows of
+        ``gateways``, added where new."""
+        self._grow(gateways)
+        if self._end_minute is not None:
+            decay = 0.5 ** (max(end_minute - self._end_minute, 0) / HALF_LIFE_MINUTES)
+            for name in self._ARRAYS:
+                weights = getattr(self, name)
+                weights *= decay
+        self._end_minute = end_minute
+        return np.array([self._index[g] for g in gateways], dtype=np.int64)
+
+    def _grow(self, gateways: list[str]) -> None:
+        new = [g for g in dict.fromkeys(gateways) if g not in self._index]
+        for gateway in new:
+            self._index[gateway] = len(self.gateways)
+            self.gateways.append(gateway)
+        if new:
+            for name in self._ARRAYS:
+                weights = getattr(self, name)
+                more = np.zeros((len(new), *weights.shape[1:]))
+                setattr(self, name, np.concatenate([weights, more]))
+
+
+class Lateness(DecayingPerGateway):
     """Per gateway, a decaying histogram of rows by the minutes they arrived late.
 
     Parameters
@@ -64,14 +105,11 @@ class Lateness:
     [1, 0]
     """
 
+    _ARRAYS = ("_weights",)
+
     def __init__(self, cap: int) -> None:
-        if cap < 1:
-            raise ValueError("the cap must be at least one minute")
-        self.cap = cap
-        self.gateways: list[str] = []
-        self._index: dict[str, int] = {}
+        super().__init__(cap)
         self._weights = np.zeros((0, cap + 1))  # (gateways, minutes late 0..cap)
-        self._end_minute: int | None = None  # the end of the last tick's read
 
     def observe(
         self,
@@ -88,16 +126,11 @@ class Lateness:
         and after this read; ``read_before`` is the end of the previous tick's read (its
         rows in minutes from there on are on time).
         """
-        self._grow(gateways)
-        if self._end_minute is not None:
-            decay = 0.5 ** (max(end_minute - self._end_minute, 0) / HALF_LIFE_MINUTES)
-            self._weights *= decay
-        self._end_minute = end_minute
+        rows = self._advance(gateways, end_minute)
         arrived = np.clip(after - before, 0, None)
         minute = np.arange(first_minute, end_minute)
         late = np.where(minute < read_before, end_minute - minute - 1, 0)
         late = np.minimum(late, self.cap)
-        rows = np.array([self._index[g] for g in gateways], dtype=np.int64)
         np.add.at(self._weights, (rows[:, None], late[None, :]), arrived)
 
     def minutes(self, gateways: list[str]) -> IntArray:
@@ -143,14 +176,6 @@ class Lateness:
         lateness._weights = np.array(data["weights"], dtype=float).reshape(-1, cap + 1)
         lateness._end_minute = data["end"]
         return lateness
-
-    def _grow(self, gateways: list[str]) -> None:
-        new = [g for g in dict.fromkeys(gateways) if g not in self._index]
-        for gateway in new:
-            self._index[gateway] = len(self.gateways)
-            self.gateways.append(gateway)
-        if new:
-            self._weights = np.vstack([self._weights, np.zeros((len(new), self.cap + 1))])
 
 
 def pack_state(data: dict[str, Any]) -> str:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from detector.lateness import HALF_LIFE_MINUTES, pack_state, unpack_state
+from detector.lateness import DecayingPerGateway, pack_state, unpack_state
 from detector.window import CountWindow
 
 __all__ = ["MIN_ROWS", "SETTLED_SHARE", "SIGNIFICANT", "Settlement"]
@@ -43,7 +43,7 @@ MIN_ROWS = 30.0
 SIGNIFICANT = 3.0
 
 
-class Settlement:
+class Settlement(DecayingPerGateway):
     """Per gateway, decaying sums of rows and pending rows by age, and of the rows seen
     leaving ``pending`` and those of them that failed.
 
@@ -61,17 +61,14 @@ class Settlement:
     [2, 0]
     """
 
+    _ARRAYS = ("_rows", "_pending", "_settled", "_failed")
+
     def __init__(self, cap: int) -> None:
-        if cap < 1:
-            raise ValueError("the cap must be at least one minute")
-        self.cap = cap
-        self.gateways: list[str] = []
-        self._index: dict[str, int] = {}
+        super().__init__(cap)
         self._rows = np.zeros((0, cap + 1))  # (gateways, age 0..cap)
         self._pending = np.zeros((0, cap + 1))
         self._settled = np.zeros(0)  # rows seen leaving pending
         self._failed = np.zeros(0)  # of those, the failed ones
-        self._end_minute: int | None = None
 
     def observe(
         self,
@@ -92,13 +89,7 @@ class Settlement:
         ticks of observations this read stands for (a first read's ages are seen once, but
         stand for the ticks no one watched).
         """
-        self._grow(gateways)
-        if self._end_minute is not None:
-            decay = 0.5 ** (max(end_minute - self._end_minute, 0) / HALF_LIFE_MINUTES)
-            for weights in (self._rows, self._pending, self._settled, self._failed):
-                weights *= decay
-        self._end_minute = end_minute
-        rows = np.array([self._index[g] for g in gateways], dtype=np.int64)
+        rows = self._advance(gateways, end_minute)
         age = np.minimum(end_minute - 1 - np.arange(first_minute, end_minute), self.cap)
         pending = np.clip(volume[1] - payments[1], 0, None)
         np.add.at(self._rows, (rows[:, None], age[None, :]), volume[1] * weight)
@@ -193,15 +184,3 @@ class Settlement:
         settlement._failed = np.array(data["failed"], dtype=float)
         settlement._end_minute = data["end"]
         return settlement
-
-    def _grow(self, gateways: list[str]) -> None:
-        new = [g for g in dict.fromkeys(gateways) if g not in self._index]
-        for gateway in new:
-            self._index[gateway] = len(self.gateways)
-            self.gateways.append(gateway)
-        if new:
-            more = np.zeros((len(new), self.cap + 1))
-            self._rows = np.vstack([self._rows, more])
-            self._pending = np.vstack([self._pending, more])
-            self._settled = np.concatenate([self._settled, np.zeros(len(new))])
-            self._failed = np.concatenate([self._failed, np.zeros(len(new))])
