@@ -72,6 +72,12 @@ class DecayingPerGateway:
         self._end_minute = end_minute
         return np.array([self._index[g] for g in gateways], dtype=np.int64)
 
+    def _known(self, gateways: list[str]) -> tuple[IntArray, IntArray]:
+        """The positions in ``gateways`` of those seen before, and their rows."""
+        rows = np.array([self._index.get(g, -1) for g in gateways], dtype=np.int64)
+        positions = np.flatnonzero(rows >= 0)
+        return positions, rows[positions]
+
     def _grow(self, gateways: list[str]) -> None:
         new = [g for g in dict.fromkeys(gateways) if g not in self._index]
         for gateway in new:
@@ -137,10 +143,10 @@ class Lateness(DecayingPerGateway):
         """Per gateway: the minutes late within which ``QUANTILE`` of its rows arrived
         (0 for a gateway not seen)."""
         estimate = np.zeros(len(gateways), dtype=np.int64)
-        known = [i for i, g in enumerate(gateways) if g in self._index]
-        if not known:
+        known, rows = self._known(gateways)
+        if not known.size:
             return estimate
-        weights = self._weights[[self._index[gateways[i]] for i in known]]
+        weights = self._weights[rows]
         total = weights.sum(axis=1, keepdims=True)
         # Weight of the rows later than each lateness: the estimate is the first lateness
         # after which at most 1 - QUANTILE of the rows is left.

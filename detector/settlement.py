@@ -110,10 +110,9 @@ class Settlement(DecayingPerGateway):
         """Per gateway: the age in minutes from which its minutes are settled (0 for a
         gateway whose rows are final at once, or not seen)."""
         ages = np.zeros(len(gateways), dtype=np.int64)
-        known = [i for i, g in enumerate(gateways) if g in self._index]
-        if not known:
+        known, index = self._known(gateways)
+        if not known.size:
             return ages
-        index = [self._index[gateways[i]] for i in known]
         rows, pending = self._rows[index], self._pending[index]
         seen = rows >= MIN_ROWS
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -131,10 +130,9 @@ class Settlement(DecayingPerGateway):
         """Per gateway: of its rows seen leaving ``pending``, the share that failed (0 where
         none were seen)."""
         share = np.zeros(len(gateways))
-        for i, gateway in enumerate(gateways):
-            row = self._index.get(gateway)
-            if row is not None and self._settled[row] >= 1:
-                share[i] = self._failed[row] / self._settled[row]
+        known, rows = self._known(gateways)
+        settled = self._settled[rows]
+        share[known] = np.where(settled >= 1, self._failed[rows] / np.maximum(settled, 1), 0.0)
         return share
 
     def judged(self, window: CountWindow) -> CountWindow:
