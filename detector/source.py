@@ -9,9 +9,10 @@ with bound parameters); Python only receives one row per gateway and minute.
 
 from __future__ import annotations
 
+import copy
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -117,6 +118,14 @@ class Source(ABC):
         source has no amounts (``source.columns.amount``) or they could not be read."""
         return None
 
+    def only(self, gateways: Sequence[str]) -> Source:
+        """This source, reading the payments of ``gateways`` alone (``ha.partitions``)."""
+        raise SourceError(f"{type(self).__name__} cannot be split into partitions")
+
+    def gateway_names(self, start: datetime, end: datetime) -> list[str]:
+        """Every gateway with payments in ``[start, end)``."""
+        raise SourceError(f"{type(self).__name__} cannot be split into partitions")
+
 
 def check_at_start(check: Callable[[], None], dispose: Callable[[], None], *, strict: bool) -> None:
     """Run a source's start-up ``check``: a missing table or column is always fatal, an
@@ -197,11 +206,17 @@ class SqlSource(Source):
         if self._visibility is not None:
             wanted += self._visibility.columns
         self.table = sa.table(name, *wanted, schema=schema or None)
+        # The gateways read, where ha.partitions gives this replica some of them (only()).
+        self.gateways: tuple[str, ...] | None = None
         if self._visibility is not None:
             # Every query below counts the status (and latency) a row had at as_of.
             self._status = self._visibility.status(self._status)
             if self._latency is not None:
                 self._latency = self._visibility.settled_value(self._latency)
+        self._build_queries()
+
+    def _build_queries(self) -> None:
+        """The count queries, built once (and again for a narrowed copy, :meth:`only`)."""
         self._counts_queries: dict[tuple[str, ...], sa.Select[Any]] = {
             (): self._build_counts_query(time_bucket(self._timestamp))
         }
@@ -217,6 +232,11 @@ class SqlSource(Source):
             self._timestamp >= sa.bindparam("start", type_=sa.DateTime()),
             self._timestamp < sa.bindparam("end", type_=sa.DateTime()),
             *([self._visibility.visible()] if self._visibility is not None else []),
+            *(
+                [self._gateway.in_(sa.bindparam("gateways", expanding=True))]
+                if self.gateways is not None
+                else []
+            ),
         )
 
     def _params(self, start: datetime, end: datetime, **more: Any) -> dict[str, Any]:
@@ -224,7 +244,32 @@ class SqlSource(Source):
         params = {"start": naive_utc(start), "end": naive_utc(end), **more}
         if self._visibility is not None:
             params[AS_OF] = naive_utc(self.as_of or end)
+        if self.gateways is not None:
+            params["gateways"] = list(self.gateways)
         return params
+
+    def only(self, gateways: Sequence[str]) -> SqlSource:
+        """The same table on the same engine, every count query narrowed to ``gateways``
+        by a bound list (``gateway IN (...)``), so the database groups their rows alone and
+        can use an index on the gateway column."""
+        narrowed = copy.copy(self)
+        narrowed.gateways = tuple(gateways)
+        narrowed._build_queries()
+        return narrowed
+
+    def gateway_names(self, start: datetime, end: datetime) -> list[str]:
+        query = (
+            sa.select(self._gateway)
+            .select_from(self.table)
+            .where(self._in_window(), self._gateway.is_not(None))
+            .group_by(self._gateway)
+        )
+        try:
+            with self.engine.connect() as connection:
+                found = connection.execute(query, self._params(start, end)).scalars()
+                return sorted(str(name) for name in found)
+        except sa.exc.SQLAlchemyError as exc:
+            raise SourceError(f"cannot read payments: {error_text(exc)}") from exc
 
     def _build_counts_query(
         self, bucket: ColumnElement[int], dimensions: tuple[str, ...] = ()

@@ -31,6 +31,7 @@ from detector.config import LabelMatcher
 from detector.db import connect, create_tables, error_text
 from detector.errors import DetectorError
 from detector.model import Notification
+from detector.partitions import Scope, owner
 from detector.rules.quarter_hours import QuarterHourTable
 from detector.store_history import HistoryUpdate
 from detector.timeutil import aware_utc, naive_utc
@@ -82,6 +83,13 @@ def store_errors(action: str) -> Iterator[None]:
         raise StoreError(f"cannot {action}: {error_text(exc)}") from exc
 
 
+def _resolved_keys(scope: Scope | None) -> list[str]:
+    """The meta rows of the resolution marks: one, or one per held partition."""
+    if scope is None:
+        return ["resolved"]
+    return [f"resolved-p{p}" for p in sorted(scope.held)]
+
+
 @dataclass(frozen=True)
 class OutboxEntry:
     id: int
@@ -125,13 +133,15 @@ class StateStore:
             alerts[alert.fingerprint] = alert
         return (datetime.fromisoformat(value) if value else None), alerts
 
-    def resolutions(self) -> dict[str, Resolution]:
-        """When each alert whose evidence may still be in the count window last resolved."""
+    def resolutions(self, scope: Scope | None = None) -> dict[str, Resolution]:
+        """When each alert whose evidence may still be in the count window last resolved
+        (with ``scope``: of the partitions it holds)."""
+        keys = _resolved_keys(scope)
         with store_errors("read the state database"), self.engine.connect() as connection:
-            value = connection.execute(
-                sa.select(tables.meta.c.value).where(tables.meta.c.key == "resolved")
-            ).scalar()
-        marks = json.loads(value) if value else {}
+            values = connection.execute(
+                sa.select(tables.meta.c.value).where(tables.meta.c.key.in_(keys))
+            ).scalars()
+            marks = {k: v for value in values for k, v in json.loads(value).items()}
         return {key: Resolution.from_dict(mark) for key, mark in marks.items()}
 
     def save_tick(
@@ -145,6 +155,7 @@ class StateStore:
         transitions: Sequence[Transition] = (),
         history: HistoryUpdate | None = None,
         learnt: dict[str, str] | None = None,
+        scope: Scope | None = None,
     ) -> int:
         """Commit a tick: watermark, alert states, new outbox entries and the episodes its
         ``transitions`` resolved, all or nothing.
@@ -156,11 +167,17 @@ class StateStore:
         queued twice). ``fence``, run first in the same transaction, may refuse the write
         (:class:`FencedOut`): the leader lease uses it so that a replica which lost the
         lease mid-tick cannot commit alongside the new leader.
+
+        With ``scope`` (``ha.partitions``) the tick replaces the alerts and resolution marks
+        of the partitions held alone; the other replicas' rows stay as they are.
         """
         with store_errors("save state"), self.engine.begin() as connection:
             if fence is not None and not fence(connection):
-                raise FencedOut("this replica no longer holds the leader lease")
-            if watermark is not None:
+                raise FencedOut("this replica no longer holds the leases it ticked for")
+            if scope is not None:
+                self._save_partitions(connection, scope, alerts, resolved or {})
+                resolved = None
+            elif watermark is not None:
                 connection.execute(tables.meta.delete().where(tables.meta.c.key == "watermark"))
                 connection.execute(
                     tables.meta.insert().values(key="watermark", value=watermark.isoformat())
@@ -171,7 +188,8 @@ class StateStore:
                 connection.execute(
                     tables.meta.insert().values(key="resolved", value=json.dumps(marks))
                 )
-            connection.execute(tables.alerts.delete())
+            if scope is None:
+                connection.execute(tables.alerts.delete())
             if alerts:
                 connection.execute(
                     tables.alerts.insert(),
@@ -189,6 +207,41 @@ class StateStore:
                 connection.execute(tables.outbox.insert(), rows)
             self._record_episodes(connection, transitions, now)
         return len(rows)
+
+    @staticmethod
+    def _save_partitions(
+        connection: sa.Connection,
+        scope: Scope,
+        alerts: dict[str, Alert],
+        resolved: dict[str, Resolution],
+    ) -> None:
+        """Clear the held partitions' alerts (for the caller to insert ``alerts``) and write
+        their resolution marks, a meta row per partition so that replicas never rewrite
+        each other's. The watermark is not saved: each replica reads its own."""
+        stored = connection.execute(sa.select(tables.alerts.c.fingerprint, tables.alerts.c.data))
+        held = [
+            row.fingerprint for row in stored if scope.owns(json.loads(row.data).get("labels", {}))
+        ]
+        for start in range(0, len(held), 500):  # bound the number of bound parameters
+            connection.execute(
+                tables.alerts.delete().where(
+                    tables.alerts.c.fingerprint.in_(held[start : start + 500])
+                )
+            )
+        by_partition: dict[int, dict[str, Any]] = {p: {} for p in scope.held}
+        for key, mark in resolved.items():
+            partition = owner(mark.labels, scope.count)
+            if partition in by_partition:
+                by_partition[partition][key] = mark.to_dict()
+        connection.execute(tables.meta.delete().where(tables.meta.c.key.in_(_resolved_keys(scope))))
+        if by_partition:
+            connection.execute(
+                tables.meta.insert(),
+                [
+                    {"key": f"resolved-p{p}", "value": json.dumps(marks)}
+                    for p, marks in sorted(by_partition.items())
+                ],
+            )
 
     @staticmethod
     def _record_episodes(
@@ -260,6 +313,31 @@ class StateStore:
         """What the engine learnt of its rows' lateness and settlement, as last saved."""
         with store_errors("read the state database"), self.engine.connect() as connection:
             return store_history.load_learnt(connection)
+
+    # --- the gateways of ha.partitions ------------------------------------------------------
+
+    def known_gateways(self) -> list[str]:
+        """The gateways seen in the payments so far (``ha.partitions``'s discovery)."""
+        with store_errors("read the state database"), self.engine.connect() as connection:
+            value = connection.execute(
+                sa.select(tables.meta.c.value).where(tables.meta.c.key == "gateways")
+            ).scalar()
+        return list(json.loads(value)) if value else []
+
+    def add_gateways(self, names: Iterable[str]) -> list[str]:
+        """Add ``names`` to :meth:`known_gateways`; all of them after it."""
+        with store_errors("save the gateways seen"), self.engine.begin() as connection:
+            value = connection.execute(
+                sa.select(tables.meta.c.value).where(tables.meta.c.key == "gateways")
+            ).scalar()
+            known = set(json.loads(value)) if value else set()
+            merged = sorted(known | set(names))
+            if len(merged) > len(known):
+                connection.execute(tables.meta.delete().where(tables.meta.c.key == "gateways"))
+                connection.execute(
+                    tables.meta.insert().values(key="gateways", value=json.dumps(merged))
+                )
+        return merged
 
     # --- the volume history ----------------------------------------------------------------
 

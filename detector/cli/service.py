@@ -58,6 +58,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from detector.notify import Receiver, build_receivers
     from detector.service.daemon import Daemon
     from detector.service.lease import Lease
+    from detector.service.partition_leases import PartitionLeases
     from detector.source import Source
     from detector.store import StateStore
     from detector.volume_source import open_volumes
@@ -73,7 +74,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         or config.ha.replica_id
         or f"{socket.gethostname()}:{os.getpid()}"
     )
-    lease = Lease(store.engine, replica, config.ha.lease_ttl)
+    partitions = (
+        PartitionLeases(store.engine, replica, config.ha.lease_ttl, config.ha.partitions)
+        if config.ha.partitions > 1
+        else None
+    )
+    lease = None if partitions else Lease(store.engine, replica, config.ha.lease_ttl)
     with requests.Session() as session:
 
         def reload() -> tuple[Config, Source, dict[str, Receiver]]:
@@ -95,6 +101,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             lease=lease,
             reload=reload,
             volumes=volumes,
+            partitions=partitions,
         )
         daemon.run()
     return EXIT_OK

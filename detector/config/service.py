@@ -63,12 +63,18 @@ class ServerConfig(FrozenModel):
 
 
 class HaConfig(FrozenModel):
-    """The leader lease that lets exactly one replica evaluate and notify."""
+    """The leases that let replicas share the work: with one partition, the leader lease
+    that lets exactly one replica evaluate and notify; with several, each replica ticks the
+    gateways of the partitions it holds."""
 
     # A dead leader is replaced within this long; the leader renews every third of it.
     lease_ttl: Annotated[
         Duration, at_least(timedelta(seconds=2), "the lease TTL must be at least 2s")
     ] = timedelta(seconds=30)
+    # The gateways are split into this many partitions by a hash of their name; each live
+    # replica holds about partitions / replicas of them and ticks only their gateways. 1:
+    # one leader ticks every gateway and the others wait to take over.
+    partitions: int = Field(default=1, ge=1, le=256)
     # Identifies this replica in the lease row; default hostname:pid.
     replica_id: str | None = Field(default=None, min_length=1, max_length=200)
 

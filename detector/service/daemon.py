@@ -6,7 +6,9 @@ never delays detection.
 
 Around that: the HTTP endpoint (:mod:`detector.service.web`), Prometheus metrics, SIGHUP config
 reload, and the leader lease (:mod:`detector.service.lease`) that lets exactly one of several
-replicas evaluate-and-notify while the others follow, ready to take over.
+replicas evaluate-and-notify while the others follow, ready to take over; or, with
+``ha.partitions``, the partition leases (:mod:`detector.service.partition_leases`) with which
+each replica ticks the gateways of its partitions.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from detector.engine import Engine, TickResult
 from detector.errors import DetectorError
 from detector.notify.base import Receiver
 from detector.notify.dispatch import Dispatcher
+from detector.partitions import GLOBAL_PARTITION, Scope, partitioned
 from detector.service.health import (
     HealthTable,
     gateway_health,
@@ -46,6 +49,7 @@ from detector.service.history import History
 from detector.service.leadership import Leadership
 from detector.service.lease import Lease
 from detector.service.metrics import Metrics
+from detector.service.partition_leases import PartitionLeases
 from detector.service.snapshot import Snapshot
 from detector.service.volume_charts import VolumeCharts, firing_volumes, read_volume_charts
 from detector.service.web import WebServer
@@ -94,22 +98,34 @@ class Daemon:
         registry: CollectorRegistry | None = None,
         reload: Reloader | None = None,
         volumes: VolumeSource | None = None,
+        partitions: PartitionLeases | None = None,
     ):
         self.config = config
         self.store = store
         self.receivers = receivers
         self.clock = clock
-        self.engine = Engine(config, source, volumes=volumes)
-        # The window is refilled from the database on start; the alerts carry over, and so
-        # do the volume rules' weeks of quarter hours (only the hours since are read).
-        _, alerts = store.load()
-        self.engine.quarter_hours = store.load_history(self.engine.history_key)
-        # And what was learnt of how late the rows arrive and how fast they settle, so that
-        # the first ticks judge the newest minutes as the last ones before the restart did.
-        self.engine.restore_learnt(store.load_learnt())
-        self.engine.alerts.restore(alerts, store.resolutions())
-        if alerts:
-            log.info("restored %d pending/firing alert(s) from the state store", len(alerts))
+        # With ha.partitions: the engine ticks the held partitions' gateways alone, and is
+        # built again (from the stored alerts) whenever they change.
+        self.partitions = partitions
+        self._source, self._volumes = source, volumes
+        self._ticking: tuple[str, ...] | None = None  # the gateways the engine was built for
+        self._known: list[str] = []  # the gateways seen in the payments so far
+        self._discovered_until: datetime | None = None
+        if partitions is not None:
+            self.engine = self._partition_engine(Scope(partitions.count, frozenset()))
+        else:
+            self.engine = Engine(config, source, volumes=volumes)
+            # The window is refilled from the database on start; the alerts carry over, and
+            # so do the volume rules' weeks of quarter hours (only the hours since are read).
+            _, alerts = store.load()
+            self.engine.quarter_hours = store.load_history(self.engine.history_key)
+            # And what was learnt of how late the rows arrive and how fast they settle, so
+            # that the first ticks judge the newest minutes as the last ones before the
+            # restart did.
+            self.engine.restore_learnt(store.load_learnt())
+            self.engine.alerts.restore(alerts, store.resolutions())
+            if alerts:
+                log.info("restored %d pending/firing alert(s) from the state store", len(alerts))
         self.metrics = Metrics(registry if registry is not None else CollectorRegistry())
         self.registry = self.metrics.registry
         self.metrics.receivers(receivers)
@@ -150,12 +166,26 @@ class Daemon:
             self._tick_started = None
 
     def _tick(self, tick_id: int, now: datetime) -> TickResult:
-        if not self.leadership.hold(now):
+        fence: Callable[[Any], bool] | None = None
+        scope: Scope | None = None
+        if self.partitions is not None:
+            leases, scope = self.partitions, self._hold_partitions(now)
+            if not scope.held:
+                return self._idle(tick_id, now)
+            held = scope.held
+            fence = lambda connection: leases.fence(connection, now, held)  # noqa: E731
+        elif not self.leadership.hold(now):
             return self._follow(tick_id, now)
+        elif self.lease is not None:
+            lease = self.lease
+            fence = lambda connection: lease.fence(connection, now)  # noqa: E731
         before = self.engine.alerts.snapshot()
         result = self.engine.tick(now)
-        lease = self.lease
-        history = self._history_update()
+        if scope is not None:
+            result = self._owned(result, scope)
+        # The weeks of quarter hours and the learnt estimates are saved for all gateways
+        # at once: with partitions, each replica reads its own (see docs/operations.md).
+        history = self._history_update() if scope is None else None
         try:
             deliveries = self.router.deliveries(
                 result.transitions,
@@ -169,16 +199,21 @@ class Daemon:
                 self.engine.alerts.alerts,
                 deliveries,
                 now,
-                fence=(lambda connection: lease.fence(connection, now)) if lease else None,
+                fence=fence,
                 resolved=self.engine.alerts.resolved,
                 transitions=result.transitions,
                 history=history,
-                learnt=self.engine.learnt() if _saves_learnt(now) else None,
+                learnt=self.engine.learnt() if scope is None and _saves_learnt(now) else None,
+                scope=scope,
             )
         except FencedOut:
             self.engine.alerts.restore(before)
-            self.leadership.lost()
-            log.warning("tick %d: lost the leader lease mid-tick; not saved, following", tick_id)
+            if self.partitions is not None:
+                self.partitions.lost()
+                self._ticking = None  # rebuilt from the stored alerts at the next tick
+            else:
+                self.leadership.lost()
+            log.warning("tick %d: lost a lease mid-tick; not saved", tick_id)
             self._publish(result, "follower")
             return result
         except StoreError as exc:
@@ -219,8 +254,88 @@ class Daemon:
             )
         self.last_tick = result
         self._publish(result, "source_error" if result.error else "ok")
-        if result.error is None:  # read the payments and saved the state: alive and well
+        # Read the payments and saved the state: alive and well.
+        if result.error is None and (scope is None or GLOBAL_PARTITION in scope.held):
             self.heartbeat.beat(now)
+        return result
+
+    # --- ha.partitions --------------------------------------------------------------------------
+
+    def _hold_partitions(self, now: datetime) -> Scope:
+        """Balance the partition leases, and build the engine again for the gateways of the
+        partitions held if they changed."""
+        assert self.partitions is not None
+        held = self.partitions.balance(now)
+        if GLOBAL_PARTITION in held:
+            self._discover(now)
+        try:
+            self._known = self.store.known_gateways()
+        except StoreError as exc:
+            log.warning("the gateways seen could not be read (%s); ticking those known", exc)
+        scope = Scope(self.partitions.count, held)
+        if self._gateways(scope) != self._ticking:
+            self.engine = self._partition_engine(scope)
+        return scope
+
+    def _gateways(self, scope: Scope) -> tuple[str, ...]:
+        """The gateways of the held partitions: those configured and those seen."""
+        names = set(self.config.gateways) | set(self._known)
+        return tuple(partitioned(names, scope.count, scope.held))
+
+    def _partition_engine(self, scope: Scope) -> Engine:
+        """An engine reading the gateways of ``scope`` alone, continuing from their stored
+        alerts (so a partition taken over neither fires again nor loses a resolve); the
+        holder of partition 0 also runs the business volumes."""
+        gateways = self._gateways(scope)
+        config = self.config.model_copy(
+            update={"gateways": {g: c for g, c in self.config.gateways.items() if g in gateways}}
+        )
+        volumes = self._volumes if GLOBAL_PARTITION in scope.held else None
+        engine = Engine(config, self._source.only(gateways), volumes=volumes)
+        if scope.held:
+            _, alerts = self.store.load()
+            mine = {key: a for key, a in alerts.items() if scope.owns(a.labels)}
+            engine.alerts.restore(mine, self.store.resolutions(scope))
+            log.info(
+                "ticking %d gateway(s) of partition(s) %s; continuing from %d stored alert(s)",
+                len(gateways),
+                ", ".join(str(p) for p in sorted(scope.held)),
+                len(mine),
+            )
+        self._ticking = gateways
+        return engine
+
+    def _discover(self, now: datetime) -> None:
+        """The holder of partition 0 records the gateways that appear in the payments, so
+        that the replica holding each one's partition ticks it."""
+        start = self._discovered_until or now - timedelta(minutes=self.engine.window.minutes)
+        try:
+            seen = self._source.gateway_names(start - timedelta(minutes=1), now)
+            unknown = set(seen) - set(self._known) - set(self.config.gateways)
+            if unknown:
+                self._known = self.store.add_gateways(unknown)
+                log.info("%d gateway(s) seen for the first time", len(unknown))
+        except (SourceError, StoreError) as exc:
+            log.warning("could not look for new gateways: %s", exc)
+            return
+        self._discovered_until = now
+
+    def _owned(self, result: TickResult, scope: Scope) -> TickResult:
+        """Drop the alerts of no held partition (``source_down`` of a replica not holding
+        partition 0): their partition's holder raises them."""
+        book = self.engine.alerts
+        for key in [k for k, a in book.alerts.items() if not scope.owns(a.labels)]:
+            del book.alerts[key]
+        return replace(
+            result, transitions=[t for t in result.transitions if scope.owns(t.alert.labels)]
+        )
+
+    def _idle(self, tick_id: int, now: datetime) -> TickResult:
+        """A replica holding no partition reads and saves nothing until it gets one."""
+        result = TickResult(at=now)
+        log.info("tick %d: holds no partition; waiting for one", tick_id)
+        self.last_tick = result
+        self._publish(result, "follower")
         return result
 
     def _history_update(self) -> HistoryUpdate | None:
@@ -233,7 +348,7 @@ class Daemon:
     def deliver(self, *, wait: bool = True) -> None:
         """One delivery pass; without ``wait`` it does not wait for a slow receiver."""
         # A leader whose renewals failed stops sending before anyone else may take over.
-        if not self.leadership.leading():
+        if not self._delivers():
             return
         try:
             if self.dispatcher.deliver_due(wait=wait).delivered:
@@ -270,10 +385,20 @@ class Daemon:
 
     # --- leadership -----------------------------------------------------------------------------
 
+    def _delivers(self) -> bool:
+        """Whether this replica sends the outbox: the leader, or the holder of partition 0
+        (a message may group the alerts of gateways of several partitions)."""
+        if self.partitions is not None:
+            return self.partitions.holds_global(self.clock())
+        return self.leadership.leading()
+
     @property
     def role(self) -> str:
         """``leader`` only while this replica's clock says the lease it last renewed has not
-        expired: a renewal stuck on a frozen state connection does not keep it leading."""
+        expired: a renewal stuck on a frozen state connection does not keep it leading.
+        With partitions: ``leader`` while it holds some partition."""
+        if self.partitions is not None:
+            return "leader" if self.partitions.holding(self.clock()) else "follower"
         return self.leadership.role
 
     @property
@@ -283,7 +408,22 @@ class Daemon:
 
     def leadership_problem(self) -> str | None:
         """Why nobody may be notifying, as far as this replica can tell (None: fine)."""
+        if self.partitions is not None:
+            error = self.partitions.error
+            return f"cannot renew the partition leases: {error}" if error else None
         return self.leadership.problem()
+
+    def partitions_held(self) -> dict[str, object]:
+        """With ``ha.partitions``: what this replica holds, and who holds each partition as
+        it last read (for a router to find the replica that ticks a gateway)."""
+        assert self.partitions is not None
+        leases = self.partitions
+        return {
+            "count": leases.count,
+            "held": sorted(leases.holding(self.clock())),
+            "holders": {str(p): holder for p, holder in sorted(leases.assignment.items())},
+            "gateways": len(self._ticking or ()),
+        }
 
     def _take_over(self) -> None:
         """Continue exactly where the previous leader's last committed tick left off."""
@@ -299,7 +439,10 @@ class Daemon:
 
     def _renew_lease(self) -> None:
         """Between ticks, so that a long interval never lets the lease lapse."""
-        self.leadership.hold(self.clock(), renew_only=True)
+        if self.partitions is not None:
+            self.partitions.renew(self.clock())
+        else:
+            self.leadership.hold(self.clock(), renew_only=True)
 
     def _follow(self, tick_id: int, now: datetime) -> TickResult:
         """Evaluate without notifying, from the leader's stored alerts, to serve the API."""
@@ -463,6 +606,8 @@ class Daemon:
             self._stale_since(),
         )
         body["lease_holder"] = self.lease_holder
+        if self.partitions is not None:
+            body["partitions"] = self.partitions_held()
         problem = self.leadership_problem()
         if problem is None:
             return code, body
@@ -521,7 +666,10 @@ class Daemon:
         for key in ("state", "server", "ha", "volumes"):
             if getattr(config, key) != getattr(self.config, key):
                 log.warning("config reload: changes to %s: take effect only after a restart", key)
-        self.engine = self.engine.reconfigured(config, source, self.engine.volume_source)
+        if self.partitions is not None:
+            self._source, self._ticking = source, None  # rebuilt for it at the next tick
+        else:
+            self.engine = self.engine.reconfigured(config, source, self.engine.volume_source)
         self.config = config
         self.receivers = receivers
         self.dispatcher.receivers = receivers
@@ -548,7 +696,7 @@ class Daemon:
         while True:
             self.deliver(wait=False)  # a receiver still sending must not outlast the grace
             remaining = deadline - time.monotonic()
-            if not self.leadership.leader or remaining <= 0:
+            if not self._delivers() or remaining <= 0:
                 break
             try:  # a retry that falls due before the deadline is still worth waiting for
                 if not self.store.due(self.clock() + timedelta(seconds=remaining)):
@@ -561,7 +709,7 @@ class Daemon:
             waiting = self.store.outbox_depth()
         except StoreError:
             return
-        if waiting and self.leadership.leader:
+        if waiting and self._delivers():
             log.warning("%d notification(s) still queued; the next leader sends them", waiting)
 
     def run(self, *, install_signal_handlers: bool = True) -> None:
@@ -597,10 +745,11 @@ class Daemon:
             max_instances=1,
             misfire_grace_time=1,
         )
-        if self.lease is not None:
+        leases = self.partitions or self.lease
+        if leases is not None:
             scheduler.add_job(
                 self._renew_lease,
-                IntervalTrigger(seconds=self.lease.ttl.total_seconds() / 3, timezone=UTC),
+                IntervalTrigger(seconds=leases.ttl.total_seconds() / 3, timezone=UTC),
                 id="lease",
                 coalesce=True,
                 max_instances=1,
@@ -618,6 +767,8 @@ class Daemon:
         self._stop.wait()
         scheduler.shutdown(wait=True)  # lets the tick in flight finish
         self._flush()  # what that tick queued, within the grace period
+        if self.partitions is not None:
+            self.partitions.release()
         self.leadership.release()
         self.heartbeat.close()
         if server is not None:

@@ -19,15 +19,15 @@ from detector.db import create_tables
 from detector.store import store_errors
 from detector.timeutil import iso_z, naive_utc
 
-__all__ = ["Lease", "lease_problem"]
+__all__ = ["Lease", "lease_problem", "lease_table", "whole_seconds"]
 
 log = logging.getLogger(__name__)
 
-_metadata = sa.MetaData()
+metadata = sa.MetaData()
 
-_lease = sa.Table(
+lease_table = sa.Table(
     "detector_lease",
-    _metadata,
+    metadata,
     sa.Column("name", sa.String(64), primary_key=True),
     sa.Column("holder", sa.String(200), nullable=False),
     sa.Column("expires_at", sa.DateTime, nullable=False),
@@ -36,7 +36,7 @@ _lease = sa.Table(
 )
 
 
-def _whole_seconds(moment: datetime) -> datetime:
+def whole_seconds(moment: datetime) -> datetime:
     # MariaDB keeps whole seconds; truncating everywhere keeps the dialects identical.
     return naive_utc(moment).replace(microsecond=0)
 
@@ -61,23 +61,25 @@ class Lease:
         self.name = name
         self.term: int | None = None  # the term this replica holds, if any
         with store_errors("create the lease table"):
-            create_tables(engine, _metadata)
+            create_tables(engine, metadata)
 
     def acquire(self, now: datetime) -> bool:
         """Take or renew the lease until ``now + ttl``; False while another replica holds it."""
-        expires = _whole_seconds(now + self.ttl)
+        expires = whole_seconds(now + self.ttl)
         with store_errors("renew the leader lease"), self.engine.begin() as connection:
             renewed = connection.execute(
-                _lease.update()
-                .where(_lease.c.name == self.name, _lease.c.holder == self.holder)
+                lease_table.update()
+                .where(lease_table.c.name == self.name, lease_table.c.holder == self.holder)
                 .values(expires_at=expires)
             )
             if renewed.rowcount == 1:
                 return True
             taken = connection.execute(
-                _lease.update()
-                .where(_lease.c.name == self.name, _lease.c.expires_at <= _whole_seconds(now))
-                .values(holder=self.holder, expires_at=expires, term=_lease.c.term + 1)
+                lease_table.update()
+                .where(
+                    lease_table.c.name == self.name, lease_table.c.expires_at <= whole_seconds(now)
+                )
+                .values(holder=self.holder, expires_at=expires, term=lease_table.c.term + 1)
             )
             if taken.rowcount == 1:
                 self.term = self._current_term(connection)
@@ -91,15 +93,15 @@ class Lease:
         take over between this check and the caller's commit.
         """
         renewed = connection.execute(
-            _lease.update()
-            .where(_lease.c.name == self.name, _lease.c.holder == self.holder)
-            .values(expires_at=_whole_seconds(now + self.ttl))
+            lease_table.update()
+            .where(lease_table.c.name == self.name, lease_table.c.holder == self.holder)
+            .values(expires_at=whole_seconds(now + self.ttl))
         )
         return bool(renewed.rowcount == 1)
 
     def _current_term(self, connection: sa.Connection) -> int:
         value = connection.execute(
-            sa.select(_lease.c.term).where(_lease.c.name == self.name)
+            sa.select(lease_table.c.term).where(lease_table.c.name == self.name)
         ).scalar_one()
         return int(value)
 
@@ -108,7 +110,7 @@ class Lease:
             try:
                 with self.engine.begin() as connection:
                     connection.execute(
-                        _lease.insert().values(
+                        lease_table.insert().values(
                             name=self.name, holder=self.holder, expires_at=expires, term=1
                         )
                     )
@@ -121,8 +123,8 @@ class Lease:
         """Give the lease up now, so a follower takes over at its next attempt."""
         with store_errors("release the leader lease"), self.engine.begin() as connection:
             connection.execute(
-                _lease.update()
-                .where(_lease.c.name == self.name, _lease.c.holder == self.holder)
+                lease_table.update()
+                .where(lease_table.c.name == self.name, lease_table.c.holder == self.holder)
                 .values(expires_at=datetime(1970, 1, 1))
             )
         self.term = None
@@ -131,9 +133,11 @@ class Lease:
         """Who holds the lease at ``now``, if anyone."""
         with store_errors("read the leader lease"), self.engine.connect() as connection:
             row = connection.execute(
-                sa.select(_lease.c.holder, _lease.c.expires_at).where(_lease.c.name == self.name)
+                sa.select(lease_table.c.holder, lease_table.c.expires_at).where(
+                    lease_table.c.name == self.name
+                )
             ).first()
-        if row is None or row.expires_at <= _whole_seconds(now):
+        if row is None or row.expires_at <= whole_seconds(now):
             return None
         return str(row.holder)
 
