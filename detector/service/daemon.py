@@ -25,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 from types import FrameType
 from typing import Any
 
+import sqlalchemy as sa
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobEvent
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
@@ -166,19 +167,31 @@ class Daemon:
             self._tick_started = None
 
     def _tick(self, tick_id: int, now: datetime) -> TickResult:
-        fence: Callable[[Any], bool] | None = None
-        scope: Scope | None = None
         if self.partitions is not None:
             leases, scope = self.partitions, self._hold_partitions(now)
             if not scope.held:
                 return self._idle(tick_id, now)
-            held = scope.held
-            fence = lambda connection: leases.fence(connection, now, held)  # noqa: E731
-        elif not self.leadership.hold(now):
+            return self._evaluate(
+                tick_id,
+                now,
+                lambda connection: leases.fence(connection, now, scope.held),
+                scope,
+            )
+        if not self.leadership.hold(now):
             return self._follow(tick_id, now)
-        elif self.lease is not None:
-            lease = self.lease
-            fence = lambda connection: lease.fence(connection, now)  # noqa: E731
+        lease = self.lease
+        fence = None if lease is None else (lambda connection: lease.fence(connection, now))
+        return self._evaluate(tick_id, now, fence)
+
+    def _evaluate(
+        self,
+        tick_id: int,
+        now: datetime,
+        fence: Callable[[sa.Connection], bool] | None,
+        scope: Scope | None = None,
+    ) -> TickResult:
+        """Tick the engine and commit what it found, as the leader or (``scope``) for the
+        partitions held; ``fence`` checks the lease(s) inside the commit's transaction."""
         before = self.engine.alerts.snapshot()
         result = self.engine.tick(now)
         if scope is not None:
@@ -208,11 +221,7 @@ class Daemon:
             )
         except FencedOut:
             self.engine.alerts.restore(before)
-            if self.partitions is not None:
-                self.partitions.lost()
-                self._ticking = None  # rebuilt from the stored alerts at the next tick
-            else:
-                self.leadership.lost()
+            self._fenced_out()
             log.warning("tick %d: lost a lease mid-tick; not saved", tick_id)
             self._publish(result, "follower")
             return result
@@ -224,6 +233,22 @@ class Daemon:
             return result
         if history is not None:
             self.engine.history_changed = None
+        self._log_tick(tick_id, result, queued)
+        self.last_tick = result
+        self._publish(result, "source_error" if result.error else "ok")
+        # Read the payments and saved the state: alive and well.
+        if result.error is None and (scope is None or GLOBAL_PARTITION in scope.held):
+            self.heartbeat.beat(now)
+        return result
+
+    def _fenced_out(self) -> None:
+        if self.partitions is not None:
+            self.partitions.lost()
+            self._ticking = None  # built again from the stored alerts at the next tick
+        else:
+            self.leadership.lost()
+
+    def _log_tick(self, tick_id: int, result: TickResult, queued: int) -> None:
         if result.error:
             log.warning(
                 "tick %d: payments source unreachable (%d tick(s) in a row): %s",
@@ -252,12 +277,6 @@ class Daemon:
                 " (repeat)" if transition.repeat else "",
                 transition.alert.summary,
             )
-        self.last_tick = result
-        self._publish(result, "source_error" if result.error else "ok")
-        # Read the payments and saved the state: alive and well.
-        if result.error is None and (scope is None or GLOBAL_PARTITION in scope.held):
-            self.heartbeat.beat(now)
-        return result
 
     # --- ha.partitions --------------------------------------------------------------------------
 

@@ -139,39 +139,18 @@ class PartitionLeases:
         self.until = now + self.ttl
 
     def _balance(self, now: datetime) -> frozenset[int]:
-        expiry = whole_seconds(now)
-        with store_errors("balance the partition leases"), self.engine.begin() as connection:
-            self._renew_member(connection, now)
-            self._renew_all(connection, now)
-            rows = connection.execute(
-                sa.select(lease_table.c.name, lease_table.c.holder, lease_table.c.expires_at).where(
-                    lease_table.c.expires_at > expiry
-                )
-            ).all()
-        live = {row.holder for row in rows if row.name.startswith("replica-")} | {self.holder}
-        assignment: dict[int, str | None] = dict.fromkeys(range(self.count))
-        for row in rows:
-            if row.name.startswith("partition-"):
-                partition = int(row.name.removeprefix("partition-"))
-                if partition < self.count:
-                    assignment[partition] = row.holder
+        live, assignment = self._read(now)
         mine = {p for p, holder in assignment.items() if holder == self.holder}
         counts = dict.fromkeys(live, 0)
         for holder in assignment.values():
             if holder in counts:
                 counts[holder] += 1
         fewest, most = fair_shares(self.count, len(live))
-        surplus = sorted(mine, reverse=True)[: max(0, len(mine) - most)]
-        if not surplus and len(mine) > fewest and min(counts.values()) < fewest:
-            # Of the replicas above their share, the one holding the most gives one up.
-            richest = min(counts, key=lambda holder: (-counts[holder], holder))
-            if richest == self.holder:
-                surplus = [max(mine)]
+        surplus = self._surplus(mine, counts, fewest, most)
         if surplus:
             self._release(surplus)
             mine -= set(surplus)
-            for partition in surplus:
-                assignment[partition] = None
+            assignment.update(dict.fromkeys(surplus))
             counts[self.holder] = len(mine)
         if len(mine) < most and len(mine) <= min(counts.values()):
             # Start at a place of this replica's own, so replicas taking at the same time
@@ -186,6 +165,36 @@ class PartitionLeases:
                     assignment[partition] = self.holder
         self.assignment = assignment
         return frozenset(mine)
+
+    def _read(self, now: datetime) -> tuple[set[str], dict[int, str | None]]:
+        """Renew this replica's rows, then read the live replicas and who holds each
+        partition (None: free)."""
+        with store_errors("balance the partition leases"), self.engine.begin() as connection:
+            self._renew_member(connection, now)
+            self._renew_all(connection, now)
+            rows = connection.execute(
+                sa.select(lease_table.c.name, lease_table.c.holder).where(
+                    lease_table.c.expires_at > whole_seconds(now)
+                )
+            ).all()
+        live = {row.holder for row in rows if row.name.startswith("replica-")} | {self.holder}
+        assignment: dict[int, str | None] = dict.fromkeys(range(self.count))
+        for row in rows:
+            partition = row.name.removeprefix("partition-")
+            if partition.isdigit() and int(partition) < self.count:
+                assignment[int(partition)] = row.holder
+        return live, assignment
+
+    def _surplus(self, mine: set[int], counts: dict[str, int], fewest: int, most: int) -> list[int]:
+        """What this replica gives up: beyond ``most``; or one partition, if it holds the
+        most of the replicas above ``fewest`` while another holds fewer than that."""
+        if len(mine) > most:
+            return sorted(mine, reverse=True)[: len(mine) - most]
+        if len(mine) > fewest and min(counts.values()) < fewest:
+            richest = min(counts, key=lambda holder: (-counts[holder], holder))
+            if richest == self.holder:
+                return [max(mine)]
+        return []
 
     def _renew_member(self, connection: sa.Connection, now: datetime) -> None:
         expires = whole_seconds(now + self.ttl)
