@@ -18,7 +18,7 @@ wall clock moves), then, side by side in one run:
   lost, none duplicated), the dead replica's gateways by the replica taking its partition
   over within the lease TTL plus one interval.
 
-    .venv/bin/python benchmarks/replicas.py [--gateways 1200] [--seconds 60] [--interval 5]
+    .venv/bin/python benchmarks/replicas.py [--gateways 1200] [--seconds 90] [--interval 10]
         [--ttl 15] [--failing 30]
 """
 
@@ -224,7 +224,11 @@ def _config(
             {
                 # The first start's reads of thousands of gateways outlast half an
                 # interval (the default limit) on a loaded machine.
-                "source": {"url": source, "table": args.table, "query_timeout": "30s"},
+                "source": {
+                    "url": source,
+                    "table": args.table,
+                    "query_timeout": f"{args.interval - 1}s",
+                },
                 "state": {"url": state},
                 "schedule": {"interval": f"{args.interval}s"},
                 "ha": {"partitions": partitions, "lease_ttl": f"{args.ttl}s"},
@@ -314,8 +318,8 @@ def main() -> None:
     parser.add_argument("--gateways", type=int, default=1200)
     parser.add_argument("--per-minute", type=int, default=1)
     parser.add_argument("--history", type=int, default=90, help="minutes of payments before now")
-    parser.add_argument("--seconds", type=float, default=60, help="measured per phase")
-    parser.add_argument("--interval", type=int, default=5, help="schedule.interval, seconds")
+    parser.add_argument("--seconds", type=float, default=90, help="measured per phase")
+    parser.add_argument("--interval", type=int, default=10, help="schedule.interval, seconds")
     # Well above the longest tick on a loaded machine, so no lease lapses while renewing.
     parser.add_argument("--ttl", type=int, default=15, help="ha.lease_ttl, seconds")
     parser.add_argument("--failing", type=int, default=30)
