@@ -292,7 +292,9 @@ class Daemon:
         except StoreError as exc:
             log.warning("the gateways seen could not be read (%s); ticking those known", exc)
         scope = Scope(self.partitions.count, held)
-        if self._gateways(scope) != self._ticking:
+        # Built again for other gateways, and for a partition taken (even one this replica
+        # held before): its alerts are as its last holder committed them.
+        if self.partitions.taken or self._gateways(scope) != self._ticking:
             self.engine = self._partition_engine(scope)
         return scope
 

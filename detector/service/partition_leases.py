@@ -85,6 +85,9 @@ class PartitionLeases:
         self.held: frozenset[int] = frozenset()
         self.until = datetime.min.replace(tzinfo=UTC)
         self.assignment: dict[int, str | None] = dict.fromkeys(range(count))
+        # The partitions the last balancing pass took (expired or free ones): another
+        # replica may have ticked them since this one last did.
+        self.taken: frozenset[int] = frozenset()
         self.error: str | None = None
         self._lock = threading.Lock()
         self._member = _member_name(holder)
@@ -139,6 +142,7 @@ class PartitionLeases:
         self.until = now + self.ttl
 
     def _balance(self, now: datetime) -> frozenset[int]:
+        self.taken = frozenset()
         live, assignment = self._read(now)
         mine = {p for p, holder in assignment.items() if holder == self.holder}
         counts = dict.fromkeys(live, 0)
@@ -163,6 +167,7 @@ class PartitionLeases:
                 if self._take(partition, now):
                     mine.add(partition)
                     assignment[partition] = self.holder
+                    self.taken |= {partition}
         self.assignment = assignment
         return frozenset(mine)
 
