@@ -30,7 +30,7 @@ from detector.source import (
     SourceError,
     check_at_start,
 )
-from detector.source_arrays import read_columns
+from detector.source_arrays import as_text, read_columns
 from detector.source_details import NONE_VALUE
 from detector.timeutil import naive_utc
 
@@ -69,12 +69,11 @@ class VolumeTable:
 
     def _counts_query(self, minutes: int) -> sa.Select[Any]:
         bucket = time_bucket(self._timestamp, minutes)
+        by: list[ColumnElement[Any]] = [
+            as_text(column).label(f"d{i}") for i, column in enumerate(self._by)
+        ]
         return (
-            sa.select(
-                bucket.label("minute"),
-                sa.func.count().label("rows"),
-                *(column.label(f"d{i}") for i, column in enumerate(self._by)),
-            )
+            sa.select(bucket.label("minute"), sa.func.count().label("rows"), *by)
             .select_from(self.table)
             .where(
                 self._timestamp >= sa.bindparam("start", type_=sa.DateTime()),
