@@ -4,9 +4,10 @@ The history is aggregated by the database a day at a time (one ``GROUP BY gatewa
 per day, :class:`~detector.chunked_source.ChunkedSource`), and the weeks before the range
 that the seasonal volume history needs once per quarter hour; each simulated tick is then
 served from those counts, so a replay costs about what those queries cost, and holds a day
-and the rules' look-back whatever the range. Knowing every tick's counts in advance, the
-rules compute an hour of ticks at once, and a tick they show to change nothing (no rule
-active for any gateway or dimension series, no alert open) is left out: the next tick's read
+and the rules' look-back whatever the range; the business volumes (``volumes:``) are read
+the same way. Knowing every tick's counts in advance, the rules compute an hour of ticks at
+once, and a tick they show to change nothing (no rule active for any gateway, dimension
+series or business volume, no alert open) is left out: the next tick's read
 covers its minutes, as the daemon's does after a missed tick, and the transitions are
 exactly those of ticking every interval.
 """
@@ -32,7 +33,7 @@ from detector.series import series_dimensions
 from detector.source import FrameSource, Source, SqlSource
 from detector.stats.seasonal import SLOT_MINUTES
 from detector.timeutil import epoch_minute, floor_minute
-from detector.volume_source import VolumeSource
+from detector.volume_source import VolumeSource, volume_config
 
 __all__ = [
     "BacktestEvent",
@@ -124,15 +125,19 @@ def replay(
     Repeat reminders are not transitions and are left out. ``source`` is usually a
     :class:`SqlSource`; a :class:`FrameSource` of counts made in memory replays without SQL.
     With ``volumes`` (``volumes:``) the business volumes are counted once too and judged
-    every tick as the daemon judges them.
+    every tick as the daemon judges them, read a day at a time as the payments are.
     """
     interval = config.schedule.interval
     first_tick = floor_minute(start)
     frames = streamed(config, source, start, end)
-    if volumes is not None:
-        volumes.aggregate(_history_start(config, start), end)
+    # The volumes are read as the payments are, with the settings they are judged with.
+    volume_frames = (
+        None if volumes is None else streamed(volume_config(config), volumes, start, end)
+    )
     # Every tick's counts are known in advance: the rules are computed an hour at a time.
-    engine = Engine(config, frames, replay=Replay(frames), volumes=volumes)
+    engine = Engine(
+        config, frames, replay=Replay(frames), volumes=volumes, volume_reads=volume_frames
+    )
     now, ticks, quiet = first_tick, 0, 0
     while now <= end:
         ticks += 1
@@ -151,6 +156,12 @@ def replay(
         frames.chunks_read,
         frames.peak_rows,
     )
+    if volume_frames is not None:
+        log.info(
+            "read the volumes in %d reads, holding at most %d rows of counts",
+            volume_frames.chunks_read,
+            volume_frames.peak_rows,
+        )
 
 
 def replay_as_visible(

@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from detector.alerts import Alert, AlertBook, Transition
+from detector.chunked_source import ChunkedSource
 from detector.config import Config, trace_link
 from detector.invalid_rows import InvalidRows
 from detector.lateness import PROBE_EVERY, Lateness
@@ -95,6 +96,7 @@ class Engine:
         source: Source,
         replay: Replay | None = None,
         volumes: VolumeSource | None = None,
+        volume_reads: ChunkedSource | None = None,
     ):
         self.config = config
         self.source = source
@@ -131,8 +133,18 @@ class Engine:
         self.invalid = InvalidRows()
         self.unmapped = UnmappedStatuses(list(config.gateways))
         # The business volumes (``volumes:``): an engine of their own for their reads, window
-        # and history, whose volume verdicts join this one's alerts.
-        self.volumes = Engine(volume_config(config), volumes) if volumes is not None else None
+        # and history, whose volume verdicts join this one's alerts. A replay passes the
+        # reads of the volumes streamed as its payments are (``volume_reads``), which their
+        # rules then compute an hour of ticks at once from, as the gateways' do.
+        self.volumes = (
+            None
+            if volumes is None
+            else Engine(
+                volume_config(config),
+                volumes if volume_reads is None else volume_reads,
+                replay=None if volume_reads is None else Replay(volume_reads),
+            )
+        )
         self.volume_source = volumes
         self.volume_results: dict[str, RuleResult] = {}
 
@@ -359,14 +371,17 @@ class Engine:
         try:
             volumes.read(now)
         except SourceError as exc:
+            volumes.failed_ticks += 1  # its verdicts are stale: no tick is quiet meanwhile
             log.warning("volumes: %s; their alerts keep their state", exc)
             return
+        volumes.failed_ticks = 0
         labels = [source.labels[name] for name in volumes.window.gateways]
         volumes.last_results = evaluate(
             volumes.window,
             volumes.config,
             volumes.calibration,
             volumes.volume_history,
+            replay=volumes.replay,
             lateness=volumes.late_minutes(),
             noun="events",
             rules=VOLUME_RULES,
@@ -376,25 +391,34 @@ class Engine:
     def quiet(self, now: datetime) -> bool:
         """Whether a tick at ``now`` is known to change nothing, so that a replay may leave it
         out: no alert is open and the replay's hours of windows say that no rule is active
-        for any gateway or dimension series then. (Business volumes have verdicts of their
-        own: never quiet.)
+        for any gateway, dimension series or business volume then.
         The next tick's read reaches back to the watermark and covers the minutes left out,
         as after a tick the daemon missed."""
+        end_minute = ceil_minute(now)
         return (
-            self.replay is not None
-            and self.volumes is None
-            and not self.alerts.alerts
-            and self.failed_ticks == 0
-            and bool(self.last_results)
-            and self.replay.quiet(
-                ceil_minute(now),
-                [r.rule for r in self.last_results if r.rule != LatencyWatch.rule.name],
-            )
-            and (self.latency is None or self.latency.quiet(ceil_minute(now)))
-            and (self.series is None or self.series.quiet(ceil_minute(now)))
+            not self.alerts.alerts  # the volumes' alerts are this book's too
+            and self._rules_quiet(end_minute)
+            and (self.latency is None or self.latency.quiet(end_minute))
+            and (self.series is None or self.series.quiet(end_minute))
+            and (self.volumes is None or self.volumes._rules_quiet(end_minute))
             # Last: they look at every gateway, the checks before at a flag each.
             and self.late_minutes() is None
             and self.judged_window() is self.window
+            and (self.volumes is None or self.volumes.late_minutes() is None)
+        )
+
+    def _rules_quiet(self, end_minute: int) -> bool:
+        """Whether the replay's hour of windows says that none of the rules of the last
+        tick (bar latency_breach, whose window is :attr:`latency`'s) is active for any
+        row of :attr:`window` at the tick ending before ``end_minute``."""
+        return (
+            self.replay is not None
+            and self.failed_ticks == 0
+            and bool(self.last_results)
+            and self.replay.quiet(
+                end_minute,
+                [r.rule for r in self.last_results if r.rule != LatencyWatch.rule.name],
+            )
         )
 
     def _restarts(

@@ -29,7 +29,7 @@ from detector.config import SourceConfig
 from detector.db import error_text, table_columns
 from detector.errors import DetectorError
 from detector.model import Counts, grouped
-from detector.source_arrays import read_columns
+from detector.source_arrays import as_text, read_columns
 from detector.source_details import NONE_VALUE, Amounts, Breakdown, count_where, skipped_text
 from detector.table_check import timestamp_problem
 from detector.timeutil import epoch_minute, naive_utc
@@ -279,7 +279,7 @@ class SqlSource(Source):
         columns = [self._dimensions[label] for label in dimensions]
         return (
             sa.select(
-                self._gateway.label("gateway"),
+                as_text(self._gateway).label("gateway"),
                 minute.label("minute"),
                 sa.func.count().label("all_rows"),
                 count_where(self._status.in_(statuses.failed)).label("failed"),
@@ -287,7 +287,7 @@ class SqlSource(Source):
                 count_where(self._status.in_(statuses.pending)).label("pending"),
                 self._count_of_declines(),
                 self._count_of_declined_failures(),
-                *(column.label(f"d{i}") for i, column in enumerate(columns)),
+                *(as_text(column).label(f"d{i}") for i, column in enumerate(columns)),
                 *self._latency_counts(),
             )
             .select_from(self.table)

@@ -14,6 +14,9 @@ one chunk in flight.
   (``fetch_df_chunk``): columnar from the engine to the arrays, no tuple per row.
 - Any other database: the driver's cursor, ``fetchmany`` a chunk at a time (server-side
   where the dialect streams, as PyMySQL's unbuffered cursor does).
+
+A query selects each column it reads as text through :func:`as_text`, so that a label of a
+numeric column reads as the database writes it ("1", not "1.0").
 """
 
 from __future__ import annotations
@@ -28,8 +31,10 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 import sqlalchemy as sa
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 
-__all__ = ["CHUNK_ROWS", "Columns", "read_columns"]
+__all__ = ["CHUNK_ROWS", "Columns", "as_text", "read_columns"]
 
 IntArray = npt.NDArray[np.int64]
 CodeArray = npt.NDArray[np.int32]
@@ -51,6 +56,33 @@ _COPY_ESCAPES = {
     "\\f": "\f",
     "\\v": "\v",
 }
+
+
+class as_text(FunctionElement[str]):
+    """A column of labels (a gateway, a dimension) as :func:`read_columns` reads text: on
+    DuckDB cast to ``VARCHAR`` in the query, since its result frames carry an integer
+    column with NULLs (under pandas 2), a ``HUGEINT`` or a ``DECIMAL`` as floats, which
+    would read "1.0"; elsewhere the column as it is (the drivers give integers, decimals
+    and text, which read as the database writes them). NULL stays NULL.
+
+    >>> from sqlalchemy.dialects import sqlite
+    >>> str(sa.select(as_text(sa.column("store")).label("d0")).compile(dialect=sqlite.dialect()))
+    'SELECT store AS d0'
+    """
+
+    type = sa.String()
+    inherit_cache = True
+    name = "as_text"
+
+
+@compiles(as_text)
+def _as_it_is(element: as_text, compiler: Any, **kw: Any) -> str:
+    return str(compiler.process(element.clauses, **kw))
+
+
+@compiles(as_text, "duckdb")
+def _cast_to_varchar(element: as_text, compiler: Any, **kw: Any) -> str:
+    return f"CAST({compiler.process(element.clauses, **kw)} AS VARCHAR)"
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@
 Each volume is one ``GROUP BY`` in its database, on the same per-dialect minute buckets as
 the payments (:func:`~detector.buckets.time_bucket`), with its ``where`` values bound. Its
 series (the volume, or one per combination of its ``by`` values) read as a gateway whose
-every row is a payment, so that the volume rules take them as they are.
+every row is a payment, so that the volume rules take them as they are. A backtest reads
+them a day at a time, as it reads the payments (:func:`detector.backtest.streamed`).
 """
 
 from __future__ import annotations
@@ -24,13 +25,12 @@ from detector.db import connect, error_text, table_columns
 from detector.model import Counts
 from detector.rules import series_name
 from detector.source import (
-    FrameSource,
     SchemaError,
     Source,
     SourceError,
     check_at_start,
 )
-from detector.source_arrays import read_columns
+from detector.source_arrays import as_text, read_columns
 from detector.source_details import NONE_VALUE
 from detector.timeutil import naive_utc
 
@@ -69,12 +69,11 @@ class VolumeTable:
 
     def _counts_query(self, minutes: int) -> sa.Select[Any]:
         bucket = time_bucket(self._timestamp, minutes)
+        by: list[ColumnElement[Any]] = [
+            as_text(column).label(f"d{i}") for i, column in enumerate(self._by)
+        ]
         return (
-            sa.select(
-                bucket.label("minute"),
-                sa.func.count().label("rows"),
-                *(column.label(f"d{i}") for i, column in enumerate(self._by)),
-            )
+            sa.select(bucket.label("minute"), sa.func.count().label("rows"), *by)
             .select_from(self.table)
             .where(
                 self._timestamp >= sa.bindparam("start", type_=sa.DateTime()),
@@ -153,12 +152,6 @@ class VolumeSource(Source):
     def __init__(self, tables: list[VolumeTable]):
         self.tables = tables
         self.labels: dict[str, dict[str, str]] = {}  # series name -> alert labels
-        self._frame: FrameSource | None = None
-
-    def aggregate(self, start: datetime, end: datetime) -> None:
-        """Count every minute of ``[start, end)`` now, one query per volume, and serve the
-        reads from those counts: a backtest's ticks then cost no query each."""
-        self._frame = FrameSource(self._counts(start, end, 1))
 
     def check(self) -> None:
         for table in self.tables:
@@ -170,13 +163,9 @@ class VolumeSource(Source):
             engine.dispose()
 
     def read(self, start: datetime, end: datetime, dimensions: tuple[str, ...] = ()) -> Counts:
-        if self._frame is not None:
-            return self._frame.read(start, end)
         return self._counts(start, end, 1)
 
     def quarter_hourly(self, start: datetime, end: datetime) -> Counts:
-        if self._frame is not None:
-            return self._frame.quarter_hourly(start, end)
         return self._counts(start, end, QUARTER_HOUR)
 
     def _counts(self, start: datetime, end: datetime, minutes: int) -> Counts:

@@ -21,6 +21,7 @@ from detector.db import DatabaseUrlError, connect
 from detector.engine import Engine
 from detector.source import SourceError, SqlSource
 from detector.timeutil import epoch_minute
+from detector.volume_source import open_volumes
 
 from .conftest import T0, PaymentsDb
 
@@ -88,6 +89,47 @@ def test_a_timestamptz_column_is_counted_at_its_utc_minute(
 
     assert counts.minute.tolist() == [epoch_minute(T0) + 5, epoch_minute(T0) + 7]
     assert counts.failures.tolist() == [1, 0]  # p3 is 11:09 UTC, before the range
+
+
+def test_numeric_labels_read_as_written_and_null_as_none(
+    payments_db: PaymentsDb, opened: list[SqlSource]
+) -> None:
+    _execute(
+        payments_db,
+        "CREATE TABLE shops (id VARCHAR, created_at TIMESTAMP, gateway VARCHAR, "
+        "status VARCHAR, error_code VARCHAR, store INTEGER, till HUGEINT, lane DECIMAL(18, 0))",
+        # Every third payment has no store, till or lane.
+        "INSERT INTO shops SELECT 'p' || i, TIMESTAMP '2026-11-20 12:00:00' + to_seconds(i), "
+        "'stripe', 'succeeded', NULL, nullif(i % 3, 0), nullif(i % 3, 0), nullif(i % 3, 0) "
+        "FROM range(30) t(i)",
+    )
+    dimensions = {"store": "store", "till": "till", "lane": "lane"}
+    source = _source(payments_db, "shops", columns={"dimensions": dimensions})
+    opened.append(source)
+
+    detail = source.read(T0, T0 + timedelta(minutes=1), ("store", "till", "lane")).detail
+
+    assert detail is not None
+    assert sorted(map(tuple, detail.values.tolist())) == [
+        ("(none)", "(none)", "(none)"),
+        ("1", "1", "1"),
+        ("2", "2", "2"),
+    ]
+    # A volume split by such a column names its series the same way.
+    config = parse_config(
+        {
+            "source": {"url": payments_db.url, "table": payments_db.table},
+            "volumes": {"visits": {"table": "shops", "by": ["till"]}},
+        },
+        env={},
+    )
+    volumes = open_volumes(config, strict=True)
+    assert volumes is not None
+    try:
+        volumes.read(T0, T0 + timedelta(minutes=1))
+    finally:
+        volumes.dispose()
+    assert sorted(labels["till"] for labels in volumes.labels.values()) == ["(none)", "1", "2"]
 
 
 def test_a_text_timestamp_column_is_refused_with_the_alter_that_fixes_it(
