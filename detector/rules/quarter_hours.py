@@ -106,17 +106,18 @@ class QuarterHourTable:
 
     def per_slot(
         self, gateways: Sequence[str]
-    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+    ) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int64]]:
         """(volume/payments/failures/declines, ``gateways``, slots), 0 where a quarter hour
-        had no row, and the column of each gateway's first row (``slots`` if none)."""
+        had no row, and the column of each gateway's first row (``slots`` if none). In the
+        table's own order, a view of its cells (no copy: it is never changed in place)."""
         seen = np.full(len(gateways), self.slots, dtype=np.int64)
         if tuple(gateways) == self.gateways:  # the usual case: no gathering copy
             present = self.cells[_VALUES] > 0
             seen[:] = np.where(present.any(axis=1), present.argmax(axis=1), self.slots)
-            return self.cells[:_VALUES].astype(np.float64), seen
+            return self.cells[:_VALUES], seen
         rows = pd.Index(self.gateways).get_indexer(list(gateways)).astype(np.int64)
         known = rows >= 0
-        matrices = np.zeros((_VALUES, len(gateways), self.slots))
+        matrices = np.zeros((_VALUES, len(gateways), self.slots), dtype=np.int32)
         matrices[:, known] = self.cells[:_VALUES, rows[known]]
         present = self.cells[_VALUES, rows[known]] > 0
         seen[known] = np.where(present.any(axis=1), present.argmax(axis=1), self.slots)
