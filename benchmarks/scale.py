@@ -1,27 +1,34 @@
-"""What a first start and a steady tick cost at 100, 1,000 or 10,000 gateways, next to the
-bare SQL each needs, and the memory they take.
+"""What a first start, a restart, a steady and an hourly tick cost at 100, 1,000 or 10,000
+gateways, next to the bare SQL each needs, and the memory they take.
 
-Writes ``--days`` of payments (default 2: the volume history then holds two of its four
-weeks) for ``--gateways`` gateways, ``--per-minute`` payments each a minute, into SQLite
-(executemany), PostgreSQL (COPY) or DuckDB (a file, inserted from the frames), then measures
-on each, side by side in one run:
+Writes one payment per gateway every ``--every`` minutes (default 1) over ``--days`` (default
+2: the volume history then holds two of its four weeks) for ``--gateways`` gateways, generated
+inside SQLite, PostgreSQL or DuckDB (a file) by one INSERT ... SELECT, then measures on each,
+side by side in one run:
 
-- first tick: a fresh engine's first tick, the whole of a first ``detector check`` or a
-  daemon's start (the warm-up read of ``source.warmup`` per minute, the volume history per
-  quarter hour, the rules), against the bare SQL of those two reads: the same statements
-  run by the driver, its rows fetched as the driver's tuples and dropped. The same two
-  reads by the source, into counts, are timed against it too (reads/SQL);
-- steady tick: the ticks of the next minutes (within one hour: the history is re-read once
-  an hour), against the bare SQL of the incremental read each issues.
+- first tick: a fresh engine's first tick, the whole of a first ``detector check`` (the
+  warm-up read of ``source.warmup`` per minute, the volume history per quarter hour, the
+  rules), against the bare SQL of those two reads: the same statements run by the driver,
+  its rows fetched as the driver's tuples and dropped. The same two reads by the source,
+  into counts, are timed against it too (reads/SQL);
+- steady tick: the ticks of the next minutes (within one hour), against the bare SQL of the
+  incremental read each issues;
+- hourly tick: the first tick of the next hour (the weeks of quarter hours brought up to
+  date), against the bare SQL of its two reads;
+- start and restart: a daemon's first start on an empty state store (its first tick, the
+  weeks saved), and a daemon started again five minutes later on the store it left (the
+  saved weeks read back, then the quarter hours late rows may have changed and the warm-up's
+  minutes), against the bare SQL of the restart's reads of the payments and of the store.
 
 Each repeat times the bare SQL and the tick alternately, so both see the same load; the
 medians of the ratios are printed. Memory is traced (``tracemalloc``, numpy's arrays
-included) in a separate run: the peak during the first tick and a steady tick, and what
-the engine holds afterwards per gateway; and the peak of the larger of the first tick's two
-reads alone.
+included) in a separate run: the peak during the first tick, a steady tick and the hourly
+tick, and what the engine holds after its first tick per gateway; and the peak of the larger
+of the first tick's two reads alone. The process's peak resident memory (VmHWM) ends the run.
 
     .venv/bin/python benchmarks/scale.py [--gateways 100 1000 10000]
-        [--dialects sqlite postgresql duckdb] [--days 2] [--per-minute 1] [--repeat 3] [--ticks 10]
+        [--dialects sqlite postgresql duckdb] [--days 2] [--every 1] [--repeat 3] [--ticks 10]
+        [--starts N] [--keep]
 """
 
 from __future__ import annotations
@@ -95,14 +102,21 @@ def _numbers(dialect: str, name: str, count: int) -> str:
     return f"{name}"  # SQLite: a recursive common table expression of that name
 
 
-def _fill(url: str, name: str, gateways: int, days: float, every: int) -> int:
+def _fill(url: str, name: str, gateways: int, days: float, every: int, keep: bool) -> int:
     """One payment per gateway every ``every`` minutes over ``days`` before ``END`` (the
     gateways' seconds staggered; 2% failed, 1% pending, by a fixed hash of gateway and
-    payment), generated inside the database: no row crosses the driver."""
+    payment), generated inside the database: no row crosses the driver. With ``keep``, a
+    table of that name holding as many rows is taken as written by an earlier run."""
     engine = sa.create_engine(url)
+    per_gateway = int(days * 1440) // every
+    if keep and sa.inspect(engine).has_table(name):
+        with engine.connect() as connection:
+            held = connection.execute(sa.select(sa.func.count()).select_from(sa.table(name)))
+            if held.scalar() == per_gateway * gateways:
+                engine.dispose()
+                return per_gateway * gateways
     table = _create(engine, name)
     dialect = engine.dialect.name
-    per_gateway = int(days * 1440) // every
     first = (END - timedelta(minutes=per_gateway * every)).strftime("%Y-%m-%d %H:%M:%S")
     offset = f"(m.i * {every * 60} + (g.i * 37) % {every * 60})"
     created_at = {
@@ -354,6 +368,11 @@ def main() -> None:
     parser.add_argument(
         "--starts", type=int, default=None, help="daemon starts and restarts (default --repeat)"
     )
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the PostgreSQL payments table, and reuse one of the same size",
+    )
     args = parser.parse_args()
 
     folder = Path(tempfile.mkdtemp(prefix="detector-scale-"))
@@ -374,7 +393,7 @@ def main() -> None:
                 "duckdb": f"duckdb:///{folder / name}.duckdb",
             }[dialect]
             began = time.perf_counter()
-            rows = _fill(url, name, gateways, args.days, args.every)
+            rows = _fill(url, name, gateways, args.days, args.every, args.keep)
             print(
                 f"{dialect}: wrote {rows:,} payments ({gateways:,} gateways, {args.days:g} days)"
                 f" in {time.perf_counter() - began:.1f} s",
@@ -388,7 +407,7 @@ def main() -> None:
                 _starts(config, source, folder, starts, figures)
             _memory(config, source, figures)
             source.engine.dispose()
-            if dialect == "postgresql":
+            if dialect == "postgresql" and not args.keep:
                 with sa.create_engine(url).begin() as connection:
                     connection.exec_driver_sql(f"DROP TABLE {name}")
             lines.append(
