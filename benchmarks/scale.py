@@ -218,16 +218,16 @@ def _bare_store(store: StateStore) -> None:
 
 @dataclass
 class Figures:
-    first: float
-    first_bare: float
-    first_ratio: float
-    steady: float
-    steady_bare: float
-    steady_ratio: float
-    hourly: float
-    hourly_bare: float
-    hourly_ratio: float
-    read_ratio: float  # the first tick's two reads by the source / their bare SQL
+    first: float = 0.0
+    first_bare: float = 0.0
+    first_ratio: float = 0.0
+    steady: float = 0.0
+    steady_bare: float = 0.0
+    steady_ratio: float = 0.0
+    hourly: float = 0.0
+    hourly_bare: float = 0.0
+    hourly_ratio: float = 0.0
+    read_ratio: float = 0.0  # the first tick's two reads by the source / their bare SQL
     start: float = 0.0  # a daemon's first start on an empty state store, its first tick
     restart: float = 0.0  # ... started again on the store the first start left
     restart_bare: float = 0.0  # the restart's reads of the payments and of the store
@@ -238,7 +238,12 @@ class Figures:
     held: int = 0
 
 
-def _measure(config: Config, source: SqlSource, repeat: int, ticks: int) -> Figures:
+def _progress(text: str) -> None:
+    """Each figure as it is taken: a run at 10,000 gateways takes a while."""
+    print(f"  {text}", flush=True)
+
+
+def _measure(config: Config, source: SqlSource, repeat: int, ticks: int, figures: Figures) -> None:
     firsts: list[tuple[float, float]] = []
     read_ratios: list[float] = []
     steadies: list[tuple[float, float]] = []
@@ -248,7 +253,9 @@ def _measure(config: Config, source: SqlSource, repeat: int, ticks: int) -> Figu
         reads = _first_reads(engine, source, FIRST_TICK)
         bare = seconds(_bare, source, reads)
         firsts.append((bare, seconds(engine.tick, FIRST_TICK)))
+        _progress(f"first tick {firsts[-1][1]:.2f} s, its bare SQL {bare:.2f} s")
         read_ratios.append(seconds(_read, source, reads) / seconds(_bare, source, reads))
+        _progress(f"its reads / bare SQL {read_ratios[-1]:.2f}")
         now = FIRST_TICK
         for _ in range(ticks):
             now += config.schedule.interval
@@ -257,18 +264,17 @@ def _measure(config: Config, source: SqlSource, repeat: int, ticks: int) -> Figu
             steadies.append((seconds(_bare, source, read), seconds(engine.tick, now)))
         reads = _hourly_reads(engine, source, HOURLY_TICK)
         hourlies.append((seconds(_bare, source, reads), seconds(engine.tick, HOURLY_TICK)))
-    return Figures(
-        statistics.median(t for _, t in firsts),
-        statistics.median(b for b, _ in firsts),
-        statistics.median(t / b for b, t in firsts),
-        statistics.median(t for _, t in steadies),
-        statistics.median(b for b, _ in steadies),
-        statistics.median(t / b for b, t in steadies),
-        statistics.median(t for _, t in hourlies),
-        statistics.median(b for b, _ in hourlies),
-        statistics.median(t / b for b, t in hourlies),
-        statistics.median(read_ratios),
-    )
+        _progress(f"steady tick {steadies[-1][1]:.3f} s, hourly tick {hourlies[-1][1]:.2f} s")
+    figures.first = statistics.median(t for _, t in firsts)
+    figures.first_bare = statistics.median(b for b, _ in firsts)
+    figures.first_ratio = statistics.median(t / b for b, t in firsts)
+    figures.steady = statistics.median(t for _, t in steadies)
+    figures.steady_bare = statistics.median(b for b, _ in steadies)
+    figures.steady_ratio = statistics.median(t / b for b, t in steadies)
+    figures.hourly = statistics.median(t for _, t in hourlies)
+    figures.hourly_bare = statistics.median(b for b, _ in hourlies)
+    figures.hourly_ratio = statistics.median(t / b for b, t in hourlies)
+    figures.read_ratio = statistics.median(read_ratios)
 
 
 @contextmanager
@@ -308,11 +314,13 @@ def _starts(config: Config, source: SqlSource, folder: Path, repeat: int, figure
     for run in range(repeat):
         with _state_store(config.source.url, folder, run) as store:
             starts.append(seconds(_start, config, source, store, FIRST_TICK))
+            _progress(f"first start {starts[-1]:.1f} s")
             engine = Engine(config, source)
             engine.quarter_hours = store.load_history(engine.history_key)
             reads = _hourly_reads(engine, source, RESTART)
             bare = seconds(_bare, source, reads) + seconds(_bare_store, store)
             restarts.append((bare, seconds(_start, config, source, store, RESTART)))
+            _progress(f"restart {restarts[-1][1]:.1f} s, its bare SQL {bare:.2f} s")
     figures.start = statistics.median(starts)
     figures.restart = statistics.median(t for _, t in restarts)
     figures.restart_bare = statistics.median(b for b, _ in restarts)
@@ -335,6 +343,9 @@ def _memory(config: Config, source: SqlSource, figures: Figures) -> None:
             read = source.quarter_hourly if query is source._quarter_hourly_query else source.read
             figures.read_peak = max(figures.read_peak, _traced_peak(read, start, end)[0])
         figures.first_peak, figures.held = _traced_peak(engine.tick, FIRST_TICK)
+        _progress(
+            f"first tick's peak {figures.first_peak / 1e6:.0f} MB, held {figures.held / 1e6:.0f} MB"
+        )
         at = FIRST_TICK + config.schedule.interval
         figures.steady_peak = _traced_peak(engine.tick, at)[0]
         figures.hourly_peak = _traced_peak(engine.tick, HOURLY_TICK)[0]
@@ -401,10 +412,11 @@ def main() -> None:
             )
             config = parse_config({"source": {"url": url, "table": name}}, env={})
             source = SqlSource(connect(url), config.source)
-            figures = _measure(config, source, args.repeat, args.ticks)
+            figures = Figures()
             starts = args.repeat if args.starts is None else args.starts
             if starts:
                 _starts(config, source, folder, starts, figures)
+            _measure(config, source, args.repeat, args.ticks, figures)
             _memory(config, source, figures)
             source.engine.dispose()
             if dialect == "postgresql" and not args.keep:
