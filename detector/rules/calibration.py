@@ -4,6 +4,7 @@ dispersion and thresholds, from the history before the hour and the false-alert 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -253,7 +254,9 @@ def calibrate(
     limits = thresholds(first) if first.any() else plain
 
     def screen(
-        failures: npt.NDArray[np.int64], payments: npt.NDArray[np.int64], minutes: int = 1
+        failures: npt.NDArray[np.signedinteger[Any]],
+        payments: npt.NDArray[np.signedinteger[Any]],
+        minutes: int = 1,
     ) -> BoolArray:
         """Bins where the bank (at ``first``; bins of ``minutes`` minutes) stands at half its
         threshold or more: a breach or its aftermath."""

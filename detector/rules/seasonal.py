@@ -109,10 +109,11 @@ DISPERSION_HISTORY_DAYS = 3
 
 @dataclass(frozen=True)
 class QuarterHours:
-    """Final payments and failures per (gateway, quarter hour) of the history."""
+    """Final payments and failures per (gateway, quarter hour) of the history (views of the
+    history's 32-bit cells: a quarter hour's count fits, and no copy is held)."""
 
-    payments: npt.NDArray[np.int64]
-    failures: npt.NDArray[np.int64]
+    payments: npt.NDArray[np.int32]
+    failures: npt.NDArray[np.int32]
     enough: BoolArray  # at least DISPERSION_HISTORY_DAYS of history
 
 
@@ -135,6 +136,12 @@ class DeclineBaseline:
     first_slot: int  # epoch quarter hour of ``usual``'s first column
     usual: npt.NDArray[np.float64]  # (gateways, 2 * SLOTS_PER_HOUR); NaN without a usable week
     seen: BoolArray  # the gateway had any decline in the weeks of history
+
+
+# Counts up to this are exact in float32 (its 24-bit significand).
+_FLOAT32_EXACT = 2**24
+# Gateways fitted at once (about 150 KB of temporaries each with four weeks).
+_SEASON_BLOCK = 256
 
 
 # A quarter hour of the week is compared with the same quarter hours of the past weeks and
@@ -173,7 +180,7 @@ class VolumeHistory:
 
     # Per gateway list: the history's first slot, the calendar's time zone, the ordinary
     # days' volume and the usual volume it gave (what the next hour's history starts from).
-    _Profile = tuple[int, str, npt.NDArray[np.float64], npt.NDArray[np.float64]]
+    _Profile = tuple[int, str, npt.NDArray[np.float32 | np.float64], npt.NDArray[np.float64]]
 
     def __init__(
         self,
@@ -200,9 +207,7 @@ class VolumeHistory:
         # Only the earlier hour's profiles are kept, never that history: no chain of hours.
         self._earlier = {} if previous is None else previous._profiles
         self._outcomes: dict[tuple[str, ...], QuarterHours] = {}
-        self._slots: dict[
-            tuple[str, ...], tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]
-        ] = {}
+        self._slots: dict[tuple[str, ...], tuple[npt.NDArray[np.int32], npt.NDArray[np.int64]]] = {}
         self._expected: dict[tuple[tuple[str, ...], int], HourlyExpectation] = {}
         self._declines: dict[tuple[str, ...], DeclineBaseline] = {}
         # no_data and volume_drop usually look at the same span (15 min): computed once a tick.
@@ -225,11 +230,7 @@ class VolumeHistory:
             matrices, seen = self._per_slot(gateways)
             payments, failures = matrices[1], matrices[2]
             days = (payments.shape[1] - seen) / (24 * SLOTS_PER_HOUR)
-            self._outcomes[key] = QuarterHours(
-                payments.astype(np.int64),
-                failures.astype(np.int64),
-                days >= DISPERSION_HISTORY_DAYS,
-            )
+            self._outcomes[key] = QuarterHours(payments, failures, days >= DISPERSION_HISTORY_DAYS)
         return self._outcomes[key]
 
     def decline_baseline(self, gateways: list[str]) -> DeclineBaseline:
@@ -310,9 +311,7 @@ class VolumeHistory:
             np.broadcast_to(held[:, None], shape),
         )
 
-    def _per_slot(
-        self, gateways: list[str]
-    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+    def _per_slot(self, gateways: list[str]) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int64]]:
         """(volume/payments/failures, gateways, slots) over the history, 0 where a quarter
         hour had no row, and the column of each gateway's first row (for the hour)."""
         key = tuple(gateways)
@@ -324,63 +323,78 @@ class VolumeHistory:
         slots = self.weeks * SLOTS_PER_WEEK
         first = self.end_hour * SLOTS_PER_HOUR - slots
         matrices, seen = self._per_slot(gateways)
-        volume = matrices[0].copy()
-        # Before a gateway's first payment its volume is unknown, not zero.
-        volume[np.arange(slots)[None, :] < seen[:, None]] = np.nan
         weeks = (slots - seen) // SLOTS_PER_WEEK
         scale = declared_scale(self.calendar, first, slots + SLOTS_PER_HOUR)
-        # Declared days teach the other days nothing: the profile, the level and the noise
-        # are learnt on the ordinary days alone.
-        ordinary = np.where(scale[:slots] == 1.0, volume, np.nan)
-        # The usual volume of every slot of the history and of the current hour.
         offsets = None
         if self.calendar.timezone != "UTC":
             offsets = local_offsets(self.calendar, first, slots + SLOTS_PER_HOUR + 1)
-        usual = self._profile(tuple(gateways), first, ordinary, offsets)
-        # The level is measured at the start of each hour: what the rules use during it.
+        key = tuple(gateways)
+        earlier = self._earlier.get(key)
+        self._earlier = {}  # used once: the earlier hour's arrays are not held beyond it
+        if earlier is not None and (
+            earlier[1] != self.calendar.timezone or not 0 <= first - earlier[0] < slots
+        ):
+            earlier = None
+        # What the next hour compares its volume with: float32 where every count is exact in
+        # it (it then compares equal exactly where float64 does), at half the bytes.
+        exact = matrices[0].max(initial=0) < _FLOAT32_EXACT
+        held = np.empty((len(gateways), slots), dtype=np.float32 if exact else np.float64)
+        usual = np.empty((len(gateways), slots + SLOTS_PER_HOUR))
         hour_starts = np.arange(0, slots + 1, SLOTS_PER_HOUR)
-        level = level_factor(ordinary, usual[:, :slots], hour_starts)
-        if self.calendar.days:
-            # Within a declared day of known effect the level also counts the day's own
-            # hours against the scaled expectation, so that a factor declared too high or
-            # too low is corrected within hours; the next day does not see them.
-            own = level_factor(volume / scale[:slots], usual[:, :slots], hour_starts)
-            before = np.concatenate([[1.0], scale[:slots]])[hour_starts]
-            within = np.isfinite(before) & (before != 1.0) & (scale[hour_starts] == before)
-            level = np.where(within[None, :], own, level)
-        # The noise: every past slot against the expectation the rule had for it then (each
-        # hour's level is the one measured at its start), fitted on the lower tail.
-        replayed = usual[:, :slots] * np.repeat(level[:, :-1], SLOTS_PER_HOUR, axis=1)
-        size = tail_matched_size(ordinary, replayed)
+        level = np.empty((len(gateways), hour_starts.size))
+        size = np.empty(len(gateways))
+        # Each gateway's fit is its own: a block of gateways at a time keeps the fit's float
+        # copies of the weeks (several per gateway) from growing with the gateways.
+        for start in range(0, len(gateways), _SEASON_BLOCK):
+            rows = slice(start, start + _SEASON_BLOCK)
+            volume = matrices[0, rows].astype(np.float64)
+            # Before a gateway's first payment its volume is unknown, not zero.
+            volume[np.arange(slots)[None, :] < seen[rows, None]] = np.nan
+            # Declared days teach the other days nothing: the profile, the level and the
+            # noise are learnt on the ordinary days alone.
+            ordinary = np.where(scale[:slots] == 1.0, volume, np.nan)
+            # The usual volume of every slot of the history and of the current hour.
+            usual[rows] = self._profile(first, ordinary, offsets, earlier, rows)
+            # The level is measured at the start of each hour: what the rules use during it.
+            block_level = level_factor(ordinary, usual[rows, :slots], hour_starts)
+            if self.calendar.days:
+                # Within a declared day of known effect the level also counts the day's own
+                # hours against the scaled expectation, so that a factor declared too high
+                # or too low is corrected within hours; the next day does not see them.
+                own = level_factor(volume / scale[:slots], usual[rows, :slots], hour_starts)
+                before = np.concatenate([[1.0], scale[:slots]])[hour_starts]
+                within = np.isfinite(before) & (before != 1.0) & (scale[hour_starts] == before)
+                block_level = np.where(within[None, :], own, block_level)
+            level[rows] = block_level
+            # The noise: every past slot against the expectation the rule had for it then
+            # (each hour's level is the one measured at its start), fitted on the lower tail.
+            replayed = usual[rows, :slots] * np.repeat(block_level[:, :-1], SLOTS_PER_HOUR, axis=1)
+            size[rows] = tail_matched_size(ordinary, replayed)
+            held[rows] = ordinary
+        self._profiles[key] = (first, self.calendar.timezone, held, usual)
         return Season(first, usual, level[:, -1], size, weeks, level, seen, scale)
 
     def _profile(
         self,
-        key: tuple[str, ...],
         first: int,
         ordinary: npt.NDArray[np.float64],
         offsets: npt.NDArray[np.int64] | None,
+        earlier: VolumeHistory._Profile | None,
+        rows: slice,
     ) -> npt.NDArray[np.float64]:
-        """The usual volume of every slot of the history and of the current hour, from the
-        earlier hour's where the same gateways had one (only what changed is computed)."""
+        """The usual volume of every slot of the history and of the current hour of the
+        gateways ``rows``, from the earlier hour's (``earlier``, of the same gateways) where
+        given: only what changed is computed."""
         slots = ordinary.shape[1]
-        columns = np.arange(slots + SLOTS_PER_HOUR)
-        earlier = self._earlier.get(key)
-        self._earlier = {}  # used once: the earlier hour's arrays are not held beyond it
-        shift = -1 if earlier is None else first - earlier[0]
-        if earlier is None or earlier[1] != self.calendar.timezone or not 0 <= shift < slots:
-            usual = seasonal_profile(ordinary, columns, offsets)
-        else:
-            before = earlier[2][:, shift:]
-            kept = before.shape[1]
-            same = (ordinary[:, :kept] == before) | (
-                np.isnan(ordinary[:, :kept]) & np.isnan(before)
-            )
-            changed = np.ones(slots, dtype=bool)
-            changed[:kept] = ~same.all(axis=0)
-            usual = updated_profile(ordinary, earlier[3], shift, changed, offsets)
-        self._profiles[key] = (first, self.calendar.timezone, ordinary, usual)
-        return usual
+        if earlier is None:
+            return seasonal_profile(ordinary, np.arange(slots + SLOTS_PER_HOUR), offsets)
+        shift = first - earlier[0]
+        before = earlier[2][rows, shift:]
+        kept = before.shape[1]
+        same = (ordinary[:, :kept] == before) | (np.isnan(ordinary[:, :kept]) & np.isnan(before))
+        changed = np.ones(slots, dtype=bool)
+        changed[:kept] = ~same.all(axis=0)
+        return updated_profile(ordinary, earlier[3][rows], shift, changed, offsets)
 
     # --- for the status page's expected band ------------------------------------------------
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import warnings
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -238,8 +239,8 @@ def _search_threshold(
 
 
 def estimate_dispersion(
-    failures: npt.NDArray[np.int64],
-    payments: npt.NDArray[np.int64],
+    failures: npt.NDArray[np.signedinteger[Any]],
+    payments: npt.NDArray[np.signedinteger[Any]],
     exclude: npt.NDArray[np.bool_] | None = None,
     minutes_per_bin: int = 1,
     min_z: float = 1.0,

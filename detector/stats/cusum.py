@@ -23,6 +23,7 @@ once (a backtest, see ``ends``).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -213,14 +214,14 @@ class LiveIncrements:
 
 
 def _fixed_increments(
-    failures: npt.NDArray[np.int64],
-    payments: npt.NDArray[np.int64],
+    failures: npt.NDArray[np.signedinteger[Any]],
+    payments: npt.NDArray[np.signedinteger[Any]],
     rho: FloatArray,
     weights: tuple[FloatArray, FloatArray],
 ) -> IntArray:
     """(series, members, minutes): each minute's log-likelihood ratio in fixed point."""
-    k: npt.NDArray[np.float64 | np.int64] = failures[:, None, :]
-    n: npt.NDArray[np.float64 | np.int64] = payments[:, None, :]
+    k: npt.NDArray[np.float64 | np.signedinteger[Any]] = failures[:, None, :]
+    n: npt.NDArray[np.float64 | np.signedinteger[Any]] = payments[:, None, :]
     if rho.any():
         scale = 1.0 / dispersion_factor(payments, rho[:, None])[:, None, :]
         k, n = k * scale, n * scale
@@ -315,8 +316,8 @@ def cusum_bank(
 
 
 def excursions_reaching(
-    failures: npt.NDArray[np.int64],
-    payments: npt.NDArray[np.int64],
+    failures: npt.NDArray[np.signedinteger[Any]],
+    payments: npt.NDArray[np.signedinteger[Any]],
     rho: FloatArray,
     weights: tuple[FloatArray, FloatArray],
     levels: FloatArray,
