@@ -21,8 +21,20 @@ and with ``source.max_late_arrival: 5m`` (the re-read stays ``late_arrival``), s
   (default) and with the rules judging the minutes as they stand, beside the backtest of
   the final table.
 
+- *first start*: the batched gateway's daemon started on an empty state store (nothing
+  learnt of the lateness): ``volume_drop`` alerts in its first hour, and with the traffic at
+  10% from 5 minutes before the start, whether and how long after the start it fires; with
+  the first-start hold (default) and without it, side by side.
+- *series settlement*: a gateway of 100 payments a minute whose successes settle a median 8
+  minutes later, watched per method and per country, 2 h healthy then Brazil failing 30%
+  for an hour: false alerts (any but Brazil's, or the gateway's that Brazil lifts above
+  the SLA, in its hour) and Brazil's delay, with the
+  series judged as their gateway (default) and as their minutes stand.
+
     .venv/bin/python benchmarks/late_rows.py --part late --part batches   # about 2 minutes
     .venv/bin/python benchmarks/late_rows.py --part settle --seeds 2   # about 15 minutes
+    .venv/bin/python benchmarks/late_rows.py --part first-start --seeds 3   # about 5 minutes
+    .venv/bin/python benchmarks/late_rows.py --part series --seeds 2   # about 20 minutes
 """
 
 from __future__ import annotations
@@ -38,6 +50,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import numpy as np
 import sqlalchemy as sa
 
 from detector.alerts import notification_for
@@ -46,6 +59,8 @@ from detector.config import Config, parse_config
 from detector.db import connect
 from detector.engine import Engine
 from detector.model import Notification
+from detector.rules import RuleResult
+from detector.series import DimensionSeries
 from detector.simulate import GatewayProfile, Incident, create_schema, generate
 from detector.simulate.arrivals import Arrivals, batched, failed_late, settled_late
 from detector.source import SqlSource
@@ -208,10 +223,164 @@ def slow_settlement(folder: Path, seeds: int) -> None:
     print(f"{'backtest (final)':<22} {'':>27} {f'{len(backtest_delays)}/{seeds}':>18} {delay:>13}")
 
 
+def _ticked(
+    config: Config,
+    arrivals: Arrivals,
+    begin: datetime,
+    end: datetime,
+    started: timedelta,
+    change: Callable[[Engine], None],
+) -> list[Notification]:
+    """Like :func:`_live`, on an engine ``change`` sets up."""
+    source = SqlSource(connect(config.source.url), config.source)
+    engine = Engine(config, source)
+    change(engine)
+
+    def tick(now: datetime) -> list[Notification]:
+        transitions = engine.tick(now).transitions
+        return [notification_for(t, config) for t in transitions if not t.repeat]
+
+    try:
+        return arrivals.ticked(tick, begin, end, started)
+    finally:
+        source.engine.dispose()
+
+
+def _no_first_start_hold(engine: Engine) -> None:
+    setattr(engine, "_first_start", lambda: False)  # noqa: B010 - the hold never starts
+
+
+def _series_as_they_stand(engine: Engine) -> None:
+    def verdicts(series: DimensionSeries) -> dict[str, RuleResult]:
+        return series.verdicts(engine._restarts(series.window, True))
+
+    setattr(engine, "_series_verdicts", verdicts)  # noqa: B010 - the minutes as read
+
+
+HOLD_MODES: dict[str, Callable[[Engine], None]] = {
+    "hold (default)": lambda engine: None,
+    "no hold": _no_first_start_hold,
+}
+
+
+def first_start(folder: Path, seeds: int) -> None:
+    print("\nfirst start: rows copied every 10 min, a daemon started on an empty state store")
+    print(
+        f"{'first start':<16} {'volume_drop (1st h)':>20} {'drop at start caught':>21}"
+        f" {'median delay':>13}"
+    )
+    begin = DAY + timedelta(hours=10)
+    end = begin + timedelta(hours=1)
+    for mode, change in HOLD_MODES.items():
+        false_alerts, caught, delays = 0, 0, []
+        for seed in range(seeds):
+            for drop in (False, True):
+                incidents = (
+                    [
+                        Incident(
+                            "adyen",
+                            begin - timedelta(minutes=5),
+                            timedelta(hours=2),
+                            volume_factor=0.1,
+                        )
+                    ]
+                    if drop
+                    else []
+                )
+                frame = generate(
+                    DAY - timedelta(days=8), end, [BATCHED], incidents, seed=100 + seed
+                )
+                url, engine = _table(folder, f"first-{mode[:2]}-{drop}-{seed}")
+                # Started at a different minute of the batch cycle each seed.
+                at = batched(frame, 10, (3 * seed) % 10)
+                arrivals = Arrivals(engine, "payments", frame, at)
+                live = _ticked(_config(url, "60m"), arrivals, begin, end, timedelta(0), change)
+                fired = _firing(live, "volume_drop")
+                if not drop:
+                    false_alerts += len(fired)
+                elif fired:
+                    caught += 1
+                    delays.append((fired[0] - begin).total_seconds() / 60)
+                engine.dispose()
+        delay = f"{statistics.median(delays):.0f} min" if delays else "-"
+        print(f"{mode:<16} {false_alerts:>20} {f'{caught}/{seeds}':>21} {delay:>13}")
+
+
+SERIES_MODES: dict[str, Callable[[Engine], None]] = {
+    "as their gateway (default)": lambda engine: None,
+    "minutes as they stand": _series_as_they_stand,
+}
+BUSY = GatewayProfile("stripe", per_minute=100, failure_rate=0.015)
+GATEWAY_LABELS = {"rule", "gateway", "severity"}
+
+
+def series_settlement(folder: Path, seeds: int) -> None:
+    print(
+        "\nseries settlement: 100/min, successes pending a median 8 min,"
+        " series per method and country"
+    )
+    print(
+        f"{'series judged':<28} {'false alerts (2 h)':>19} {'BR 30% caught':>14}"
+        f" {'median delay':>13}"
+    )
+    begin = DAY + timedelta(hours=10)
+    start = begin + timedelta(hours=2)
+    dimensions = {"method": "method", "country": "country"}
+    for mode, change in SERIES_MODES.items():
+        false_alerts, caught, delays = 0, 0, []
+        for seed in range(seeds):
+            frame = generate(
+                DAY + timedelta(hours=4), start + timedelta(hours=1), [BUSY], seed=seed
+            )
+            created = frame["created_at"].to_numpy(dtype="datetime64[us]")
+            hit = (
+                (frame["country"] == "BR").to_numpy()
+                & (frame["status"] != "pending").to_numpy()
+                & (created >= np.datetime64(start.replace(tzinfo=None), "us"))
+            )
+            failed = hit & (np.random.default_rng(seed).random(len(frame)) < 0.3)
+            frame.loc[failed, ["status", "error_code"]] = ["failed", "gateway_timeout"]
+            url, engine = _table(folder, f"series-{mode[:2]}-{seed}")
+            arrivals = Arrivals(engine, "payments", frame, created, settled_late(frame, 8, seed))
+            config = parse_config(
+                {
+                    "source": {
+                        "url": url,
+                        "table": "payments",
+                        "columns": {"dimensions": dimensions},
+                    },
+                    "detection": {"sla_breach": {"series": [["method"], ["country"]]}},
+                },
+                env={},
+            )
+            live = _ticked(
+                config, arrivals, begin, start + timedelta(hours=1), timedelta(minutes=30), change
+            )
+            firing = [n for n in live if n.event == "firing"]
+            # Brazil's incident: its series' alerts, and the gateway's own that it lifts
+            # above the SLA.
+            incident = [
+                n
+                for n in firing
+                if datetime.fromisoformat(n.at) >= start
+                and (n.labels.get("country") == "BR" or set(n.labels) <= GATEWAY_LABELS)
+            ]
+            false_alerts += len(firing) - len(incident)
+            brazil = [datetime.fromisoformat(n.at) for n in incident if "country" in n.labels]
+            if brazil:
+                caught += 1
+                delays.append((brazil[0] - start).total_seconds() / 60)
+            engine.dispose()
+        delay = f"{statistics.median(delays):.0f} min" if delays else "-"
+        print(f"{mode:<28} {false_alerts:>19} {f'{caught}/{seeds}':>14} {delay:>13}")
+
+
 PARTS: dict[str, Callable[[Path, int], None]] = {
     "late": late_failures,
     "batches": batches,
     "settle": slow_settlement,
+    "first-start": first_start,
+    "series": series_settlement,
 }
 
 

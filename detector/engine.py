@@ -20,7 +20,7 @@ from detector.alerts import Alert, AlertBook, Transition
 from detector.chunked_source import ChunkedSource
 from detector.config import Config, trace_link
 from detector.invalid_rows import InvalidRows
-from detector.lateness import PROBE_EVERY, Lateness
+from detector.lateness import FIRST_START_HOLD, PROBE_EVERY, Lateness
 from detector.model import Counts
 from detector.rules import (
     VOLUME_RULES,
@@ -130,6 +130,9 @@ class Engine:
         # How fast each gateway's pending rows settle, learnt where the re-read may reach
         # back far enough to see them settle (as lateness).
         self.settlement = None if self.lateness is None else Settlement(self.lateness.cap)
+        # On a first start (nothing learnt of the lateness, none restored): the epoch minute
+        # until which the volume rules hold their verdict on the newest minutes.
+        self.held_until: int | None = None
         self.invalid = InvalidRows()
         self.unmapped = UnmappedStatuses(list(config.gateways))
         # The business volumes (``volumes:``): an engine of their own for their reads, window
@@ -165,6 +168,7 @@ class Engine:
         # What was learnt of late rows holds as long as the cap does.
         if self.lateness and engine.lateness and engine.lateness.cap == self.lateness.cap:
             engine.lateness, engine.settlement = self.lateness, self.settlement
+            engine.held_until = self.held_until
         return engine
 
     def _read_range(self, now: datetime) -> tuple[datetime, datetime]:
@@ -224,13 +228,26 @@ class Engine:
                 gateways, end_minute, first_minute, read_before, before[2], after[2]
             )
 
-    def late_minutes(self) -> npt.NDArray[np.int64] | None:
-        """Per gateway of the window: how many minutes late its rows arrive; None when
-        none were seen late (or the read may not reach further back than late_arrival)."""
+    def late_minutes(self, gateways: list[str] | None = None) -> npt.NDArray[np.int64] | None:
+        """Per gateway of the window (or of ``gateways``, a name per row): how many minutes
+        late its rows arrive; None when none were seen late (or the read may not reach
+        further back than late_arrival)."""
         if self.lateness is None:
             return None
-        late = self.lateness.minutes(self.window.gateways)
+        late = self.lateness.minutes(self.window.gateways if gateways is None else gateways)
         return late if late.any() else None
+
+    def volume_late_minutes(self, end_minute: int) -> npt.NDArray[np.int64] | None:
+        """Per gateway: how many of the newest minutes the volume rules leave out at the tick
+        ending at ``end_minute``: as many as its rows arrive late, and on a first start at
+        least what is left of :data:`~detector.lateness.FIRST_START_HOLD`."""
+        late = self.late_minutes()
+        held = 0 if self.held_until is None else self.held_until - end_minute
+        if held <= 0:
+            self.held_until = None
+            return late
+        floor = np.full(len(self.window.gateways), held, dtype=np.int64)
+        return floor if late is None else np.maximum(late, floor)
 
     def learnt(self) -> dict[str, str]:
         """What was learnt of the rows' lateness and settlement, as texts for the state
@@ -253,7 +270,15 @@ class Engine:
     def judged_window(self) -> CountWindow:
         """The window the failure-rate rules judge: the minutes not settled yet with their
         pending rows counted (see :class:`~detector.settlement.Settlement`)."""
-        return self.window if self.settlement is None else self.settlement.judged(self.window)
+        return self.judged(self.window)
+
+    def judged(self, window: CountWindow, gateways: list[str] | None = None) -> CountWindow:
+        """What the failure-rate rules judge of ``window``, whose rows are its gateways or,
+        with ``gateways`` (a gateway per row), dimension series of them: each row's minutes
+        not settled yet with their pending rows counted, as its gateway's settle."""
+        if self.settlement is None:
+            return window
+        return self.settlement.judged(window, gateways)
 
     def read(self, now: datetime) -> tuple[Counts, datetime, int]:
         """Read what is new into the window (and the volume history, hourly): the counts
@@ -261,6 +286,8 @@ class Engine:
         start, end = self._read_range(now)
         counts = self.source.read(start, end, self.dimensions)
         end_minute = ceil_minute(now)
+        if self._first_start():
+            self.held_until = end_minute + FIRST_START_HOLD
         self.window.advance(end_minute)
         self._replace(epoch_minute(start), end_minute, counts)
         new_invalid = self.invalid.observe(
@@ -270,6 +297,16 @@ class Engine:
         self.watermark = now
         self._refresh_history(end_minute)
         return counts, start, new_invalid
+
+    def _first_start(self) -> bool:
+        """Whether this is a live first read with nothing learnt of the rows' lateness (a
+        replay of the final table has no late rows)."""
+        return (
+            self.watermark is None
+            and self.replay is None
+            and self.lateness is not None
+            and not self.lateness.gateways
+        )
 
     def tick(self, now: datetime) -> TickResult:
         """Read what is new, update the window, evaluate the rules, advance the alerts."""
@@ -297,9 +334,10 @@ class Engine:
             shares = self.series.shares
         if self.latency is not None:
             self.latency.update(epoch_minute(start), end_minute, counts)
+        judged = self.judged_window()
         # Health and metrics read these: they stay per gateway.
         self.last_results = evaluate(
-            self.judged_window(),
+            judged,
             self.config,
             self.calibration,
             self.volume_history,
@@ -307,21 +345,18 @@ class Engine:
             self.replay,
             self._restarts(self.window, series=False),
             self.late_minutes(),
+            volume_lateness=self.volume_late_minutes(end_minute),
         )
         if self.latency is not None:
             restarts = self._restarts(self.latency.window, False, LatencyWatch.rule.name)
             self.last_results.append(self.latency.evaluate(restarts))
-        series = (
-            {}
-            if self.series is None
-            else self.series.verdicts(self._restarts(self.series.window, True))
-        )
+        series = {} if self.series is None else self._series_verdicts(self.series)
         for result in self.last_results:
             if self.series is not None and result.rule in series:
                 # The series' verdicts are more rows of the same rule, so that the alert
                 # book resolves exactly the alerts no row holds any more. Held back as the
                 # book stands after the rules before (a series outage tells an incident).
-                rows = self.series.hold_back(series[result.rule], self.window, self.alerts)
+                rows = self.series.hold_back(series[result.rule], judged, self.alerts)
                 if result.rule == "sla_breach":
                     self.last_series = rows
                 result = result.concat(rows)
@@ -336,6 +371,16 @@ class Engine:
             skipped=counts.skipped,
             read_seconds=read_seconds,
             seconds=time.perf_counter() - began,
+        )
+
+    def _series_verdicts(self, series: DimensionSeries) -> dict[str, RuleResult]:
+        """The dimension series' verdicts, each series judged as its gateway is: its minutes
+        not settled yet with their pending rows counted, and its complete minutes only."""
+        gateways = series.rows.gateways
+        return series.verdicts(
+            self._restarts(series.window, True),
+            self.judged(series.window, gateways),
+            self.late_minutes(gateways),
         )
 
     def explains(self, source: Alert, target: Alert) -> bool:
@@ -383,6 +428,7 @@ class Engine:
             volumes.volume_history,
             replay=volumes.replay,
             lateness=volumes.late_minutes(),
+            volume_lateness=volumes.volume_late_minutes(ceil_minute(now)),
             noun="events",
             rules=VOLUME_RULES,
         )

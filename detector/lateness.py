@@ -21,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 __all__ = [
+    "FIRST_START_HOLD",
     "HALF_LIFE_MINUTES",
     "PROBE_EVERY",
     "QUANTILE",
@@ -42,6 +43,15 @@ QUANTILE = 0.999
 # Observations lose half their weight in this many minutes: the estimate follows a reaper
 # or a batch job that changes within hours, and one stray row does not widen it for long.
 HALF_LIFE_MINUTES = 180.0
+# A daemon with nothing learnt (a first start on an empty state store) cannot tell rows not
+# written yet from missing traffic: for its first this many minutes the volume rules leave out
+# at least the newest minutes, as many as are left of it (40 at the first tick, 39 a minute
+# later, ...), while the re-reads and probes see how late rows arrive. The minutes judged are
+# then at least as old as the ticks before have watched: a job copying rows every 10-15
+# minutes is learnt before its batches are judged, and a drop at the start is seen at most
+# about half of it later (the judged window reaches the drop when twice the minutes since the
+# start exceed the hold).
+FIRST_START_HOLD = 40
 
 
 class DecayingPerGateway:

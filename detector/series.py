@@ -241,6 +241,8 @@ class DimensionSeries:
         self.calibration = Calibration()
         self.rows = SeriesRows([], [], np.zeros(0, dtype=bool))
         self._parsed: dict[str, tuple[str, dict[str, str]]] = {}
+        # The window the last verdicts judged (see :meth:`verdicts`).
+        self.judged = self.window
 
     def _of_read(self, counts: Counts) -> Counts:
         """The series' counts in a read (from its ``detail``)."""
@@ -281,17 +283,27 @@ class DimensionSeries:
         watched = Counter(g for g, w in zip(rows.gateways, rows.watched, strict=True) if w)
         return {gateway: 1 + count for gateway, count in watched.items()}
 
-    def verdicts(self, restarts: npt.NDArray[np.int64] | None = None) -> dict[str, RuleResult]:
+    def verdicts(
+        self,
+        restarts: npt.NDArray[np.int64] | None = None,
+        judged: CountWindow | None = None,
+        lateness: npt.NDArray[np.int64] | None = None,
+    ) -> dict[str, RuleResult]:
         """Per series rule, its verdicts on the series before :meth:`hold_back`;
-        ``restarts``: per series, the epoch minute its sla_breach evidence counts from."""
+        ``restarts``: per series, the epoch minute its sla_breach evidence counts from;
+        ``judged``: the window judged, where it is not :attr:`window` as read (minutes not
+        settled yet with their pending rows counted, as their gateways'); ``lateness``: per
+        series, how many minutes late its gateway's rows arrive (None: on time)."""
+        self.judged = self.window if judged is None else judged
         results = evaluate_series(
-            self.window,
+            self.judged,
             self.config,
             self.calibration,
             self.rows,
             self.shares,
             restarts,
             self.replay,
+            lateness,
         )
         self._rules = [result.rule for result in results]
         return {result.rule: result for result in results}
@@ -306,8 +318,10 @@ class DimensionSeries:
         )
 
     def hold_back(self, result: RuleResult, gateways: CountWindow, book: AlertBook) -> RuleResult:
-        """``result`` less the new alerts :func:`hold_back` holds back, as ``book`` stands."""
-        return hold_back(result, self.window, gateways, book, self.overlaps)
+        """``result`` less the new alerts :func:`hold_back` holds back, as ``book`` stands,
+        on the series' window as the last :meth:`verdicts` judged it (``gateways`` judged
+        the same way)."""
+        return hold_back(result, self.judged, gateways, book, self.overlaps)
 
     def explains(
         self,

@@ -135,11 +135,17 @@ class Settlement(DecayingPerGateway):
         share[known] = np.where(settled >= 1, self._failed[rows] / np.maximum(settled, 1), 0.0)
         return share
 
-    def judged(self, window: CountWindow) -> CountWindow:
-        """The window the failure-rate rules judge: each gateway's minutes younger than its
-        settle age with their pending rows counted, as failing at its pending failure share;
-        the window itself where no gateway has unsettled minutes."""
-        ages = self.settle_ages(window.gateways)
+    def judged(self, window: CountWindow, gateways: list[str] | None = None) -> CountWindow:
+        """The window the failure-rate rules judge: each row's minutes younger than its
+        gateway's settle age with their pending rows counted, as failing at the gateway's
+        pending failure share; the window itself where no row has unsettled minutes.
+
+        ``gateways`` names each row's gateway where the rows are not gateways (dimension
+        series): a segment's minutes settle as its gateway's do, which is what the re-reads
+        can learn with enough rows.
+        """
+        names = window.gateways if gateways is None else gateways
+        ages = self.settle_ages(names)
         newest = min(int(ages.max(initial=0)), window.minutes)
         if newest == 0:
             return window
@@ -148,7 +154,7 @@ class Settlement(DecayingPerGateway):
         young = age[None, :] < ages[:, None]
         payments, failures = window.payments[:, columns], window.failures[:, columns]
         pending = np.where(young, np.clip(window.volume[:, columns] - payments, 0, None), 0)
-        share = self.failing_share(window.gateways)
+        share = self.failing_share(names)
         judged = window.copy()
         judged.payments[:, columns] = payments + pending
         judged.failures[:, columns] = failures + np.rint(pending * share[:, None]).astype(np.int64)

@@ -125,6 +125,7 @@ def evaluate(
     lateness: npt.NDArray[np.int64] | None = None,
     noun: str = "payments",
     rules: tuple[Rule, ...] = RULES,
+    volume_lateness: npt.NDArray[np.int64] | None = None,
 ) -> list[RuleResult]:
     """Every enabled rule's verdict on the window as it stands.
 
@@ -135,7 +136,8 @@ def evaluate(
     ``restarts`` says from which epoch minute each gateway's sla_breach evidence counts;
     ``lateness`` how many minutes late each gateway's rows arrive (None: on time);
     ``noun`` what the rows count, for the messages; ``rules`` which of :data:`RULES` run
-    (if enabled).
+    (if enabled); ``volume_lateness`` how many of the newest minutes the volume rules leave
+    out, where more than ``lateness`` (a first start's hold).
     """
     context = RuleContext(
         config,
@@ -146,6 +148,7 @@ def evaluate(
         sla_shares=_per_row(window.gateways, sla_shares),
         restarts=restarts,
         lateness=lateness,
+        volume_lateness=volume_lateness,
         noun=noun,
     )
     return [rule.evaluate(window, context) for rule in _enabled(rules, config)]
@@ -159,9 +162,11 @@ def evaluate_series(
     sla_shares: Mapping[str, int],
     restarts: npt.NDArray[np.int64] | None = None,
     replay: Replay | None = None,
+    lateness: npt.NDArray[np.int64] | None = None,
 ) -> list[RuleResult]:
     """The verdicts of the enabled :data:`SERIES_RULES` on dimension series, whose rows
-    ``rows`` describes; ``replay`` (of the series' counts) as in :func:`evaluate`."""
+    ``rows`` describes; ``replay`` (of the series' counts) and ``lateness`` (per series,
+    its gateway's) as in :func:`evaluate`."""
     context = RuleContext(
         config,
         np.array([config.sla_for(g) for g in rows.gateways], dtype=np.float64),
@@ -170,5 +175,6 @@ def evaluate_series(
         sla_shares=_per_row(rows.gateways, sla_shares),
         series=rows,
         restarts=restarts,
+        lateness=lateness,
     )
     return [rule.evaluate(window, context) for rule in _enabled(SERIES_RULES, config)]

@@ -56,9 +56,16 @@ class RuleContext:
     restarts: npt.NDArray[np.int64] | None = None
     # Per row: how many minutes late its rows arrive; None where none arrive late.
     lateness: npt.NDArray[np.int64] | None = None
+    # Per row: how many of the newest minutes the volume rules leave out, where more than
+    # ``lateness`` (a first start's hold while lateness is learnt); None: ``lateness``.
+    volume_lateness: npt.NDArray[np.int64] | None = None
     # What the rows count, as the volume rules' messages say: payments, or a business
     # volume's events.
     noun: str = "payments"
+
+    def volume_late(self) -> npt.NDArray[np.int64] | None:
+        """Per row: how many of the newest minutes the volume rules leave out."""
+        return self.lateness if self.volume_lateness is None else self.volume_lateness
 
     def figures(
         self,

@@ -82,7 +82,11 @@ class NoData:
         silence, hours = minutes_of(rule.silence), minutes_of(rule.history)
         # Judged on the minutes whose rows have arrived: a batch not yet written is no silence.
         figures = context.figures(
-            window, self.name, history, lambda w: silences(w, config, history), context.lateness
+            window,
+            self.name,
+            history,
+            lambda w: silences(w, config, history),
+            context.volume_late(),
         )
         recent, silent_for, expected = figures.recent, figures.silent_for, figures.expected
         chance, seasonal, active = figures.chance, figures.seasonal, figures.active

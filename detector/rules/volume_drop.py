@@ -147,7 +147,7 @@ class VolumeDrop:
     def evaluate(self, window: CountWindow, context: RuleContext) -> RuleResult:
         config, history = context.config, context.history
         minutes = minutes_of(config.detection.volume_drop.window)
-        lateness = context.lateness
+        lateness = context.volume_late()
         figures = context.figures(
             window, self.name, history, lambda w: drops(w, config, history), lateness
         )
