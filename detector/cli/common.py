@@ -137,9 +137,7 @@ def open_source(
     timeout = config.source_query_timeout if bounded else None
     engine = connect(config.source.url, query_timeout=timeout, name=name)
     source = SqlSource(engine, config.source, config.latency_threshold, as_visible=as_visible)
-    check_at_start(
-        lambda: source.check(every_column=every_column), engine.dispose, strict=strict
-    )
+    check_at_start(lambda: source.check(every_column=every_column), engine.dispose, strict=strict)
     return source
 
 

@@ -324,9 +324,7 @@ def _window_families(
     ]
 
 
-def _share(
-    part: npt.NDArray[np.int64], payments: npt.NDArray[np.int64]
-) -> npt.NDArray[np.float64]:
+def _share(part: npt.NDArray[np.int64], payments: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
     """``part / payments``, NaN without payments."""
     rate: npt.NDArray[np.float64] = np.divide(
         part, payments, out=np.full(payments.shape, np.nan), where=payments > 0
