@@ -7,9 +7,9 @@ The usual share comes from the weeks of quarter hours the volume rules keep
 diurnal swing of the declines is the baseline, not a wave. The last ``window`` minutes,
 their half and their quarter are each tested one-sided (exact binomial) against the usual
 share over the quarter hours they cover, raised by the relative margin ``above`` (and at
-least ``min_increase``), at the
-rule's share of the false-alert budget per tick split between the three. A gateway without
-a decline in its weeks of history, or without a week of them, is not judged.
+least ``min_increase``), at the rule's share of the false-alert budget per tick split
+between the three. A gateway without a decline in its weeks of history, or without a week
+of them, is not judged.
 """
 
 from __future__ import annotations
