@@ -64,6 +64,16 @@ class SchemaError(SourceError):
     """The configured table or one of its columns does not exist: a configuration mistake."""
 
 
+# The columns only ``detector backtest --as-visible`` reads: their errors say so, and how to
+# do without them.
+_VISIBLE_ONLY = {
+    key: f"; only `detector backtest --as-visible` reads source.columns.{key}: name the "
+    "column that holds each row's time of "
+    + ("insert" if key == "inserted_at" else "last update")
+    + ", or remove the key"
+    for key in ("inserted_at", "updated_at")
+}
+
 # The least time between two warnings about rows skipped for the same reason.
 _SKIPPED_WARNING_EVERY = timedelta(hours=1)
 
@@ -346,9 +356,11 @@ class SqlSource(Source):
         # A NULL error code is no decline: the CASE reads an unknown match as none.
         return sa.and_(failed, sa.case((code, 1), else_=0) == 0)
 
-    def check(self) -> None:
+    def check(self, *, every_column: bool = False) -> None:
         """Fail with a clear message if the table or a configured column does not exist, or
-        the timestamp column holds what the database cannot turn into minutes."""
+        a time column read holds what the database cannot compare as time.
+        ``every_column``: also the insert and update time columns where this source does
+        not read them (only ``detector backtest --as-visible`` does), for ``validate --db``."""
         columns = self.config.columns
         names = {
             "id": columns.id,
@@ -361,7 +373,7 @@ class SqlSource(Source):
                 names[key] = getattr(columns, key)
         for label, column in columns.dimensions.items():
             names[f"dimensions.{label}"] = column
-        names.update(self._time_columns())
+        names.update(self._time_columns(every_column))
         try:
             types = table_columns(self.engine, self.config.table)
         except sa.exc.NoSuchTableError as exc:
@@ -375,6 +387,7 @@ class SqlSource(Source):
                 raise SchemaError(
                     f"source.columns.{key}: column {column!r} not found in table "
                     f"{self.config.table!r} (it has: {', '.join(sorted(types))})"
+                    + _VISIBLE_ONLY.get(key, "")
                 )
         amount = columns.amount
         if amount and not isinstance(types[amount.lower()], sa.Numeric | sa.Integer):
@@ -382,11 +395,11 @@ class SqlSource(Source):
                 f"source.columns.amount: column {amount!r} is {types[amount.lower()]}, not a "
                 "number; name a numeric column (DECIMAL, NUMERIC, INTEGER, FLOAT)"
             )
-        self._check_times(types)
+        self._check_times(types, every_column)
 
-    def _check_times(self, types: Mapping[str, Any]) -> None:
+    def _check_times(self, types: Mapping[str, Any], every_column: bool) -> None:
         """Fail if a time column read holds what the database cannot compare as time."""
-        for key, column in self._time_columns().items():
+        for key, column in self._time_columns(every_column).items():
             problem = timestamp_problem(
                 self.engine.dialect.name,
                 self.config.table,
@@ -395,14 +408,14 @@ class SqlSource(Source):
                 self._newest_timestamps(column) if self.engine.dialect.name == "sqlite" else (),
             )
             if problem:
-                raise SchemaError(f"source.columns.{key}: {problem}")
+                raise SchemaError(f"source.columns.{key}: {problem}{_VISIBLE_ONLY.get(key, '')}")
 
-    def _time_columns(self) -> dict[str, str]:
+    def _time_columns(self, every_column: bool = False) -> dict[str, str]:
         """The time columns read, by key: the timestamp, and the insert and update times
-        where the table is read as visible."""
+        where the table is read as visible (or ``every_column``)."""
         columns = self.config.columns
         keys = ["timestamp"]
-        if self._visibility is not None:
+        if self._visibility is not None or every_column:
             keys += [key for key in ("inserted_at", "updated_at") if getattr(columns, key)]
         return {key: getattr(columns, key) for key in keys}
 

@@ -214,6 +214,7 @@ def test_the_api_metrics_and_status_page_show_the_decline_share(
     assert stripe["declines"] == {"payments": 30, "rate": pytest.approx(0.1)}
     assert 'detector_gateway_declines{gateway="stripe"} 30.0' in metrics
     assert 'detector_gateway_failures{gateway="stripe"} 0.0' in metrics
+    assert 'detector_gateway_decline_ratio{gateway="stripe"} 0.1' in metrics
     assert "300 payments, 10.0% declined in 30 min" in page
 
 

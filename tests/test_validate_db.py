@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from detector.cli import main
 
@@ -99,3 +100,58 @@ def test_the_daemon_logs_the_same_warnings_at_start_up(
     text = log.read_text()
     for expected in WARNINGS:
         assert f"WARNING detector: {expected.removeprefix('warning: ')}" in text, expected
+
+
+_TIME_TYPES = {
+    "sqlite": "DATETIME",
+    "postgresql": "TIMESTAMP",
+    "mariadb": "DATETIME(6)",
+    "duckdb": "TIMESTAMP",
+}
+
+
+def test_validate_db_checks_the_insert_and_update_time_columns(
+    payments_db: PaymentsDb, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``backtest --as-visible`` reads them; ``validate --db`` finds their mistakes first."""
+    _table(payments_db)
+    config = tmp_path / "alerts.yaml"
+    table, time_type = payments_db.table, _TIME_TYPES[payments_db.dialect]
+    config.write_text(
+        CONFIG.format(url=payments_db.url, table=table).replace(
+            f"  table: {table}\n",
+            f"  table: {table}\n  columns: {{inserted_at: written, updated_at: settled}}\n",
+        )
+    )
+    argv = ["validate", "--config", str(config), "--db"]
+
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "error: source.columns.inserted_at: column 'written' not found" in err
+    assert "only `detector backtest --as-visible` reads source.columns.inserted_at" in err
+
+    with payments_db.engine.begin() as connection:
+        # The insert time as ISO text, the update time as a timestamp.
+        connection.execute(sa.text(f"ALTER TABLE {table} ADD written VARCHAR(40)"))
+        connection.execute(sa.text(f"ALTER TABLE {table} ADD settled {time_type}"))
+        connection.execute(sa.text(f"UPDATE {table} SET written = '2026-12-04T21:17:45Z'"))
+        connection.execute(sa.text(f"UPDATE {table} SET settled = created_at"))
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: source.columns.inserted_at: column 'written' ")
+    if payments_db.dialect == "sqlite":
+        assert "holds ISO text such as '2026-12-04T21:17:45Z'" in err
+        assert f"UPDATE {table} SET written = strftime(" in err
+    else:
+        assert "not a timestamp" in err
+        assert f"ALTER TABLE {table} " in err
+
+    # Named a column of the insert times, it passes.
+    with payments_db.engine.begin() as connection:
+        connection.execute(sa.text(f"ALTER TABLE {table} ADD written_at {time_type}"))
+        connection.execute(sa.text(f"UPDATE {table} SET written_at = created_at"))
+    config.write_text(
+        config.read_text().replace("inserted_at: written,", "inserted_at: written_at,")
+    )
+    assert main(argv) == 0
+    assert "and the payments table" in capsys.readouterr().out

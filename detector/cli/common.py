@@ -126,15 +126,18 @@ def open_source(
     bounded: bool = False,
     name: str = "source.url",
     as_visible: bool = False,
+    every_column: bool = False,
 ) -> SqlSource:
     """The payments source; a missing table/column is always fatal, an outage only if strict.
     ``bounded``: every query ends within ``source.query_timeout`` (the daemon's ticks);
     ``name``: the key or option that gave the URL, for its errors; ``as_visible``: reads the
-    table as it stood at the source's ``as_of`` (``backtest --as-visible``)."""
+    table as it stood at the source's ``as_of`` (``backtest --as-visible``);
+    ``every_column``: the start-up check also covers the columns only other commands read
+    (``validate --db``)."""
     timeout = config.source_query_timeout if bounded else None
     engine = connect(config.source.url, query_timeout=timeout, name=name)
     source = SqlSource(engine, config.source, config.latency_threshold, as_visible=as_visible)
-    check_at_start(source.check, engine.dispose, strict=strict)
+    check_at_start(lambda: source.check(every_column=every_column), engine.dispose, strict=strict)
     return source
 
 

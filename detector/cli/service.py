@@ -32,7 +32,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     config = load(args)
     source = None
     if args.db is not None:  # --db, with or without a URL: check against the database too
-        source = open_source(config, strict=True, name=source_name(args))
+        source = open_source(config, strict=True, name=source_name(args), every_column=True)
     try:
         warnings = startup_warnings(config, source, datetime.now(UTC))
     finally:

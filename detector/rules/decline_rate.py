@@ -6,9 +6,10 @@ The usual share comes from the weeks of quarter hours the volume rules keep
 (:meth:`~detector.rules.seasonal.VolumeHistory.decline_baseline`), so the ordinary
 diurnal swing of the declines is the baseline, not a wave. The last ``window`` minutes,
 their half and their quarter are each tested one-sided (exact binomial) against the usual
-share raised by the relative margin ``above`` (and at least ``min_increase``), at the
-rule's share of the false-alert budget per tick split between the three. A gateway without
-a decline in its weeks of history, or without a week of them, is not judged.
+share over the quarter hours they cover, raised by the relative margin ``above`` (and at
+least ``min_increase``), at the rule's share of the false-alert budget per tick split
+between the three. A gateway without a decline in its weeks of history, or without a week
+of them, is not judged.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from detector.config import Config
 from detector.model import Evidence
 from detector.rules.base import RuleContext, minutes_of
 from detector.rules.completeness import late_note
-from detector.rules.seasonal import VolumeHistory
+from detector.rules.seasonal import DeclineBaseline, VolumeHistory
 from detector.rules.ticks import TickFigures, Windows
 from detector.rules.verdict import BoolArray, Finding, RuleResult, percent
 from detector.rules.volume import volume_alpha
@@ -32,7 +33,14 @@ from detector.stats.seasonal import SLOT_MINUTES
 from detector.timeutil import minute_start
 from detector.window import CountWindow
 
-__all__ = ["DeclineRate", "DeclineWaves", "decline_limit", "decline_spans", "decline_waves"]
+__all__ = [
+    "DeclineRate",
+    "DeclineWaves",
+    "decline_limit",
+    "decline_spans",
+    "decline_waves",
+    "span_usual",
+]
 
 Values = TypeVar("Values", bound=np.generic)
 
@@ -54,7 +62,7 @@ class DeclineWaves(TickFigures):
     declines: npt.NDArray[np.int64]
     payments: npt.NDArray[np.int64]
     span: npt.NDArray[np.int64]  # minutes
-    usual: npt.NDArray[np.float64]  # the usual share for this time of the week; NaN: unknown
+    usual: npt.NDArray[np.float64]  # the usual share over that span of the week; NaN: unknown
     chance: npt.NDArray[np.float64]  # of as many declines at the raised usual share
 
 
@@ -72,23 +80,51 @@ def decline_limit(usual: npt.ArrayLike, config: Config) -> npt.NDArray[np.float6
     return np.asarray(np.minimum(limit, 0.999))
 
 
+def span_usual(
+    baseline: DeclineBaseline, end_minutes: npt.NDArray[np.int64], minutes: int
+) -> npt.NDArray[np.float64]:
+    """(ticks, rows): the usual share over the ``minutes`` before each of ``end_minutes``:
+    the usual shares of the quarter hours the span covers, each weighted by the span's
+    minutes in it (quarter hours without a usual share left out; NaN if none has one).
+    An hour that ends just past a sharp step of the day's declines (the end of a night of
+    riskier payments) then expects the night's share for its night minutes."""
+    first = end_minutes - minutes
+    first_slot = first // SLOT_MINUTES
+    touched = (end_minutes - 1) // SLOT_MINUTES - first_slot + 1
+    last_column = baseline.usual.shape[1] - 1
+    total = np.zeros((end_minutes.size, baseline.usual.shape[0]))
+    weight = np.zeros_like(total)
+    # A quarter hour at a time, as the volume rules' span: the same sums live and replayed.
+    for j in range(int(touched.max())):
+        slot = first_slot + j
+        overlap = np.minimum((slot + 1) * SLOT_MINUTES, end_minutes) - np.maximum(
+            slot * SLOT_MINUTES, first
+        )
+        # Before the baseline's first quarter hour (a window over an hour): its oldest one.
+        column = np.clip(slot - baseline.first_slot, 0, last_column)
+        share = baseline.usual[:, column].T
+        counted = (j < touched)[:, None] & np.isfinite(share)
+        minutes_in = np.where(counted, overlap[:, None].astype(np.float64), 0.0)
+        total = total + np.where(counted, share, 0.0) * minutes_in
+        weight = weight + minutes_in
+    usual: npt.NDArray[np.float64] = np.where(weight > 0, total / np.maximum(weight, 1.0), np.nan)
+    return usual
+
+
 def decline_waves(windows: Windows, config: Config, history: VolumeHistory | None) -> DeclineWaves:
     ticks, rows = windows.ends.size, len(windows.gateways)
     spans = decline_spans(minutes_of(config.detection.decline_rate.window))
-    usual = np.full((ticks, rows), np.nan)
+    usuals = np.full((len(spans), ticks, rows), np.nan)
     seen = np.zeros(rows, dtype=bool)
     if history is not None and config.declines_watched:
         baseline = history.decline_baseline(windows.gateways)
-        # The quarter hour of each tick's newest minute, among the baseline's columns.
-        column = (windows.end_minutes - 1) // SLOT_MINUTES - baseline.first_slot
-        column = np.clip(column, 0, baseline.usual.shape[1] - 1)
-        usual = baseline.usual[:, column].T
+        usuals = np.stack([span_usual(baseline, windows.end_minutes, s) for s in spans])
         seen = baseline.seen
     # Rows without a usual share are not judged: any finite stand-in keeps the maths quiet.
-    limit = decline_limit(np.where(np.isfinite(usual), usual, 0.5), config)
+    limits = decline_limit(np.where(np.isfinite(usuals), usuals, 0.5), config)
     declines = np.stack([windows.recent(windows.declines, s) for s in spans])
     payments = np.stack([windows.recent(windows.payments, s) for s in spans])
-    chances = binomial_upper_tail(declines, payments, limit[None, :, :])
+    chances = binomial_upper_tail(declines, payments, limits)
     pick = np.argmin(chances, axis=0)[None, ...]  # the most significant span, per tick and row
 
     def taken(values: npt.NDArray[Values]) -> npt.NDArray[Values]:
@@ -101,7 +137,8 @@ def decline_waves(windows: Windows, config: Config, history: VolumeHistory | Non
     significant = chance < volume_alpha(config) / len(spans)
     # The newest quarter of the window must still be above the limit, so that the alert
     # clears soon after the wave ends instead of when the whole window has forgotten it.
-    still = declines[0] > limit * payments[0]
+    still = declines[0] > limits[0] * payments[0]
+    usual = taken(usuals)
     active: BoolArray = np.asarray(
         significant & still & seen[None, :] & np.isfinite(usual), dtype=bool
     )

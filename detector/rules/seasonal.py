@@ -20,6 +20,7 @@ from detector.stats.seasonal import (
     SLOTS_PER_HOUR,
     SLOTS_PER_WEEK,
     level_factor,
+    same_local_slot,
     seasonal_profile,
     tail_matched_size,
     updated_profile,
@@ -152,6 +153,8 @@ DECLINE_NEIGHBOURS = 2
 DECLINE_MIN_WEEK_PAYMENTS = 30
 
 
+OffsetArray = npt.NDArray[np.int64]
+
 # Per gateway and hour the payments expected, and per gateway the negative-binomial size.
 HourlyExpectation = tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]
 
@@ -210,6 +213,7 @@ class VolumeHistory:
         self._slots: dict[tuple[str, ...], tuple[npt.NDArray[np.int32], npt.NDArray[np.int64]]] = {}
         self._expected: dict[tuple[tuple[str, ...], int], HourlyExpectation] = {}
         self._declines: dict[tuple[str, ...], DeclineBaseline] = {}
+        self._calendar_columns: tuple[npt.NDArray[np.float64], OffsetArray | None] | None = None
         # no_data and volume_drop usually look at the same span (15 min): computed once a tick.
         self._last_span: tuple[tuple[object, ...], Expectation] | None = None
 
@@ -236,21 +240,26 @@ class VolumeHistory:
     def decline_baseline(self, gateways: list[str]) -> DeclineBaseline:
         """Each gateway's usual decline share for each quarter hour of the current hour and
         the hour before: per past week, the share of its final payments declined over the
-        same quarter hour of the week and the ``DECLINE_NEIGHBOURS`` either side; then the
-        median over the weeks, so that one week's wave does not lift the usual share."""
+        same quarter hour of the week (local time, ``calendar.timezone``) and the
+        ``DECLINE_NEIGHBOURS`` either side; then the median over the weeks, so that one
+        week's wave does not lift the usual share. The declared days' quarter hours are left
+        out of every week, so that a sale day's declines do not become the usual share."""
         key = tuple(gateways)
         if key not in self._declines:
             matrices, _ = self._per_slot(gateways)
             payments, declines = matrices[1], matrices[3]
             slots = payments.shape[1]
+            scale, offsets = self._calendar()
             first_slot = self.end_hour * SLOTS_PER_HOUR - SLOTS_PER_HOUR
             # (quarter hours, weeks, neighbours): the history's columns of each comparison.
             own = slots - SLOTS_PER_HOUR + np.arange(2 * SLOTS_PER_HOUR)
-            weeks = np.arange(1, max(self.weeks, 1) + 1) * SLOTS_PER_WEEK
+            weeks = np.arange(1, max(self.weeks, 1) + 1)
+            same = same_local_slot(own[:, None], weeks[None, :], offsets)
             near = np.arange(-DECLINE_NEIGHBOURS, DECLINE_NEIGHBOURS + 1)
-            columns = own[:, None, None] - weeks[None, :, None] + near[None, None, :]
-            inside = (columns >= 0) & (columns < slots)
+            columns = same[:, :, None] + near[None, None, :]
             clipped = np.clip(columns, 0, max(slots - 1, 0))
+            ordinary = scale[:slots] == 1.0  # NaN (a day of unknown effect) is not 1 either
+            inside = (columns >= 0) & (columns < slots) & ordinary[clipped]
             week_payments = np.where(inside, payments[:, clipped], 0.0).sum(axis=3)
             week_declines = np.where(inside, declines[:, clipped], 0.0).sum(axis=3)
             usable = week_payments >= DECLINE_MIN_WEEK_PAYMENTS
@@ -262,6 +271,19 @@ class VolumeHistory:
                 first_slot, usual, np.asarray(declines.sum(axis=1) > 0, dtype=bool)
             )
         return self._declines[key]
+
+    def _calendar(self) -> tuple[npt.NDArray[np.float64], OffsetArray | None]:
+        """Per column of the history, of the current hour and one beyond: the declared days'
+        factor (:func:`declared_scale`) and the local clock's UTC offset
+        (:func:`local_offsets`; None in UTC, where the weeks are matched as they are)."""
+        if self._calendar_columns is None:
+            slots = self.table.slots
+            first, columns = self.end_hour * SLOTS_PER_HOUR - slots, slots + SLOTS_PER_HOUR + 1
+            offsets = None
+            if self.calendar.timezone != "UTC":
+                offsets = local_offsets(self.calendar, first, columns)
+            self._calendar_columns = (declared_scale(self.calendar, first, columns), offsets)
+        return self._calendar_columns
 
     def span_expectation(
         self, gateways: list[str], end: npt.NDArray[np.int64], minutes: int
@@ -324,10 +346,8 @@ class VolumeHistory:
         first = self.end_hour * SLOTS_PER_HOUR - slots
         matrices, seen = self._per_slot(gateways)
         weeks = (slots - seen) // SLOTS_PER_WEEK
-        scale = declared_scale(self.calendar, first, slots + SLOTS_PER_HOUR)
-        offsets = None
-        if self.calendar.timezone != "UTC":
-            offsets = local_offsets(self.calendar, first, slots + SLOTS_PER_HOUR + 1)
+        scale, offsets = self._calendar()
+        scale = scale[: slots + SLOTS_PER_HOUR]
         key = tuple(gateways)
         earlier = self._earlier.get(key)
         self._earlier = {}  # used once: the earlier hour's arrays are not held beyond it

@@ -252,6 +252,9 @@ def _window_help(kind: str, whose: str) -> dict[str, str]:
         f"detector_{kind}_failure_upper_bound_ratio": (
             f"Upper end of the Wilson 95% interval of {whose} failure ratio."
         ),
+        f"detector_{kind}_decline_ratio": (
+            f"Declines / final payments in {whose} SLA window (NaN without payments)."
+        ),
     }
 
 
@@ -308,23 +311,23 @@ def _window_families(
     declines: npt.NDArray[np.int64],
     high: npt.NDArray[np.float64],
 ) -> list[str]:
-    """detector_{kind}_payments, _failures, _declines, _failure_ratio and
-    _failure_upper_bound_ratio:
+    """detector_{kind}_payments, _failures, _declines, _failure_ratio,
+    _failure_upper_bound_ratio and _decline_ratio:
     the counts of a gateway's or a series' SLA window."""
     return [
         _family(f"detector_{kind}_payments", labels, payments),
         _family(f"detector_{kind}_failures", labels, failures),
         _family(f"detector_{kind}_declines", labels, declines),
-        _family(f"detector_{kind}_failure_ratio", labels, _failure_rate(payments, failures)),
+        _family(f"detector_{kind}_failure_ratio", labels, _share(failures, payments)),
         _family(f"detector_{kind}_failure_upper_bound_ratio", labels, high),
+        _family(f"detector_{kind}_decline_ratio", labels, _share(declines, payments)),
     ]
 
 
-def _failure_rate(
-    payments: npt.NDArray[np.int64], failures: npt.NDArray[np.int64]
-) -> npt.NDArray[np.float64]:
+def _share(part: npt.NDArray[np.int64], payments: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
+    """``part / payments``, NaN without payments."""
     rate: npt.NDArray[np.float64] = np.divide(
-        failures, payments, out=np.full(payments.shape, np.nan), where=payments > 0
+        part, payments, out=np.full(payments.shape, np.nan), where=payments > 0
     )
     return rate
 

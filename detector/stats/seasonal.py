@@ -26,6 +26,7 @@ __all__ = [
     "TAIL",
     "level_factor",
     "negative_binomial_cdf",
+    "same_local_slot",
     "seasonal_profile",
     "tail_matched_size",
     "updated_profile",
@@ -70,6 +71,27 @@ def negative_binomial_cdf(
     return np.asarray(np.where(k < 0, 0.0, special.betainc(r, k + 1.0, p)), dtype=np.float64)
 
 
+def same_local_slot(
+    columns: npt.NDArray[np.int64],
+    weeks_back: npt.ArrayLike,
+    offsets: npt.NDArray[np.int64] | None,
+) -> npt.NDArray[np.int64]:
+    """The column of the same slot of the week ``weeks_back`` weeks before each of
+    ``columns`` (broadcast together): the same local time of the week where ``offsets`` give
+    each column's UTC offset in slots, so that across a change of the clocks it is an hour
+    more or less back.
+
+    >>> offsets = np.repeat([8, 4], [SLOTS_PER_WEEK, SLOTS_PER_WEEK])  # summer, then winter
+    >>> same_local_slot(np.array([SLOTS_PER_WEEK + 10]), 1, offsets).tolist()
+    [6]
+    """
+    index = np.asarray(columns - np.asarray(weeks_back) * SLOTS_PER_WEEK, dtype=np.int64)
+    if offsets is not None:
+        last = offsets.size - 1
+        index = index + offsets[np.clip(columns, 0, last)] - offsets[np.clip(index, 0, last)]
+    return index
+
+
 def _same_slot_mean(
     volume: FloatArray, columns: npt.NDArray[np.int64], offsets: npt.NDArray[np.int64] | None
 ) -> FloatArray:
@@ -79,11 +101,7 @@ def _same_slot_mean(
     count, total = np.zeros(shape), np.zeros(shape)
     high, low = np.full(shape, -np.inf), np.full(shape, np.inf)
     for weeks_back in range(1, HISTORY_WEEKS + 1):
-        index = columns - weeks_back * SLOTS_PER_WEEK
-        if offsets is not None:
-            # Across a change of the clocks the same local time is an hour more or less back.
-            last = offsets.size - 1
-            index = index + offsets[np.clip(columns, 0, last)] - offsets[np.clip(index, 0, last)]
+        index = same_local_slot(columns, weeks_back, offsets)
         inside = (index >= 0) & (index < volume.shape[1])
         values = volume[:, np.clip(index, 0, volume.shape[1] - 1)]
         known = inside & np.isfinite(values)
