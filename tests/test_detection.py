@@ -252,6 +252,42 @@ def test_bursty_traffic_at_the_sla_is_calibrated_with_its_burstiness() -> None:
     assert min(estimates) > 0  # none of the 16 gateways is calibrated as binomial
 
 
+def test_a_gateway_gets_the_thresholds_it_would_get_calibrated_alone() -> None:
+    # Rows sharing their inputs share one threshold search: each row must still get its own
+    # SLA's, volume's, dispersion's and budget's thresholds, young and unwatched rows too.
+    rng = np.random.default_rng(11)
+    config = parse_config({}, env={})
+    names = ["busy", "busy2", "quiet", "bursty", "young", "other_sla", "unwatched", "shared"]
+    window = CountWindow(360, gateways=names)
+    window.advance(60 * 500_000 + 1)
+    rates = np.array([40, 40, 2, 50, 30, 40, 40, 40])[:, None]
+    window.payments[:] = rng.poisson(rates, window.payments.shape)
+    window.payments[4, :-30] = 0  # first seen half an hour before the boundary
+    burst = rng.beta(0.02 * 199, 0.98 * 199, size=window.payments.shape[1])
+    window.failures[:] = rng.binomial(window.payments, 0.02)
+    window.failures[3] = rng.binomial(window.payments[3], burst)
+    baselines = np.array([0.02, 0.02, 0.02, 0.02, 0.02, 0.05, 0.02, 0.02])
+    shares = np.array([1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 6.0])
+    watched = np.array([True] * 6 + [False, True])
+    together = calibrate(window, config, baselines, 500_000, shares, watched)
+    assert np.isinf(together.threshold[6]).all()
+    assert together.threshold[4].tolist() != together.threshold[0].tolist()
+    for row, name in enumerate(names):
+        alone = CountWindow(360, gateways=[name])
+        alone.advance(60 * 500_000 + 1)
+        alone.payments[:], alone.failures[:] = window.payments[row], window.failures[row]
+        single = calibrate(
+            alone,
+            config,
+            baselines[row : row + 1],
+            500_000,
+            shares[row : row + 1],
+            watched[row : row + 1],
+        )
+        assert together.threshold[row].tolist() == single.threshold[0].tolist()
+        assert together.rho[row] == single.rho[0]
+
+
 def test_wilson_interval_inverts_the_score_test() -> None:
     k, n = np.array([0, 1, 7, 50, 100]), np.array([10, 20, 100, 400, 100])
     low, high = wilson_interval(k, n)

@@ -3,6 +3,7 @@ dispersion and thresholds, from the history before the hour and the false-alert 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -146,6 +147,14 @@ def _hourly_levels(payments: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
     return np.stack([means.min(axis=1), means.max(axis=1)], axis=1)
 
 
+def _per_value(
+    values: npt.NDArray[np.float64], function: Callable[[float], float]
+) -> npt.NDArray[np.float64]:
+    """``function`` of each value, called once per distinct value (rows share their levels)."""
+    distinct, where = np.unique(values, return_inverse=True)
+    return np.array([function(v) for v in distinct.tolist()], dtype=np.float64)[where.reshape(-1)]
+
+
 def calibration_history(window: CountWindow, hour: int) -> slice:
     """The window's columns before the boundary of ``hour``: what that hour is calibrated on.
 
@@ -182,40 +191,52 @@ def calibrate(
     # Whole octaves (the quiet level rounded down, the busy one up) keep a handful of
     # cached thresholds per gateway.
     levels = np.minimum(_hourly_levels(payments), _MAX_CALIBRATED_VOLUME)
-    quiet = [quantise_up(float(m), 1, 1 / 64) / 2 for m in levels[:, 0]]
-    busy = [quantise_up(float(m), 1, 1 / 64) for m in levels[:, 1]]
-    volumes = [{q, b} for q, b in zip(quiet, busy, strict=True)]
+    busy = _per_value(levels[:, 1], lambda m: quantise_up(m, 1, 1 / 64))
+    quiet = _per_value(levels[:, 0], lambda m: quantise_up(m, 1, 1 / 64)) / 2
     # A gateway (or series) first seen less than an hour before the boundary has no traffic
     # level to calibrate on yet: a few minutes of it, or none, would look like a trickle and
     # give the lowest threshold (a new gateway alarmed on 2 failures in 8 payments). Until
-    # it has an hour, its thresholds hold at any volume.
+    # it has an hour, its thresholds hold at any volume (marked by a level of -1).
     has_payments = payments > 0
     first_seen = np.where(
         has_payments.any(axis=1), np.argmax(has_payments, axis=1), payments.shape[1]
     )
-    for young in np.flatnonzero(payments.shape[1] - first_seen < 60):
-        volumes[int(young)] = set(_ANY_VOLUME)
-    mean_q = np.array(busy)
+    young = payments.shape[1] - first_seen < 60
+    mean_q = busy
     target = 1.0 / (config.detection.false_alerts / budget_shares(config))
     # The mean run length between false alerts scales with the number of series sharing.
-    targets = target * (np.ones(len(window.gateways)) if shares is None else shares)
+    rows = len(window.gateways)
+    targets = target * (np.ones(rows) if shares is None else np.asarray(shares, dtype=float))
     members = len(rule.rates)
-    post_change = np.full((len(window.gateways), members), np.nan)
-    for g, p0 in enumerate(baselines):
-        if watched is not None and not watched[g]:
-            continue
+    tested = np.ones(rows, dtype=bool) if watched is None else np.asarray(watched, dtype=bool)
+    post_change = np.full((rows, members), np.nan)
+    # Gateways of the same SLA get the same rates: one look-up per distinct SLA.
+    p0s, of_row = np.unique(np.asarray(baselines, dtype=np.float64), return_inverse=True)
+    for value, p0 in enumerate(p0s):
         rates = rule.post_change_rates(float(p0))
-        post_change[g, : len(rates)] = rates
+        post_change[(of_row == value) & tested, : len(rates)] = rates
 
     def thresholds(rho: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-        limits = np.full(post_change.shape, np.inf)
-        for g, m in zip(*np.nonzero(np.isfinite(post_change)), strict=True):
-            p0, p1 = float(baselines[g]), float(post_change[g, m])
-            limits[g, m] = max(
-                threshold_for(p0, p1, float(rho[g]), volume, float(targets[g]))
-                for volume in volumes[g]
-            )
-        return limits
+        # Many rows share their inputs (the SLA, the quantised dispersion and volumes, the
+        # budget): the cached search is consulted once per distinct row of inputs.
+        inputs = np.column_stack(
+            [
+                baselines,
+                rho,
+                targets,
+                np.where(young, -1.0, quiet),
+                np.where(young, -1.0, busy),
+                np.nan_to_num(post_change, nan=-1.0),
+            ]
+        )
+        distinct, of_input = np.unique(inputs, axis=0, return_inverse=True)
+        limits = np.full((distinct.shape[0], members), np.inf)
+        for d, (p0, r, goal, low, high, *rates) in enumerate(distinct.tolist()):
+            volumes = _ANY_VOLUME if low < 0 else {low, high}
+            for m, p1 in enumerate(rates):
+                if p1 >= 0:
+                    limits[d, m] = max(threshold_for(p0, p1, r, volume, goal) for volume in volumes)
+        return limits[of_input.reshape(-1)]
 
     # Burstiness is measured on healthy minutes: those where the CUSUM bank stands at half
     # its threshold or more belong to a breach (or its aftermath) and are left out. The
@@ -223,7 +244,7 @@ def calibrate(
     # wanders high on bursty traffic that is merely at the SLA, and leaving those minutes
     # out would hide the very burstiness sought (and cost false alerts).
     def quantised(rho: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-        return np.array([quantise_up(float(r), 1, 5e-4) for r in rho])
+        return _per_value(rho, lambda r: quantise_up(r, 1, 5e-4))
 
     quarters = None if history is None else history.outcomes(window.gateways)
 
@@ -249,9 +270,8 @@ def calibrate(
             rho = np.where(quarters.enough, weeks, rho)
         return quantised(rho)
 
-    plain = thresholds(np.zeros(len(window.gateways)))
     first = dispersion()
-    limits = thresholds(first) if first.any() else plain
+    limits = thresholds(first)
 
     def screen(
         failures: npt.NDArray[np.signedinteger[Any]],
@@ -273,7 +293,7 @@ def calibrate(
         screen(failures, payments),
         None if quarters is None else screen(quarters.failures, quarters.payments, SLOT_MINUTES),
     )
-    threshold = thresholds(rho_q) if rho_q.any() else plain
+    threshold = limits if np.array_equal(rho_q, first) else thresholds(rho_q)
     return Thresholds(
         hour,
         tuple(window.gateways),
