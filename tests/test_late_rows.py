@@ -1,6 +1,8 @@
 """Rows that reach the table late or in batches: the daemon's ticks, replayed row by row in
 simulated time, catch the outage whose failed rows land late and raise no false alert for
-minutes not written yet; the backtest of the final table raises the same outage."""
+minutes not written yet; the backtest of the final table raises the same outage. Where rows
+trickle in late, a volume drop is caught on the newest minutes, judged against the share of
+their rows that has arrived by now."""
 
 from __future__ import annotations
 
@@ -14,8 +16,8 @@ from detector.backtest import replay
 from detector.config import Config, parse_config
 from detector.engine import Engine
 from detector.model import Notification
-from detector.simulate import GatewayProfile, Incident, generate
-from detector.simulate.arrivals import Arrivals, Times, batched, failed_late
+from detector.simulate import GatewayProfile, Incident, create_schema, generate
+from detector.simulate.arrivals import Arrivals, Times, batched, failed_late, trickled
 from detector.source import SqlSource
 
 from .conftest import PaymentsDb
@@ -40,9 +42,13 @@ def _live(
     begin: datetime,
     end: datetime,
     started: timedelta = timedelta(0),
+    nowcast: bool = True,
 ) -> list[Notification]:
-    """The daemon's engine ticked every minute, each tick after the rows inserted by then."""
+    """The daemon's engine ticked every minute, each tick after the rows inserted by then
+    (without ``nowcast``, the volume rules judge complete minutes only)."""
     engine = Engine(config, source)
+    if not nowcast:
+        engine.arrival = None
 
     def tick(now: datetime) -> list[Notification]:
         transitions = engine.tick(now).transitions
@@ -129,3 +135,62 @@ def test_batches_make_volume_drop_flap_where_the_reread_stays_late_arrival(
 def test_a_max_late_arrival_below_late_arrival_is_refused() -> None:
     with pytest.raises(Exception, match=r"source\.max_late_arrival: must be at least"):
         parse_config({"source": {"late_arrival": "10m", "max_late_arrival": "5m"}}, env={})
+
+
+# 30% of the rows, whatever their status, written 5-10 minutes late (an async pipeline).
+TRICKLING = GatewayProfile("stripe", per_minute=20, failure_rate=0.015)
+DROP_START = DAY + timedelta(hours=12)
+DROP = Incident("stripe", DROP_START, timedelta(hours=1), volume_factor=0.2)
+
+
+def _trickled(
+    db: PaymentsDb, table: str, begin: datetime, end: datetime, *incidents: Incident
+) -> Arrivals:
+    # A week and a day of history, as for the batches: judged against the usual volume.
+    frame = generate(begin - timedelta(days=8), end, [TRICKLING], list(incidents), seed=13)
+    if table != db.table:
+        create_schema(db.engine, table)
+    return Arrivals(db.engine, table, frame, trickled(frame, 0.3, 5, 10, 13))
+
+
+def test_a_volume_drop_where_rows_trickle_in_late_is_caught_on_the_newest_minutes(
+    sqlite_db: PaymentsDb, open_source: Callable[[Config], SqlSource]
+) -> None:
+    config = _config(sqlite_db)
+    end = DROP_START + timedelta(minutes=40)
+    arrivals = _trickled(sqlite_db, sqlite_db.table, BEGIN, end, DROP)
+
+    # A daemon started at 10:00: two healthy hours, then the volume drops to a fifth.
+    live = _live(config, open_source(config), arrivals, BEGIN, end)
+
+    assert [n.rule for n in live if n.event == "firing"] == ["volume_drop"]
+    drop = live[0]
+    # Within 15 minutes of the drop, before its minutes' late rows have all arrived.
+    caught = _at(drop) - DROP_START
+    assert timedelta(0) < caught <= timedelta(minutes=15)
+    assert "expected to have arrived by now" in drop.summary
+    assert "each minute against the share of its rows arrived by its age" in drop.summary
+    assert drop.evidence.magnitude is not None
+    assert drop.evidence.magnitude < 0.5
+
+    # Judged on complete minutes only, the same drop is seen as many minutes later as the
+    # rows arrive late.
+    config = _config(sqlite_db, table="complete_only")
+    arrivals = _trickled(sqlite_db, "complete_only", BEGIN, end, DROP)
+    complete_only = _live(config, open_source(config), arrivals, BEGIN, end, nowcast=False)
+    later = [n for n in complete_only if n.rule == "volume_drop" and n.event == "firing"]
+    assert later
+    assert _at(later[0]) - _at(drop) >= timedelta(minutes=8)
+
+
+def test_rows_trickling_in_late_raise_no_alert_from_a_fresh_start_through_the_morning(
+    sqlite_db: PaymentsDb, open_source: Callable[[Config], SqlSource]
+) -> None:
+    # From 04:00 to 10:00: the traffic rises through the morning while the daemon learns.
+    begin = DAY + timedelta(hours=4)
+    config = _config(sqlite_db)
+
+    arrivals = _trickled(sqlite_db, sqlite_db.table, begin, BEGIN)
+    live = _live(config, open_source(config), arrivals, begin, BEGIN)
+
+    assert [n.summary for n in live] == []

@@ -25,6 +25,7 @@ from detector.rules.calibration import (
     calibrate,
     calibration_history,
 )
+from detector.rules.completeness import Nowcast
 from detector.rules.decline_rate import DeclineRate
 from detector.rules.latency import LatencyWatch
 from detector.rules.no_data import NoData
@@ -51,6 +52,7 @@ __all__ = [
     "Calibration",
     "Finding",
     "LatencyWatch",
+    "Nowcast",
     "QuarterHourTable",
     "Replay",
     "Rule",
@@ -125,6 +127,7 @@ def evaluate(
     lateness: npt.NDArray[np.int64] | None = None,
     noun: str = "payments",
     rules: tuple[Rule, ...] = RULES,
+    nowcast: Nowcast | None = None,
 ) -> list[RuleResult]:
     """Every enabled rule's verdict on the window as it stands.
 
@@ -135,7 +138,8 @@ def evaluate(
     ``restarts`` says from which epoch minute each gateway's sla_breach evidence counts;
     ``lateness`` how many minutes late each gateway's rows arrive (None: on time);
     ``noun`` what the rows count, for the messages; ``rules`` which of :data:`RULES` run
-    (if enabled).
+    (if enabled); ``nowcast`` how much of each gateway's newest minutes is visible by now,
+    for the volume rules.
     """
     context = RuleContext(
         config,
@@ -146,6 +150,7 @@ def evaluate(
         sla_shares=_per_row(window.gateways, sla_shares),
         restarts=restarts,
         lateness=lateness,
+        nowcast=nowcast,
         noun=noun,
     )
     return [rule.evaluate(window, context) for rule in _enabled(rules, config)]
