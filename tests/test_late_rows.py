@@ -9,9 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
+import numpy.typing as npt
 import pytest
 
 from detector.alerts import notification_for
+from detector.arrival import Arrival
 from detector.backtest import replay
 from detector.config import Config, parse_config
 from detector.engine import Engine
@@ -194,3 +197,56 @@ def test_rows_trickling_in_late_raise_no_alert_from_a_fresh_start_through_the_mo
     live = _live(config, open_source(config), arrivals, begin, BEGIN)
 
     assert [n.summary for n in live] == []
+
+
+Arrives = Callable[[np.random.Generator, int, int], npt.NDArray[np.int64]]
+
+
+def _visible(arrives: Arrives, minutes: int) -> npt.NDArray[np.int64]:
+    """(ticks, minutes): each minute's rows visible at the end of each tick, for 20 rows a
+    minute of which ``arrives(rng, minute, rows)`` gives the first tick that sees each."""
+    rng = np.random.default_rng(3)
+    visible = np.zeros((minutes + 1, minutes), dtype=np.int64)
+    for minute in range(minutes):
+        seen = arrives(rng, minute, rng.poisson(20))
+        visible[:, minute] = (seen[None, :] <= np.arange(minutes + 1)[:, None]).sum(axis=1)
+    return visible
+
+
+def _learnt(visible: npt.NDArray[np.int64]) -> Arrival:
+    """What ticks re-reading their last 20 minutes learn from the counts ``visible``."""
+    arrival = Arrival(cap=30)
+    for end in range(20, visible.shape[0]):
+        before = visible[end - 1, end - 20 : end][None, :]
+        after = visible[end, end - 20 : end][None, :]
+        arrival.observe(["stripe"], end, end - 20, before, after)
+    return arrival
+
+
+def _trickle(rng: np.random.Generator, minute: int, rows: int) -> npt.NDArray[np.int64]:
+    late = np.where(rng.random(rows) < 0.3, rng.integers(5, 11, rows), 0)
+    return np.asarray(minute + 1 + late, dtype=np.int64)
+
+
+def _batch(rng: np.random.Generator, minute: int, rows: int) -> npt.NDArray[np.int64]:
+    # A job copies the minutes since its last run every ten minutes.
+    return np.full(rows, (minute + 10) // 10 * 10, dtype=np.int64)
+
+
+def test_rows_that_trickle_in_are_nowcast_and_rows_landing_in_batches_are_not() -> None:
+    lateness = np.array([10])
+    trickling = _learnt(_visible(_trickle, 300))
+    nowcast = trickling.nowcast(["stripe"], lateness)
+    assert nowcast.smooth.tolist() == [True]
+    # 70% of a minute's rows visible on the first tick, all of them ten minutes late.
+    assert abs(nowcast.shares[0, 0] - 0.7) < 0.03
+    assert nowcast.shares[0, 10:].tolist() == [1.0] * 21
+
+    assert _learnt(_visible(_batch, 300)).nowcast(["stripe"], lateness).smooth.tolist() == [False]
+    # A fresh tracker (a daemon started without a saved one) judges complete minutes only;
+    # a restarted one takes what was saved.
+    assert Arrival(cap=30).nowcast(["stripe"], lateness).smooth.tolist() == [False]
+    restored = Arrival.from_text(trickling.to_text(), cap=30)
+    assert restored is not None
+    assert restored.nowcast(["stripe"], lateness).smooth.tolist() == [True]
+    assert Arrival.from_text(trickling.to_text(), cap=60) is None
