@@ -21,8 +21,16 @@ and with ``source.max_late_arrival: 5m`` (the re-read stays ``late_arrival``), s
   (default) and with the rules judging the minutes as they stand, beside the backtest of
   the final table.
 
+- *nowcast*: a gateway of 20 payments a minute, 8 days of history, 30% of whose rows an
+  asynchronous pipeline writes 5-10 minutes late (smooth), and the batched table above;
+  per seed the delay of a volume drop to 20% on the trickling table with the newest
+  minutes nowcast (default), judged on complete minutes only, and in the backtest of the
+  final table; and the volume alerts of 6 healthy hours of each table from a daemon's start,
+  as false alerts per gateway-month, both ways.
+
     .venv/bin/python benchmarks/late_rows.py --part late --part batches   # about 2 minutes
     .venv/bin/python benchmarks/late_rows.py --part settle --seeds 2   # about 15 minutes
+    .venv/bin/python benchmarks/late_rows.py --part nowcast --seeds 3   # about 20 minutes
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import pandas as pd
 import sqlalchemy as sa
 
 from detector.alerts import notification_for
@@ -47,7 +56,7 @@ from detector.db import connect
 from detector.engine import Engine
 from detector.model import Notification
 from detector.simulate import GatewayProfile, Incident, create_schema, generate
-from detector.simulate.arrivals import Arrivals, batched, failed_late, settled_late
+from detector.simulate.arrivals import Arrivals, Times, batched, failed_late, settled_late, trickled
 from detector.source import SqlSource
 
 __all__ = ["main"]
@@ -70,11 +79,14 @@ def _live(
     end: datetime,
     started: timedelta,
     settlement: bool = True,
+    nowcast: bool = True,
 ) -> list[Notification]:
     source = SqlSource(connect(config.source.url), config.source)
     engine = Engine(config, source)
     if not settlement:  # the minutes judged as they stand
         engine.settlement = None
+    if not nowcast:  # the volume rules judge complete minutes only
+        engine.arrival = None
 
     def tick(now: datetime) -> list[Notification]:
         transitions = engine.tick(now).transitions
@@ -208,10 +220,92 @@ def slow_settlement(folder: Path, seeds: int) -> None:
     print(f"{'backtest (final)':<22} {'':>27} {f'{len(backtest_delays)}/{seeds}':>18} {delay:>13}")
 
 
+TRICKLING = GatewayProfile("stripe", per_minute=20, failure_rate=0.015)
+NOWCAST_MODES = {"nowcast (default)": True, "complete minutes only": False}
+HEALTHY_HOURS = 6
+MONTH_HOURS = 30 * 24
+
+
+def _trickled(frame: pd.DataFrame, seed: int) -> Times:
+    return trickled(frame, 0.3, 5, 10, seed)
+
+
+def _batched(frame: pd.DataFrame, seed: int) -> Times:
+    return batched(frame, 10, 3 + seed)
+
+
+def nowcasting(folder: Path, seeds: int) -> None:
+    print("\nnowcast: 30% of rows written 5-10 min late (trickle), or copied every 10 min (batch)")
+    print(
+        f"{'volume judged':<22} {'drop to 20% caught':>19} {'median delay':>13}"
+        f" {'false/gw-month trickle':>23} {'batch':>6}"
+    )
+    backtest_delays: list[float] = []
+    for mode, nowcast in NOWCAST_MODES.items():
+        caught, delays = 0, []
+        false_alerts = {"trickle": 0, "batch": 0}
+        for seed in range(seeds):
+            # A volume drop at a different time of the day per seed, the daemon started 2 h
+            # before it.
+            start = DAY + timedelta(hours=11, minutes=37 * seed)
+            drop = Incident("stripe", start, timedelta(hours=1), volume_factor=0.2)
+            begin, end = start - timedelta(hours=2), start + timedelta(minutes=45)
+            frame = generate(DAY - timedelta(days=8), end, [TRICKLING], [drop], seed=seed)
+            url, engine = _table(folder, f"drop-{nowcast}-{seed}")
+            arrivals = Arrivals(engine, "payments", frame, _trickled(frame, seed))
+            config = _config(url, "60m")
+            live = _live(config, arrivals, begin, end, timedelta(0), nowcast=nowcast)
+            fired = [t for t in _firing(live, "volume_drop") if t >= start]
+            caught += bool(fired)
+            if fired:
+                delays.append((fired[0] - start).total_seconds() / 60)
+            if nowcast:
+                arrivals.until(end + timedelta(hours=1))
+                source = SqlSource(connect(url), config.source)
+                final = [
+                    t for t in _firing(list(replay(config, source, begin, end)), "volume_drop")
+                ]
+                source.engine.dispose()
+                final = [t for t in final if t >= start]
+                if final:
+                    backtest_delays.append((final[0] - start).total_seconds() / 60)
+            engine.dispose()
+            # Healthy hours of each table, from a fresh daemon's start.
+            begin = DAY + timedelta(hours=6 + 2 * seed)
+            end = begin + timedelta(hours=HEALTHY_HOURS)
+            for table, profile, insert_times in (
+                ("trickle", TRICKLING, _trickled),
+                ("batch", BATCHED, _batched),
+            ):
+                frame = generate(DAY - timedelta(days=8), end, [profile], seed=200 + seed)
+                url, engine = _table(folder, f"{table}-{nowcast}-{seed}")
+                arrivals = Arrivals(engine, "payments", frame, insert_times(frame, seed))
+                live = _live(
+                    _config(url, "60m"), arrivals, begin, end, timedelta(0), nowcast=nowcast
+                )
+                false_alerts[table] += len(
+                    [
+                        n
+                        for n in live
+                        if n.event == "firing" and n.rule in ("volume_drop", "no_data")
+                    ]
+                )
+                engine.dispose()
+        delay = f"{statistics.median(delays):.0f} min" if delays else "-"
+        month = MONTH_HOURS / (HEALTHY_HOURS * seeds)
+        print(
+            f"{mode:<22} {f'{caught}/{seeds}':>19} {delay:>13}"
+            f" {false_alerts['trickle'] * month:>23.1f} {false_alerts['batch'] * month:>6.1f}"
+        )
+    delay = f"{statistics.median(backtest_delays):.0f} min" if backtest_delays else "-"
+    print(f"{'backtest (final)':<22} {f'{len(backtest_delays)}/{seeds}':>19} {delay:>13}")
+
+
 PARTS: dict[str, Callable[[Path, int], None]] = {
     "late": late_failures,
     "batches": batches,
     "settle": slow_settlement,
+    "nowcast": nowcasting,
 }
 
 

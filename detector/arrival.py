@@ -88,12 +88,12 @@ class Arrival(DecayingPerGateway):
         self._first = first_minute
         if previous_end != end_minute - 1 or previous_first is None:
             return
-        # The minutes the last tick read too, at the age before.
-        start = max(first_minute, previous_first)
+        # The minutes the last tick read too, at the age before (up to the cap).
+        start = max(first_minute, previous_first, end_minute - 1 - self.cap)
         if start >= previous_end:
             return
         columns = slice(start - first_minute, previous_end - first_minute)
-        ages = np.minimum(end_minute - 1 - np.arange(start, previous_end), self.cap)
+        ages = end_minute - 1 - np.arange(start, previous_end)  # distinct, as are the rows
         old = before[:, columns].astype(float)
         new = after[:, columns].astype(float)
         where = (rows[:, None], ages[None, :])
@@ -104,10 +104,10 @@ class Arrival(DecayingPerGateway):
             ("_ba", old * new),
             ("_aa", new * new),
         ):
-            np.add.at(getattr(self, name), where, values)
+            getattr(self, name)[where] += values
         grew = new > old
-        np.add.at(self._grew, rows, grew.sum(axis=1))
-        np.add.at(self._from_nothing, rows, (grew & (old == 0)).sum(axis=1))
+        self._grew[rows] += grew.sum(axis=1)
+        self._from_nothing[rows] += (grew & (old == 0)).sum(axis=1)
 
     def nowcast(self, gateways: list[str], lateness: npt.NDArray[np.int64]) -> Nowcast:
         """Per gateway: the share of a minute's rows visible at each age 0 .. ``cap`` (1
