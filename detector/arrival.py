@@ -119,6 +119,8 @@ class Arrival(DecayingPerGateway):
         dispersion = np.ones(count)
         error = np.zeros((count, self.cap + 1))
         known, rows = self._known(gateways)
+        late = lateness[known] > 0  # only those are judged on it
+        known, rows = known[late], rows[late]
         if known.size:
             fitted = _fit(
                 self._before[rows],
@@ -132,10 +134,7 @@ class Arrival(DecayingPerGateway):
             grew = self._grew[rows]
             lumps = self._from_nothing[rows] > FROM_NOTHING * grew
             smooth[known] = (
-                (evidence >= MIN_EVIDENCE)
-                & (dispersion[known] <= SMOOTH_DISPERSION)
-                & ~lumps
-                & (lateness[known] > 0)
+                (evidence >= MIN_EVIDENCE) & (dispersion[known] <= SMOOTH_DISPERSION) & ~lumps
             )
         return Nowcast(shares=shares, smooth=smooth, dispersion=dispersion, error=error)
 

@@ -112,7 +112,10 @@ def drops(
         held = season.held | (season.declared & ~seasonal)
     # Where the newest minutes are nowcast: against the payments expected to be visible.
     judged, size = nowcast_size(expected, size, nowcast, minutes)
-    visible = np.broadcast_to(1.0 if nowcast is None else nowcast.visible(minutes), judged.shape)
+    visible = np.broadcast_to(
+        nowcast.visible(minutes) if nowcast is not None and nowcast.smooth.any() else 1.0,
+        judged.shape,
+    )
     chance = negative_binomial_cdf(observed, judged, size)
     # A drop must also be large, however significant. A drop to nothing stays one (no_data
     # raises its own, critical alert), so a silence does not make this alert flap.
