@@ -140,7 +140,7 @@ class Arrival(DecayingPerGateway):
 
     def to_text(self) -> str:
         """The sums as a short text for the state store."""
-        data: dict[str, object] = {"cap": self.cap, "end": self._end_minute, "first": self._first}
+        data: dict[str, object] = {"cap": self.cap, "end": self._end_minute}
         data["gateways"] = self.gateways
         for name in self._ARRAYS:
             data[name] = getattr(self, name)
@@ -158,7 +158,8 @@ class Arrival(DecayingPerGateway):
             per_age = name not in ("_grew", "_from_nothing")
             values = np.array(data[name], dtype=float)
             setattr(arrival, name, values.reshape(-1, cap + 1) if per_age else values)
-        arrival._end_minute, arrival._first = data["end"], data.get("first")
+        # Decayed from the last tick's end; its read is not the window's a restart refills.
+        arrival._end_minute = data["end"]
         return arrival
 
 

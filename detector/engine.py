@@ -217,8 +217,8 @@ class Engine:
             self.lateness.observe(
                 gateways, end_minute, first_minute, read_before, before[2], after[2]
             )
-        if self.arrival is not None:
-            self.arrival.observe(gateways, end_minute, first_minute, before[2], after[2])
+            if self.arrival is not None:  # a first read has no counts before it
+                self.arrival.observe(gateways, end_minute, first_minute, before[2], after[2])
 
     def late_minutes(self) -> npt.NDArray[np.int64] | None:
         """Per gateway of the window: how many minutes late its rows arrive; None when
