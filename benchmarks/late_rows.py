@@ -25,12 +25,12 @@ and with ``source.max_late_arrival: 5m`` (the re-read stays ``late_arrival``), s
   asynchronous pipeline writes 5-10 minutes late (smooth), and the batched table above;
   per seed the delay of a volume drop to 20% on the trickling table with the newest
   minutes nowcast (default), judged on complete minutes only, and in the backtest of the
-  final table; and the volume alerts of 2 healthy hours per seed of each table from a
+  final table; and the volume alerts of 4 healthy hours per seed of each table from a
   daemon's start, both ways.
 
     .venv/bin/python benchmarks/late_rows.py --part late --part batches   # about 2 minutes
     .venv/bin/python benchmarks/late_rows.py --part settle --seeds 2   # about 15 minutes
-    .venv/bin/python benchmarks/late_rows.py --part nowcast --seeds 3   # about 10 minutes
+    .venv/bin/python benchmarks/late_rows.py --part nowcast --seeds 3   # about 20 minutes
 """
 
 from __future__ import annotations
@@ -224,7 +224,7 @@ def slow_settlement(folder: Path, seeds: int) -> None:
 
 TRICKLING = GatewayProfile("stripe", per_minute=20, failure_rate=0.015)
 NOWCAST_MODES = {"nowcast (default)": True, "complete minutes only": False}
-HEALTHY_HOURS = 2
+HEALTHY_HOURS = 4
 MONTH_HOURS = 30 * 24
 
 
