@@ -30,16 +30,24 @@ and with ``source.max_late_arrival: 5m`` (the re-read stays ``late_arrival``), s
   for an hour: false alerts (any but Brazil's, or the gateway's that Brazil lifts above
   the SLA, in its hour) and Brazil's delay, with the
   series judged as their gateway (default) and as their minutes stand.
+- *nowcast*: a gateway of 20 payments a minute, 8 days of history, 30% of whose rows an
+  asynchronous pipeline writes 5-10 minutes late (smooth), and the batched table above;
+  per seed the delay of a volume drop to 20% on the trickling table with the newest
+  minutes nowcast (default), judged on complete minutes only, and in the backtest of the
+  final table; and the volume alerts of 4 healthy hours per seed of each table from a
+  daemon's start, both ways.
 
     .venv/bin/python benchmarks/late_rows.py --part late --part batches   # about 2 minutes
     .venv/bin/python benchmarks/late_rows.py --part settle --seeds 2   # about 15 minutes
     .venv/bin/python benchmarks/late_rows.py --part first-start --seeds 3   # about 5 minutes
     .venv/bin/python benchmarks/late_rows.py --part series --seeds 2   # about 20 minutes
+    .venv/bin/python benchmarks/late_rows.py --part nowcast --seeds 3   # about 20 minutes
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import sys
 import tempfile
@@ -51,6 +59,7 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
+import pandas as pd
 import sqlalchemy as sa
 
 from detector.alerts import notification_for
@@ -62,7 +71,7 @@ from detector.model import Notification
 from detector.rules import RuleResult
 from detector.series import DimensionSeries
 from detector.simulate import GatewayProfile, Incident, create_schema, generate
-from detector.simulate.arrivals import Arrivals, batched, failed_late, settled_late
+from detector.simulate.arrivals import Arrivals, Times, batched, failed_late, settled_late, trickled
 from detector.source import SqlSource
 
 __all__ = ["main"]
@@ -85,11 +94,14 @@ def _live(
     end: datetime,
     started: timedelta,
     settlement: bool = True,
+    nowcast: bool = True,
 ) -> list[Notification]:
     source = SqlSource(connect(config.source.url), config.source)
     engine = Engine(config, source)
     if not settlement:  # the minutes judged as they stand
         engine.settlement = None
+    if not nowcast:  # the volume rules judge complete minutes only
+        engine.arrival = None
 
     def tick(now: datetime) -> list[Notification]:
         transitions = engine.tick(now).transitions
@@ -375,12 +387,113 @@ def series_settlement(folder: Path, seeds: int) -> None:
         print(f"{mode:<28} {false_alerts:>19} {f'{caught}/{seeds}':>14} {delay:>13}")
 
 
+TRICKLING = GatewayProfile("stripe", per_minute=20, failure_rate=0.015)
+NOWCAST_MODES = {"nowcast (default)": True, "complete minutes only": False}
+HEALTHY_HOURS = 4
+MONTH_HOURS = 30 * 24
+
+
+def _trickled(frame: pd.DataFrame, seed: int) -> Times:
+    return trickled(frame, 0.3, 5, 10, seed)
+
+
+def _batched(frame: pd.DataFrame, seed: int) -> Times:
+    return batched(frame, 10, 3 + seed)
+
+
+def _copies(
+    folder: Path, name: str, frame: pd.DataFrame, at: Times, before: datetime
+) -> dict[bool, tuple[str, sa.Engine, Arrivals]]:
+    """A table per nowcast mode holding the rows inserted before ``before`` (written once,
+    copied), each with the arrivals of the rest."""
+    _, engine = _table(folder, f"{name}-first")
+    Arrivals(engine, "payments", frame, at).until(before)
+    engine.dispose()
+    later = at >= np.datetime64(before.replace(tzinfo=None), "us")
+    tables = {}
+    for nowcast in NOWCAST_MODES.values():
+        path = folder / f"{name}-{nowcast}.db"
+        shutil.copy(folder / f"{name}-first.db", path)
+        copy = sa.create_engine(f"sqlite:///{path}")
+        arrivals = Arrivals(copy, "payments", frame[later], at[later])
+        tables[nowcast] = (f"sqlite:///{path}", copy, arrivals)
+    return tables
+
+
+def nowcasting(folder: Path, seeds: int) -> None:
+    drop_delays(folder, seeds)
+    healthy_hours(folder, seeds)
+
+
+def drop_delays(folder: Path, seeds: int) -> None:
+    print("\nnowcast: 30% of rows written 5-10 min late (trickle); a volume drop to 20%")
+    print(f"{'volume judged':<22} {'caught':>7} {'median delay':>13}")
+    delays: dict[str, list[float]] = {mode: [] for mode in [*NOWCAST_MODES, "backtest (final)"]}
+    for seed in range(seeds):
+        # At a different time of the day per seed, a daemon started 70 minutes before.
+        start = DAY + timedelta(hours=11, minutes=37 * seed)
+        drop = Incident("stripe", start, timedelta(hours=1), volume_factor=0.2)
+        begin, end = start - timedelta(minutes=10), start + timedelta(minutes=40)
+        frame = generate(DAY - timedelta(days=8), end, [TRICKLING], [drop], seed=seed)
+        started = timedelta(minutes=60)
+        tables = _copies(folder, f"drop-{seed}", frame, _trickled(frame, seed), begin - started)
+        for mode, nowcast in NOWCAST_MODES.items():
+            url, engine, arrivals = tables[nowcast]
+            config = _config(url, "60m")
+            live = _live(config, arrivals, begin, end, started, nowcast=nowcast)
+            fired = [t for t in _firing(live, "volume_drop") if t >= start]
+            if fired:
+                delays[mode].append((fired[0] - start).total_seconds() / 60)
+            if nowcast:
+                arrivals.until(end + timedelta(hours=1))
+                source = SqlSource(connect(url), config.source)
+                replayed = list(replay(config, source, begin, end))
+                source.engine.dispose()
+                final = [t for t in _firing(replayed, "volume_drop") if t >= start]
+                if final:
+                    delays["backtest (final)"].append((final[0] - start).total_seconds() / 60)
+            engine.dispose()
+    for mode, found in delays.items():
+        delay = f"{statistics.median(found):.0f} min" if found else "-"
+        print(f"{mode:<22} {f'{len(found)}/{seeds}':>7} {delay:>13}", flush=True)
+
+
+def healthy_hours(folder: Path, seeds: int) -> None:
+    print(f"\nhealthy: {HEALTHY_HOURS} h per seed from a daemon's start; trickle as above, batch")
+    print("(rows copied every 10 min); volume_drop and no_data firing")
+    print(f"{'volume judged':<22} {'trickle':>8} {'batch':>6} {'per gateway-month':>18}")
+    hours = HEALTHY_HOURS * seeds
+    false_alerts = {mode: {"trickle": 0, "batch": 0} for mode in NOWCAST_MODES}
+    for seed in range(seeds):
+        begin = DAY + timedelta(hours=6 + 3 * seed)
+        end = begin + timedelta(hours=HEALTHY_HOURS)
+        for table, profile, insert_times in (
+            ("trickle", TRICKLING, _trickled),
+            ("batch", BATCHED, _batched),
+        ):
+            frame = generate(DAY - timedelta(days=8), end, [profile], seed=200 + seed)
+            at = insert_times(frame, seed)
+            tables = _copies(folder, f"{table}-{seed}", frame, at, begin)
+            for mode, nowcast in NOWCAST_MODES.items():
+                url, engine, arrivals = tables[nowcast]
+                config = _config(url, "60m")
+                live = _live(config, arrivals, begin, end, timedelta(0), nowcast=nowcast)
+                volume = [n for n in live if n.rule in ("volume_drop", "no_data")]
+                false_alerts[mode][table] += len([n for n in volume if n.event == "firing"])
+                engine.dispose()
+    for mode, found in false_alerts.items():
+        month = ", ".join(f"{found[t] * MONTH_HOURS / hours:.0f}" for t in ("trickle", "batch"))
+        print(f"{mode:<22} {found['trickle']:>8} {found['batch']:>6} {month:>18}")
+    print(f"({hours} h of each table per mode)")
+
+
 PARTS: dict[str, Callable[[Path, int], None]] = {
     "late": late_failures,
     "batches": batches,
     "settle": slow_settlement,
     "first-start": first_start,
     "series": series_settlement,
+    "nowcast": nowcasting,
 }
 
 

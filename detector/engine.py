@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from detector.alerts import Alert, AlertBook, Transition
+from detector.arrival import Arrival
 from detector.chunked_source import ChunkedSource
 from detector.config import Config, trace_link
 from detector.invalid_rows import InvalidRows
@@ -26,6 +27,7 @@ from detector.rules import (
     VOLUME_RULES,
     Calibration,
     LatencyWatch,
+    Nowcast,
     QuarterHourTable,
     Replay,
     RuleResult,
@@ -133,6 +135,9 @@ class Engine:
         # On a first start (nothing learnt of the lateness, none restored): the epoch minute
         # until which the volume rules hold their verdict on the newest minutes.
         self.held_until: int | None = None
+        # How much of each gateway's newest minutes is visible by their age, and whether
+        # its rows trickle in, for the volume rules (as lateness).
+        self.arrival = None if self.lateness is None else Arrival(self.lateness.cap)
         self.invalid = InvalidRows()
         self.unmapped = UnmappedStatuses(list(config.gateways))
         # The business volumes (``volumes:``): an engine of their own for their reads, window
@@ -169,6 +174,7 @@ class Engine:
         if self.lateness and engine.lateness and engine.lateness.cap == self.lateness.cap:
             engine.lateness, engine.settlement = self.lateness, self.settlement
             engine.held_until = self.held_until
+            engine.arrival = self.arrival
         return engine
 
     def _read_range(self, now: datetime) -> tuple[datetime, datetime]:
@@ -227,6 +233,8 @@ class Engine:
             self.lateness.observe(
                 gateways, end_minute, first_minute, read_before, before[2], after[2]
             )
+            if self.arrival is not None:  # a first read has no counts before it
+                self.arrival.observe(gateways, end_minute, first_minute, before[2], after[2])
 
     def late_minutes(self, gateways: list[str] | None = None) -> npt.NDArray[np.int64] | None:
         """Per gateway of the window (or of ``gateways``, a name per row): how many minutes
@@ -249,13 +257,24 @@ class Engine:
         floor = np.full(len(self.window.gateways), held, dtype=np.int64)
         return floor if late is None else np.maximum(late, floor)
 
+    def nowcast(self, lateness: npt.NDArray[np.int64] | None) -> Nowcast | None:
+        """Per gateway of the window: how much of its newest minutes is visible by their
+        age, and whether the volume rules judge them on it; None where no gateway's rows
+        arrive late (``lateness``, of :meth:`late_minutes`)."""
+        if lateness is None or self.arrival is None:
+            return None
+        return self.arrival.nowcast(self.window.gateways, lateness)
+
     def learnt(self) -> dict[str, str]:
         """What was learnt of the rows' lateness and settlement, as texts for the state
         store, so that a restarted daemon does not start from nothing (see
         :meth:`restore_learnt`); empty where nothing is learnt."""
         if self.lateness is None or self.settlement is None:
             return {}
-        return {"lateness": self.lateness.to_text(), "settlement": self.settlement.to_text()}
+        learnt = {"lateness": self.lateness.to_text(), "settlement": self.settlement.to_text()}
+        if self.arrival is not None:
+            learnt["arrival"] = self.arrival.to_text()
+        return learnt
 
     def restore_learnt(self, texts: dict[str, str]) -> None:
         """Take what :meth:`learnt` saved, where it was learnt with the same cap."""
@@ -266,6 +285,8 @@ class Engine:
         settlement = Settlement.from_text(texts.get("settlement", ""), cap)
         if lateness is not None and settlement is not None:
             self.lateness, self.settlement = lateness, settlement
+        # Without a saved one the volume rules judge complete minutes until it is relearnt.
+        self.arrival = Arrival.from_text(texts.get("arrival", ""), cap) or Arrival(cap)
 
     def judged_window(self) -> CountWindow:
         """The window the failure-rate rules judge: the minutes not settled yet with their
@@ -336,6 +357,7 @@ class Engine:
             self.latency.update(epoch_minute(start), end_minute, counts)
         judged = self.judged_window()
         # Health and metrics read these: they stay per gateway.
+        late = self.late_minutes()
         self.last_results = evaluate(
             judged,
             self.config,
@@ -344,8 +366,9 @@ class Engine:
             shares,
             self.replay,
             self._restarts(self.window, series=False),
-            self.late_minutes(),
+            late,
             volume_lateness=self.volume_late_minutes(end_minute),
+            nowcast=self.nowcast(late),
         )
         if self.latency is not None:
             restarts = self._restarts(self.latency.window, False, LatencyWatch.rule.name)
@@ -421,16 +444,18 @@ class Engine:
             return
         volumes.failed_ticks = 0
         labels = [source.labels[name] for name in volumes.window.gateways]
+        late = volumes.late_minutes()
         volumes.last_results = evaluate(
             volumes.window,
             volumes.config,
             volumes.calibration,
             volumes.volume_history,
             replay=volumes.replay,
-            lateness=volumes.late_minutes(),
+            lateness=late,
             volume_lateness=volumes.volume_late_minutes(ceil_minute(now)),
             noun="events",
             rules=VOLUME_RULES,
+            nowcast=volumes.nowcast(late),
         )
         self.volume_results = {r.rule: r.as_volumes(labels) for r in volumes.last_results}
 

@@ -1,21 +1,26 @@
 """Rows that reach the table late or in batches: the daemon's ticks, replayed row by row in
 simulated time, catch the outage whose failed rows land late and raise no false alert for
-minutes not written yet; the backtest of the final table raises the same outage."""
+minutes not written yet; the backtest of the final table raises the same outage. Where rows
+trickle in late, a volume drop is caught on the newest minutes, judged against the share of
+their rows that has arrived by now."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
+import numpy.typing as npt
 import pytest
 
 from detector.alerts import notification_for
+from detector.arrival import Arrival
 from detector.backtest import replay
 from detector.config import Config, parse_config
 from detector.engine import Engine
 from detector.model import Notification
-from detector.simulate import GatewayProfile, Incident, generate
-from detector.simulate.arrivals import Arrivals, Times, batched, failed_late
+from detector.simulate import GatewayProfile, Incident, create_schema, generate
+from detector.simulate.arrivals import Arrivals, Times, batched, failed_late, trickled
 from detector.source import SqlSource
 
 from .conftest import PaymentsDb
@@ -40,9 +45,13 @@ def _live(
     begin: datetime,
     end: datetime,
     started: timedelta = timedelta(0),
+    nowcast: bool = True,
 ) -> list[Notification]:
-    """The daemon's engine ticked every minute, each tick after the rows inserted by then."""
+    """The daemon's engine ticked every minute, each tick after the rows inserted by then
+    (without ``nowcast``, the volume rules judge complete minutes only)."""
     engine = Engine(config, source)
+    if not nowcast:
+        engine.arrival = None
 
     def tick(now: datetime) -> list[Notification]:
         transitions = engine.tick(now).transitions
@@ -165,3 +174,115 @@ def test_a_drop_under_way_at_a_first_start_is_still_caught(
     # Once the judged minutes, held at a first start, reach the drop and a window of it
     # (about 23 minutes after the start: docs/benchmarks.md).
     assert _at(fired[0]) - BEGIN <= timedelta(minutes=35)
+
+
+# 30% of the rows, whatever their status, written 5-10 minutes late (an async pipeline).
+TRICKLING = GatewayProfile("stripe", per_minute=20, failure_rate=0.015)
+DROP_START = DAY + timedelta(hours=12)
+DROP = Incident("stripe", DROP_START, timedelta(hours=1), volume_factor=0.2)
+
+
+def _trickled(
+    db: PaymentsDb, table: str, begin: datetime, end: datetime, *incidents: Incident
+) -> Arrivals:
+    # A week and a day of history, as for the batches: judged against the usual volume.
+    frame = generate(begin - timedelta(days=8), end, [TRICKLING], list(incidents), seed=13)
+    if table != db.table:
+        create_schema(db.engine, table)
+    return Arrivals(db.engine, table, frame, trickled(frame, 0.3, 5, 10, 13))
+
+
+def test_a_volume_drop_where_rows_trickle_in_late_is_caught_on_the_newest_minutes(
+    sqlite_db: PaymentsDb, open_source: Callable[[Config], SqlSource]
+) -> None:
+    config = _config(sqlite_db)
+    end = DROP_START + timedelta(minutes=40)
+    arrivals = _trickled(sqlite_db, sqlite_db.table, BEGIN, end, DROP)
+
+    # A daemon started at 10:00: two healthy hours, then the volume drops to a fifth.
+    live = _live(config, open_source(config), arrivals, BEGIN, end)
+
+    assert [n.rule for n in live if n.event == "firing"] == ["volume_drop"]
+    drop = live[0]
+    # Within 15 minutes of the drop, before its minutes' late rows have all arrived.
+    caught = _at(drop) - DROP_START
+    assert timedelta(0) < caught <= timedelta(minutes=15)
+    assert "expected to have arrived by now" in drop.summary
+    assert "each minute against the share of its rows arrived by its age" in drop.summary
+    assert drop.evidence.magnitude is not None
+    assert drop.evidence.magnitude < 0.5
+
+    # Judged on complete minutes only, the same drop is seen as many minutes later as the
+    # rows arrive late.
+    config = _config(sqlite_db, table="complete_only")
+    arrivals = _trickled(sqlite_db, "complete_only", BEGIN, end, DROP)
+    complete_only = _live(config, open_source(config), arrivals, BEGIN, end, nowcast=False)
+    later = [n for n in complete_only if n.rule == "volume_drop" and n.event == "firing"]
+    assert later
+    assert _at(later[0]) - _at(drop) >= timedelta(minutes=8)
+
+
+def test_rows_trickling_in_late_raise_no_alert_from_a_fresh_start_through_the_morning(
+    sqlite_db: PaymentsDb, open_source: Callable[[Config], SqlSource]
+) -> None:
+    # From 04:00 to 10:00: the traffic rises through the morning while the daemon learns.
+    begin = DAY + timedelta(hours=4)
+    config = _config(sqlite_db)
+
+    arrivals = _trickled(sqlite_db, sqlite_db.table, begin, BEGIN)
+    live = _live(config, open_source(config), arrivals, begin, BEGIN)
+
+    assert [n.summary for n in live] == []
+
+
+Arrives = Callable[[np.random.Generator, int, int], npt.NDArray[np.int64]]
+
+
+def _visible(arrives: Arrives, minutes: int) -> npt.NDArray[np.int64]:
+    """(ticks, minutes): each minute's rows visible at the end of each tick, for 20 rows a
+    minute of which ``arrives(rng, minute, rows)`` gives the first tick that sees each."""
+    rng = np.random.default_rng(3)
+    visible = np.zeros((minutes + 1, minutes), dtype=np.int64)
+    for minute in range(minutes):
+        seen = arrives(rng, minute, rng.poisson(20))
+        visible[:, minute] = (seen[None, :] <= np.arange(minutes + 1)[:, None]).sum(axis=1)
+    return visible
+
+
+def _learnt(visible: npt.NDArray[np.int64]) -> Arrival:
+    """What ticks re-reading their last 20 minutes learn from the counts ``visible``."""
+    arrival = Arrival(cap=30)
+    for end in range(20, visible.shape[0]):
+        before = visible[end - 1, end - 20 : end][None, :]
+        after = visible[end, end - 20 : end][None, :]
+        arrival.observe(["stripe"], end, end - 20, before, after)
+    return arrival
+
+
+def _trickle(rng: np.random.Generator, minute: int, rows: int) -> npt.NDArray[np.int64]:
+    late = np.where(rng.random(rows) < 0.3, rng.integers(5, 11, rows), 0)
+    return np.asarray(minute + 1 + late, dtype=np.int64)
+
+
+def _batch(rng: np.random.Generator, minute: int, rows: int) -> npt.NDArray[np.int64]:
+    # A job copies the minutes since its last run every ten minutes.
+    return np.full(rows, (minute + 10) // 10 * 10, dtype=np.int64)
+
+
+def test_rows_that_trickle_in_are_nowcast_and_rows_landing_in_batches_are_not() -> None:
+    lateness = np.array([10])
+    trickling = _learnt(_visible(_trickle, 300))
+    nowcast = trickling.nowcast(["stripe"], lateness)
+    assert nowcast.smooth.tolist() == [True]
+    # 70% of a minute's rows visible on the first tick, all of them ten minutes late.
+    assert abs(nowcast.shares[0, 0] - 0.7) < 0.03
+    assert nowcast.shares[0, 10:].tolist() == [1.0] * 21
+
+    assert _learnt(_visible(_batch, 300)).nowcast(["stripe"], lateness).smooth.tolist() == [False]
+    # A fresh tracker (a daemon started without a saved one) judges complete minutes only;
+    # a restarted one takes what was saved.
+    assert Arrival(cap=30).nowcast(["stripe"], lateness).smooth.tolist() == [False]
+    restored = Arrival.from_text(trickling.to_text(), cap=30)
+    assert restored is not None
+    assert restored.nowcast(["stripe"], lateness).smooth.tolist() == [True]
+    assert Arrival.from_text(trickling.to_text(), cap=60) is None

@@ -25,6 +25,7 @@ from detector.rules.calibration import (
     calibrate,
     calibration_history,
 )
+from detector.rules.completeness import Nowcast
 from detector.rules.decline_rate import DeclineRate
 from detector.rules.latency import LatencyWatch
 from detector.rules.no_data import NoData
@@ -51,6 +52,7 @@ __all__ = [
     "Calibration",
     "Finding",
     "LatencyWatch",
+    "Nowcast",
     "QuarterHourTable",
     "Replay",
     "Rule",
@@ -126,6 +128,7 @@ def evaluate(
     noun: str = "payments",
     rules: tuple[Rule, ...] = RULES,
     volume_lateness: npt.NDArray[np.int64] | None = None,
+    nowcast: Nowcast | None = None,
 ) -> list[RuleResult]:
     """Every enabled rule's verdict on the window as it stands.
 
@@ -138,6 +141,8 @@ def evaluate(
     ``noun`` what the rows count, for the messages; ``rules`` which of :data:`RULES` run
     (if enabled); ``volume_lateness`` how many of the newest minutes the volume rules leave
     out, where more than ``lateness`` (a first start's hold).
+    (if enabled); ``nowcast`` how much of each gateway's newest minutes is visible by now,
+    for the volume rules.
     """
     context = RuleContext(
         config,
@@ -149,6 +154,7 @@ def evaluate(
         restarts=restarts,
         lateness=lateness,
         volume_lateness=volume_lateness,
+        nowcast=nowcast,
         noun=noun,
     )
     return [rule.evaluate(window, context) for rule in _enabled(rules, config)]

@@ -14,7 +14,7 @@ import numpy.typing as npt
 
 from detector.config import Config
 from detector.rules.calibration import Calibration
-from detector.rules.completeness import judged_earlier
+from detector.rules.completeness import Nowcast, judged_earlier
 from detector.rules.replay import Served
 from detector.rules.seasonal import VolumeHistory
 from detector.rules.ticks import TickFigures, Windows
@@ -59,6 +59,9 @@ class RuleContext:
     # Per row: how many of the newest minutes the volume rules leave out, where more than
     # ``lateness`` (a first start's hold while lateness is learnt); None: ``lateness``.
     volume_lateness: npt.NDArray[np.int64] | None = None
+    # Per row: how much of a minute's rows is visible by its age, and whether the volume
+    # rules judge its newest minutes on it; None where nothing is learnt.
+    nowcast: Nowcast | None = None
     # What the rows count, as the volume rules' messages say: payments, or a business
     # volume's events.
     noun: str = "payments"

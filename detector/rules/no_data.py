@@ -1,6 +1,9 @@
 """``no_data``: a gateway gone silent, when no payment at all in the last ``silence``
 minutes is too unlikely for the traffic expected (seasonal with a week of history, else
-from the traffic before the silence began)."""
+from the traffic before the silence began). Where a gateway's rows trickle in late, the
+newest minutes count with the share of their rows expected to be visible by now
+(:class:`~detector.rules.completeness.Nowcast`); where they land in batches, the silence is
+judged on the minutes whose rows have all arrived."""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ import numpy.typing as npt
 from detector.config import Config
 from detector.model import Evidence
 from detector.rules.base import RuleContext, minutes_of
+from detector.rules.completeness import Nowcast, nowcast_size, volume_lateness
 from detector.rules.seasonal import VolumeHistory
 from detector.rules.ticks import TickFigures, Windows
 from detector.rules.verdict import BoolArray, Finding, RuleResult
@@ -30,12 +34,22 @@ class Silences(TickFigures):
 
     recent: npt.NDArray[np.int64]  # payments in the last ``silence`` minutes
     silent_for: npt.NDArray[np.int64]  # minutes since the last payment (the window if none)
-    expected: npt.NDArray[np.float64]
+    expected: npt.NDArray[np.float64]  # payments expected to be visible by now
     chance: npt.NDArray[np.float64]  # of no payment at all
     seasonal: BoolArray  # the expectation is the seasonal one
 
 
-def silences(windows: Windows, config: Config, history: VolumeHistory | None) -> Silences:
+# The negative-binomial size of a Poisson count (no seasonal noise): the nowcast's own
+# variance is added to it.
+_POISSON_SIZE = 1e9
+
+
+def silences(
+    windows: Windows,
+    config: Config,
+    history: VolumeHistory | None,
+    nowcast: Nowcast | None = None,
+) -> Silences:
     rule = config.detection.no_data
     silence, hours = minutes_of(rule.silence), minutes_of(rule.history)
     recent = windows.recent(windows.volume, silence)
@@ -53,13 +67,18 @@ def silences(windows: Windows, config: Config, history: VolumeHistory | None) ->
     simple = rate_before(windows.volume, stop, hours, silence, first) * silence
     chance = poisson_zero_probability(simple)
     seasonal = np.zeros(recent.shape, dtype=bool)
+    size = np.full(recent.shape, _POISSON_SIZE)
     if history is not None:
         season = history.span_expectation(windows.gateways, windows.end_minutes, silence)
         seasonal = np.isfinite(season.expected)
         expected = np.where(seasonal, season.expected, simple)
+        size = np.where(seasonal, season.size, size)
         chance = np.where(seasonal, negative_binomial_cdf(0, expected, season.size), chance)
     else:
         expected = simple
+    if nowcast is not None and nowcast.smooth.any():
+        expected, size = nowcast_size(expected, size, nowcast, silence)
+        chance = np.where(nowcast.smooth, negative_binomial_cdf(0, expected, size), chance)
     active = (recent == 0) & (chance < volume_alpha(config))
     return Silences(
         active=active,
@@ -80,13 +99,15 @@ class NoData:
         config, history = context.config, context.history
         rule = config.detection.no_data
         silence, hours = minutes_of(rule.silence), minutes_of(rule.history)
-        # Judged on the minutes whose rows have arrived: a batch not yet written is no silence.
+        # Judged on the minutes whose rows have arrived (a batch not yet written is no
+        # silence), or, where they trickle in, on the newest minutes nowcast.
+        nowcast = context.nowcast
         figures = context.figures(
             window,
             self.name,
             history,
-            lambda w: silences(w, config, history),
-            context.volume_late(),
+            lambda w: silences(w, config, history, nowcast),
+            volume_lateness(context.volume_late(), nowcast),
         )
         recent, silent_for, expected = figures.recent, figures.silent_for, figures.expected
         chance, seasonal, active = figures.chance, figures.seasonal, figures.active
@@ -105,7 +126,9 @@ class NoData:
             summary = (
                 f"{window.gateways[i]} is silent: no {context.noun} for "
                 f"{max(int(silent_for[i]), silence)} min where "
-                f"{expected[i]:.0f} were expected {basis}"
+                f"{expected[i]:.0f} were expected"
+                + (" to have arrived by now" if nowcast is not None and nowcast.smooth[i] else "")
+                + f" {basis}"
                 if active[i]
                 else f"{window.gateways[i]}: {int(recent[i])} {context.noun} in the last "
                 f"{silence} min"

@@ -3,7 +3,9 @@ suddenly dropped" case), or, in a gateway's first week, than the traffic just be
 
 A gateway whose rows arrive minutes late (or in batches) has its newest minutes still
 filling up: its window ends that many minutes before the newest, on minutes whose rows
-have arrived, so a batch not yet written is not a drop.
+have arrived, so a batch not yet written is not a drop. Where its rows trickle in, the
+window ends at the newest minute instead, and the expectation is scaled by the share of
+the rows visible by each minute's age (:class:`~detector.rules.completeness.Nowcast`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import numpy.typing as npt
 from detector.config import Config
 from detector.model import Evidence
 from detector.rules.base import RuleContext, minutes_of
-from detector.rules.completeness import late_note
+from detector.rules.completeness import Nowcast, late_note, nowcast_size, volume_lateness
 from detector.rules.seasonal import VolumeHistory
 from detector.rules.ticks import TickFigures, Windows
 from detector.rules.verdict import BoolArray, Finding, RuleResult
@@ -78,9 +80,15 @@ class Drops(TickFigures):
     per_minute: npt.NDArray[np.float64]  # seasonal payments expected a minute, else NaN
     holding: BoolArray  # a first-week drop still below the traffic before it began
     before_drop: npt.NDArray[np.float64]  # first week: that traffic (NaN where seasonal)
+    visible: npt.NDArray[np.float64]  # share of the window's rows expected to be visible
 
 
-def drops(windows: Windows, config: Config, history: VolumeHistory | None) -> Drops:
+def drops(
+    windows: Windows,
+    config: Config,
+    history: VolumeHistory | None,
+    nowcast: Nowcast | None = None,
+) -> Drops:
     rule = config.detection.volume_drop
     minutes = minutes_of(rule.window)
     observed = windows.recent(windows.volume, minutes)
@@ -102,10 +110,16 @@ def drops(windows: Windows, config: Config, history: VolumeHistory | None) -> Dr
         # A declared day of unknown effect has no expectation to fall short of; nor has one
         # of known effect without the seasonal one (the traffic just before is not scaled).
         held = season.held | (season.declared & ~seasonal)
-    chance = negative_binomial_cdf(observed, expected, size)
+    # Where the newest minutes are nowcast: against the payments expected to be visible.
+    judged, size = nowcast_size(expected, size, nowcast, minutes)
+    visible = np.broadcast_to(
+        nowcast.visible(minutes) if nowcast is not None and nowcast.smooth.any() else 1.0,
+        judged.shape,
+    )
+    chance = negative_binomial_cdf(observed, judged, size)
     # A drop must also be large, however significant. A drop to nothing stays one (no_data
     # raises its own, critical alert), so a silence does not make this alert flap.
-    active = (observed < rule.below * expected) & (chance < volume_alpha(config)) & ~held
+    active = (observed < rule.below * judged) & (chance < volume_alpha(config)) & ~held
     # The seasonal expectation only: the API and the status page show none in the first week.
     per_minute = np.where(seasonal, expected / minutes, np.nan)
     # A first-week drop that lasts soon becomes the traffic before the window, and the
@@ -124,7 +138,7 @@ def drops(windows: Windows, config: Config, history: VolumeHistory | None) -> Dr
         )
         # Only "still below half": the drop was proven when the alert fired, and a count a
         # fifth of the usual need not keep clearing the per-tick significance level.
-        holding = ~seasonal & (observed < rule.below * before_drop)
+        holding = ~seasonal & (observed < rule.below * before_drop * visible)
         before_drop = np.where(seasonal, np.nan, before_drop)
     return Drops(
         active=active,
@@ -136,6 +150,7 @@ def drops(windows: Windows, config: Config, history: VolumeHistory | None) -> Dr
         per_minute=per_minute,
         holding=holding,
         before_drop=before_drop,
+        visible=visible,
     )
 
 
@@ -147,27 +162,38 @@ class VolumeDrop:
     def evaluate(self, window: CountWindow, context: RuleContext) -> RuleResult:
         config, history = context.config, context.history
         minutes = minutes_of(config.detection.volume_drop.window)
-        lateness = context.volume_late()
+        lateness, nowcast = context.volume_late(), context.nowcast
+        # Rows that trickle in are judged up to the newest minute, nowcast; others on the
+        # minutes whose rows have all arrived (and, on a first start, not the held ones).
+        earlier = volume_lateness(lateness, nowcast)
         figures = context.figures(
-            window, self.name, history, lambda w: drops(w, config, history), lateness
+            window, self.name, history, lambda w: drops(w, config, history, nowcast), earlier
         )
         observed, expected, simple = figures.observed, figures.expected, figures.simple
         seasonal, chance, active = figures.seasonal, figures.chance, figures.active
-        before_drop = figures.before_drop
+        before_drop, visible = figures.before_drop, figures.visible
 
         def build(i: int) -> Finding:
-            end = window.end_minute - (0 if lateness is None else int(lateness[i]))
-            share = observed[i] / expected[i] if expected[i] > 0 else 1.0
+            end = window.end_minute - (0 if earlier is None else int(earlier[i]))
+            judged = expected[i] * visible[i]
+            share = observed[i] / judged if judged > 0 else 1.0
             if seasonal[i]:
                 basis, notes = f"{expected[i]:.0f} usual for this time of the week", []
             elif not active[i] and before_drop[i] > simple[i]:
                 # Held or resolved: against the traffic before the drop, not the drop itself.
-                share = observed[i] / before_drop[i]
+                judged = before_drop[i] * visible[i]
+                share = observed[i] / judged
                 rate = _per_minute(before_drop[i] / minutes)
                 basis, notes = f"{rate}/min before the drop", ["less than a week of history"]
             else:
                 rate = _per_minute(simple[i] / minutes)
                 basis, notes = f"{rate}/min before it", ["less than a week of history"]
+            if visible[i] < 1:
+                # Nowcast: against the share of those rows expected to have arrived by now.
+                basis = (
+                    f"{judged:.0f} expected to have arrived by now ({visible[i]:.0%} of the "
+                    f"{basis})"
+                )
             if active[i]:
                 notes.append(p_value_clause(float(chance[i])))
             summary = (
@@ -175,7 +201,7 @@ class VolumeDrop:
                 f"{minutes} min, "
                 f"{share:.0%} of the {basis}"
                 + (f" ({', '.join(notes)})" if notes else "")
-                + late_note(lateness, i, end)
+                + late_note(lateness, i, end, nowcast)
             )
             return Finding(
                 "volume_drop",
@@ -187,7 +213,7 @@ class VolumeDrop:
                     payments=int(observed[i]),
                     window_minutes=minutes,
                     p_value=float(chance[i]),
-                    expected_payments=float(expected[i]),
+                    expected_payments=float(judged),
                     magnitude=float(share),
                 ),
             )

@@ -32,7 +32,7 @@ from detector.simulate.database import write
 from detector.simulate.schema import payments_table
 from detector.timeutil import naive_utc
 
-__all__ = ["Arrivals", "Times", "batched", "failed_late", "settled_late"]
+__all__ = ["Arrivals", "Times", "batched", "failed_late", "settled_late", "trickled"]
 
 Times = npt.NDArray[np.datetime64]
 Seen = TypeVar("Seen")
@@ -48,6 +48,20 @@ def failed_late(frame: pd.DataFrame, low_minutes: float, high_minutes: float, se
     failed = (frame["status"] == "failed").to_numpy()
     late: Times = created + np.where(failed, delay_us, 0).astype("timedelta64[us]")
     return late
+
+
+def trickled(
+    frame: pd.DataFrame, share: float, low_minutes: float, high_minutes: float, seed: int
+) -> Times:
+    """Insert times where a random ``share`` of the rows, whatever their status, is written
+    ``low``-``high`` minutes (uniform) after its ``created_at`` and the others at once (an
+    asynchronous pipeline whose rows trickle in)."""
+    created = frame["created_at"].to_numpy(dtype="datetime64[us]")
+    rng = np.random.default_rng(seed)
+    delay_us = rng.uniform(low_minutes, high_minutes, len(frame)) * _MINUTE_US
+    late = rng.random(len(frame)) < share
+    at: Times = created + np.where(late, delay_us, 0).astype("timedelta64[us]")
+    return at
 
 
 def batched(frame: pd.DataFrame, every_minutes: int, offset_minutes: int = 0) -> Times:
