@@ -78,7 +78,7 @@ def main() -> None:
     path = str(folder / f"{name}.duckdb")
     url = f"duckdb:///{path}"
     began = time.perf_counter()
-    rows = _fill(url, name, args.gateways, args.days, 1)
+    rows = _fill(url, name, args.gateways, args.days, 1, keep=False)
     print(
         f"wrote {rows:,} payments ({args.gateways:,} gateways, {args.days:g} days, "
         f"{Path(path).stat().st_size / 1e6:.0f} MB) in {time.perf_counter() - began:.0f} s"
