@@ -160,7 +160,10 @@ def _store_round_trip(gateways: int, server: str | None, folder: Path) -> tuple[
     names = tuple(f"gw{g:05d}" for g in range(gateways))
     payments = rng.poisson(rng.uniform(5, 300, (gateways, 1)), (gateways, HISTORY_SLOTS))
     failures = rng.binomial(payments, 0.01)
-    cells = np.stack([payments, payments, failures, np.ones_like(payments)]).astype(np.int32)
+    declines = np.zeros_like(payments)
+    cells = np.stack([payments, payments, failures, declines, np.ones_like(payments)]).astype(
+        np.int32
+    )
     table = QuarterHourTable(end, names, cells)
     with _database(server, folder, "roundtrip") as state:
         store = StateStore.open(state)
