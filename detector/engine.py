@@ -10,6 +10,7 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
@@ -45,7 +46,7 @@ from detector.timeutil import ceil_minute, epoch_minute, iso_z, minute_start
 from detector.volume_source import VolumeSource, volume_config
 from detector.window import CountWindow
 
-__all__ = ["Engine", "TickResult"]
+__all__ = ["LEARNT_NAMES", "Engine", "TickResult"]
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,8 @@ _SEGMENT_EXPLAINED_RULES = {"sla_breach", "outage"}
 _USUAL_TRAFFIC = timedelta(days=1)
 # The quarter hours of the volume history one query reads: a UTC day.
 HISTORY_CHUNK_SLOTS = 24 * SLOTS_PER_HOUR
+# The estimates :meth:`Engine.learnt` saves, by name.
+LEARNT_NAMES = ("lateness", "settlement")
 # The source settings that decide what the quarter hours of the volume history count.
 _HISTORY_SOURCE_KEYS = {"url", "table", "columns", "statuses", "declines"}
 
@@ -220,23 +223,35 @@ class Engine:
         late = self.lateness.minutes(self.window.gateways)
         return late if late.any() else None
 
-    def learnt(self) -> dict[str, str]:
-        """What was learnt of the rows' lateness and settlement, as texts for the state
-        store, so that a restarted daemon does not start from nothing (see
-        :meth:`restore_learnt`); empty where nothing is learnt."""
+    def learnt(self, gateways: Collection[str] | None = None) -> dict[str, str]:
+        """What was learnt of the rows' lateness and settlement (of ``gateways`` alone, if
+        given: a partition's share), as texts for the state store, so that a restarted
+        daemon does not start from nothing (see :meth:`restore_learnt`); empty where
+        nothing is learnt."""
         if self.lateness is None or self.settlement is None:
             return {}
-        return {"lateness": self.lateness.to_text(), "settlement": self.settlement.to_text()}
+        lateness, settlement = self.lateness, self.settlement
+        if gateways is not None:
+            lateness, settlement = lateness.only(gateways), settlement.only(gateways)
+        texts = lateness.to_text(), settlement.to_text()
+        return dict(zip(LEARNT_NAMES, texts, strict=True))
 
-    def restore_learnt(self, texts: dict[str, str]) -> None:
-        """Take what :meth:`learnt` saved, where it was learnt with the same cap."""
+    def restore_learnt(self, *saved: dict[str, str]) -> None:
+        """Take what :meth:`learnt` saved (once, or once per partition held), where it was
+        learnt with the same cap."""
         if self.lateness is None or self.settlement is None:
             return
         cap = self.lateness.cap
-        lateness = Lateness.from_text(texts.get("lateness", ""), cap)
-        settlement = Settlement.from_text(texts.get("settlement", ""), cap)
-        if lateness is not None and settlement is not None:
-            self.lateness, self.settlement = lateness, settlement
+        lateness, settlement = [], []
+        for texts in saved:
+            late = Lateness.from_text(texts.get("lateness", ""), cap)
+            settle = Settlement.from_text(texts.get("settlement", ""), cap)
+            if late is not None and settle is not None:
+                lateness.append(late)
+                settlement.append(settle)
+        if lateness:
+            self.lateness = Lateness.joined(lateness)
+            self.settlement = Settlement.joined(settlement)
 
     def judged_window(self) -> CountWindow:
         """The window the failure-rate rules judge: the minutes not settled yet with their

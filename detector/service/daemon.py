@@ -33,11 +33,12 @@ from prometheus_client import CollectorRegistry
 
 from detector.alerting.routing import Router
 from detector.config import Config
-from detector.engine import Engine, TickResult
+from detector.engine import LEARNT_NAMES, Engine, TickResult
 from detector.errors import DetectorError
 from detector.notify.base import Receiver
 from detector.notify.dispatch import Dispatcher
 from detector.partitions import GLOBAL_PARTITION, Scope, partitioned
+from detector.rules.quarter_hours import QuarterHourTable
 from detector.service.health import (
     HealthTable,
     gateway_health,
@@ -78,6 +79,17 @@ def _saves_learnt(now: datetime) -> bool:
     """Whether the tick at ``now`` saves what the engine learnt of lateness and settlement:
     every ``LEARNT_EVERY`` minutes (a restart loses at most those minutes of it)."""
     return ceil_minute(now) % LEARNT_EVERY == 0
+
+
+def _partition_key(name: str, partition: int) -> str:
+    """The name a partition's share of a saved state goes by: ``lateness-p3``."""
+    return f"{name}-p{partition}"
+
+
+def _partition_history_key(engine: Engine, scope: Scope) -> str:
+    """What a partition's weeks were read from: the source, and the partition count (with
+    another count, a partition holds other gateways)."""
+    return f"{engine.history_key}/{scope.count}"
 
 
 def utc_now() -> datetime:
@@ -196,9 +208,7 @@ class Daemon:
         result = self.engine.tick(now)
         if scope is not None:
             result = self._owned(result, scope)
-        # The weeks of quarter hours and the learnt estimates are saved for all gateways
-        # at once: with partitions, each replica reads its own (see docs/operations.md).
-        history = self._history_update() if scope is None else None
+        history = self._history_updates(scope)
         try:
             deliveries = self.router.deliveries(
                 result.transitions,
@@ -216,7 +226,7 @@ class Daemon:
                 resolved=self.engine.alerts.resolved,
                 transitions=result.transitions,
                 history=history,
-                learnt=self.engine.learnt() if scope is None and _saves_learnt(now) else None,
+                learnt=self._learnt(scope) if _saves_learnt(now) else None,
                 scope=scope,
             )
         except FencedOut:
@@ -231,7 +241,7 @@ class Daemon:
             log.error("tick %d: %s; the transitions will be retried next tick", tick_id, exc)
             self._publish(result, "store_error", str(exc))
             return result
-        if history is not None:
+        if history:
             self.engine.history_changed = None
         self._log_tick(tick_id, result, queued)
         self.last_tick = result
@@ -317,6 +327,7 @@ class Daemon:
             _, alerts = self.store.load()
             mine = {key: a for key, a in alerts.items() if scope.owns(a.labels)}
             engine.alerts.restore(mine, self.store.resolutions(scope))
+            self._restore_weeks(engine, scope)
             log.info(
                 "ticking %d gateway(s) of partition(s) %s; continuing from %d stored alert(s)",
                 len(gateways),
@@ -325,6 +336,23 @@ class Daemon:
             )
         self._ticking = gateways
         return engine
+
+    def _restore_weeks(self, engine: Engine, scope: Scope) -> None:
+        """Continue from the held partitions' saved weeks of quarter hours (the engine
+        reads only the hours since) and learnt estimates, as a restart does."""
+        key = _partition_history_key(engine, scope)
+        saved = [self.store.load_history(key, p) for p in sorted(scope.held)]
+        tables = [table for table in saved if table is not None]
+        # A partition with no saved weeks has its gateways' weeks read anew: all of them.
+        if tables and len(tables) == len(saved):
+            engine.quarter_hours = QuarterHourTable.joined(tables)
+        learnt = self.store.load_learnt()
+        engine.restore_learnt(
+            *(
+                {name: learnt.get(_partition_key(name, p), "") for name in LEARNT_NAMES}
+                for p in sorted(scope.held)
+            )
+        )
 
     def _discover(self, now: datetime) -> None:
         """The holder of partition 0 records the gateways that appear in the payments, so
@@ -359,12 +387,34 @@ class Daemon:
         self._publish(result, "follower")
         return result
 
-    def _history_update(self) -> HistoryUpdate | None:
-        """The quarter hours read since the store last saved them, if any."""
+    def _history_updates(self, scope: Scope | None) -> list[HistoryUpdate]:
+        """The quarter hours read since the store last saved them, if any: with ``scope``,
+        each held partition's gateways as that partition's."""
         engine = self.engine
-        if engine.quarter_hours is None or engine.history_changed is None:
-            return None
-        return HistoryUpdate(engine.history_key, engine.quarter_hours, engine.history_changed)
+        table, changed = engine.quarter_hours, engine.history_changed
+        if table is None or changed is None:
+            return []
+        if scope is None:
+            return [HistoryUpdate(engine.history_key, table, changed)]
+        key = _partition_history_key(engine, scope)
+        return [
+            HistoryUpdate(
+                key, table.only(partitioned(table.gateways, scope.count, [p])), changed, p
+            )
+            for p in sorted(scope.held)
+        ]
+
+    def _learnt(self, scope: Scope | None) -> dict[str, str]:
+        """What the engine learnt of lateness and settlement, by the names it is saved
+        under: with ``scope``, each held partition's gateways as that partition's."""
+        if scope is None:
+            return self.engine.learnt()
+        gateways = self._ticking or ()
+        return {
+            _partition_key(name, p): text
+            for p in sorted(scope.held)
+            for name, text in self.engine.learnt(partitioned(gateways, scope.count, [p])).items()
+        }
 
     def deliver(self, *, wait: bool = True) -> None:
         """One delivery pass; without ``wait`` it does not wait for a slow receiver."""
