@@ -122,6 +122,7 @@ class Daemon:
         self.partitions = partitions
         self._source, self._volumes = source, volumes
         self._ticking: tuple[str, ...] | None = None  # the gateways the engine was built for
+        self._ticked: frozenset[int] = frozenset()  # and the partitions they were of
         self._known: list[str] = []  # the gateways seen in the payments so far
         self._discovered_until: datetime | None = None
         if partitions is not None:
@@ -254,7 +255,8 @@ class Daemon:
     def _fenced_out(self) -> None:
         if self.partitions is not None:
             self.partitions.lost()
-            self._ticking = None  # built again from the stored alerts at the next tick
+            # Built again from the stored alerts and weeks at the next tick.
+            self._ticking, self._ticked = None, frozenset()
         else:
             self.leadership.lost()
 
@@ -304,8 +306,13 @@ class Daemon:
         scope = Scope(self.partitions.count, held)
         # Built again for other gateways, and for a partition taken (even one this replica
         # held before): its alerts are as its last holder committed them.
-        if self.partitions.taken or self._gateways(scope) != self._ticking:
-            self.engine = self._partition_engine(scope)
+        gateways = self._gateways(scope)
+        if self.partitions.taken or gateways != self._ticking:
+            # A gateway new in a partition ticked already is in none of the saved weeks:
+            # those of the partitions held are read whole, its past weeks with them.
+            new = set(gateways) - set(self._ticking or ())
+            seen = partitioned(new, scope.count, self._ticked & scope.held)
+            self.engine = self._partition_engine(scope, saved_weeks=not seen)
         return scope
 
     def _gateways(self, scope: Scope) -> tuple[str, ...]:
@@ -313,10 +320,11 @@ class Daemon:
         names = set(self.config.gateways) | set(self._known)
         return tuple(partitioned(names, scope.count, scope.held))
 
-    def _partition_engine(self, scope: Scope) -> Engine:
+    def _partition_engine(self, scope: Scope, *, saved_weeks: bool = True) -> Engine:
         """An engine reading the gateways of ``scope`` alone, continuing from their stored
-        alerts (so a partition taken over neither fires again nor loses a resolve); the
-        holder of partition 0 also runs the business volumes."""
+        alerts (so a partition taken over neither fires again nor loses a resolve) and, with
+        ``saved_weeks``, their saved weeks of quarter hours; the holder of partition 0 also
+        runs the business volumes."""
         gateways = self._gateways(scope)
         config = self.config.model_copy(
             update={"gateways": {g: c for g, c in self.config.gateways.items() if g in gateways}}
@@ -327,21 +335,22 @@ class Daemon:
             _, alerts = self.store.load()
             mine = {key: a for key, a in alerts.items() if scope.owns(a.labels)}
             engine.alerts.restore(mine, self.store.resolutions(scope))
-            self._restore_weeks(engine, scope)
+            self._restore_learnt(engine, scope, saved_weeks=saved_weeks)
             log.info(
                 "ticking %d gateway(s) of partition(s) %s; continuing from %d stored alert(s)",
                 len(gateways),
                 ", ".join(str(p) for p in sorted(scope.held)),
                 len(mine),
             )
-        self._ticking = gateways
+        self._ticking, self._ticked = gateways, scope.held
         return engine
 
-    def _restore_weeks(self, engine: Engine, scope: Scope) -> None:
-        """Continue from the held partitions' saved weeks of quarter hours (the engine
-        reads only the hours since) and learnt estimates, as a restart does."""
+    def _restore_learnt(self, engine: Engine, scope: Scope, *, saved_weeks: bool) -> None:
+        """Continue from the held partitions' learnt estimates and (``saved_weeks``) saved
+        weeks of quarter hours, of which the engine reads only the hours since, as a
+        restart does."""
         key = _partition_history_key(engine, scope)
-        saved = [self.store.load_history(key, p) for p in sorted(scope.held)]
+        saved = [self.store.load_history(key, p) for p in sorted(scope.held)] if saved_weeks else []
         tables = [table for table in saved if table is not None]
         # A partition with no saved weeks has its gateways' weeks read anew: all of them.
         if tables and len(tables) == len(saved):
@@ -738,7 +747,8 @@ class Daemon:
             if getattr(config, key) != getattr(self.config, key):
                 log.warning("config reload: changes to %s: take effect only after a restart", key)
         if self.partitions is not None:
-            self._source, self._ticking = source, None  # rebuilt for it at the next tick
+            # Built again for it at the next tick.
+            self._source, self._ticking, self._ticked = source, None, frozenset()
         else:
             self.engine = self.engine.reconfigured(config, source, self.engine.volume_source)
         self.config = config
