@@ -19,10 +19,11 @@ from detector.alerts import Alert, Transition, notification_for
 from detector.backtest import replay
 from detector.config import Config, parse_config
 from detector.db import connect
-from detector.model import Evidence
+from detector.lateness import Lateness
+from detector.model import Counts, Evidence
 from detector.notify import build_receivers
 from detector.partitions import Scope, partition_of
-from detector.rules.quarter_hours import HISTORY_SLOTS
+from detector.rules.quarter_hours import HISTORY_SLOTS, QuarterHourTable
 from detector.service.daemon import Daemon
 from detector.service.partition_leases import PartitionLeases
 from detector.simulate import GatewayProfile, generate
@@ -398,3 +399,30 @@ def test_switching_from_one_leader_to_partitions_does_not_fire_a_resolved_alert_
         delivered = [(r.json()["event"], r.json()["at"]) for r in http.requests]
     assert delivered == replayed
     assert [event for event, _ in delivered] == ["firing", "resolved"]
+
+
+def test_weeks_and_estimates_split_by_partition_join_back_to_the_whole() -> None:
+    rng = np.random.default_rng(5)
+    names = tuple(GATEWAYS)
+    cells = rng.integers(0, 9, size=(5, len(names), HISTORY_SLOTS), dtype=np.int32)
+    table = QuarterHourTable(10_000, names, cells)
+    parts = [table.only([g for g, p in GATEWAYS.items() if p == k]) for k in range(PARTITIONS)]
+    joined = QuarterHourTable.joined(parts)
+    rows = [joined.gateways.index(g) for g in names]
+    np.testing.assert_array_equal(joined.cells[:, rows], cells)
+    # A partition saved an hour later: the joined weeks end at the earlier end, where the
+    # next read starts; the hour the later one dropped from its start is empty.
+    later = parts[0].updated(parts[0].end_slot + 4, parts[0].end_slot + 4, Counts.empty())
+    shifted = QuarterHourTable.joined([later, *parts[1:]])
+    assert shifted.end_slot == table.end_slot
+    assert shifted.gateways[:2] == ("mollie", "klarna")
+    np.testing.assert_array_equal(shifted.cells[:, :2, 4:], cells[:, :2, 4:])
+    assert not shifted.cells[:, :2, :4].any()
+
+    lateness = Lateness(cap=3)
+    minutes = np.array([[5, 0, 0]] * len(names))
+    lateness.observe(list(names), 103, 100, 102, minutes, minutes + np.arange(len(names))[:, None])
+    halves = [lateness.only(names[:3]), lateness.only(names[3:])]
+    whole = Lateness.joined(halves)
+    assert whole.gateways == list(names)
+    assert whole.minutes(list(names)).tolist() == lateness.minutes(list(names)).tolist()
