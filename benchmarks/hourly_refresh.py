@@ -169,7 +169,7 @@ def _store_round_trip(gateways: int, server: str | None, folder: Path) -> tuple[
         store = StateStore.open(state)
         began = time.process_time()
         update = HistoryUpdate("bench", table, table.hours().start)
-        store.save_tick(None, {}, [], END, history=update)
+        store.save_tick(None, {}, [], END, history=[update])
         saved = time.process_time() - began
         began = time.process_time()
         store.load_history("bench")

@@ -10,6 +10,7 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
@@ -48,7 +49,7 @@ from detector.timeutil import ceil_minute, epoch_minute, iso_z, minute_start
 from detector.volume_source import VolumeSource, volume_config
 from detector.window import CountWindow
 
-__all__ = ["Engine", "TickResult"]
+__all__ = ["LEARNT_NAMES", "Engine", "TickResult"]
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,8 @@ _SEGMENT_EXPLAINED_RULES = {"sla_breach", "outage"}
 _USUAL_TRAFFIC = timedelta(days=1)
 # The quarter hours of the volume history one query reads: a UTC day.
 HISTORY_CHUNK_SLOTS = 24 * SLOTS_PER_HOUR
+# The estimates :meth:`Engine.learnt` saves, by name.
+LEARNT_NAMES = ("lateness", "settlement", "arrival")
 # The source settings that decide what the quarter hours of the volume history count.
 _HISTORY_SOURCE_KEYS = {"url", "table", "columns", "statuses", "declines"}
 
@@ -265,28 +268,43 @@ class Engine:
             return None
         return self.arrival.nowcast(self.window.gateways, lateness)
 
-    def learnt(self) -> dict[str, str]:
-        """What was learnt of the rows' lateness and settlement, as texts for the state
-        store, so that a restarted daemon does not start from nothing (see
-        :meth:`restore_learnt`); empty where nothing is learnt."""
+    def learnt(self, gateways: Collection[str] | None = None) -> dict[str, str]:
+        """What was learnt of the rows' lateness, settlement and arrival (of ``gateways``
+        alone, if given: a partition's share), as texts for the state store, so that a
+        restarted daemon does not start from nothing (see :meth:`restore_learnt`); empty
+        where nothing is learnt."""
         if self.lateness is None or self.settlement is None:
             return {}
-        learnt = {"lateness": self.lateness.to_text(), "settlement": self.settlement.to_text()}
-        if self.arrival is not None:
-            learnt["arrival"] = self.arrival.to_text()
-        return learnt
+        lateness, settlement, arrival = self.lateness, self.settlement, self.arrival
+        if gateways is not None:
+            lateness, settlement = lateness.only(gateways), settlement.only(gateways)
+            arrival = None if arrival is None else arrival.only(gateways)
+        texts = {"lateness": lateness.to_text(), "settlement": settlement.to_text()}
+        if arrival is not None:
+            texts["arrival"] = arrival.to_text()
+        return texts
 
-    def restore_learnt(self, texts: dict[str, str]) -> None:
-        """Take what :meth:`learnt` saved, where it was learnt with the same cap."""
+    def restore_learnt(self, *saved: dict[str, str]) -> None:
+        """Take what :meth:`learnt` saved (once, or once per partition held), where it was
+        learnt with the same cap."""
         if self.lateness is None or self.settlement is None:
             return
         cap = self.lateness.cap
-        lateness = Lateness.from_text(texts.get("lateness", ""), cap)
-        settlement = Settlement.from_text(texts.get("settlement", ""), cap)
-        if lateness is not None and settlement is not None:
-            self.lateness, self.settlement = lateness, settlement
+        lateness, settlement, arrival = [], [], []
+        for texts in saved:
+            late = Lateness.from_text(texts.get("lateness", ""), cap)
+            settle = Settlement.from_text(texts.get("settlement", ""), cap)
+            if late is not None and settle is not None:
+                lateness.append(late)
+                settlement.append(settle)
+            arrived = Arrival.from_text(texts.get("arrival", ""), cap)
+            if arrived is not None:
+                arrival.append(arrived)
+        if lateness:
+            self.lateness = Lateness.joined(lateness)
+            self.settlement = Settlement.joined(settlement)
         # Without a saved one the volume rules judge complete minutes until it is relearnt.
-        self.arrival = Arrival.from_text(texts.get("arrival", ""), cap) or Arrival(cap)
+        self.arrival = Arrival.joined(arrival) if arrival else Arrival(cap)
 
     def judged_window(self) -> CountWindow:
         """The window the failure-rate rules judge: the minutes not settled yet with their

@@ -15,10 +15,12 @@ import base64
 import binascii
 import json
 import zlib
-from typing import Any
+from collections.abc import Collection, Sequence
+from typing import Any, Self
 
 import numpy as np
 import numpy.typing as npt
+import pandas as pd
 
 __all__ = [
     "FIRST_START_HOLD",
@@ -87,6 +89,34 @@ class DecayingPerGateway:
         rows = np.array([self._index.get(g, -1) for g in gateways], dtype=np.int64)
         positions = np.flatnonzero(rows >= 0)
         return positions, rows[positions]
+
+    def only(self, gateways: Collection[str]) -> Self:
+        """The observations of those of ``gateways`` seen (with ``ha.partitions``, a
+        partition's share of what a replica learnt)."""
+        keep = np.flatnonzero(pd.Index(self.gateways).isin(list(gateways)))
+        part = self._like()
+        part._grow([self.gateways[i] for i in keep])
+        for name in self._ARRAYS:
+            setattr(part, name, getattr(self, name)[keep])
+        return part
+
+    @classmethod
+    def joined(cls, parts: Sequence[Self]) -> Self:
+        """The observations of ``parts`` (of distinct gateways, the same cap) in one, as of
+        the latest tick of theirs."""
+        whole = parts[0]._like()
+        whole._grow([g for part in parts for g in part.gateways])
+        for name in cls._ARRAYS:
+            setattr(whole, name, np.concatenate([getattr(part, name) for part in parts]))
+        ends = [part._end_minute for part in parts if part._end_minute is not None]
+        whole._end_minute = max(ends) if ends else None
+        return whole
+
+    def _like(self) -> Self:
+        """An empty estimate of the same cap, ended where this one is."""
+        empty = type(self)(self.cap)
+        empty._end_minute = self._end_minute
+        return empty
 
     def _grow(self, gateways: list[str]) -> None:
         new = [g for g in dict.fromkeys(gateways) if g not in self._index]

@@ -137,11 +137,26 @@ class StateStore:
         """When each alert whose evidence may still be in the count window last resolved
         (with ``scope``: of the partitions it holds)."""
         keys = _resolved_keys(scope)
+        # A partition not ticked yet since the deployment went from one leader to
+        # partitions continues from the leader's marks of its alerts.
+        wanted = keys if scope is None else [*keys, "resolved"]
         with store_errors("read the state database"), self.engine.connect() as connection:
-            values = connection.execute(
-                sa.select(tables.meta.c.value).where(tables.meta.c.key.in_(keys))
-            ).scalars()
-            marks = {k: v for value in values for k, v in json.loads(value).items()}
+            rows = connection.execute(
+                sa.select(tables.meta.c.key, tables.meta.c.value).where(
+                    tables.meta.c.key.in_(wanted)
+                )
+            ).all()
+        found = {str(key): json.loads(value) for key, value in rows}
+        marks = {k: v for key in keys for k, v in found.get(key, {}).items()}
+        if scope is not None and "resolved" in found:
+            unticked = {
+                p for p, key in zip(sorted(scope.held), keys, strict=True) if key not in found
+            }
+            marks.update(
+                (k, v)
+                for k, v in found["resolved"].items()
+                if owner(v["labels"], scope.count) in unticked
+            )
         return {key: Resolution.from_dict(mark) for key, mark in marks.items()}
 
     def save_tick(
@@ -153,15 +168,16 @@ class StateStore:
         fence: Callable[[sa.Connection], bool] | None = None,
         resolved: dict[str, Resolution] | None = None,
         transitions: Sequence[Transition] = (),
-        history: HistoryUpdate | None = None,
+        history: Sequence[HistoryUpdate] = (),
         learnt: dict[str, str] | None = None,
         scope: Scope | None = None,
     ) -> int:
         """Commit a tick: watermark, alert states, new outbox entries and the episodes its
         ``transitions`` resolved, all or nothing.
 
-        ``learnt``: what the engine learnt of its rows' lateness and settlement
-        (:meth:`~detector.engine.Engine.learnt`), replacing what was saved.
+        ``history``: the weeks of quarter hours read since the last save (one update, or
+        one per partition held). ``learnt``: what the engine learnt of its rows' lateness
+        and settlement (:meth:`~detector.engine.Engine.learnt`), replacing what was saved.
 
         Returns how many outbox entries were added (a delivery already queued is not
         queued twice). ``fence``, run first in the same transaction, may refuse the write
@@ -198,8 +214,8 @@ class StateStore:
                         for k, a in alerts.items()
                     ],
                 )
-            if history is not None:
-                store_history.save_history(connection, history)
+            for update in history:
+                store_history.save_history(connection, update)
             if learnt:
                 store_history.save_learnt(connection, learnt)
             rows = self._outbox_rows(connection, [Delivery(*item) for item in deliveries], now)
@@ -341,10 +357,11 @@ class StateStore:
 
     # --- the volume history ----------------------------------------------------------------
 
-    def load_history(self, key: str) -> QuarterHourTable | None:
-        """The weeks of quarter hours as last saved, if read from the source ``key`` names."""
+    def load_history(self, key: str, partition: int | None = None) -> QuarterHourTable | None:
+        """The weeks of quarter hours as last saved (with ``ha.partitions``, of
+        ``partition``), if read from the source ``key`` names."""
         with store_errors("read the volume history"), self.engine.connect() as connection:
-            return store_history.load_history(connection, key)
+            return store_history.load_history(connection, key, partition)
 
     def _outbox_rows(
         self, connection: sa.Connection, deliveries: list[Delivery], now: datetime

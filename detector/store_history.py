@@ -23,19 +23,48 @@ _LEARNT_PREFIX = "learnt."
 @dataclass(frozen=True)
 class HistoryUpdate:
     """The quarter hours to save with a tick: ``table`` from epoch hour ``first_hour`` on
-    (what was read since the last save), read from the source ``key`` names."""
+    (what was read since the last save), read from the source ``key`` names; with
+    ``ha.partitions``, as ``partition``'s."""
 
     key: str
     table: QuarterHourTable
     first_hour: int
+    partition: int | None = None
 
 
-def _history_meta(connection: sa.Connection) -> dict[str, str]:
-    keys = ["history_end", "history_source"]
+@dataclass(frozen=True)
+class _Kept:
+    """Where one table of weeks is kept: the single leader's (``partition`` None) in
+    ``detector_quarter_hours``, or a partition's in ``detector_partition_hours``."""
+
+    partition: int | None
+
+    @property
+    def hours(self) -> sa.Table:
+        return tables.quarter_hours if self.partition is None else tables.partition_hours
+
+    @property
+    def names(self) -> sa.Table:
+        return tables.history_gateways if self.partition is None else tables.partition_gateways
+
+    def rows_of(self, table: sa.Table) -> sa.ColumnElement[bool]:
+        """The rows of this table of weeks in ``table`` (one of the two above)."""
+        return sa.true() if self.partition is None else table.c.partition_no == self.partition
+
+    def columns(self) -> dict[str, int]:
+        return {} if self.partition is None else {"partition_no": self.partition}
+
+    def key(self, name: str) -> str:
+        """The meta key of ``name`` (history_end, history_source) for this table."""
+        return name if self.partition is None else f"{name}-p{self.partition}"
+
+
+def _history_meta(connection: sa.Connection, kept: _Kept) -> dict[str, str]:
+    keys = {kept.key(name): name for name in ("history_end", "history_source")}
     found = connection.execute(
-        sa.select(tables.meta.c.key, tables.meta.c.value).where(tables.meta.c.key.in_(keys))
+        sa.select(tables.meta.c.key, tables.meta.c.value).where(tables.meta.c.key.in_(list(keys)))
     )
-    return {str(key): str(value) for key, value in found}
+    return {keys[str(key)]: str(value) for key, value in found}
 
 
 def save_learnt(connection: sa.Connection, learnt: dict[str, str]) -> None:
@@ -58,15 +87,21 @@ def load_learnt(connection: sa.Connection) -> dict[str, str]:
     return {str(key)[len(_LEARNT_PREFIX) :]: str(value) for key, value in rows}
 
 
-def load_history(connection: sa.Connection, key: str) -> QuarterHourTable | None:
-    """The weeks of quarter hours as last saved, if read from the source ``key`` names."""
-    meta = _history_meta(connection)
+def load_history(
+    connection: sa.Connection, key: str, partition: int | None = None
+) -> QuarterHourTable | None:
+    """The weeks of quarter hours as last saved (of ``partition``, with ``ha.partitions``),
+    if read from the source ``key`` names."""
+    kept = _Kept(partition)
+    meta = _history_meta(connection, kept)
     if meta.get("history_source") != key or "history_end" not in meta:
         return None
     names = connection.execute(
-        sa.select(tables.history_gateways.c.name).order_by(tables.history_gateways.c.number)
+        sa.select(kept.names.c.name).where(kept.rows_of(kept.names)).order_by(kept.names.c.number)
     )
-    hours = connection.execute(sa.select(tables.quarter_hours.c.hour, tables.quarter_hours.c.data))
+    hours = connection.execute(
+        sa.select(kept.hours.c.hour, kept.hours.c.data).where(kept.rows_of(kept.hours))
+    )
     return QuarterHourTable.unpack(
         int(meta["history_end"]),
         list(names.scalars()),
@@ -75,43 +110,48 @@ def load_history(connection: sa.Connection, key: str) -> QuarterHourTable | None
 
 
 def save_history(connection: sa.Connection, update: HistoryUpdate) -> None:
-    """Replace the saved hours from ``update.first_hour`` (or from where the saved weeks
-    end, if earlier) and drop those older than the table's weeks."""
+    """Replace the saved hours (of ``update.partition``) from ``update.first_hour`` (or
+    from where the saved weeks end, if earlier) and drop those older than the table's
+    weeks."""
+    kept = _Kept(update.partition)
     table, hours = update.table, update.table.hours()
-    meta = _history_meta(connection)
+    meta = _history_meta(connection, kept)
     first = max(update.first_hour, hours.start)
     numbers: dict[str, int] = {}
     if meta.get("history_source") != update.key or "history_end" not in meta:
-        connection.execute(tables.quarter_hours.delete())
-        connection.execute(tables.history_gateways.delete())
+        connection.execute(kept.hours.delete().where(kept.rows_of(kept.hours)))
+        connection.execute(kept.names.delete().where(kept.rows_of(kept.names)))
         first = hours.start
     else:
         first = max(min(first, int(meta["history_end"]) // SLOTS_PER_HOUR), hours.start)
         known = connection.execute(
-            sa.select(tables.history_gateways.c.name, tables.history_gateways.c.number)
+            sa.select(kept.names.c.name, kept.names.c.number).where(kept.rows_of(kept.names))
         )
         numbers = {str(name): int(number) for name, number in known}
     connection.execute(
-        tables.quarter_hours.delete().where(
-            (tables.quarter_hours.c.hour < hours.start) | (tables.quarter_hours.c.hour >= first)
+        kept.hours.delete().where(
+            kept.rows_of(kept.hours),
+            (kept.hours.c.hour < hours.start) | (kept.hours.c.hour >= first),
         )
     )
     before = len(numbers)
     rows = [
-        {"hour": hour, "data": table.pack_hour(hour, numbers)} for hour in range(first, hours.stop)
+        {**kept.columns(), "hour": hour, "data": table.pack_hour(hour, numbers)}
+        for hour in range(first, hours.stop)
     ]
     if rows:
-        connection.execute(tables.quarter_hours.insert(), rows)
-    added = [{"number": n, "name": name} for name, n in numbers.items() if n >= before]
+        connection.execute(kept.hours.insert(), rows)
+    added = [
+        {**kept.columns(), "number": n, "name": name} for name, n in numbers.items() if n >= before
+    ]
     if added:
-        connection.execute(tables.history_gateways.insert(), added)
-    connection.execute(
-        tables.meta.delete().where(tables.meta.c.key.in_(["history_end", "history_source"]))
-    )
+        connection.execute(kept.names.insert(), added)
+    keys = [kept.key("history_end"), kept.key("history_source")]
+    connection.execute(tables.meta.delete().where(tables.meta.c.key.in_(keys)))
     connection.execute(
         tables.meta.insert(),
         [
-            {"key": "history_end", "value": str(table.end_slot)},
-            {"key": "history_source", "value": update.key},
+            {"key": keys[0], "value": str(table.end_slot)},
+            {"key": keys[1], "value": update.key},
         ],
     )

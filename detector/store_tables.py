@@ -14,6 +14,8 @@ __all__ = [
     "meta",
     "metadata",
     "outbox",
+    "partition_gateways",
+    "partition_hours",
     "quarter_hours",
     "silences",
 ]
@@ -109,6 +111,27 @@ quarter_hours = sa.Table(
 history_gateways = sa.Table(
     "detector_history_gateways",
     metadata,
+    sa.Column("number", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("name", sa.Text, nullable=False),
+)
+
+# With ha.partitions: each partition's weeks of quarter hours, as the two tables above keep
+# the single leader's (its meta keys end in "-p" and the partition's number), so that the
+# replica taking a partition over reads back its weeks.
+partition_hours = sa.Table(
+    "detector_partition_hours",
+    metadata,
+    sa.Column("partition_no", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("hour", sa.BigInteger, primary_key=True, autoincrement=False),  # epoch hour
+    sa.Column(
+        "data", sa.LargeBinary().with_variant(LONGBLOB(), "mysql", "mariadb"), nullable=False
+    ),
+)
+
+partition_gateways = sa.Table(
+    "detector_partition_gateways",
+    metadata,
+    sa.Column("partition_no", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("number", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("name", sa.Text, nullable=False),
 )

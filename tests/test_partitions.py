@@ -5,27 +5,42 @@ every alert reaches the receivers exactly once, whichever replica raised it."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import requests
 
 from detector.alerts import Alert, Transition, notification_for
+from detector.backtest import replay
 from detector.config import Config, parse_config
 from detector.db import connect
-from detector.model import Evidence
+from detector.lateness import Lateness
+from detector.model import Counts, Evidence
 from detector.notify import build_receivers
 from detector.partitions import Scope, partition_of
+from detector.rules.quarter_hours import HISTORY_SLOTS, QuarterHourTable
 from detector.service.daemon import Daemon
 from detector.service.partition_leases import PartitionLeases
+from detector.simulate import GatewayProfile, generate
+from detector.simulate.arrivals import Arrivals, batched
 from detector.source import SqlSource
 from detector.store import FencedOut, StateStore
+from detector.timeutil import epoch_minute
 
-from .conftest import T0, Clock, PaymentsDb
+from .conftest import T0, Clock, PaymentsDb, in_process_daemon
 from .http_recorder import HttpRecorder
+from .test_evidence_reuse import DAY as SLOW_DAY
+from .test_evidence_reuse import END as SLOW_END
+from .test_evidence_reuse import _config as _slow_config
+from .test_evidence_reuse import _sla, _slow_gateway
+from .test_volume_history import DAY as WEEKS_DAY
+from .test_volume_history import GATEWAYS as WEEKS_GATEWAYS
+from .test_volume_history import _assert_same, _full_read, _insert, _seeded_rows
 
 TTL = timedelta(seconds=30)
 PARTITIONS = 3
@@ -273,3 +288,141 @@ def test_a_killed_replicas_pending_incident_is_notified_once_by_the_replica_taki
     # before that replica died, and it fired once pending for the outage's two minutes.
     assert datetime.fromisoformat(bodies[0]["since"]) <= pending_since
     assert datetime.fromisoformat(bodies[0]["at"]) >= pending_since + timedelta(minutes=2)
+
+
+# --- what a partition taken over continues from ---------------------------------------------
+
+
+class _Spans:
+    """A source noting the span (epoch minutes) of every quarter-hourly read, of the
+    gateways it is narrowed to (``only``) as well."""
+
+    def __init__(self, source: Any, queries: list[tuple[int, int]] | None = None) -> None:
+        self.source = source
+        self.queries = [] if queries is None else queries
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.source, name)
+
+    def only(self, gateways: Any) -> _Spans:
+        return _Spans(self.source.only(gateways), self.queries)
+
+    def quarter_hourly(self, start: datetime, end: datetime) -> Any:
+        self.queries.append((epoch_minute(start), epoch_minute(end)))
+        return self.source.quarter_hourly(start, end)
+
+
+def test_a_partition_taken_over_continues_from_its_saved_weeks_reading_only_the_gap(
+    sqlite_db: PaymentsDb, state_url: str
+) -> None:
+    _insert(sqlite_db, _seeded_rows(np.random.default_rng(3), WEEKS_DAY, hours=30))
+    clock = Clock(WEEKS_DAY + timedelta(hours=26, minutes=10))
+    with HttpRecorder() as hook:
+        config = _config(sqlite_db, hook)
+        with _replicas(config, state_url, clock, "ab") as (a, b):
+            a._source, b._source = _Spans(a._source), _Spans(b._source)
+            for _ in range(3):
+                _round([a, b], clock)
+            # a read the weeks (as one query a day) and b, once a gave it a partition, only
+            # the last hour that late rows may still change.
+            first_hour = epoch_minute(clock.now) // 60
+            assert a._source.queries[0][0] == (first_hour * 4 - HISTORY_SLOTS) * 15
+            assert b.partitions_held()["held"]
+            assert min(start for start, _ in b._source.queries) >= (first_hour - 1) * 60
+            # a dies; two hours later b holds every partition, read the gap alone, and
+            # its weeks are those a whole read gives.
+            clock.now += timedelta(hours=2)
+            b._source.queries.clear()
+            _round([b], clock)
+            assert b.partitions_held()["held"] == [0, 1, 2]
+            history = b.engine.volume_history
+            assert history is not None
+            assert history.end_hour == first_hour + 2
+            assert b._source.queries == [((first_hour - 1) * 60, history.end_hour * 60)]
+            whole = _full_read(b._source.source, history.end_hour, config)
+            _assert_same(history, whole, list(WEEKS_GATEWAYS))
+
+
+def test_a_partition_taken_over_keeps_what_was_learnt_of_rows_copied_in_batches(
+    sqlite_db: PaymentsDb, tmp_path: Path
+) -> None:
+    adyen = GatewayProfile("adyen", per_minute=10, failure_rate=0.01)
+    day = datetime(2026, 11, 17, tzinfo=UTC)
+    frame = generate(day - timedelta(days=8), day + timedelta(hours=13), [adyen], seed=12)
+    arrivals = Arrivals(sqlite_db.engine, sqlite_db.table, frame, batched(frame, 10, 3))
+    clock = Clock(day + timedelta(hours=10))
+    state = f"sqlite:///{tmp_path / 'state.db'}"
+    with HttpRecorder() as hook:
+        config = _config(sqlite_db, hook)
+        with _replicas(config, state, clock, "ab") as (a, b):
+            # a learns of the batches alone (its first ticks may take the minutes not
+            # written yet for a drop); then it dies at 11:11 and b takes every partition
+            # over at 11:12, the tick before a batch lands.
+            for replica, minutes in ((a, 72), (b, 30)):
+                sent = len(hook.requests)
+                for _ in range(minutes):
+                    arrivals.until(clock.now)
+                    _round([replica], clock)
+            held = b.partitions_held()["held"]
+            late = b.engine.late_minutes()
+        fired = [r.json()["labels"] for r in hook.requests[sent:] if r.json()["event"] == "firing"]
+    assert held == [0, 1, 2]
+    assert late is not None
+    assert late.max() >= 9
+    # Its first ticks already know that the newest ten minutes are not written yet.
+    assert fired == []
+
+
+def test_switching_from_one_leader_to_partitions_does_not_fire_a_resolved_alert_again(
+    sqlite_db: PaymentsDb, open_source: Callable[[Config], SqlSource], tmp_path: Path
+) -> None:
+    _slow_gateway(sqlite_db)
+    begin, end = SLOW_DAY + timedelta(hours=15), SLOW_END + timedelta(hours=4)
+    with HttpRecorder() as http:
+        single = _slow_config(sqlite_db, http.url_for("/hook"))
+        replayed = _sla(list(replay(single, open_source(single), begin, end)))
+        state = f"sqlite:///{tmp_path / 'state.db'}"
+        clock = Clock(begin)
+        # One leader resolves the alert (15:32) and stops; the deployment starts again with
+        # three partitions before the hour whose thresholds would bring the evidence back.
+        with requests.Session() as session, in_process_daemon(single, state, clock, session) as d:
+            while clock.now < begin + timedelta(minutes=40):
+                d.tick()
+                d.deliver()
+                clock.now += timedelta(minutes=1)
+        partitioned = single.model_copy(
+            update={"ha": single.ha.model_copy(update={"partitions": PARTITIONS})}
+        )
+        with _replicas(partitioned, state, clock, "a") as (replica,):
+            while clock.now < end + timedelta(minutes=1):
+                _round([replica], clock)
+        delivered = [(r.json()["event"], r.json()["at"]) for r in http.requests]
+    assert delivered == replayed
+    assert [event for event, _ in delivered] == ["firing", "resolved"]
+
+
+def test_weeks_and_estimates_split_by_partition_join_back_to_the_whole() -> None:
+    rng = np.random.default_rng(5)
+    names = tuple(GATEWAYS)
+    cells = rng.integers(0, 9, size=(5, len(names), HISTORY_SLOTS), dtype=np.int32)
+    table = QuarterHourTable(10_000, names, cells)
+    parts = [table.only([g for g, p in GATEWAYS.items() if p == k]) for k in range(PARTITIONS)]
+    joined = QuarterHourTable.joined(parts)
+    rows = [joined.gateways.index(g) for g in names]
+    np.testing.assert_array_equal(joined.cells[:, rows], cells)
+    # A partition saved an hour later: the joined weeks end at the earlier end, where the
+    # next read starts; the hour the later one dropped from its start is empty.
+    later = parts[0].updated(parts[0].end_slot + 4, parts[0].end_slot + 4, Counts.empty())
+    shifted = QuarterHourTable.joined([later, *parts[1:]])
+    assert shifted.end_slot == table.end_slot
+    assert shifted.gateways[:2] == ("mollie", "klarna")
+    np.testing.assert_array_equal(shifted.cells[:, :2, 4:], cells[:, :2, 4:])
+    assert not shifted.cells[:, :2, :4].any()
+
+    lateness = Lateness(cap=3)
+    minutes = np.array([[5, 0, 0]] * len(names))
+    lateness.observe(list(names), 103, 100, 102, minutes, minutes + np.arange(len(names))[:, None])
+    halves = [lateness.only(names[:3]), lateness.only(names[3:])]
+    whole = Lateness.joined(halves)
+    assert whole.gateways == list(names)
+    assert whole.minutes(list(names)).tolist() == lateness.minutes(list(names)).tolist()

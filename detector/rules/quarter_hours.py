@@ -124,6 +124,37 @@ class QuarterHourTable:
         seen[known] = np.where(present.any(axis=1), present.argmax(axis=1), self.slots)
         return matrices, seen
 
+    # --- split and joined by partition (ha.partitions) --------------------------------------
+
+    def only(self, gateways: Sequence[str]) -> QuarterHourTable:
+        """The rows of those of ``gateways`` the table holds (in the table's order)."""
+        keep = pd.Index(self.gateways).isin(list(gateways))
+        return QuarterHourTable(
+            self.end_slot,
+            tuple(pd.Index(self.gateways)[keep]),
+            self.cells[:, keep],
+        )
+
+    @classmethod
+    def joined(cls, tables: Sequence[QuarterHourTable]) -> QuarterHourTable:
+        """The rows of ``tables`` (of distinct gateways, as many slots each) in one table,
+        ending where the earliest ends: the quarter hours after it are read again.
+
+        >>> a = QuarterHourTable.empty(10, slots=4).only([])
+        >>> QuarterHourTable.joined([a, QuarterHourTable.empty(8, slots=4)]).end_slot
+        8
+        """
+        end = min(t.end_slot for t in tables)
+        slots = tables[0].slots
+        cells = np.zeros((_FIELDS, sum(len(t.gateways) for t in tables), slots), dtype=np.int32)
+        row = 0
+        for table in tables:  # one per partition held
+            later = min(table.end_slot - end, slots)  # the columns past ``end`` are left out
+            rows = len(table.gateways)
+            cells[:, row : row + rows, later:] = table.cells[:, :, : slots - later]
+            row += rows
+        return cls(end, tuple(g for t in tables for g in t.gateways), cells)
+
     # --- persisted per hour ------------------------------------------------------------------
 
     def hours(self) -> range:

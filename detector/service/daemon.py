@@ -33,11 +33,12 @@ from prometheus_client import CollectorRegistry
 
 from detector.alerting.routing import Router
 from detector.config import Config
-from detector.engine import Engine, TickResult
+from detector.engine import LEARNT_NAMES, Engine, TickResult
 from detector.errors import DetectorError
 from detector.notify.base import Receiver
 from detector.notify.dispatch import Dispatcher
 from detector.partitions import GLOBAL_PARTITION, Scope, partitioned
+from detector.rules.quarter_hours import QuarterHourTable
 from detector.service.health import (
     HealthTable,
     gateway_health,
@@ -80,6 +81,17 @@ def _saves_learnt(now: datetime) -> bool:
     return ceil_minute(now) % LEARNT_EVERY == 0
 
 
+def _partition_key(name: str, partition: int) -> str:
+    """The name a partition's share of a saved state goes by: ``lateness-p3``."""
+    return f"{name}-p{partition}"
+
+
+def _partition_history_key(engine: Engine, scope: Scope) -> str:
+    """What a partition's weeks were read from: the source, and the partition count (with
+    another count, a partition holds other gateways)."""
+    return f"{engine.history_key}/{scope.count}"
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -110,6 +122,7 @@ class Daemon:
         self.partitions = partitions
         self._source, self._volumes = source, volumes
         self._ticking: tuple[str, ...] | None = None  # the gateways the engine was built for
+        self._ticked: frozenset[int] = frozenset()  # and the partitions they were of
         self._known: list[str] = []  # the gateways seen in the payments so far
         self._discovered_until: datetime | None = None
         if partitions is not None:
@@ -196,9 +209,7 @@ class Daemon:
         result = self.engine.tick(now)
         if scope is not None:
             result = self._owned(result, scope)
-        # The weeks of quarter hours and the learnt estimates are saved for all gateways
-        # at once: with partitions, each replica reads its own (see docs/operations.md).
-        history = self._history_update() if scope is None else None
+        history = self._history_updates(scope)
         try:
             deliveries = self.router.deliveries(
                 result.transitions,
@@ -216,7 +227,7 @@ class Daemon:
                 resolved=self.engine.alerts.resolved,
                 transitions=result.transitions,
                 history=history,
-                learnt=self.engine.learnt() if scope is None and _saves_learnt(now) else None,
+                learnt=self._learnt(scope) if _saves_learnt(now) else None,
                 scope=scope,
             )
         except FencedOut:
@@ -231,7 +242,7 @@ class Daemon:
             log.error("tick %d: %s; the transitions will be retried next tick", tick_id, exc)
             self._publish(result, "store_error", str(exc))
             return result
-        if history is not None:
+        if history:
             self.engine.history_changed = None
         self._log_tick(tick_id, result, queued)
         self.last_tick = result
@@ -244,7 +255,8 @@ class Daemon:
     def _fenced_out(self) -> None:
         if self.partitions is not None:
             self.partitions.lost()
-            self._ticking = None  # built again from the stored alerts at the next tick
+            # Built again from the stored alerts and weeks at the next tick.
+            self._ticking, self._ticked = None, frozenset()
         else:
             self.leadership.lost()
 
@@ -294,8 +306,13 @@ class Daemon:
         scope = Scope(self.partitions.count, held)
         # Built again for other gateways, and for a partition taken (even one this replica
         # held before): its alerts are as its last holder committed them.
-        if self.partitions.taken or self._gateways(scope) != self._ticking:
-            self.engine = self._partition_engine(scope)
+        gateways = self._gateways(scope)
+        if self.partitions.taken or gateways != self._ticking:
+            # A gateway new in a partition ticked already is in none of the saved weeks:
+            # those of the partitions held are read whole, its past weeks with them.
+            new = set(gateways) - set(self._ticking or ())
+            seen = partitioned(new, scope.count, self._ticked & scope.held)
+            self.engine = self._partition_engine(scope, saved_weeks=not seen)
         return scope
 
     def _gateways(self, scope: Scope) -> tuple[str, ...]:
@@ -303,10 +320,11 @@ class Daemon:
         names = set(self.config.gateways) | set(self._known)
         return tuple(partitioned(names, scope.count, scope.held))
 
-    def _partition_engine(self, scope: Scope) -> Engine:
+    def _partition_engine(self, scope: Scope, *, saved_weeks: bool = True) -> Engine:
         """An engine reading the gateways of ``scope`` alone, continuing from their stored
-        alerts (so a partition taken over neither fires again nor loses a resolve); the
-        holder of partition 0 also runs the business volumes."""
+        alerts (so a partition taken over neither fires again nor loses a resolve) and, with
+        ``saved_weeks``, their saved weeks of quarter hours; the holder of partition 0 also
+        runs the business volumes."""
         gateways = self._gateways(scope)
         config = self.config.model_copy(
             update={"gateways": {g: c for g, c in self.config.gateways.items() if g in gateways}}
@@ -317,14 +335,33 @@ class Daemon:
             _, alerts = self.store.load()
             mine = {key: a for key, a in alerts.items() if scope.owns(a.labels)}
             engine.alerts.restore(mine, self.store.resolutions(scope))
+            self._restore_learnt(engine, scope, saved_weeks=saved_weeks)
             log.info(
                 "ticking %d gateway(s) of partition(s) %s; continuing from %d stored alert(s)",
                 len(gateways),
                 ", ".join(str(p) for p in sorted(scope.held)),
                 len(mine),
             )
-        self._ticking = gateways
+        self._ticking, self._ticked = gateways, scope.held
         return engine
+
+    def _restore_learnt(self, engine: Engine, scope: Scope, *, saved_weeks: bool) -> None:
+        """Continue from the held partitions' learnt estimates and (``saved_weeks``) saved
+        weeks of quarter hours, of which the engine reads only the hours since, as a
+        restart does."""
+        key = _partition_history_key(engine, scope)
+        saved = [self.store.load_history(key, p) for p in sorted(scope.held)] if saved_weeks else []
+        tables = [table for table in saved if table is not None]
+        # A partition with no saved weeks has its gateways' weeks read anew: all of them.
+        if tables and len(tables) == len(saved):
+            engine.quarter_hours = QuarterHourTable.joined(tables)
+        learnt = self.store.load_learnt()
+        engine.restore_learnt(
+            *(
+                {name: learnt.get(_partition_key(name, p), "") for name in LEARNT_NAMES}
+                for p in sorted(scope.held)
+            )
+        )
 
     def _discover(self, now: datetime) -> None:
         """The holder of partition 0 records the gateways that appear in the payments, so
@@ -359,12 +396,34 @@ class Daemon:
         self._publish(result, "follower")
         return result
 
-    def _history_update(self) -> HistoryUpdate | None:
-        """The quarter hours read since the store last saved them, if any."""
+    def _history_updates(self, scope: Scope | None) -> list[HistoryUpdate]:
+        """The quarter hours read since the store last saved them, if any: with ``scope``,
+        each held partition's gateways as that partition's."""
         engine = self.engine
-        if engine.quarter_hours is None or engine.history_changed is None:
-            return None
-        return HistoryUpdate(engine.history_key, engine.quarter_hours, engine.history_changed)
+        table, changed = engine.quarter_hours, engine.history_changed
+        if table is None or changed is None:
+            return []
+        if scope is None:
+            return [HistoryUpdate(engine.history_key, table, changed)]
+        key = _partition_history_key(engine, scope)
+        return [
+            HistoryUpdate(
+                key, table.only(partitioned(table.gateways, scope.count, [p])), changed, p
+            )
+            for p in sorted(scope.held)
+        ]
+
+    def _learnt(self, scope: Scope | None) -> dict[str, str]:
+        """What the engine learnt of lateness and settlement, by the names it is saved
+        under: with ``scope``, each held partition's gateways as that partition's."""
+        if scope is None:
+            return self.engine.learnt()
+        gateways = self._ticking or ()
+        return {
+            _partition_key(name, p): text
+            for p in sorted(scope.held)
+            for name, text in self.engine.learnt(partitioned(gateways, scope.count, [p])).items()
+        }
 
     def deliver(self, *, wait: bool = True) -> None:
         """One delivery pass; without ``wait`` it does not wait for a slow receiver."""
@@ -688,7 +747,8 @@ class Daemon:
             if getattr(config, key) != getattr(self.config, key):
                 log.warning("config reload: changes to %s: take effect only after a restart", key)
         if self.partitions is not None:
-            self._source, self._ticking = source, None  # rebuilt for it at the next tick
+            # Built again for it at the next tick.
+            self._source, self._ticking, self._ticked = source, None, frozenset()
         else:
             self.engine = self.engine.reconfigured(config, source, self.engine.volume_source)
         self.config = config
