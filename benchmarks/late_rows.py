@@ -96,21 +96,13 @@ def _live(
     settlement: bool = True,
     nowcast: bool = True,
 ) -> list[Notification]:
-    source = SqlSource(connect(config.source.url), config.source)
-    engine = Engine(config, source)
-    if not settlement:  # the minutes judged as they stand
-        engine.settlement = None
-    if not nowcast:  # the volume rules judge complete minutes only
-        engine.arrival = None
+    def change(engine: Engine) -> None:
+        if not settlement:  # the minutes judged as they stand
+            engine.settlement = None
+        if not nowcast:  # the volume rules judge complete minutes only
+            engine.arrival = None
 
-    def tick(now: datetime) -> list[Notification]:
-        transitions = engine.tick(now).transitions
-        return [notification_for(t, config) for t in transitions if not t.repeat]
-
-    try:
-        return arrivals.ticked(tick, begin, end, started)
-    finally:
-        source.engine.dispose()
+    return _ticked(config, arrivals, begin, end, started, change)
 
 
 def _table(folder: Path, name: str) -> tuple[str, sa.Engine]:
@@ -243,7 +235,8 @@ def _ticked(
     started: timedelta,
     change: Callable[[Engine], None],
 ) -> list[Notification]:
-    """Like :func:`_live`, on an engine ``change`` sets up."""
+    """The daemon's engine, set up by ``change``, ticked every minute from ``begin`` to
+    ``end`` on the rows inserted by then."""
     source = SqlSource(connect(config.source.url), config.source)
     engine = Engine(config, source)
     change(engine)
