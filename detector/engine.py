@@ -37,7 +37,7 @@ from detector.rules import (
     minutes_needed,
     source_down_finding,
 )
-from detector.rules.quarter_hours import HISTORY_SLOTS, reread_slots
+from detector.rules.quarter_hours import HISTORY_SLOTS, QuarterHourRead, reread_slots
 from detector.rules.unmapped import UnmappedStatuses
 from detector.series import DimensionSeries, series_dimensions, series_key
 from detector.settlement import Settlement
@@ -567,6 +567,8 @@ class Engine:
         if table is not None:
             late = int(self.config.source.max_late_arrival.total_seconds() // 60)
             first_slot = max(first_slot, min(table.end_slot, end_slot) - reread_slots(late))
+        # One table for the whole read, however many days it takes.
+        read = QuarterHourRead(table, first_slot, end_slot)
         chunk = first_slot
         while chunk < end_slot:
             chunk_end = min(end_slot, (chunk // HISTORY_CHUNK_SLOTS + 1) * HISTORY_CHUNK_SLOTS)
@@ -580,14 +582,17 @@ class Engine:
                     iso_z(minute_start(chunk * SLOT_MINUTES)),
                     exc,
                 )
+                if chunk > first_slot:  # keep the days read: the next tick reads on from them
+                    self.quarter_hours = read.table()
                 return  # the previous hour's history (or the simple rules) serve meanwhile
-            table = (table or QuarterHourTable.empty(chunk_end)).updated(chunk, chunk_end, counts)
-            self.quarter_hours = table
+            read.add(chunk_end, counts)
             changed = chunk // SLOTS_PER_HOUR
             if self.history_changed is not None:
                 changed = min(changed, self.history_changed)
             self.history_changed = changed
             chunk = chunk_end
+        if first_slot < end_slot:
+            table = self.quarter_hours = read.table()
         if table is None:
             return
         if table.end_slot != end_slot:  # nothing to re-read of a table from a later hour

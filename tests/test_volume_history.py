@@ -17,7 +17,7 @@ from detector.config import CalendarConfig, Config, parse_config
 from detector.engine import Engine
 from detector.model import Counts
 from detector.rules import VolumeHistory, seasonal
-from detector.rules.quarter_hours import HISTORY_SLOTS, QuarterHourTable
+from detector.rules.quarter_hours import HISTORY_SLOTS, QuarterHourRead, QuarterHourTable
 from detector.service.web import WebServer
 from detector.simulate import create_schema
 from detector.source import FrameSource, Source, SourceError, SqlSource
@@ -155,6 +155,52 @@ def test_the_hourly_history_read_incrementally_equals_the_weeks_read_whole(
         ((hour - VolumeHistory.hours_needed()) * 60, hour * 60),
         *(((hour + s - 2) * 60, (hour + s) * 60) for s in range(1, 4)),
     ]
+
+
+def _day_counts(rng: np.random.Generator, first_slot: int, end_slot: int) -> Counts:
+    """Random counts of some gateways in some quarter hours of ``[first_slot, end_slot)``;
+    a gateway named by the day's slot joins on that day."""
+    slots = np.arange(first_slot, end_slot)
+    names = np.array([*GATEWAYS, f"new-{first_slot}"], dtype=object)
+    gateway, slot = (a.ravel() for a in np.meshgrid(names, slots, indexing="ij"))
+    keep = rng.random(gateway.size) < 0.7
+    volume = rng.integers(1, 50, gateway.size)[keep]
+    return Counts(
+        gateway[keep], slot[keep] * 15, volume // 2, volume // 5, volume, declines=volume // 7
+    )
+
+
+@pytest.mark.parametrize("base", ["first read", "incremental"])
+def test_a_read_of_several_days_fills_one_table_as_a_day_at_a_time_would(base: str) -> None:
+    """The table of a read taken a day per query, and of one cut short by a failing day,
+    holds the same gateways in the same order and the same cells as the tables each day's
+    update would make."""
+    rng = np.random.default_rng(7)
+    day = 96
+    end_slot = 20_000 * day + 40  # not on a midnight: the first and last days are partial
+    table = None
+    if base == "incremental":
+        table = QuarterHourTable.empty(end_slot - day).updated(
+            end_slot - day - HISTORY_SLOTS,
+            end_slot - day,
+            _day_counts(rng, end_slot - 2 * day, end_slot - day),
+        )
+    first_slot = end_slot - HISTORY_SLOTS if table is None else end_slot - day - 4
+    parts, chunk = [], first_slot
+    while chunk < end_slot:
+        chunk_end = min(end_slot, (chunk // day + 1) * day)
+        parts.append((chunk, chunk_end, _day_counts(rng, chunk, chunk_end)))
+        chunk = chunk_end
+    assert len(parts) >= 2
+    for cut in range(1, len(parts) + 1):
+        expected, read = table, QuarterHourRead(table, first_slot, end_slot)
+        for start, end, counts in parts[:cut]:
+            expected = (expected or QuarterHourTable.empty(end)).updated(start, end, counts)
+            read.add(end, counts)
+        got = read.table()
+        assert expected is not None
+        assert (got.end_slot, got.gateways) == (expected.end_slot, expected.gateways)
+        np.testing.assert_array_equal(got.cells, expected.cells)
 
 
 def test_a_restarted_daemon_reads_back_the_weeks_and_then_only_the_hours_since(

@@ -20,7 +20,7 @@ import pandas as pd
 from detector.model import Counts
 from detector.stats.seasonal import HISTORY_WEEKS, SLOT_MINUTES, SLOTS_PER_HOUR, SLOTS_PER_WEEK
 
-__all__ = ["HISTORY_SLOTS", "QuarterHourTable", "reread_slots"]
+__all__ = ["HISTORY_SLOTS", "QuarterHourRead", "QuarterHourTable", "reread_slots"]
 
 HISTORY_SLOTS = HISTORY_WEEKS * SLOTS_PER_WEEK
 # volume, payments, failures, declines, and whether the quarter hour had any row at all (a
@@ -70,40 +70,9 @@ class QuarterHourTable:
         by ``counts`` (a read of ``[first_slot, end_slot)`` per quarter hour; ``minute`` is
         the quarter's first minute). Quarter hours between the old end and ``first_slot``,
         if any, are left empty: only what was read is known."""
-        # The new names, sorted: a hash of the rows' names first (a first read's day holds a
-        # row per gateway and quarter hour; sorting them all as strings cost a second a day).
-        named = pd.Index(pd.unique(counts.gateway).astype(str))
-        gateways = self.gateways + tuple(named.difference(pd.Index(self.gateways)))
-        cells = np.zeros((_FIELDS, len(gateways), self.slots), dtype=np.int32)
-        # The columns both tables hold, up to where the read starts.
-        shift = end_slot - self.end_slot
-        keep_end = min(first_slot, end_slot, self.end_slot) - self.first_slot  # old columns
-        keep_start = max(shift, 0)
-        if keep_end > keep_start:
-            rows = len(self.gateways)
-            cells[:, :rows, keep_start - shift : keep_end - shift] = self.cells[
-                :, :, keep_start:keep_end
-            ]
-        table = QuarterHourTable(end_slot, gateways, cells)
-        table._fill(counts)
-        return table
-
-    def _fill(self, counts: Counts) -> None:
-        """Write the rows of ``counts`` into their cells (only on a table just made)."""
-        column = counts.minute // SLOT_MINUTES - self.first_slot
-        # A hash lookup in C: a Python dict per row would cost more than the rest.
-        rows = pd.Index(self.gateways).get_indexer(counts.gateway).astype(np.int64)
-        keep = (rows >= 0) & (column >= 0) & (column < self.slots)
-        values = np.stack(
-            [
-                counts.volume,
-                counts.payments,
-                counts.failures,
-                counts.declines,
-                np.ones_like(counts.volume),
-            ]
-        )
-        self.cells[:, rows[keep], column[keep]] = values[:, keep]
+        read = QuarterHourRead(self, first_slot, end_slot)
+        read.add(end_slot, counts)
+        return read.table()
 
     def per_slot(
         self, gateways: Sequence[str]
@@ -204,3 +173,89 @@ class QuarterHourTable:
         )
         gateways = tuple(name for name, u in zip(names, used, strict=True) if u)
         return cls(end_slot, gateways, cells)
+
+
+class QuarterHourRead:
+    """A read of the quarter hours ``[first_slot, end_slot)`` into ``base``, taken in parts
+    (a day per query, oldest first), written into one table that ends at ``end_slot``: the
+    weeks of a first read are allocated once, not copied again for every day they take.
+    :meth:`table` gives the table of what was read so far, as if each part had updated
+    ``base`` in turn."""
+
+    def __init__(self, base: QuarterHourTable | None, first_slot: int, end_slot: int) -> None:
+        self.base = base if base is not None else QuarterHourTable.empty(first_slot)
+        self.first_slot, self.end_slot = first_slot, end_slot
+        self.read_end = first_slot
+        self.gateways = self.base.gateways
+        self._cells: npt.NDArray[np.int32] | None = None  # made by the first part
+        self._taken = False
+
+    def _read_cells(self) -> npt.NDArray[np.int32]:
+        if self._cells is None:
+            self._cells = _moved(self.base, len(self.gateways), self.first_slot, self.end_slot)
+        return self._cells
+
+    def add(self, read_end: int, counts: Counts) -> None:
+        """The next part: ``counts`` of the quarter hours from the last part's end up to
+        ``read_end``."""
+        if self._taken:
+            raise RuntimeError("the read's table was taken: it is never changed after")
+        # The new names, sorted: a hash of the rows' names first (a first read's day holds a
+        # row per gateway and quarter hour; sorting them all as strings cost a second a day).
+        named = pd.Index(pd.unique(counts.gateway).astype(str))
+        new = named.difference(pd.Index(self.gateways))
+        if len(new):
+            self.gateways += tuple(new)
+            if self._cells is not None:  # not on a first read's first day: nothing to grow
+                grown = np.zeros((_FIELDS, len(self.gateways), self._cells.shape[2]), np.int32)
+                grown[:, : self._cells.shape[1]] = self._cells
+                self._cells = grown
+        cells = self._read_cells()
+        first = self.end_slot - cells.shape[2]
+        column = counts.minute // SLOT_MINUTES - first
+        # A hash lookup in C: a Python dict per row would cost more than the rest.
+        rows = pd.Index(self.gateways).get_indexer(counts.gateway).astype(np.int64)
+        keep = (rows >= 0) & (column >= 0) & (column < read_end - first)
+        values = np.stack(
+            [
+                counts.volume,
+                counts.payments,
+                counts.failures,
+                counts.declines,
+                np.ones_like(counts.volume),
+            ]
+        )
+        cells[:, rows[keep], column[keep]] = values[:, keep]
+        self.read_end = read_end
+
+    def table(self) -> QuarterHourTable:
+        """The table ending where the read got to. Once the read is complete the table
+        takes the read's cells, and no part may follow."""
+        if self.read_end == self.end_slot:
+            self._taken = True
+            return QuarterHourTable(self.end_slot, self.gateways, self._read_cells())
+        # A read cut short (a part failed): the base's columns up to where this table
+        # starts are still its own, the read's columns come from the cells.
+        cells = _moved(self.base, len(self.gateways), self.first_slot, self.read_end)
+        span = self.read_end - self.first_slot
+        if span > 0:
+            read = self._read_cells()
+            start = self.first_slot - (self.end_slot - read.shape[2])
+            cells[:, :, cells.shape[2] - span :] = read[:, :, start : start + span]
+        return QuarterHourTable(self.read_end, self.gateways, cells)
+
+
+def _moved(
+    base: QuarterHourTable, rows: int, first_slot: int, end_slot: int
+) -> npt.NDArray[np.int32]:
+    """``base``'s cells moved on to ``end_slot`` with ``rows`` rows (its own first), its
+    columns from ``first_slot`` on left empty: a read replaces them."""
+    cells = np.zeros((_FIELDS, rows, base.slots), dtype=np.int32)
+    shift = end_slot - base.end_slot
+    keep_end = min(first_slot, end_slot, base.end_slot) - base.first_slot
+    keep_start = max(shift, 0)
+    if keep_end > keep_start:
+        cells[:, : len(base.gateways), keep_start - shift : keep_end - shift] = base.cells[
+            :, :, keep_start:keep_end
+        ]
+    return cells
