@@ -238,7 +238,7 @@ def _ticked(
     """The daemon's engine, set up by ``change``, ticked every minute from ``begin`` to
     ``end`` on the rows inserted by then."""
     source = SqlSource(connect(config.source.url), config.source)
-    engine = Engine(config, source)
+    engine = Engine(config, source, hold_first_start=True)
     change(engine)
 
     def tick(now: datetime) -> list[Notification]:
@@ -252,7 +252,7 @@ def _ticked(
 
 
 def _no_first_start_hold(engine: Engine) -> None:
-    setattr(engine, "_first_start", lambda: False)  # noqa: B010 - the hold never starts
+    engine.hold_first_start = False
 
 
 def _series_as_they_stand(engine: Engine) -> None:

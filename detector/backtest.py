@@ -180,7 +180,7 @@ def replay_as_visible(
     Business volumes (``volumes``) are read as their tables stand.
     """
     interval = config.schedule.interval
-    engine = Engine(config, source, volumes=volumes)
+    engine = Engine(config, source, volumes=volumes, hold_first_start=True)  # as a daemon starts
     now, ticks = floor_minute(start), 0
     while now <= end:
         source.as_of = now

@@ -102,8 +102,12 @@ class Engine:
         replay: Replay | None = None,
         volumes: VolumeSource | None = None,
         volume_reads: ChunkedSource | None = None,
+        hold_first_start: bool = False,
     ):
         self.config = config
+        # Only a daemon holds its volume verdicts at a first start: it will tick again, while
+        # ``detector check`` reads once and must say what the table shows now.
+        self.hold_first_start = hold_first_start
         self.source = source
         self.replay = replay
         self.window = CountWindow(minutes_needed(config), gateways=config.gateways)
@@ -167,7 +171,7 @@ class Engine:
         Its window starts empty and is refilled by the next tick's warm-up read, since the
         new rules may need a longer look-back.
         """
-        engine = Engine(config, source, volumes=volumes)
+        engine = Engine(config, source, volumes=volumes, hold_first_start=self.hold_first_start)
         engine.alerts.restore(self.alerts.alerts, self.alerts.resolved)
         engine.failed_ticks, engine._failing_since = self.failed_ticks, self._failing_since
         engine.invalid = self.invalid  # the warm-up read re-reads rows already counted
@@ -341,7 +345,8 @@ class Engine:
         """Whether this is a live first read with nothing learnt of the rows' lateness (a
         replay of the final table has no late rows)."""
         return (
-            self.watermark is None
+            self.hold_first_start
+            and self.watermark is None
             and self.replay is None
             and self.lateness is not None
             and not self.lateness.gateways

@@ -49,7 +49,7 @@ def _live(
 ) -> list[Notification]:
     """The daemon's engine ticked every minute, each tick after the rows inserted by then
     (without ``nowcast``, the volume rules judge complete minutes only)."""
-    engine = Engine(config, source)
+    engine = Engine(config, source, hold_first_start=True)
     if not nowcast:
         engine.arrival = None
 

@@ -46,7 +46,7 @@ def test_successes_pending_for_minutes_raise_no_sla_breach_and_an_incident_still
         sqlite_db.engine, sqlite_db.table, frame, created, settled_late(frame, 8, 3)
     )
     config = _config(sqlite_db)
-    engine = Engine(config, open_source(config))
+    engine = Engine(config, open_source(config), hold_first_start=True)
     # Per tick before the incident: failures and payments of the newest 10 minutes, as
     # read and as the failure-rate rules judge them.
     newest = np.zeros((2, 2))
@@ -157,7 +157,7 @@ def test_dimension_series_judge_pending_rows_as_their_gateway_does(
         },
         env={},
     )
-    engine = Engine(config, open_source(config))
+    engine = Engine(config, open_source(config), hold_first_start=True)
 
     def tick(now: datetime) -> list[Notification]:
         transitions = engine.tick(now).transitions

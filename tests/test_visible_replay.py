@@ -153,7 +153,7 @@ def _config(db: PaymentsDb) -> Config:
 
 def _live(config: Config, source: SqlSource, writes: ProductionWrites) -> list[Notification]:
     """The daemon's engine ticked every simulated minute, after the writes made by then."""
-    engine = Engine(config, source)
+    engine = Engine(config, source, hold_first_start=True)
     seen, now = [], WARM
     while now <= END:
         writes.until(now)

@@ -128,7 +128,7 @@ class Daemon:
         if partitions is not None:
             self.engine = self._partition_engine(Scope(partitions.count, frozenset()))
         else:
-            self.engine = Engine(config, source, volumes=volumes)
+            self.engine = Engine(config, source, volumes=volumes, hold_first_start=True)
             # The window is refilled from the database on start; the alerts carry over, and
             # so do the volume rules' weeks of quarter hours (only the hours since are read).
             _, alerts = store.load()
@@ -330,7 +330,7 @@ class Daemon:
             update={"gateways": {g: c for g, c in self.config.gateways.items() if g in gateways}}
         )
         volumes = self._volumes if GLOBAL_PARTITION in scope.held else None
-        engine = Engine(config, self._source.only(gateways), volumes=volumes)
+        engine = Engine(config, self._source.only(gateways), volumes=volumes, hold_first_start=True)
         if scope.held:
             _, alerts = self.store.load()
             mine = {key: a for key, a in alerts.items() if scope.owns(a.labels)}
