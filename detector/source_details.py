@@ -10,7 +10,7 @@ logged and reads as no detail, never failing the tick.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -114,12 +114,8 @@ def skipped_rows(
         # had at as_of (a row not settled then counts as pending, never as skipped).
         .group_by(source._gateway, source._stored_status)
     )
-    params = source._params(start, end)
-    try:
-        with source.engine.connect() as connection:
-            found = connection.execute(query, params).all()
-    except sa.exc.SQLAlchemyError as exc:
-        log.warning("could not read the skipped status values: %s", error_text(exc))
+    found = _rows(source, query, source._params(start, end), "the skipped status values")
+    if found is None:
         return (), ()
     # Whether a status is listed is the database's answer (its collation decides).
     per_gateway = [
@@ -221,11 +217,8 @@ def breakdown(source: SqlSource, gateway: str, start: datetime, end: datetime) -
         .group_by(*columns)
     )
     params = source._params(start, end, gateway=gateway)
-    try:
-        with source.engine.connect() as connection:
-            rows = connection.execute(query, params).all()
-    except sa.exc.SQLAlchemyError as exc:
-        log.warning("could not read the dimensions of %s: %s", gateway, error_text(exc))
+    rows = _rows(source, query, params, f"the dimensions of {gateway}")
+    if rows is None:
         return None
     values = np.array(
         [[NONE_VALUE if v is None else str(v) for v in row[: len(columns)]] for row in rows],
@@ -271,11 +264,8 @@ def amounts(
         .group_by(*([source._currency] if source._currency is not None else []))
     )
     params = source._params(start, end, gateway=gateway)
-    try:
-        with source.engine.connect() as connection:
-            rows = connection.execute(query, params).all()
-    except sa.exc.SQLAlchemyError as exc:
-        log.warning("could not read the amounts of %s: %s", gateway, error_text(exc))
+    rows = _rows(source, query, params, f"the amounts of {gateway}")
+    if rows is None:
         return None
     figures = np.array([[value or 0 for value in row[1:]] for row in rows], dtype=np.float64)
     failures, failed_amount, payments, amount = figures.reshape(len(rows), 4).T
@@ -299,3 +289,16 @@ def skipped_text(skipped: tuple[tuple[str, int], ...]) -> str:
     "status 'TIMEOUT': 40 rows, null gateway: 3 rows"
     """
     return ", ".join(f"{reason}: {rows} rows" for reason, rows in skipped)
+
+
+def _rows(
+    source: SqlSource, query: sa.Executable, params: dict[str, Any], what: str
+) -> Sequence[Any] | None:
+    """The rows of a follow-up query, or None (logged as "could not read WHAT") when the
+    database fails it: these reads add detail to an alert and never fail a tick."""
+    try:
+        with source.engine.connect() as connection:
+            return connection.execute(query, params).all()
+    except sa.exc.SQLAlchemyError as exc:
+        log.warning("could not read %s: %s", what, error_text(exc))
+        return None
